@@ -1,0 +1,49 @@
+"""The one error hierarchy of alta.
+
+Every error alta raises on purpose derives from :class:`AltaError`, so a caller can catch
+``AltaError`` for "the user asked for something alta cannot do" and let real bugs through.
+The concrete classes also derive from the matching built-in (``ValueError``, ``FileNotFoundError``,
+``RuntimeError``) so code written against the built-ins keeps working.
+
+Messages follow one pattern: what was received, what was expected, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AltaError",
+    "ConfigError",
+    "DataError",
+    "BackboneError",
+    "ShapeError",
+    "StateError",
+    "CheckpointError",
+]
+
+
+class AltaError(Exception):
+    """Root of every error alta raises on purpose."""
+
+
+class ConfigError(AltaError, ValueError):
+    """A configuration value, name or combination of options is invalid."""
+
+
+class DataError(AltaError, ValueError):
+    """A dataset, data root, class list or class order is missing or malformed."""
+
+
+class BackboneError(AltaError, RuntimeError):
+    """A CLIP backbone cannot be built or loaded (unknown name, weights not available offline)."""
+
+
+class ShapeError(AltaError, ValueError):
+    """A tensor does not have the shape, size or dtype the receiver needs."""
+
+
+class StateError(AltaError, RuntimeError):
+    """An operation was called in the wrong order (e.g. evaluation before any experience)."""
+
+
+class CheckpointError(AltaError, RuntimeError):
+    """A checkpoint or saved state is corrupt, incomplete, or belongs to a different run."""

@@ -1,0 +1,46 @@
+"""Shared test fixtures: a tiny random-weight CLIP, the shared real-data folder, seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_root() -> Path | None:
+    """The shared real-data folder: $ALTA_DATA_ROOT, else ../shared/data beside the repo."""
+    env = os.environ.get("ALTA_DATA_ROOT")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """Root of the shared real data; skips the test when it is absent (users' machines)."""
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("shared real-data folder not found: set ALTA_DATA_ROOT to a folder holding cifar10/")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(data_root: Path) -> Path:
+    path = data_root / "cifar10"
+    if not (path / "train").is_dir():
+        pytest.skip(f"CIFAR-10 image folders not found under {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet_root(data_root: Path) -> Path:
+    path = data_root / "tiny-imagenet-200-sample"
+    if not (path / "wnids.txt").is_file():
+        pytest.skip(f"Tiny-ImageNet sample not found under {path}")
+    return path
