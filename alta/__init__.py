@@ -1,6 +1,22 @@
-"""alta: ALTA continual learning with CLIP (Li et al., IEEE TMM 2023)."""
+"""alta: continual learning with CLIP, implementing ALTA.
 
+ALTA: W. Li, B.-B. Gao, B. Xia, J. Wang, J. Liu, Y. Liu, C. Wang, F. Zheng, "Cross-Modal
+Alternating Learning with Task-Aware Representations for Continual Learning", IEEE Transactions
+on Multimedia, 2023 (reference code: github.com/vijaylee/ALTA).
+
+The public surface is what ``__all__`` lists: four core objects users wire into their own loops
+(:class:`ScenarioStream`, :class:`MemoryBuffer`, :class:`CrossModalLearner`,
+:class:`AlternatingSchedule`), the factories and listings of named things, evaluation and the
+convenience loops, metrics, and the error hierarchy. Importing alta has no side effects and
+downloads nothing.
+"""
+
+from . import metrics
 from ._version import __version__
+from .backbones import ClipBackbone, list_backbones, load_backbone
+from .buffer import MemoryBuffer, list_buffer_policies
+from .cache import FeatureCache
+from .data import Experience, ScenarioStream, list_datasets, make_transform
 from .errors import (
     AltaError,
     BackboneError,
@@ -10,9 +26,41 @@ from .errors import (
     ShapeError,
     StateError,
 )
+from .evaluation import EvaluationResult, evaluate
+from .learner import CrossModalLearner
+from .methods import get_method, list_methods
+from .optim import build_optimizer
+from .schedule import AlternatingSchedule
+from .training import StreamResult, fit_experience, run_stream
 
 __all__ = [
     "__version__",
+    # core objects
+    "ScenarioStream",
+    "MemoryBuffer",
+    "CrossModalLearner",
+    "AlternatingSchedule",
+    # factories and listings
+    "load_backbone",
+    "list_backbones",
+    "list_methods",
+    "get_method",
+    "list_datasets",
+    "list_buffer_policies",
+    "make_transform",
+    "build_optimizer",
+    # evaluation, loops, metrics
+    "evaluate",
+    "fit_experience",
+    "run_stream",
+    "metrics",
+    # supporting types
+    "ClipBackbone",
+    "Experience",
+    "EvaluationResult",
+    "FeatureCache",
+    "StreamResult",
+    # errors
     "AltaError",
     "BackboneError",
     "CheckpointError",

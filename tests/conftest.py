@@ -44,3 +44,20 @@ def tiny_imagenet_root(data_root: Path) -> Path:
     if not (path / "wnids.txt").is_file():
         pytest.skip(f"Tiny-ImageNet sample not found under {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """A tiny CLIP (clip.model.CLIP, ViT image encoder, 32 px, D = W = 128) with seeded random
+    weights, frozen. Session-scoped: never mutate it."""
+    from alta.backbones import load_backbone
+
+    return load_backbone("tiny-vit", device="cpu", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_rn():
+    """The ResNet flavour of the tiny CLIP (modified ResNet image encoder, 32 px)."""
+    from alta.backbones import load_backbone
+
+    return load_backbone("tiny-rn", device="cpu", seed=0)

@@ -1,0 +1,571 @@
+"""Frozen CLIP backbones: OpenAI weights through clip-anytorch, local checkpoints, and small
+random-weight models for tests and offline runs.
+
+ALTA (Li et al., IEEE TMM 2023, Sec. III) keeps both CLIP encoders frozen; only the context
+vectors of the prompt and the image adapter learn. :class:`ClipBackbone` wraps a
+``clip.model.CLIP`` accordingly: it is always in eval mode, has no trainable parameters, and
+exposes the three encodings ALTA needs:
+
+- :meth:`ClipBackbone.encode_images`: the task-invariant image feature f1, shape (B, D);
+- :meth:`ClipBackbone.encode_tokens`: text features of tokenised sentences (CLIP's
+  ``encode_text``), used for the hand-written prompts w1;
+- :meth:`ClipBackbone.encode_prompt_embeddings`: text features of token *embeddings*, used for
+  learned prompts w2 (CoOp, Zhou et al., IJCV 2022).
+
+Both text paths run the transformer only up to the longest end-of-text (EOT) position among the
+sequences they encode. CLIP's text transformer uses a causal mask, so a position never attends
+to later ones and the feature read at the EOT token does not depend on the padding after it:
+the truncated encoding is exact (``tests/test_backbones.py`` checks it against full length).
+
+Names (see :func:`list_backbones`):
+
+- the OpenAI CLIP names of clip-anytorch (``RN50``, ``RN101``, ``RN50x4``, ``RN50x16``,
+  ``ViT-B/32``, ``ViT-B/16`` and the others ``clip.available_models()`` lists): pretrained
+  weights, read from ``download_root`` (default ``~/.cache/clip``) and downloaded there if
+  missing and ``download=True``;
+- a path to a local checkpoint file (an OpenAI ``.pt`` archive or a state dict);
+- ``tiny-vit`` and ``tiny-rn``: a few million parameters, 32 px input, seeded random weights;
+- ``random-<OpenAI name>`` (e.g. ``random-ViT-B/32``): the real architecture with seeded random
+  weights, for speed measurements without downloads.
+
+Random-weight backbones are marked ``pretrained=False``; anything that reports results from them
+must say that they are not comparable with the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import BackboneError, ConfigError, ShapeError
+from .io import atomic_write
+from .registry import Registry
+
+__all__ = [
+    "ClipArchitecture",
+    "ClipBackbone",
+    "load_backbone",
+    "list_backbones",
+    "default_download_root",
+    "save_backbone",
+    "BACKBONES",
+    "import_clip",
+]
+
+logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ClipArchitecture:
+    """Sizes of a ``clip.model.CLIP`` (the constructor's arguments).
+
+    ``vision_layers`` is an int for a ViT image encoder and a 4-tuple for a modified ResNet.
+    Text width and image width must be multiples of 64 so that clip-anytorch's
+    ``build_model`` (which derives the number of heads as width // 64) can reload a saved
+    state dict.
+    """
+
+    embed_dim: int
+    image_resolution: int
+    vision_layers: int | tuple[int, int, int, int]
+    vision_width: int
+    vision_patch_size: int | None
+    transformer_width: int
+    transformer_heads: int
+    transformer_layers: int
+    context_length: int = 77
+    vocab_size: int = 49408
+
+    def build(self, *, seed: int = 0) -> nn.Module:
+        """Build a ``clip.model.CLIP`` with seeded random weights (the global RNG is untouched)."""
+        CLIP = import_clip().model.CLIP
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CLIP(
+                self.embed_dim,
+                self.image_resolution,
+                self.vision_layers,
+                self.vision_width,
+                self.vision_patch_size,
+                self.context_length,
+                self.vocab_size,
+                self.transformer_width,
+                self.transformer_heads,
+                self.transformer_layers,
+            )
+        return model.float().eval()
+
+
+# name -> architecture of a random-weight backbone
+BACKBONES: Registry[ClipArchitecture] = Registry("backbone")
+
+BACKBONES.add(
+    "tiny-vit",
+    ClipArchitecture(
+        embed_dim=128, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
+        transformer_width=128, transformer_heads=2, transformer_layers=2,
+    ),
+)
+BACKBONES.add(
+    "tiny-rn",
+    ClipArchitecture(
+        embed_dim=128, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
+        vision_patch_size=None, transformer_width=128, transformer_heads=2, transformer_layers=2,
+    ),
+)
+
+# The OpenAI architectures (Radford et al., ICML 2021, Tables 19-20), for random-init speed tests.
+_OPENAI_ARCHITECTURES = {
+    "RN50": ClipArchitecture(1024, 224, (3, 4, 6, 3), 64, None, 512, 8, 12),
+    "RN101": ClipArchitecture(512, 224, (3, 4, 23, 3), 64, None, 512, 8, 12),
+    "RN50x4": ClipArchitecture(640, 288, (4, 6, 10, 6), 80, None, 640, 10, 12),
+    "RN50x16": ClipArchitecture(768, 384, (6, 8, 18, 8), 96, None, 768, 12, 12),
+    "ViT-B/32": ClipArchitecture(512, 224, 12, 768, 32, 512, 8, 12),
+    "ViT-B/16": ClipArchitecture(512, 224, 12, 768, 16, 512, 8, 12),
+}
+for _name, _arch in _OPENAI_ARCHITECTURES.items():
+    BACKBONES.add(f"random-{_name}", _arch)
+
+
+def import_clip():
+    """Import clip-anytorch, hiding its ``pkg_resources`` deprecation warning.
+
+    Returns:
+        The ``clip`` module (``clip.tokenize``, ``clip.model``, ``clip.load``).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        import clip  # noqa: PLC0415 - clip-anytorch; imported lazily so `import alta` stays light
+
+    return clip
+
+
+def _openai_models() -> dict[str, str]:
+    return dict(import_clip().clip._MODELS)
+
+
+def list_backbones(*, pretrained: bool | None = None) -> list[str]:
+    """Names accepted by :func:`load_backbone` (a local checkpoint path is accepted too).
+
+    Args:
+        pretrained: ``True`` for the OpenAI names only, ``False`` for the random-weight ones,
+            ``None`` (default) for both.
+    """
+    names: list[str] = []
+    if pretrained in (None, True):
+        names += list(_openai_models())
+    if pretrained in (None, False):
+        names += BACKBONES.names()
+    return names
+
+
+def default_download_root() -> Path:
+    """Where clip-anytorch keeps downloaded weights: ``~/.cache/clip``."""
+    return Path(os.path.expanduser("~/.cache/clip"))
+
+
+class ClipBackbone(nn.Module):
+    """A frozen CLIP model with the encodings ALTA needs.
+
+    Build one with :func:`load_backbone`. The wrapped model never trains: every parameter has
+    ``requires_grad=False`` and :meth:`train` keeps it in eval mode (batch-norm statistics of the
+    ResNet encoders stay fixed, as in the reference code).
+
+    Attributes:
+        name: The name or path it was loaded from.
+        pretrained: ``True`` for OpenAI weights (or a local checkpoint not marked otherwise),
+            ``False`` for random weights.
+        source: Where the weights came from (file path, or ``"random weights, seed=<s>"``).
+        model: The wrapped ``clip.model.CLIP``.
+        input_resolution: Image size in pixels the image encoder expects (from the model).
+        embed_dim: D, the joint embedding dimension.
+        token_width: W, the text transformer width (size of one token embedding).
+        context_length: L, the text context length (77 for OpenAI CLIP).
+        logit_scale: s = exp(CLIP's learned logit scale), frozen (100 for OpenAI weights).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        name: str,
+        pretrained: bool,
+        source: str,
+        precision: str = "fp32",
+    ) -> None:
+        super().__init__()
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ConfigError(f"precision must be 'fp32', 'fp16' or 'bf16', got {precision!r}")
+        self.model = model.eval()
+        self.model.requires_grad_(False)
+        self.name = name
+        self.pretrained = pretrained
+        self.source = source
+        self.precision = precision
+        self.input_resolution = int(model.visual.input_resolution)
+        self.embed_dim = int(model.text_projection.shape[1])
+        self.token_width = int(model.token_embedding.weight.shape[1])
+        self.context_length = int(model.context_length)
+        self.logit_scale = float(model.logit_scale.detach().float().exp())
+        self._apply_precision()
+
+    # ---------------------------------------------------------------- housekeeping
+    def _apply_precision(self) -> None:
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+        if dtype == torch.float32:
+            self.model.float()
+        else:
+            # Same layers as clip-anytorch's convert_weights; LayerNorm computes in fp32 anyway.
+            for module in self.model.modules():
+                if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                    module.to(dtype)
+                elif isinstance(module, nn.MultiheadAttention):
+                    for attr in ("in_proj_weight", "in_proj_bias", "bias_k", "bias_v"):
+                        tensor = getattr(module, attr)
+                        if tensor is not None:
+                            tensor.data = tensor.data.to(dtype)
+            for holder in (self.model, self.model.visual):
+                for attr in ("text_projection", "proj"):
+                    tensor = getattr(holder, attr, None)
+                    if isinstance(tensor, torch.Tensor):
+                        tensor.data = tensor.data.to(dtype)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the encoders."""
+        return self.model.visual.conv1.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.token_embedding.weight.device
+
+    def train(self, mode: bool = True) -> "ClipBackbone":
+        """The backbone is frozen: it stays in eval mode whatever ``mode`` is."""
+        return super().train(False)
+
+    def fingerprint(self) -> str:
+        """A short stable identifier of the weights (for feature-cache keys).
+
+        For named random backbones it is derived from the name and seed; for pretrained or local
+        weights from the name/path and a checksum of a few parameter tensors.
+        """
+        h = hashlib.sha256(self.name.encode())
+        h.update(self.source.encode())
+        h.update(self.precision.encode())
+        for tensor in (self.model.visual.conv1.weight, self.model.text_projection, self.model.token_embedding.weight):
+            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes()[: 1 << 16])
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """A JSON-ready description (name, pretrained, source, sizes) for results files."""
+        return {
+            "name": self.name,
+            "pretrained": self.pretrained,
+            "source": self.source,
+            "precision": self.precision,
+            "input_resolution": self.input_resolution,
+            "embed_dim": self.embed_dim,
+            "token_width": self.token_width,
+            "logit_scale": self.logit_scale,
+            "fingerprint": self.fingerprint(),
+        }
+
+    def __repr__(self) -> str:
+        kind = "pretrained" if self.pretrained else "RANDOM weights, not pretrained"
+        return (
+            f"ClipBackbone({self.name!r}, {kind}, {self.input_resolution}px, D={self.embed_dim}, "
+            f"W={self.token_width}, precision={self.precision})"
+        )
+
+    # ---------------------------------------------------------------- encodings
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Task-invariant image features f1 (unnormalised, as CLIP's ``encode_image``).
+
+        Args:
+            images: Preprocessed images on any device.
+
+        Returns:
+            Float32 features on the backbone's device.
+
+        Raises:
+            ShapeError: if ``images`` is not (B, 3, R, R) with R the backbone's resolution.
+
+        Shape:
+            images: (B, 3, R, R); returns (B, D).
+        """
+        self.check_images(images)
+        images = images.to(self.device, dtype=self.dtype, non_blocking=True)
+        return self.model.encode_image(images).float()
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise :class:`ShapeError` unless ``images`` is (B, 3, R, R) at this backbone's R."""
+        r = self.input_resolution
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, r, r):
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ShapeError(
+                f"backbone {self.name!r} expects images of shape (B, 3, {r}, {r}), got {got}; "
+                f"resize them to {r} px (e.g. ScenarioStream.from_name(..., resolution={r}) or "
+                f"alta.data.make_transform(..., resolution={r}))"
+            )
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of token ids, in float32.
+
+        Shape:
+            tokens: (N, L) int64; returns (N, L, W).
+        """
+        with torch.no_grad():
+            return self.model.token_embedding(tokens.to(self.device)).float()
+
+    def encode_prompt_embeddings(
+        self, embeddings: torch.Tensor, eot_positions: torch.Tensor, *, truncate: bool = True
+    ) -> torch.Tensor:
+        """Text features of sequences given as token embeddings (CoOp's text encoder).
+
+        Identical to CLIP's ``encode_text`` after its embedding lookup: add positional embeddings,
+        run the causal transformer, apply the final layer norm, read the EOT position, project
+        with ``text_projection``. Gradients flow to ``embeddings`` (the learned context vectors).
+
+        Args:
+            embeddings: Token embeddings; only the first ``max(eot_positions) + 1`` positions are
+                read when ``truncate`` is true, so they may be shorter than L.
+            eot_positions: Index of the EOT token of each sequence.
+            truncate: Run the transformer only up to the longest EOT position (exact under the
+                causal mask). ``False`` runs all L positions as the reference code does; then
+                ``embeddings`` must have L positions.
+
+        Returns:
+            Unnormalised float32 text features.
+
+        Shape:
+            embeddings: (N, L', W); eot_positions: (N,); returns (N, D).
+        """
+        if embeddings.ndim != 3 or embeddings.shape[-1] != self.token_width:
+            raise ShapeError(
+                f"expected token embeddings of shape (N, L, {self.token_width}), got {tuple(embeddings.shape)}"
+            )
+        eot_positions = eot_positions.to(embeddings.device)
+        n_pos = int(eot_positions.max()) + 1 if truncate else self.context_length
+        if embeddings.shape[1] < n_pos:
+            raise ShapeError(f"need at least {n_pos} token positions, got {embeddings.shape[1]}")
+        model = self.model
+        x = embeddings[:, :n_pos].to(self.dtype) + model.positional_embedding[:n_pos].to(self.dtype)  # (N, L', W)
+        x = x.permute(1, 0, 2)  # (L', N, W): clip's transformer is sequence-first
+        x = model.transformer(x)  # causal mask sliced to L' x L' inside each block
+        x = x.permute(1, 0, 2)  # (N, L', W)
+        x = model.ln_final(x).to(self.dtype)
+        x = x[torch.arange(x.shape[0], device=x.device), eot_positions]  # (N, W): EOT read-out
+        return (x @ model.text_projection).float()  # (N, D)
+
+    def encode_tokens(self, tokens: torch.Tensor, *, truncate: bool = True, chunk_size: int = 256) -> torch.Tensor:
+        """Text features of tokenised sentences (CLIP's ``encode_text``), without gradients.
+
+        Args:
+            tokens: Token ids from ``clip.tokenize`` (EOT is the largest id of each row).
+            truncate: Stop at the longest EOT position (exact; see the module docstring).
+            chunk_size: Sentences encoded per forward pass (bounds memory for many classes).
+
+        Shape:
+            tokens: (N, L) int64; returns (N, D) float32.
+        """
+        tokens = tokens.to(self.device)
+        eot = tokens.argmax(dim=-1)
+        out = []
+        with torch.no_grad():
+            for start in range(0, tokens.shape[0], chunk_size):
+                tok = tokens[start : start + chunk_size]
+                e = eot[start : start + chunk_size]
+                n_pos = int(e.max()) + 1 if truncate else tok.shape[1]
+                emb = self.model.token_embedding(tok[:, :n_pos]).float()
+                out.append(self.encode_prompt_embeddings(emb, e, truncate=truncate))
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
+
+
+# -------------------------------------------------------------------- loading
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def save_backbone(backbone: ClipBackbone, path: str | os.PathLike) -> Path:
+    """Save a backbone's weights as a state dict that ``load_backbone(path)`` (and
+    ``clip.load(path)``) can read, plus a ``<path>.json`` sidecar recording its provenance
+    (name, pretrained), written atomically.
+
+    Returns:
+        The checkpoint path.
+    """
+    path = Path(path)
+    state = {k: v.detach().float().cpu() for k, v in backbone.model.state_dict().items()}
+    atomic_write(path, lambda f: torch.save(state, f))
+    meta = {"name": backbone.name, "pretrained": backbone.pretrained, "source": backbone.source}
+    atomic_write(_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    return path
+
+
+def _download(url: str, target: Path, *, timeout: float) -> None:
+    expected = url.split("/")[-2]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading CLIP weights %s -> %s", url, target)
+    digest = hashlib.sha256()
+
+    def writer(handle):
+        with urllib.request.urlopen(url, timeout=timeout) as source:
+            while True:
+                block = source.read(1 << 20)
+                if not block:
+                    break
+                digest.update(block)
+                handle.write(block)
+        if digest.hexdigest() != expected:
+            raise BackboneError(f"downloaded {url} but its SHA256 does not match; try again")
+
+    atomic_write(target, writer)
+
+
+def _offline_message(name: str, target: Path, reason: str) -> str:
+    return (
+        f"pretrained CLIP weights for {name!r} are not available ({reason}). "
+        f"Place the OpenAI checkpoint file at {target} (clip-anytorch's cache; download it on a "
+        f"machine with internet, e.g. `python -c \"import clip; clip.load('{name}', device='cpu')\"`, "
+        f"then copy ~/.cache/clip/{target.name}), or pass a local checkpoint file instead of the "
+        f"name (`--visual /path/to/{target.name}`). For offline runs without weights use a "
+        f"random-weight backbone: {', '.join(BACKBONES.names()[:2])}."
+    )
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
+    return device
+
+
+def load_backbone(
+    name: str | os.PathLike,
+    *,
+    device: str | torch.device | None = "cpu",
+    precision: str = "auto",
+    download_root: str | os.PathLike | None = None,
+    download: bool = True,
+    seed: int = 0,
+    timeout: float = 30.0,
+) -> ClipBackbone:
+    """Load a frozen CLIP backbone by name or from a local file.
+
+    Args:
+        name: An OpenAI name (``RN50``, ``ViT-B/16``, ...: see :func:`list_backbones`), a
+            random-weight name (``tiny-vit``, ``tiny-rn``, ``random-ViT-B/32``, ...), or the path
+            of a local checkpoint (OpenAI ``.pt`` archive or state dict).
+        device: Where to put it (``None``: CUDA when available).
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA, fp32 on CPU).
+            Only the frozen encoders use it; trainable parameters are always fp32.
+        download_root: Folder of pretrained weights (default ``~/.cache/clip``).
+        download: Download missing OpenAI weights. With ``False`` a missing file fails at once.
+        seed: Seed of the random weights of random-weight backbones.
+        timeout: Seconds before a stalled download is abandoned.
+
+    Returns:
+        The backbone, frozen, in eval mode.
+
+    Raises:
+        BackboneError: unknown name, missing weights offline, or an unreadable checkpoint. The
+            message says where the weights file must be placed.
+    """
+    device = _resolve_device(device)
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    name = os.fspath(name)
+    openai = _openai_models()
+
+    if name in BACKBONES:
+        canonical = BACKBONES.resolve(name)
+        model = BACKBONES.get(canonical).build(seed=seed)
+        backbone = ClipBackbone(
+            model, name=canonical, pretrained=False, source=f"random weights, seed={seed}", precision=precision
+        )
+        return backbone.to(device)
+
+    if name in openai:
+        root = Path(download_root) if download_root is not None else default_download_root()
+        url = openai[name]
+        target = root / os.path.basename(url)
+        if not target.is_file():
+            if not download:
+                raise BackboneError(_offline_message(name, target, "file missing and download=False"))
+            try:
+                _download(url, target, timeout=timeout)
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                raise BackboneError(_offline_message(name, target, f"download failed: {exc}")) from exc
+        path, pretrained, label = target, True, name
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise BackboneError(
+                f"unknown backbone {name!r}: not a CLIP name and not an existing file. "
+                f"Pretrained names: {', '.join(openai)}; random-weight names: {', '.join(BACKBONES.names())}; "
+                f"or give the path of a local checkpoint (.pt)."
+            )
+        pretrained, label = True, str(path)
+        sidecar = _sidecar(path)
+        if sidecar.is_file():
+            try:
+                meta = json.loads(sidecar.read_text())
+                pretrained = bool(meta.get("pretrained", True))
+                label = str(meta.get("name", label))
+            except (ValueError, OSError):
+                logger.warning("ignoring unreadable backbone sidecar %s", sidecar)
+
+    model = _load_clip_file(path)
+    backbone = ClipBackbone(model, name=label, pretrained=pretrained, source=str(path), precision=precision)
+    return backbone.to(device)
+
+
+def _load_clip_file(path: Path) -> nn.Module:
+    """Read an OpenAI JIT archive or a state dict into a ``clip.model.CLIP`` on the CPU."""
+    build_model = import_clip().model.build_model
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.load deprecation
+            archive = torch.jit.load(str(path), map_location="cpu").eval()
+        state_dict = archive.state_dict()
+    except RuntimeError:
+        try:
+            state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+            raise BackboneError(
+                f"could not read {path} as a CLIP checkpoint ({type(exc).__name__}: {exc}); expected an "
+                f"OpenAI .pt archive or a state dict saved with alta.backbones.save_backbone"
+            ) from exc
+    if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, dict) or "text_projection" not in state_dict:
+        raise BackboneError(
+            f"{path} is not a CLIP state dict (no 'text_projection' key); expected an OpenAI .pt "
+            f"archive or a state dict saved with alta.backbones.save_backbone"
+        )
+    weights = {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    try:
+        model = build_model(dict(weights)).float()
+        # build_model loads through fp16 layers; reload so fp32 checkpoints keep full precision
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    except Exception as exc:  # noqa: BLE001
+        raise BackboneError(f"{path} does not match any CLIP architecture: {type(exc).__name__}: {exc}") from exc
+    return model.eval()
+

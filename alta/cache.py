@@ -1,0 +1,221 @@
+"""Frozen image features of whole datasets, computed once and reused.
+
+Both CLIP encoders are frozen in ALTA, so the image feature f1 of an image under a deterministic
+transform never changes during a run. The reference code nevertheless re-encodes every test
+image at every evaluation and every training image at every epoch. :class:`FeatureCache` stores
+features of a dataset keyed by the backbone's weights, the dataset's samples and transform, and
+the number of augmented views, so a stale cache is never used:
+
+- evaluation sets (deterministic test transform): exact, always worth it;
+- training sets, mode ``fixed``: each image encoded once under a deterministic transform
+  (exact for a protocol without augmentation);
+- training sets, mode ``views:K``: K augmented views per image encoded once, one view drawn per
+  epoch. This is an *approximation* of the reference protocol, which draws a fresh augmentation
+  every epoch.
+
+A cache lives in memory, or on disk (``directory``), where files are written atomically and
+read back memory-mapped (``torch.load(..., mmap=True)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import ConfigError
+from .io import save_torch
+
+__all__ = ["FeatureCache", "CachedFeatures", "encode_dataset", "parse_cache_mode", "CACHE_MODES"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_MODES = ("none", "fixed", "views:K")
+
+
+def parse_cache_mode(mode: str) -> tuple[str, int]:
+    """Parse a training-feature cache mode.
+
+    Args:
+        mode: ``"none"``, ``"fixed"`` or ``"views:K"`` with K >= 1.
+
+    Returns:
+        ``(kind, views)``: ``("none", 0)``, ``("fixed", 1)`` or ``("views", K)``.
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    if mode == "none":
+        return "none", 0
+    if mode == "fixed":
+        return "fixed", 1
+    if isinstance(mode, str) and mode.startswith("views:"):
+        try:
+            k = int(mode.split(":", 1)[1])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return "views", k
+    raise ConfigError(f"feature cache mode must be 'none', 'fixed' or 'views:K' with K >= 1 (e.g. 'views:4'), got {mode!r}")
+
+
+@dataclass(frozen=True)
+class CachedFeatures:
+    """Features of a dataset in its order.
+
+    Attributes:
+        features: Frozen image features f1, float32; (N, D), or (K, N, D) for K views.
+        labels: Labels of the samples, (N,) int64.
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+
+
+def _dataset_key(dataset: Dataset) -> str:
+    key = getattr(dataset, "cache_key", None)
+    if callable(key):
+        return key()
+    raise ConfigError(
+        f"{type(dataset).__name__} has no cache_key(); feature caching needs datasets from ScenarioStream "
+        f"(ExperienceDataset), whose key identifies the samples and the transform"
+    )
+
+
+def encode_dataset(
+    backbone,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    views: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+    description: str = "encoding",
+) -> CachedFeatures:
+    """Encode every image of ``dataset`` with the frozen image encoder, in dataset order.
+
+    Random transforms draw their randomness from ``seed`` (per view), so the result is
+    reproducible.
+
+    Args:
+        backbone: A :class:`~alta.backbones.ClipBackbone`.
+        dataset: Yields ``(image, label)`` with images at the backbone's resolution.
+        batch_size: Images per forward pass.
+        num_workers: DataLoader workers.
+        views: Passes over the dataset (augmented views when its transform is random).
+        seed: Seed of the transform's randomness.
+        progress: Show a tqdm progress bar.
+        description: Progress-bar label.
+
+    Returns:
+        :class:`CachedFeatures` with features (N, D) if ``views == 1`` else (K, N, D).
+    """
+    from tqdm.auto import tqdm
+
+    pin = backbone.device.type == "cuda"
+    all_views, labels = [], None
+    for view in range(views):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + view)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            pin_memory=pin, generator=generator)
+        feats, labs = [], []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + view)  # transforms in the main process use the global RNG
+            for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
+                                  disable=not progress, leave=False):
+                feats.append(backbone.encode_images(images).cpu())
+                labs.append(torch.as_tensor(y, dtype=torch.long))
+        all_views.append(torch.cat(feats) if feats else torch.empty(0, backbone.embed_dim))
+        labels = torch.cat(labs) if labs else torch.empty(0, dtype=torch.long)
+    features = all_views[0] if views == 1 else torch.stack(all_views)
+    return CachedFeatures(features=features, labels=labels)
+
+
+class FeatureCache:
+    """A store of dataset features keyed by backbone, samples, transform and views.
+
+    Args:
+        directory: Folder for on-disk caching (memory-mapped reads). ``None`` keeps features
+            in memory only.
+
+    Example:
+        >>> cache = FeatureCache()  # doctest: +SKIP
+        >>> test = cache.features(learner.backbone, experience.test)  # doctest: +SKIP
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self._memory: dict[str, CachedFeatures] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(backbone, dataset: Dataset, *, views: int = 1, seed: int = 0) -> str:
+        """The cache key: backbone fingerprint + dataset key (samples, labels, transform) + views."""
+        h = hashlib.sha256()
+        for part in (backbone.fingerprint(), _dataset_key(dataset), f"views={views}", f"seed={seed if views > 1 else 0}"):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()[:32]
+
+    def features(
+        self,
+        backbone,
+        dataset: Dataset,
+        *,
+        views: int = 1,
+        seed: int = 0,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        progress: bool = False,
+    ) -> CachedFeatures:
+        """Features of ``dataset``: from the cache, or encoded now and stored.
+
+        Args:
+            backbone: The frozen backbone.
+            dataset: A dataset with ``cache_key()`` (an :class:`~alta.data.ExperienceDataset`).
+            views: Number of (augmented) views; 1 for deterministic transforms.
+            seed: Seed of the augmentation when ``views > 1``.
+            batch_size, num_workers, progress: Passed to :func:`encode_dataset`.
+
+        Returns:
+            :class:`CachedFeatures`; features (N, D) or (K, N, D).
+        """
+        key = self.key(backbone, dataset, views=views, seed=seed)
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        path = self.directory / f"{key}.pt" if self.directory is not None else None
+        if path is not None and path.is_file():
+            try:
+                stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+                cached = CachedFeatures(features=stored["features"], labels=stored["labels"])
+                self._memory[key] = cached
+                self.hits += 1
+                return cached
+            except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed
+                logger.warning("feature cache file %s unreadable (%s); recomputing", path, exc)
+        self.misses += 1
+        cached = encode_dataset(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
+                                views=views, seed=seed, progress=progress)
+        if path is not None:
+            save_torch(path, {"features": cached.features.contiguous(), "labels": cached.labels})
+        self._memory[key] = cached
+        return cached
+
+    def clear(self) -> None:
+        """Forget the in-memory entries (files on disk stay)."""
+        self._memory.clear()
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    def __repr__(self) -> str:
+        where = str(self.directory) if self.directory else "memory"
+        return f"FeatureCache({where}, entries={len(self)}, hits={self.hits}, misses={self.misses})"

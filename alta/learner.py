@@ -1,0 +1,645 @@
+"""ALTA's learner: frozen CLIP, a learned prompt snapshotted per experience, an image adapter,
+crossed image/text pairing and feature replay.
+
+Implements Li, Gao, Xia, Wang, Liu, Liu, Wang, Zheng, "Cross-Modal Alternating Learning with
+Task-Aware Representations for Continual Learning", IEEE Transactions on Multimedia 2023
+(reference code: github.com/vijaylee/ALTA), and the nine method variants of that code
+(:mod:`alta.methods`).
+
+The four representations (paper, Fig. 2 and Sec. III):
+
+- f1, task-invariant image representation: frozen CLIP image feature, (B, D);
+- f2, task-aware image representation: ``adapter(f1)``, adapter = Linear(D, D/16) -> ReLU ->
+  Linear(D/16, D);
+- w1, task-invariant text representation: frozen feature of "a photo of a {class}", (C, D);
+- w2, task-aware text representation: feature of the learned prompt
+  ``[SOS][ctx_1..ctx_4][class][.][EOS]`` (CoOp), (C, D).
+
+ALTA's logits are ``s*cos(f1, w2) + s*cos(f2, w1)``. When an experience ends, the prompts of its
+classes are frozen (prompt snapshot, Sec. III-B); because the text encoder is frozen too, their
+features are computed once at that moment and reused (an exact saving). The hand-written
+features w1 are computed once per run. At every training step the learned-prompt features of
+the classes still learning are computed once and shared by the current batch and the replay
+batch.
+
+The loss (DER++ in feature space; Buzzega et al., NeurIPS 2020) is
+``CE(z, y) + alpha * CE(z_b, y_b) + beta * MSE(z_b, z_b_stored)`` with (y_b, f1_b, z_b_stored)
+drawn from a :class:`~alta.buffer.MemoryBuffer` and ``z_b`` recomputed from ``f1_b``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import ClipBackbone, load_backbone
+from .errors import CheckpointError, ConfigError, ShapeError, StateError
+from .methods import DEFAULT_METHOD, MethodSpec, get_method
+from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
+from .schedule import AlternatingSchedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .buffer import MemoryBuffer
+
+__all__ = ["CrossModalLearner", "TextFeatures", "HEADS"]
+
+logger = logging.getLogger(__name__)
+
+HEADS = ("all", "seen")
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """L2-normalised class text features used to score images.
+
+    Attributes:
+        w1: Hand-written prompt features (task-invariant), or ``None`` if the method does not
+            use them. Shape (C, D).
+        w2: Learned-prompt features (task-aware): snapshots for frozen classes, the current
+            context for the others, zero rows for classes outside the head; or ``None``.
+            Shape (C, D).
+    """
+
+    w1: torch.Tensor | None
+    w2: torch.Tensor | None
+
+
+def _adapter(dim: int, reduction: int) -> nn.Sequential:
+    hidden = max(1, dim // reduction)
+    return nn.Sequential(
+        OrderedDict(
+            [("linear1", nn.Linear(dim, hidden)), ("relu", nn.ReLU(inplace=True)), ("linear2", nn.Linear(hidden, dim))]
+        )
+    )
+
+
+class CrossModalLearner(nn.Module):
+    """ALTA and its variants on a frozen CLIP backbone, driven from your own loop.
+
+    Args:
+        backbone: A frozen :class:`~alta.backbones.ClipBackbone` (see
+            :func:`~alta.backbones.load_backbone`, or use :meth:`from_pretrained`).
+        class_names: One human-readable name per class of the stream, in label order
+            (``stream.class_names``). C = len(class_names).
+        method: A method of :func:`alta.list_methods` (``"alta"`` is the default
+            ``"oritext_mlp2cprompt_oriimg"``).
+        head: ``"all"``: logits cover every class of the stream from the first experience on
+            (the paper's protocol); ``"seen"``: classes not yet begun get logit ``-inf``.
+        alpha: Weight of the replay cross-entropy (METHOD.md Sec. 3; paper Eq. for L).
+        beta: Weight of the replay logit-matching MSE.
+        replay_batch_size: Items drawn from the buffer per step (32 in the reference code).
+        ctx_init: Words initialising the context vectors (their count is the number of vectors).
+        template: Hand-written prompt for w1, with one ``{}`` for the class name.
+        adapter_reduction: Adapter bottleneck: D -> D / reduction -> D (16 in the paper).
+        seed: Seed of the adapter's initial weights.
+        truncate_text: Run the text encoder only up to the longest EOT position (exact). Set
+            ``False`` to reproduce the reference's full 77-token encoding.
+
+    Raises:
+        ConfigError: unknown method or head, empty or duplicated class names, bad weights.
+
+    Shape:
+        ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
+        ``logits_from_features(f1)``: f1 (B, D) -> logits (B, C).
+
+    Example:
+        >>> learner = CrossModalLearner.from_pretrained(
+        ...     "tiny-vit", class_names=["cat", "dog"], method="alta")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        *,
+        class_names: Sequence[str],
+        method: str = DEFAULT_METHOD,
+        head: str = "all",
+        alpha: float = 0.4,
+        beta: float = 0.4,
+        replay_batch_size: int = 32,
+        ctx_init: str = "a photo of a",
+        template: str = "a photo of a {}",
+        adapter_reduction: int = 16,
+        seed: int = 0,
+        truncate_text: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, ClipBackbone):
+            raise ConfigError(
+                f"backbone must be an alta ClipBackbone, got {type(backbone).__name__}; build one with "
+                f"alta.load_backbone(name) or use CrossModalLearner.from_pretrained(name, ...)"
+            )
+        spec = get_method(method)
+        if head not in HEADS:
+            raise ConfigError(f"head must be one of {HEADS}, got {head!r} ('all' is the paper's protocol)")
+        for label, value in (("alpha", alpha), ("beta", beta)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{label} must be a finite number >= 0, got {value!r} (the paper uses 0.4)")
+        if isinstance(replay_batch_size, bool) or not isinstance(replay_batch_size, int) or replay_batch_size < 1:
+            raise ConfigError(f"replay_batch_size must be an integer >= 1, got {replay_batch_size!r}")
+        if isinstance(adapter_reduction, bool) or not isinstance(adapter_reduction, int) or adapter_reduction < 1:
+            raise ConfigError(f"adapter_reduction must be an integer >= 1, got {adapter_reduction!r}")
+        names = check_class_names(class_names)
+
+        self.backbone = backbone
+        self.method: MethodSpec = spec
+        self.class_names = names
+        self.head = head
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.replay_batch_size = replay_batch_size
+        self.template = template
+        self.truncate_text = bool(truncate_text)
+        self.seed = seed
+        device = backbone.device
+        num_classes, dim = len(names), backbone.embed_dim
+
+        # w1: computed once per run (the text encoder is frozen).
+        tokens = tokenize_class_prompts(names, template=template, context_length=backbone.context_length)
+        self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
+
+        self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
+        if spec.uses_adapter:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.adapter = _adapter(dim, adapter_reduction).to(device)
+        else:
+            self.adapter = None
+
+        # Prompt snapshots (Sec. III-B): normalised w2 of frozen classes, cached once.
+        self.register_buffer("snapshot_features", torch.zeros(num_classes, dim, device=device))  # (C, D)
+        self.register_buffer("snapshotted", torch.zeros(num_classes, dtype=torch.bool, device=device))  # (C,)
+        # Stream position.
+        self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.bool, device=device))  # (C,)
+        self.register_buffer("class_to_experience", torch.full((num_classes,), -1, dtype=torch.long, device=device))
+        self.register_buffer("experience_index", torch.tensor(-1, dtype=torch.long, device=device))
+        self._warned_no_replay = False
+
+    # ================================================================ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        visual: str,
+        *,
+        class_names: Sequence[str],
+        method: str = DEFAULT_METHOD,
+        head: str = "all",
+        device: str | torch.device | None = "cpu",
+        precision: str = "auto",
+        download_root: str | None = None,
+        download: bool = True,
+        backbone_seed: int = 0,
+        alpha: float = 0.4,
+        beta: float = 0.4,
+        replay_batch_size: int = 32,
+        ctx_init: str = "a photo of a",
+        template: str = "a photo of a {}",
+        adapter_reduction: int = 16,
+        seed: int = 0,
+        truncate_text: bool = True,
+    ) -> "CrossModalLearner":
+        """Load a CLIP backbone by name or file and build a learner on it.
+
+        Args:
+            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or a local
+                checkpoint path; see :func:`alta.load_backbone`.
+            class_names: Class names of the stream, in label order.
+            method: Method variant (default ALTA).
+            head: ``"all"`` or ``"seen"``.
+            device: Where the learner lives (``None``: CUDA when available).
+            precision: Precision of the frozen encoders (``"auto"``: fp16 on CUDA).
+            download_root: Folder of pretrained weights (default ``~/.cache/clip``).
+            download: Download missing pretrained weights (``False`` fails at once offline).
+            backbone_seed: Seed of random-weight backbones.
+            alpha, beta, replay_batch_size, ctx_init, template, adapter_reduction, seed,
+                truncate_text: As in :class:`CrossModalLearner`.
+
+        Raises:
+            BackboneError: unknown backbone or weights unavailable offline.
+            ConfigError: invalid method, head or options.
+        """
+        backbone = load_backbone(
+            visual, device=device, precision=precision, download_root=download_root, download=download, seed=backbone_seed
+        )
+        return cls(
+            backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
+            replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
+            adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
+        )
+
+    # ================================================================ properties
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes of the stream."""
+        return len(self.class_names)
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the joint embedding dimension."""
+        return self.backbone.embed_dim
+
+    @property
+    def input_resolution(self) -> int:
+        """Image size in pixels the backbone expects."""
+        return self.backbone.input_resolution
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def logit_scale(self) -> float:
+        """s = exp(CLIP logit_scale), frozen."""
+        return self.backbone.logit_scale
+
+    def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by branch: ``{"text": [ctx], "image": adapter params}``.
+
+        Only branches the method trains are present; the backbone never appears.
+        """
+        groups: dict[str, list[nn.Parameter]] = {}
+        if self.prompt_learner is not None:
+            groups["text"] = [self.prompt_learner.ctx]
+        if self.adapter is not None:
+            groups["image"] = list(self.adapter.parameters())
+        return groups
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """All trainable parameters (context vectors and adapter), for the optimizer."""
+        return [p for params in self.branch_parameters().values() for p in params]
+
+    def num_trainable_parameters(self) -> int:
+        """Number of trainable scalars (RN50 ALTA: 2,048 ctx + 132,160 adapter)."""
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def train(self, mode: bool = True) -> "CrossModalLearner":
+        super().train(mode)
+        self.backbone.train(False)  # frozen encoders always in eval mode
+        return self
+
+    # ================================================================ experiences
+    def begin_experience(self, experience) -> None:
+        """Start an experience: its classes become seen (and enter the head for ``head="seen"``).
+
+        Args:
+            experience: An :class:`~alta.data.Experience` (``index``, ``classes``,
+                ``class_to_experience``).
+
+        Raises:
+            ConfigError: if the experience's stream has a different number of classes.
+        """
+        mapping = torch.as_tensor(experience.class_to_experience, dtype=torch.long)
+        if mapping.shape != (self.num_classes,):
+            raise ConfigError(
+                f"the experience belongs to a stream of {mapping.numel()} classes but this learner was built "
+                f"for {self.num_classes} (class_names); build the learner with stream.class_names"
+            )
+        classes = torch.as_tensor(list(experience.classes), dtype=torch.long)
+        if classes.numel() and (classes.min() < 0 or classes.max() >= self.num_classes):
+            raise ConfigError(f"experience classes {classes.tolist()} are outside [0, {self.num_classes})")
+        self.class_to_experience.copy_(mapping.to(self.device))
+        self.seen[classes.to(self.device)] = True
+        self.experience_index.fill_(int(experience.index))
+
+    @torch.no_grad()
+    def end_experience(self, experience) -> None:
+        """End an experience: snapshot the prompts of its classes (methods with snapshots).
+
+        The features of a snapshotted class are computed once here, from the current context,
+        and stay bit-identical for the rest of the run (paper Sec. III-B). ``sprompt`` never
+        snapshots; methods without a prompt have nothing to freeze.
+
+        Args:
+            experience: The :class:`~alta.data.Experience` that ends.
+        """
+        if not (self.method.snapshot and self.prompt_learner is not None):
+            return
+        classes = torch.as_tensor(list(experience.classes), dtype=torch.long, device=self.device)
+        classes = classes[~self.snapshotted[classes]]
+        if classes.numel() == 0:
+            return
+        features = F.normalize(
+            self.prompt_learner.encode(self.backbone, classes, truncate=self.truncate_text), dim=-1
+        )  # (N, D)
+        self.snapshot_features[classes] = features
+        self.snapshotted[classes] = True
+
+    def _require_experience(self, what: str) -> None:
+        if int(self.experience_index) < 0 and self.method.branches:
+            raise StateError(
+                f"{what} called before any experience began; call learner.begin_experience(experience) "
+                f"for the first experience of the stream first"
+            )
+
+    # ================================================================ features and logits
+    def head_mask(self) -> torch.Tensor:
+        """Classes scored by the head: all of them (``"all"``) or those seen so far (``"seen"``).
+
+        Shape:
+            returns (C,) bool.
+        """
+        if self.head == "all":
+            return torch.ones_like(self.seen)
+        return self.seen.clone()
+
+    def learning_classes(self) -> torch.Tensor:
+        """Classes whose learned-prompt features follow the current context (not snapshotted,
+        inside the head).
+
+        Shape:
+            returns (N,) int64 class ids.
+        """
+        mask = self.head_mask()
+        if self.method.snapshot:
+            mask = mask & ~self.snapshotted
+        return mask.nonzero().squeeze(1)
+
+    def text_features(self, *, grad: bool = True) -> TextFeatures:
+        """Normalised class text features for the current state.
+
+        w2 is computed from the context vectors only for :meth:`learning_classes`; snapshotted
+        classes reuse their cached features. Call once per step and pass the result to
+        :meth:`logits_from_features` for every batch of that step.
+
+        Args:
+            grad: Track gradients to the context vectors (``False`` for evaluation or when the
+                text branch is not updated).
+
+        Returns:
+            :class:`TextFeatures` with w1 and w2 of shape (C, D) (``None`` where unused).
+        """
+        w1 = self.w1 if any(t == "w1" for _, t in self.method.terms) else None
+        w2 = None
+        if self.prompt_learner is not None:
+            ids = self.learning_classes()
+            if ids.numel() == 0:
+                w2 = self.snapshot_features
+            else:
+                with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                    fresh = F.normalize(
+                        self.prompt_learner.encode(self.backbone, ids, truncate=self.truncate_text), dim=-1
+                    )  # (N, D)
+                    if ids.numel() == self.num_classes:
+                        w2 = fresh  # every class is learning (first experience, head="all")
+                    else:
+                        w2 = self.snapshot_features.index_put((ids,), fresh)  # out of place: keeps the graph
+        return TextFeatures(w1=w1, w2=w2)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen image features f1 (unnormalised, as stored in the buffer).
+
+        Raises:
+            ShapeError: if the images do not match the backbone's input size.
+
+        Shape:
+            images: (B, 3, R, R); returns (B, D) float32.
+        """
+        return self.backbone.encode_images(images)
+
+    def _as_features(self, batch: torch.Tensor) -> torch.Tensor:
+        if not isinstance(batch, torch.Tensor):
+            raise ShapeError(f"expected a tensor of images (B, 3, R, R) or image features (B, D), got {type(batch).__name__}")
+        if batch.ndim == 4:
+            return self.encode_images(batch)
+        if batch.ndim == 2:
+            if batch.shape[1] != self.embed_dim:
+                raise ShapeError(
+                    f"image features have dimension {batch.shape[1]} but backbone {self.backbone.name!r} has "
+                    f"D={self.embed_dim}; features must come from the same backbone"
+                )
+            return batch.to(self.device, dtype=torch.float32, non_blocking=True)
+        raise ShapeError(
+            f"expected images (B, 3, {self.input_resolution}, {self.input_resolution}) or image features "
+            f"(B, {self.embed_dim}), got shape {tuple(batch.shape)}"
+        )
+
+    def logits_from_features(
+        self, image_features: torch.Tensor, text: TextFeatures | None = None, *, adapter_grad: bool = True
+    ) -> torch.Tensor:
+        """Logits of the method from frozen image features.
+
+        Args:
+            image_features: f1 from :meth:`encode_images` (or the buffer).
+            text: Text features from :meth:`text_features` (computed here without gradients if
+                omitted).
+            adapter_grad: Track gradients to the adapter (``False`` when the image branch is not
+                updated).
+
+        Returns:
+            ``sum over terms of s * cos(image, text)``; with ``head="seen"``, columns of classes
+            not yet seen are ``-inf``.
+
+        Shape:
+            image_features: (B, D); returns (B, C).
+        """
+        f1 = self._as_features(image_features)
+        if text is None:
+            text = self.text_features(grad=False)
+        s = self.logit_scale
+        images: dict[str, torch.Tensor] = {"f1": F.normalize(f1, dim=-1)}
+        if self.adapter is not None:
+            with torch.set_grad_enabled(adapter_grad and torch.is_grad_enabled()):
+                f2 = self.adapter(f1)  # (B, D), from the unnormalised f1 as in the reference
+                if any(i == "f2" for i, _ in self.method.terms):
+                    images["f2"] = F.normalize(f2, dim=-1)
+                if any(i == "f1+f2" for i, _ in self.method.terms):
+                    images["f1+f2"] = F.normalize(f1 + f2, dim=-1)
+        logits = None
+        for image_kind, text_kind in self.method.terms:
+            w = text.w1 if text_kind == "w1" else text.w2  # (C, D)
+            term = s * images[image_kind] @ w.t()  # (B, C)
+            logits = term if logits is None else logits + term
+        if self.head == "seen":
+            logits = logits.masked_fill(~self.seen, float("-inf"))
+        return logits
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class-IL logits of images (or of precomputed image features).
+
+        Shape:
+            images: (B, 3, R, R) or features (B, D); returns (B, C).
+        """
+        return self.logits_from_features(images, self.text_features(grad=torch.is_grad_enabled()))
+
+    # ================================================================ training
+    def _check_labels(self, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+        if not isinstance(labels, torch.Tensor):
+            labels = torch.as_tensor(labels)
+        if labels.ndim != 1 or labels.shape[0] != batch_size:
+            raise ShapeError(f"labels must have shape ({batch_size},) to match the batch, got {tuple(labels.shape)}")
+        if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ShapeError(f"labels must be integer class ids, got dtype {labels.dtype}")
+        if labels.device.type == "cpu" and labels.numel():  # value checks only where they cost no device sync
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= self.num_classes:
+                raise ShapeError(f"labels must lie in [0, {self.num_classes}), got values in [{low}, {high}]")
+            if self.head == "seen":
+                unseen = labels[~self.seen.cpu()[labels]]
+                if unseen.numel():
+                    raise StateError(
+                        f"labels {sorted(set(unseen.tolist()))[:5]} belong to classes not begun yet; "
+                        f"call learner.begin_experience(experience) before training on it"
+                    )
+        return labels.to(self.device, dtype=torch.long, non_blocking=True)
+
+    def training_step(
+        self,
+        batch: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        optimizer: torch.optim.Optimizer,
+        buffer: "MemoryBuffer | None" = None,
+        schedule: AlternatingSchedule | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One optimisation step of the method, then offer the batch to the buffer.
+
+        Computes ``L = CE(z, y) + alpha*CE(z_b, y_b) + beta*MSE(z_b, z_b_stored)`` (replay terms
+        only when the method replays, ``buffer`` is given and not empty), steps ``optimizer``
+        on the branches ``schedule`` makes active, and adds every sample of the batch to the
+        buffer with its label, frozen image feature f1, pre-step logits and experience id
+        (METHOD.md Sec. 3; reference ``main.py``).
+
+        Args:
+            batch: Images (B, 3, R, R) or precomputed frozen image features (B, D).
+            labels: Class ids in ``[0, C)``.
+            optimizer: Optimises :meth:`trainable_parameters` (see :func:`alta.build_optimizer`).
+            buffer: Memory buffer for replay, or ``None`` (no replay: the sgd lower bound).
+            schedule: Which branch learns (default: both, the reference behaviour).
+
+        Returns:
+            Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
+            ``replay_mse`` (0 without replay) and ``correct`` (right predictions in the batch).
+
+        Raises:
+            StateError: before :meth:`begin_experience`.
+            ConfigError: the method trains nothing (``zeroshot``) or cannot alternate.
+            ShapeError: wrong image size, feature dimension or label shape; a buffer whose stored
+                features or logits do not match this learner.
+
+        Shape:
+            batch: (B, 3, R, R) or (B, D); labels: (B,).
+        """
+        self._require_experience("training_step")
+        branches = self.method.branches
+        if not branches:
+            raise ConfigError(f"method {self.method.name!r} has no trainable parameters; evaluate it instead of training")
+        if schedule is not None:
+            schedule.check_method(branches, method=f"method {self.method.name!r}")
+            active = schedule.active_branches() & branches
+        else:
+            active = branches
+        f1 = self._as_features(batch)  # (B, D)
+        labels = self._check_labels(labels, f1.shape[0])  # (B,)
+
+        text = self.text_features(grad="text" in active)  # once per step, shared with replay
+        logits = self.logits_from_features(f1, text, adapter_grad="image" in active)  # (B, C)
+        ce = F.cross_entropy(logits, labels)
+        loss = ce
+        zero = ce.detach().new_zeros(())
+        replay_ce, replay_mse = zero, zero
+
+        replay = buffer is not None and self.method.replay
+        if buffer is not None and not self.method.replay and not self._warned_no_replay:
+            logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", self.method.name)
+            self._warned_no_replay = True
+        if replay and not buffer.is_empty():
+            memory = buffer.sample(self.replay_batch_size)
+            mem_f1, mem_labels, mem_logits = self._check_memory(memory)
+            z_b = self.logits_from_features(mem_f1, text, adapter_grad="image" in active)  # (M, C)
+            replay_ce = F.cross_entropy(z_b, mem_labels)
+            if self.head == "seen":  # compare only classes that were scored when the item was stored
+                finite = torch.isfinite(mem_logits)
+                replay_mse = F.mse_loss(z_b[finite], mem_logits[finite])
+            else:
+                replay_mse = F.mse_loss(z_b, mem_logits)
+            loss = loss + self.alpha * replay_ce + self.beta * replay_mse
+
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()  # parameters of inactive branches have no gradient: SGD leaves them untouched
+
+        if replay:
+            buffer.add(
+                labels=labels,
+                image_features=f1.detach(),
+                logits=logits.detach(),
+                experience_ids=self.class_to_experience[labels],
+            )
+        if schedule is not None:
+            schedule.step()
+        with torch.no_grad():
+            correct = (logits.argmax(dim=1) == labels).sum()
+        return {
+            "loss": loss.detach(),
+            "ce": ce.detach(),
+            "replay_ce": replay_ce.detach(),
+            "replay_mse": replay_mse.detach(),
+            "correct": correct,
+        }
+
+    def _check_memory(self, memory: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        missing = {"image_features", "labels", "logits"} - set(memory)
+        if missing:
+            raise ShapeError(
+                f"the buffer lacks the fields {sorted(missing)}; a buffer used for ALTA replay holds labels, "
+                f"image_features, logits and experience_ids (training_step fills them)"
+            )
+        f1, labels, logits = memory["image_features"], memory["labels"], memory["logits"]
+        if f1.ndim != 2 or f1.shape[1] != self.embed_dim:
+            raise ShapeError(
+                f"the buffer stores image features of shape {tuple(f1.shape[1:])} but backbone "
+                f"{self.backbone.name!r} has D={self.embed_dim}; use a new buffer for a different backbone"
+            )
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ShapeError(
+                f"the buffer stores logits over {tuple(logits.shape[1:])} classes but the learner scores "
+                f"{self.num_classes}; use a new buffer for a different stream"
+            )
+        dev = self.device
+        return (
+            f1.to(dev, dtype=torch.float32, non_blocking=True),
+            labels.to(dev, dtype=torch.long, non_blocking=True),
+            logits.to(dev, dtype=torch.float32, non_blocking=True),
+        )
+
+    # ================================================================ state
+    def state_dict(self, *args, **kwargs):
+        """Trainable parameters, prompt snapshots and stream position; never the frozen backbone."""
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        for key in [k for k in state if k.startswith(prefix + "backbone.")]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load what :meth:`state_dict` saved (the backbone is not part of it).
+
+        Raises:
+            CheckpointError: missing or unexpected keys (with ``strict``) or mismatched shapes,
+                e.g. a state saved for another method, backbone or number of classes.
+        """
+        try:
+            result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        except RuntimeError as exc:
+            raise CheckpointError(f"learner state does not fit this learner: {exc}") from exc
+        missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
+        if strict and (missing or result.unexpected_keys):
+            raise CheckpointError(
+                f"learner state does not fit this learner (method {self.method.name!r}, {self.num_classes} classes): "
+                f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        return result
+
+    def extra_repr(self) -> str:
+        return (
+            f"method={self.method.name!r} ({self.method.formula}), head={self.head!r}, classes={self.num_classes}, "
+            f"trainable={self.num_trainable_parameters()}"
+        )
+

@@ -1,0 +1,148 @@
+"""Continual-learning metrics as pure functions of an accuracy matrix.
+
+``R[t, k]`` is the accuracy (in %) on the test split of experience k after training through
+experience t (T x T; entries that were not measured are NaN). Row t is one evaluation of all
+experiences after experience t; the upper triangle (k > t) holds accuracies on experiences not
+trained yet, needed only by forward transfer.
+
+Definitions (T experiences, 0-based):
+
+- accuracy after each experience: ``A_t = mean_{k <= t} R[t, k]``;
+- average (incremental) accuracy, "Avg": ``mean_t A_t`` (Rebuffi et al., iCaRL, CVPR 2017);
+- last accuracy, "Last": ``A_{T-1}``;
+- forgetting (Chaudhry et al., "Riemannian Walk for Incremental Learning", ECCV 2018):
+  ``mean_{k < T-1} max_{l in [k, T-2]} (R[l, k] - R[T-1, k])``;
+- backward transfer (Lopez-Paz & Ranzato, "Gradient Episodic Memory", NeurIPS 2017):
+  ``BWT = mean_{k < T-1} (R[T-1, k] - R[k, k])``;
+- forward transfer (same paper): ``FWT = mean_{k >= 1} (R[k-1, k] - b_k)`` where ``b_k`` is the
+  accuracy on experience k of a reference model before any training. GEM uses a randomly
+  initialised model; for CLIP-based learners alta uses **zero-shot CLIP** as ``b``, so FWT
+  measures what training on earlier experiences adds to (or removes from) zero-shot accuracy on
+  later ones.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ShapeError
+
+__all__ = [
+    "accuracy_after_each",
+    "average_accuracy",
+    "last_accuracy",
+    "forgetting",
+    "backward_transfer",
+    "forward_transfer",
+    "summarize",
+]
+
+
+def _matrix(R) -> np.ndarray:
+    R = np.asarray(R, dtype=float)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
+        raise ShapeError(f"the accuracy matrix must be square T x T with T >= 1, got shape {R.shape}")
+    if np.isnan(np.diag(R)).any() or np.isnan(np.tril(R)[np.tril_indices(R.shape[0])]).any():
+        raise ShapeError("the accuracy matrix has NaN on or below the diagonal: every R[t, k] with k <= t must be measured")
+    return R
+
+
+def accuracy_after_each(R) -> np.ndarray:
+    """Mean accuracy over the experiences seen so far, after each experience.
+
+    Shape:
+        R: (T, T); returns (T,) with ``A_t = mean_{k<=t} R[t, k]``.
+    """
+    R = _matrix(R)
+    return np.array([R[t, : t + 1].mean() for t in range(R.shape[0])])
+
+
+def average_accuracy(R) -> float:
+    """Average incremental accuracy "Avg": the mean of :func:`accuracy_after_each`.
+
+    References:
+        Rebuffi, Kolesnikov, Sperl, Lampert. "iCaRL: Incremental Classifier and Representation
+        Learning." CVPR 2017.
+    """
+    return float(accuracy_after_each(R).mean())
+
+
+def last_accuracy(R) -> float:
+    """Last accuracy "Last": mean accuracy over all experiences after the final one."""
+    R = _matrix(R)
+    return float(R[-1].mean())
+
+
+def forgetting(R) -> float:
+    """Average forgetting after the final experience (NaN when T = 1).
+
+    ``mean_{k < T-1} max_{l in [k, T-2]} (R[l, k] - R[T-1, k])``.
+
+    References:
+        Chaudhry, Dokania, Ajanthan, Torr. "Riemannian Walk for Incremental Learning:
+        Understanding Forgetting and Intransigence." ECCV 2018.
+    """
+    R = _matrix(R)
+    T = R.shape[0]
+    if T < 2:
+        return float("nan")
+    return float(np.mean([R[k : T - 1, k].max() - R[T - 1, k] for k in range(T - 1)]))
+
+
+def backward_transfer(R) -> float:
+    """Backward transfer BWT (NaN when T = 1); negative values mean forgetting.
+
+    ``mean_{k < T-1} (R[T-1, k] - R[k, k])``.
+
+    References:
+        Lopez-Paz, Ranzato. "Gradient Episodic Memory for Continual Learning." NeurIPS 2017.
+    """
+    R = _matrix(R)
+    T = R.shape[0]
+    if T < 2:
+        return float("nan")
+    return float(np.mean([R[T - 1, k] - R[k, k] for k in range(T - 1)]))
+
+
+def forward_transfer(R, baseline: Sequence[float]) -> float:
+    """Forward transfer FWT against a per-experience baseline (NaN when T = 1 or unmeasured).
+
+    ``mean_{k >= 1} (R[k-1, k] - b_k)``; alta passes the zero-shot CLIP accuracies as ``b``
+    (GEM used a randomly initialised model).
+
+    Args:
+        R: The accuracy matrix, with the super-diagonal ``R[k-1, k]`` measured.
+        baseline: ``b_k`` for every experience, length T.
+
+    References:
+        Lopez-Paz, Ranzato. "Gradient Episodic Memory for Continual Learning." NeurIPS 2017.
+    """
+    R = _matrix(R)
+    T = R.shape[0]
+    b = np.asarray(baseline, dtype=float)
+    if b.shape != (T,):
+        raise ShapeError(f"baseline must have one accuracy per experience ({T}), got shape {b.shape}")
+    if T < 2:
+        return float("nan")
+    values = np.array([R[k - 1, k] - b[k] for k in range(1, T)])
+    return float(values.mean()) if not np.isnan(values).any() else float("nan")
+
+
+def summarize(R, *, baseline: Sequence[float] | None = None) -> dict[str, float | list[float]]:
+    """All metrics of an accuracy matrix as a JSON-ready dict.
+
+    Returns:
+        ``accuracy_after_each`` (list), ``avg_accuracy``, ``last_accuracy``, ``forgetting``,
+        ``bwt`` and ``fwt`` (NaN without a baseline).
+    """
+    R = _matrix(R)
+    return {
+        "accuracy_after_each": [float(x) for x in accuracy_after_each(R)],
+        "avg_accuracy": average_accuracy(R),
+        "last_accuracy": last_accuracy(R),
+        "forgetting": forgetting(R),
+        "bwt": backward_transfer(R),
+        "fwt": forward_transfer(R, baseline) if baseline is not None else float("nan"),
+    }

@@ -1,0 +1,189 @@
+"""Text side of ALTA: the learned soft prompt (w2) and the hand-written prompt (w1).
+
+- :class:`PromptLearner` is CoOp's unified-context prompt learner (Zhou et al., "Learning to
+  Prompt for Vision-Language Models", IJCV 2022) as the ALTA reference code uses it: the prompt
+  of class c is ``[SOS][ctx_1]..[ctx_M][tokens of c][.][EOS]`` with M context vectors shared by
+  all classes, initialised from the token embeddings of "a photo of a" (M = 4), class token at
+  the end. Its text feature is read at the EOT position and projected exactly as CLIP's
+  ``encode_text`` does. This is the task-aware text representation w2 of ALTA (Li et al.,
+  IEEE TMM 2023, Sec. III-B).
+- :func:`tokenize_class_prompts` builds the hand-written prompts "a photo of a {class}" whose
+  frozen features are the task-invariant text representation w1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import ClipBackbone, import_clip
+from .errors import ConfigError
+
+__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names"]
+
+
+def check_class_names(class_names) -> list[str]:
+    """Validate class names for prompting.
+
+    Args:
+        class_names: A sequence of non-empty, distinct strings (underscores are replaced by
+            spaces, as CoOp does).
+
+    Returns:
+        The names as a list, underscores replaced by spaces.
+
+    Raises:
+        ConfigError: if the list is empty, a name is empty or not a string, or names repeat.
+    """
+    if isinstance(class_names, str) or not hasattr(class_names, "__iter__"):
+        raise ConfigError(f"class_names must be a list of strings, got {type(class_names).__name__}")
+    names = list(class_names)
+    if not names:
+        raise ConfigError("class_names is empty; pass one human-readable name per class (e.g. stream.class_names)")
+    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ConfigError(
+            f"class names must be non-empty strings; got {bad[:5]} (index, value); give every class a "
+            f"human-readable name, which CLIP reads in the prompt"
+        )
+    names = [n.replace("_", " ").strip() for n in names]
+    seen: dict[str, int] = {}
+    dup = []
+    for i, n in enumerate(names):
+        if n in seen:
+            dup.append((seen[n], i, n))
+        seen.setdefault(n, i)
+    if dup:
+        raise ConfigError(
+            f"class names must be distinct, but {len(dup)} repeat, e.g. positions {dup[0][0]} and "
+            f"{dup[0][1]} are both {dup[0][2]!r}; CLIP could not tell those classes apart"
+        )
+    return names
+
+
+def _tokenize(texts: list[str], context_length: int) -> torch.Tensor:
+    clip = import_clip()
+    try:
+        return clip.tokenize(texts, context_length=context_length)
+    except RuntimeError as exc:
+        raise ConfigError(f"a prompt is longer than CLIP's {context_length} tokens: {exc}; shorten the class name") from exc
+
+
+def tokenize_class_prompts(class_names: list[str], *, template: str = "a photo of a {}", context_length: int = 77) -> torch.Tensor:
+    """Tokenise one hand-written prompt per class.
+
+    Args:
+        class_names: Class names (as returned by :func:`check_class_names`).
+        template: A format string with one ``{}`` for the class name.
+        context_length: CLIP's context length (77).
+
+    Returns:
+        Token ids, EOT being the largest id of each row.
+
+    Shape:
+        returns (C, L).
+    """
+    if template.count("{}") != 1:
+        raise ConfigError(f"prompt template must contain exactly one '{{}}', got {template!r}")
+    return _tokenize([template.format(name) for name in class_names], context_length)
+
+
+class PromptLearner(nn.Module):
+    """CoOp prompt learner with a shared context (class token at the end).
+
+    Args:
+        backbone: The frozen CLIP backbone (for the token embeddings and the text encoder).
+        class_names: One name per class (C names).
+        ctx_init: Words whose token embeddings initialise the context vectors; their count sets
+            the number of context vectors M (``"a photo of a"`` -> 4, the paper's setting).
+
+    Attributes:
+        ctx: The learned context vectors, float32, shape (M, W).
+        token_prefix: Embedding of [SOS] per class, shape (C, 1, W) (buffer).
+        token_suffix: Embeddings of the class tokens, ".", [EOS] and padding up to the longest
+            EOT position, shape (C, L' - 1 - M, W) (buffer).
+        eot_positions: Index of [EOS] in each class's prompt, shape (C,) (buffer).
+
+    Shape:
+        forward(class_ids) returns token-level prompts (N, L', W) for N = len(class_ids).
+
+    References:
+        Zhou, Yang, Loy, Liu. "Learning to Prompt for Vision-Language Models." IJCV 2022.
+        Li et al. "Cross-Modal Alternating Learning with Task-Aware Representations for
+        Continual Learning." IEEE TMM 2023.
+    """
+
+    def __init__(self, backbone: ClipBackbone, class_names: list[str], *, ctx_init: str = "a photo of a") -> None:
+        super().__init__()
+        if not isinstance(ctx_init, str) or not ctx_init.strip():
+            raise ConfigError(f"ctx_init must be a non-empty string such as 'a photo of a', got {ctx_init!r}")
+        ctx_init = ctx_init.replace("_", " ").strip()
+        n_ctx = len(ctx_init.split(" "))
+        context_length = backbone.context_length
+
+        init_tokens = _tokenize([ctx_init], context_length)  # (1, L)
+        init_eot = int(init_tokens.argmax(-1))
+        if init_eot - 1 != n_ctx:
+            raise ConfigError(
+                f"ctx_init {ctx_init!r} has {n_ctx} words but {init_eot - 1} tokens; use words that are single "
+                f"CLIP tokens (e.g. 'a photo of a')"
+            )
+        ctx = backbone.token_embeddings(init_tokens)[0, 1 : 1 + n_ctx].clone()  # (M, W)
+
+        prompts = [f"{ctx_init} {name}." for name in class_names]
+        tokens = _tokenize(prompts, context_length)  # (C, L)
+        eot = tokens.argmax(dim=-1)  # (C,)
+        n_pos = int(eot.max()) + 1  # positions any class needs; the rest is padding
+        embedding = backbone.token_embeddings(tokens[:, :n_pos])  # (C, L', W)
+
+        self.ctx = nn.Parameter(ctx.float())
+        self.register_buffer("token_prefix", embedding[:, :1].clone())  # (C, 1, W): [SOS]
+        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone())  # (C, L'-1-M, W)
+        self.register_buffer("eot_positions", eot.to(embedding.device))
+        self.register_buffer("tokens", tokens.to(embedding.device), persistent=False)
+        self.n_ctx = n_ctx
+        self.ctx_init = ctx_init
+        self.num_classes = len(class_names)
+
+    def forward(self, class_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token-level prompts ``[SOS][ctx][class tokens][.][EOS]`` of the given classes.
+
+        Args:
+            class_ids: Classes to build (default: all C).
+
+        Returns:
+            Prompt embeddings through which gradients reach :attr:`ctx`.
+
+        Shape:
+            class_ids: (N,); returns (N, L', W).
+        """
+        prefix, suffix = self.token_prefix, self.token_suffix
+        if class_ids is not None:
+            prefix, suffix = prefix[class_ids], suffix[class_ids]
+        ctx = self.ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)  # (N, M, W)
+        return torch.cat([prefix, ctx, suffix], dim=1)  # (N, 1 + M + S, W)
+
+    def encode(self, backbone: ClipBackbone, class_ids: torch.Tensor | None = None, *, truncate: bool = True) -> torch.Tensor:
+        """Unnormalised text features w2 of the given classes with the current context.
+
+        Args:
+            backbone: The frozen backbone that built this learner.
+            class_ids: Classes to encode (default: all C).
+            truncate: Run the text transformer only up to the longest EOT among these classes
+                (exact; ``False`` pads to L = 77 positions as the reference code does).
+
+        Shape:
+            class_ids: (N,); returns (N, D).
+        """
+        prompts = self(class_ids)  # (N, L', W)
+        eot = self.eot_positions if class_ids is None else self.eot_positions[class_ids]
+        if not truncate and prompts.shape[1] < backbone.context_length:
+            pad = backbone.context_length - prompts.shape[1]
+            full = self.tokens if class_ids is None else self.tokens[class_ids]
+            tail = backbone.token_embeddings(full[:, prompts.shape[1] :])  # (N, pad, W): padding tokens
+            assert tail.shape[1] == pad
+            prompts = torch.cat([prompts, tail], dim=1)
+        return backbone.encode_prompt_embeddings(prompts, eot, truncate=truncate)
+
+    def extra_repr(self) -> str:
+        return f"n_ctx={self.n_ctx}, ctx_init={self.ctx_init!r}, classes={self.num_classes}"

@@ -1,0 +1,63 @@
+"""evaluate(): class-IL vs task-IL from the same logits, caching, and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import synthetic_experiences
+
+from alta import CrossModalLearner, evaluate
+from alta.cache import FeatureCache
+from alta.errors import ConfigError, StateError
+from alta.evaluation import task_il_mask
+
+
+def test_task_il_mask_uses_each_samples_own_experience():
+    logits = torch.tensor([[5.0, 1.0, 9.0, 0.0], [0.0, 2.0, 1.0, 8.0]])
+    mapping = torch.tensor([0, 0, 1, 1])
+    masked = task_il_mask(logits, torch.tensor([1, 2]), mapping)
+    assert masked.argmax(1).tolist() == [0, 3]
+    assert torch.isinf(masked[0, 2:]).all() and torch.isinf(masked[1, :2]).all()
+
+
+def test_evaluate_matches_a_direct_computation(tiny_clip):
+    exps = synthetic_experiences(2, 2, per_class=5)
+    learner = CrossModalLearner(tiny_clip, class_names=["w", "x", "y", "z"], method="alta")
+    learner.begin_experience(exps[0])
+    result = evaluate(learner, exps, batch_size=3)
+    for t, exp in enumerate(exps):
+        images, labels = exp.test.tensors
+        with torch.no_grad():
+            logits = learner(images)
+        class_il = 100.0 * (logits.argmax(1) == labels).float().mean().item()
+        own = torch.tensor(exp.classes)
+        task_il = 100.0 * (own[logits[:, own].argmax(1)] == labels).float().mean().item()
+        assert result.class_il[t] == pytest.approx(class_il)
+        assert result.task_il[t] == pytest.approx(task_il)
+        assert result.task_il[t] >= result.class_il[t]
+    assert result.num_samples == (10, 10)
+
+
+def test_cached_evaluation_equals_uncached_and_encodes_once(tiny_clip):
+    from alta import ScenarioStream
+
+    stream = ScenarioStream.from_name("digits", resolution=32, num_experiences=5)
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names)
+    learner.begin_experience(stream[0])
+    cache = FeatureCache()
+    plain = evaluate(learner, stream[:2])
+    cached = evaluate(learner, stream[:2], cache=cache)
+    again = evaluate(learner, stream[:2], cache=cache)
+    assert plain.class_il == pytest.approx(cached.class_il) and cached == again
+    assert cache.misses == 2 and cache.hits == 2
+
+
+def test_evaluate_errors(tiny_clip):
+    exps = synthetic_experiences(1, 2)
+    learner = CrossModalLearner(tiny_clip, class_names=["a", "b"])
+    with pytest.raises(StateError, match="before any experience"):
+        evaluate(learner, exps)
+    with pytest.raises(ConfigError, match="at least one experience"):
+        evaluate(learner, [])
+    zeroshot = CrossModalLearner(tiny_clip, class_names=["a", "b"], method="zeroshot")
+    assert len(evaluate(zeroshot, exps).class_il) == 1  # zero-shot needs no training

@@ -1,0 +1,332 @@
+"""CrossModalLearner: the method's formulas, snapshots, gradients, alternation, replay, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import synthetic_experiences
+
+from alta import AlternatingSchedule, CrossModalLearner, MemoryBuffer, build_optimizer, list_methods
+from alta.backbones import import_clip
+from alta.errors import ConfigError, ShapeError, StateError
+
+NAMES = ["cat", "dog", "golden retriever", "truck"]
+
+
+def make(tiny_clip, method="alta", **kw):
+    return CrossModalLearner(tiny_clip, class_names=NAMES, method=method, **kw)
+
+
+def direct_text_features(model, sentences):
+    clip = import_clip()
+    return model.encode_text(clip.tokenize(sentences)).float()
+
+
+def direct_w2(model, ctx, names):
+    """Learned-prompt features computed by hand: CLIP's text path over all 77 positions with
+    the context vectors written into positions 1..M of "X X X X {name}."."""
+    clip = import_clip()
+    tokens = clip.tokenize([f"a photo of a {n}." for n in names])
+    x = model.token_embedding(tokens).float()
+    x = torch.cat([x[:, :1], ctx.unsqueeze(0).expand(len(names), -1, -1), x[:, 1 + ctx.shape[0]:]], dim=1)
+    x = x + model.positional_embedding
+    x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+    x = model.ln_final(x)
+    return x[torch.arange(len(names)), tokens.argmax(-1)] @ model.text_projection
+
+
+def test_methods_registry_has_the_reference_names():
+    assert list_methods() == [
+        "mlp", "resmlp", "sprompt", "cprompt", "cprompt_oriprompt", "cprompt_mlp", "cprompt_resmlp",
+        "oriclip2cprompt_mlp", "oritext_mlp2cprompt_oriimg", "zeroshot",
+    ]
+
+
+def test_unknown_method_lists_valid_names_and_closest(tiny_clip):
+    with pytest.raises(ConfigError) as info:
+        make(tiny_clip, method="cprompt_mpl")
+    assert "did you mean 'cprompt_mlp'" in str(info.value) and "oritext_mlp2cprompt_oriimg" in str(info.value)
+
+
+def test_alias_alta_is_the_default_method(tiny_clip):
+    assert make(tiny_clip, method="alta").method.name == "oritext_mlp2cprompt_oriimg"
+    assert CrossModalLearner(tiny_clip, class_names=NAMES).method.name == "oritext_mlp2cprompt_oriimg"
+
+
+def test_initial_learned_prompt_equals_encode_text_of_the_sentence(tiny_clip):
+    learner = make(tiny_clip)
+    w2 = learner.prompt_learner.encode(tiny_clip)  # (C, D), unnormalised
+    expected = direct_text_features(tiny_clip.model, [f"a photo of a {n}." for n in NAMES])
+    torch.testing.assert_close(w2, expected, rtol=0, atol=1e-5)
+    w1 = direct_text_features(tiny_clip.model, [f"a photo of a {n}" for n in NAMES])
+    torch.testing.assert_close(learner.w1, F.normalize(w1, dim=-1), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_logits_equal_the_formula(tiny_clip, method):
+    learner = make(tiny_clip, method=method)
+    g = torch.Generator().manual_seed(1)
+    if learner.prompt_learner is not None:  # move away from the initialisation
+        learner.prompt_learner.ctx.data += 0.05 * torch.randn(learner.prompt_learner.ctx.shape, generator=g)
+    if learner.adapter is not None:
+        for p in learner.adapter.parameters():
+            p.data += 0.05 * torch.randn(p.shape, generator=g)
+    images = torch.randn(5, 3, 32, 32, generator=g)
+    logits = learner(images)
+
+    model, s = tiny_clip.model, tiny_clip.logit_scale
+    f1 = model.encode_image(images).float()
+    reps = {"f1": F.normalize(f1, dim=-1)}
+    if learner.adapter is not None:
+        f2 = learner.adapter(f1)
+        reps["f2"], reps["f1+f2"] = F.normalize(f2, dim=-1), F.normalize(f1 + f2, dim=-1)
+    texts = {"w1": F.normalize(direct_text_features(model, [f"a photo of a {n}" for n in NAMES]), dim=-1)}
+    if learner.prompt_learner is not None:
+        texts["w2"] = F.normalize(direct_w2(model, learner.prompt_learner.ctx.detach(), NAMES), dim=-1)
+    expected = sum(s * reps[i] @ texts[t].T for i, t in learner.method.terms)
+    assert logits.shape == (5, len(NAMES))
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-4)
+
+
+def test_trainable_parameter_counts(tiny_clip):
+    d, w = tiny_clip.embed_dim, tiny_clip.token_width
+    adapter = d * (d // 16) + d // 16 + (d // 16) * d + d
+    assert make(tiny_clip, method="mlp").num_trainable_parameters() == adapter
+    assert make(tiny_clip, method="cprompt").num_trainable_parameters() == 4 * w
+    assert make(tiny_clip, method="alta").num_trainable_parameters() == 4 * w + adapter
+    assert make(tiny_clip, method="zeroshot").num_trainable_parameters() == 0
+    assert not any(p.requires_grad for p in tiny_clip.parameters())
+
+
+def run_steps(learner, experience, optimizer, steps=3, buffer=None, schedule=None):
+    images, labels = experience.train.tensors
+    for _ in range(steps):
+        learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer, schedule=schedule)
+
+
+def test_snapshot_freezes_old_classes_and_later_classes_keep_learning(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip, method="alta")
+    optimizer, _ = build_optimizer(learner, lr=0.5, schedule="constant")
+    learner.begin_experience(exps[0])
+    run_steps(learner, exps[0], optimizer)
+    learner.end_experience(exps[0])
+    before = learner.text_features(grad=False).w2.clone()
+    learner.begin_experience(exps[1])
+    run_steps(learner, exps[1], optimizer)
+    after = learner.text_features(grad=False).w2
+    assert torch.equal(after[:2], before[:2])  # bit-identical
+    assert (after[2:] - before[2:]).abs().max() > 1e-4
+    # the snapshot is what the context gave at the end of experience 0, not the initial prompt
+    init = F.normalize(make(tiny_clip).prompt_learner.encode(tiny_clip), dim=-1)
+    assert (before[:2] - init[:2]).abs().max() > 1e-4
+
+
+def test_sprompt_never_snapshots(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip, method="sprompt")
+    optimizer, _ = build_optimizer(learner, lr=0.5, schedule="constant")
+    learner.begin_experience(exps[0])
+    run_steps(learner, exps[0], optimizer)
+    learner.end_experience(exps[0])
+    before = learner.text_features(grad=False).w2.clone()
+    learner.begin_experience(exps[1])
+    run_steps(learner, exps[1], optimizer)
+    assert (learner.text_features(grad=False).w2[:2] - before[:2]).abs().max() > 1e-4
+    assert not learner.snapshotted.any()
+
+
+def test_crossed_pairing_gradients(tiny_clip):
+    """ALTA: ctx gets gradient only through cos(f1, w2), the adapter only through cos(f2, w1)."""
+    learner = make(tiny_clip, method="alta")
+    images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    f1 = tiny_clip.encode_images(images)
+    s = tiny_clip.logit_scale
+
+    def grads(loss):
+        params = [learner.prompt_learner.ctx, *learner.adapter.parameters()]
+        return torch.autograd.grad(loss, params, allow_unused=True)
+
+    text = learner.text_features()
+    full = grads(F.cross_entropy(learner.logits_from_features(f1, text), labels))
+    text = learner.text_features()
+    f1n = F.normalize(f1, dim=-1)
+    f2n = F.normalize(learner.adapter(f1), dim=-1)
+    term_text = s * f1n @ text.w2.T  # cos(f1, w2)
+    term_image = s * f2n @ text.w1.T  # cos(f2, w1)
+    # d CE / d ctx flows through term_text only: detach the other term and compare
+    only_text = grads(F.cross_entropy(term_text + term_image.detach(), labels))
+    text2 = learner.text_features()
+    only_image = grads(F.cross_entropy((s * f1n @ text2.w2.T).detach() + s * F.normalize(learner.adapter(f1), dim=-1) @ text2.w1.T, labels))
+    torch.testing.assert_close(full[0], only_text[0])
+    for a, b in zip(full[1:], only_image[1:]):
+        torch.testing.assert_close(a, b)
+    assert only_text[1] is None and only_image[0] is None  # the other branch gets nothing at all
+
+
+def test_alternate_schedule_updates_one_branch_at_a_time(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip, method="alta")
+    optimizer, _ = build_optimizer(learner, lr=0.1, schedule="constant")
+    schedule = AlternatingSchedule("alternate", period=1, unit="step", start="text")
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    for step in range(4):
+        ctx = learner.prompt_learner.ctx.detach().clone()
+        adapter = [p.detach().clone() for p in learner.adapter.parameters()]
+        active = schedule.active_branches()
+        learner.training_step(images[:8], labels[:8], optimizer=optimizer, schedule=schedule)
+        ctx_same = torch.equal(ctx, learner.prompt_learner.ctx)
+        adapter_same = all(torch.equal(a, p) for a, p in zip(adapter, learner.adapter.parameters()))
+        if active == {"text"}:
+            assert adapter_same and not ctx_same, step
+        else:
+            assert ctx_same and not adapter_same, step
+    assert schedule.steps == 4
+
+
+def test_alternate_refuses_single_branch_methods(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip, method="mlp")
+    optimizer, _ = build_optimizer(learner)
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    with pytest.raises(ConfigError, match="trains only the image branch"):
+        learner.training_step(images[:4], labels[:4], optimizer=optimizer, schedule=AlternatingSchedule("alternate"))
+
+
+def test_replay_fills_buffer_and_adds_loss_terms(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip, method="alta")
+    optimizer, _ = build_optimizer(learner)
+    buffer = MemoryBuffer(10, seed=0)
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    first = learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
+    assert float(first["replay_ce"]) == 0.0 and len(buffer) == 8  # empty buffer: no replay on step 1
+    stored = buffer.sample(8)
+    assert set(stored) == {"labels", "image_features", "logits", "experience_ids"}
+    assert stored["image_features"].shape == (8, tiny_clip.embed_dim)
+    assert stored["logits"].shape == (8, len(NAMES))
+    second = learner.training_step(images[8:16], labels[8:16], optimizer=optimizer, buffer=buffer)
+    assert float(second["replay_ce"]) > 0 and float(second["replay_mse"]) >= 0
+    expected = second["ce"] + 0.4 * second["replay_ce"] + 0.4 * second["replay_mse"]
+    torch.testing.assert_close(second["loss"], expected)
+    assert len(buffer) == 10 and buffer.num_seen == 16
+
+
+def test_stored_logits_are_pre_step_logits(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip, method="alta")
+    optimizer, _ = build_optimizer(learner, lr=0.5, schedule="constant")
+    buffer = MemoryBuffer(100, seed=0)
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    with torch.no_grad():
+        before = learner(images[:4])
+    learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
+    data = buffer.data()
+    torch.testing.assert_close(data["logits"], before, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert (learner(images[:4]) - before).abs().max() > 1e-4  # the step did change the model
+
+
+def test_methods_without_replay_ignore_the_buffer(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip, method="cprompt")
+    optimizer, _ = build_optimizer(learner)
+    buffer = MemoryBuffer(10, seed=0)
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
+    assert buffer.is_empty()
+
+
+def test_head_seen_masks_unseen_classes(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip, method="alta", head="seen")
+    learner.begin_experience(exps[0])
+    logits = learner(exps[0].test.tensors[0][:3])
+    assert torch.isinf(logits[:, 2:]).all() and torch.isfinite(logits[:, :2]).all()
+    optimizer, _ = build_optimizer(learner)
+    buffer = MemoryBuffer(16, seed=0)
+    run_steps(learner, exps[0], optimizer, steps=2, buffer=buffer)
+    learner.end_experience(exps[0])
+    learner.begin_experience(exps[1])
+    images, labels = exps[1].train.tensors
+    out = learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
+    assert all(torch.isfinite(v) for v in out.values())  # stored -inf columns are left out of the MSE
+
+
+def test_training_errors(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip, method="alta", head="seen")
+    optimizer, _ = build_optimizer(learner)
+    images, labels = exps[0].train.tensors
+    with pytest.raises(StateError, match="begin_experience"):
+        learner.training_step(images[:4], labels[:4], optimizer=optimizer)
+    learner.begin_experience(exps[0])
+    with pytest.raises(ShapeError, match=r"\(B, 3, 32, 32\)"):
+        learner.training_step(torch.zeros(4, 3, 64, 64), labels[:4], optimizer=optimizer)
+    with pytest.raises(ShapeError, match="labels must have shape"):
+        learner.training_step(images[:4], labels[:3], optimizer=optimizer)
+    with pytest.raises(ShapeError, match=r"\[0, 4\)"):
+        learner.training_step(images[:2], torch.tensor([0, 7]), optimizer=optimizer)
+    with pytest.raises(StateError, match="not begun"):
+        learner.training_step(images[:2], torch.tensor([0, 3]), optimizer=optimizer)
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        zs = make(tiny_clip, method="zeroshot")
+        zs.begin_experience(exps[0])
+        zs.training_step(images[:2], labels[:2], optimizer=optimizer)
+
+
+def test_buffer_from_another_backbone_is_rejected(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip, method="alta")
+    optimizer, _ = build_optimizer(learner)
+    buffer = MemoryBuffer(8, seed=0)
+    buffer.add(labels=torch.tensor([0, 1]), image_features=torch.zeros(2, 64), logits=torch.zeros(2, 4),
+               experience_ids=torch.tensor([0, 0]))
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    with pytest.raises(ShapeError, match=r"image features of shape \(64,\).*D=128"):
+        learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
+
+
+@pytest.mark.parametrize("names, match", [([], "empty"), (["cat", ""], "non-empty"), (["cat", "dog", "cat"], "distinct")])
+def test_bad_class_names(tiny_clip, names, match):
+    with pytest.raises(ConfigError, match=match):
+        CrossModalLearner(tiny_clip, class_names=names)
+
+
+def test_bad_head_and_weights(tiny_clip):
+    with pytest.raises(ConfigError, match="head"):
+        make(tiny_clip, head="future")
+    with pytest.raises(ConfigError, match="alpha"):
+        make(tiny_clip, alpha=-1)
+
+
+def test_state_dict_excludes_backbone_and_round_trips(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip, method="alta")
+    optimizer, _ = build_optimizer(learner, lr=0.5, schedule="constant")
+    learner.begin_experience(exps[0])
+    run_steps(learner, exps[0], optimizer)
+    learner.end_experience(exps[0])
+    state = learner.state_dict()
+    assert not any(k.startswith("backbone.") for k in state)
+    assert sum(v.numel() for v in state.values()) < 10_000
+    fresh = make(tiny_clip, method="alta")
+    fresh.load_state_dict(state)
+    images = exps[1].test.tensors[0][:4]
+    torch.testing.assert_close(fresh(images), learner(images))
+    assert int(fresh.experience_index) == 0 and bool(fresh.snapshotted[:2].all())
+
+
+def test_state_dict_of_another_method_is_rejected(tiny_clip):
+    from alta.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="missing"):
+        make(tiny_clip, method="alta").load_state_dict(make(tiny_clip, method="mlp").state_dict())
