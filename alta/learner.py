@@ -181,6 +181,16 @@ class CrossModalLearner(nn.Module):
         self.register_buffer("class_to_experience", torch.full((num_classes,), -1, dtype=torch.long, device=device))
         self.register_buffer("experience_index", torch.tensor(-1, dtype=torch.long, device=device))
         self._warned_no_replay = False
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute what changes only at experience boundaries, so the per-step path needs no
+        data-dependent shapes (no host-device synchronisation on CUDA)."""
+        mask = self.head_mask()
+        if self.method.snapshot:
+            mask = mask & ~self.snapshotted
+        self._learning_ids = mask.nonzero().squeeze(1)  # (N,) on the learner's device
+        self._seen_cpu = self.seen.detach().cpu()
 
     # ================================================================ construction
     @classmethod
@@ -307,6 +317,7 @@ class CrossModalLearner(nn.Module):
         self.class_to_experience.copy_(mapping.to(self.device))
         self.seen[classes.to(self.device)] = True
         self.experience_index.fill_(int(experience.index))
+        self._refresh()
 
     @torch.no_grad()
     def end_experience(self, experience) -> None:
@@ -330,6 +341,7 @@ class CrossModalLearner(nn.Module):
         )  # (N, D)
         self.snapshot_features[classes] = features
         self.snapshotted[classes] = True
+        self._refresh()
 
     def _require_experience(self, what: str) -> None:
         if int(self.experience_index) < 0 and self.method.branches:
@@ -356,10 +368,9 @@ class CrossModalLearner(nn.Module):
         Shape:
             returns (N,) int64 class ids.
         """
-        mask = self.head_mask()
-        if self.method.snapshot:
-            mask = mask & ~self.snapshotted
-        return mask.nonzero().squeeze(1)
+        if self._learning_ids.device != self.device:  # the learner was moved with .to()
+            self._refresh()
+        return self._learning_ids
 
     def text_features(self, *, grad: bool = True) -> TextFeatures:
         """Normalised class text features for the current state.
@@ -481,7 +492,7 @@ class CrossModalLearner(nn.Module):
             if low < 0 or high >= self.num_classes:
                 raise ShapeError(f"labels must lie in [0, {self.num_classes}), got values in [{low}, {high}]")
             if self.head == "seen":
-                unseen = labels[~self.seen.cpu()[labels]]
+                unseen = labels[~self._seen_cpu[labels]]
                 if unseen.numel():
                     raise StateError(
                         f"labels {sorted(set(unseen.tolist()))[:5]} belong to classes not begun yet; "
@@ -556,7 +567,8 @@ class CrossModalLearner(nn.Module):
             replay_ce = F.cross_entropy(z_b, mem_labels)
             if self.head == "seen":  # compare only classes that were scored when the item was stored
                 finite = torch.isfinite(mem_logits)
-                replay_mse = F.mse_loss(z_b[finite], mem_logits[finite])
+                diff = torch.where(finite, z_b - mem_logits.nan_to_num(0.0, 0.0, 0.0), torch.zeros_like(z_b))
+                replay_mse = diff.pow(2).sum() / finite.sum().clamp_min(1)
             else:
                 replay_mse = F.mse_loss(z_b, mem_logits)
             loss = loss + self.alpha * replay_ce + self.beta * replay_mse
@@ -629,6 +641,7 @@ class CrossModalLearner(nn.Module):
             result = super().load_state_dict(state_dict, strict=False, assign=assign)
         except RuntimeError as exc:
             raise CheckpointError(f"learner state does not fit this learner: {exc}") from exc
+        self._refresh()
         missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
         if strict and (missing or result.unexpected_keys):
             raise CheckpointError(
