@@ -1,0 +1,633 @@
+"""The replay memory of ALTA: a fixed-capacity store of named tensor fields.
+
+ALTA (Li et al., IEEE TMM 2023) replays in feature space as DER++ does: every training sample is
+offered to a reservoir buffer that keeps its label, its frozen CLIP image feature and the logits
+the model produced for it (plus the experience it came from). :class:`MemoryBuffer` stores any set
+of named tensors; *what* to keep is decided by a storage policy from :data:`BUFFER_POLICIES`
+(``"reservoir"``, ``"class_balanced"``), *where* it lives (preallocated tensors on one device) is
+the buffer's job, as in Avalanche's ``storage_policy.py``.
+
+Example:
+    >>> buffer = MemoryBuffer(200, seed=0)
+    >>> buffer.add(labels=torch.tensor([3, 1]), image_features=torch.randn(2, 1024))
+    tensor([0, 1])
+    >>> batch = buffer.sample(32)  # both items, in random order
+    >>> sorted(batch["labels"].tolist())
+    [1, 3]
+
+References:
+    J. S. Vitter, "Random Sampling with a Reservoir", ACM TOMS 11(1), 1985 (algorithm R).
+    P. Buzzega et al., "Dark Experience for General Continual Learning: a Strong, Simple
+    Baseline", NeurIPS 2020 (DER++, the mammoth buffer ALTA's reference code uses).
+    A. Chrysakis, M.-F. Moens, "Online Continual Learning from Imbalanced Data", ICML 2020
+    (class-balancing reservoir sampling, CBRS).
+    W. Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
+    Learning", IEEE Transactions on Multimedia, 2023.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import secrets
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from .errors import CheckpointError, ConfigError, ShapeError, StateError
+from .registry import Registry
+
+__all__ = [
+    "BUFFER_POLICIES",
+    "BufferPolicy",
+    "ClassBalancedPolicy",
+    "MemoryBuffer",
+    "ReservoirPolicy",
+    "list_buffer_policies",
+]
+
+logger = logging.getLogger(__name__)
+
+_STATE_FORMAT = "alta.MemoryBuffer"
+_STATE_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Storage policies: what to keep
+# --------------------------------------------------------------------------------------------
+
+
+class BufferPolicy:
+    """Decides which offered items a buffer keeps and in which slots.
+
+    A policy sees only counters and labels, never the stored tensors: the buffer asks it for a
+    slot per offered item and writes the winners itself.
+
+    Args:
+        capacity: Number of slots of the buffer.
+        label_field: Name of the label field (for policies that need labels).
+    """
+
+    name: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = False
+
+    def __init__(self, capacity: int, *, label_field: str = "labels") -> None:
+        self.capacity = capacity
+        self.label_field = label_field
+
+    def assign(
+        self,
+        *,
+        num_seen: int,
+        size: int,
+        batch_size: int,
+        labels: list[int] | None,
+        generator: torch.Generator,
+    ) -> list[int]:
+        """Slot of every offered item, ``-1`` for items not kept.
+
+        Items are taken in order; a later item may be given the slot of an earlier one (it then
+        overwrites it). The buffer holds ``size`` items in slots ``0..size-1`` and fills slots in
+        increasing order until full.
+
+        Args:
+            num_seen: Items offered before this batch.
+            size: Items stored before this batch.
+            batch_size: B, items offered now.
+            labels: The B labels (only for policies with ``needs_labels``).
+            generator: Source of all randomness.
+
+        Returns:
+            B slot numbers in [-1, capacity).
+        """
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The policy's own state (counters); empty for stateless policies."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any], *, size: int, labels: list[int] | None) -> None:
+        """Restore :meth:`state_dict`; ``size``/``labels`` describe the restored storage.
+
+        Raises:
+            CheckpointError: if ``state`` does not fit this policy or the storage.
+        """
+        if state:
+            raise CheckpointError(f"policy {self.name!r} keeps no state, got keys {sorted(state)}")
+
+
+BUFFER_POLICIES: Registry[type[BufferPolicy]] = Registry("buffer policy")
+
+
+def list_buffer_policies() -> list[str]:
+    """Names of the registered storage policies (``"reservoir"``, ``"class_balanced"``)."""
+    return BUFFER_POLICIES.names()
+
+
+@BUFFER_POLICIES.register("reservoir")
+class ReservoirPolicy(BufferPolicy):
+    """Vitter's algorithm R, as in mammoth's buffer (ALTA's reference code).
+
+    The item offered when ``n`` items have been seen goes to slot ``n`` while ``n < capacity``;
+    afterwards ``j`` is drawn uniformly from ``{0, ..., n}`` and the item replaces slot ``j`` iff
+    ``j < capacity``. Every offered item is then stored with probability ``capacity / num_seen``.
+    The random integers of a batch are drawn in one call (float64 uniforms scaled to ``n + 1``,
+    exact up to 2**53 items).
+    """
+
+    name = "reservoir"
+
+    def assign(self, *, num_seen, size, batch_size, labels, generator):
+        seen = torch.arange(num_seen, num_seen + batch_size, dtype=torch.long)  # n of each item
+        slots = seen.clone()
+        full = seen >= self.capacity
+        num_full = int(full.sum())
+        if num_full:
+            u = torch.rand(num_full, generator=generator, dtype=torch.float64)
+            j = torch.floor(u * (seen[full] + 1).to(torch.float64)).long()
+            slots[full] = torch.where(j < self.capacity, j, torch.full_like(j, -1))
+        return slots.tolist()
+
+
+@BUFFER_POLICIES.register("class_balanced")
+class ClassBalancedPolicy(BufferPolicy):
+    """Class-balancing reservoir sampling (CBRS, Chrysakis & Moens, ICML 2020).
+
+    While the buffer is not full every item is stored. Once it is full, let the *largest* classes
+    be those with the most stored items (ties included). An item of class c
+
+    - that is not among the largest classes replaces a stored item drawn uniformly from all items
+      of the largest classes;
+    - that is among the largest classes replaces a uniformly drawn stored item of class c with
+      probability ``m_c / n_c`` (``m_c`` stored items of class c, ``n_c`` items of class c offered
+      so far, this one included), and is discarded otherwise (reservoir sampling within c).
+
+    The result is "water-filling": small classes keep everything they were offered and the large
+    ones share the rest evenly (tests/test_buffer.py states and checks the exact invariant).
+    The paper calls a class *full* once it has been the largest and lets full classes only replace
+    their own items; this implementation tests the *current* largest classes, so a class that lost
+    items while largest can regain them. Both keep the water-filling invariant. Two uniforms per
+    item past the full point are drawn in one call per batch.
+
+    Raises:
+        ConfigError: (from the buffer) if the label field is missing.
+    """
+
+    name = "class_balanced"
+    needs_labels = True
+
+    def __init__(self, capacity: int, *, label_field: str = "labels") -> None:
+        super().__init__(capacity, label_field=label_field)
+        self._offered: dict[int, int] = {}
+        self._slots_of: dict[int, list[int]] = {}  # class -> sorted slots holding it
+
+    @property
+    def stored_counts(self) -> dict[int, int]:
+        """Stored items per class."""
+        return {c: len(s) for c, s in sorted(self._slots_of.items()) if s}
+
+    @property
+    def offered_counts(self) -> dict[int, int]:
+        """Offered items per class."""
+        return dict(sorted(self._offered.items()))
+
+    def assign(self, *, num_seen, size, batch_size, labels, generator):
+        assert labels is not None and len(labels) == batch_size
+        num_full = max(0, batch_size - (self.capacity - size))
+        u = torch.rand(2 * num_full, generator=generator, dtype=torch.float64).tolist()
+        slots: list[int] = []
+        draw = 0
+        for c in labels:
+            self._offered[c] = self._offered.get(c, 0) + 1
+            own = self._slots_of.setdefault(c, [])
+            if size < self.capacity:
+                own.append(size)  # appended slots are increasing: the list stays sorted
+                slots.append(size)
+                size += 1
+                continue
+            u1, u2 = u[draw], u[draw + 1]
+            draw += 2
+            largest_count = max(len(s) for s in self._slots_of.values())
+            if len(own) < largest_count:
+                largest = sorted(k for k, s in self._slots_of.items() if len(s) == largest_count)
+                r = min(int(u2 * largest_count * len(largest)), largest_count * len(largest) - 1)
+                victim_class = largest[r // largest_count]
+                victim_slots = self._slots_of[victim_class]
+                slot = victim_slots.pop(r % largest_count)
+                bisect.insort(own, slot)
+                slots.append(slot)
+            elif u1 < len(own) / self._offered[c]:
+                slots.append(own[min(int(u2 * len(own)), len(own) - 1)])
+            else:
+                slots.append(-1)
+        return slots
+
+    def state_dict(self) -> dict[str, Any]:
+        slot_labels: dict[int, int] = {}
+        for c, owned in self._slots_of.items():
+            for s in owned:
+                slot_labels[s] = c
+        return {
+            "offered": [[c, n] for c, n in sorted(self._offered.items())],
+            "slot_labels": [slot_labels[s] for s in range(len(slot_labels))],
+        }
+
+    def load_state_dict(self, state, *, size, labels):
+        try:
+            offered = {int(c): int(n) for c, n in state["offered"]}
+            slot_labels = [int(c) for c in state["slot_labels"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"class_balanced policy state must hold 'offered' and 'slot_labels', got "
+                f"{type(state).__name__} with keys {sorted(state) if isinstance(state, Mapping) else '?'}"
+            ) from err
+        if len(slot_labels) != size or (labels is not None and slot_labels != labels):
+            raise CheckpointError(
+                f"class_balanced policy state describes {len(slot_labels)} stored labels that do not "
+                f"match the {size} stored items; the state dict is corrupt or mixed from two buffers"
+            )
+        slots_of: dict[int, list[int]] = {}
+        for s, c in enumerate(slot_labels):
+            slots_of.setdefault(c, []).append(s)
+        if any(offered.get(c, 0) < len(s) for c, s in slots_of.items()):
+            raise CheckpointError("class_balanced policy state stores more items of a class than "
+                                  "were offered; the state dict is corrupt")
+        self._offered = offered
+        self._slots_of = slots_of
+
+
+# --------------------------------------------------------------------------------------------
+# The buffer: where it lives
+# --------------------------------------------------------------------------------------------
+
+
+def _check_capacity(capacity: object) -> int:
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        raise ConfigError(
+            f"buffer capacity must be a positive int (number of stored items, e.g. 200), got "
+            f"{capacity!r}; to train without replay, do not build a buffer"
+        )
+    return capacity
+
+
+class MemoryBuffer:
+    """A fixed-capacity store of named tensor fields filled by a storage policy.
+
+    Fields (e.g. ``labels``, ``image_features``, ``logits``, ``experience_ids``) are created by the
+    first :meth:`add` with its dtypes and trailing shapes, preallocated to ``capacity`` rows on
+    ``device``; every later add must give the same names, dtypes and trailing shapes.
+
+    Args:
+        capacity: M, the number of items kept.
+        policy: Storage policy name from :func:`list_buffer_policies`: ``"reservoir"`` (Vitter's
+            algorithm R, mammoth's and ALTA's buffer) or ``"class_balanced"`` (CBRS).
+        device: Where the stored tensors live.
+        seed: Seed of the buffer's own CPU ``torch.Generator`` (all insertion choices, and
+            :meth:`sample` when no generator is given). ``None`` draws a seed once from the OS
+            (see ``buffer.seed``); the global RNG is never used.
+        label_field: Field holding integer class labels (needed by ``"class_balanced"``).
+
+    Raises:
+        ConfigError: capacity not a positive int, unknown policy (lists the valid ones), bad seed.
+
+    Example:
+        >>> buffer = MemoryBuffer(2, seed=0)
+        >>> buffer.add(labels=torch.arange(5), logits=torch.zeros(5, 10))
+        tensor([ 0,  1, -1, -1, -1])
+        >>> len(buffer), buffer.num_seen
+        (2, 5)
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        policy: str = "reservoir",
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        label_field: str = "labels",
+    ) -> None:
+        self._capacity = _check_capacity(capacity)
+        self._policy_name = BUFFER_POLICIES.resolve(policy)
+        self._policy = BUFFER_POLICIES.get(policy)(capacity, label_field=label_field)
+        if seed is None:
+            seed = secrets.randbits(63)
+        elif isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an int or None, got {seed!r}")
+        self._seed = seed
+        self._generator = torch.Generator().manual_seed(seed)
+        self._device = torch.device(device)
+        self._label_field = label_field
+        self._storage: dict[str, torch.Tensor] = {}
+        self._size = 0
+        self._num_seen = 0
+
+    # ---- properties -----------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """M, the maximum number of stored items."""
+        return self._capacity
+
+    @property
+    def num_seen(self) -> int:
+        """Number of items offered so far."""
+        return self._num_seen
+
+    @property
+    def fields(self) -> list[str]:
+        """Names of the stored fields (empty before the first add)."""
+        return list(self._storage)
+
+    @property
+    def policy(self) -> str:
+        """Name of the storage policy."""
+        return self._policy_name
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the stored tensors."""
+        return self._device
+
+    @property
+    def seed(self) -> int:
+        """Seed of the buffer's generator (drawn from the OS when none was given)."""
+        return self._seed
+
+    @property
+    def label_field(self) -> str:
+        """Name of the label field."""
+        return self._label_field
+
+    def __len__(self) -> int:
+        return self._size
+
+    def is_empty(self) -> bool:
+        """True before any item is stored."""
+        return self._size == 0
+
+    # ---- adding ---------------------------------------------------------------------------------
+
+    def _validate(self, fields: Mapping[str, Any]) -> int:
+        if not fields:
+            raise ConfigError("add() needs at least one field, e.g. add(labels=y, logits=z)")
+        for name, value in fields.items():
+            if not isinstance(value, torch.Tensor):
+                raise ShapeError(
+                    f"field {name!r} must be a torch.Tensor, got {type(value).__name__}; "
+                    "convert it with torch.as_tensor"
+                )
+            if value.dim() == 0:
+                raise ShapeError(
+                    f"field {name!r} is a 0-dim tensor; expected a batch with the items along "
+                    "dim 0 (use value.reshape(1) for a single item)"
+                )
+        sizes = {name: int(v.shape[0]) for name, v in fields.items()}
+        if len(set(sizes.values())) > 1:
+            raise ShapeError(
+                f"all fields must hold the same number of items (dim 0), got {sizes}"
+            )
+        if self._storage:
+            if set(fields) != set(self._storage):
+                missing = sorted(set(self._storage) - set(fields))
+                extra = sorted(set(fields) - set(self._storage))
+                raise ConfigError(
+                    f"add() must give exactly the fields of the first add {self.fields}; missing "
+                    f"{missing}, unexpected {extra}"
+                )
+            for name, value in fields.items():
+                stored = self._storage[name]
+                if value.dtype != stored.dtype or value.shape[1:] != stored.shape[1:]:
+                    raise ShapeError(
+                        f"field {name!r}: received {value.dtype} items of shape "
+                        f"{tuple(value.shape[1:])}, expected {stored.dtype} of shape "
+                        f"{tuple(stored.shape[1:])} as in the first add; cast/reshape it "
+                        f"(e.g. value.to({stored.dtype}))"
+                    )
+        elif self._policy.needs_labels and self._label_field not in fields:
+            raise ConfigError(
+                f"policy {self._policy_name!r} needs integer labels in field "
+                f"{self._label_field!r}, got fields {sorted(fields)}; add that field or pass "
+                "label_field=<name of your label field>"
+            )
+        if self._policy.needs_labels:
+            labels = fields[self._label_field]
+            if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex:
+                raise ShapeError(
+                    f"label field {self._label_field!r} must be a 1-D integer tensor (B,), got "
+                    f"{labels.dtype} of shape {tuple(labels.shape)}"
+                )
+        return next(iter(sizes.values()))
+
+    def add(self, **fields: torch.Tensor) -> torch.Tensor:
+        """Offer a batch of items; the policy decides which are kept.
+
+        Items are processed in batch order (a later item may overwrite an earlier one of the same
+        batch). Tensors may live on any device; they are detached and copied to the buffer's
+        device with one indexed copy per field.
+
+        Args:
+            **fields: Named tensors sharing the first dimension B.
+
+        Returns:
+            LongTensor (B,): the slot each item occupies after the call, ``-1`` for items not
+            kept (discarded, or overwritten later in the same batch).
+
+        Shape:
+            Each field: (B, *trailing); the trailing shape and dtype are fixed by the first add.
+
+        Raises:
+            ShapeError: non-tensor values, fields of different lengths, dtype or trailing shape
+                different from the first add, non-integer or non-1-D labels (class_balanced).
+            ConfigError: no fields, or field names different from the first add, or a missing
+                label field for class_balanced.
+        """
+        batch_size = self._validate(fields)
+        if not self._storage:
+            for name, value in fields.items():
+                self._storage[name] = torch.zeros(
+                    (self._capacity, *value.shape[1:]), dtype=value.dtype, device=self._device
+                )
+        if batch_size == 0:
+            return torch.empty(0, dtype=torch.long)
+        labels = fields[self._label_field].tolist() if self._policy.needs_labels else None
+        slots = self._policy.assign(
+            num_seen=self._num_seen,
+            size=self._size,
+            batch_size=batch_size,
+            labels=labels,
+            generator=self._generator,
+        )
+        assert len(slots) == batch_size
+        winner: dict[int, int] = {}  # slot -> last item of the batch written there
+        for item, slot in enumerate(slots):
+            if slot >= 0:
+                winner[slot] = item
+        result = [-1] * batch_size
+        for slot, item in winner.items():
+            result[item] = slot
+        if winner:
+            dst = torch.tensor(list(winner), dtype=torch.long)
+            src = torch.tensor(list(winner.values()), dtype=torch.long)
+            assert int(dst.max()) < self._capacity and int(dst.min()) >= 0
+            dst_dev = dst.to(self._device)
+            for name, value in fields.items():
+                value = value.detach()
+                self._storage[name][dst_dev] = value[src.to(value.device)].to(self._device)
+            self._size = max(self._size, int(dst.max()) + 1)
+        self._num_seen += batch_size
+        assert self._size == min(self._num_seen, self._capacity), (self._size, self._num_seen)
+        return torch.tensor(result, dtype=torch.long)
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Draw ``min(n, len(buffer))`` distinct stored items uniformly without replacement.
+
+        Args:
+            n: Number of items wanted; 0 gives empty tensors with the fields' trailing shapes.
+            generator: Source of randomness; the buffer's own generator when ``None`` (then
+                sampling advances the state that insertion also uses, which the state dict saves).
+
+        Returns:
+            Field name -> tensor on the buffer's device, rows aligned across fields.
+
+        Shape:
+            Each field: (min(n, len), *trailing).
+
+        Raises:
+            ConfigError: ``n`` negative or not an int.
+            StateError: the buffer is empty (check ``buffer.is_empty()`` first).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"sample(n) needs an int n >= 0, got {n!r}")
+        if self._size == 0:
+            raise StateError(
+                f"cannot sample from an empty buffer (capacity {self._capacity}, "
+                f"{self._num_seen} items offered); check `if not buffer.is_empty()` first"
+            )
+        generator = self._generator if generator is None else generator
+        k = min(n, self._size)
+        index = torch.randperm(self._size, generator=generator, device=generator.device)[:k]
+        index = index.to(self._device)
+        return {name: stored[index] for name, stored in self._storage.items()}
+
+    def data(self) -> dict[str, torch.Tensor]:
+        """Copies of all stored items, in slot order.
+
+        Shape:
+            Each field: (len, *trailing).
+        """
+        return {name: stored[: self._size].clone() for name, stored in self._storage.items()}
+
+    # ---- state ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue identically: contents, counters, generator, policy.
+
+        Returns:
+            A dict of CPU tensors and plain Python values (``torch.save``-able, loadable with
+            ``weights_only=True``).
+        """
+        return {
+            "format": _STATE_FORMAT,
+            "version": _STATE_VERSION,
+            "capacity": self._capacity,
+            "policy": self._policy_name,
+            "label_field": self._label_field,
+            "seed": self._seed,
+            "num_seen": self._num_seen,
+            "size": self._size,
+            "fields": {n: t[: self._size].detach().cpu().clone() for n, t in self._storage.items()},
+            "generator": self._generator.get_state(),
+            "policy_state": self._policy.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` into this buffer (replacing its contents).
+
+        Raises:
+            CheckpointError: the state is not a buffer state, or was saved from a buffer with
+                another capacity, policy or label field, or is internally inconsistent.
+        """
+        if not isinstance(state, Mapping) or state.get("format") != _STATE_FORMAT:
+            raise CheckpointError(
+                f"expected a MemoryBuffer state dict (format {_STATE_FORMAT!r}), got "
+                f"{type(state).__name__}"
+                + (f" with keys {sorted(state)[:8]}" if isinstance(state, Mapping) else "")
+            )
+        if state.get("version") != _STATE_VERSION:
+            raise CheckpointError(
+                f"buffer state version {state.get('version')!r} is not supported (expected "
+                f"{_STATE_VERSION}); save it again with this alta version"
+            )
+        for key, mine in (("capacity", self._capacity), ("policy", self._policy_name),
+                          ("label_field", self._label_field)):
+            if state.get(key) != mine:
+                raise CheckpointError(
+                    f"buffer state has {key}={state.get(key)!r} but this buffer has {key}={mine!r}; "
+                    f"build MemoryBuffer with {key}={state.get(key)!r} to load it"
+                )
+        try:
+            size, num_seen = int(state["size"]), int(state["num_seen"])
+            fields = dict(state["fields"])
+            generator_state = state["generator"]
+            policy_state = state["policy_state"]
+            seed = int(state["seed"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"buffer state is incomplete or malformed ({err!r})") from err
+        if size != min(num_seen, self._capacity) or size < 0:
+            raise CheckpointError(
+                f"buffer state holds size={size} after num_seen={num_seen} items with capacity "
+                f"{self._capacity}; expected size = min(num_seen, capacity)"
+            )
+        for name, value in fields.items():
+            if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != size:
+                raise CheckpointError(
+                    f"buffer state field {name!r} should hold {size} items, got "
+                    f"{getattr(value, 'shape', type(value).__name__)}"
+                )
+        if size and not fields:
+            raise CheckpointError(f"buffer state says {size} items are stored but has no fields")
+        labels = None
+        if self._policy.needs_labels and fields:
+            if self._label_field not in fields:
+                raise CheckpointError(f"buffer state lacks the label field {self._label_field!r}")
+            labels = fields[self._label_field].tolist()
+        generator = torch.Generator()
+        try:
+            generator.set_state(generator_state)
+        except (RuntimeError, TypeError) as err:
+            raise CheckpointError(f"buffer state holds an invalid generator state ({err})") from err
+        policy = BUFFER_POLICIES.get(self._policy_name)(self._capacity, label_field=self._label_field)
+        policy.load_state_dict(policy_state, size=size, labels=labels)
+
+        storage = {}
+        for name, value in fields.items():
+            stored = torch.zeros((self._capacity, *value.shape[1:]), dtype=value.dtype,
+                                 device=self._device)
+            stored[:size] = value.to(self._device)
+            storage[name] = stored
+        self._storage, self._size, self._num_seen = storage, size, num_seen
+        self._generator, self._policy, self._seed = generator, policy, seed
+
+    def to(self, device: str | torch.device) -> MemoryBuffer:
+        """Move the stored tensors to ``device`` (the generator stays on CPU).
+
+        Returns:
+            ``self``.
+        """
+        self._device = torch.device(device)
+        self._storage = {name: t.to(self._device) for name, t in self._storage.items()}
+        return self
+
+    def __repr__(self) -> str:
+        specs = ", ".join(
+            f"{name}: {str(t.dtype).replace('torch.', '')}{list(t.shape[1:])}"
+            for name, t in self._storage.items()
+        )
+        return (
+            f"MemoryBuffer(capacity={self._capacity}, policy={self._policy_name!r}, "
+            f"len={self._size}, num_seen={self._num_seen}, device={self._device}, "
+            f"fields={{{specs}}})"
+        )

@@ -1,0 +1,788 @@
+"""Class-incremental scenario streams: a labelled dataset split into experiences.
+
+ALTA (Li et al., IEEE TMM 2023) is evaluated class-incrementally on the mammoth streams
+Seq-CIFAR-10 (5 x 2 classes), Seq-CIFAR-100 (10 x 10) and Seq-TinyImageNet (10 x 20), classes in
+the dataset's native order. :class:`ScenarioStream` turns any labelled (train, test) pair of
+datasets into such a stream: a plain sequence of :class:`Experience` objects (as in continuum's
+``ClassIncremental``), each holding the train and test samples of its classes.
+
+Labels are *positions in the class order*: with ``class_order=[3, 1, ...]`` original class 3 is
+delivered as label 0. So the classes of experience t are always a contiguous label range, and a
+learner never needs the permutation (``stream.to_original`` gives it back).
+
+Iteration keeps no state: ``for e in stream`` builds fresh :class:`Experience` objects from data
+computed once in the constructor, so two loops over one stream never interfere.
+
+Example:
+    >>> stream = ScenarioStream.from_name("digits", num_experiences=5)  # doctest: +SKIP
+    >>> for experience in stream:  # doctest: +SKIP
+    ...     loader = DataLoader(experience.train, batch_size=32, shuffle=True)
+
+References:
+    W. Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
+    Learning", IEEE Transactions on Multimedia, 2023 (reference code github.com/vijaylee/ALTA).
+    G. M. van de Ven, A. S. Tolias, "Three scenarios for continual learning", arXiv:1904.07734.
+    A. Douillard, T. Lesort, "Continuum: Simple Management of Complex Continual Learning
+    Scenarios", arXiv:2102.06253, 2021.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence, overload
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, DataError
+from .datasets import DATASETS, load_sources
+from .transforms import _DATASET_STATS, make_transform
+
+__all__ = ["Experience", "ExperienceDataset", "ScenarioStream"]
+
+logger = logging.getLogger(__name__)
+
+_KEEP: Any = object()  # sentinel of with_transforms: keep the current transform
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
+
+
+def read_targets(dataset: Dataset, *, what: str = "dataset") -> torch.Tensor:
+    """Integer labels of every sample of ``dataset``, without loading images when possible.
+
+    Labels are read from ``dataset.targets`` (list, ndarray or tensor, the torchvision
+    convention) when present; otherwise the dataset is iterated once (``dataset[i][1]`` for every
+    i), which loads every sample: give large datasets a ``targets`` attribute.
+
+    Args:
+        dataset: A map-style dataset yielding ``(x, y)`` with integer ``y``.
+        what: Name used in error messages.
+
+    Returns:
+        LongTensor of labels.
+
+    Shape:
+        Output: (N,), N = ``len(dataset)``.
+
+    Raises:
+        DataError: non-integer or negative labels, or ``targets`` of the wrong length.
+    """
+    length = len(dataset)  # type: ignore[arg-type]
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        logger.info("%s has no .targets attribute; reading labels by loading all %d samples",
+                    what, length)
+        targets = [dataset[i][1] for i in range(length)]
+    if isinstance(targets, torch.Tensor):
+        array = targets.detach().cpu().numpy()
+    elif isinstance(targets, np.ndarray):
+        array = targets
+    else:
+        try:
+            array = np.asarray([int(t) if isinstance(t, torch.Tensor) else t for t in targets])
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{what}: cannot read integer labels from its targets ({err})") from err
+    array = array.reshape(-1) if array.ndim > 1 and array.size == length else array
+    if array.ndim != 1 or array.shape[0] != length:
+        raise DataError(
+            f"{what}: targets has shape {tuple(array.shape)} but the dataset has {length} samples; "
+            "expected one integer label per sample"
+        )
+    if length and not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
+        if np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0):
+            array = array.astype(np.int64)
+        else:
+            raise DataError(
+                f"{what}: labels must be integers, got dtype {array.dtype} (e.g. {array[:3].tolist()})"
+            )
+    result = torch.as_tensor(array.astype(np.int64, copy=False))
+    if length and int(result.min()) < 0:
+        raise DataError(
+            f"{what}: labels must be class ids in [0, C), got a negative label {int(result.min())}"
+        )
+    return result
+
+
+def _tensor_digest(tensor: torch.Tensor) -> str:
+    data = tensor.detach().cpu().to(torch.int64).contiguous().numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _source_identity(source: Dataset) -> str:
+    identity = getattr(source, "identity", None)
+    if isinstance(identity, str):
+        return identity
+    cls = type(source)
+    parts = [f"{cls.__module__}.{cls.__qualname__}"]
+    for attr in ("root", "split", "train"):
+        value = getattr(source, attr, None)
+        if value is not None:
+            if attr == "root" and isinstance(value, (str, os.PathLike)):
+                value = os.path.abspath(os.fspath(value))
+            parts.append(f"{attr}={value!r}")
+    parts.append(f"n={len(source)}")  # type: ignore[arg-type]
+    return "|".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# ExperienceDataset / Experience
+# --------------------------------------------------------------------------------------------
+
+
+class ExperienceDataset(Dataset):
+    """The samples of one experience (or any subset of a source), relabelled and transformed.
+
+    ``dataset[i] = (transform(x), label)`` where ``x`` is the raw sample ``source[indices[i]][0]``
+    and ``label = label_map[original label]`` is the label's position in the stream's class order.
+    Built by :class:`ScenarioStream`; cheap to copy with another transform.
+
+    Args:
+        source: Raw labelled dataset yielding ``(x, y)``.
+        indices: Indices into ``source`` of the samples, in delivery order.
+        label_map: ``label_map[y]`` is the delivered label of original label ``y``.
+        transform: Applied to ``x``; ``None`` returns ``x`` as the source gives it.
+        source_targets: Original labels of every sample of ``source`` (read with
+            ``source.targets`` or by iterating once when omitted).
+
+    Shape:
+        indices: (N,). label_map: (C,). targets: (N,).
+
+    Raises:
+        DataError: indices out of range, or a sample's label missing from ``label_map``.
+    """
+
+    def __init__(
+        self,
+        source: Dataset,
+        indices: Sequence[int] | torch.Tensor,
+        *,
+        label_map: Sequence[int] | torch.Tensor,
+        transform: Callable | None = None,
+        source_targets: torch.Tensor | None = None,
+    ) -> None:
+        self.source = source
+        self.transform = transform
+        self._indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        self._label_map = torch.as_tensor(label_map, dtype=torch.long).reshape(-1)
+        if source_targets is None:
+            source_targets = read_targets(source, what=type(source).__name__)
+        self._source_targets = source_targets
+        n = source_targets.shape[0]
+        if self._indices.numel() and (int(self._indices.min()) < 0 or int(self._indices.max()) >= n):
+            raise DataError(
+                f"indices must lie in [0, {n}) for a source of {n} samples, got range "
+                f"[{int(self._indices.min())}, {int(self._indices.max())}]"
+            )
+        original = source_targets[self._indices]
+        if original.numel() and int(original.max()) >= self._label_map.numel():
+            raise DataError(
+                f"label_map covers labels [0, {self._label_map.numel()}) but a sample has label "
+                f"{int(original.max())}; expected one entry per class"
+            )
+        self._targets = self._label_map[original]
+        self._index_list: list[int] = self._indices.tolist()
+        self._target_list: list[int] = self._targets.tolist()
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Delivered labels (positions in the class order), shape (N,); no image is loaded.
+
+        The tensor is shared, do not modify it in place.
+        """
+        return self._targets
+
+    @property
+    def indices(self) -> torch.Tensor:
+        """Indices into the source of the samples, shape (N,) (a copy)."""
+        return self._indices.clone()
+
+    @property
+    def label_map(self) -> torch.Tensor:
+        """Original label -> delivered label, shape (C,) (a copy)."""
+        return self._label_map.clone()
+
+    def __len__(self) -> int:
+        return len(self._index_list)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        x = self.source[self._index_list[index]][0]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self._target_list[index]
+
+    def with_transform(self, transform: Callable | None) -> ExperienceDataset:
+        """The same samples and labels with another transform (no data is read or copied)."""
+        other = copy.copy(self)
+        other.transform = transform
+        return other
+
+    def cache_key(self) -> str:
+        """A stable key for caches of anything computed from these samples (e.g. image features).
+
+        It covers the source's identity (dataset name, resolved root path and split for the
+        built-in sources; class name, ``root``/``split``/``train`` attributes and length for other
+        datasets), a hash of the source's labels, the exact indices, the label mapping and
+        ``repr(transform)``. Two datasets share a key only if they deliver the same samples with
+        the same labels through transforms with the same ``repr``. A transform whose ``repr``
+        holds a memory address (a lambda, a bare function) gives a different key in every process:
+        caches then miss, but are never wrongly reused.
+
+        Returns:
+            A 64-character hex SHA-256 digest (safe as a file name).
+        """
+        transform_repr = repr(self.transform)
+        if " at 0x" in transform_repr:
+            logger.warning("transform repr %r holds a memory address; feature caches keyed on it "
+                           "will not be reused across processes", transform_repr[:80])
+        parts = [
+            "alta.ExperienceDataset.v1",
+            _source_identity(self.source),
+            "source_targets=" + _tensor_digest(self._source_targets),
+            "indices=" + _tensor_digest(self._indices),
+            "label_map=" + _tensor_digest(self._label_map),
+            "transform=" + transform_repr,
+        ]
+        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+    def __repr__(self) -> str:
+        return (
+            f"ExperienceDataset(source={_source_identity(self.source)!r}, n={len(self)}, "
+            f"transform={'None' if self.transform is None else type(self.transform).__name__})"
+        )
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Experience:
+    """One step of a class-incremental stream.
+
+    Attributes:
+        index: Position t of the experience in the stream (0-based).
+        classes: Labels of its classes: a contiguous range of positions in the class order.
+        class_names: Human-readable names of ``classes``.
+        train: Training samples of ``classes``.
+        test: Test samples of ``classes``.
+        class_to_experience: Experience id of every label of the stream (all C classes, future
+            ones included); the same for every experience of a stream. Shape (C,).
+        num_experiences: T, the number of experiences of the stream.
+    """
+
+    index: int
+    classes: list[int]
+    class_names: list[str]
+    train: ExperienceDataset
+    test: ExperienceDataset
+    class_to_experience: torch.Tensor
+    num_experiences: int
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of this experience."""
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        span = f"{self.classes[0]}..{self.classes[-1]}" if self.classes else "-"
+        return (
+            f"Experience({self.index + 1}/{self.num_experiences}, classes={span}, "
+            f"train={len(self.train)}, test={len(self.test)})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_count(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
+        raise ConfigError(f"{name} must be a positive int or None, got {value!r}")
+    return int(value)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _split_sizes(
+    num_classes: int,
+    *,
+    num_experiences: int | None,
+    classes_per_experience: int | None,
+    initial_classes: int | None,
+) -> list[int]:
+    """Number of classes of each experience."""
+    num_experiences = _check_count(num_experiences, "num_experiences")
+    classes_per_experience = _check_count(classes_per_experience, "classes_per_experience")
+    initial_classes = _check_count(initial_classes, "initial_classes")
+    C = num_classes
+    if num_experiences is None and classes_per_experience is None:
+        if initial_classes == C:
+            return [C]
+        raise ConfigError(
+            f"give num_experiences or classes_per_experience to split the {C} classes into "
+            f"experiences; valid num_experiences: {_divisors(C)}"
+            + (" (add initial_classes for an unevenly sized first experience)"
+               if initial_classes is None else "")
+        )
+    if initial_classes is not None and initial_classes > C:
+        raise ConfigError(
+            f"initial_classes={initial_classes} exceeds the {C} classes of the dataset; expected "
+            f"1..{C}"
+        )
+    first = initial_classes if initial_classes is not None else 0
+    rest = C - first
+    if initial_classes is None:
+        valid_t = _divisors(C)
+        valid_k = _divisors(C)
+    else:
+        valid_t = [1] if rest == 0 else [1 + d for d in _divisors(rest)]
+        valid_k = _divisors(rest) if rest else []
+    hint = (
+        f"; or set initial_classes so that the remaining classes divide evenly"
+        if initial_classes is None
+        else f"; or change initial_classes={initial_classes} (the {rest} remaining classes are split "
+             "evenly over the other experiences)"
+    )
+    if num_experiences is not None:
+        if num_experiences not in valid_t:
+            what = (f"{C} classes" if initial_classes is None
+                    else f"{rest} classes left after initial_classes={initial_classes}")
+            raise ConfigError(
+                f"num_experiences={num_experiences} does not split the {what} evenly; valid "
+                f"num_experiences: {valid_t}{hint}"
+            )
+        others = num_experiences - (1 if initial_classes is not None else 0)
+        size = rest // others if others else 0
+        if classes_per_experience is not None and others and classes_per_experience != size:
+            raise ConfigError(
+                f"num_experiences={num_experiences} and classes_per_experience="
+                f"{classes_per_experience} disagree: {num_experiences} experiences of the "
+                f"{C} classes" + (f" after initial_classes={initial_classes}" if initial_classes else "")
+                + f" have {size} classes each; give only one of them"
+            )
+    else:
+        assert classes_per_experience is not None
+        if classes_per_experience not in valid_k:
+            what = (f"{C} classes" if initial_classes is None
+                    else f"{rest} classes left after initial_classes={initial_classes}")
+            raise ConfigError(
+                f"classes_per_experience={classes_per_experience} does not split the {what} "
+                f"evenly; valid classes_per_experience: {valid_k or 'none (no classes left)'}{hint}"
+            )
+        size = classes_per_experience
+        others = rest // size
+    sizes = ([first] if initial_classes is not None else []) + [size] * others
+    assert sum(sizes) == C and all(s > 0 for s in sizes), sizes
+    return sizes
+
+
+def _resolve_order(num_classes: int, class_order: Any, seed: int | None) -> tuple[list[int], str]:
+    if class_order is not None and seed is not None:
+        raise ConfigError(
+            f"got both class_order and seed={seed!r}; they are alternatives: pass class_order for an "
+            "explicit permutation or seed to draw one, not both"
+        )
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(f"seed must be an int or None, got {seed!r}")
+        generator = torch.Generator().manual_seed(int(seed))
+        return torch.randperm(num_classes, generator=generator).tolist(), f"seed={int(seed)}"
+    if class_order is None:
+        return list(range(num_classes)), "native"
+    if isinstance(class_order, torch.Tensor):
+        class_order = class_order.tolist()
+    elif isinstance(class_order, np.ndarray):
+        class_order = class_order.tolist()
+    if isinstance(class_order, (str, bytes)) or not isinstance(class_order, Sequence):
+        raise DataError(
+            f"class_order must be a list of the {num_classes} original class ids, got "
+            f"{type(class_order).__name__} {class_order!r}"
+        )
+    order = list(class_order)
+    bad = [c for c in order if isinstance(c, bool) or not isinstance(c, (int, np.integer))]
+    if bad:
+        raise DataError(f"class_order must hold integer class ids, got {bad[:5]}")
+    order = [int(c) for c in order]
+    if sorted(order) != list(range(num_classes)):
+        duplicates = sorted({c for c in order if order.count(c) > 1})
+        missing = sorted(set(range(num_classes)) - set(order))
+        outside = sorted(c for c in set(order) if not 0 <= c < num_classes)
+        raise DataError(
+            f"class_order must be a permutation of the dataset's labels 0..{num_classes - 1}; "
+            f"received {len(order)} ids (missing: {missing[:10]}, duplicated: {duplicates[:10]}, "
+            f"out of range: {outside[:10]}). Fix: list every original class id exactly once"
+        )
+    return order, "explicit"
+
+
+def _check_names(class_names: Any) -> list[str]:
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise DataError(
+            f"class_names must be a list of strings (one per label), got "
+            f"{type(class_names).__name__} {class_names!r}"[:300]
+        )
+    names = list(class_names)
+    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise DataError(
+            f"class names must be non-empty strings (CLIP prompts are built from them); received "
+            f"{bad[:5]} (index, name). Fix: give every label a readable name"
+        )
+    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(names) < 5000 else []
+    if duplicates:
+        logger.warning("duplicate class names %s: CLIP prompts cannot tell these classes apart",
+                       duplicates[:5])
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# ScenarioStream
+# --------------------------------------------------------------------------------------------
+
+
+class ScenarioStream:
+    """A class-incremental stream: a (train, test) pair of datasets split into experiences.
+
+    Args:
+        train: Training dataset yielding ``(x, y)`` with integer ``y`` in [0, C). Labels are read
+            from ``train.targets`` (list/ndarray/tensor, torchvision's convention) when present;
+            otherwise the dataset is iterated once at construction (which loads every sample).
+        test: Test dataset, same label space.
+        class_names: Human-readable name of each original label (length C).
+        num_experiences: T. Give this or ``classes_per_experience`` (both only if consistent).
+        classes_per_experience: Classes per experience (after the first one when
+            ``initial_classes`` is set).
+        initial_classes: Size of the first experience; the remaining classes are split evenly.
+        class_order: Explicit class order, a permutation of the original ids (position -> id).
+        seed: Draw the class order with ``torch.randperm`` from
+            ``torch.Generator().manual_seed(seed)``. The default (both ``None``) keeps the native
+            order, ALTA's protocol. iCaRL/PyCIL shuffle with seed 1993 but through NumPy
+            (``np.random.seed(1993); np.random.permutation(C)``), a different permutation: pass
+            that one via ``class_order`` to reproduce their order.
+        transform: Applied to training inputs ``x`` (``None``: delivered as the dataset gives
+            them, e.g. a dataset that transforms by itself).
+        test_transform: Applied to test inputs.
+
+    Raises:
+        ConfigError: counts that do not split the classes evenly (the message lists the valid
+            values), or both ``class_order`` and ``seed``.
+        DataError: ``class_order`` not a permutation of the labels, fewer class names than labels,
+            empty class names, non-integer labels.
+
+    Example:
+        >>> stream = ScenarioStream(train, test, names, num_experiences=5)  # doctest: +SKIP
+        >>> [e.classes for e in stream]  # doctest: +SKIP
+        [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    """
+
+    def __init__(
+        self,
+        train: Dataset,
+        test: Dataset,
+        class_names: Sequence[str],
+        *,
+        num_experiences: int | None = None,
+        classes_per_experience: int | None = None,
+        initial_classes: int | None = None,
+        class_order: Sequence[int] | torch.Tensor | None = None,
+        seed: int | None = None,
+        transform: Callable | None = None,
+        test_transform: Callable | None = None,
+    ) -> None:
+        names = _check_names(class_names)
+        C = len(names)
+        train_targets = read_targets(train, what="train dataset")
+        test_targets = read_targets(test, what="test dataset")
+        for split, targets in (("train", train_targets), ("test", test_targets)):
+            if targets.numel() and int(targets.max()) >= C:
+                raise DataError(
+                    f"received {C} class names but the {split} labels go up to "
+                    f"{int(targets.max())} ({int(targets.max()) + 1} classes); expected one name "
+                    "per label. Fix: pass a name for every label"
+                )
+        if C == 0:
+            raise DataError("received no class names and no labels; expected a labelled dataset")
+        present = torch.bincount(train_targets, minlength=C)
+        if bool((present == 0).any()):
+            logger.warning("classes %s have no training samples",
+                           torch.nonzero(present == 0).flatten().tolist()[:10])
+
+        order, order_kind = _resolve_order(C, class_order, seed)
+        sizes = _split_sizes(C, num_experiences=num_experiences,
+                             classes_per_experience=classes_per_experience,
+                             initial_classes=initial_classes)
+
+        label_map = torch.empty(C, dtype=torch.long)
+        label_map[torch.tensor(order, dtype=torch.long)] = torch.arange(C)
+        class_to_experience = torch.repeat_interleave(
+            torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long)
+        )
+
+        self._train = train
+        self._test = test
+        self._train_targets = train_targets
+        self._test_targets = test_targets
+        self._original_names = names
+        self._names = [names[c] for c in order]
+        self._order = order
+        self._order_kind = order_kind
+        self._label_map = label_map
+        self._sizes = sizes
+        self._class_to_experience = class_to_experience
+        self._transform = transform
+        self._test_transform = test_transform
+        self._name: str | None = None
+        # Indices of every experience's samples, computed once: iteration is then stateless.
+        train_exp = class_to_experience[label_map[train_targets]]
+        test_exp = class_to_experience[label_map[test_targets]]
+        self._train_indices = [torch.nonzero(train_exp == t).flatten() for t in range(len(sizes))]
+        self._test_indices = [torch.nonzero(test_exp == t).flatten() for t in range(len(sizes))]
+
+    # ---- construction from a name ----------------------------------------------------------
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str,
+        *,
+        root: str | os.PathLike | None = None,
+        download: bool = False,
+        transform: str | Callable | None = "reference",
+        test_transform: str | Callable | None = None,
+        resolution: int = 224,
+        num_experiences: int | None = None,
+        classes_per_experience: int | None = None,
+        initial_classes: int | None = None,
+        class_order: Sequence[int] | torch.Tensor | None = None,
+        seed: int | None = None,
+    ) -> ScenarioStream:
+        """Build a registered stream (see :func:`alta.data.list_datasets`).
+
+        Args:
+            name: ``"seq-cifar10"``, ``"seq-cifar100"``, ``"seq-tinyimagenet"``, ``"digits"``,
+                ``"fashion-mnist"``, ``"image-folder"`` or another registered name.
+            root: Folder holding the data (layouts in :mod:`alta.data.datasets`); ignored by
+                ``digits``; ``fashion-mnist`` defaults to the Debian package's folder.
+            download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``.
+            transform: Training transform: a preset name (:func:`list_transform_presets`) or a
+                callable, or ``None`` for raw PIL images.
+            test_transform: Test transform: a preset name or callable. When ``None``: the test
+                side of the ``transform`` preset if that is a name, the same callable if it is a
+                callable (e.g. the ``preprocess`` returned by ``clip.load``), else ``None``.
+            resolution: Backbone input size in pixels (for preset names).
+            num_experiences: T; when neither this nor ``classes_per_experience`` is given, the
+                benchmark's default split is used (5 x 2, 10 x 10, 10 x 20; ``image-folder``
+                has none and needs one of them).
+            classes_per_experience: Classes per experience.
+            initial_classes: Size of the first experience.
+            class_order: Explicit class order (original ids).
+            seed: Seed of a drawn class order.
+
+        Returns:
+            The stream; ``stream.name`` is ``name``.
+
+        Raises:
+            ConfigError: unknown name (lists valid ones), bad counts or options.
+            DataError: missing or wrongly laid out ``root`` (shows the expected layout).
+        """
+        spec = DATASETS.get(name)
+        canonical = DATASETS.resolve(name)
+        train, test = load_sources(canonical, root=root, download=download)
+        if num_experiences is None and classes_per_experience is None:
+            if spec.classes_per_experience is None and initial_classes != len(train.class_names):
+                raise ConfigError(
+                    f"{canonical!r} has no default split: pass num_experiences or "
+                    f"classes_per_experience (the data has {len(train.class_names)} classes)"
+                )
+            classes_per_experience = spec.classes_per_experience
+        stats_name = canonical if canonical in _DATASET_STATS else None
+        train_tf = _resolve_transform(transform, train=True, resolution=resolution, dataset=stats_name)
+        if test_transform is None:
+            test_tf = (
+                _resolve_transform(transform, train=False, resolution=resolution, dataset=stats_name)
+                if isinstance(transform, str)
+                else transform
+            )
+        else:
+            test_tf = _resolve_transform(test_transform, train=False, resolution=resolution,
+                                         dataset=stats_name)
+        stream = cls(
+            train,
+            test,
+            train.class_names,
+            num_experiences=num_experiences,
+            classes_per_experience=classes_per_experience,
+            initial_classes=initial_classes,
+            class_order=class_order,
+            seed=seed,
+            transform=train_tf,
+            test_transform=test_tf,
+        )
+        stream._name = canonical
+        return stream
+
+    # ---- the sequence ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def _experience(self, t: int) -> Experience:
+        start = sum(self._sizes[:t])
+        classes = list(range(start, start + self._sizes[t]))
+        return Experience(
+            index=t,
+            classes=classes,
+            class_names=[self._names[c] for c in classes],
+            train=ExperienceDataset(self._train, self._train_indices[t], label_map=self._label_map,
+                                    transform=self._transform, source_targets=self._train_targets),
+            test=ExperienceDataset(self._test, self._test_indices[t], label_map=self._label_map,
+                                   transform=self._test_transform, source_targets=self._test_targets),
+            class_to_experience=self._class_to_experience.clone(),
+            num_experiences=len(self._sizes),
+        )
+
+    @overload
+    def __getitem__(self, index: int) -> Experience: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Experience]: ...
+
+    def __getitem__(self, index):
+        """``stream[t]`` -> :class:`Experience` t; ``stream[a:b]`` -> list of experiences."""
+        if isinstance(index, slice):
+            return [self._experience(t) for t in range(*index.indices(len(self)))]
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"stream indices must be int or slice, got {type(index).__name__}")
+        t = int(index)
+        if t < 0:
+            t += len(self)
+        if not 0 <= t < len(self):
+            raise IndexError(f"experience {index} out of range for a stream of {len(self)} experiences")
+        return self._experience(t)
+
+    def __iter__(self) -> Iterator[Experience]:
+        return (self._experience(t) for t in range(len(self)))
+
+    # ---- metadata ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        """Registry name when built with :meth:`from_name`, else ``None``."""
+        return self._name
+
+    @property
+    def num_experiences(self) -> int:
+        """T, the number of experiences."""
+        return len(self._sizes)
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes."""
+        return len(self._names)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in class order (``class_names[label]``)."""
+        return list(self._names)
+
+    @property
+    def class_order(self) -> list[int]:
+        """Original class id of every label (position -> original id)."""
+        return list(self._order)
+
+    @property
+    def classes_per_experience(self) -> list[int]:
+        """Number of classes of each experience, e.g. ``[2, 2, 2, 2, 2]``."""
+        return list(self._sizes)
+
+    @property
+    def class_to_experience(self) -> torch.Tensor:
+        """Experience id of every label, LongTensor of shape (C,)."""
+        return self._class_to_experience.clone()
+
+    @property
+    def transform(self) -> Callable | None:
+        """Training transform."""
+        return self._transform
+
+    @property
+    def test_transform(self) -> Callable | None:
+        """Test transform."""
+        return self._test_transform
+
+    def to_original(self, labels):
+        """Map delivered labels (positions in the class order) to the dataset's original ids.
+
+        Args:
+            labels: An int, a sequence of ints or a LongTensor.
+
+        Returns:
+            The same kind of object holding original ids.
+
+        Raises:
+            DataError: a label outside [0, C).
+        """
+        return self._map(labels, torch.tensor(self._order, dtype=torch.long), "label")
+
+    def from_original(self, labels):
+        """Map original class ids to delivered labels (the inverse of :meth:`to_original`)."""
+        return self._map(labels, self._label_map, "original class id")
+
+    def _map(self, labels, table: torch.Tensor, what: str):
+        C = self.num_classes
+        if isinstance(labels, torch.Tensor):
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
+                raise DataError(f"{what}s must lie in [0, {C}), got range "
+                                f"[{int(labels.min())}, {int(labels.max())}]")
+            return table.to(labels.device)[labels.long()]
+        if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+            if not 0 <= int(labels) < C:
+                raise DataError(f"{what} must lie in [0, {C}), got {labels}")
+            return int(table[int(labels)])
+        return [self._map(int(v), table, what) for v in labels]
+
+    def with_transforms(
+        self, *, transform: Callable | None = _KEEP, test_transform: Callable | None = _KEEP
+    ) -> ScenarioStream:
+        """A stream over the same data and split with other transforms (nothing is reloaded).
+
+        Args:
+            transform: New training transform (omit to keep the current one; ``None`` removes it).
+            test_transform: New test transform (omit to keep; ``None`` removes it).
+
+        Returns:
+            A new stream sharing the sources with this one.
+        """
+        other = copy.copy(self)
+        if transform is not _KEEP:
+            other._transform = transform
+        if test_transform is not _KEEP:
+            other._test_transform = test_transform
+        return other
+
+    def __repr__(self) -> str:
+        return (
+            f"ScenarioStream({self._name or 'custom'!s}, num_experiences={len(self)}, "
+            f"num_classes={self.num_classes}, classes_per_experience={self._sizes}, "
+            f"class_order={self._order_kind}, train={len(self._train_targets)}, "
+            f"test={len(self._test_targets)})"
+        )
+
+
+def _resolve_transform(spec, *, train: bool, resolution: int, dataset: str | None):
+    if spec is None or callable(spec) and not isinstance(spec, str):
+        return spec
+    if isinstance(spec, str):
+        return make_transform(spec, train=train, resolution=resolution, dataset=dataset)
+    raise ConfigError(
+        f"transform must be a preset name, a callable or None, got {type(spec).__name__} {spec!r}"
+    )

@@ -1,0 +1,316 @@
+"""Raw dataset sources: real layouts (shared data), synthetic folder trees and idx files."""
+
+from __future__ import annotations
+
+import gzip
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alta.data import list_datasets, load_sources
+from alta.data.datasets import (
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    DEBIAN_FASHION_MNIST,
+    FASHION_MNIST_CLASSES,
+    ArraySource,
+    ImageFileSource,
+    read_idx,
+)
+from alta.errors import ConfigError, DataError
+
+
+def _save(path: Path, size=(6, 5), mode="RGB", color=0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color).save(path)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) in the idx format, gzip-compressed when ``path`` ends in .gz."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as handle:
+            handle.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def test_registry_names():
+    assert list_datasets() == [
+        "seq-cifar10", "seq-cifar100", "seq-tinyimagenet", "digits", "fashion-mnist", "image-folder",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="did you mean 'seq-cifar10'"):
+        load_sources("seq-cifar-10")
+
+
+def test_cifar100_names_are_the_native_alphabetical_fine_labels():
+    assert len(CIFAR100_CLASSES) == 100 == len(set(CIFAR100_CLASSES))
+    assert list(CIFAR100_CLASSES) == sorted(CIFAR100_CLASSES)
+    assert CIFAR100_CLASSES[1] == "aquarium_fish" and CIFAR100_CLASSES[-1] == "worm"
+
+
+# ---- CIFAR ------------------------------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_cifar10_image_folders(cifar10_root):
+    train, test = load_sources("seq-cifar10", root=cifar10_root)
+    assert train.class_names == list(CIFAR10_CLASSES)
+    assert len(train) == 50_000 and len(test) == 10_000
+    assert torch.bincount(train.targets).tolist() == [5000] * 10
+    assert torch.bincount(test.targets).tolist() == [1000] * 10
+    for index in (0, 12_345, 49_999):
+        image, label = train[index]
+        assert Path(train.paths[index]).parent.name == CIFAR10_CLASSES[label]
+        assert image.mode == "RGB" and image.size == (32, 32)
+    assert str(cifar10_root.resolve()) in train.identity and train.identity.endswith("train")
+
+
+def test_cifar_folders_are_mapped_by_name_not_sorted_order(tmp_path):
+    # Folder names in another spelling; sorted order differs from the native order.
+    spellings = {c: c.upper() if c in ("truck", "bird") else c for c in CIFAR10_CLASSES}
+    for split in ("train", "test"):
+        for k, c in enumerate(CIFAR10_CLASSES):
+            _save(tmp_path / split / spellings[c] / "0.png", color=(k * 20, 0, 0))
+    train, test = load_sources("seq-cifar10", root=tmp_path)
+    for source in (train, test):
+        labels = {Path(p).parent.name.lower(): int(y) for p, y in zip(source.paths, source.targets)}
+        assert labels == {c: k for k, c in enumerate(CIFAR10_CLASSES)}
+        assert source[CIFAR10_CLASSES.index("truck")][0].getpixel((0, 0))[0] == 9 * 20
+
+
+def test_cifar100_folders_give_readable_names(tmp_path):
+    for split in ("train", "val"):  # val/ is accepted for test/
+        for c in CIFAR100_CLASSES:
+            _save(tmp_path / split / c / "a.jpg")
+    train, test = load_sources("seq-cifar100", root=tmp_path)
+    assert train.class_names[1] == "aquarium fish" and train.class_names[41] == "lawn mower"
+    assert all("_" not in n for n in train.class_names)
+    assert len(train) == len(test) == 100
+    assert train.targets.tolist() == list(range(100))
+
+
+def test_cifar_folder_mismatch_lists_missing_classes(tmp_path):
+    for split in ("train", "test"):
+        for c in CIFAR10_CLASSES[:-1]:
+            _save(tmp_path / split / c / "0.png")
+        _save(tmp_path / split / "lorry" / "0.png")
+    with pytest.raises(DataError, match=r"missing: \['truck'\].*unexpected: \['lorry'\]"):
+        load_sources("seq-cifar10", root=tmp_path)
+
+
+def test_cifar_torchvision_layout_is_wrapped(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    calls = []
+
+    def fake_cifar10(root, *, train, download):
+        calls.append((root, train, download))
+        n = 4 if train else 2
+        return types.SimpleNamespace(
+            data=np.full((n, 32, 32, 3), 7, dtype=np.uint8),
+            targets=[9, 0, 1, 2][:n],
+            classes=list(CIFAR10_CLASSES),
+        )
+
+    monkeypatch.setattr(tvd, "CIFAR10", fake_cifar10)
+    train, test = load_sources("seq-cifar10", root=tmp_path)
+    assert calls == [(str(tmp_path), True, False), (str(tmp_path), False, False)]
+    assert isinstance(train, ArraySource) and train.targets.tolist() == [9, 0, 1, 2]
+    image, label = train[0]
+    assert image.mode == "RGB" and image.size == (32, 32) and label == 9
+    assert "torchvision" in test.identity
+
+
+@pytest.mark.parametrize("name", ["seq-cifar10", "seq-cifar100", "fashion-mnist"])
+def test_missing_root_shows_layouts_and_download(tmp_path, name):
+    with pytest.raises(DataError) as info:
+        load_sources(name, root=tmp_path / "nowhere")
+    message = str(info.value)
+    assert "nowhere" in message and "layout" in message and "download=True" in message
+
+
+def test_missing_root_none_for_cifar(tmp_path):
+    with pytest.raises(DataError, match="(?s)no root given.*download=True"):
+        load_sources("seq-cifar100")
+
+
+# ---- Tiny-ImageNet ------------------------------------------------------------------------------
+
+
+def _annotations(root: Path) -> list[tuple[str, str]]:
+    lines = (root / "val" / "val_annotations.txt").read_text().splitlines()
+    return [tuple(line.split("\t")[:2]) for line in lines if line.strip()]
+
+
+@pytest.mark.data
+def test_tinyimagenet_sample(tiny_imagenet_root):
+    train, test = load_sources("seq-tinyimagenet", root=tiny_imagenet_root)
+    wnids = (tiny_imagenet_root / "wnids.txt").read_text().split()
+    assert len(train.class_names) == 200 == len(set(train.class_names))
+    assert train.class_names[:2] == ["Egyptian cat", "reel"]
+    assert torch.bincount(train.targets, minlength=200).tolist() == [5] * 200
+    for path, label in zip(train.paths, train.targets.tolist()):
+        assert Path(path).parent.parent.name == wnids[label]
+    expected = [(f, wnids.index(w)) for f, w in _annotations(tiny_imagenet_root)]
+    assert [(Path(p).name, y) for p, y in zip(test.paths, test.targets.tolist())] == expected
+    assert test.identity.endswith("val")
+
+
+@pytest.mark.data
+def test_tinyimagenet_grayscale_images_come_out_rgb(tiny_imagenet_root):
+    train, _ = load_sources("seq-tinyimagenet", root=tiny_imagenet_root)
+    gray = [i for i, p in enumerate(train.paths[:200]) if Image.open(p).mode != "RGB"]
+    assert gray, "the sample holds grayscale training images in its first classes"
+    image, _ = train[gray[0]]
+    assert image.mode == "RGB" and image.size == (64, 64)
+
+
+@pytest.mark.data
+def test_tinyimagenet_root_may_be_the_parent(tiny_imagenet_root, tmp_path):
+    (tmp_path / "tiny-imagenet-200").symlink_to(tiny_imagenet_root, target_is_directory=True)
+    train, _ = load_sources("seq-tinyimagenet", root=tmp_path)
+    assert len(train) == 1000
+
+
+def test_tinyimagenet_missing_layout_says_no_download(tmp_path):
+    (tmp_path / "wnids.txt").write_text("n01\n")
+    with pytest.raises(DataError) as info:
+        load_sources("seq-tinyimagenet", root=tmp_path, download=True)
+    message = str(info.value)
+    assert "words.txt" in message and "val/val_annotations.txt" in message
+    assert "cannot download" in message and "not supported" in message
+
+
+# ---- digits -------------------------------------------------------------------------------------
+
+
+def test_digits_split_is_deterministic_and_disjoint():
+    train, test = load_sources("digits", root="/ignored")
+    assert len(train) + len(test) == 1797
+    assert train.class_names[:3] == ["zero", "one", "two"] and len(train.class_names) == 10
+    # Every 5th sample of each class is a test sample.
+    counts = torch.bincount(test.targets).tolist()
+    totals = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert counts == [n // 5 for n in totals]
+    image, label = test[0]
+    assert image.mode == "RGB" and image.size == (8, 8) and label == int(test.targets[0])
+    pixels = np.asarray(train[0][0])
+    assert pixels.dtype == np.uint8 and pixels.max() <= 255
+    train2, _ = load_sources("digits")
+    assert torch.equal(train.targets, train2.targets)
+    assert np.array_equal(train.images, train2.images)
+    # No image is in both splits (the 1,797 digits hold no pixel-identical pair across them).
+    flat = {bytes(x) for x in train.images.reshape(len(train), -1)}
+    assert not any(bytes(x) in flat for x in test.images.reshape(len(test), -1))
+
+
+# ---- Fashion-MNIST ------------------------------------------------------------------------------
+
+
+def _fake_fashion(folder: Path, *, gz: bool) -> None:
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", np.arange(n, dtype=np.uint8) % 10)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_idx_round_trip(tmp_path, gz):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / ("x-idx3-ubyte" + (".gz" if gz else ""))
+    write_idx(path, array)
+    out = read_idx(path)
+    assert out.dtype == np.uint8 and np.array_equal(out, array)
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x12\x34\x08\x01" + b"\x00" * 8)
+    with pytest.raises(DataError, match="not an idx file"):
+        read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(bytes([0, 0, 8, 1]) + np.asarray([10], dtype=">u4").tobytes() + b"\x00" * 3)
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(short)
+
+
+@pytest.mark.parametrize("layout", ["flat-gz", "torchvision-raw"])
+def test_fashion_mnist_idx_layouts(tmp_path, layout):
+    if layout == "flat-gz":
+        _fake_fashion(tmp_path, gz=True)
+    else:
+        _fake_fashion(tmp_path / "FashionMNIST" / "raw", gz=False)
+    train, test = load_sources("fashion-mnist", root=tmp_path)
+    assert len(train) == 20 and len(test) == 10
+    assert train.class_names == list(FASHION_MNIST_CLASSES)
+    assert train.class_names[0] == "t-shirt" and train.class_names[9] == "ankle boot"
+    image, label = test[3]
+    assert image.mode == "RGB" and image.size == (28, 28) and label == 3
+
+
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed"
+)
+def test_fashion_mnist_debian_files():
+    train, test = load_sources("fashion-mnist")  # root=None -> the Debian folder
+    assert len(train) == 60_000 and len(test) == 10_000
+    assert torch.bincount(test.targets).tolist() == [1000] * 10
+
+
+# ---- image folders --------------------------------------------------------------------------------
+
+
+def make_image_folder(root: Path, classes=("zebra", "apple_tree", "cat"), *, test_dir="test") -> None:
+    """A small tree with images of mixed sizes, modes and formats."""
+    modes = [("RGB", (10, 7), "a.png"), ("L", (5, 9), "b.jpg"), ("RGBA", (12, 12), "c.PNG"),
+             ("P", (3, 4), "d.bmp")]
+    for k, c in enumerate(classes):
+        for mode, size, name in modes[: 2 + k]:
+            _save(root / "train" / c / name, size=size, mode=mode)
+        _save(root / test_dir / c / "t.png", size=(9, 9), mode="L")
+    (root / "train" / classes[0] / "notes.txt").write_text("not an image")
+
+
+@pytest.mark.parametrize("test_dir", ["test", "val"])
+def test_image_folder_tree(tmp_path, test_dir):
+    make_image_folder(tmp_path, test_dir=test_dir)
+    train, test = load_sources("image-folder", root=tmp_path)
+    assert isinstance(train, ImageFileSource)
+    assert train.class_names == ["apple tree", "cat", "zebra"]  # sorted folder names
+    assert torch.bincount(train.targets).tolist() == [3, 4, 2]
+    assert test.targets.tolist() == [0, 1, 2]
+    for index in range(len(train)):
+        image, label = train[index]
+        assert image.mode == "RGB"
+        assert Path(train.paths[index]).parent.name == ["apple_tree", "cat", "zebra"][label]
+    assert test_dir in test.identity
+
+
+def test_image_folder_mismatched_classes(tmp_path):
+    make_image_folder(tmp_path)
+    _save(tmp_path / "test" / "dog" / "x.png")
+    with pytest.raises(DataError, match=r"only in test: \['dog'\]"):
+        load_sources("image-folder", root=tmp_path)
+
+
+def test_image_folder_bad_layouts(tmp_path):
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_sources("image-folder", root=tmp_path)
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="no test/ or val/"):
+        load_sources("image-folder", root=tmp_path)
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no images"):
+        load_sources("image-folder", root=tmp_path)
+    with pytest.raises(DataError, match="no root given"):
+        load_sources("image-folder")
