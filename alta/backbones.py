@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import urllib.error
 import urllib.request
@@ -86,7 +87,18 @@ class ClipArchitecture:
     vocab_size: int = 49408
 
     def build(self, *, seed: int = 0) -> nn.Module:
-        """Build a ``clip.model.CLIP`` with seeded random weights (the global RNG is untouched)."""
+        """Build a ``clip.model.CLIP`` with seeded random weights (the global RNG is untouched).
+
+        With CLIP's own initialisation a random modified ResNet maps every image to almost the
+        same feature (the residual branches start at zero and batch norm, in eval mode, does
+        not rescale the shrinking activations). So that random ResNets are usable feature
+        extractors for offline runs, the last batch norm of each block starts at 1 and all
+        batch-norm statistics are calibrated once on seeded Gaussian noise images. The logit
+        scale is set to OpenAI's trained value, 100 (CLIP's initial value is 1/0.07), so the
+        reference learning rates behave as they do on pretrained weights. Finally the biases
+        before both projections are centred on seeded calibration inputs (see
+        ``_center_features``), so features are not all near one direction.
+        """
         CLIP = import_clip().model.CLIP
 
         with torch.random.fork_rng(devices=[]):
@@ -103,7 +115,66 @@ class ClipArchitecture:
                 self.transformer_heads,
                 self.transformer_layers,
             )
-        return model.float().eval()
+        model = model.float().eval()
+        with torch.no_grad():  # OpenAI's trained value (clamped at 100); CLIP's init would give 1/0.07
+            model.logit_scale.fill_(math.log(100.0))
+        if isinstance(self.vision_layers, tuple):
+            _calibrate_resnet(model.visual, resolution=self.image_resolution, seed=seed)
+        _center_features(model, resolution=self.image_resolution, seed=seed)
+        return model
+
+
+@torch.no_grad()
+def _center_features(model: nn.Module, *, resolution: int, seed: int, num: int = 256) -> None:
+    """Remove the common direction that random towers give every input.
+
+    A random CLIP maps all images (and all sentences) to nearly the same direction (mean
+    pairwise cosine above 0.9). The bias of the last layer before each projection (the ViT's
+    ``ln_post``, the ResNet attention pool's ``c_proj``, the text tower's ``ln_final``) is
+    shifted so that its output averages to zero over seeded calibration inputs: Gaussian noise
+    images and random token sequences. Features then spread like those of a trained model.
+    """
+    generator = torch.Generator().manual_seed(seed + 1)
+    visual = model.visual
+    noise = torch.randn(num, 3, resolution, resolution, generator=generator)
+    if hasattr(visual, "ln_post"):  # ViT: features = ln_post(x) @ proj
+        captured: list[torch.Tensor] = []
+        handle = visual.ln_post.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+        visual(noise)
+        handle.remove()
+        visual.ln_post.bias -= captured[0].mean(0)
+    else:  # modified ResNet: features = attention pool, whose c_proj bias is added last
+        visual.attnpool.c_proj.bias -= visual(noise).mean(0)
+
+    length = 12  # [SOS] + up to 10 random tokens + [EOS], then padding
+    tokens = torch.randint(1, model.vocab_size - 2, (num, length), generator=generator)
+    eot = torch.randint(3, length, (num,), generator=generator)
+    tokens[:, 0] = model.vocab_size - 2  # <|startoftext|>
+    tokens[torch.arange(num), eot] = model.vocab_size - 1  # <|endoftext|>
+    tokens[torch.arange(length)[None] > eot[:, None]] = 0
+    captured = []
+    handle = model.ln_final.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    model.encode_text(tokens)
+    handle.remove()
+    model.ln_final.bias -= captured[0][torch.arange(num), eot].mean(0)
+
+
+def _calibrate_resnet(visual: nn.Module, *, resolution: int, seed: int, num_images: int = 64) -> None:
+    """Set batch-norm statistics of a random modified ResNet from seeded noise images."""
+    norms = [m for m in visual.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for name, param in visual.named_parameters():
+            if name.endswith("bn3.weight"):
+                param.fill_(1.0)
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration batch
+        visual.train()
+        noise = torch.randn(num_images, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+        visual(noise)
+        visual.eval()
+        for bn in norms:
+            bn.momentum = 0.1
 
 
 # name -> architecture of a random-weight backbone
@@ -112,14 +183,14 @@ BACKBONES: Registry[ClipArchitecture] = Registry("backbone")
 BACKBONES.add(
     "tiny-vit",
     ClipArchitecture(
-        embed_dim=128, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=8,
+        embed_dim=512, image_resolution=32, vision_layers=2, vision_width=128, vision_patch_size=16,
         transformer_width=128, transformer_heads=2, transformer_layers=2,
     ),
 )
 BACKBONES.add(
     "tiny-rn",
     ClipArchitecture(
-        embed_dim=128, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
+        embed_dim=512, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
         vision_patch_size=None, transformer_width=128, transformer_heads=2, transformer_layers=2,
     ),
 )
@@ -330,44 +401,146 @@ class ClipBackbone(nn.Module):
             return self.model.token_embedding(tokens.to(self.device)).float()
 
     def encode_prompt_embeddings(
-        self, embeddings: torch.Tensor, eot_positions: torch.Tensor, *, truncate: bool = True
+        self,
+        embeddings: torch.Tensor,
+        eot_positions: torch.Tensor,
+        *,
+        truncate: bool = True,
+        prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Text features of sequences given as token embeddings (CoOp's text encoder).
 
         Identical to CLIP's ``encode_text`` after its embedding lookup: add positional embeddings,
         run the causal transformer, apply the final layer norm, read the EOT position, project
-        with ``text_projection``. Gradients flow to ``embeddings`` (the learned context vectors).
+        with ``text_projection``. Gradients flow to ``embeddings`` and ``prefix`` (the learned
+        context vectors).
+
+        Shared prefix (``prefix`` given): CoOp's prompts all start with the same P positions,
+        [SOS] + the M context vectors. Under CLIP's causal mask a position only attends to itself
+        and earlier ones, so the hidden states of those P positions are the same for every
+        sequence at every layer: they are computed once, for one sequence, and the later
+        positions of every sequence attend to the shared keys and values (as a key/value cache
+        does). The positions after each sequence's own EOT are dropped too (they never reach an
+        EOT feature): the transformer's linear layers run on ``P + sum(eot - P + 1)`` positions
+        instead of ``N * L'``. Exact.
 
         Args:
-            embeddings: Token embeddings; only the first ``max(eot_positions) + 1`` positions are
-                read when ``truncate`` is true, so they may be shorter than L.
-            eot_positions: Index of the EOT token of each sequence.
+            embeddings: Token embeddings of every sequence; without ``prefix`` all positions
+                from 0, with ``prefix`` the positions after it (from P). Only the positions up to
+                ``max(eot_positions)`` are read when ``truncate`` is true, so they may stop
+                there.
+            eot_positions: Index of the EOT token of each sequence, counted from position 0 of
+                the full sequence (prefix included); with ``prefix`` every index must be >= P.
+                Keep them on the CPU (any device is accepted): their values decide the shapes,
+                and reading them from a GPU costs a host-device synchronisation.
             truncate: Run the transformer only up to the longest EOT position (exact under the
                 causal mask). ``False`` runs all L positions as the reference code does; then
-                ``embeddings`` must have L positions.
+                the sequences must reach L positions.
+            prefix: Embeddings of the leading positions shared by every sequence, or ``None``.
 
         Returns:
             Unnormalised float32 text features.
 
+        Raises:
+            ShapeError: wrong embedding width, too few positions, or an EOT position inside the
+                prefix.
+
         Shape:
-            embeddings: (N, L', W); eot_positions: (N,); returns (N, D).
+            embeddings: (N, L', W), or (N, L' - P, W) with prefix (P, W); eot_positions: (N,);
+            returns (N, D).
         """
         if embeddings.ndim != 3 or embeddings.shape[-1] != self.token_width:
             raise ShapeError(
                 f"expected token embeddings of shape (N, L, {self.token_width}), got {tuple(embeddings.shape)}"
             )
-        eot_positions = eot_positions.to(embeddings.device)
-        n_pos = int(eot_positions.max()) + 1 if truncate else self.context_length
-        if embeddings.shape[1] < n_pos:
-            raise ShapeError(f"need at least {n_pos} token positions, got {embeddings.shape[1]}")
-        model = self.model
-        x = embeddings[:, :n_pos].to(self.dtype) + model.positional_embedding[:n_pos].to(self.dtype)  # (N, L', W)
-        x = x.permute(1, 0, 2)  # (L', N, W): clip's transformer is sequence-first
-        x = model.transformer(x)  # causal mask sliced to L' x L' inside each block
-        x = x.permute(1, 0, 2)  # (N, L', W)
-        x = model.ln_final(x).to(self.dtype)
-        x = x[torch.arange(x.shape[0], device=x.device), eot_positions]  # (N, W): EOT read-out
+        if prefix is not None and (prefix.ndim != 2 or prefix.shape[-1] != self.token_width):
+            raise ShapeError(f"expected a shared prefix of shape (P, {self.token_width}), got {tuple(prefix.shape)}")
+        num_prefix = 0 if prefix is None else prefix.shape[0]  # P
+        eot_host = eot_positions.cpu()  # (N,): a no-op for positions kept on the CPU
+        n_pos = int(eot_host.max()) + 1 if truncate else self.context_length  # L'
+        if num_prefix + embeddings.shape[1] < n_pos:
+            raise ShapeError(f"need at least {n_pos} token positions, got {num_prefix + embeddings.shape[1]}")
+        device = embeddings.device
+        model, dtype = self.model, self.dtype
+        positions = model.positional_embedding[:n_pos].to(dtype)  # (L', W)
+        if prefix is None:
+            x = embeddings[:, :n_pos].to(dtype) + positions  # (N, L', W)
+            x = x.permute(1, 0, 2)  # (L', N, W): clip's transformer is sequence-first
+            x = model.transformer(x)  # causal mask sliced to L' x L' inside each block
+            x = x.permute(1, 0, 2)  # (N, L', W)
+            x = model.ln_final(x).to(dtype)
+            eot = eot_host.to(device, non_blocking=True)
+            x = x[torch.arange(x.shape[0], device=device), eot]  # (N, W): EOT read-out
+            return (x @ model.text_projection).float()  # (N, D)
+
+        if bool((eot_host < num_prefix).any()):
+            raise ShapeError(f"an EOT position lies inside the shared prefix of {num_prefix} positions")
+        n, s = embeddings.shape[0], n_pos - num_prefix  # N sequences, S positions after the prefix
+        lengths = eot_host - num_prefix + 1  # (N,) positions each sequence needs after the prefix
+        keep = (torch.arange(s) < lengths.unsqueeze(1)).view(-1).nonzero().squeeze(1)  # (T,) in the N x S grid
+        eot_rows = lengths.cumsum(0) - 1  # (N,) row of each EOT among the T kept positions
+        keep, eot_rows = keep.to(device, non_blocking=True), eot_rows.to(device, non_blocking=True)
+
+        shared = prefix.to(dtype) + positions[:num_prefix]  # (P, W)
+        x = embeddings[:, :s].to(dtype) + positions[num_prefix:]  # (N, S, W)
+        x = x.reshape(n * s, -1).index_select(0, keep)  # (T, W): only positions up to each EOT
+        for block in model.transformer.resblocks:
+            shared, x = self._shared_prefix_block(block, shared, x, keep=keep, grid=(n, s))
+        x = model.ln_final(x.index_select(0, eot_rows)).to(dtype)  # (N, W): EOT read-out
         return (x @ model.text_projection).float()  # (N, D)
+
+    @staticmethod
+    def _shared_prefix_block(
+        block: nn.Module, shared: torch.Tensor, x: torch.Tensor, *, keep: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One causal residual attention block of CLIP's text transformer with a shared prefix
+        and packed positions (see :meth:`encode_prompt_embeddings`).
+
+        Same computation as ``clip.model.ResidualAttentionBlock`` with its causal mask,
+        ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``, attention split into H heads of width
+        d = W / H and scaled by 1 / sqrt(d) as in ``nn.MultiheadAttention``. The per-position
+        layers (layer norms, projections, MLP) run on the T kept positions; only the attention
+        scores use the padded N x S grid, where the causal mask keeps every kept position away
+        from the padding after its EOT.
+
+        Args:
+            block: A ``ResidualAttentionBlock``.
+            shared: Hidden states of the shared prefix.
+            x: Hidden states of the kept positions after the prefix, sequence by sequence.
+            keep: Index of each kept position in the flattened N x S grid.
+            grid: (N, S).
+
+        Shape:
+            shared: (P, W); x: (T, W); keep: (T,); returns (P, W) and (T, W).
+        """
+        attn = block.attn
+        num_prefix, width = shared.shape  # P, W
+        n, s = grid  # N sequences, S positions after the prefix
+        heads = attn.num_heads  # H
+        head_dim = width // heads  # d
+        sdpa = nn.functional.scaled_dot_product_attention
+
+        qkv_shared = nn.functional.linear(block.ln_1(shared), attn.in_proj_weight, attn.in_proj_bias)  # (P, 3W)
+        qkv = nn.functional.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)  # (T, 3W)
+        qkv = qkv.new_zeros(n * s, 3 * width).index_copy(0, keep, qkv)  # (N*S, 3W): back on the grid
+        q_p, k_p, v_p = qkv_shared.view(num_prefix, 3, heads, head_dim).permute(1, 2, 0, 3)  # each (H, P, d)
+        q_s, k_s, v_s = qkv.view(n, s, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # each (N, H, S, d)
+
+        # The prefix attends causally to itself only: once, not once per sequence.
+        out_p = sdpa(q_p, k_p, v_p, is_causal=True)  # (H, P, d)
+        # Every later position attends to the whole prefix and causally to its own sequence.
+        keys = torch.cat([k_p.unsqueeze(0).expand(n, -1, -1, -1), k_s], dim=2)  # (N, H, P + S, d)
+        values = torch.cat([v_p.unsqueeze(0).expand(n, -1, -1, -1), v_s], dim=2)  # (N, H, P + S, d)
+        visible = torch.ones(s, num_prefix + s, dtype=torch.bool, device=x.device).tril(num_prefix)  # (S, P + S)
+        out_s = sdpa(q_s, keys, values, attn_mask=visible)  # (N, H, S, d)
+
+        out_p = out_p.transpose(0, 1).reshape(num_prefix, width)  # (P, W)
+        out_s = out_s.transpose(1, 2).reshape(n * s, width).index_select(0, keep)  # (T, W)
+        shared = shared + attn.out_proj(out_p)
+        x = x + attn.out_proj(out_s)
+        shared = shared + block.mlp(block.ln_2(shared))
+        x = x + block.mlp(block.ln_2(x))
+        return shared, x
 
     def encode_tokens(self, tokens: torch.Tensor, *, truncate: bool = True, chunk_size: int = 256) -> torch.Tensor:
         """Text features of tokenised sentences (CLIP's ``encode_text``), without gradients.

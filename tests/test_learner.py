@@ -291,7 +291,7 @@ def test_buffer_from_another_backbone_is_rejected(tiny_clip):
                experience_ids=torch.tensor([0, 0]))
     learner.begin_experience(exps[0])
     images, labels = exps[0].train.tensors
-    with pytest.raises(ShapeError, match=r"image features of shape \(64,\).*D=128"):
+    with pytest.raises(ShapeError, match=r"image features of shape \(64,\).*D=512"):
         learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
 
 
@@ -317,7 +317,7 @@ def test_state_dict_excludes_backbone_and_round_trips(tiny_clip):
     learner.end_experience(exps[0])
     state = learner.state_dict()
     assert not any(k.startswith("backbone.") for k in state)
-    assert sum(v.numel() for v in state.values()) < 10_000
+    assert sum(v.numel() for v in state.values()) < 0.01 * sum(p.numel() for p in tiny_clip.parameters())
     fresh = make(tiny_clip, method="alta")
     fresh.load_state_dict(state)
     images = exps[1].test.tensors[0][:4]
