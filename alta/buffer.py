@@ -27,6 +27,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import bisect
 import logging
 import secrets
@@ -57,7 +58,7 @@ _STATE_VERSION = 1
 # --------------------------------------------------------------------------------------------
 
 
-class BufferPolicy:
+class BufferPolicy(abc.ABC):
     """Decides which offered items a buffer keeps and in which slots.
 
     A policy sees only counters and labels, never the stored tensors: the buffer asks it for a
@@ -75,6 +76,7 @@ class BufferPolicy:
         self.capacity = capacity
         self.label_field = label_field
 
+    @abc.abstractmethod
     def assign(
         self,
         *,
@@ -100,7 +102,6 @@ class BufferPolicy:
         Returns:
             B slot numbers in [-1, capacity).
         """
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         """The policy's own state (counters); empty for stateless policies."""
