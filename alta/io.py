@@ -7,6 +7,7 @@ interrupted run (Ctrl-C, a killed job) therefore leaves either the old file or t
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -17,6 +18,14 @@ from typing import Any, Callable
 import torch
 
 __all__ = ["atomic_write", "write_text", "write_json", "append_jsonl", "save_torch"]
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask (read once: reading it means setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], None]) -> Path:
@@ -37,6 +46,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], 
             writer(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:

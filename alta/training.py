@@ -22,6 +22,7 @@ so a run resumed at an experience boundary repeats the uninterrupted run exactly
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -158,8 +159,9 @@ def fit_experience(
         lr = optimizer.param_groups[0]["lr"]
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=batch_size, seed=seed,
                                 train_cache=train_cache, cache=cache, num_workers=num_workers)
-        bar = tqdm(batches, desc=f"experience {experience.index} epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, unit="batch")
+        total = math.ceil(len(experience.train) / batch_size)
+        bar = tqdm(batches, total=total, desc=f"experience {experience.index + 1} epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False, unit="batch")
         for inputs, labels in bar:
             out = learner.training_step(inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
             for key, value in out.items():

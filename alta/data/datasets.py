@@ -423,9 +423,9 @@ def _cifar(
         for split, train in (("train", True), ("test", False)):
             try:
                 tv = getattr(tvd, tv_class)(str(root), train=train, download=download)
-            except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-                raise _layout_error(dataset, root, f"torchvision could not read it ({err})",
-                                    layouts, can_download=True) from err
+            except (RuntimeError, OSError) as err:  # "Dataset not found or corrupted"; offline download
+                what = "the download failed" if download else "torchvision could not read it"
+                raise _layout_error(dataset, root, f"{what} ({err})", layouts, can_download=True) from err
             names = [readable(c) for c in tv.classes]
             if [_key(c) for c in tv.classes] != [_key(c) for c in known]:
                 raise DataError(
