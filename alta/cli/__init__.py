@@ -1,0 +1,450 @@
+"""The ``alta`` command line: run the experiments of ALTA and its reference configurations.
+
+ALTA: Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
+Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference is run as
+``python main.py --config-file configs/il_cifar10.yaml --method cprompt --il_setting task-il
+--visual RN50 --buffer_size 500 --seed 1``; the same words work here::
+
+    alta run                                   # offline demo: digits, tiny random CLIP, ALTA
+    alta run --config il_cifar10 --data-root data/cifar10 --visual RN50
+    alta run --config-file configs/il_cifar10.yaml --method cprompt --il_setting task-il \\
+             --visual RN50 --buffer_size 500 --seed 1 --data-root data/cifar10
+    alta run --resume runs/il_cifar10-...      # continue an interrupted run
+    alta list methods|backbones|datasets|configs
+
+This module only parses arguments and prints; the work is done by
+:func:`alta.cli.experiment.run_experiment`, which scripts can call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .._version import __version__
+
+__all__ = ["main", "build_parser", "resolve_run_config"]
+
+_EPILOG_RUN = """\
+examples:
+  alta run                                         offline demo (digits, tiny random CLIP, ALTA)
+  alta run --config il_cifar10 --data-root DIR     the paper's Seq-CIFAR-10 protocol (RN50)
+  alta run --config-file configs/sgd_cifar10.yaml --method cprompt --il_setting task-il \\
+           --visual RN50 --buffer_size 500 --seed 1 --data-root DIR
+  alta run --config il_cifar10 --data-root DIR --visual tiny-vit --epochs 1   (quick check)
+  alta run --resume runs/il_cifar10-oritext_mlp2cprompt_oriimg-20250101-120000
+
+Results go to --output-dir (default runs/<config>-<method>-<time>): config.yaml, metrics.jsonl,
+summary.json, checkpoint.pt and plots. Flags override the values of --config; every other key
+can be set with --set SECTION.KEY=VALUE (see a config.yaml for the keys).
+"""
+
+# command-line destination -> configuration key
+_FLAG_KEYS = {
+    "method": "model.method",
+    "il_setting": "eval.il_setting",
+    "visual": "model.visual",
+    "buffer_size": "buffer.size",
+    "seed": "seed",
+    "dataset": "data.dataset",
+    "data_root": "data.root",
+    "download": "data.download",
+    "num_experiences": "data.num_experiences",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "optim.lr",
+    "lr_schedule": "optim.lr_schedule",
+    "head": "model.head",
+    "schedule": "train.schedule",
+    "schedule_period": "train.schedule_period",
+    "schedule_unit": "train.schedule_unit",
+    "eval_every": "eval.every",
+    "train_cache": "train.train_cache",
+    "device": "device",
+    "num_workers": "data.num_workers",
+}
+_FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in _FLAG_KEYS}
+# the reference's per-dataset folders (arguments.py)
+_REFERENCE_DIRS = {"cifar10_dir": "seq-cifar10", "cifar100_dir": "seq-cifar100", "tinyimagenet_dir": "seq-tinyimagenet"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors read ``alta: error: ...`` (exit status 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        self.exit(2, f"alta: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``alta`` argument parser (subcommands ``run`` and ``list``)."""
+    parser = _Parser(
+        prog="alta",
+        description="ALTA: cross-modal alternating learning with task-aware representations for continual "
+                    "learning with CLIP (Li et al., IEEE TMM 2023).",
+        epilog="`alta run` with no arguments runs an offline demo; `alta run --help` lists its options.",
+    )
+    parser.add_argument("--version", action="version", version=_version_text())
+    commands = parser.add_subparsers(dest="command", metavar="{run,list}", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run", help="run (or resume) a continual-learning experiment",
+        description="Run a continual-learning experiment: train through the stream, evaluate class-IL and task-IL "
+                    "accuracy every --eval-every epochs and after every experience, and write the results.",
+        epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = run.add_argument_group("experiment (the reference's vocabulary)")
+    what.add_argument("--config", "--config-file", dest="config", metavar="NAME|FILE",
+                      help="shipped config (`alta list configs`; default: default, the offline demo) or a YAML file; "
+                           "configs/NAME.yaml resolves to the shipped NAME when no such file exists")
+    what.add_argument("--method", metavar="METHOD",
+                      help="mlp, resmlp, sprompt, cprompt, cprompt_oriprompt, cprompt_mlp, cprompt_resmlp, "
+                           "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot")
+    what.add_argument("--il-setting", "--il_setting", dest="il_setting", choices=("class-il", "task-il"),
+                      help="headline setting (both are always computed; default class-il)")
+    what.add_argument("--visual", metavar="BACKBONE",
+                      help="RN50 (default), RN101, RN50x4, RN50x16, ViT-B/32, ViT-B/16, random-weight tiny-vit / "
+                           "tiny-rn, or a local CLIP checkpoint file")
+    what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=_nonnegative_int, metavar="N",
+                      help="memory buffer capacity (default 200; 0 = no replay)")
+    what.add_argument("--seed", type=_nonnegative_int, metavar="N", help="run seed (default 42)")
+
+    data = run.add_argument_group("data")
+    data.add_argument("--dataset", metavar="NAME", help="stream name (`alta list datasets`); overrides the config's")
+    data.add_argument("--data-root", dest="data_root", metavar="DIR", help="folder holding the dataset")
+    data.add_argument("--download", action="store_true", default=None,
+                      help="let torchvision download CIFAR-10/100 or Fashion-MNIST into --data-root")
+    data.add_argument("--num-experiences", dest="num_experiences", type=_positive_int, metavar="T",
+                      help="number of experiences (default: the config's / the benchmark's split)")
+    data.add_argument("--num-workers", dest="num_workers", type=_nonnegative_int, metavar="N",
+                      help="DataLoader worker processes (default 0)")
+    for dest in _REFERENCE_DIRS:
+        data.add_argument(f"--{dest}", dest=dest, metavar="DIR", help=argparse.SUPPRESS)
+
+    training = run.add_argument_group("training")
+    training.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per experience (config: 30)")
+    training.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size (32)")
+    training.add_argument("--lr", type=float, metavar="LR", help="base learning rate (0.002)")
+    training.add_argument("--lr-schedule", dest="lr_schedule", choices=("cosine", "constant"),
+                          help="cosine with one warm-up epoch (the configs) or constant (with --lr 1e-5: what "
+                               "the reference code ran)")
+    training.add_argument("--head", choices=("all", "seen"),
+                          help="logits over all classes from the start (the paper) or only over classes seen so far")
+    training.add_argument("--schedule", choices=("crossed", "alternate"),
+                          help="update both branches every step (crossed, the reference) or alternate text and "
+                               "image branch")
+    training.add_argument("--schedule-period", dest="schedule_period", type=_positive_int, metavar="N",
+                          help="length of one alternating turn")
+    training.add_argument("--schedule-unit", dest="schedule_unit", choices=("step", "epoch"),
+                          help="what --schedule-period counts")
+    training.add_argument("--train-cache", dest="train_cache", metavar="none|fixed|views:K",
+                          help="training features: none (faithful, default), fixed (encoded once, no augmentation), "
+                               "views:K (K augmented views encoded once)")
+    training.add_argument("--eval-every", dest="eval_every", type=_nonnegative_int, metavar="N",
+                          help="evaluate every N epochs (default 10; 0 = only after each experience)")
+    training.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="set any config key, e.g. --set data.max_train_per_class=100 (repeatable)")
+
+    where = run.add_argument_group("execution and output")
+    where.add_argument("--device", metavar="DEV", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    where.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="CPU threads for torch (default: 1 for the tiny backbones on CPU, else torch's "
+                            "choice; OMP_NUM_THREADS is respected)")
+    where.add_argument("--output-dir", dest="output_dir", metavar="DIR",
+                       help="results folder (default runs/<config>-<method>-<time>)")
+    where.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
+    where.add_argument("--stop-after", dest="stop_after", type=_positive_int, metavar="N",
+                       help="stop after N experiences (checkpoint kept; continue with --resume)")
+    where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
+    where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
+    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    run.set_defaults(handler=_cmd_run)
+
+    listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",
+                                  description="List the names alta knows.")
+    listing.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "configs"),
+                         help="what to list (default: everything)")
+    listing.set_defaults(handler=_cmd_list)
+    return parser
+
+
+def _version_text() -> str:
+    from importlib import metadata
+
+    parts = []
+    for package in ("torch", "torchvision", "clip-anytorch"):
+        try:
+            parts.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{package} missing")
+    return f"alta {__version__} ({', '.join(parts)}, python {sys.version.split()[0]})"
+
+
+# --------------------------------------------------------------------------------------------
+# alta run
+# --------------------------------------------------------------------------------------------
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Configuration keys set on the command line (flags first, then --set in order)."""
+    from .config import parse_override
+
+    out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest) is not None}
+    for text in args.overrides:
+        key, value = parse_override(text)
+        out[key] = value
+    return out
+
+
+def resolve_run_config(args: argparse.Namespace):
+    """The configuration a ``run`` command line asks for: (config, output folder, resume?).
+
+    Raises:
+        ConfigError: unknown config, invalid values, flags that contradict a resumed run.
+    """
+    from ..errors import ConfigError
+    from .config import DEFAULT_CONFIG, apply_overrides, load_config
+    from .experiment import config_differences, default_output_dir
+
+    overrides = _overrides(args)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.output_dir and Path(args.output_dir).resolve() != run_dir.resolve():
+            raise ConfigError(f"--resume {run_dir} continues the run in that folder; drop --output-dir "
+                              f"{args.output_dir} (or use it without --resume for a new run)")
+        saved_path = run_dir / "config.yaml"
+        if not saved_path.is_file():
+            raise ConfigError(f"--resume {run_dir}: no config.yaml there, so it is not the folder of an `alta run` "
+                              f"(or the run never got past its start); start a new run instead")
+        saved = load_config(saved_path)
+        base = load_config(args.config) if args.config else saved
+        candidate = apply_overrides(base, _reference_dirs(args, base, overrides))
+        diff = config_differences(saved, candidate)
+        if diff:
+            details = "; ".join(
+                f"{flag_for_key(key, overrides)} gives {new!r} but the run was started with {old!r}"
+                for key, (old, new) in list(diff.items())[:6]
+            )
+            raise ConfigError(
+                f"cannot resume {run_dir}: {details}. A resumed run keeps its configuration (config.yaml); drop the "
+                f"contradicting options, or start a new run with another --output-dir"
+            )
+        return dataclasses.replace(candidate, name=saved.name), run_dir, True
+    config = load_config(args.config or DEFAULT_CONFIG)
+    config = apply_overrides(config, _reference_dirs(args, config, overrides))
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config)
+    return config, output_dir, False
+
+
+def _reference_dirs(args: argparse.Namespace, config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Map the reference's --cifar10_dir / --cifar100_dir / --tinyimagenet_dir to data.root."""
+    from ..data import DATASETS
+
+    dataset = DATASETS.resolve(overrides.get("data.dataset", config.data.dataset))
+    out = dict(overrides)
+    for dest, name in _REFERENCE_DIRS.items():
+        value = getattr(args, dest, None)
+        if value is not None and name == dataset and "data.root" not in out:
+            out["data.root"] = value
+    return out
+
+
+def flag_for_key(key: str, overrides: dict[str, Any]) -> str:
+    """How a configuration key was set on the command line, for messages."""
+    for dest, mapped in _FLAG_KEYS.items():
+        if mapped == key and key in overrides:
+            return f"{_FLAG_NAMES[dest]} {overrides[key]}"
+    if key in overrides:
+        return f"--set {key}={overrides[key]}"
+    return f"--config (key {key})"
+
+
+_DATA_HINT = (
+    "\nOn the command line: --data-root DIR gives the folder holding the data; --download lets torchvision "
+    "download CIFAR-10/100 or Fashion-MNIST into it."
+)
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _tiny_on_cpu(config) -> bool:
+    from .experiment import resolve_device
+
+    return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .experiment import run_experiment
+    from .report import format_table
+
+    config, output_dir, resume = resolve_run_config(args)
+    threads = args.threads
+    if threads is None and _tiny_on_cpu(config) and not any(os.environ.get(v) for v in _THREAD_VARIABLES):
+        # Tiny backbones gain nothing from intra-op threads, and several threads on a busy machine
+        # slow them down many times over (measured: 10 ms vs 200 ms per training step).
+        threads = 1
+        logging.getLogger("alta.cli").info("using 1 CPU thread for the tiny backbone %r (--threads N to change)",
+                                           config.model.visual)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        summary = run_experiment(config, output_dir=output_dir, resume=resume, progress=progress, plots=args.plots,
+                                 stop_after=args.stop_after)
+    except KeyboardInterrupt:
+        checkpoint = output_dir / "checkpoint.pt"
+        if checkpoint.is_file():
+            print(f"\nalta: interrupted. The last complete checkpoint is {checkpoint}; continue with:\n"
+                  f"  alta run --resume {output_dir}", file=sys.stderr)
+        else:
+            print(f"\nalta: interrupted before the first experience ended: no checkpoint yet. "
+                  f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
+        return 130
+    if not summary.get("complete"):
+        print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
+              f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
+        return 0
+    print(format_table(summary))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# alta list
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ..backbones import default_download_root, list_backbones
+    from ..data import DATASETS
+    from ..methods import DEFAULT_METHOD, get_method, list_methods
+    from .config import config_description, list_configs
+
+    what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs"]
+    blocks = []
+    if "methods" in what:
+        lines = ["methods (--method):"]
+        for name in list_methods():
+            spec = get_method(name)
+            flags = []
+            if name == DEFAULT_METHOD:
+                flags.append("ALTA, default, alias 'alta'")
+            flags.append("replay" if spec.replay else "no replay")
+            lines.append(f"  {name:28s} {spec.formula:36s} {spec.description} ({', '.join(flags)})")
+        blocks.append("\n".join(lines))
+    if "backbones" in what:
+        root = default_download_root()
+        lines = [f"backbones (--visual; pretrained weights are read from {root}):"]
+        for name in list_backbones(pretrained=True):
+            lines.append(f"  {name:18s} pretrained OpenAI CLIP")
+        for name in list_backbones(pretrained=False):
+            lines.append(f"  {name:18s} RANDOM weights (offline; numbers not comparable with the paper's)")
+        lines.append("  or the path of a local CLIP checkpoint file")
+        blocks.append("\n".join(lines))
+    if "datasets" in what:
+        lines = ["datasets (data.dataset / --dataset):"]
+        for name in DATASETS.names():
+            lines.append(f"  {name:18s} {DATASETS.get(name).description}")
+        blocks.append("\n".join(lines))
+    if "configs" in what:
+        lines = ["configs (--config):"]
+        for name in list_configs():
+            lines.append(f"  {name:15s} {config_description(name)}")
+        blocks.append("\n".join(lines))
+    print("\n\n".join(blocks))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+
+
+class _Handler(logging.StreamHandler):
+    """Logs to the current ``sys.stderr`` (looked up at every record, so captured streams work)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``alta`` console script.
+
+    Args:
+        argv: Arguments without the program name (``None``: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 for usage and configuration errors, 1 for other errors
+        alta detects (missing data, weights unavailable offline, damaged checkpoints), 130 when
+        interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    if args.command is None:
+        parser.print_help()
+        return 0
+
+    from ..errors import AltaError, ConfigError, DataError
+
+    log = logging.getLogger("alta")
+    handler = _Handler()
+    handler.setFormatter(logging.Formatter("[alta] %(message)s"))
+    previous_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm(loggers=[log]):
+            return args.handler(args)
+    except KeyboardInterrupt:
+        print("\nalta: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        print(f"alta: error: {exc}", file=sys.stderr)
+        return 2
+    except AltaError as exc:
+        print(f"alta: error: {exc}{_DATA_HINT if isinstance(exc, DataError) else ''}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"alta: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous_level)

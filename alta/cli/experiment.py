@@ -1,0 +1,399 @@
+"""The experiment runner behind ``alta run``, callable from Python.
+
+:func:`run_experiment` runs one continual-learning experiment of ALTA (Li et al., "Cross-Modal
+Alternating Learning with Task-Aware Representations for Continual Learning", IEEE TMM 2023;
+reference code github.com/vijaylee/ALTA) from a :class:`~alta.cli.config.RunConfig`, using only
+alta's public pieces: :func:`alta.load_backbone`, :class:`alta.ScenarioStream`,
+:class:`alta.CrossModalLearner`, :class:`alta.MemoryBuffer`, :class:`alta.AlternatingSchedule`,
+:func:`alta.build_optimizer` and :func:`alta.run_stream`. It writes, atomically, into its output
+folder:
+
+- ``config.yaml``: the resolved configuration (every defaulted value included);
+- ``metrics.jsonl``: one JSON object per evaluation (experience (0-based), epoch (1-based),
+  per-experience class-IL and task-IL accuracy, their means, the epoch's loss);
+- ``checkpoint.pt``: the state after the last completed experience (resume with ``resume=True``);
+- ``summary.json``: accuracy matrices, Avg, Last, forgetting, BWT, FWT, backbone, versions, ...;
+- ``accuracy_matrix.png`` and ``accuracy_curve.png`` when matplotlib is installed.
+
+Example:
+    >>> from alta.cli.experiment import run_experiment
+    >>> from alta.cli.config import load_config, apply_overrides
+    >>> config = apply_overrides(load_config("il_cifar10"), {"model.visual": "tiny-vit", "train.epochs": 1,
+    ...                                                       "data.root": "data/cifar10"})  # doctest: +SKIP
+    >>> summary = run_experiment(config, output_dir="runs/quick")  # doctest: +SKIP
+    >>> summary["avg_accuracy"]["class_il"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..backbones import BACKBONES, list_backbones, load_backbone
+from ..buffer import MemoryBuffer
+from ..cache import FeatureCache
+from ..data import ExperienceDataset, ScenarioStream
+from ..errors import ConfigError
+from ..evaluation import EvaluationResult, evaluate
+from ..io import append_jsonl, write_json, write_text
+from ..learner import CrossModalLearner
+from ..optim import build_optimizer
+from ..schedule import AlternatingSchedule
+from ..training import StreamResult, derive_seed, run_stream
+from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
+from .config import OPERATIONAL_KEYS, RunConfig, flatten, load_config
+from .report import build_summary, random_backbone_note, save_plots
+
+__all__ = ["run_experiment", "default_output_dir", "build_stream", "resolve_device", "RUN_FILES", "config_differences"]
+
+logger = logging.getLogger("alta.cli")
+
+RUN_FILES = ("config.yaml", CHECKPOINT_NAME, "metrics.jsonl", "summary.json")
+
+
+class _StopRequested(Exception):
+    """Raised after the checkpoint of experience ``stop_after`` to end a run early (resumable)."""
+
+
+def default_output_dir(config: RunConfig, *, root: str | Path = "runs") -> Path:
+    """``runs/<config>-<method>-<YYYYmmdd-HHMMSS>`` (a suffix is added if it exists)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{config.name}-{config.model.method}-{stamp}"
+    path, n = base, 2
+    while path.exists():
+        path = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return path
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; refuses CUDA when it is not available.
+
+    Raises:
+        ConfigError: a CUDA device was asked for on a machine without CUDA.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
+    return resolved
+
+
+def config_differences(a: RunConfig, b: RunConfig, *, operational: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ between two configs: ``{key: (a value, b value)}``.
+
+    Args:
+        operational: Include the :data:`~alta.cli.config.OPERATIONAL_KEYS` (left out by default:
+            they do not change results).
+    """
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    return {k: (fa.get(k), fb.get(k)) for k in fa
+            if fa.get(k) != fb.get(k) and (operational or k not in OPERATIONAL_KEYS)}
+
+
+def _check_backbone_name(visual: str) -> None:
+    if visual in BACKBONES or visual in list_backbones(pretrained=True) or Path(visual).expanduser().is_file():
+        return
+    names = list_backbones()
+    close = difflib.get_close_matches(visual, names, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"unknown backbone {visual!r}{hint} It is neither a CLIP name nor an existing file. Pretrained: "
+        f"{', '.join(list_backbones(pretrained=True))}; random weights (offline): "
+        f"{', '.join(list_backbones(pretrained=False))}; or give the path of a local CLIP checkpoint (.pt)"
+    )
+
+
+def _first_per_class(dataset: ExperienceDataset, limit: int | None) -> ExperienceDataset:
+    """The first ``limit`` samples of every class of ``dataset`` (all when ``None``)."""
+    if limit is None:
+        return dataset
+    counts: dict[int, int] = {}
+    keep = []
+    for position, label in enumerate(dataset.targets.tolist()):
+        if counts.get(label, 0) < limit:
+            counts[label] = counts.get(label, 0) + 1
+            keep.append(position)
+    return ExperienceDataset(dataset.source, dataset.indices[keep], label_map=dataset.label_map,
+                             transform=dataset.transform)
+
+
+def build_stream(config: RunConfig, *, resolution: int) -> tuple[ScenarioStream, list]:
+    """The stream of a config at the backbone's resolution, and its (possibly subsampled)
+    experiences.
+
+    Raises:
+        ConfigError: bad split or options. DataError: missing or malformed data.
+    """
+    data = config.data
+    stream = ScenarioStream.from_name(
+        data.dataset, root=data.root, download=data.download, transform=data.transform,
+        test_transform=data.test_transform, resolution=resolution, num_experiences=data.num_experiences,
+        classes_per_experience=data.classes_per_experience, class_order=data.class_order,
+    )
+    experiences = list(stream)
+    if data.max_train_per_class is not None or data.max_test_per_class is not None:
+        experiences = [
+            dataclasses.replace(e, train=_first_per_class(e.train, data.max_train_per_class),
+                                test=_first_per_class(e.test, data.max_test_per_class))
+            for e in experiences
+        ]
+    return stream, experiences
+
+
+def _check_output_dir(config: RunConfig, output_dir: Path, *, resume: bool) -> None:
+    if resume:
+        saved_path = output_dir / "config.yaml"
+        if not saved_path.is_file():
+            raise ConfigError(
+                f"cannot resume {output_dir}: it holds no config.yaml, so it is not the folder of an `alta run` "
+                f"(or the run never started). Start a new run instead"
+            )
+        saved = load_config(saved_path)
+        diff = config_differences(saved, config)
+        if diff:
+            details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in list(diff.items())[:6])
+            raise ConfigError(
+                f"cannot resume {output_dir} with a different configuration ({details}); resume it with its saved "
+                f"config.yaml, or start a new run in another output folder"
+            )
+        return
+    present = [name for name in RUN_FILES if (output_dir / name).exists()]
+    if present:
+        try:
+            same = not config_differences(load_config(output_dir / "config.yaml"), config)
+        except ConfigError:
+            same = False
+        advice = (f"it holds this same run: continue it with `alta run --resume {output_dir}`"
+                  if same and "summary.json" not in present else
+                  f"continue it with `alta run --resume {output_dir}`, or choose a new --output-dir")
+        raise ConfigError(
+            f"output folder {output_dir} already holds a run ({', '.join(present)}); {advice}. alta never "
+            f"overwrites results"
+        )
+
+
+def _log_evaluation(record: dict, *, num_experiences: int, epochs: int) -> None:
+    accs = lambda values: " ".join(f"{v:.1f}" for v in values)  # noqa: E731
+    loss = record.get("loss")
+    logger.info(
+        "experience %d/%d, epoch %d/%d: class-IL %.2f [%s], task-IL %.2f [%s]%s",
+        record["experience"] + 1, num_experiences, record["epoch"], epochs, record["class_il_mean"],
+        accs(record["class_il"]), record["task_il_mean"], accs(record["task_il"]),
+        f", loss {loss:.4f}" if isinstance(loss, float) else "",
+    )
+
+
+def _run_without_training(learner, experiences, *, result: StreamResult, start_experience: int, batch_size: int,
+                          num_workers: int, cache: FeatureCache, on_evaluation, on_experience_end,
+                          progress: bool) -> StreamResult:
+    """The loop of ``method="zeroshot"``: nothing is trained, every experience is evaluated."""
+    num = len(experiences)
+    for t in range(start_experience, num):
+        learner.begin_experience(experiences[t])
+        learner.end_experience(experiences[t])
+        full = evaluate(learner, experiences, batch_size=batch_size, num_workers=num_workers, cache=cache,
+                        progress=progress)
+        result.class_il[t, :] = full.class_il
+        result.task_il[t, :] = full.task_il
+        result.history.append([])
+        seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
+                                full.num_samples[: t + 1])
+        record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
+        result.evaluations.append(record)
+        on_evaluation(record)
+        on_experience_end(t, result)
+    return result
+
+
+def run_experiment(
+    config: RunConfig,
+    *,
+    output_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+    stop_after: int | None = None,
+    on_evaluation: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one experiment and write its results.
+
+    Args:
+        config: The resolved configuration (:func:`~alta.cli.config.load_config` +
+            :func:`~alta.cli.config.apply_overrides`).
+        output_dir: Results folder. A new run refuses a folder that already holds a run.
+        resume: Continue the run in ``output_dir`` from its last checkpoint (its
+            ``config.yaml`` must match ``config`` up to operational keys such as the device or
+            the data root). Without a checkpoint the run starts from the first experience.
+        progress: Show tqdm progress bars for epochs and evaluations.
+        plots: Write the PNG plots (when matplotlib is installed).
+        stop_after: End the run after this many experiences, checkpoint kept (continue later
+            with ``resume=True``).
+        on_evaluation: Called with every evaluation record (as written to ``metrics.jsonl``).
+
+    Returns:
+        The summary (the contents of ``summary.json``); when stopped early by ``stop_after``,
+        ``{"complete": False, "experiences_done": n, "num_experiences": T, "output_dir": ...}``.
+
+    Raises:
+        ConfigError: invalid configuration, unknown backbone, an output folder that holds
+            another run, or a resume with a different configuration.
+        DataError: missing or malformed data.
+        BackboneError: pretrained weights not available offline, unreadable checkpoint file.
+        CheckpointError: a damaged checkpoint or one of a different run.
+    """
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ConfigError(f"stop_after must be an integer >= 1 (experiences to run before stopping), got {stop_after!r}")
+    _check_backbone_name(config.model.visual)
+    device = resolve_device(config.device)
+    _check_output_dir(config, output_dir, resume=resume)
+    if resume and (output_dir / "summary.json").is_file():
+        summary = json.loads((output_dir / "summary.json").read_text(encoding="utf-8"))
+        if summary.get("complete"):
+            logger.info("the run in %s is already complete; nothing to resume", output_dir)
+            return summary
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    # ---- the pieces, all from alta's public API
+    m = config.model
+    backbone = load_backbone(m.visual, device=device, precision=m.precision, download_root=m.download_root,
+                             download=m.download_weights, seed=m.backbone_seed)
+    description = backbone.describe()
+    logger.info("backbone %s: %s, %d px, D=%d, source %s", description["name"],
+                "pretrained" if backbone.pretrained else "RANDOM weights", backbone.input_resolution,
+                backbone.embed_dim, description["source"])
+    if not backbone.pretrained:
+        logger.warning("%s", random_backbone_note(description))
+    stream, experiences = build_stream(config, resolution=backbone.input_resolution)
+    num = len(experiences)
+    logger.info("stream %s: %d experience(s) x %s classes, %d train / %d test images at %d px", stream.name, num,
+                "/".join(str(c) for c in sorted(set(stream.classes_per_experience))),
+                sum(len(e.train) for e in experiences), sum(len(e.test) for e in experiences),
+                backbone.input_resolution)
+    learner = CrossModalLearner(
+        backbone, class_names=stream.class_names, method=m.method, head=m.head, alpha=m.alpha, beta=m.beta,
+        replay_batch_size=m.replay_batch_size, ctx_init=m.ctx_init, template=m.template,
+        adapter_reduction=m.adapter_reduction, seed=config.seed, truncate_text=m.truncate_text,
+    )
+    spec = learner.method
+    trains = bool(spec.branches)
+    buffer = None
+    if config.buffer.enabled and spec.replay:
+        buffer = MemoryBuffer(config.buffer.size, policy=config.buffer.policy, device=device,
+                              seed=derive_seed(config.seed, 1))
+    elif config.buffer.enabled:
+        logger.info("method %s does not replay (as in the reference code): no buffer", spec.name)
+    buffer_size = buffer.capacity if buffer is not None else 0
+    t = config.train
+    schedule = optimizer = scheduler = None
+    if trains:
+        schedule = AlternatingSchedule(t.schedule, period=t.schedule_period, unit=t.schedule_unit,
+                                       start=t.schedule_start)
+        o = config.optim
+        optimizer, scheduler = build_optimizer(learner, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                               schedule=o.lr_schedule, epochs=t.epochs,
+                                               warmup_epochs=o.warmup_epochs, warmup_lr=o.warmup_lr)
+    logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s", spec.name,
+                spec.formula, m.head, buffer_size or "off", learner.num_trainable_parameters(), config.seed, device)
+    # the run starts: its folder and resolved configuration (operational keys may change on resume)
+    write_text(output_dir / "config.yaml", config.to_yaml())
+    cache = FeatureCache()
+    config_hash = config.fingerprint()
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    metrics_path = output_dir / "metrics.jsonl"
+
+    # ---- resume
+    start_experience, result, zeroshot, elapsed_before = 0, StreamResult.empty(num), None, 0.0
+    if resume and checkpoint_path.is_file():
+        state = read_checkpoint(checkpoint_path, config_hash=config_hash, num_experiences=num)
+        result = restore_checkpoint(state, learner=learner, buffer=buffer, schedule=schedule, optimizer=optimizer,
+                                    scheduler=scheduler)
+        start_experience, zeroshot, elapsed_before = state["next_experience"], state["zeroshot"], state["elapsed_s"]
+        logger.info("resuming %s after experience %d of %d", output_dir, start_experience, num)
+    elif resume:
+        logger.info("no checkpoint in %s yet: starting from the first experience", output_dir)
+    # metrics.jsonl holds exactly the evaluations of the checkpointed part (a killed run may have
+    # written records after its last checkpoint)
+    write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in result.evaluations))
+
+    # ---- zero-shot CLIP on every experience: the baseline of forward transfer
+    if zeroshot is None and config.eval.zeroshot_baseline:
+        zs_learner = CrossModalLearner(backbone, class_names=stream.class_names, method="zeroshot", head="all",
+                                       template=m.template, truncate_text=m.truncate_text)
+        zs = evaluate(zs_learner, experiences, batch_size=config.eval.batch_size,
+                      num_workers=config.data.num_workers, cache=cache, progress=progress)
+        zeroshot = {"class_il": list(zs.class_il), "task_il": list(zs.task_il)}
+        logger.info("zero-shot CLIP: class-IL %s, task-IL %s", " ".join(f"{v:.1f}" for v in zs.class_il),
+                    " ".join(f"{v:.1f}" for v in zs.task_il))
+        del zs_learner
+
+    def elapsed() -> float:
+        return elapsed_before + (time.perf_counter() - started)
+
+    def record_evaluation(record: dict) -> None:
+        append_jsonl(metrics_path, record)
+        _log_evaluation(record, num_experiences=num, epochs=t.epochs if trains else 0)
+        if on_evaluation is not None:
+            on_evaluation(record)
+
+    def experience_end(index: int, partial: StreamResult) -> None:
+        save_checkpoint(checkpoint_path, config_hash=config_hash, next_experience=index + 1, num_experiences=num,
+                        learner=learner, buffer=buffer, schedule=schedule, optimizer=optimizer, scheduler=scheduler,
+                        result=partial, zeroshot=zeroshot, elapsed_s=elapsed())
+        logger.info("experience %d/%d done (%.0f s); checkpoint %s", index + 1, num, elapsed(), checkpoint_path)
+        if stop_after is not None and index + 1 >= stop_after and index + 1 < num:
+            raise _StopRequested(index + 1)
+
+    try:
+        if trains:
+            run_stream(
+                learner, experiences, optimizer=optimizer, scheduler=scheduler, epochs=t.epochs,
+                batch_size=t.batch_size, buffer=buffer, schedule=schedule, seed=config.seed,
+                train_cache=t.train_cache, cache=cache, eval_every=config.eval.every,
+                eval_batch_size=config.eval.batch_size, num_workers=config.data.num_workers, result=result,
+                start_experience=start_experience, on_evaluation=record_evaluation,
+                on_experience_end=experience_end, progress=progress,
+            )
+        else:
+            _run_without_training(
+                learner, experiences, result=result, start_experience=start_experience,
+                batch_size=config.eval.batch_size, num_workers=config.data.num_workers, cache=cache,
+                on_evaluation=record_evaluation, on_experience_end=experience_end, progress=progress,
+            )
+    except _StopRequested as stop:
+        done = int(stop.args[0])
+        logger.info("stopped after %d of %d experiences as asked; continue with `alta run --resume %s`", done, num,
+                    output_dir)
+        return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
+
+    stream_info = {
+        "dataset": stream.name,
+        "num_experiences": num,
+        "classes_per_experience": stream.classes_per_experience,
+        "class_names": stream.class_names,
+        "num_train": sum(len(e.train) for e in experiences),
+        "num_test": sum(len(e.test) for e in experiences),
+    }
+    summary = build_summary(
+        config=config, result=result, zeroshot=zeroshot, backbone=description, method=spec,
+        stream_info=stream_info, num_trainable_parameters=learner.num_trainable_parameters(),
+        wall_time_s=elapsed(), device=device, output_dir=output_dir, buffer_size=buffer_size,
+    )
+    write_json(output_dir / "summary.json", summary)
+    if plots:
+        written = save_plots(summary, output_dir)
+        if written:
+            logger.info("plots: %s", ", ".join(p.name for p in written))
+    return summary

@@ -1,0 +1,438 @@
+"""The `alta` command line and its experiment runner: parsing (both spellings), the offline
+default, results files, resume equivalence, and every kind of bad input (exit status, message,
+no traceback)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from alta.cli import build_parser, main, resolve_run_config
+from alta.cli.config import (
+    RunConfig,
+    apply_overrides,
+    list_configs,
+    load_config,
+    parse_override,
+)
+from alta.cli.experiment import run_experiment
+from alta.errors import ConfigError
+
+# A few images per class and one epoch: each digits run takes seconds on a CPU.
+QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=24", "--set", "data.max_test_per_class=12",
+         "--no-progress", "--no-plots", "--threads", "1"]
+REFERENCE_CONFIGS = [f"{kind}_{data}" for data in ("cifar10", "cifar100", "tiny") for kind in ("il", "sgd", "joint")]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    return code, out, err
+
+
+def quick_config(**overrides) -> RunConfig:
+    base = {"train.epochs": 1, "eval.every": 1, "data.max_train_per_class": 24, "data.max_test_per_class": 12}
+    return apply_overrides(load_config("default"), {**base, **overrides})
+
+
+# ---------------------------------------------------------------------------------------- parsing
+
+
+def parse(*argv: str):
+    return resolve_run_config(build_parser().parse_args(["run", *argv]))
+
+
+def test_reference_command_line_runs_unchanged():
+    # python main.py --config-file configs/xxx.yaml --method xxx --il_setting xxx --visual xxx --buffer_size xxx --seed xxx
+    config, output_dir, resume = parse("--config-file", "configs/il_cifar10.yaml", "--method", "cprompt",
+                                       "--il_setting", "task-il", "--visual", "RN50", "--buffer_size", "500",
+                                       "--seed", "1")
+    assert not resume
+    assert config.name == "il_cifar10" and config.data.dataset == "seq-cifar10"
+    assert (config.model.method, config.eval.il_setting, config.model.visual) == ("cprompt", "task-il", "RN50")
+    assert (config.buffer.size, config.seed) == (500, 1)
+    assert output_dir.parent == Path("runs") and output_dir.name.startswith("il_cifar10-cprompt-")
+
+
+def test_both_spellings_give_the_same_config():
+    new, _, _ = parse("--config", "il_cifar10", "--method", "alta", "--il-setting", "task-il", "--visual", "RN50",
+                      "--buffer-size", "500", "--seed", "1", "--epochs", "3", "--lr-schedule", "constant",
+                      "--lr", "1e-5", "--head", "seen", "--schedule", "alternate", "--schedule-period", "2",
+                      "--schedule-unit", "epoch", "--eval-every", "5", "--train-cache", "views:4",
+                      "--data-root", "/data", "--download", "--device", "cpu")
+    old, _, _ = parse("--config-file", "configs/il_cifar10.yaml", "--method", "oritext_mlp2cprompt_oriimg",
+                      "--il_setting", "task-il", "--visual", "RN50", "--buffer_size", "500", "--seed", "1",
+                      "--epochs", "3", "--lr-schedule", "constant", "--lr", "1e-5", "--head", "seen",
+                      "--schedule", "alternate", "--schedule-period", "2", "--schedule-unit", "epoch",
+                      "--eval-every", "5", "--train-cache", "views:4", "--cifar10_dir", "/data", "--download",
+                      "--device", "cpu")
+    assert new == old
+    assert new.model.method == "oritext_mlp2cprompt_oriimg"  # the alias is resolved
+    assert (new.optim.lr_schedule, new.optim.lr, new.model.head) == ("constant", 1e-5, "seen")
+    assert (new.train.schedule, new.train.schedule_period, new.train.schedule_unit) == ("alternate", 2, "epoch")
+    assert (new.eval.every, new.train.train_cache, new.data.root, new.data.download) == (5, "views:4", "/data", True)
+
+
+def test_no_arguments_is_the_offline_default():
+    config, _, _ = parse()
+    assert config.name == "default"
+    assert (config.data.dataset, config.model.visual) == ("digits", "tiny-vit")
+    assert config.model.method == "oritext_mlp2cprompt_oriimg"
+    assert config.buffer.enabled and config.data.root is None
+
+
+def test_help_version_and_listings(capsys):
+    assert run_cli(capsys, "--help")[0] == 0
+    code, out, _ = run_cli(capsys, "run", "--help")
+    assert code == 0 and "--il_setting" in out and "--buffer_size" in out and "--resume" in out
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.startswith("alta ")
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for name in ("oritext_mlp2cprompt_oriimg", "oriclip2cprompt_mlp", "zeroshot", "tiny-vit", "RN50", "digits",
+                 "seq-cifar10", *REFERENCE_CONFIGS, "default"):
+        assert name in out
+    code, out, _ = run_cli(capsys, "list", "methods")
+    assert code == 0 and "seq-cifar10" not in out
+    assert run_cli(capsys, "list", "nonsense")[0] == 2
+
+
+# ---------------------------------------------------------------------------------------- configs
+
+
+def test_shipped_configs_are_the_reference_ones():
+    assert set(list_configs()) == {"default", *REFERENCE_CONFIGS}
+    splits = {"cifar10": ("seq-cifar10", 10, 5), "cifar100": ("seq-cifar100", 100, 10),
+              "tiny": ("seq-tinyimagenet", 200, 10)}
+    for name in REFERENCE_CONFIGS:
+        config = load_config(name)
+        kind, data = name.split("_")
+        dataset, num_classes, num_tasks = splits[data]
+        assert config.name == name and config.data.dataset == dataset
+        experiences = 1 if kind == "joint" else num_tasks
+        assert (config.data.num_experiences, config.data.classes_per_experience) == (
+            experiences, num_classes // experiences)
+        assert config.train.epochs == (100 if kind == "joint" else 30)
+        assert config.buffer.enabled == (kind == "il") and config.buffer.size == 200
+        assert (config.train.batch_size, config.optim.lr, config.optim.momentum, config.optim.weight_decay) == (
+            32, 0.002, 0.9, 5e-4)
+        assert (config.optim.lr_schedule, config.optim.warmup_epochs, config.optim.warmup_lr) == ("cosine", 1, 1e-5)
+        assert (config.model.alpha, config.model.beta, config.eval.every) == (0.4, 0.4, 10)
+        assert (config.model.visual, config.model.method, config.model.head) == (
+            "RN50", "oritext_mlp2cprompt_oriimg", "all")
+        assert (config.data.transform, config.train.train_cache, config.seed) == ("reference", "none", 42)
+
+
+@pytest.mark.parametrize("name", ["default", *REFERENCE_CONFIGS])
+def test_config_round_trip(name, tmp_path):
+    config = load_config(name)
+    assert RunConfig.from_dict(yaml.safe_load(config.to_yaml())) == config
+    path = tmp_path / "config.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+    assert load_config(path).fingerprint() == config.fingerprint()
+
+
+def test_unknown_yaml_key_is_named(tmp_path, capsys):
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "'train.epoch'" in message and "did you mean 'train.epochs'" in message and "batch_size" in message
+    path.write_text("trian:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'trian'.*did you mean 'train'"):
+        load_config(path)
+    code, _, err = run_cli(capsys, "run", "--config", str(path), "--output-dir", str(tmp_path / "out"))
+    assert code == 2 and err.startswith("alta: error:") and "trian" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_values_and_types_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="train.epochs.*integer"):
+        apply_overrides(load_config(), {"train.epochs": "many"})
+    with pytest.raises(ConfigError, match="train.epochs.*>= 1"):
+        apply_overrides(load_config(), {"train.epochs": 0})
+    with pytest.raises(ConfigError, match="unknown config key 'optim.learning_rate'"):
+        apply_overrides(load_config(), {"optim.learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="alternate"):
+        apply_overrides(load_config(), {"model.method": "cprompt", "train.schedule": "alternate"})
+    assert apply_overrides(load_config(), {"optim.lr": "1e-5"}).optim.lr == 1e-5  # YAML reads 1e-5 as a string
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("train.epochs")
+    assert parse_override("data.class_order=[1, 0]") == ("data.class_order", [1, 0])
+    path = tmp_path / "broken.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_overrides_never_mutate_the_config():
+    config = load_config("il_cifar10")
+    before = config.to_dict()
+    changed = apply_overrides(config, {"train.epochs": 1, "seed": 7, "model.visual": "tiny-vit"})
+    assert config.to_dict() == before
+    assert (changed.train.epochs, changed.seed, changed.model.visual) == (1, 7, "tiny-vit")
+    with pytest.raises(Exception):
+        config.train.epochs = 2  # frozen
+
+
+def test_reference_format_yaml_is_translated(tmp_path):
+    reference = {
+        "dataset": {"name": "seq-cifar100", "image_size": 224, "num_workers": 4, "n_classes_per_task": 10,
+                    "n_tasks": 10},
+        "model": {"pretrained": True, "use_replay": False},
+        "OPTIM": {"NAME": "sgd", "LR": 0.002, "WEIGHT_DECAY": 0.0005, "MOMENTUM": 0.9, "SGD_DAMPNING": 0,
+                  "SGD_NESTEROV": False, "RMSPROP_ALPHA": 0.99, "ADAM_BETA1": 0.9, "ADAM_BETA2": 0.999,
+                  "STAGED_LR": False, "NEW_LAYERS": "()", "BASE_LR_MULT": 0.1, "MAX_EPOCH": 30, "WARMUP_EPOCH": 1,
+                  "WARMUP_TYPE": "constant", "WARMUP_CONS_LR": 0.00001, "WARMUP_RECOUNT": True},
+        "TRAINER": {"COOP": {"N_CTX": 4, "CTX_INIT": "a photo of a", "CLASS_TOKEN_POSITION": "end"}},
+        "train": {"batch_size": 32, "alpha": 0.4, "beta": 0.4, "num_classes": 100},
+        "eval": {"test_epochs": 10, "batch_size": 32},
+    }
+    path = tmp_path / "sgd_cifar100.yaml"
+    path.write_text(yaml.safe_dump(reference))
+    config = load_config(path)
+    shipped = load_config("sgd_cifar100")
+    assert config.name == "sgd_cifar100"
+    for section in ("data", "buffer", "optim", "train"):
+        got, want = getattr(config, section).__dict__, getattr(shipped, section).__dict__
+        differing = {k for k in got if got[k] != want[k]} - {"num_workers"}
+        assert not differing, (section, differing)
+    assert (config.model.alpha, config.model.beta, config.model.ctx_init) == (0.4, 0.4, "a photo of a")
+    reference["OPTIM"]["NAME"] = "adam"
+    path.write_text(yaml.safe_dump(reference))
+    with pytest.raises(ConfigError, match="sgd"):
+        load_config(path)
+
+
+# ---------------------------------------------------------------------------------------- runs
+
+
+def test_default_run_writes_every_result(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    args = [a for a in QUICK if a != "--no-plots"]
+    code, out, err = run_cli(capsys, "run", *args, "--output-dir", str(out_dir))
+    assert code == 0, err
+    assert "class-IL *" in out and "task-IL" in out and "Avg" in out and "Forget" in out
+    assert "RANDOM" in out and "NOT comparable" in out
+    assert "tiny-vit" in err and "RANDOM" in err  # the log says which backbone was used
+
+    summary = json.loads((out_dir / "summary.json").read_text())
+    T = summary["num_experiences"]
+    assert T == 5 and summary["dataset"] == "digits"
+    for setting in ("class_il", "task_il"):
+        matrix = np.array(summary["accuracy_matrix"][setting], dtype=float)
+        assert matrix.shape == (T, T) and np.isfinite(matrix).all()
+        assert summary["avg_accuracy"][setting] == pytest.approx(
+            np.mean([matrix[t, : t + 1].mean() for t in range(T)]))
+        assert summary["last_accuracy"][setting] == pytest.approx(matrix[-1].mean())
+        for key in ("forgetting", "bwt", "fwt"):
+            assert isinstance(summary[key][setting], float)
+        assert len(summary["zeroshot_accuracy"][setting]) == T
+    assert summary["il_setting"] == "class-il" and summary["head"] == "all"
+    assert summary["backbone"]["name"] == "tiny-vit" and summary["pretrained"] is False
+    assert summary["method"] == "oritext_mlp2cprompt_oriimg" and "cos(f1, w2)" in summary["formula"]
+    assert summary["seed"] == 42 and summary["wall_time_s"] > 0 and summary["buffer_size"] == 200
+    assert summary["peak_memory"]["cpu_maxrss_mib"] > 0
+    assert {"alta", "torch", "torchvision", "clip-anytorch", "numpy", "python"} <= set(summary["versions"])
+    assert summary["device"]["type"] == "cpu"
+
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["experience"] for r in records] == list(range(T))  # 1 epoch: one evaluation per experience
+    for r in records:
+        assert {"experience", "epoch", "class_il", "task_il", "class_il_mean", "task_il_mean", "loss"} <= set(r)
+        assert len(r["class_il"]) == r["experience"] + 1
+
+    config = load_config(out_dir / "config.yaml")
+    expected, _, _ = parse(*args, "--output-dir", str(out_dir))
+    assert config == expected
+    assert (out_dir / "checkpoint.pt").is_file()
+    pytest.importorskip("matplotlib")
+    assert (out_dir / "accuracy_matrix.png").stat().st_size > 0
+    assert (out_dir / "accuracy_curve.png").stat().st_size > 0
+
+
+def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path, capsys):
+    torch.set_num_threads(1)
+    config = quick_config(**{"train.epochs": 2})
+    full = run_experiment(config, output_dir=tmp_path / "full", progress=False, plots=False)
+
+    split = tmp_path / "split"
+    flags = ["--epochs", "2", "--eval-every", "1", "--set", "data.max_train_per_class=24",
+             "--set", "data.max_test_per_class=12", "--no-progress", "--no-plots", "--threads", "1"]
+    code, out, _ = run_cli(capsys, "run", *flags, "--output-dir", str(split), "--stop-after", "2")
+    assert code == 0 and "stopped after 2 of 5" in out and "--resume" in out
+    assert not (split / "summary.json").exists()
+    state = torch.load(split / "checkpoint.pt", weights_only=True)
+    assert state["next_experience"] == 2
+    # a killed run may have written evaluations after its last checkpoint: resume drops them
+    with open(split / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"experience": 2, "epoch": 1, "stale": True}) + "\n")
+
+    # operational options (device, data root, workers) may change on resume
+    code, out, err = run_cli(capsys, "run", "--resume", str(split), "--no-progress", "--threads", "1",
+                             "--device", "cpu", "--num-workers", "0")
+    assert code == 0, err
+    assert "resuming" in err
+    resumed = json.loads((split / "summary.json").read_text())
+    for setting in ("class_il", "task_il"):
+        assert resumed["accuracy_matrix"][setting] == full["accuracy_matrix"][setting]
+    assert (split / "metrics.jsonl").read_text() == (tmp_path / "full" / "metrics.jsonl").read_text()
+
+    # resuming a complete run only reports it
+    code, out, _ = run_cli(capsys, "run", "--resume", str(split), "--no-progress")
+    assert code == 0 and "class-IL *" in out
+
+
+def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "run", *QUICK, "--output-dir", str(run_dir), "--stop-after", "1")
+    assert code == 0
+    code, _, err = run_cli(capsys, "run", "--resume", str(run_dir), "--epochs", "5")
+    assert code == 2 and "--epochs 5" in err and "started with 1" in err
+    code, _, err = run_cli(capsys, "run", "--resume", str(run_dir), "--config", "il_cifar10")
+    assert code == 2 and "cannot resume" in err
+    code, _, err = run_cli(capsys, "run", "--resume", str(tmp_path / "nothing"))
+    assert code == 2 and "no config.yaml" in err
+
+    # a checkpoint of another run (other seed) in this folder
+    other = tmp_path / "other"
+    run_cli(capsys, "run", *QUICK, "--seed", "3", "--output-dir", str(other), "--stop-after", "1")
+    shutil.copy(other / "checkpoint.pt", run_dir / "checkpoint.pt")
+    code, _, err = run_cli(capsys, "run", "--resume", str(run_dir), "--no-progress")
+    assert code == 1 and "belongs to a different run" in err
+
+    (run_dir / "checkpoint.pt").write_bytes(b"this is not a checkpoint")
+    code, _, err = run_cli(capsys, "run", "--resume", str(run_dir), "--no-progress")
+    assert code == 1 and "cannot read the checkpoint" in err and "Delete" in err
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import alta.cli.experiment as experiment
+
+    real = experiment.run_stream
+
+    def interrupted(*args, on_experience_end, **kwargs):
+        def end(t, result):
+            on_experience_end(t, result)
+            if t == 1:
+                raise KeyboardInterrupt
+
+        return real(*args, on_experience_end=end, **kwargs)
+
+    monkeypatch.setattr(experiment, "run_stream", interrupted)
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", *QUICK, "--output-dir", str(run_dir))
+    assert code == 130
+    assert str(run_dir / "checkpoint.pt") in err and f"alta run --resume {run_dir}" in err
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["next_experience"] == 2
+    assert not list(run_dir.glob(".*.tmp"))  # no half-written files
+
+
+def test_output_dir_holding_another_run_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "run", *QUICK, "--output-dir", str(run_dir))[0] == 0
+    before = (run_dir / "summary.json").read_text()
+    code, _, err = run_cli(capsys, "run", *QUICK, "--seed", "1", "--output-dir", str(run_dir))
+    assert code == 2 and "already holds a run" in err and "--output-dir" in err
+    assert (run_dir / "summary.json").read_text() == before
+
+
+def test_zeroshot_method_trains_nothing(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "run", *QUICK, "--method", "zeroshot", "--output-dir", str(tmp_path / "zs"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "zs" / "summary.json").read_text())
+    for setting in ("class_il", "task_il"):
+        matrix = np.array(summary["accuracy_matrix"][setting])
+        assert np.allclose(matrix, np.array(summary["zeroshot_accuracy"][setting])[None, :])
+    assert summary["num_trainable_parameters"] == 0 and summary["buffer_size"] == 0
+
+
+def test_sgd_lower_bound_has_no_buffer(tmp_path):
+    torch.set_num_threads(1)
+    config = quick_config(**{"buffer.replay": False, "data.num_experiences": 2})
+    summary = run_experiment(config, output_dir=tmp_path / "sgd", progress=False, plots=False)
+    assert summary["buffer_size"] == 0 and summary["num_experiences"] == 2
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--config", "il_cifar1O"], ["unknown config 'il_cifar1O'", "did you mean 'il_cifar10'", "joint_tiny"]),
+        (["--config-file", "configs/nope.yaml"], ["unknown config", "il_cifar10"]),
+        (["--method", "altaa"], ["unknown method 'altaa'", "oritext_mlp2cprompt_oriimg", "cprompt_mlp"]),
+        (["--visual", "RN5O"], ["unknown backbone 'RN5O'", "did you mean 'RN50'", "tiny-vit"]),
+        (["--il-setting", "domain-il"], ["invalid choice", "class-il", "task-il"]),
+        (["--head", "some"], ["invalid choice", "seen"]),
+        (["--epochs", "0"], ["--epochs", ">= 1"]),
+        (["--train-cache", "views:0"], ["views:K"]),
+        (["--set", "nonsense=1"], ["unknown config key 'nonsense'"]),
+        (["--device", "cuda:0" if not torch.cuda.is_available() else "tpu"], ["device"]),
+    ],
+)
+def test_bad_names_and_values_exit_2_without_traceback(argv, expected, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "run", *argv, "--output-dir", str(tmp_path / "out"))
+    assert code == 2
+    assert "alta: error:" in err
+    for text in expected:
+        assert text in err
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_missing_data_root_shows_layouts_and_flags(tmp_path, capsys):
+    for extra in ([], ["--data-root", str(tmp_path / "missing")]):
+        code, _, err = run_cli(capsys, "run", "--config", "il_cifar10", "--visual", "tiny-vit", *extra,
+                               "--output-dir", str(tmp_path / "out"))
+        assert code == 1
+        assert "Expected one of these layouts" in err and "--data-root" in err and "--download" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pretrained_weights_offline_say_where_to_put_them(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--visual", "RN50", "--set", f"model.download_root={tmp_path}",
+                           "--set", "model.download_weights=false", "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and "RN50" in err and str(tmp_path) in err and "tiny-vit" in err
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "alta.cli", "run", "--method", "nope"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "alta: error: unknown method 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.data
+def test_cifar10_config_runs_on_real_images(cifar10_root, tmp_path, capsys):
+    code, out, err = run_cli(
+        capsys, "run", "--config", "il_cifar10", "--data-root", str(cifar10_root), "--visual", "tiny-vit",
+        "--epochs", "1", "--set", "data.max_train_per_class=8", "--set", "data.max_test_per_class=8",
+        "--no-progress", "--no-plots", "--threads", "1", "--output-dir", str(tmp_path / "c10"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "c10" / "summary.json").read_text())
+    assert summary["dataset"] == "seq-cifar10" and summary["num_experiences"] == 5
+    assert summary["backbone"]["input_resolution"] == 32  # the stream follows the backbone's resolution
+    assert summary["class_names"][:2] == ["airplane", "automobile"]
+    assert summary["num_train"] == 80 and summary["num_test"] == 80

@@ -1,0 +1,175 @@
+"""alta's learner against a faithful re-implementation of the reference code's loop.
+
+``benchmarks/reference_loop.py`` computes every step the way github.com/vijaylee/ALTA does (all
+text re-encoded at 77 positions at every forward, a second text forward for the replay batch,
+the image encoder on every batch, evaluation re-encoding everything). For every method, alta's
+logits, losses, parameter updates, snapshots and accuracies must match it within 1e-5 (fp32,
+CPU, the tiny backbone), over steps that cross experience boundaries and replay from the buffer.
+
+Every step starts both loops from the same state: before each step the reference loop receives
+the library's trainable parameters, SGD momentum and buffer. Without that, the two trajectories
+drift apart for a reason that has nothing to do with correctness: the two loops round
+differently (77 vs L' text positions, shared prefix), ~1e-7 relative, and training amplifies
+any difference. With this random tiny backbone, a 1e-6 perturbation of the initial parameters
+of alta alone already moves its logits by ~1e-4 within a step and by ~1e-2 after six steps
+(the normalised adapter output is steep and the replay MSE large), so a free-running
+comparison could only use a loose tolerance. From a common state, each step's logits, losses
+and parameter updates must agree within 1e-5 relative to their scale.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from alta import CrossModalLearner, FeatureCache, MemoryBuffer, build_optimizer, evaluate, list_methods
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["cat", "dog", "golden retriever", "truck", "maple tree", "sweet pepper"]
+TOL = 1e-5
+LR = 0.002  # the paper's learning rate
+
+
+def _load_reference():
+    spec = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("reference_loop", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference_loop = _load_reference()
+
+
+class KeyedTensorDataset(TensorDataset):
+    """A TensorDataset with the ``cache_key()`` FeatureCache needs."""
+
+    def __init__(self, key: str, *tensors: torch.Tensor) -> None:
+        super().__init__(*tensors)
+        self._key = key
+
+    def cache_key(self) -> str:
+        return self._key
+
+
+class Experience:
+    def __init__(self, index, classes, mapping, train, test):
+        self.index, self.classes, self.class_to_experience = index, classes, mapping
+        self.train, self.test = train, test
+
+
+def make_experiences(num_experiences=3, per_experience=2, per_class=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mapping = torch.arange(num_experiences * per_experience) // per_experience
+    out = []
+    for t in range(num_experiences):
+        classes = list(range(t * per_experience, (t + 1) * per_experience))
+        labels = torch.tensor(classes).repeat_interleave(per_class)
+        train = torch.randn(labels.shape[0], 3, 32, 32, generator=g)
+        test = torch.randn(labels.shape[0], 3, 32, 32, generator=g)
+        out.append(Experience(t, classes, mapping, TensorDataset(train, labels),
+                              KeyedTensorDataset(f"equivalence-test-{seed}-{t}", test, labels)))
+    return out
+
+
+def trainable(module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.trainable_parameters()]
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, what: str, *, resolution: float = 0.0) -> None:
+    """Within 1e-5 relative to the scale of ``expected`` (plus ``resolution``, the rounding of
+    the numbers a difference was taken from)."""
+    scale = max(float(expected.abs().max()), 1e-3)
+    torch.testing.assert_close(actual, expected, rtol=TOL, atol=TOL * scale + resolution,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def sync(ref, lib, opt_ref, opt_lib, buf_ref, buf_lib) -> None:
+    """Give the reference loop the library's trainable state, momentum and buffer."""
+    with torch.no_grad():
+        for p_ref, p_lib in zip(ref.trainable_parameters(), lib.trainable_parameters()):
+            p_ref.copy_(p_lib)
+            if p_lib in opt_lib.state:
+                opt_ref.state[p_ref] = {k: v.clone() for k, v in opt_lib.state[p_lib].items()}
+    buf_ref.load_state_dict(buf_lib.state_dict())
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_library_matches_the_reference_loop(tiny_clip, method):
+    experiences = make_experiences()
+    lib = CrossModalLearner(tiny_clip, class_names=NAMES, method=method, replay_batch_size=4, seed=0)
+    ref = reference_loop.ReferenceLoop(tiny_clip, class_names=NAMES, method=method, replay_batch_size=4, seed=0)
+    for a, b in zip(trainable(lib), trainable(ref), strict=True):
+        assert torch.equal(a, b)  # the same initial parameters, independently built
+    probe = experiences[0].test.tensors[0][:5]
+
+    if not lib.method.branches:  # zeroshot: nothing to train; logits and accuracies only
+        with torch.no_grad():
+            close(lib(probe), ref(probe), "zero-shot logits")
+        for experience in experiences:
+            lib.begin_experience(experience)
+            ref.begin_experience(experience)
+        assert evaluate(lib, experiences).class_il == tuple(ref.evaluate(experiences)["class_il"])
+        return
+
+    opt_lib, _ = build_optimizer(lib, lr=LR, schedule="constant")
+    opt_ref = torch.optim.SGD(ref.trainable_parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
+    buf_lib, buf_ref = MemoryBuffer(10, seed=3), MemoryBuffer(10, seed=3)
+    replayed = False
+    for experience in experiences:
+        lib.begin_experience(experience)
+        ref.begin_experience(experience)
+        images, labels = experience.train.tensors
+        for step in range(2):
+            where = f"experience {experience.index} step {step}"
+            x, y = images[step * 6 : step * 6 + 6], labels[step * 6 : step * 6 + 6]
+            sync(ref, lib, opt_ref, opt_lib, buf_ref, buf_lib)
+            before = trainable(lib)
+            with torch.no_grad():
+                close(lib(x), ref(x), f"logits, {where}")
+            out_lib = lib.training_step(x, y, optimizer=opt_lib, buffer=buf_lib)
+            out_ref = ref.training_step(x, y, optimizer=opt_ref, buffer=buf_ref)
+            for key in ("loss", "ce", "replay_ce", "replay_mse", "correct"):
+                close(out_lib[key].float(), out_ref[key].float(), f"{key}, {where}")
+            replayed |= bool(out_lib["replay_mse"] > 0)
+            for p0, p_lib, p_ref in zip(before, trainable(lib), trainable(ref), strict=True):
+                update = p_ref - p0
+                assert float(update.abs().max()) > 0  # the step did move this parameter
+                # an update read back as (after - before) carries the float32 rounding of the parameters
+                ulp = 2 * torch.finfo(torch.float32).eps * float(p0.abs().max())
+                close(p_lib - p0, update, f"parameter update, {where}", resolution=ulp)
+            stored_lib, stored_ref = buf_lib.data(), buf_ref.data()  # what each loop put in its buffer
+            assert sorted(stored_lib) == sorted(stored_ref)
+            for field, value in stored_lib.items():
+                close(value.float(), stored_ref[field].float(), f"buffer field {field}, {where}")
+        sync(ref, lib, opt_ref, opt_lib, buf_ref, buf_lib)
+        lib.end_experience(experience)
+        ref.end_experience(experience)
+        if lib.method.snapshot:
+            assert torch.equal(lib.snapshotted.cpu(), ref.snapshotted.cpu())
+        with torch.no_grad():  # snapshots (or their absence) give the same logits afterwards
+            close(lib(probe), ref(probe), f"logits after experience {experience.index}")
+
+    assert replayed == lib.method.replay  # replay really ran for the methods that replay
+    expected = ref.evaluate(experiences, batch_size=4)
+    for cache in (None, FeatureCache()):
+        for _ in range(2):  # the second cached evaluation reads the stored features
+            result = evaluate(lib, experiences, batch_size=5, cache=cache)
+            assert result.class_il == pytest.approx(expected["class_il"], abs=1e-9)
+            assert result.task_il == pytest.approx(expected["task_il"], abs=1e-9)
+
+
+def test_reference_loop_encodes_the_way_the_reference_does(tiny_clip):
+    """The oracle itself: its text features are CLIP's encode_text at 77 positions."""
+    clip = tiny_clip.model
+    ref = reference_loop.ReferenceLoop(tiny_clip, class_names=NAMES, method="alta")
+    tokens = reference_loop.import_clip().tokenize([f"a photo of a {n}." for n in NAMES])
+    with torch.no_grad():
+        expected = clip.encode_text(tokens).float()  # initial context = the words "a photo of a"
+        torch.testing.assert_close(ref.text_encoder(ref.prompts()), expected, rtol=0, atol=1e-5)
+        assert ref.prompts().shape[1] == clip.context_length == 77
