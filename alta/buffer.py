@@ -471,10 +471,15 @@ class MemoryBuffer:
             dst = torch.tensor(list(winner), dtype=torch.long)
             src = torch.tensor(list(winner.values()), dtype=torch.long)
             assert int(dst.max()) < self._capacity and int(dst.min()) >= 0
-            dst_dev = dst.to(self._device)
+            dst_dev = dst.to(self._device, non_blocking=True)  # no stream sync for these small index copies
+            src_by_device: dict[torch.device, torch.Tensor] = {}
             for name, value in fields.items():
                 value = value.detach()
-                self._storage[name][dst_dev] = value[src.to(value.device)].to(self._device)
+                if value.device not in src_by_device:
+                    src_by_device[value.device] = src.to(value.device, non_blocking=True)
+                # asynchronous only towards a GPU: a non-blocking copy to the CPU could be read early
+                rows = value[src_by_device[value.device]].to(self._device, non_blocking=self._device.type == "cuda")
+                self._storage[name][dst_dev] = rows
             self._size = max(self._size, int(dst.max()) + 1)
         self._num_seen += batch_size
         assert self._size == min(self._num_seen, self._capacity), (self._size, self._num_seen)
@@ -510,7 +515,7 @@ class MemoryBuffer:
         generator = self._generator if generator is None else generator
         k = min(n, self._size)
         index = torch.randperm(self._size, generator=generator, device=generator.device)[:k]
-        index = index.to(self._device)
+        index = index.to(self._device, non_blocking=True)
         return {name: stored[index] for name, stored in self._storage.items()}
 
     def data(self) -> dict[str, torch.Tensor]:

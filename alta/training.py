@@ -99,6 +99,11 @@ def epoch_batches(
     labels = stored.labels
     order = torch.randperm(labels.shape[0], generator=generator)
     stop = labels.shape[0] - (labels.shape[0] % batch_size if drop_last else 0)
+    device = backbone.device
+    if device.type == "cuda":  # one copy per epoch instead of one per step
+        features = features[order].to(device, non_blocking=True)
+        labels = labels[order].to(device, non_blocking=True)
+        order = torch.arange(labels.shape[0], device=device)
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
         yield features[idx], labels[idx]
