@@ -1,0 +1,210 @@
+"""The documentation runs as written.
+
+- Every ```python block of every page under ``docs/`` is executed, in page order, all blocks of a
+  page sharing one namespace (so a tutorial can span several blocks), in a fresh temporary
+  working directory. A block is skipped only when the line right before its opening fence is
+  ``<!-- skip-test -->``, and only code that needs pretrained CLIP weights or a GPU may be
+  skipped (checked below).
+- Every ``alta ...`` command line shown in a ```bash block must be accepted by the CLI's
+  parser, and ``alta run`` lines must resolve to a valid configuration (shipped config found,
+  every flag and ``--set`` key valid). They are not run: most need a dataset or pretrained weights.
+- ``mkdocs build --strict`` passes (skipped when the ``docs`` extra is not installed).
+
+The pages use the tiny random-weight backbone and small data, so the whole file takes well
+under a minute on two CPU cores. Blocks run with one torch thread: the models are tiny, and on a
+busy machine torch's default thread pool slows them down many times over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+SKIP_MARKER = "<!-- skip-test -->"
+# What a skipped block must mention: pretrained CLIP names, a local weights file, or a GPU.
+_SKIP_ALLOWED = re.compile(r"cuda|\bRN\d|ViT-[BL]|\.pt\b|download_root")
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+-]*)")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a page."""
+
+    page: Path
+    line: int  # 1-based line of the first code line
+    lang: str
+    code: str
+    skip: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(REPO)}:{self.line}"
+
+
+def read_blocks(page: Path) -> list[Block]:
+    """Fenced code blocks of a Markdown page, in order (indented fences, e.g. inside
+    admonitions or tabs, are dedented)."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        indent, fence, lang = match.group("indent"), match.group("fence"), match.group("lang").lower()
+        previous = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines) and not (lines[j].startswith(indent + fence[0] * len(fence))
+                                      and lines[j].strip() == fence[0] * len(lines[j].strip())):
+            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j].lstrip())
+            j += 1
+        if j == len(lines):
+            raise AssertionError(f"{page.relative_to(REPO)}:{i + 1}: code fence {fence} is never closed")
+        blocks.append(Block(page, i + 2, lang, "\n".join(body) + "\n", previous == SKIP_MARKER))
+        i = j + 1
+    return blocks
+
+
+def doc_pages() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if "_ext" not in p.parts)
+
+
+PYTHON_PAGES = [p for p in doc_pages() if any(b.lang in ("python", "py") for b in read_blocks(p))]
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_docs_have_pages_with_code():
+    names = {p.name for p in PYTHON_PAGES}
+    assert {"index.md", "custom-loop.md", "own-dataset.md", "metrics.md"} <= names, names
+
+
+@pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {"__name__": "__main__"}
+    blocks = [b for b in read_blocks(page) if b.lang in ("python", "py")]
+    with one_torch_thread():
+        for block in blocks:
+            if block.skip:
+                continue
+            output = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(output):
+                    exec(compile(block.code, block.where, "exec"), namespace)  # noqa: S102 - the docs' own code
+            except Exception as exc:
+                raise AssertionError(
+                    f"the code block at {block.where} failed: {type(exc).__name__}: {exc}\n"
+                    f"--- its output ---\n{output.getvalue()[-2000:]}"
+                ) from exc
+
+
+def test_skipped_blocks_need_weights_or_a_gpu():
+    skipped = [b for p in doc_pages() for b in read_blocks(p) if b.skip]
+    for block in skipped:
+        assert block.lang in ("python", "py"), f"{block.where}: {SKIP_MARKER} only applies to python blocks"
+        assert _SKIP_ALLOWED.search(block.code), (
+            f"{block.where} is skipped with {SKIP_MARKER} but needs neither pretrained weights nor a GPU; "
+            f"make it run with the tiny backbone instead"
+        )
+
+
+def shell_commands(prefix: str) -> list[tuple[str, str]]:
+    """``(where, command)`` for every line of a bash block that starts with ``prefix``
+    (continuation lines joined, comments dropped)."""
+    out = []
+    for page in doc_pages():
+        for block in read_blocks(page):
+            if block.lang not in ("bash", "sh", "shell", "console"):
+                continue
+            lines = block.code.replace("\\\n", " ").splitlines()
+            for offset, line in enumerate(lines):
+                line = line.strip().removeprefix("$ ")
+                if line.startswith(prefix):
+                    out.append((f"{block.where}+{offset}", line))
+    return out
+
+
+def inline_alta_commands() -> list[tuple[str, str]]:
+    """``alta run``/``alta list`` commands quoted inline in the prose (``...`` elisions skipped)."""
+    out = []
+    for page in doc_pages():
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"(?<!`)`(alta (?:run|list)\b[^`]*)`(?!`)", text):
+            command = " ".join(match.group(1).split())
+            if "..." not in command:
+                out.append((f"{page.relative_to(REPO)}:{text.count(chr(10), 0, match.start()) + 1}", command))
+    return out
+
+
+ALTA_COMMANDS = shell_commands("alta ") + inline_alta_commands()
+
+
+def test_the_docs_show_alta_commands():
+    assert len(ALTA_COMMANDS) >= 5
+
+
+@pytest.mark.parametrize("where,command", ALTA_COMMANDS, ids=[w for w, _ in ALTA_COMMANDS])
+def test_alta_command_lines_are_valid(where, command):
+    from alta.cli import build_parser, resolve_run_config
+
+    argv = shlex.split(command, comments=True)[1:]
+    if "--help" in argv or "-h" in argv or "--version" in argv:
+        return
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        raise AssertionError(f"{where}: `{command}` is rejected by the CLI parser: {stderr.getvalue()}") from exc
+    if args.command == "run" and not args.resume:
+        resolve_run_config(args)  # raises ConfigError for an unknown config, flag value or --set key
+
+
+@pytest.mark.parametrize("where,command", shell_commands("python "), ids=[w for w, _ in shell_commands("python ")])
+def test_python_scripts_shown_exist(where, command):
+    argv = shlex.split(command, comments=True)
+    if len(argv) > 1 and argv[1].startswith(("examples/", "benchmarks/")):  # not the reference's main.py
+        assert (REPO / argv[1]).is_file(), f"{where}: `{command}` runs {argv[1]}, which does not exist"
+
+
+def test_mkdocs_build_strict(tmp_path):
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+               if importlib.util.find_spec(m.split(".")[0]) is None
+               or (m == "mkdocstrings_handlers.python" and importlib.util.find_spec(m) is None)]
+    if missing:
+        pytest.skip(f"the docs toolchain is not installed ({', '.join(missing)}); "
+                    f"install it with `pip install -e .[docs]`")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
+         "--site-dir", str(tmp_path / "site")],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert (tmp_path / "site" / "index.html").is_file()
