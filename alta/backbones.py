@@ -1,7 +1,7 @@
 """Frozen CLIP backbones: OpenAI weights through clip-anytorch, local checkpoints, and small
 random-weight models for tests and offline runs.
 
-ALTA (Li et al., IEEE TMM 2023, Sec. III) keeps both CLIP encoders frozen; only the context
+ALTA (Li et al., IEEE TMM 2023) keeps both CLIP encoders frozen; only the context
 vectors of the prompt and the image adapter learn. :class:`ClipBackbone` wraps a
 ``clip.model.CLIP`` accordingly: it is always in eval mode, has no trainable parameters, and
 exposes the three encodings ALTA needs:

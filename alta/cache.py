@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import ConfigError
 from .io import save_torch
+from .seeding import derive_seed
 
 __all__ = ["FeatureCache", "CachedFeatures", "encode_dataset", "parse_cache_mode", "CACHE_MODES"]
 
@@ -121,12 +122,13 @@ def encode_dataset(
     pin = backbone.device.type == "cuda"
     all_views, labels = [], None
     for view in range(views):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + view)
+        view_seed = derive_seed(seed, view)
+        generator = torch.Generator().manual_seed(view_seed)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             pin_memory=pin, generator=generator)
         feats, labs = [], []
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1_000_003 + view)  # transforms in the main process use the global RNG
+            torch.manual_seed(view_seed)  # transforms in the main process use the global RNG
             for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
                                   disable=not progress, leave=False):
                 feats.append(backbone.encode_images(images).cpu())
@@ -182,7 +184,9 @@ class FeatureCache:
             dataset: A dataset with ``cache_key()`` (an :class:`~alta.data.ExperienceDataset`).
             views: Number of (augmented) views; 1 for deterministic transforms.
             seed: Seed of the augmentation when ``views > 1``.
-            batch_size, num_workers, progress: Passed to :func:`encode_dataset`.
+            batch_size: Images per forward pass when encoding.
+            num_workers: DataLoader workers when encoding.
+            progress: Show a progress bar when encoding.
 
         Returns:
             :class:`CachedFeatures`; features (N, D) or (K, N, D).

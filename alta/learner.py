@@ -6,7 +6,7 @@ Task-Aware Representations for Continual Learning", IEEE Transactions on Multime
 (reference code: github.com/vijaylee/ALTA), and the nine method variants of that code
 (:mod:`alta.methods`).
 
-The four representations (paper, Fig. 2 and Sec. III):
+The four representations (the paper's method figure and its reference code):
 
 - f1, task-invariant image representation: frozen CLIP image feature, (B, D);
 - f2, task-aware image representation: ``adapter(f1)``, adapter = Linear(D, D/16) -> ReLU ->
@@ -16,7 +16,7 @@ The four representations (paper, Fig. 2 and Sec. III):
   ``[SOS][ctx_1..ctx_4][class][.][EOS]`` (CoOp), (C, D).
 
 ALTA's logits are ``s*cos(f1, w2) + s*cos(f2, w1)``. When an experience ends, the prompts of its
-classes are frozen (prompt snapshot, Sec. III-B); because the text encoder is frozen too, their
+classes are frozen (prompt snapshot, reference ``MyPromptLearner``); because the text encoder is frozen too, their
 features are computed once at that moment and reused (an exact saving). The hand-written
 features w1 are computed once per run. At every training step the learned-prompt features of
 the classes still learning are computed once and shared by the current batch and the replay
@@ -48,11 +48,12 @@ from .schedule import AlternatingSchedule
 if TYPE_CHECKING:  # pragma: no cover
     from .buffer import MemoryBuffer
 
-__all__ = ["CrossModalLearner", "TextFeatures", "HEADS"]
+__all__ = ["CrossModalLearner", "TextFeatures", "HEADS", "SNAPSHOT_TIMINGS"]
 
 logger = logging.getLogger(__name__)
 
 HEADS = ("all", "seen")
+SNAPSHOT_TIMINGS = ("end", "last_forward")
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class CrossModalLearner(nn.Module):
             ``"oritext_mlp2cprompt_oriimg"``).
         head: ``"all"``: logits cover every class of the stream from the first experience on
             (the paper's protocol); ``"seen"``: classes not yet begun get logit ``-inf``.
-        alpha: Weight of the replay cross-entropy (METHOD.md Sec. 3; paper Eq. for L).
+        alpha: Weight of the replay cross-entropy (the DER++ replay term of the loss).
         beta: Weight of the replay logit-matching MSE.
         replay_batch_size: Items drawn from the buffer per step (32 in the reference code).
         ctx_init: Words initialising the context vectors (their count is the number of vectors).
@@ -101,6 +102,10 @@ class CrossModalLearner(nn.Module):
         seed: Seed of the adapter's initial weights.
         truncate_text: Run the text encoder only up to the longest EOT position (exact). Set
             ``False`` to reproduce the reference's full 77-token encoding.
+        snapshot_timing: Which context a prompt snapshot keeps: ``"end"`` (default), the context
+            after the experience's final optimiser step; or ``"last_forward"``, the prompts of
+            the last training forward, i.e. the context *before* the final step, which is what
+            the reference code snapshots.
 
     Raises:
         ConfigError: unknown method or head, empty or duplicated class names, bad weights.
@@ -129,6 +134,7 @@ class CrossModalLearner(nn.Module):
         adapter_reduction: int = 16,
         seed: int = 0,
         truncate_text: bool = True,
+        snapshot_timing: str = "end",
     ) -> None:
         super().__init__()
         if not isinstance(backbone, ClipBackbone):
@@ -139,6 +145,11 @@ class CrossModalLearner(nn.Module):
         spec = get_method(method)
         if head not in HEADS:
             raise ConfigError(f"head must be one of {HEADS}, got {head!r} ('all' is the paper's protocol)")
+        if snapshot_timing not in SNAPSHOT_TIMINGS:
+            raise ConfigError(
+                f"snapshot_timing must be one of {SNAPSHOT_TIMINGS}, got {snapshot_timing!r} "
+                f"('last_forward' reproduces the reference code)"
+            )
         for label, value in (("alpha", alpha), ("beta", beta)):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{label} must be a finite number >= 0, got {value!r} (the paper uses 0.4)")
@@ -157,6 +168,7 @@ class CrossModalLearner(nn.Module):
         self.replay_batch_size = replay_batch_size
         self.template = template
         self.truncate_text = bool(truncate_text)
+        self.snapshot_timing = snapshot_timing
         self.seed = seed
         device = backbone.device
         num_classes, dim = len(names), backbone.embed_dim
@@ -173,7 +185,7 @@ class CrossModalLearner(nn.Module):
         else:
             self.adapter = None
 
-        # Prompt snapshots (Sec. III-B): normalised w2 of frozen classes, cached once.
+        # Prompt snapshots: normalised w2 of frozen classes, cached once.
         self.register_buffer("snapshot_features", torch.zeros(num_classes, dim, device=device))  # (C, D)
         self.register_buffer("snapshotted", torch.zeros(num_classes, dtype=torch.bool, device=device))  # (C,)
         # Stream position.
@@ -181,6 +193,7 @@ class CrossModalLearner(nn.Module):
         self.register_buffer("class_to_experience", torch.full((num_classes,), -1, dtype=torch.long, device=device))
         self.register_buffer("experience_index", torch.tensor(-1, dtype=torch.long, device=device))
         self._warned_no_replay = False
+        self._last_forward_w2: torch.Tensor | None = None  # (C, D), for snapshot_timing="last_forward"
         self._refresh()
 
     def _refresh(self) -> None:
@@ -214,6 +227,7 @@ class CrossModalLearner(nn.Module):
         adapter_reduction: int = 16,
         seed: int = 0,
         truncate_text: bool = True,
+        snapshot_timing: str = "end",
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 
@@ -228,8 +242,15 @@ class CrossModalLearner(nn.Module):
             download_root: Folder of pretrained weights (default ``~/.cache/clip``).
             download: Download missing pretrained weights (``False`` fails at once offline).
             backbone_seed: Seed of random-weight backbones.
-            alpha, beta, replay_batch_size, ctx_init, template, adapter_reduction, seed,
-                truncate_text: As in :class:`CrossModalLearner`.
+            alpha: Weight of the replay cross-entropy (as in :class:`CrossModalLearner`).
+            beta: Weight of the replay logit-matching MSE.
+            replay_batch_size: Items drawn from the buffer per step.
+            ctx_init: Words initialising the context vectors.
+            template: Hand-written prompt for w1.
+            adapter_reduction: Adapter bottleneck factor.
+            seed: Seed of the adapter's initial weights.
+            truncate_text: Run the text encoder only up to the longest EOT position.
+            snapshot_timing: When prompt snapshots are taken (see :class:`CrossModalLearner`).
 
         Raises:
             BackboneError: unknown backbone or weights unavailable offline.
@@ -242,6 +263,7 @@ class CrossModalLearner(nn.Module):
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
             replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
             adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
+            snapshot_timing=snapshot_timing,
         )
 
     # ================================================================ properties
@@ -317,14 +339,15 @@ class CrossModalLearner(nn.Module):
         self.class_to_experience.copy_(mapping.to(self.device))
         self.seen[classes.to(self.device)] = True
         self.experience_index.fill_(int(experience.index))
+        self._last_forward_w2 = None
         self._refresh()
 
     @torch.no_grad()
     def end_experience(self, experience) -> None:
         """End an experience: snapshot the prompts of its classes (methods with snapshots).
 
-        The features of a snapshotted class are computed once here, from the current context,
-        and stay bit-identical for the rest of the run (paper Sec. III-B). ``sprompt`` never
+        The features of a snapshotted class are computed once here, from the current context
+        (or, with ``snapshot_timing="last_forward"``, taken from the last training forward), and stay bit-identical for the rest of the run (task-aware text representations). ``sprompt`` never
         snapshots; methods without a prompt have nothing to freeze.
 
         Args:
@@ -336,9 +359,12 @@ class CrossModalLearner(nn.Module):
         classes = classes[~self.snapshotted[classes]]
         if classes.numel() == 0:
             return
-        features = F.normalize(
-            self.prompt_learner.encode(self.backbone, classes, truncate=self.truncate_text), dim=-1
-        )  # (N, D)
+        if self.snapshot_timing == "last_forward" and self._last_forward_w2 is not None:
+            features = self._last_forward_w2[classes]  # (N, D): the context before the final step
+        else:
+            features = F.normalize(
+                self.prompt_learner.encode(self.backbone, classes, truncate=self.truncate_text), dim=-1
+            )  # (N, D)
         self.snapshot_features[classes] = features
         self.snapshotted[classes] = True
         self._refresh()
@@ -515,7 +541,7 @@ class CrossModalLearner(nn.Module):
         only when the method replays, ``buffer`` is given and not empty), steps ``optimizer``
         on the branches ``schedule`` makes active, and adds every sample of the batch to the
         buffer with its label, frozen image feature f1, pre-step logits and experience id
-        (METHOD.md Sec. 3; reference ``main.py``).
+        (reference ``main.py``; Buzzega et al., DER++, NeurIPS 2020).
 
         Args:
             batch: Images (B, 3, R, R) or precomputed frozen image features (B, D).
@@ -550,6 +576,8 @@ class CrossModalLearner(nn.Module):
         labels = self._check_labels(labels, f1.shape[0])  # (B,)
 
         text = self.text_features(grad="text" in active)  # once per step, shared with replay
+        if self.snapshot_timing == "last_forward" and text.w2 is not None:
+            self._last_forward_w2 = text.w2.detach()  # pre-step prompts, as the reference snapshots
         logits = self.logits_from_features(f1, text, adapter_grad="image" in active)  # (B, C)
         ce = F.cross_entropy(logits, labels)
         loss = ce

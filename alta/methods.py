@@ -1,8 +1,8 @@
 """The method variants of the ALTA reference code, as data.
 
 Every variant scores class c with a sum of scaled cosine similarities between one image
-representation and one text representation (Li et al., IEEE TMM 2023, Sec. III and the ablation
-of Sec. IV; reference code ``models/coop.py`` and ``models/customclip.py``):
+representation and one text representation (Li et al., IEEE TMM 2023, the method and its
+ablation; reference code ``models/coop.py`` and ``models/customclip.py``):
 
 - image: ``f1`` = frozen CLIP image feature, ``f2`` = adapter(f1), ``f1+f2`` = residual adapter;
 - text: ``w1`` = frozen feature of "a photo of a {c}", ``w2`` = feature of the learned prompt.

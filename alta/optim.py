@@ -12,6 +12,7 @@ learning rate 1e-5. ``schedule="constant"`` with ``lr=1e-5`` reproduces what the
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -22,6 +23,8 @@ from .errors import ConfigError
 __all__ = ["build_optimizer", "reference_lr", "LR_SCHEDULES"]
 
 LR_SCHEDULES = ("cosine", "constant")
+
+logger = logging.getLogger(__name__)
 
 
 def reference_lr(epoch: int, *, lr: float, epochs: int, schedule: str = "cosine", warmup_epochs: int = 1,
@@ -85,7 +88,7 @@ def build_optimizer(
         ConfigError: for invalid values or a learner without trainable parameters.
 
     References:
-        Li et al., IEEE TMM 2023 (Sec. IV-A, implementation details); reference configs
+        Li et al., IEEE TMM 2023 (implementation details); reference configs
         ``configs/il_*.yaml`` (OPTIM section).
     """
     if schedule not in LR_SCHEDULES:
@@ -99,6 +102,12 @@ def build_optimizer(
         raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ConfigError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
+    if schedule == "cosine" and epochs <= warmup_epochs:
+        logger.warning(
+            "cosine schedule with %d epoch(s) per experience and %d warm-up epoch(s): every epoch runs at the "
+            "warm-up learning rate %g, so the model barely trains; use more epochs or schedule='constant'",
+            epochs, warmup_epochs, warmup_lr,
+        )
     params = learner.trainable_parameters()
     if not params:
         raise ConfigError(f"method {learner.method.name!r} has no trainable parameters; there is nothing to optimise")

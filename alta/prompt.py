@@ -6,7 +6,7 @@
   all classes, initialised from the token embeddings of "a photo of a" (M = 4), class token at
   the end. Its text feature is read at the EOT position and projected exactly as CLIP's
   ``encode_text`` does. This is the task-aware text representation w2 of ALTA (Li et al.,
-  IEEE TMM 2023, Sec. III-B).
+  IEEE TMM 2023; reference code ``models/coop.py``).
 - :func:`tokenize_class_prompts` builds the hand-written prompts "a photo of a {class}" whose
   frozen features are the task-invariant text representation w1.
 """

@@ -1,6 +1,7 @@
 """Which branch learns when: the "alternating" of ALTA made explicit.
 
-ALTA has two trainable branches (Li et al., IEEE TMM 2023, Sec. III-C):
+ALTA has two trainable branches (Li et al., IEEE TMM 2023; the "cross-modal alternating learning"
+of its title and abstract):
 
 - the **text** branch: the context vectors of the learned prompt (vision-guided language
   learner, scored against the frozen image feature f1);

@@ -32,16 +32,11 @@ from torch.utils.data import DataLoader
 
 from .cache import FeatureCache, parse_cache_mode
 from .evaluation import EvaluationResult, evaluate
+from .seeding import derive_seed
 
 __all__ = ["epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
 
 logger = logging.getLogger(__name__)
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (e.g. ``(seed, experience, epoch)``) with NumPy's
-    ``SeedSequence``: different parts give independent streams."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def epoch_batches(
@@ -244,7 +239,8 @@ def run_stream(
     Args:
         learner: The :class:`~alta.CrossModalLearner`.
         experiences: The stream (or any sequence of experiences).
-        optimizer, scheduler: From :func:`alta.build_optimizer`.
+        optimizer: From :func:`alta.build_optimizer`, created once per run.
+        scheduler: Its learning-rate scheduler (stepped once per epoch), or ``None``.
         epochs: Epochs per experience.
         batch_size: Training batch size.
         buffer: Memory buffer (``None``: no replay).

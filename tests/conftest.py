@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """One torch thread: the tests run tiny models, for which thread start-up costs more than it
+    saves, and a second thread competing for 2 cores slows everything down."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def shared_data_root() -> Path | None:
     """The shared real-data folder: $ALTA_DATA_ROOT, else ../shared/data beside the repo."""
     env = os.environ.get("ALTA_DATA_ROOT")
@@ -48,8 +56,8 @@ def tiny_imagenet_root(data_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clip():
-    """A tiny CLIP (clip.model.CLIP, ViT image encoder, 32 px, D = W = 128) with seeded random
-    weights, frozen. Session-scoped: never mutate it."""
+    """A tiny CLIP (clip.model.CLIP, ViT image encoder, 32 px, D = 512, W = 128) with seeded
+    random weights, frozen. Session-scoped: never mutate it."""
     from alta.backbones import load_backbone
 
     return load_backbone("tiny-vit", device="cpu", seed=0)

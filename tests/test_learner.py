@@ -330,3 +330,31 @@ def test_state_dict_of_another_method_is_rejected(tiny_clip):
 
     with pytest.raises(CheckpointError, match="missing"):
         make(tiny_clip, method="alta").load_state_dict(make(tiny_clip, method="mlp").state_dict())
+
+
+def test_snapshot_timing_last_forward_keeps_the_pre_step_context(tiny_clip):
+    """The reference code snapshots the prompts of the last training forward, computed before the
+    final optimiser step; ``snapshot_timing="last_forward"`` does the same, "end" uses the
+    context after that step."""
+    exps = synthetic_experiences(2, 2)
+    snaps = {}
+    for timing in ("end", "last_forward"):
+        learner = make(tiny_clip, method="alta", snapshot_timing=timing)
+        optimizer, _ = build_optimizer(learner, lr=0.5, schedule="constant")
+        learner.begin_experience(exps[0])
+        images, labels = exps[0].train.tensors
+        learner.training_step(images[:8], labels[:8], optimizer=optimizer)
+        with torch.no_grad():
+            pre_last = learner.text_features(grad=False).w2[:2].clone()  # the context before the last step
+        learner.training_step(images[8:], labels[8:], optimizer=optimizer)
+        with torch.no_grad():
+            post_last = learner.text_features(grad=False).w2[:2].clone()
+        learner.end_experience(exps[0])
+        snaps[timing] = (learner.snapshot_features[:2].clone(), pre_last, post_last)
+    end, _, post = snaps["end"]
+    last, pre, _ = snaps["last_forward"]
+    torch.testing.assert_close(end, post)
+    torch.testing.assert_close(last, pre)
+    assert (end - last).abs().max() > 1e-4
+    with pytest.raises(ConfigError, match="snapshot_timing"):
+        make(tiny_clip, snapshot_timing="later")

@@ -48,7 +48,7 @@ import yaml
 from ..cache import parse_cache_mode
 from ..data import DATASETS, TRANSFORM_PRESETS
 from ..errors import ConfigError
-from ..learner import HEADS
+from ..learner import HEADS, SNAPSHOT_TIMINGS
 from ..methods import DEFAULT_METHOD, METHODS
 from ..optim import LR_SCHEDULES
 from ..schedule import BRANCHES, AlternatingSchedule
@@ -195,6 +195,8 @@ class ModelConfig:
         template: Hand-written prompt of w1.
         adapter_reduction: Adapter bottleneck D -> D / reduction -> D (16).
         truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
+        snapshot_timing: ``end`` (the context after an experience's final step) or
+            ``last_forward`` (the context before it, as the reference code snapshots).
         precision: Frozen encoders' precision: ``auto`` (fp16 on CUDA), ``fp32``, ``fp16``, ``bf16``.
         backbone_seed: Seed of random-weight backbones (``tiny-vit``, ``random-RN50``, ...).
         download_root: Folder of pretrained CLIP weights (``None``: ``~/.cache/clip``).
@@ -211,6 +213,7 @@ class ModelConfig:
     template: str = "a photo of a {}"
     adapter_reduction: int = 16
     truncate_text: bool = True
+    snapshot_timing: str = "end"
     precision: str = "auto"
     backbone_seed: int = 0
     download_root: str | None = None
@@ -227,6 +230,7 @@ class ModelConfig:
         _int(self.adapter_reduction, "model.adapter_reduction", low=1)
         _int(self.backbone_seed, "model.backbone_seed")
         _choice(self.precision, "model.precision", ("auto", "fp32", "fp16", "bf16"))
+        _choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
         if self.template.count("{}") != 1:
             raise ConfigError(f"config key 'model.template' needs exactly one '{{}}' for the class name, got {self.template!r}")
 

@@ -286,6 +286,7 @@ def run_experiment(
         backbone, class_names=stream.class_names, method=m.method, head=m.head, alpha=m.alpha, beta=m.beta,
         replay_batch_size=m.replay_batch_size, ctx_init=m.ctx_init, template=m.template,
         adapter_reduction=m.adapter_reduction, seed=config.seed, truncate_text=m.truncate_text,
+        snapshot_timing=m.snapshot_timing,
     )
     spec = learner.method
     trains = bool(spec.branches)
