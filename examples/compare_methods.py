@@ -12,7 +12,7 @@ The default backbone `tiny-vit` has RANDOM weights, so the ranking it prints say
 the methods: it only shows how to run the comparison. With pretrained weights
 (`--visual RN50`) the same script compares the methods for real (slowly on a CPU).
 
-Time on a CPU (measured with `--threads 1` on a 2-core virtual machine shared with other jobs,
+Time on a CPU (one torch thread, the default of `--threads`, on a 2-core virtual machine shared with other jobs,
 start-up included): about 22 s with the defaults (5 methods, 5 epochs, cached features);
 `--quick` (3 methods, 2 epochs) about 10 s.
 
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-cache", default="fixed", help="fixed (default), none (the paper's) or views:K")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("compare_methods.png"), help="plot file (PNG)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the tiny models run fastest on one thread)")
     parser.add_argument("--quick", action="store_true", help="3 methods, 2 epochs")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -11,7 +11,7 @@ runs in seconds; `--train-cache none` is the paper's protocol.
 
 The numbers come from random weights: they show the loop works, not how well ALTA does.
 
-Time on a CPU (measured with `--threads 1` on a 2-core virtual machine shared with other jobs,
+Time on a CPU (one torch thread, the default of `--threads`, on a 2-core virtual machine shared with other jobs,
 start-up included): about 12 s with the defaults (5 epochs); `--quick` (2 epochs) about 10 s.
 Most of it is importing torch.
 
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="what --period counts")
     parser.add_argument("--train-cache", default="fixed", help="fixed (default), none or views:K")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the tiny models run fastest on one thread)")
     parser.add_argument("--quick", action="store_true", help="2 epochs per experience")
     args = parser.parse_args(argv)
     if args.quick:

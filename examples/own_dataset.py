@@ -11,7 +11,7 @@ instead (one sub-folder per class in `train/` and in `test/` or `val/`).
 The default backbone `tiny-vit` has RANDOM weights: the accuracies show the pipeline works and
 mean nothing. Use `--visual RN50` (pretrained, downloaded on first use) on real images.
 
-Time on a CPU (measured with `--threads 1` on a 2-core virtual machine shared with other jobs,
+Time on a CPU (one torch thread, the default of `--threads`, on a 2-core virtual machine shared with other jobs,
 start-up included): about 13 s with the defaults (all 1,797 digits, 5 epochs); `--quick`
 (30 images per class, 2 epochs) about 10 s. Most of it is importing torch and writing the PNG
 files.
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--visual", default="tiny-vit", help="backbone (default tiny-vit, random weights)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per experience (default 5)")
     parser.add_argument("--train-cache", default="fixed", help="fixed (default), none or views:K")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the tiny models run fastest on one thread)")
     parser.add_argument("--quick", action="store_true", help="30 digits per class, 2 epochs")
     args = parser.parse_args(argv)
     if args.quick:

@@ -13,7 +13,7 @@ use) for meaningful numbers; 8x8 digits upscaled to 224 px are still a toy probl
 
 It prints the same accuracies as `alta run --threads 1` (same seeds, same pieces).
 
-Time on a CPU (measured with `--threads 1` on a 2-core virtual machine shared with other jobs,
+Time on a CPU (one torch thread, the default of `--threads`, on a 2-core virtual machine shared with other jobs,
 start-up included): about 50 s with the defaults; `--quick` (2 epochs, features cached) about
 10 s, half of it importing torch.
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-cache", default="none", help="none (default), fixed or views:K")
     parser.add_argument("--buffer-size", type=int, default=200, help="replay buffer capacity (default 200)")
     parser.add_argument("--seed", type=int, default=42, help="run seed (default 42)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the tiny models run fastest on one thread)")
     parser.add_argument("--quick", action="store_true", help="2 epochs with cached features (a few seconds)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -24,7 +24,7 @@ pretrained weights (`--visual RN50`) the same script shows the real thing.
 
 Needs scikit-learn (an alta dependency) and matplotlib (`pip install -e ".[plot]"`).
 
-Time on a CPU (measured with `--threads 1` on a 2-core virtual machine shared with other jobs,
+Time on a CPU (one torch thread, the default of `--threads`, on a 2-core virtual machine shared with other jobs,
 start-up included): about 25 s with the defaults (all 355 test images, 5 epochs); `--quick`
 (150 test images, 2 epochs) about 11 s. Most of it is t-SNE and importing torch.
 
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-points", type=int, default=None, help="test images to embed (default: all)")
     parser.add_argument("--output", type=Path, default=Path("tsne_features.png"), help="figure file (PNG)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the tiny models run fastest on one thread)")
     parser.add_argument("--quick", action="store_true", help="150 test images, 2 epochs")
     args = parser.parse_args(argv)
     if args.quick:

@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--il-setting", "--il_setting", dest="il_setting", choices=("class-il", "task-il"),
                       help="headline setting (both are always computed; default class-il)")
     what.add_argument("--visual", metavar="BACKBONE",
-                      help="RN50 (default), RN101, RN50x4, RN50x16, ViT-B/32, ViT-B/16, random-weight tiny-vit / "
-                           "tiny-rn, or a local CLIP checkpoint file")
+                      help="RN50 (the paper configs' default), RN101, RN50x4, RN50x16, ViT-B/32, ViT-B/16, "
+                           "random-weight tiny-vit (the offline demo's) / tiny-rn, or a local CLIP checkpoint file")
     what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=_nonnegative_int, metavar="N",
                       help="memory buffer capacity (default 200; 0 = no replay)")
     what.add_argument("--seed", type=_nonnegative_int, metavar="N", help="run seed (default 42)")
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         data.add_argument(f"--{dest}", dest=dest, metavar="DIR", help=argparse.SUPPRESS)
 
     training = run.add_argument_group("training")
-    training.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per experience (config: 30)")
+    training.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per experience (paper configs 30, joint 100; offline demo 20)")
     training.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size (32)")
     training.add_argument("--lr", type=float, metavar="LR", help="base learning rate (0.002)")
     training.add_argument("--lr-schedule", dest="lr_schedule", choices=("cosine", "constant"),
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
     where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
-    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only (the result table is still printed)")
     run.set_defaults(handler=_cmd_run)
 
     listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",

@@ -12,6 +12,7 @@ and package versions.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import platform
 import sys
@@ -24,6 +25,8 @@ import torch
 
 from .. import metrics
 from ..io import atomic_write
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SUMMARY_FORMAT", "build_summary", "format_table", "save_plots", "environment", "peak_memory",
            "random_backbone_note"]
@@ -218,7 +221,7 @@ def format_table(summary: dict[str, Any]) -> str:
 def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
     """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files.
 
-    Skipped quietly (returns ``[]``) when matplotlib is not installed.
+    Skipped (returns ``[]``, logged) when matplotlib is not installed.
 
     Returns:
         The files written.
@@ -227,6 +230,7 @@ def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
+        logger.info("matplotlib is not installed: no plots (pip install 'alta[plot]' to get them)")
         return []
     written = []
     T = summary["num_experiences"]
