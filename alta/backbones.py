@@ -34,6 +34,7 @@ must say that they are not comparable with the paper's numbers.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -289,6 +290,7 @@ class ClipBackbone(nn.Module):
         self.token_width = int(model.token_embedding.weight.shape[1])
         self.context_length = int(model.context_length)
         self.logit_scale = float(model.logit_scale.detach().float().exp())
+        self._fingerprint: str | None = None
         self._apply_precision()
 
     # ---------------------------------------------------------------- housekeeping
@@ -326,17 +328,19 @@ class ClipBackbone(nn.Module):
         return super().train(False)
 
     def fingerprint(self) -> str:
-        """A short stable identifier of the weights (for feature-cache keys).
+        """A stable identifier of the weights, for feature-cache keys and saved states.
 
-        For named random backbones it is derived from the name and seed; for pretrained or local
-        weights from the name/path and a checksum of a few parameter tensors.
+        SHA-256 over the name, source, precision and every parameter and buffer of the model
+        (so a checkpoint file replaced at the same path gets a new fingerprint). Computed once
+        (about a second for RN50) and remembered: the backbone is frozen.
         """
-        h = hashlib.sha256(self.name.encode())
-        h.update(self.source.encode())
-        h.update(self.precision.encode())
-        for tensor in (self.model.visual.conv1.weight, self.model.text_projection, self.model.token_embedding.weight):
-            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes()[: 1 << 16])
-        return h.hexdigest()[:16]
+        if self._fingerprint is None:
+            h = hashlib.sha256(f"{self.name}\0{self.source}\0{self.precision}".encode())
+            for key, tensor in self.model.state_dict().items():
+                h.update(key.encode())
+                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def describe(self) -> dict:
         """A JSON-ready description (name, pretrained, source, sizes) for results files."""
@@ -383,6 +387,13 @@ class ClipBackbone(nn.Module):
     def check_images(self, images: torch.Tensor) -> None:
         """Raise :class:`ShapeError` unless ``images`` is (B, 3, R, R) at this backbone's R."""
         r = self.input_resolution
+        if isinstance(images, torch.Tensor) and images.ndim == 4 and not images.is_floating_point():
+            raise ShapeError(
+                f"backbone {self.name!r} expects float images normalised by a transform, got dtype {images.dtype}; "
+                f"convert them (e.g. ToTensor + Normalize, or alta.make_transform(..., resolution={r}))"
+            )
+        if isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[0] == 0:
+            raise ShapeError("got an empty batch of images (B = 0); pass at least one image")
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, r, r):
             got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise ShapeError(
@@ -623,7 +634,12 @@ def _offline_message(name: str, target: Path, reason: str) -> str:
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N' (or None for automatic), got {device!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"alta runs on 'cpu' or 'cuda', got device {str(device)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
     return device
@@ -663,6 +679,14 @@ def load_backbone(
     device = _resolve_device(device)
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
+    if not isinstance(name, (str, os.PathLike)) or not os.fspath(name):
+        raise BackboneError(
+            f"backbone must be a name or a checkpoint path, got {name!r}; names: {', '.join(list_backbones())}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise ConfigError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got {precision!r}")
     name = os.fspath(name)
     openai = _openai_models()
 
@@ -689,8 +713,11 @@ def load_backbone(
     else:
         path = Path(name)
         if not path.is_file():
+            close = difflib.get_close_matches(name, list_backbones(), n=1, cutoff=0.5)
+            close += [n for n in list_backbones() if n.lower() == name.lower()][:1]
+            hint = f" Did you mean {close[-1]!r}?" if close else ""
             raise BackboneError(
-                f"unknown backbone {name!r}: not a CLIP name and not an existing file. "
+                f"unknown backbone {name!r}: not a CLIP name and not an existing file.{hint} "
                 f"Pretrained names: {', '.join(openai)}; random-weight names: {', '.join(BACKBONES.names())}; "
                 f"or give the path of a local checkpoint (.pt)."
             )

@@ -152,7 +152,11 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
+        if directory is not None and not isinstance(directory, (str, os.PathLike)):
+            raise ConfigError(f"FeatureCache directory must be a path or None, got {directory!r}")
         self.directory = Path(directory) if directory is not None else None
+        if self.directory is not None and self.directory.exists() and not self.directory.is_dir():
+            raise ConfigError(f"FeatureCache directory {self.directory} exists and is not a folder; pass a folder path")
         self._memory: dict[str, CachedFeatures] = {}
         self.hits = 0
         self.misses = 0
@@ -192,26 +196,49 @@ class FeatureCache:
             :class:`CachedFeatures`; features (N, D) or (K, N, D).
         """
         key = self.key(backbone, dataset, views=views, seed=seed)
-        if key in self._memory:
+        cached = self._memory.get(key)
+        if cached is not None and self._fits(cached, dataset, views=views, where="memory"):
             self.hits += 1
-            return self._memory[key]
+            return cached
         path = self.directory / f"{key}.pt" if self.directory is not None else None
         if path is not None and path.is_file():
             try:
                 stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
                 cached = CachedFeatures(features=stored["features"], labels=stored["labels"])
+            except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed
+                logger.warning("feature cache file %s unreadable (%s); recomputing", path, exc)
+                cached = None
+            if cached is not None and self._fits(cached, dataset, views=views, where=str(path)):
                 self._memory[key] = cached
                 self.hits += 1
                 return cached
-            except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed
-                logger.warning("feature cache file %s unreadable (%s); recomputing", path, exc)
         self.misses += 1
         cached = encode_dataset(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
                                 views=views, seed=seed, progress=progress)
         if path is not None:
-            save_torch(path, {"features": cached.features.contiguous(), "labels": cached.labels})
+            try:
+                save_torch(path, {"features": cached.features.contiguous(), "labels": cached.labels})
+            except OSError as exc:
+                logger.warning("cannot write the feature cache file %s (%s); keeping the features in memory only",
+                               path, exc)
         self._memory[key] = cached
         return cached
+
+    @staticmethod
+    def _fits(cached: CachedFeatures, dataset: Dataset, *, views: int, where: str) -> bool:
+        """Whether a stored entry has the dataset's length and labels (else it is recomputed)."""
+        n = len(dataset)
+        shape = tuple(cached.features.shape)
+        expected_ndim = 2 if views == 1 else 3
+        ok = len(shape) == expected_ndim and shape[-2] == n and tuple(cached.labels.shape) == (n,)
+        if ok and views > 1:
+            ok = shape[0] == views
+        targets = getattr(dataset, "targets", None)
+        if ok and targets is not None:
+            ok = torch.equal(cached.labels, torch.as_tensor(targets, dtype=torch.long))
+        if not ok:
+            logger.warning("feature cache entry in %s does not match the dataset (%d samples); recomputing", where, n)
+        return ok
 
     def clear(self) -> None:
         """Forget the in-memory entries (files on disk stay)."""

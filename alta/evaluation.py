@@ -117,6 +117,14 @@ def evaluate(
     experiences = list(experiences)
     if not experiences:
         raise ConfigError("evaluate() needs at least one experience, got none (pass e.g. stream[: t + 1])")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    sizes = {int(torch.as_tensor(e.class_to_experience).numel()) for e in experiences}
+    if sizes != {learner.num_classes}:
+        raise ConfigError(
+            f"the experiences come from a stream of {sorted(sizes)} classes but the learner scores "
+            f"{learner.num_classes}; evaluate the learner on the stream it was built for"
+        )
     if int(learner.experience_index) < 0 and learner.method.branches:
         raise StateError(
             "evaluate() called before any experience began: the learner has learned nothing yet. "

@@ -29,11 +29,12 @@ drawn from a :class:`~alta.buffer.MemoryBuffer` and ``z_b`` recomputed from ``f1
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,7 @@ __all__ = ["CrossModalLearner", "TextFeatures", "HEADS", "SNAPSHOT_TIMINGS"]
 logger = logging.getLogger(__name__)
 
 HEADS = ("all", "seen")
+_BUFFER_FIELDS = {"labels", "image_features", "logits", "experience_ids"}
 SNAPSHOT_TIMINGS = ("end", "last_forward")
 
 
@@ -70,6 +72,15 @@ class TextFeatures:
 
     w1: torch.Tensor | None
     w2: torch.Tensor | None
+
+
+def _hash64(text: str) -> int:
+    """A signed 64-bit integer hash of ``text`` (stable across processes)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little", signed=True)
+
+
+def _name_hashes(names: Sequence[str]) -> torch.Tensor:
+    return torch.tensor([_hash64(name) for name in names], dtype=torch.long)
 
 
 def _adapter(dim: int, reduction: int) -> nn.Sequential:
@@ -157,6 +168,10 @@ class CrossModalLearner(nn.Module):
             raise ConfigError(f"replay_batch_size must be an integer >= 1, got {replay_batch_size!r}")
         if isinstance(adapter_reduction, bool) or not isinstance(adapter_reduction, int) or adapter_reduction < 1:
             raise ConfigError(f"adapter_reduction must be an integer >= 1, got {adapter_reduction!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+        if not isinstance(truncate_text, bool):
+            raise ConfigError(f"truncate_text must be True or False, got {truncate_text!r}")
         names = check_class_names(class_names)
 
         self.backbone = backbone
@@ -192,6 +207,9 @@ class CrossModalLearner(nn.Module):
         self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.bool, device=device))  # (C,)
         self.register_buffer("class_to_experience", torch.full((num_classes,), -1, dtype=torch.long, device=device))
         self.register_buffer("experience_index", torch.tensor(-1, dtype=torch.long, device=device))
+        # What a saved state must match: the class names (in label order) and the backbone weights.
+        self.register_buffer("class_name_hashes", _name_hashes(names).to(device))  # (C,)
+        self.register_buffer("backbone_hash", torch.tensor(_hash64(backbone.fingerprint()), device=device))
         self._warned_no_replay = False
         self._last_forward_w2: torch.Tensor | None = None  # (C, D), for snapshot_timing="last_forward"
         self._refresh()
@@ -325,7 +343,8 @@ class CrossModalLearner(nn.Module):
                 ``class_to_experience``).
 
         Raises:
-            ConfigError: if the experience's stream has a different number of classes.
+            ConfigError: if the experience's stream has a different number of classes, or names
+                its classes differently (another stream or class order).
         """
         mapping = torch.as_tensor(experience.class_to_experience, dtype=torch.long)
         if mapping.shape != (self.num_classes,):
@@ -336,6 +355,16 @@ class CrossModalLearner(nn.Module):
         classes = torch.as_tensor(list(experience.classes), dtype=torch.long)
         if classes.numel() and (classes.min() < 0 or classes.max() >= self.num_classes):
             raise ConfigError(f"experience classes {classes.tolist()} are outside [0, {self.num_classes})")
+        names = getattr(experience, "class_names", None)
+        if names is not None:
+            mine = [self.class_names[c] for c in classes.tolist()]
+            theirs = [str(n).replace("_", " ").strip() for n in names]
+            if mine != theirs:
+                raise ConfigError(
+                    f"experience {experience.index} calls its labels {classes.tolist()} {theirs}, but this learner "
+                    f"calls them {mine}: the learner was built for another stream or class order; build it with "
+                    f"class_names=stream.class_names of this stream"
+                )
         self.class_to_experience.copy_(mapping.to(self.device))
         self.seen[classes.to(self.device)] = True
         self.experience_index.fill_(int(experience.index))
@@ -347,15 +376,24 @@ class CrossModalLearner(nn.Module):
         """End an experience: snapshot the prompts of its classes (methods with snapshots).
 
         The features of a snapshotted class are computed once here, from the current context
-        (or, with ``snapshot_timing="last_forward"``, taken from the last training forward), and stay bit-identical for the rest of the run (task-aware text representations). ``sprompt`` never
-        snapshots; methods without a prompt have nothing to freeze.
+        (or, with ``snapshot_timing="last_forward"``, taken from the last training forward), and
+        stay bit-identical for the rest of the run (task-aware text representations).
+        ``sprompt`` never snapshots; methods without a prompt have nothing to freeze.
 
         Args:
             experience: The :class:`~alta.data.Experience` that ends.
+
+        Raises:
+            StateError: if the experience's classes were never begun.
         """
+        classes = torch.as_tensor(list(experience.classes), dtype=torch.long, device=self.device)
+        if classes.numel() and not bool(self.seen[classes].all()):
+            raise StateError(
+                f"end_experience called for experience {experience.index}, whose classes {classes.tolist()} were "
+                f"never begun; call learner.begin_experience(experience) and train on it first"
+            )
         if not (self.method.snapshot and self.prompt_learner is not None):
             return
-        classes = torch.as_tensor(list(experience.classes), dtype=torch.long, device=self.device)
         classes = classes[~self.snapshotted[classes]]
         if classes.numel() == 0:
             return
@@ -564,6 +602,15 @@ class CrossModalLearner(nn.Module):
             batch: (B, 3, R, R) or (B, D); labels: (B,).
         """
         self._require_experience("training_step")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(
+                f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
+                f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
+            )
+        if schedule is not None and not isinstance(schedule, AlternatingSchedule):
+            raise ConfigError(f"schedule must be an AlternatingSchedule or None, got {type(schedule).__name__}")
+        if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
+            raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
         branches = self.method.branches
         if not branches:
             raise ConfigError(f"method {self.method.name!r} has no trainable parameters; evaluate it instead of training")
@@ -585,6 +632,11 @@ class CrossModalLearner(nn.Module):
         replay_ce, replay_mse = zero, zero
 
         replay = buffer is not None and self.method.replay
+        if replay and buffer.fields and set(buffer.fields) != _BUFFER_FIELDS:
+            raise ShapeError(
+                f"the buffer holds the fields {sorted(buffer.fields)}, but ALTA replay stores {sorted(_BUFFER_FIELDS)}; "
+                f"use a new MemoryBuffer for this learner (training_step fills it)"
+            )
         if buffer is not None and not self.method.replay and not self._warned_no_replay:
             logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", self.method.name)
             self._warned_no_replay = True
@@ -661,21 +713,45 @@ class CrossModalLearner(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load what :meth:`state_dict` saved (the backbone is not part of it).
 
+        Everything is checked before anything is changed: a refused state leaves the learner as
+        it was.
+
         Raises:
-            CheckpointError: missing or unexpected keys (with ``strict``) or mismatched shapes,
-                e.g. a state saved for another method, backbone or number of classes.
+            CheckpointError: not a state dict; missing or unexpected keys (with ``strict``);
+                mismatched shapes; a state saved for other class names (or another class order)
+                or for another backbone.
         """
-        try:
-            result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        except RuntimeError as exc:
-            raise CheckpointError(f"learner state does not fit this learner: {exc}") from exc
-        self._refresh()
-        missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
-        if strict and (missing or result.unexpected_keys):
+        if not isinstance(state_dict, Mapping):
+            raise CheckpointError(f"expected a learner state dict (a mapping), got {type(state_dict).__name__}")
+        mine = self.state_dict()
+        missing = [k for k in mine if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in mine and not k.startswith("backbone.")]
+        if strict and (missing or unexpected):
             raise CheckpointError(
                 f"learner state does not fit this learner (method {self.method.name!r}, {self.num_classes} classes): "
-                f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+                f"missing {missing[:5]}, unexpected {unexpected[:5]}; was it saved for another method?"
             )
+        wrong = [
+            (k, tuple(state_dict[k].shape), tuple(v.shape))
+            for k, v in mine.items()
+            if k in state_dict and (not isinstance(state_dict[k], torch.Tensor) or state_dict[k].shape != v.shape)
+        ]
+        if wrong:
+            raise CheckpointError(f"learner state has tensors of other shapes (key, saved, expected): {wrong[:3]}")
+        if "class_name_hashes" in state_dict and not torch.equal(
+            state_dict["class_name_hashes"].cpu(), self.class_name_hashes.cpu()
+        ):
+            raise CheckpointError(
+                "learner state was saved for other class names or another class order; build the learner with the "
+                "class names (in label order) of the stream it was trained on"
+            )
+        if "backbone_hash" in state_dict and int(state_dict["backbone_hash"]) != int(self.backbone_hash):
+            raise CheckpointError(
+                f"learner state was saved with another backbone (this one: {self.backbone.name!r}, fingerprint "
+                f"{self.backbone.fingerprint()}); load the backbone it was trained with"
+            )
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        self._refresh()
         return result
 
     def extra_repr(self) -> str:

@@ -93,9 +93,11 @@ def build_optimizer(
     """
     if schedule not in LR_SCHEDULES:
         raise ConfigError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
-    for name, value, low in (("lr", lr, 0.0), ("warmup_lr", warmup_lr, 0.0)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= low:
-            raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    for name, value in (("lr", lr), ("warmup_lr", warmup_lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if lr <= 0 or warmup_lr <= 0:
+        raise ConfigError(f"lr and warmup_lr must be positive, got lr={lr}, warmup_lr={warmup_lr}")
     if not 0 <= momentum < 1 or weight_decay < 0:
         raise ConfigError(f"need 0 <= momentum < 1 and weight_decay >= 0, got momentum={momentum}, weight_decay={weight_decay}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:

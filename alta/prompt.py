@@ -26,21 +26,25 @@ def check_class_names(class_names) -> list[str]:
     """Validate class names for prompting.
 
     Args:
-        class_names: A sequence of non-empty, distinct strings (underscores are replaced by
+        class_names: A list or tuple of distinct, non-empty strings (underscores are replaced by
             spaces, as CoOp does).
 
     Returns:
         The names as a list, underscores replaced by spaces.
 
     Raises:
-        ConfigError: if the list is empty, a name is empty or not a string, or names repeat.
+        ConfigError: if it is not a list or tuple (a set has no reproducible order), is empty, or
+            a name is not a string, is empty (after replacing underscores) or repeats.
     """
-    if isinstance(class_names, str) or not hasattr(class_names, "__iter__"):
-        raise ConfigError(f"class_names must be a list of strings, got {type(class_names).__name__}")
+    if not isinstance(class_names, (list, tuple)):
+        raise ConfigError(
+            f"class_names must be a list or tuple of strings in label order, got {type(class_names).__name__}; "
+            f"pass e.g. stream.class_names"
+        )
     names = list(class_names)
     if not names:
         raise ConfigError("class_names is empty; pass one human-readable name per class (e.g. stream.class_names)")
-    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not n.strip()]
+    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not n.replace("_", " ").strip()]
     if bad:
         raise ConfigError(
             f"class names must be non-empty strings; got {bad[:5]} (index, value); give every class a "
@@ -66,7 +70,10 @@ def _tokenize(texts: list[str], context_length: int) -> torch.Tensor:
     try:
         return clip.tokenize(texts, context_length=context_length)
     except RuntimeError as exc:
-        raise ConfigError(f"a prompt is longer than CLIP's {context_length} tokens: {exc}; shorten the class name") from exc
+        raise ConfigError(
+            f"a prompt is longer than CLIP's {context_length} tokens ({exc}); shorten the class name, the template "
+            f"or ctx_init"
+        ) from exc
 
 
 def tokenize_class_prompts(class_names: list[str], *, template: str = "a photo of a {}", context_length: int = 77) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .cache import FeatureCache, parse_cache_mode
+from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .seeding import derive_seed
 
@@ -70,6 +71,11 @@ def epoch_batches(
         (B, D) otherwise; labels (B,).
     """
     kind, views = parse_cache_mode(train_cache)
+    _check_int("batch_size", batch_size, low=1)
+    _check_int("seed", seed, low=0)
+    _check_int("epoch", epoch, low=0)
+    if len(experience.train) == 0:
+        raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
     generator = torch.Generator().manual_seed(epoch_seed)
     if kind == "none":
@@ -148,6 +154,8 @@ def fit_experience(
     """
     from tqdm.auto import tqdm
 
+    _check_int("epochs", epochs, low=1)
+    _check_int("start_epoch", start_epoch, low=0)
     learner.train()
     learner.begin_experience(experience)
     history = []
@@ -264,6 +272,14 @@ def run_stream(
     """
     experiences = list(experiences)
     num = len(experiences)
+    _check_int("epochs", epochs, low=1)
+    _check_int("batch_size", batch_size, low=1)
+    _check_int("eval_every", eval_every, low=0)
+    _check_int("seed", seed, low=0)
+    if num == 0:
+        raise ConfigError("run_stream needs at least one experience, got none")
+    if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
+        raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
     if result is None:
         result = StreamResult.empty(num)
     if cache is None:
@@ -292,6 +308,11 @@ def run_stream(
         if on_experience_end is not None:
             on_experience_end(t, result)
     return result
+
+
+def _check_int(name: str, value, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or value >= 2**63:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,

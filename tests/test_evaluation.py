@@ -61,3 +61,28 @@ def test_evaluate_errors(tiny_clip):
         evaluate(learner, [])
     zeroshot = CrossModalLearner(tiny_clip, class_names=["a", "b"], method="zeroshot")
     assert len(evaluate(zeroshot, exps).class_il) == 1  # zero-shot needs no training
+
+
+def test_cache_never_serves_another_datasets_features(tiny_clip, tmp_path):
+    """A cached entry whose length or labels differ from the dataset's is recomputed."""
+    from alta import ScenarioStream
+
+    stream = ScenarioStream.from_name("digits", resolution=32)
+    cache = FeatureCache(tmp_path)
+    first = cache.features(tiny_clip, stream[0].test)
+    key = FeatureCache.key(tiny_clip, stream[0].test)
+    # corrupt the stored file with the features of another experience
+    other = cache.features(tiny_clip, stream[1].test)
+    torch.save({"features": other.features, "labels": other.labels}, tmp_path / f"{key}.pt")
+    fresh = FeatureCache(tmp_path).features(tiny_clip, stream[0].test)
+    torch.testing.assert_close(fresh.features, first.features)
+
+
+def test_evaluate_refuses_a_learner_of_another_stream(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = CrossModalLearner(tiny_clip, class_names=["a", "b", "c", "d", "e", "f"])
+    learner.begin_experience(synthetic_experiences(3, 2)[0])
+    with pytest.raises(ConfigError, match="stream of"):
+        evaluate(learner, exps)
+    with pytest.raises(ConfigError, match="batch_size"):
+        evaluate(learner, synthetic_experiences(3, 2)[:1], batch_size=0)

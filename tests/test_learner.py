@@ -358,3 +358,77 @@ def test_snapshot_timing_last_forward_keeps_the_pre_step_context(tiny_clip):
     assert (end - last).abs().max() > 1e-4
     with pytest.raises(ConfigError, match="snapshot_timing"):
         make(tiny_clip, snapshot_timing="later")
+
+
+def test_state_of_other_class_names_or_backbone_is_refused_and_leaves_learner_unchanged(tiny_clip, tiny_clip_rn):
+    from alta.errors import CheckpointError
+
+    base = make(tiny_clip, method="alta")
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    swapped = CrossModalLearner(tiny_clip, class_names=list(reversed(NAMES)), method="alta")
+    with pytest.raises(CheckpointError, match="other class names"):
+        base.load_state_dict(swapped.state_dict())
+    other_backbone = CrossModalLearner(tiny_clip_rn, class_names=NAMES, method="alta")
+    with pytest.raises(CheckpointError, match="another backbone"):
+        base.load_state_dict(other_backbone.state_dict())
+    mlp = make(tiny_clip, method="mlp")
+    mlp.adapter.linear1.weight.data += 1.0
+    with pytest.raises(CheckpointError, match="missing"):
+        base.load_state_dict(mlp.state_dict())
+    after = base.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # nothing was changed by the refusals
+
+
+def test_experience_of_another_class_order_is_refused(tiny_clip):
+    from alta import ScenarioStream
+
+    native = ScenarioStream.from_name("digits", resolution=32)
+    shuffled = ScenarioStream.from_name("digits", resolution=32, seed=3)
+    learner = CrossModalLearner(tiny_clip, class_names=native.class_names)
+    with pytest.raises(ConfigError, match="another stream or class order"):
+        learner.begin_experience(shuffled[0])
+    learner.begin_experience(native[0])  # its own stream is fine
+
+
+def test_ending_an_experience_that_never_began_is_refused(tiny_clip):
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip)
+    learner.begin_experience(exps[0])
+    with pytest.raises(StateError, match="never begun"):
+        learner.end_experience(exps[1])
+
+
+def test_non_float_images_and_wrong_argument_types_are_refused(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip)
+    optimizer, _ = build_optimizer(learner)
+    learner.begin_experience(exps[0])
+    images, labels = exps[0].train.tensors
+    with pytest.raises(ShapeError, match="uint8"):
+        learner.training_step((images[:2] * 50).to(torch.uint8), labels[:2], optimizer=optimizer)
+    with pytest.raises(ShapeError, match="empty batch"):
+        learner.training_step(images[:0], labels[:0], optimizer=optimizer)
+    with pytest.raises(ConfigError, match="optimizer"):
+        learner.training_step(images[:2], labels[:2], optimizer=None)
+    with pytest.raises(ConfigError, match="schedule"):
+        learner.training_step(images[:2], labels[:2], optimizer=optimizer, schedule="alternate")
+    with pytest.raises(ConfigError, match="list or tuple"):
+        CrossModalLearner(tiny_clip, class_names={"cat", "dog"})
+    with pytest.raises(ConfigError, match="non-empty"):
+        CrossModalLearner(tiny_clip, class_names=["cat", "_"])
+    with pytest.raises(ConfigError, match="seed"):
+        make(tiny_clip, seed=1.5)
+
+
+def test_buffer_with_foreign_fields_is_refused_before_any_update(tiny_clip):
+    exps = synthetic_experiences(1, 4)
+    learner = make(tiny_clip)
+    optimizer, _ = build_optimizer(learner)
+    buffer = MemoryBuffer(8, seed=0)
+    buffer.add(labels=torch.tensor([0, 1]), image_features=torch.zeros(2, tiny_clip.embed_dim))
+    learner.begin_experience(exps[0])
+    before = [p.detach().clone() for p in learner.trainable_parameters()]
+    images, labels = exps[0].train.tensors
+    with pytest.raises(ShapeError, match="fields"):
+        learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.trainable_parameters()))

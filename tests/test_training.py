@@ -42,3 +42,21 @@ def test_epoch_batches_are_reproducible(tiny_clip):
     c = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=3, seed=9)))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
+
+
+def test_loops_refuse_bad_values(tiny_clip):
+    import pytest
+
+    from alta import CrossModalLearner, build_optimizer, run_stream
+    from alta.errors import ConfigError
+
+    stream = ScenarioStream.from_name("digits", resolution=32)
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names)
+    optimizer, _ = build_optimizer(learner)
+    for kwargs, match in [(dict(epochs=0), "epochs"), (dict(epochs=1, batch_size=0), "batch_size"),
+                          (dict(epochs=1, eval_every=-1), "eval_every"), (dict(epochs=1, seed=-1), "seed"),
+                          (dict(epochs=1, start_experience=9), "start_experience")]:
+        with pytest.raises(ConfigError, match=match):
+            run_stream(learner, stream, optimizer=optimizer, **kwargs)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        build_optimizer(learner, weight_decay=float("nan"))
