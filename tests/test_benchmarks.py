@@ -1,0 +1,210 @@
+"""benchmarks/run.py must keep making its tables: the smoke scale runs every cell of every table
+(one epoch on a few digits, tiny random-weight CLIP) through the library's public runner, and the
+pieces the tables rest on (aggregation over seeds, cell keys, resuming, plans, projections) are
+checked on known inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))  # run.py imports its neighbours
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return _load("_tables")
+
+
+@pytest.fixture(scope="module")
+def run():
+    return _load("run")
+
+
+@pytest.fixture(scope="module")
+def smoke(run, tmp_path_factory):
+    """Every table at the smoke scale, once for the module: (results folder, exit code)."""
+    out = tmp_path_factory.mktemp("smoke")
+    return out, run.main(["all", "--scale", "smoke", "--out", str(out)])
+
+
+def test_smoke_scale_fills_every_cell_of_every_table(smoke, tables):
+    out, code = smoke
+    assert code == 0
+    for name in ("main", "ablation", "backbones"):
+        spec = tables.load_table(name)
+        table = json.loads((out / f"{name}.json").read_text())
+        assert table["format"] == "alta.benchmark-table" and table["scale"] == "smoke"
+        assert [r["key"] for r in table["rows"]] == [r.key for r in spec.rows]
+        for row in table["rows"]:
+            assert set(row["cells"]) == {c.key for c in spec.columns}
+            for column, entry in row["cells"].items():
+                assert entry["status"] == "done", (name, row["key"], column, entry)
+                assert entry["stand_in"].startswith("digits")
+                assert "(random init)" in entry["backbone"]
+                last = entry["metrics"]["class_il.last"]
+                assert last["n"] == 1 and 0.0 <= last["mean"] <= 100.0
+    # every distinct run has one record holding how it was obtained
+    records = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert records and all(r["status"] == "done" for r in records)
+    for record in records:
+        assert record["pretrained"] is False and record["backbone"]["name"] in ("tiny-vit", "tiny-rn")
+        assert record["config"]["seed"] == record["seed"] == 0
+        assert record["data"]["dataset"] == "digits" and record["data"]["stand_in"]
+        assert record["summary"]["versions"]["torch"] and record["summary"]["device"]["type"] == "cpu"
+        assert record["started_at"] <= record["finished_at"]
+        assert record["cost"]["wall_time_s"] > 0
+
+
+def test_smoke_markdown_says_how_it_was_made(smoke):
+    out, _ = smoke
+    text = (out / "main.md").read_text()
+    assert text.startswith("# Main table")
+    assert f"Produced by `python benchmarks/run.py all --scale smoke --out {out}`" in text
+    assert "Random-weight backbone" in text and "NOT the paper's" in text
+    assert "| DER++, buffer 200 [S1] | ResNet-18, trained from scratch | 64.88 | 91.92 |" in text
+    assert "83.87" in text and "likely task-IL" in text
+    ablation = (out / "ablation.md").read_text()
+    assert "oriclip2cprompt_mlp (parallel pairing)" in ablation and "`s*cos(f1, w2) + s*cos(f2, w1)`" in ablation
+    assert "ALTA, alternate every 10 steps" in ablation
+
+
+def test_cost_table_lists_each_distinct_run_once(smoke, tables):
+    out, _ = smoke
+    cost = json.loads((out / "cost.json").read_text())
+    records = {json.loads(p.read_text())["key"] for p in (out / "cells").glob("*.json")}
+    keys = [k for row in cost["rows"] for k in row["cells"]["run"]["keys"]]
+    assert len(keys) == len(set(keys))  # a run shared by two tables (ALTA buffer 200) appears once
+    assert len(cost["rows"]) == len(records)
+    shared = next(r for r in cost["rows"] if r["key"] == "main/alta-200/seq-cifar10")
+    assert "ablation/alta" in shared["also_in"]
+    for row in cost["rows"]:
+        metrics = row["cells"]["run"]["metrics"]
+        assert metrics["cost.wall_time_s"]["mean"] > 0
+        if "Zero-shot" in row["label"] or "zero-shot" in row["label"]:
+            assert metrics["cost.images_per_s"]["mean"] is None  # nothing trained
+        else:
+            images = metrics["cost.train_images"]["mean"]
+            assert images > 0
+            assert metrics["cost.images_per_s"]["mean"] == pytest.approx(images / metrics["cost.wall_time_s"]["mean"])
+
+
+def test_a_second_invocation_skips_the_done_cells(smoke, run, capsys):
+    out, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert run.main(["main", "--scale", "smoke", "--out", str(out)]) == 0
+    assert "0 to run" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == before
+
+
+def test_aggregation_of_known_numbers(tables):
+    stat = tables.aggregate([1.0, 2.0, 3.0])
+    assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["n"] == 3  # sample std (n - 1)
+    stat = tables.aggregate([None, 4.0, 6.0])  # an undefined value (forgetting of one experience) is left out
+    assert stat["mean"] == 5.0 and stat["std"] == pytest.approx(math.sqrt(2.0)) and stat["n"] == 2
+    assert tables.aggregate([7.5])["std"] is None
+    assert tables.aggregate([None])["mean"] is None
+    assert tables.format_stat("class_il.last", tables.aggregate([60.0, 62.0])) == "61.0 ± 1.4"
+    assert tables.format_stat("cost.peak_cuda_mib", tables.aggregate([None])) == "—"
+
+
+def test_cpu_plan_runs_cifar10_and_marks_what_it_cannot_run(tables):
+    scale = tables.load_scales()["cpu"]
+    cells = tables.plan_cells(tables.load_table("main"), scale, seeds=[0, 1, 2], data_root=Path("/data"))
+    skipped = [c for c in cells if c.config is None]
+    assert {c.column for c in skipped} == {"seq-cifar100", "seq-tinyimagenet"}
+    assert all("not available" in c.skip for c in skipped)
+    runs = [c for c in cells if c.config is not None]
+    assert {c.column for c in runs} == {"seq-cifar10"}
+    for cell in runs:
+        config = cell.config
+        assert config.model.visual == "tiny-vit" and config.train.train_cache == "fixed"
+        assert config.data.max_train_per_class == 1000 and config.data.root == "/data"
+        assert config.train.epochs == (33 if cell.row == "joint" else 10)  # reference epochs / 3
+        assert config.seed == cell.seed
+    assert [c.seed for c in runs if c.row == "zeroshot"] == [0]  # deterministic: one seed
+    assert len({c.key for c in runs}) == len(runs)
+    ablation = tables.plan_cells(tables.load_table("ablation"), scale, seeds=[0])
+    alta_200 = next(c for c in runs if c.row == "alta-200" and c.seed == 0)
+    assert alta_200.key in {c.key for c in ablation if c.row == "alta"}  # one run for both tables
+
+
+def test_full_plan_is_the_shipped_protocol(tables):
+    from alta.cli.config import load_config
+
+    scale = tables.load_scales()["full"]
+    cells = tables.plan_cells(tables.load_table("backbones"), scale, seeds=[0])
+    assert [c.config.model.visual for c in cells] == ["RN50", "RN101", "RN50x4", "RN50x16", "ViT-B/32", "ViT-B/16"]
+    shipped = load_config("il_cifar100")
+    for cell in cells:
+        assert cell.config.train == shipped.train and cell.config.optim == shipped.optim
+        assert cell.config.buffer == shipped.buffer and cell.config.data.max_train_per_class is None
+
+
+def test_full_scale_stops_at_once_without_pretrained_weights(run, tmp_path, capsys):
+    code = run.main(["main", "--scale", "full", "--seeds", "0", "--out", str(tmp_path), "--offline",
+                     "--weights-dir", str(tmp_path / "no-weights"), "--no-isolate"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "could not load its backbone" in err and "RN50" in err
+    table = json.loads((tmp_path / "main.json").read_text())
+    assert {e["status"] for row in table["rows"] for e in row["cells"].values()} == {"pending"}
+
+
+def test_records_made_before_a_config_key_was_added_still_match(tables):
+    from alta.cli.config import load_config
+
+    config = load_config("il_cifar10")
+    stored = config.to_dict()
+    assert tables.config_match(stored, config) == (True, [])
+    del stored["model"]["truncate_text"]  # as if the key did not exist when the run was recorded
+    assert tables.config_match(stored, config) == (True, ["model.truncate_text"])
+    changed = config.to_dict()
+    changed["buffer"]["size"] = 500
+    assert tables.config_match(changed, config)[0] is False
+    moved = config.to_dict()
+    moved["device"], moved["data"]["root"] = "cuda", "/elsewhere"  # where it ran does not matter
+    assert tables.config_match(moved, config)[0] is True
+
+
+def test_published_numbers_are_the_ones_of_the_method_notes(tables):
+    main = {p.label: p.values for p in tables.load_table("main").published}
+    assert main["DER++, buffer 200"]["seq-cifar10"] == {"class_il.last": 64.88, "task_il.last": 91.92}
+    assert main["DER++, buffer 500"]["seq-cifar10"] == {"class_il.last": 72.70, "task_il.last": 93.88}
+    assert main["DER++, buffer 5120"]["seq-cifar10"] == {"class_il.last": 85.24, "task_il.last": 96.12}
+    assert main["RAPF"]["seq-cifar100"] == {"class_il.avg": 86.9, "class_il.last": 79.3}
+    backbones = {p.label: p.values["seq-cifar100"]["task_il.last"] for p in tables.load_table("backbones").published}
+    assert backbones == {"ALTA (paper), RN50": 83.87, "ALTA (paper), RN101": 84.77, "ALTA (paper), RN50x4": 84.91,
+                         "ALTA (paper), ViT-B/16": 92.85}
+
+
+def test_projection_counts_follow_the_reference_protocol(tables):
+    estimate = _load("_estimate")
+    from alta.cli.config import load_config
+
+    counts = estimate.protocol_counts(load_config("il_cifar100"))
+    assert counts["steps"] == 47_100  # 10 experiences x 30 epochs x ceil(5000 / 32), as speed.py counts
+    assert counts["evaluations"] == 10 * 2 + 10 + 1  # epochs 10 and 20, each experience's end, zero-shot
+    assert counts["encoded_images"] == 10_000  # test features once; training images are encoded in the steps
+    joint = estimate.protocol_counts(load_config("joint_cifar10"))
+    assert joint["steps"] == 100 * math.ceil(50_000 / 32)
+    costs = {"t_step": 2.0, "t_img": 0.5, "t_text_eval": 3.0, "t_head": 0.25}
+    assert estimate.project({"steps": 10, "encoded_images": 4, "evaluations": 2, "scored_images": 8}, costs) == 30.0
