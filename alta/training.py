@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .cache import FeatureCache, parse_cache_mode
 from .errors import ConfigError
@@ -79,7 +79,8 @@ def epoch_batches(
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
     generator = torch.Generator().manual_seed(epoch_seed)
     if kind == "none":
-        loader = DataLoader(experience.train, batch_size=batch_size, shuffle=True, generator=generator,
+        loader = DataLoader(_SeededItems(experience.train, epoch_seed), batch_size=batch_size, shuffle=True,
+                            generator=generator,
                             num_workers=num_workers, drop_last=drop_last,
                             pin_memory=backbone.device.type == "cuda")
         with torch.random.fork_rng(devices=[]):
@@ -108,6 +109,25 @@ def epoch_batches(
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
         yield features[idx], labels[idx]
+
+
+class _SeededItems(Dataset):
+    """Draw the random transform of item i from ``derive_seed(seed, i)``.
+
+    The augmentation of a sample then depends only on the run seed, the experience, the epoch and
+    the sample, never on which DataLoader worker loads it: any ``num_workers`` gives the same run.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        torch.manual_seed(derive_seed(self.seed, index))  # the worker's own RNG (or the forked main RNG)
+        return self.dataset[index]
 
 
 def fit_experience(
@@ -150,7 +170,7 @@ def fit_experience(
 
     Returns:
         One dict per epoch: ``epoch``, ``loss`` (mean over steps), ``ce``, ``replay_ce``,
-        ``replay_mse``, ``train_accuracy`` (%), ``lr``, ``steps``.
+        ``replay_mse``, ``train_accuracy`` (%), ``lr``, ``steps``, ``samples``.
     """
     from tqdm.auto import tqdm
 
@@ -176,7 +196,7 @@ def fit_experience(
                 sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
             steps += 1
             seen += int(labels.shape[0])
-        stats = {"epoch": epoch, "steps": steps, "lr": lr}
+        stats = {"epoch": epoch, "steps": steps, "samples": seen, "lr": lr}
         for key in ("loss", "ce", "replay_ce", "replay_mse"):
             stats[key] = float(sums[key]) / steps if steps else float("nan")
         stats["train_accuracy"] = 100.0 * float(sums["correct"]) / seen if seen else float("nan")

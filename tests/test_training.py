@@ -60,3 +60,14 @@ def test_loops_refuse_bad_values(tiny_clip):
             run_stream(learner, stream, optimizer=optimizer, **kwargs)
     with pytest.raises(ConfigError, match="weight_decay"):
         build_optimizer(learner, weight_decay=float("nan"))
+
+
+def test_augmentation_does_not_depend_on_the_number_of_workers(tiny_clip):
+    """Each sample's random transform is drawn from (seed, experience, epoch, index)."""
+    stream = ScenarioStream.from_name("digits", resolution=32)
+    kwargs = dict(backbone=tiny_clip, epoch=1, batch_size=50, seed=4)
+    in_process = list(epoch_batches(stream[2], num_workers=0, **kwargs))
+    with_workers = list(epoch_batches(stream[2], num_workers=2, **kwargs))
+    assert len(in_process) == len(with_workers)
+    for (a, y), (b, z) in zip(in_process, with_workers):
+        assert torch.equal(y, z) and torch.equal(a, b)
