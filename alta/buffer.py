@@ -234,27 +234,102 @@ class ClassBalancedPolicy(BufferPolicy):
         }
 
     def load_state_dict(self, state, *, size, labels):
-        try:
-            offered = {int(c): int(n) for c, n in state["offered"]}
-            slot_labels = [int(c) for c in state["slot_labels"]]
-        except (KeyError, TypeError, ValueError) as err:
+        offered = self._read_offered(state)
+        slot_labels = self._read_slot_labels(state)
+        if len(slot_labels) != size:
             raise CheckpointError(
-                f"class_balanced policy state must hold 'offered' and 'slot_labels', got "
-                f"{type(state).__name__} with keys {sorted(state) if isinstance(state, Mapping) else '?'}"
-            ) from err
-        if len(slot_labels) != size or (labels is not None and slot_labels != labels):
+                f"class_balanced policy state lists {len(slot_labels)} slot labels but the buffer "
+                f"state stores {size} items; expected one label per stored item. The state dict is "
+                "corrupt or mixed from two buffers: save it again with MemoryBuffer.state_dict()"
+            )
+        if labels is not None and slot_labels != labels:
+            first = next(s for s, (a, b) in enumerate(zip(slot_labels, labels)) if a != b)
             raise CheckpointError(
-                f"class_balanced policy state describes {len(slot_labels)} stored labels that do not "
-                f"match the {size} stored items; the state dict is corrupt or mixed from two buffers"
+                f"class_balanced policy state and the stored items do not match: slot {first} holds "
+                f"label {labels[first]} but the policy state says {slot_labels[first]}. The state "
+                "dict is corrupt or mixed from two buffers: save it again with "
+                "MemoryBuffer.state_dict()"
             )
         slots_of: dict[int, list[int]] = {}
         for s, c in enumerate(slot_labels):
             slots_of.setdefault(c, []).append(s)
-        if any(offered.get(c, 0) < len(s) for c, s in slots_of.items()):
-            raise CheckpointError("class_balanced policy state stores more items of a class than "
-                                  "were offered; the state dict is corrupt")
+        over = {c: (len(s), offered.get(c, 0)) for c, s in slots_of.items() if offered.get(c, 0) < len(s)}
+        if over:
+            c, (stored, seen) = next(iter(sorted(over.items())))
+            raise CheckpointError(
+                f"class_balanced policy state stores {stored} items of class {c} but says only "
+                f"{seen} were offered; a class cannot keep more items than it offered. The state "
+                "dict is corrupt"
+            )
         self._offered = offered
         self._slots_of = slots_of
+
+    @staticmethod
+    def _field(state: Any, key: str) -> Any:
+        if not isinstance(state, Mapping):
+            raise CheckpointError(
+                f"class_balanced policy state must be a dict with keys 'offered' and 'slot_labels' "
+                f"(from MemoryBuffer.state_dict()), got {type(state).__name__}"
+            )
+        if key not in state:
+            raise CheckpointError(
+                f"class_balanced policy state lacks the key {key!r} (got keys "
+                f"{sorted(map(str, state))}); expected 'offered' and 'slot_labels' as written by "
+                "MemoryBuffer.state_dict()"
+            )
+        return state[key]
+
+    @classmethod
+    def _read_offered(cls, state: Any) -> dict[int, int]:
+        value = cls._field(state, "offered")
+        pairs = value.items() if isinstance(value, Mapping) else value
+        offered: dict[int, int] = {}
+        try:
+            for pair in pairs:
+                c, n = pair
+                c, n = _as_int(c), _as_int(n)
+                if c < 0 or n < 0:
+                    raise ValueError(f"negative entry {[c, n]}")
+                offered[c] = n
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"class_balanced policy state 'offered' must be a list of [class, count] pairs of "
+                f"non-negative ints (or a class -> count dict), got {_describe(value)}: {err}. The "
+                "state dict is corrupt or was not written by MemoryBuffer.state_dict()"
+            ) from err
+        return offered
+
+    @classmethod
+    def _read_slot_labels(cls, state: Any) -> list[int]:
+        value = cls._field(state, "slot_labels")
+        try:
+            if isinstance(value, (str, bytes, Mapping)):
+                raise TypeError(f"{type(value).__name__} is not a list")
+            return [_as_int(c) for c in value]
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"class_balanced policy state 'slot_labels' must be a list of int labels, one per "
+                f"stored item, got {_describe(value)}: {err}. The state dict is corrupt or was not "
+                "written by MemoryBuffer.state_dict()"
+            ) from err
+
+
+def _as_int(value: Any) -> int:
+    """``value`` as an int if it is an integer (int, integer tensor/NumPy scalar); else TypeError."""
+    if isinstance(value, bool):
+        raise TypeError(f"{value!r} is a bool, not an int")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype.is_floating_point or value.dtype.is_complex:
+            raise TypeError(f"tensor {tuple(value.shape)} {value.dtype} is not an integer")
+        return int(value)
+    if hasattr(value, "__index__"):
+        return int(value.__index__())
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not an int")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +346,94 @@ def _check_capacity(capacity: object) -> int:
     return capacity
 
 
+def check_seed(seed: object, *, what: str = "seed") -> int | None:
+    """``seed`` as an int in [0, 2**64) (what ``torch.Generator.manual_seed`` takes), or ``None``.
+
+    Raises:
+        ConfigError: a non-integer (bools included) or an int outside [0, 2**64).
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or isinstance(seed, torch.Tensor):
+        raise ConfigError(
+            f"{what} must be an int in [0, 2**64) or None, got {type(seed).__name__} {seed!r}"[:300]
+            + "; pass e.g. seed=0 (None draws one)"
+        )
+    value = int(seed.__index__())  # type: ignore[attr-defined]
+    if not 0 <= value < 2**64:
+        raise ConfigError(
+            f"{what} must be an int in [0, 2**64) (the range torch.Generator accepts), got {value}; "
+            f"reduce it, e.g. {what} % 2**64"
+        )
+    return value
+
+
+_DEVICE_FORMS = "'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
+
+
+def check_device(device: object, *, what: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine.
+
+    Accepts ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'mps'``, ``'xpu'`` (strings or
+    ``torch.device``). CUDA/MPS/XPU devices must be available now, so a wrong device fails here and
+    not at the first tensor copy.
+
+    Raises:
+        ConfigError: not a device, an unknown device type (e.g. ``'gpu'``), an unavailable
+            accelerator, or a CUDA index beyond the visible devices. ``'meta'`` is refused (it
+            holds no data).
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError) as err:
+            hint = " (did you mean 'cuda'?)" if device.strip().lower() in ("gpu", "cuda()", "nvidia") else ""
+            hint = hint or (f" (did you mean {device.strip().lower()!r}?)"
+                            if device.strip().lower() in ("cpu", "cuda", "mps") else "")
+            raise ConfigError(
+                f"{what}={device!r} is not a torch device{hint}; expected {_DEVICE_FORMS}"
+            ) from err
+    else:
+        raise ConfigError(
+            f"{what} must be a device string or torch.device ({_DEVICE_FORMS}), got "
+            f"{type(device).__name__} {device!r}"[:300]
+        )
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{what}={str(dev)!r} but CUDA is not available on this machine (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use {what}='cpu' "
+                "or run where a GPU is visible"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(
+                f"{what}={str(dev)!r} but only {count} CUDA device(s) are visible (cuda:0.."
+                f"cuda:{count - 1}); pick one of those"
+            )
+        return dev
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"{what}='mps' but MPS is not available on this machine; use {what}='cpu'")
+        return dev
+    if dev.type == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        if xpu is None or not xpu.is_available():
+            raise ConfigError(
+                f"{what}={str(dev)!r} but no XPU is available on this machine; use {what}='cpu'"
+            )
+        return dev
+    raise ConfigError(
+        f"{what}={str(dev)!r}: device type {dev.type!r} is not supported for stored tensors; "
+        f"expected {_DEVICE_FORMS}"
+    )
+
+
 class MemoryBuffer:
     """A fixed-capacity store of named tensor fields filled by a storage policy.
 
@@ -282,14 +445,17 @@ class MemoryBuffer:
         capacity: M, the number of items kept.
         policy: Storage policy name from :func:`list_buffer_policies`: ``"reservoir"`` (Vitter's
             algorithm R, mammoth's and ALTA's buffer) or ``"class_balanced"`` (CBRS).
-        device: Where the stored tensors live.
+        device: Where the stored tensors live: ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'mps'`` or
+            a ``torch.device``; checked here (an accelerator must be available now).
         seed: Seed of the buffer's own CPU ``torch.Generator`` (all insertion choices, and
-            :meth:`sample` when no generator is given). ``None`` draws a seed once from the OS
-            (see ``buffer.seed``); the global RNG is never used.
+            :meth:`sample` when no generator is given), an int in [0, 2**64). ``None`` draws a
+            seed once from the OS (see ``buffer.seed``); the global RNG is never used.
         label_field: Field holding integer class labels (needed by ``"class_balanced"``).
 
     Raises:
-        ConfigError: capacity not a positive int, unknown policy (lists the valid ones), bad seed.
+        ConfigError: capacity not a positive int, unknown policy (lists the valid ones), bad seed,
+            a device that is not one or is not available (e.g. ``'gpu'``, or ``'cuda'`` on a
+            machine without CUDA).
 
     Example:
         >>> buffer = MemoryBuffer(2, seed=0)
@@ -310,14 +476,18 @@ class MemoryBuffer:
     ) -> None:
         self._capacity = _check_capacity(capacity)
         self._policy_name = BUFFER_POLICIES.resolve(policy)
-        self._policy = BUFFER_POLICIES.get(policy)(capacity, label_field=label_field)
+        if not isinstance(label_field, str) or not label_field:
+            raise ConfigError(
+                f"label_field must be the name of a field (a non-empty str, e.g. 'labels'), got "
+                f"{label_field!r}"
+            )
+        self._device = check_device(device)
+        seed = check_seed(seed)
         if seed is None:
             seed = secrets.randbits(63)
-        elif isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an int or None, got {seed!r}")
+        self._policy = BUFFER_POLICIES.get(policy)(capacity, label_field=label_field)
         self._seed = seed
         self._generator = torch.Generator().manual_seed(seed)
-        self._device = torch.device(device)
         self._label_field = label_field
         self._storage: dict[str, torch.Tensor] = {}
         self._size = 0
@@ -502,11 +672,17 @@ class MemoryBuffer:
             Each field: (min(n, len), *trailing).
 
         Raises:
-            ConfigError: ``n`` negative or not an int.
+            ConfigError: ``n`` negative or not an int, ``generator`` not a ``torch.Generator``.
             StateError: the buffer is empty (check ``buffer.is_empty()`` first).
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigError(f"sample(n) needs an int n >= 0, got {n!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ConfigError(
+                f"sample(generator=...) needs a torch.Generator or None, got "
+                f"{type(generator).__name__} {generator!r}"[:300]
+                + "; e.g. torch.Generator().manual_seed(0), or omit it to use the buffer's own"
+            )
         if self._size == 0:
             raise StateError(
                 f"cannot sample from an empty buffer (capacity {self._capacity}, "
@@ -622,8 +798,11 @@ class MemoryBuffer:
 
         Returns:
             ``self``.
+
+        Raises:
+            ConfigError: not a device, or one that is not available (see the constructor).
         """
-        self._device = torch.device(device)
+        self._device = check_device(device)
         self._storage = {name: t.to(self._device) for name, t in self._storage.items()}
         return self
 

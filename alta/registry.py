@@ -12,9 +12,26 @@ from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "pluralize"]
 
 T = TypeVar("T")
+
+
+def pluralize(noun: str) -> str:
+    """English plural of a registry kind: ``"policy"`` -> ``"policies"``, ``"preset"`` -> ``"presets"``.
+
+    Only the last word changes (``"buffer policy"`` -> ``"buffer policies"``). Covers the regular
+    rules (consonant + y -> ies; s, x, z, ch, sh -> es; else s); pass ``plural=`` to
+    :class:`Registry` for irregular nouns.
+    """
+    if not noun:
+        return noun
+    lower = noun.lower()
+    if lower.endswith("y") and len(noun) > 1 and lower[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    if lower.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
 
 
 class Registry(Generic[T]):
@@ -22,6 +39,7 @@ class Registry(Generic[T]):
 
     Args:
         kind: What the registry holds, used in error messages (e.g. ``"method"``).
+        plural: Plural of ``kind`` for messages; derived by :func:`pluralize` when omitted.
 
     Example:
         >>> methods = Registry("method")
@@ -31,8 +49,9 @@ class Registry(Generic[T]):
         ['mlp']
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, plural: str | None = None) -> None:
         self.kind = kind
+        self.kinds = plural if plural is not None else pluralize(kind)
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
@@ -59,7 +78,7 @@ class Registry(Generic[T]):
             if key in self._entries or key in self._aliases:
                 raise ConfigError(
                     f"a {self.kind} named {key!r} is already registered; pick another name "
-                    f"(registered {self.kind}s: {', '.join(self.names())})"
+                    f"(registered {self.kinds}: {', '.join(self.names())})"
                 )
         self._entries[name] = entry
         for alias in aliases:
@@ -75,7 +94,7 @@ class Registry(Generic[T]):
         if not isinstance(name, str):
             raise ConfigError(
                 f"{self.kind} name must be a string, got {type(name).__name__} {name!r}; "
-                f"valid {self.kind}s: {', '.join(self.names())}"
+                f"valid {self.kinds}: {', '.join(self.names())}"
             )
         if name in self._entries:
             return name
@@ -83,9 +102,9 @@ class Registry(Generic[T]):
             return self._aliases[name]
         candidates = [*self._entries, *self._aliases]
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         raise ConfigError(
-            f"unknown {self.kind} {name!r}{hint} Valid {self.kind}s: {', '.join(self.names())}"
+            f"unknown {self.kind} {name!r}{hint} Valid {self.kinds}: {', '.join(self.names())}"
             + (f" (aliases: {', '.join(sorted(self._aliases))})" if self._aliases else "")
         )
 

@@ -381,3 +381,106 @@ def test_cuda_device_and_cpu_inputs():
     assert buffer.data()["feats"].is_cuda and buffer.sample(4)["labels"].is_cuda
     buffer.add(labels=torch.arange(10, device="cuda"), feats=torch.randn(10, 3, device="cuda"))
     assert buffer.to("cpu").data()["labels"].device.type == "cpu"
+
+
+# ---- argument validation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [
+        ("gpu", r"device='gpu' is not a torch device \(did you mean 'cuda'\?\)"),
+        ("CPU", r"did you mean 'cpu'"),
+        (0, "device string or torch.device.*got int 0"),
+        (None, "got NoneType"),
+        ("meta", "not supported"),
+    ],
+)
+def test_bad_device_is_a_config_error_at_construction(device, match):
+    with pytest.raises(ConfigError, match=match):
+        MemoryBuffer(4, device=device)
+    buffer = MemoryBuffer(4, seed=0)
+    with pytest.raises(ConfigError, match=match):
+        buffer.to(device)
+    assert buffer.device == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_fails_at_construction():
+    for device in ("cuda", "cuda:0", torch.device("cuda")):
+        with pytest.raises(ConfigError, match="CUDA is not available.*device='cpu'"):
+            MemoryBuffer(4, device=device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_index_beyond_visible_devices():
+    with pytest.raises(ConfigError, match="CUDA device"):
+        MemoryBuffer(4, device=f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.parametrize("seed, match", [("x", "got str 'x'"), (2**64, "got 18446744073709551616"),
+                                         (-1, "got -1"), (True, "got bool"), (1.5, "got float")])
+def test_bad_seed(seed, match):
+    with pytest.raises(ConfigError, match=r"seed must be an int in \[0, 2\*\*64\).*" + match):
+        MemoryBuffer(4, seed=seed)
+
+
+def test_seed_edges():
+    import numpy as np
+
+    assert MemoryBuffer(4, seed=2**64 - 1).seed == 2**64 - 1
+    assert MemoryBuffer(4, seed=np.int64(5)).seed == 5
+    assert 0 <= MemoryBuffer(4, seed=None).seed < 2**63
+
+
+def test_sample_generator_must_be_a_generator():
+    buffer = MemoryBuffer(3, seed=0)
+    buffer.add(ids=torch.arange(2))
+    for bad in ("x", 0, torch.tensor(1)):
+        with pytest.raises(ConfigError, match="torch.Generator or None"):
+            buffer.sample(2, generator=bad)
+
+
+def test_class_balanced_state_errors_name_the_real_cause():
+    buffer = MemoryBuffer(4, policy="class_balanced", seed=0)
+    buffer.add(labels=torch.tensor([0, 1, 1, 2, 2]))
+    state = buffer.state_dict()
+    policy_state = state["policy_state"]
+    cases = [
+        (dict(policy_state, offered=[1, 2]), r"'offered' must be a list of \[class, count\] pairs.*"
+                                             r"got list \[1, 2\]: cannot unpack"),
+        (dict(policy_state, offered=[[0, "a"]]), r"'offered'.*'a' \(str\) is not an int"),
+        (dict(policy_state, offered=[[0, -1]]), r"'offered'.*negative"),
+        (dict(policy_state, slot_labels="0112"), r"'slot_labels' must be a list of int labels.*got str"),
+        (dict(policy_state, slot_labels=[0, 1.5, 1, 2]), r"'slot_labels'.*1.5 \(float\) is not an int"),
+        ({"offered": policy_state["offered"]}, r"lacks the key 'slot_labels' \(got keys \['offered'\]\)"),
+        ([1, 2], "must be a dict.*got list"),
+        (dict(policy_state, slot_labels=[0, 1, 1]), "lists 3 slot labels but the buffer state stores 4"),
+        (dict(policy_state, offered=[[0, 1], [1, 2], [2, 1]]), "stores 2 items of class 2 but says only 1"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(CheckpointError, match=match):
+            MemoryBuffer(4, policy="class_balanced").load_state_dict(dict(state, policy_state=bad))
+    # A class -> count dict is read as well.
+    offered = {c: n for c, n in policy_state["offered"]}
+    restored = MemoryBuffer(4, policy="class_balanced")
+    restored.load_state_dict(dict(state, policy_state=dict(policy_state, offered=offered)))
+    assert restored.state_dict()["policy_state"] == policy_state
+
+
+def test_registry_messages_pluralise_the_kind():
+    from alta.registry import Registry, pluralize
+
+    assert [pluralize(w) for w in ("buffer policy", "method", "box", "key", "class")] == [
+        "buffer policies", "methods", "boxes", "keys", "classes"]
+    with pytest.raises(ConfigError) as info:
+        MemoryBuffer(4, policy="zzz")
+    assert str(info.value) == "unknown buffer policy 'zzz'. Valid buffer policies: reservoir, class_balanced"
+    with pytest.raises(ConfigError, match=r"; did you mean 'reservoir'\? Valid buffer policies:"):
+        MemoryBuffer(4, policy="resevoir")
+    with pytest.raises(ConfigError, match="valid buffer policies"):
+        MemoryBuffer(4, policy=3)
+    mice = Registry("mouse", plural="mice")
+    mice.add("a", 1)
+    with pytest.raises(ConfigError, match="registered mice: a"):
+        mice.add("a", 2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alta.data import list_datasets, load_sources
+from alta.data import DataRootError, list_datasets, load_sources
 from alta.data.datasets import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -314,3 +314,185 @@ def test_image_folder_bad_layouts(tmp_path):
         load_sources("image-folder", root=tmp_path)
     with pytest.raises(DataError, match="no root given"):
         load_sources("image-folder")
+
+
+def test_image_folder_class_without_test_images_is_an_error(tmp_path):
+    make_image_folder(tmp_path)
+    (tmp_path / "test" / "cat" / "t.png").unlink()
+    with pytest.raises(DataError) as info:
+        load_sources("image-folder", root=tmp_path)
+    message = str(info.value)
+    assert "class 'cat' has no test images" in message and str(tmp_path / "test" / "cat") in message
+    assert "Fix" in message and not isinstance(info.value, DataRootError)
+
+
+def test_image_folder_rejects_folder_names_without_letters(tmp_path):
+    make_image_folder(tmp_path, classes=("zebra", "_", "cat"))
+    with pytest.raises(DataError, match=r"\['_'\].*empty class name.*rename"):
+        load_sources("image-folder", root=tmp_path)
+
+
+def test_cifar_folder_class_without_test_images_is_an_error(tmp_path):
+    for split in ("train", "test"):
+        for c in CIFAR10_CLASSES:
+            if not (split == "test" and c == "frog"):
+                _save(tmp_path / split / c / "0.png")
+            else:
+                (tmp_path / split / c).mkdir(parents=True)
+    with pytest.raises(DataError, match="class 'frog' has no test images"):
+        load_sources("seq-cifar10", root=tmp_path)
+
+
+def _write_tiny(root: Path, *, val_wnids=("n01", "n02")) -> None:
+    (root / "wnids.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("n01\nn02\n")
+    (root / "words.txt").write_text("n01\tcat, kitty\nn02\tdog\n")
+    for wnid in ("n01", "n02"):
+        _save(root / "train" / wnid / "images" / f"{wnid}_0.JPEG")
+    lines = []
+    for k, wnid in enumerate(val_wnids):
+        _save(root / "val" / "images" / f"val_{k}.JPEG")
+        lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t5\t5")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_tinyimagenet_class_without_val_images_is_an_error(tmp_path):
+    _write_tiny(tmp_path)
+    train, test = load_sources("seq-tinyimagenet", root=tmp_path)
+    assert train.class_names == ["cat", "dog"] and test.targets.tolist() == [0, 1]
+    _write_tiny(tmp_path / "b", val_wnids=("n01",))
+    with pytest.raises(DataError, match=r"no validation \(test\) images.*n02 \('dog'\)"):
+        load_sources("seq-tinyimagenet", root=tmp_path / "b")
+
+
+# ---- error kinds: only root/layout problems are DataRootError -----------------------------------
+
+
+def test_layout_errors_are_data_root_errors(tmp_path):
+    for call in (
+        lambda: load_sources("seq-cifar10", root=tmp_path / "nowhere"),
+        lambda: load_sources("image-folder"),
+        lambda: load_sources("seq-tinyimagenet", root=tmp_path),
+    ):
+        with pytest.raises(DataRootError):
+            call()
+    make_image_folder(tmp_path / "f")
+    _save(tmp_path / "f" / "test" / "dog" / "x.png")
+    with pytest.raises(DataRootError, match="only in test"):
+        load_sources("image-folder", root=tmp_path / "f")
+    for split in ("train", "test"):
+        for c in (*CIFAR10_CLASSES[:-1], "lorry"):
+            _save(tmp_path / "c" / split / c / "0.png")
+    with pytest.raises(DataRootError, match="unexpected"):
+        load_sources("seq-cifar10", root=tmp_path / "c")
+
+
+@pytest.mark.parametrize("content", ["truncated", "garbage", "empty"])
+def test_corrupt_image_error_names_the_file_and_is_no_root_error(tmp_path, content):
+    make_image_folder(tmp_path)
+    path = tmp_path / "train" / "cat" / "a.png"
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a png", "empty": b""}[content])
+    train, _ = load_sources("image-folder", root=tmp_path)
+    index = train.paths.index(str(path))
+    with pytest.raises(DataError) as info:
+        train[index]
+    message = str(info.value)
+    assert f"cannot read image file {str(path)!r}" in message and "replace or delete" in message
+    assert not isinstance(info.value, DataRootError) and "download" not in message
+
+
+@pytest.mark.parametrize("names", [{"a", "b"}, {0: "a", 1: "b"}, "ab"])
+def test_sources_refuse_unordered_class_names(names):
+    with pytest.raises(DataError, match="list"):
+        ArraySource(np.zeros((2, 3, 3), np.uint8), [0, 1], names, identity="x")
+    with pytest.raises(DataError, match="list"):
+        ImageFileSource(["a.png", "b.png"], [0, 1], names, identity="x")
+
+
+# ---- high bit depths ----------------------------------------------------------------------------
+
+
+def _write_pgm16(path: Path, array: np.ndarray, maxval: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"P5\n{array.shape[1]} {array.shape[0]}\n{maxval}\n".encode()
+    path.write_bytes(header + array.astype(">u2").tobytes())
+
+
+GRADIENT16 = np.linspace(0, 65535, 256).round().astype(np.uint16).reshape(16, 16)
+
+
+@pytest.mark.parametrize(
+    "name, array, expected",
+    [
+        # 16-bit: v / 257, so 0..65535 maps onto 0..255 exactly.
+        ("g16.png", GRADIENT16, np.round(GRADIENT16 / 257.0)),
+        ("g16.tif", GRADIENT16, np.round(GRADIENT16 / 257.0)),
+        ("g16.pgm", GRADIENT16, np.round(GRADIENT16 / 257.0)),
+        # float in [0, 1]: v * 255.
+        ("f01.tif", np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16),
+         np.round(np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16).astype(np.float64) * 255)),
+        # float outside [0, 1]: min-max scaled.
+        ("fwide.tif", np.linspace(-10, 1010, 256, dtype=np.float32).reshape(16, 16),
+         np.round(np.linspace(0, 255, 256).reshape(16, 16))),
+        # 32-bit int TIFF with values <= 65535: read as 16-bit.
+        ("i32.tif", GRADIENT16.astype(np.int32), np.round(GRADIENT16 / 257.0)),
+    ],
+)
+def test_high_bit_depth_images_are_rescaled_not_clipped(tmp_path, name, array, expected):
+    path = tmp_path / name
+    if name.endswith(".pgm"):
+        _write_pgm16(path, array, 65535)
+    else:
+        Image.fromarray(array).save(path)
+    assert Image.open(path).mode in ("I;16", "I", "F")
+    source = ImageFileSource([path], [0], ["x"], identity="t")
+    image, _ = source[0]
+    pixels = np.asarray(image)
+    assert image.mode == "RGB" and pixels.dtype == np.uint8
+    assert (pixels == pixels[..., :1]).all()  # gray repeated over the channels
+    assert np.abs(pixels[..., 0].astype(int) - expected).max() <= 1
+    assert len(np.unique(pixels)) >= 250  # a gradient stays a gradient
+    converted = np.asarray(_convert_rgb(Image.open(path)))
+    assert np.array_equal(converted, pixels)  # ConvertRGB applies the same rule to PIL images
+
+
+def _convert_rgb(image):
+    from alta.data.transforms import ConvertRGB
+
+    with image:
+        image.load()
+        return ConvertRGB()(image)
+
+
+def test_dark_16bit_pgm_stays_dark(tmp_path):
+    # A 16-bit file whose values are all small is 16-bit data, not 8-bit: it stays near black.
+    path = tmp_path / "dark.pgm"
+    _write_pgm16(path, np.array([[0, 100, 200, 514]], dtype=np.uint16), 65535)
+    image, _ = ImageFileSource([path], [0], ["x"], identity="t")[0]
+    assert np.asarray(image)[0, :, 0].tolist() == [0, 0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["nan", "wide-int", "negative-int"])
+def test_unmappable_high_bit_depth_images_are_refused(tmp_path, kind):
+    path = tmp_path / f"{kind}.tif"
+    if kind == "nan":
+        array = np.zeros((4, 4), np.float32)
+        array[1, 1] = np.nan
+    elif kind == "wide-int":
+        array = np.arange(16, dtype=np.int32).reshape(4, 4) * 1_000_000
+    else:
+        array = np.arange(16, dtype=np.int32).reshape(4, 4) - 3
+    Image.fromarray(array).save(path)
+    with pytest.raises(DataError, match=f"{path}.*Fix"):
+        ImageFileSource([path], [0], ["x"], identity="t")[0]
+
+
+def test_eight_bit_modes_are_unchanged(tmp_path):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (6, 6), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(gray).convert("I").save(tmp_path / "g.tif")  # mode I holding 8-bit values
+    source = ImageFileSource([tmp_path / "g.png", tmp_path / "g.tif"], [0, 0], ["x"], identity="t")
+    for index in (0, 1):
+        assert np.array_equal(np.asarray(source[index][0])[..., 0], gray)

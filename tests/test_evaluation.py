@@ -86,3 +86,29 @@ def test_evaluate_refuses_a_learner_of_another_stream(tiny_clip):
         evaluate(learner, exps)
     with pytest.raises(ConfigError, match="batch_size"):
         evaluate(learner, synthetic_experiences(3, 2)[:1], batch_size=0)
+
+
+def test_two_in_memory_datasets_with_equal_labels_get_distinct_cache_entries(tiny_clip):
+    from torch.utils.data import Dataset
+
+    from alta import ScenarioStream
+
+    class Images(Dataset):
+        def __init__(self, x, y):
+            self.x, self.targets = x, y
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, i):
+            return self.x[i], int(self.targets[i])
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(8) % 2
+    streams = [ScenarioStream(Images(torch.randn(8, 3, 32, 32, generator=g), y),
+                              Images(torch.randn(8, 3, 32, 32, generator=g), y), ["cat", "dog"], num_experiences=1)
+               for _ in range(2)]
+    cache = FeatureCache()
+    a = cache.features(tiny_clip, streams[0][0].test).features
+    b = cache.features(tiny_clip, streams[1][0].test).features
+    assert not torch.equal(a, b) and cache.misses == 2

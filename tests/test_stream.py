@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -249,8 +250,11 @@ def test_experience_dataset_with_transform_and_cache_key():
     data = stream[1].train
     assert isinstance(data, ExperienceDataset)
     key = data.cache_key()
-    assert len(key) == 64 and key == make_stream()[1].train.cache_key()
+    assert len(key) == 64 and key == stream[1].train.cache_key() == stream.with_transforms()[1].train.cache_key()
     assert key != stream[2].train.cache_key()
+    # In-memory sources have nothing that ties them to their contents: another object with equal
+    # labels gets another key, so a feature cache can never serve one dataset's features to another.
+    assert key != make_stream()[1].train.cache_key()
     tf = make_transform("plain", train=False, resolution=8)
     other = data.with_transform(tf)
     assert other.targets is data.targets and len(other) == len(data)
@@ -259,7 +263,8 @@ def test_experience_dataset_with_transform_and_cache_key():
         again = data.with_transform(make_transform("plain", train=False, resolution=resolution))
         assert (again.cache_key() == other.cache_key()) is same
     # Same samples, other label mapping -> other key.
-    swapped = make_stream(class_order=[0, 1, 3, 2, *range(4, 10)])[1].train
+    swapped = ScenarioStream(stream[0].train.source, stream[0].test.source, stream.class_names,
+                             num_experiences=5, class_order=[0, 1, 3, 2, *range(4, 10)])[1].train
     assert torch.equal(swapped.indices, data.indices) and swapped.cache_key() != key
 
 
@@ -391,3 +396,139 @@ def test_experience_datasets_pickle_for_workers():
     clone = pickle.loads(pickle.dumps(data))
     assert clone.cache_key() == data.cache_key()
     assert torch.equal(clone.targets, data.targets)
+
+
+# ---- empty experiences ------------------------------------------------------------------------------
+
+
+class Subset(Dataset):
+    """The samples of ``Labelled(n)`` whose label is not in ``drop``."""
+
+    def __init__(self, n: int, drop: set) -> None:
+        self.targets = [k % 10 for k in range(n) if k % 10 not in drop]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return torch.tensor([i]), self.targets[i]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_experience_without_samples_is_refused(split):
+    data = {"train": Labelled(100), "test": Labelled(30)}
+    data[split] = Subset(100 if split == "train" else 30, drop={4, 5})
+    with pytest.raises(DataError) as info:
+        ScenarioStream(data["train"], data["test"], NAMES, num_experiences=5)
+    message = str(info.value)
+    assert f"experience 2 (0-based, of 5; classes 'class 4' (label 4, original id 4)" in message
+    assert f"has no {split} samples" in message and "Fix" in message
+    # With a class order the message names delivered labels and original ids.
+    with pytest.raises(DataError, match=r"'class 4' \(label 0, original id 4\)"):
+        ScenarioStream(data["train"], data["test"], NAMES, num_experiences=5,
+                       class_order=[4, 5, 0, 1, 2, 3, 6, 7, 8, 9])
+
+
+def test_class_without_test_samples_in_a_non_empty_experience_only_warns(caplog):
+    stream = ScenarioStream(Labelled(100), Subset(30, drop={4}), NAMES, num_experiences=5)
+    assert len(stream[2].test) == 3
+    assert "have no test samples" in caplog.text
+
+
+def test_image_folder_empty_test_class_fails_at_load(tmp_path):
+    make_image_folder(tmp_path)
+    (tmp_path / "test" / "cat" / "0.png").unlink()
+    with pytest.raises(DataError, match="class 'cat' has no test images"):
+        ScenarioStream.from_name("image-folder", root=tmp_path, num_experiences=3)
+
+
+# ---- default split with initial_classes -------------------------------------------------------------
+
+
+def test_from_name_initial_classes_without_split():
+    assert ScenarioStream.from_name("digits", initial_classes=10).classes_per_experience == [10]
+    assert ScenarioStream.from_name("digits", initial_classes=6).classes_per_experience == [6, 2, 2]
+    with pytest.raises(ConfigError) as info:
+        ScenarioStream.from_name("digits", initial_classes=3)
+    message = str(info.value)
+    assert "default split of 'digits' (2 classes per experience" in message
+    assert "7 classes left after initial_classes=3" in message
+    assert "classes_per_experience (valid: [1, 7])" in message
+    assert "num_experiences (valid: [2, 8])" in message
+    with pytest.raises(ConfigError, match="exceeds"):
+        ScenarioStream.from_name("digits", initial_classes=11)
+
+
+def test_image_folder_initial_classes(tmp_path):
+    make_image_folder(tmp_path)
+    stream = ScenarioStream.from_name("image-folder", root=tmp_path, initial_classes=3)
+    assert stream.classes_per_experience == [3]
+    with pytest.raises(ConfigError, match="'image-folder' has no default split; pass classes_per_experience"):
+        ScenarioStream.from_name("image-folder", root=tmp_path, initial_classes=1)
+
+
+# ---- argument types ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed, match", [("x", "got str 'x'"), (2**64, "got 18446744073709551616"),
+                                         (-1, "got -1"), (1.0, "got float")])
+def test_bad_seed(seed, match):
+    with pytest.raises(ConfigError, match=r"seed must be an int in \[0, 2\*\*64\).*" + match):
+        make_stream(seed=seed)
+    assert make_stream(seed=2**64 - 1).class_order != list(range(10))
+
+
+@pytest.mark.parametrize("labels", [1.5, "1", None, torch.tensor([1.5]), torch.tensor([True]),
+                                    np.array([0.5]), [1.5], {1, 2}])
+def test_to_original_rejects_non_integer_labels(labels):
+    stream = make_stream(class_order=[3, 7, 0, 9, 1, 2, 8, 4, 6, 5])
+    with pytest.raises(DataError, match="integer"):
+        stream.to_original(labels)
+
+
+def test_to_original_keeps_the_container_kind():
+    stream = make_stream(class_order=[3, 7, 0, 9, 1, 2, 8, 4, 6, 5])
+    out = stream.to_original(np.array([0, 1]))
+    assert isinstance(out, np.ndarray) and out.tolist() == [3, 7]
+    assert stream.to_original((0, [1, 2])) == [3, [7, 0]]
+    assert stream.to_original(np.int64(1)) == 7
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [
+        (set(NAMES), "set, whose order is arbitrary"),
+        (dict(enumerate(NAMES)), r"dict.*\[names\[k\] for k in range"),
+        (["_", *NAMES[1:]], r"non-empty.*underscores.*\(0, '_'\)"),
+        (["__ _", *NAMES[1:]], r"\(0, '__ _'\)"),
+    ],
+)
+def test_class_names_must_be_an_ordered_sequence_of_readable_names(names, match):
+    with pytest.raises(DataError, match=match):
+        ScenarioStream(Labelled(20), Labelled(10), names, num_experiences=1)
+
+
+def test_class_names_as_tuple_or_array():
+    assert ScenarioStream(Labelled(20), Labelled(10), tuple(NAMES), num_experiences=1).class_names == NAMES
+    assert ScenarioStream(Labelled(20), Labelled(10), np.array(NAMES), num_experiences=1).class_names == NAMES
+
+
+def test_lists_as_datasets_are_refused():
+    with pytest.raises(DataError, match="one map-style torch Dataset.*list of 2 items.*ConcatDataset"):
+        ScenarioStream([Labelled(10), Labelled(10)], Labelled(10), NAMES, num_experiences=1)
+    with pytest.raises(DataError, match="list of 1 item .*TensorDataset"):
+        ScenarioStream([(torch.zeros(2), 0)], Labelled(10), NAMES, num_experiences=1)
+    with pytest.raises(DataError, match="test dataset must be a map-style dataset"):
+        ScenarioStream(Labelled(10), iter([]), NAMES, num_experiences=1)
+
+
+def test_samples_that_are_not_pairs_are_refused():
+    class Bare(Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return 7
+
+    with pytest.raises(DataError, match=r"cannot read the label of sample 0.*\(x, y\) pair"):
+        ScenarioStream(Bare(), Labelled(10), NAMES, num_experiences=1)

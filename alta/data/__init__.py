@@ -5,12 +5,19 @@ and Tiny-ImageNet; :class:`ScenarioStream` builds those (``ScenarioStream.from_n
 any labelled dataset into experiences.
 """
 
-from .datasets import DATASETS, list_datasets, load_sources
+from .datasets import DATASETS, DataRootError, list_datasets, load_sources
 from .stream import Experience, ExperienceDataset, ScenarioStream
-from .transforms import TRANSFORM_PRESETS, dataset_stats, list_transform_presets, make_transform
+from .transforms import (
+    TRANSFORM_PRESETS,
+    dataset_stats,
+    list_transform_presets,
+    make_transform,
+    to_rgb8,
+)
 
 __all__ = [
     "DATASETS",
+    "DataRootError",
     "TRANSFORM_PRESETS",
     "Experience",
     "ExperienceDataset",
@@ -20,4 +27,5 @@ __all__ = [
     "list_transform_presets",
     "load_sources",
     "make_transform",
+    "to_rgb8",
 ]

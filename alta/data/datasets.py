@@ -36,7 +36,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -45,12 +45,14 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..registry import Registry
+from .transforms import to_rgb8
 
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR100_CLASSES",
     "DATASETS",
     "DIGIT_NAMES",
+    "DataRootError",
     "FASHION_MNIST_CLASSES",
     "IMAGE_EXTENSIONS",
     "ArraySource",
@@ -93,9 +95,51 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+class DataRootError(DataError):
+    """The data root is missing or not laid out as the dataset expects.
+
+    Raised (instead of a plain :class:`~alta.errors.DataError`) only for problems that pointing
+    ``root`` elsewhere or downloading can fix: no root, missing folders or files, class folders
+    that do not match the dataset, data torchvision cannot find. Front ends append their "where
+    to put the data" hint (e.g. the CLI's ``--data-root``/``--download``) to these errors only, not
+    to errors about class orders, class names or corrupt files.
+    """
+
+
 def readable(name: str) -> str:
     """A class folder/label name as CLIP prompts need it: underscores become spaces."""
     return " ".join(name.replace("_", " ").split())
+
+
+def check_class_names(class_names: object, *, what: str) -> list[str]:
+    """``class_names`` as a list, refusing unordered containers.
+
+    Raises:
+        DataError: a set, dict, string or other non-sequence (their order is not reproducible or
+            not what the labels mean).
+    """
+    if isinstance(class_names, np.ndarray) and class_names.ndim == 1:
+        class_names = class_names.tolist()
+    if isinstance(class_names, (set, frozenset)):
+        raise DataError(
+            f"{what}: class_names is a {type(class_names).__name__}, whose order is arbitrary, so "
+            "names would not line up with labels reproducibly; expected a list or tuple with "
+            "class_names[label] naming each label. Fix: pass a list in label order (e.g. "
+            "sorted(names) if the labels follow sorted order)"
+        )
+    if isinstance(class_names, Mapping):
+        raise DataError(
+            f"{what}: class_names is a {type(class_names).__name__}; expected a list or tuple with "
+            "class_names[label] naming each label. Fix: for a {label: name} dict pass "
+            "[names[k] for k in range(len(names))]; for {name: label} pass "
+            "sorted(names, key=names.get)"
+        )
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
+        raise DataError(
+            f"{what}: class_names must be a list of strings (or a tuple; one per label), got "
+            f"{type(class_names).__name__} {class_names!r}"[:300]
+        )
+    return list(class_names)
 
 
 def _key(name: str) -> str:
@@ -155,18 +199,25 @@ class ImageFileSource(LabelledSource):
                 f"{identity}: got {len(self.paths)} image paths but {self.targets.shape[0]} labels; "
                 "expected one label per image"
             )
-        self.class_names = list(class_names)
+        self.class_names = check_class_names(class_names, what=identity)
         self.identity = identity
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path = self.paths[index]
         try:
             with Image.open(path) as image:
-                if image.mode == "P" and "transparency" in image.info:
-                    image = image.convert("RGBA")
-                rgb = image.convert("RGB")
-        except OSError as err:
-            raise DataError(f"{self.identity}: cannot read image {path!r} ({err})") from err
+                image.load()
+                rgb = to_rgb8(image, where=f"image file {path!r}")
+                if rgb is image:
+                    rgb = image.copy()  # the opened image is unusable once its file is closed
+        except DataError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+            raise DataError(
+                f"cannot read image file {path!r} (sample {index} of {self.identity}): "
+                f"{type(err).__name__}: {err}. Expected a readable image; the file is corrupt, "
+                "truncated or not an image. Fix: replace or delete that file"
+            ) from err
         return rgb, int(self.targets[index])
 
 
@@ -206,7 +257,7 @@ class ArraySource(LabelledSource):
                 f"{identity}: got {images.shape[0]} images but {self.targets.shape[0]} labels; "
                 "expected one label per image"
             )
-        self.class_names = list(class_names)
+        self.class_names = check_class_names(class_names, what=identity)
         self.identity = identity
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
@@ -283,9 +334,9 @@ def _register(name: str, classes_per_experience: int | None, description: str):
 
 def _layout_error(
     name: str, root: Path | None, problem: str, layouts: str, *, can_download: bool
-) -> DataError:
+) -> DataRootError:
     hint = " Or pass download=True to let torchvision download it into root." if can_download else ""
-    return DataError(
+    return DataRootError(
         f"{name}: {problem} (root={str(root) if root is not None else None!r}). "
         f"Expected one of these layouts under root:\n{layouts}\nFix: pass root= pointing at the "
         f"folder that holds that layout.{hint}"
@@ -327,19 +378,26 @@ def _folder_split(
     identity: str,
     class_names: Sequence[str],
     dataset: str,
-    require_images: bool,
 ) -> ImageFileSource:
-    """Image files of ``split_dir/<folders[k]>/*`` labelled k."""
+    """Image files of ``split_dir/<folders[k]>/*`` labelled k; every class needs an image.
+
+    Raises:
+        DataError: a class folder holding no image file (naming the class and the folder).
+    """
     paths: list[str] = []
     targets: list[int] = []
     for label, folder in enumerate(folders):
         files = _list_images(split_dir / folder)
         if not files:
-            message = f"{dataset}: class folder {str(split_dir / folder)!r} holds no images " \
-                      f"(extensions read: {', '.join(IMAGE_EXTENSIONS)})"
-            if require_images:
-                raise DataError(message + "; every training class needs at least one image")
-            logger.warning(message)
+            role = "training" if split_dir.name == "train" else "test"
+            raise DataError(
+                f"{dataset}: class {class_names[label]!r} has no {role} images: the folder "
+                f"{str(split_dir / folder)!r} holds no images (extensions read: "
+                f"{', '.join(IMAGE_EXTENSIONS)}). Every class needs at least one training and one "
+                f"test image (a class without {role} images would "
+                f"{'never be learned' if role == 'training' else 'never be evaluated'}). Fix: add "
+                "images to that folder, or remove the class's folder from every split"
+            )
         paths.extend(files)
         targets.extend([label] * len(files))
     return ImageFileSource(paths, targets, class_names, identity=identity)
@@ -354,7 +412,7 @@ def _match_folders(
     missing = [c for c in known if _key(c) not in by_key]
     extra = sorted(set(by_key) - {_key(c) for c in known})
     if missing or extra:
-        raise DataError(
+        raise DataRootError(
             f"{dataset}: class folders in {str(split_dir)!r} do not match the dataset's classes; "
             f"missing: {missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected: "
             f"{[by_key[k] for k in extra[:10]]}. Expected one folder per class named "
@@ -382,7 +440,6 @@ def _named_folder_sources(
                 identity=f"{dataset}|folders|{root}|{split_dir.name}",
                 class_names=names,
                 dataset=dataset,
-                require_images=split_dir.name == "train",
             )
         )
     return out[0], out[1]
@@ -428,9 +485,10 @@ def _cifar(
                 raise _layout_error(dataset, root, f"{what} ({err})", layouts, can_download=True) from err
             names = [readable(c) for c in tv.classes]
             if [_key(c) for c in tv.classes] != [_key(c) for c in known]:
-                raise DataError(
+                raise DataRootError(
                     f"{dataset}: torchvision's class list {tv.classes[:5]}... differs from the "
-                    f"expected {list(known[:5])}...; is root holding the right dataset?"
+                    f"expected {list(known[:5])}...; is root holding the right dataset? Fix: point "
+                    f"root at the {dataset} data"
                 )
             sources.append(
                 ArraySource(tv.data, tv.targets, names,
@@ -506,6 +564,12 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
             raise _layout_error("seq-tinyimagenet", root, f"missing {folder}", _TINY_LAYOUT,
                                 can_download=False)
         files = _list_images(folder)
+        if not files:
+            raise DataError(
+                f"seq-tinyimagenet: class {wnid} ({names[label[wnid]]!r}) has no training images: "
+                f"{str(folder)!r} holds no image files. Every class needs training images. Fix: "
+                "restore that folder from tiny-imagenet-200.zip"
+            )
         paths.extend(files)
         targets.extend([label[wnid]] * len(files))
     train = ImageFileSource(paths, targets, names, identity=f"seq-tinyimagenet|{root}|train")
@@ -525,6 +589,14 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
                 )
             val_paths.append(str(root / "val" / "images" / fields[0]))
             val_targets.append(label[fields[1]])
+    absent = sorted(set(wnids) - {wnids[t] for t in val_targets}, key=label.get)
+    if absent:
+        raise DataError(
+            f"seq-tinyimagenet: {len(absent)} class(es) have no validation (test) images: "
+            f"{annotations} lists no file for {', '.join(f'{w} ({names[label[w]]!r})' for w in absent[:5])}"
+            f"{' ...' if len(absent) > 5 else ''}. Every class needs test images (a class without "
+            "them would be scored on nothing). Fix: restore val/ from tiny-imagenet-200.zip"
+        )
     test = ImageFileSource(val_paths, val_targets, names, identity=f"seq-tinyimagenet|{root}|val")
     return train, test
 
@@ -686,15 +758,23 @@ def _load_image_folder(root: Path | None, *, download: bool):
                             can_download=False)
     test_folders = _class_folders(test_dir)
     if test_folders != folders:
-        raise DataError(
+        raise DataRootError(
             f"image-folder: the class folders of {str(test_dir)!r} differ from those of "
             f"{str(root / 'train')!r}: only in train: {sorted(set(folders) - set(test_folders))[:10]}, "
             f"only in {test_dir.name}: {sorted(set(test_folders) - set(folders))[:10]}. Expected the "
             "same class folders on both sides; add or remove folders so they match"
         )
     names = [readable(f) for f in folders]
+    empty = [f for f, n in zip(folders, names) if not n]
+    if empty:
+        raise DataError(
+            f"image-folder: class folder(s) {empty[:5]} in {str(root / 'train')!r} give an empty "
+            "class name once underscores become spaces; CLIP prompts need a readable name for "
+            "every class. Fix: rename those folders in train/ and "
+            f"{test_dir.name}/ to the class names (e.g. 'golden_retriever')"
+        )
     train = _folder_split(root / "train", folders, identity=f"image-folder|{root}|train",
-                          class_names=names, dataset="image-folder", require_images=True)
+                          class_names=names, dataset="image-folder")
     test = _folder_split(test_dir, folders, identity=f"image-folder|{root}|{test_dir.name}",
-                         class_names=names, dataset="image-folder", require_images=False)
+                         class_names=names, dataset="image-folder")
     return train, test

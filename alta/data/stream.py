@@ -32,6 +32,8 @@ import copy
 import hashlib
 import logging
 import os
+import secrets
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, overload
 
@@ -40,7 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from .datasets import DATASETS, load_sources
+from .datasets import DATASETS, check_class_names, load_sources, readable
 from .transforms import _DATASET_STATS, make_transform
 
 __all__ = ["Experience", "ExperienceDataset", "ScenarioStream"]
@@ -75,12 +77,26 @@ def read_targets(dataset: Dataset, *, what: str = "dataset") -> torch.Tensor:
     Raises:
         DataError: non-integer or negative labels, or ``targets`` of the wrong length.
     """
+    _check_dataset(dataset, what)
     length = len(dataset)  # type: ignore[arg-type]
     targets = getattr(dataset, "targets", None)
     if targets is None:
         logger.info("%s has no .targets attribute; reading labels by loading all %d samples",
                     what, length)
-        targets = [dataset[i][1] for i in range(length)]
+        targets = []
+        for i in range(length):
+            try:
+                sample = dataset[i]
+                if isinstance(sample, (str, bytes)) or len(sample) < 2:
+                    raise TypeError(f"got {type(sample).__name__} of length {len(sample)}")
+                label = sample[1]
+            except (TypeError, ValueError, IndexError, KeyError) as err:
+                raise DataError(
+                    f"{what}: cannot read the label of sample {i} ({type(err).__name__}: {err}); "
+                    "expected dataset[i] to be an (x, y) pair with an integer label y. Fix: give "
+                    "the dataset a .targets list of labels, or make it return (x, y)"
+                ) from err
+            targets.append(label)
     if isinstance(targets, torch.Tensor):
         array = targets.detach().cpu().numpy()
     elif isinstance(targets, np.ndarray):
@@ -111,6 +127,33 @@ def read_targets(dataset: Dataset, *, what: str = "dataset") -> torch.Tensor:
     return result
 
 
+def _check_dataset(dataset: object, what: str) -> None:
+    """Refuse what is not a single map-style dataset (lists of datasets, arrays, iterables)."""
+    if isinstance(dataset, (list, tuple)):
+        inner = {type(item).__name__ for item in dataset[:5]}
+        per_experience = bool(dataset) and all(isinstance(item, Dataset) for item in dataset[:5])
+        fix = (
+            "To build a stream from one dataset per experience, concatenate them "
+            "(torch.utils.data.ConcatDataset) and let ScenarioStream split the classes"
+            if per_experience
+            else "Wrap tensors in torch.utils.data.TensorDataset(images, labels), or write a "
+            "Dataset with a .targets attribute"
+        )
+        raise DataError(
+            f"{what} must be one map-style torch Dataset yielding (x, y) (with .targets ideally), "
+            f"got a {type(dataset).__name__} of {len(dataset)} item{'' if len(dataset) == 1 else 's'} "
+            f"({', '.join(sorted(inner)) or 'empty'}); plain lists cannot be identified in "
+            f"feature-cache keys. {fix}"
+        )
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise DataError(
+            f"{what} must be a map-style dataset (with __len__ and __getitem__, yielding (x, y)), "
+            f"got {type(dataset).__name__}; iterable-style datasets cannot be split into "
+            "experiences. Fix: use a map-style Dataset (e.g. torchvision.datasets.*, "
+            "torch.utils.data.TensorDataset)"
+        )
+
+
 def _tensor_digest(tensor: torch.Tensor) -> str:
     data = tensor.detach().cpu().to(torch.int64).contiguous().numpy().tobytes()
     return hashlib.sha256(data).hexdigest()
@@ -129,7 +172,26 @@ def _source_identity(source: Dataset) -> str:
                 value = os.path.abspath(os.fspath(value))
             parts.append(f"{attr}={value!r}")
     parts.append(f"n={len(source)}")  # type: ignore[arg-type]
+    if getattr(source, "root", None) is None:
+        # Nothing ties an in-memory dataset to its contents: key it to this very object in this
+        # process, so a cache can never hand its entries to another dataset (entries on disk are
+        # then not reused by a later process; give the dataset an ``identity`` string for that).
+        parts.append(f"object={_object_token(source)}")
     return "|".join(parts)
+
+
+_OBJECT_TOKENS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def _object_token(source: Any) -> str:
+    """A random token for this object, for as long as it lives (a new object never inherits it)."""
+    try:
+        token = _OBJECT_TOKENS.get(source)
+        if token is None:
+            token = _OBJECT_TOKENS[source] = secrets.token_hex(16)
+        return token
+    except TypeError:  # not weak-referenceable or not hashable: fall back to this process's id
+        return f"{os.getpid()}-{id(source)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +455,15 @@ def _resolve_order(num_classes: int, class_order: Any, seed: int | None) -> tupl
         )
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ConfigError(f"seed must be an int or None, got {seed!r}")
+            raise ConfigError(
+                f"seed must be an int in [0, 2**64) or None, got {type(seed).__name__} {seed!r}"[:300]
+                + "; pass e.g. seed=1993 to draw a class order, or None for the native order"
+            )
+        if not 0 <= int(seed) < 2**64:
+            raise ConfigError(
+                f"seed must be an int in [0, 2**64) (the range torch.Generator accepts), got "
+                f"{int(seed)}; reduce it, e.g. seed % 2**64"
+            )
         generator = torch.Generator().manual_seed(int(seed))
         return torch.randperm(num_classes, generator=generator).tolist(), f"seed={int(seed)}"
     if class_order is None:
@@ -425,17 +495,13 @@ def _resolve_order(num_classes: int, class_order: Any, seed: int | None) -> tupl
 
 
 def _check_names(class_names: Any) -> list[str]:
-    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
-        raise DataError(
-            f"class_names must be a list of strings (one per label), got "
-            f"{type(class_names).__name__} {class_names!r}"[:300]
-        )
-    names = list(class_names)
-    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not n.strip()]
+    names = check_class_names(class_names, what="ScenarioStream")
+    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not readable(n)]
     if bad:
         raise DataError(
-            f"class names must be non-empty strings (CLIP prompts are built from them); received "
-            f"{bad[:5]} (index, name). Fix: give every label a readable name"
+            f"class names must be non-empty strings (CLIP prompts are built from them, with "
+            f"underscores read as spaces); received {bad[:5]} (index, name). Fix: give every "
+            "label a readable name"
         )
     duplicates = sorted({n for n in names if names.count(n) > 1}) if len(names) < 5000 else []
     if duplicates:
@@ -474,9 +540,14 @@ class ScenarioStream:
 
     Raises:
         ConfigError: counts that do not split the classes evenly (the message lists the valid
-            values), or both ``class_order`` and ``seed``.
+            values), both ``class_order`` and ``seed``, or a seed that is not an int in
+            [0, 2**64).
         DataError: ``class_order`` not a permutation of the labels, fewer class names than labels,
-            empty class names, non-integer labels.
+            ``class_names`` not a list/tuple (a set or dict has no reliable order), names empty
+            once underscores become spaces, non-integer labels, ``train``/``test`` not a single
+            map-style dataset (e.g. a list of datasets), or an experience without training or
+            test samples (it names the experience, its classes and the split). A class without
+            samples inside an experience that has others only logs a warning.
 
     Example:
         >>> stream = ScenarioStream(train, test, names, num_experiences=5)  # doctest: +SKIP
@@ -511,10 +582,10 @@ class ScenarioStream:
                 )
         if C == 0:
             raise DataError("received no class names and no labels; expected a labelled dataset")
-        present = torch.bincount(train_targets, minlength=C)
-        if bool((present == 0).any()):
-            logger.warning("classes %s have no training samples",
-                           torch.nonzero(present == 0).flatten().tolist()[:10])
+        for split, targets in (("training", train_targets), ("test", test_targets)):
+            absent = torch.nonzero(torch.bincount(targets, minlength=C) == 0).flatten().tolist()
+            if absent:
+                logger.warning("classes %s (original ids) have no %s samples", absent[:10], split)
 
         order, order_kind = _resolve_order(C, class_order, seed)
         sizes = _split_sizes(C, num_experiences=num_experiences,
@@ -546,6 +617,28 @@ class ScenarioStream:
         test_exp = class_to_experience[label_map[test_targets]]
         self._train_indices = [torch.nonzero(train_exp == t).flatten() for t in range(len(sizes))]
         self._test_indices = [torch.nonzero(test_exp == t).flatten() for t in range(len(sizes))]
+        self._check_experiences_have_samples()
+
+    def _check_experiences_have_samples(self) -> None:
+        """Refuse an experience without training or test samples (it would learn nothing, or be
+        scored 0% on nothing and pull the metrics down)."""
+        for t in range(len(self._sizes)):
+            for split, indices in (("train", self._train_indices[t]), ("test", self._test_indices[t])):
+                if indices.numel():
+                    continue
+                start = sum(self._sizes[:t])
+                labels = list(range(start, start + self._sizes[t]))
+                classes = ", ".join(
+                    f"{self._names[c]!r} (label {c}, original id {self._order[c]})" for c in labels[:8]
+                ) + (" ..." if len(labels) > 8 else "")
+                raise DataError(
+                    f"experience {t} (0-based, of {len(self._sizes)}; classes {classes}) has no {split} "
+                    f"samples: the {split} dataset holds no sample of any of its classes. Every "
+                    "experience needs training and test samples (an experience without test "
+                    "samples would be scored 0% and distort the metrics). Fix: add "
+                    f"{split} samples of these classes, or remove the classes from the dataset "
+                    "(and class_names) before building the stream"
+                )
 
     # ---- construction from a name ----------------------------------------------------------
 
@@ -583,7 +676,10 @@ class ScenarioStream:
                 benchmark's default split is used (5 x 2, 10 x 10, 10 x 20; ``image-folder``
                 has none and needs one of them).
             classes_per_experience: Classes per experience.
-            initial_classes: Size of the first experience.
+            initial_classes: Size of the first experience. Without ``num_experiences`` and
+                ``classes_per_experience``, the remaining classes use the benchmark's default
+                classes per experience when it divides them (``initial_classes`` = C gives one
+                experience); otherwise a ConfigError lists the valid values.
             class_order: Explicit class order (original ids).
             seed: Seed of a drawn class order.
 
@@ -598,12 +694,9 @@ class ScenarioStream:
         canonical = DATASETS.resolve(name)
         train, test = load_sources(canonical, root=root, download=download)
         if num_experiences is None and classes_per_experience is None:
-            if spec.classes_per_experience is None and initial_classes != len(train.class_names):
-                raise ConfigError(
-                    f"{canonical!r} has no default split: pass num_experiences or "
-                    f"classes_per_experience (the data has {len(train.class_names)} classes)"
-                )
-            classes_per_experience = spec.classes_per_experience
+            classes_per_experience = _default_split(
+                canonical, spec.classes_per_experience, len(train.class_names), initial_classes
+            )
         stats_name = canonical if canonical in _DATASET_STATS else None
         train_tf = _resolve_transform(transform, train=True, resolution=resolution, dataset=stats_name)
         if test_transform is None:
@@ -723,13 +816,13 @@ class ScenarioStream:
         """Map delivered labels (positions in the class order) to the dataset's original ids.
 
         Args:
-            labels: An int, a sequence of ints or a LongTensor.
+            labels: An int, a list/tuple of ints, an integer tensor or an integer NumPy array.
 
         Returns:
-            The same kind of object holding original ids.
+            The same kind of object holding original ids (a list for a list or tuple).
 
         Raises:
-            DataError: a label outside [0, C).
+            DataError: a label outside [0, C), or not an integer (e.g. ``1.5``, a float tensor).
         """
         return self._map(labels, torch.tensor(self._order, dtype=torch.long), "label")
 
@@ -739,7 +832,20 @@ class ScenarioStream:
 
     def _map(self, labels, table: torch.Tensor, what: str):
         C = self.num_classes
+        if isinstance(labels, np.ndarray):
+            if labels.dtype.kind not in "iu":
+                raise DataError(
+                    f"{what}s must be integers, got a NumPy array of dtype {labels.dtype}; "
+                    "expected an int, a sequence of ints or an integer tensor/array"
+                )
+            return self._map(torch.from_numpy(labels.astype(np.int64)), table, what).numpy()
         if isinstance(labels, torch.Tensor):
+            if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+                raise DataError(
+                    f"{what}s must be integers, got a tensor of dtype {labels.dtype}; expected an "
+                    "integer tensor (cast exact values with .long(); fractional labels are not "
+                    "class ids)"
+                )
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
                 raise DataError(f"{what}s must lie in [0, {C}), got range "
                                 f"[{int(labels.min())}, {int(labels.max())}]")
@@ -748,7 +854,12 @@ class ScenarioStream:
             if not 0 <= int(labels) < C:
                 raise DataError(f"{what} must lie in [0, {C}), got {labels}")
             return int(table[int(labels)])
-        return [self._map(int(v), table, what) for v in labels]
+        if isinstance(labels, (list, tuple, range)):
+            return [self._map(v, table, what) for v in labels]
+        raise DataError(
+            f"{what}s must be an int, a list/tuple of ints or an integer tensor/array, got "
+            f"{type(labels).__name__} {labels!r}"[:300] + f"; labels are class ids in [0, {C})"
+        )
 
     def with_transforms(
         self, *, transform: Callable | None = _KEEP, test_transform: Callable | None = _KEEP
@@ -776,6 +887,41 @@ class ScenarioStream:
             f"class_order={self._order_kind}, train={len(self._train_targets)}, "
             f"test={len(self._test_targets)})"
         )
+
+
+def _default_split(
+    name: str, default: int | None, num_classes: int, initial_classes: object
+) -> int | None:
+    """``classes_per_experience`` of ``from_name`` when the caller gave no split.
+
+    Without ``initial_classes`` it is the benchmark's default. With ``initial_classes`` the
+    remaining classes are split with the default size when it divides them; when
+    ``initial_classes`` covers every class the stream has one experience (``None`` here).
+    """
+    C = num_classes
+    if isinstance(initial_classes, bool) or not isinstance(initial_classes, (int, np.integer)):
+        if default is None:
+            raise ConfigError(
+                f"{name!r} has no default split: pass num_experiences or classes_per_experience "
+                f"(the data has {C} classes; valid num_experiences: {_divisors(C)})"
+            )
+        return default  # a bad initial_classes value is reported by the split check
+    rest = C - int(initial_classes)
+    if rest == 0:
+        return None  # initial_classes == C: one experience
+    if rest < 0:
+        return default  # initial_classes > C: reported by the split check
+    if default is not None and rest % default == 0:
+        return default
+    origin = (
+        f"{name!r} has no default split" if default is None
+        else f"the default split of {name!r} ({default} classes per experience, the benchmark's) "
+             f"does not divide the {rest} classes left after initial_classes={int(initial_classes)}"
+    )
+    raise ConfigError(
+        f"{origin}; pass classes_per_experience (valid: {_divisors(rest)}) or num_experiences "
+        f"(valid: {[1 + d for d in _divisors(rest)]}) together with initial_classes"
+    )
 
 
 def _resolve_transform(spec, *, train: bool, resolution: int, dataset: str | None):

@@ -27,12 +27,13 @@ from __future__ import annotations
 import logging
 from typing import Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..registry import Registry
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "dataset_stats",
     "list_transform_presets",
     "make_transform",
+    "to_rgb8",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,10 +74,131 @@ _DATASET_STATS: dict[str, Stats] = {
 _NO_FLIP = frozenset({"seq-cifar100"})
 
 
+# PIL modes holding one channel of more than 8 bits; ``convert("RGB")`` clips them to 0..255.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _declared_bits(image: Image.Image) -> int | None:
+    """Bits per sample of the file an image was read from, when known.
+
+    PNG and PGM/PPM files hold at most 16 bits per sample (PIL reads 16-bit ones as mode ``I``
+    in some versions, and scales a PGM's maxval to 65535); TIFF declares BitsPerSample.
+    """
+    if image.format in ("PNG", "PPM"):
+        return 16
+    tags = getattr(image, "tag_v2", None)
+    try:
+        bits = tags.get(258) if tags is not None else None  # BitsPerSample
+    except Exception:  # pragma: no cover - exotic tag values
+        return None
+    if isinstance(bits, tuple):
+        bits = bits[0] if bits else None
+    return int(bits) if isinstance(bits, int) and bits > 0 else None
+
+
+def _wide_to_l(image: Image.Image, where: str) -> Image.Image:
+    """A one-channel image of more than 8 bits as an 8-bit ``L`` image (see :func:`to_rgb8`)."""
+    mode = image.mode
+    if mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.round(values / 257.0).astype(np.uint8), mode="L")
+    if mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        if values.size == 0:
+            return Image.new("L", image.size)
+        low, high = float(values.min()), float(values.max())
+        bits = _declared_bits(image)
+        if low < 0:
+            raise DataError(
+                f"{where}: 32-bit integer image (PIL mode I) holds negative values (min {low:g}); "
+                "expected unsigned pixel values with a known bit depth. Fix: convert it to an 8- or "
+                "16-bit PNG (e.g. after scaling it to 0..255 or 0..65535)"
+            )
+        if bits is None or bits > 16:
+            # No usable declared depth: infer it from the values.
+            if high <= 255:
+                bits = 8
+            elif high <= 65535:
+                bits = 16
+            else:
+                raise DataError(
+                    f"{where}: 32-bit integer image (PIL mode I) with values up to {high:g} has no "
+                    "8- or 16-bit range alta could map to 0..255. Fix: convert it to an 8- or 16-bit "
+                    "PNG (e.g. after scaling it to 0..255 or 0..65535)"
+                )
+        scale = 255.0 / (2**bits - 1)
+        return Image.fromarray(np.round(np.clip(values, 0, 2**bits - 1) * scale).astype(np.uint8), mode="L")
+    # mode F: 32-bit float
+    values = np.asarray(image, dtype=np.float64)
+    if values.size and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise DataError(
+            f"{where}: float image (PIL mode F) holds {bad} NaN/inf pixels; expected finite values. "
+            "Fix: replace them (e.g. numpy.nan_to_num) and save the image again"
+        )
+    if values.size == 0:
+        return Image.new("L", image.size)
+    low, high = float(values.min()), float(values.max())
+    if low >= 0.0 and high <= 1.0:
+        scaled = values * 255.0
+    elif high > low:
+        scaled = (values - low) * (255.0 / (high - low))
+    else:
+        scaled = np.zeros_like(values)
+    return Image.fromarray(np.round(np.clip(scaled, 0, 255)).astype(np.uint8), mode="L")
+
+
+def to_rgb8(image: Image.Image, *, where: str = "image") -> Image.Image:
+    """Any PIL image as an 8-bit ``RGB`` image, rescaling high-bit-depth single-channel images.
+
+    PIL's ``convert("RGB")`` clips values above 255, so a 16-bit image would come out nearly
+    black and white. The rule for one-channel images of more than 8 bits:
+
+    - ``I;16`` (16-bit PNG/TIFF/PGM): ``round(v / 257)``, mapping 0..65535 onto 0..255 exactly.
+    - ``I`` (32-bit int): b = 16 for images read from PNG or PGM/PPM files, the declared
+      BitsPerSample of a TIFF when it is at most 16; otherwise (32-bit TIFFs, images built in
+      memory) b = 8 if every value is <= 255, else 16 if every value is <= 65535; then
+      ``round(v * 255 / (2**b - 1))``. Negative values, and values above 65535 in a 32-bit
+      image, are refused.
+    - ``F`` (32-bit float): values all in [0, 1] are read as intensities, ``round(v * 255)``;
+      otherwise the image is min-max scaled, ``round((v - min) * 255 / (max - min))`` per image
+      (a constant image becomes 0). NaN/inf are refused.
+
+    The gray value is then repeated over the three channels. Palette images with transparency go
+    through ``RGBA`` (as PIL recommends); every other mode uses ``convert("RGB")``.
+
+    Args:
+        image: A PIL image of any mode.
+        where: What to name in error messages (e.g. the file path).
+
+    Returns:
+        An ``RGB`` image (``image`` itself when it already is one).
+
+    Raises:
+        DataError: an image the rule above refuses, or a mode PIL cannot convert to RGB.
+    """
+    if image.mode == "RGB":
+        return image
+    try:
+        if image.mode in _WIDE_MODES:
+            return _wide_to_l(image, where).convert("RGB")
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")  # avoids PIL's palette-transparency warning
+        return image.convert("RGB")
+    except ValueError as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(
+            f"{where}: cannot convert a PIL image of mode {image.mode!r} to RGB ({err}); expected "
+            "an RGB, grayscale, palette or 16-bit image. Fix: save it as an 8-bit RGB PNG or JPEG"
+        ) from err
+
+
 class ConvertRGB:
     """Convert a PIL image (any mode) or a 1-channel image tensor to 3-channel RGB.
 
-    A class rather than a lambda so that it pickles and has a stable ``repr``.
+    PIL images go through :func:`to_rgb8`, so 16-bit and float images are rescaled to 8 bits
+    rather than clipped. A class rather than a lambda so that it pickles and has a stable ``repr``.
 
     Shape:
         Tensor input: (1, H, W) -> (3, H, W); (3, H, W) is returned unchanged.
@@ -83,11 +206,7 @@ class ConvertRGB:
 
     def __call__(self, image):
         if isinstance(image, Image.Image):
-            if image.mode == "RGB":
-                return image
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")  # avoids PIL's palette-transparency warning
-            return image.convert("RGB")
+            return to_rgb8(image)
         if isinstance(image, torch.Tensor) and image.dim() >= 3 and image.shape[-3] == 1:
             return image.expand(*image.shape[:-3], 3, *image.shape[-2:]).clone()
         return image
