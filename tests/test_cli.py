@@ -5,9 +5,12 @@ no traceback)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,11 @@ from alta.cli.config import (
     apply_overrides,
     list_configs,
     load_config,
+    load_run_config,
     parse_override,
 )
 from alta.cli.experiment import run_experiment
+from alta.cli.rundir import claim_run_dir
 from alta.errors import ConfigError
 
 # A few images per class and one epoch: each digits run takes seconds on a CPU.
@@ -300,6 +305,18 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "run", "--resume", str(split), "--no-progress")
     assert code == 0 and "class-IL *" in out
 
+    # a damaged summary.json is reported, not overwritten; without it the checkpoint rebuilds it
+    (split / "summary.json").write_text("[1, 2]")
+    code, _, err = run_cli(capsys, "run", "--resume", str(split), "--no-progress")
+    assert code == 1 and "summary.json is damaged" in err and "checkpoint" in err
+    assert (split / "summary.json").read_text() == "[1, 2]"
+    (split / "summary.json").unlink()
+    code, out, err = run_cli(capsys, "run", "--resume", str(split), "--no-progress", "--no-plots", "--threads", "1")
+    assert code == 0 and "class-IL *" in out, err
+    rebuilt = json.loads((split / "summary.json").read_text())
+    assert rebuilt["accuracy_matrix"] == resumed["accuracy_matrix"]
+    assert (split / "metrics.jsonl").read_text() == (tmp_path / "full" / "metrics.jsonl").read_text()
+
 
 def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, capsys):
     run_dir = tmp_path / "run"
@@ -436,3 +453,248 @@ def test_cifar10_config_runs_on_real_images(cifar10_root, tmp_path, capsys):
     assert summary["backbone"]["input_resolution"] == 32  # the stream follows the backbone's resolution
     assert summary["class_names"][:2] == ["airplane", "automobile"]
     assert summary["num_train"] == 80 and summary["num_test"] == 80
+
+
+# ---------------------------------------------------------------------------------------- hardening
+
+
+def _no_backbone(monkeypatch):
+    """Fail the test if a run gets as far as loading a backbone."""
+    import alta.cli.experiment as experiment
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the backbone was loaded before the error was found")
+
+    monkeypatch.setattr(experiment, "load_backbone", refuse)
+
+
+def test_claiming_a_run_folder_is_exclusive(tmp_path):
+    config = load_config("default")
+    folder = tmp_path / "run"
+    first = claim_run_dir(folder, config)
+    assert (folder / "config.yaml").is_file() and first.held
+    with pytest.raises(ConfigError, match="in use by another `alta run`"):  # a second process, same folder
+        claim_run_dir(folder, config)
+    with pytest.raises(ConfigError, match="another alta process is running this run"):
+        claim_run_dir(folder, config, resume=True)
+    first.release()
+    with pytest.raises(ConfigError, match="already holds a run.*--resume"):
+        claim_run_dir(folder, config)
+    with claim_run_dir(folder, config, resume=True) as resumed:  # free again: resume claims it
+        assert resumed.held
+    assert not resumed.held
+
+    # default names: a taken name gives the next free one
+    with claim_run_dir(folder, config, next_free=True) as second, \
+            claim_run_dir(folder, config, next_free=True) as third:
+        assert (second.path.name, third.path.name) == ("run-2", "run-3")
+
+    # many claims at the same instant: exactly one wins each folder
+    for attempt in range(10):
+        target, barrier, outcomes = tmp_path / f"race{attempt}", threading.Barrier(4), []
+
+        def claim():
+            barrier.wait()
+            try:
+                outcomes.append(claim_run_dir(target, config))
+            except ConfigError as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [o for o in outcomes if not isinstance(o, Exception)]
+        assert len(winners) == 1 and len(outcomes) == 4
+        winners[0].release()
+
+
+def test_failed_start_gives_the_folder_back(tmp_path):
+    config = load_config("default")
+    mine = tmp_path / "new" / "run"
+    with pytest.raises(RuntimeError):
+        with claim_run_dir(mine, config):
+            raise RuntimeError("the backbone could not be loaded")
+    assert not (tmp_path / "new").exists()  # the folders it created are gone
+    shared = tmp_path / "cell"  # a folder made by a caller (e.g. the benchmark) holding its own files
+    shared.mkdir()
+    (shared / "bench-log.txt").write_text("log")
+    with pytest.raises(ConfigError):
+        run_experiment(apply_overrides(config, {"model.visual": "nope"}), output_dir=shared)
+    claimed = claim_run_dir(shared, config)
+    with pytest.raises(KeyboardInterrupt):
+        with claimed:
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in shared.iterdir()) == ["bench-log.txt"]
+
+
+def test_kill_leaves_no_stale_lock(tmp_path, capsys):
+    """A run killed with SIGKILL leaves no lock behind: its folder can be resumed at once (while
+    the process lives, it cannot)."""
+    pytest.importorskip("fcntl")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(quick_config(**{"data.num_experiences": 2}).to_yaml())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)", str(folder)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match="another alta process"):
+            claim_run_dir(folder, load_config("default"), resume=True)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with claim_run_dir(folder, load_config("default"), resume=True) as claimed:
+        assert claimed.held
+
+
+def test_concurrent_cli_runs_never_share_a_folder(tmp_path, capsys, monkeypatch):
+    import alta.cli.experiment as experiment
+
+    ran = []
+
+    def fake_run(config, *, output_dir, resume, **kwargs):  # records where the run would write
+        assert output_dir.held
+        ran.append(output_dir.path)
+        output_dir.mark_started()
+        return {"complete": False, "experiences_done": 1, "num_experiences": 5, "output_dir": str(output_dir.path)}
+
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    config = load_config("default")
+    # an explicit --output-dir in use by another run: refused, nothing of that run touched
+    busy = tmp_path / "busy"
+    with claim_run_dir(busy, config):
+        (busy / "metrics.jsonl").write_text("other run\n")
+        code, _, err = run_cli(capsys, "run", "--output-dir", str(busy))
+        assert code == 2 and "in use by another `alta run`" in err and "--output-dir" in err
+    assert (busy / "metrics.jsonl").read_text() == "other run\n" and not ran
+    # the default name taken by a run started in the same second: the next free name
+    fixed = tmp_path / "runs" / "default-alta-20250101-120000"
+    monkeypatch.setattr(experiment, "default_output_dir", lambda config, **kwargs: fixed)
+    with claim_run_dir(fixed, config):
+        code, out, err = run_cli(capsys, "run")
+    assert code == 0, err
+    assert ran == [fixed.with_name(fixed.name + "-2")] and f"--resume {ran[0]}" in out
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--set", "model.template=a {} of {x}"], ["model.template", "exactly one '{}'"]),
+        (["--set", "model.template=a {} {"], ["model.template", "Single '{'"]),
+        (["--set", "model.template=a photo }"], ["model.template", "Single '}'"]),
+        (["--set", "model.template=a {} {}"], ["model.template", "exactly one '{}'"]),
+        (["--seed", "18446744073709551616"], ["--seed", "[0, 2**63)"]),
+        (["--set", "seed=18446744073709551616"], ["'seed'", "[0, 2**63)"]),
+        (["--set", "model.backbone_seed=99999999999999999999"], ["model.backbone_seed", "[0, 2**63)"]),
+        (["--set", "device=mps"], ["'device'", "'mps'", "cuda:N"]),
+        (["--device", "cuda:x"], ["'device'", "cuda:N"]),
+        (["--set", "eval.batch_size=99999999999999999999"], ["eval.batch_size", "1_000_000"]),
+        (["--batch-size", "1000001"], ["train.batch_size", "1_000_000"]),
+        (["--set", "model.replay_batch_size=10000000"], ["model.replay_batch_size", "1_000_000"]),
+        (["--num-workers", "100000"], ["data.num_workers", "[0, 64]"]),
+        (["--set", "buffer.size=99999999999999999999"], ["buffer.size", "10_000_000"]),
+        (["--train-cache", "views:99999999999999999999"], ["views", "[1, 1000]"]),
+        (["--set", "name=../../etc/x"], ["'name'", "path separator", "letters, digits"]),
+        (["--set", "name=a b"], ["'name'", "' '"]),
+        (["--method", "ALTA"], ["unknown method 'ALTA'", "did you mean 'alta'"]),
+        (["--dataset", "Digits"], ["did you mean 'digits'"]),
+        (["--visual", "rn50"], ["did you mean 'RN50'"]),
+        (["--head", "seen", "--set", "model.head=SEEN"], ["did you mean 'seen'"]),
+        (["--set", "trian.epochs=1"], ["unknown config key 'trian.epochs'", "did you mean 'train.epochs'"]),
+        (["--set", "epochs=1"], ["did you mean 'train.epochs'"]),
+        (["--set", "Train.Batch_Size=4"], ["did you mean 'train.batch_size'"]),
+    ],
+)
+def test_bad_values_are_clean_config_errors(argv, expected, tmp_path, capsys, monkeypatch):
+    _no_backbone(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # a name escaping runs/ would land under tmp_path
+    code, out, err = run_cli(capsys, "run", *argv)
+    assert code == 2, err
+    assert err.count("alta: error:") == 1
+    for text in expected:
+        assert text in err, (text, err)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even runs/
+
+
+def test_bad_config_files_are_refused(tmp_path, capsys):
+    cases = {
+        "empty.yaml": ("", ["is empty", "leave out --config"]),
+        "comments.yaml": ("# only a comment\n\n# and another\n", ["is empty"]),
+        "twice.yaml": ("train:\n  epochs: 1\nseed: 3\ntrain:\n  batch_size: 8\n",
+                       ["key 'train' is given twice", "lines 1 and 4", "merge"]),
+        "nested.yaml": ("train:\n  epochs: 1\n  epochs: 2\n", ["key 'train.epochs' is given twice", "lines 2 and 3"]),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        for part in expected:
+            assert part in str(info.value), (name, str(info.value))
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes("train:\n  epochs: 3 # r\xe9sum\xe9\n".encode("latin-1"))
+    code, _, err = run_cli(capsys, "run", "--config", str(binary), "--output-dir", str(tmp_path / "out"))
+    assert code == 2 and "not UTF-8" in err and "0xe9" in err
+    code, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "twice.yaml"), "--output-dir",
+                           str(tmp_path / "out"))
+    assert code == 2 and "given twice" in err
+    assert not (tmp_path / "out").exists()
+    # anchors and merge keys are still fine; a file name that is no valid run name is made one
+    path = tmp_path / "my config (2).yaml"
+    path.write_text("base: &b {epochs: 2}\n".replace("base", "train") + "eval:\n  every: 1\n")
+    config = load_config(path)
+    assert config.name == "my_config_2_" and config.train.epochs == 2
+    # a run folder's config.yaml with a name older alta versions accepted stays resumable
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config.to_yaml().replace("name: my_config_2_", "name: my config (2)"))
+    with pytest.raises(ConfigError, match="'name'"):
+        load_config(saved)
+    assert load_run_config(saved).name == "my_config_2_"
+    assert load_run_config(saved).fingerprint() == config.fingerprint()
+
+
+def test_bad_output_folder_is_found_before_loading_anything(tmp_path, capsys, monkeypatch):
+    _no_backbone(monkeypatch)
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    code, _, err = run_cli(capsys, "run", "--output-dir", str(a_file))
+    assert code == 2 and "is an existing file" in err and "expected a new or empty folder" in err
+    code, _, err = run_cli(capsys, "run", "--output-dir", str(a_file / "run"))
+    assert code == 2 and "is a file, not a folder" in err and "--output-dir" in err
+    code, _, err = run_cli(capsys, "run", "--resume", str(a_file))
+    assert code == 2 and "is a file" in err
+    assert a_file.read_text() == "not a folder"
+    code, _, err = run_cli(capsys, "run", "--output-dir", str(tmp_path / "a\x00b"))
+    assert code == 2 and "NUL" in err
+    code, _, err = run_cli(capsys, "run", "--output-dir", str(tmp_path / "new" / ("x" * 300) / "run"))
+    assert code == 2 and "cannot use the output folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.txt"]
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        code, _, err = run_cli(capsys, "run", "--output-dir", str(locked / "run"))
+        assert code == 2 and "not writable" in err
+
+
+def test_damaged_summary_of_a_finished_run(tmp_path, capsys, monkeypatch):
+    _no_backbone(monkeypatch)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(load_config("default").to_yaml())
+    for text in ("{not json", "[1, 2]", '{"complete": true}', ""):
+        (folder / "summary.json").write_text(text)
+        code, _, err = run_cli(capsys, "run", "--resume", str(folder), "--no-progress")
+        assert code == 1 and "summary.json is damaged" in err and "start a new run" in err, err
+        assert (folder / "summary.json").read_text() == text  # left as it was
+
+
+def test_data_hint_only_for_data_root_errors(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", *QUICK, "--set", "data.class_order=[0, 0, 1]",
+                           "--output-dir", str(tmp_path / "out"))
+    assert code == 2 and "data.class_order" in err and "permutation" in err
+    assert "--data-root" not in err and "--download" not in err
+    assert not (tmp_path / "out").exists()

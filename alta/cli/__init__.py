@@ -101,6 +101,16 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63) (a seed), got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``alta`` argument parser (subcommands ``run`` and ``list``)."""
     parser = _Parser(
@@ -132,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "random-weight tiny-vit (the offline demo's) / tiny-rn, or a local CLIP checkpoint file")
     what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=_nonnegative_int, metavar="N",
                       help="memory buffer capacity (default 200; 0 = no replay)")
-    what.add_argument("--seed", type=_nonnegative_int, metavar="N", help="run seed (default 42)")
+    what.add_argument("--seed", type=_seed, metavar="N", help="run seed (default 42)")
 
     data = run.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME", help="stream name (`alta list datasets`); overrides the config's")
@@ -229,7 +239,7 @@ def resolve_run_config(args: argparse.Namespace):
         ConfigError: unknown config, invalid values, flags that contradict a resumed run.
     """
     from ..errors import ConfigError
-    from .config import DEFAULT_CONFIG, apply_overrides, load_config
+    from .config import DEFAULT_CONFIG, apply_overrides, load_config, load_run_config
     from .experiment import config_differences, default_output_dir
 
     overrides = _overrides(args)
@@ -239,10 +249,13 @@ def resolve_run_config(args: argparse.Namespace):
             raise ConfigError(f"--resume {run_dir} continues the run in that folder; drop --output-dir "
                               f"{args.output_dir} (or use it without --resume for a new run)")
         saved_path = run_dir / "config.yaml"
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"--resume {run_dir} is a file; expected the folder of an earlier `alta run` (the one "
+                              f"holding its config.yaml)")
         if not saved_path.is_file():
             raise ConfigError(f"--resume {run_dir}: no config.yaml there, so it is not the folder of an `alta run` "
                               f"(or the run never got past its start); start a new run instead")
-        saved = load_config(saved_path)
+        saved = load_run_config(saved_path)
         base = load_config(args.config) if args.config else saved
         candidate = apply_overrides(base, _reference_dirs(args, base, overrides))
         diff = config_differences(saved, candidate)
@@ -258,7 +271,8 @@ def resolve_run_config(args: argparse.Namespace):
         return dataclasses.replace(candidate, name=saved.name), run_dir, True
     config = load_config(args.config or DEFAULT_CONFIG)
     config = apply_overrides(config, _reference_dirs(args, config, overrides))
-    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config)
+    # the default name is claimed atomically when the run starts (the next free -2, -3, ... if taken)
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config, unique=False)
     return config, output_dir, False
 
 
@@ -305,6 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from .experiment import run_experiment
     from .report import format_table
+    from .rundir import claim_run_dir
 
     config, output_dir, resume = resolve_run_config(args)
     threads = args.threads
@@ -317,17 +332,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    # Claim the folder before anything slow (a file or an unwritable place is refused at once; of two
+    # runs started on one folder exactly one gets it); a run that fails before its first result gives
+    # it back.
+    run_dir = claim_run_dir(output_dir, config, resume=resume, next_free=not resume and not args.output_dir)
+    output_dir = run_dir.path
     try:
-        summary = run_experiment(config, output_dir=output_dir, resume=resume, progress=progress, plots=args.plots,
-                                 stop_after=args.stop_after)
+        with run_dir:
+            summary = run_experiment(config, output_dir=run_dir, resume=resume, progress=progress, plots=args.plots,
+                                     stop_after=args.stop_after)
     except KeyboardInterrupt:
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file():
             print(f"\nalta: interrupted. The last complete checkpoint is {checkpoint}; continue with:\n"
                   f"  alta run --resume {output_dir}", file=sys.stderr)
-        else:
+        elif (output_dir / "config.yaml").is_file():
             print(f"\nalta: interrupted before the first experience ended: no checkpoint yet. "
                   f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
+        else:
+            print("\nalta: interrupted before the run started; nothing was written.", file=sys.stderr)
         return 130
     if not summary.get("complete"):
         print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
@@ -420,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
 
-    from ..errors import AltaError, ConfigError, DataError
+    from ..errors import AltaError, ConfigError
 
     log = logging.getLogger("alta")
     handler = _Handler()
@@ -440,10 +463,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alta: error: {exc}", file=sys.stderr)
         return 2
     except AltaError as exc:
-        print(f"alta: error: {exc}{_DATA_HINT if isinstance(exc, DataError) else ''}", file=sys.stderr)
+        from ..data import DataRootError
+
+        print(f"alta: error: {exc}{_DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"alta: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("alta: error: out of memory; use a smaller --batch-size, eval.batch_size or buffer.size (--set KEY=N), "
+              "a smaller backbone, or fewer --num-workers", file=sys.stderr)
         return 1
     finally:
         log.removeHandler(handler)

@@ -36,6 +36,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import string
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -65,6 +67,7 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "parse_override",
+    "load_run_config",
     "list_configs",
     "config_description",
     "translate_reference_config",
@@ -89,17 +92,139 @@ OPERATIONAL_KEYS = (
 )
 
 
+# Upper bounds of sizes: far above any real run, low enough that an absurd value (a typo, an
+# extra digit) is refused at once instead of overflowing, exhausting memory or hanging.
+INT_MAX = 2**63 - 1  # every integer key: torch and NumPy take 64-bit signed integers
+SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed
+MAX_BATCH_SIZE = 1_000_000
+MAX_NUM_WORKERS = 64
+MAX_BUFFER_SIZE = 10_000_000
+MAX_CACHE_VIEWS = 1000
+MAX_NAME_LENGTH = 128
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,5}")
+
+
 # --------------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------------
 
 
-def _int(value: Any, key: str, *, low: int | None = None, optional: bool = False) -> None:
+def _int(value: Any, key: str, *, low: int | None = None, high: int = INT_MAX, optional: bool = False,
+         why: str = "") -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        need = f"an integer >= {low}" if low is not None else "an integer"
-        raise ConfigError(f"config key {key!r} must be {need}{' or null' if optional else ''}, got {value!r}")
+    ok = not isinstance(value, bool) and isinstance(value, int)
+    if ok and ((low is not None and value < low) or value > high):
+        ok = False
+    if not ok:
+        if high == INT_MAX:
+            need = f"an integer >= {low}" if low is not None else "an integer"
+            if isinstance(value, int) and not isinstance(value, bool) and value > high:
+                need += " below 2**63"
+        else:
+            need = f"an integer in [{low if low is not None else '-inf'}, {high:_}]"
+        raise ConfigError(f"config key {key!r} must be {need}{' or null' if optional else ''}, got {value!r}"
+                          f"{'; ' + why if why else ''}")
+
+
+def _seed(value: Any, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"config key {key!r} must be an integer in [0, 2**63) (a seed), got {value!r}; "
+                          f"e.g. {key}: 42")
+
+
+def _case_hint(value: Any, candidates) -> str | None:
+    """The candidate equal to ``value`` up to case (``'ALTA'`` -> ``'alta'``), or the closest one
+    compared without case."""
+    if not isinstance(value, str):
+        return None
+    lowered: dict[str, str] = {}
+    for candidate in candidates:
+        lowered.setdefault(candidate.lower(), candidate)
+    if value.lower() in lowered:
+        return lowered[value.lower()]
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[close[0]] if close else None
+
+
+def _resolve(registry, value: Any, key: str) -> str:
+    """``registry.resolve(value)``, with a case-insensitive suggestion when the name is unknown
+    (``'ALTA'`` -> ``'alta'``)."""
+    try:
+        return registry.resolve(value)
+    except ConfigError as exc:
+        message = str(exc)
+        if not isinstance(value, str):
+            raise
+        exact = None
+        for candidate in (value.lower(), value.upper()):
+            if candidate in registry:
+                exact = candidate
+                break
+        match = exact if exact is not None else None if "did you mean" in message else _case_hint(
+            value, registry.names())
+        if match is None:
+            raise
+        hint = f"; did you mean {match!r}?{' (names are case-sensitive)' if exact is not None else ''}"
+        if "did you mean" in message:
+            message = re.sub(r"; did you mean .*?\?", lambda _: hint, message, count=1)
+        elif ". Valid " in message:
+            message = message.replace(". Valid ", f"{hint} Valid ", 1)
+        else:
+            message = f"{message.rstrip()} ({key}{hint})"
+        raise ConfigError(message) from None
+
+
+def _check_template(template: Any) -> None:
+    """``model.template`` must format with one class name: exactly one ``{}`` and no other
+    braces (``{{``/``}}`` stand for literal braces)."""
+    fix = ("expected a prompt with exactly one '{}' where the class name goes, e.g. 'a photo of a {}' "
+           "(write '{{' and '}}' for literal braces)")
+    if not isinstance(template, str):
+        raise ConfigError(f"config key 'model.template' must be a string, got {template!r}; {fix}")
+    try:
+        fields_ = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                   if name is not None]
+        template.format("x")
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"config key 'model.template' is {template!r}, which cannot be formatted "
+                          f"({type(exc).__name__}: {exc}); {fix}") from None
+    if fields_ != [("", "", None)]:
+        found = ", ".join("{" + n + (f"!{c}" if c else "") + (f":{s}" if s else "") + "}" for n, s, c in fields_)
+        raise ConfigError(f"config key 'model.template' is {template!r}, with the placeholders "
+                          f"[{found or 'none'}]; {fix}")
+
+
+def check_run_name(name: Any) -> None:
+    """A run name becomes part of a folder name (``runs/<name>-<method>-<time>``): letters,
+    digits, ``-``, ``_`` and ``.`` only, no ``..``, at most :data:`MAX_NAME_LENGTH` characters.
+
+    Raises:
+        ConfigError: any other name.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"config key 'name' must be a non-empty string, got {name!r}; e.g. --set name=my_run")
+    if len(name) > MAX_NAME_LENGTH:
+        why = f"it has {len(name)} characters"
+    elif "/" in name or "\\" in name or ".." in name:
+        why = "it holds a path separator or '..'"
+    elif not _NAME_PATTERN.fullmatch(name):
+        why = f"it holds {sorted(set(re.sub(r'[A-Za-z0-9._-]', '', name)))[0]!r}"
+    else:
+        return
+    raise ConfigError(
+        f"config key 'name' is {name!r} but {why}: a run name may only hold letters, digits, '-', '_' and '.' "
+        f"(no '..', at most {MAX_NAME_LENGTH} characters) because it becomes part of the output folder "
+        f"runs/<name>-<method>-<time>; e.g. --set name=my_run (--output-dir chooses the folder itself)"
+    )
+
+
+def _safe_name(stem: str) -> str:
+    """A valid run name made from a file name (other characters become ``_``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
+    name = re.sub(r"\.{2,}", ".", name)[:MAX_NAME_LENGTH]
+    return name or "run"
 
 
 def _number(value: Any, key: str, *, positive: bool = False, nonnegative: bool = False) -> None:
@@ -116,7 +241,8 @@ def _number(value: Any, key: str, *, positive: bool = False, nonnegative: bool =
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        match = close[0] if close else _case_hint(value, choices)
+        hint = f"; did you mean {match!r}?" if match else "."
         raise ConfigError(f"config key {key!r} is {value!r}{hint} Valid values: {', '.join(choices)}")
 
 
@@ -165,13 +291,14 @@ class DataConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        _canonical(self, "dataset", DATASETS.resolve(self.dataset))
-        _canonical(self, "transform", TRANSFORM_PRESETS.resolve(self.transform))
+        _canonical(self, "dataset", _resolve(DATASETS, self.dataset, "data.dataset"))
+        _canonical(self, "transform", _resolve(TRANSFORM_PRESETS, self.transform, "data.transform"))
         if self.test_transform is not None:
-            _canonical(self, "test_transform", TRANSFORM_PRESETS.resolve(self.test_transform))
+            _canonical(self, "test_transform", _resolve(TRANSFORM_PRESETS, self.test_transform, "data.test_transform"))
         for key in ("num_experiences", "classes_per_experience", "max_train_per_class", "max_test_per_class"):
             _int(getattr(self, key), f"data.{key}", low=1, optional=True)
-        _int(self.num_workers, "data.num_workers", low=0)
+        _int(self.num_workers, "data.num_workers", low=0, high=MAX_NUM_WORKERS,
+             why="DataLoader worker processes; a few per CPU core at most (0 loads in the main process)")
         if self.class_order is not None:
             _canonical(self, "class_order", tuple(self.class_order))
 
@@ -220,19 +347,19 @@ class ModelConfig:
     download_weights: bool = True
 
     def __post_init__(self) -> None:
-        _canonical(self, "method", METHODS.resolve(self.method))
+        _canonical(self, "method", _resolve(METHODS, self.method, "model.method"))
         if not isinstance(self.visual, str) or not self.visual:
             raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
         _choice(self.head, "model.head", HEADS)
         _number(self.alpha, "model.alpha", nonnegative=True)
         _number(self.beta, "model.beta", nonnegative=True)
-        _int(self.replay_batch_size, "model.replay_batch_size", low=1)
+        _int(self.replay_batch_size, "model.replay_batch_size", low=1, high=MAX_BATCH_SIZE,
+             why="buffer items drawn per training step (default 32)")
         _int(self.adapter_reduction, "model.adapter_reduction", low=1)
-        _int(self.backbone_seed, "model.backbone_seed")
+        _seed(self.backbone_seed, "model.backbone_seed")
         _choice(self.precision, "model.precision", ("auto", "fp32", "fp16", "bf16"))
         _choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
-        if self.template.count("{}") != 1:
-            raise ConfigError(f"config key 'model.template' needs exactly one '{{}}' for the class name, got {self.template!r}")
+        _check_template(self.template)
 
 
 @dataclass(frozen=True)
@@ -252,8 +379,9 @@ class BufferConfig:
     def __post_init__(self) -> None:
         from ..buffer import BUFFER_POLICIES
 
-        _int(self.size, "buffer.size", low=0)
-        _canonical(self, "policy", BUFFER_POLICIES.resolve(self.policy))
+        _int(self.size, "buffer.size", low=0, high=MAX_BUFFER_SIZE,
+             why="stored items (the paper uses 200 to 5120; 0 turns replay off)")
+        _canonical(self, "policy", _resolve(BUFFER_POLICIES, self.policy, "buffer.policy"))
 
     @property
     def enabled(self) -> bool:
@@ -320,15 +448,21 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _int(self.epochs, "train.epochs", low=1)
-        _int(self.batch_size, "train.batch_size", low=1)
+        _int(self.batch_size, "train.batch_size", low=1, high=MAX_BATCH_SIZE,
+             why="images per training step (the paper uses 32)")
         _choice(self.schedule, "train.schedule", AlternatingSchedule.MODES)
         _int(self.schedule_period, "train.schedule_period", low=1)
         _choice(self.schedule_unit, "train.schedule_unit", AlternatingSchedule.UNITS)
         _choice(self.schedule_start, "train.schedule_start", BRANCHES)
         try:
-            parse_cache_mode(self.train_cache)
+            kind, views = parse_cache_mode(self.train_cache)
         except ConfigError as exc:
             raise ConfigError(f"config key 'train.train_cache': {exc}") from None
+        if kind == "views" and views > MAX_CACHE_VIEWS:
+            raise ConfigError(
+                f"config key 'train.train_cache' is {self.train_cache!r}: K views of every training image are "
+                f"encoded up front, so K must be in [1, {MAX_CACHE_VIEWS}] (e.g. 'views:4')"
+            )
 
 
 @dataclass(frozen=True)
@@ -352,7 +486,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _int(self.every, "eval.every", low=0)
-        _int(self.batch_size, "eval.batch_size", low=1)
+        _int(self.batch_size, "eval.batch_size", low=1, high=MAX_BATCH_SIZE,
+             why="test images per forward pass (default 256; it does not change results)")
         _choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 
@@ -382,14 +517,14 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"config key 'name' must be a non-empty string, got {self.name!r}")
-        _int(self.seed, "seed", low=0)
+        check_run_name(self.name)
+        _seed(self.seed, "seed")
         device = self.device
-        if not isinstance(device, str) or not (
-            device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())
-        ):
-            raise ConfigError(f"config key 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):
+            raise ConfigError(
+                f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
+                f"got {device!r}; alta runs on the CPU or on CUDA GPUs, e.g. --device cpu"
+            )
         spec = METHODS.get(self.model.method)
         if self.train.schedule == "alternate" and spec.branches != frozenset(BRANCHES):
             only = ", ".join(sorted(spec.branches)) or "no"
@@ -512,9 +647,44 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})")
 
 
+def _all_keys() -> list[str]:
+    """Every configuration key, dotted (``seed``, ``train.epochs``, ...)."""
+    keys = []
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        keys += [f"{name}.{f.name}" for f in fields(hint)] if is_dataclass(hint) else [name]
+    return keys
+
+
+def _suggest_keys(key: str, where: str, valid: list[str]) -> list[str]:
+    """The keys a misspelt ``where + key`` probably meant: in its own section first (exact up to
+    case, then close), then among every dotted key: the same key up to case (``Train.Epochs``),
+    the same last part (``trian.epochs`` or a bare ``epochs`` -> ``train.epochs``), a misspelt
+    section, a close match."""
+    match = _case_hint(key, valid)
+    if match is not None:
+        return [where + match]
+    full = where + key
+    everything = _all_keys()
+    lowered = {k.lower(): k for k in everything}
+    if full.lower() in lowered:
+        return [lowered[full.lower()]]
+    leaf = full.rpartition(".")[2].lower()
+    same_leaf = [k for k in everything if k.rpartition(".")[2].lower() == leaf]
+    if same_leaf:
+        return same_leaf[:3]
+    head, dot, rest = full.partition(".")
+    section = _case_hint(head, [f.name for f in fields(RunConfig)]) if dot else None
+    if section is not None:
+        hint = typing.get_type_hints(RunConfig)[section]
+        inner = _case_hint(rest, [f.name for f in fields(hint)]) if is_dataclass(hint) else None
+        return [f"{section}.{inner or rest}"]
+    match = _case_hint(full, everything)
+    return [match] if match is not None else []
+
+
 def _unknown_key(key: str, where: str, valid: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"; did you mean {where + close[0]!r}?" if close else ""
+    close = _suggest_keys(str(key), where, valid)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     section = f"section {where[:-1]!r}" if where else "the top level"
     return ConfigError(f"unknown config key {where + str(key)!r}{hint} Valid keys of {section}: {', '.join(valid)}")
 
@@ -626,11 +796,22 @@ def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, str]:
     """(text, source description) of a config name or file."""
     raw = os.fspath(name_or_path)
     path = Path(raw).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"config {raw!r} is a folder; expected a YAML file or the name of a shipped config "
+                          f"(see `alta list configs`)")
     if path.is_file():
         try:
-            return path.read_text(encoding="utf-8"), str(path)
+            data = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+        try:
+            return data.decode("utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {str(path)!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                f"cannot be decoded); expected a YAML file saved as UTF-8: re-save it as UTF-8, or check that "
+                f"it is the right file"
+            ) from None
     stem = path.name
     for suffix in (".yaml", ".yml"):
         if stem.endswith(suffix):
@@ -639,7 +820,8 @@ def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, str]:
     if stem in shipped:
         return (_shipped_dir() / f"{stem}.yaml").read_text(encoding="utf-8"), f"shipped config {stem!r}"
     close = difflib.get_close_matches(stem, shipped, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    match = close[0] if close else _case_hint(stem, shipped)
+    hint = f"; did you mean {match!r}?" if match else "."
     raise ConfigError(
         f"unknown config {raw!r}: not an existing file and not a shipped config{hint} "
         f"Shipped configs: {', '.join(shipped)} (see `alta list configs`); or give the path of a YAML file"
@@ -663,27 +845,101 @@ def load_config(name_or_path: str | os.PathLike = DEFAULT_CONFIG) -> RunConfig:
         ConfigError: unknown name (lists the shipped ones), unreadable YAML, unknown keys
             (named, with the valid keys), invalid values.
     """
+    return _read_config(name_or_path)
+
+
+def load_run_config(path: str | os.PathLike) -> RunConfig:
+    """Read the ``config.yaml`` of a run folder (to resume it, or compare with it).
+
+    Like :func:`load_config`, except that a run name this alta no longer accepts (one written by
+    an older version, e.g. with spaces) is made valid instead of refused: the name does not change
+    results (it is left out of :meth:`RunConfig.fingerprint`), and the run stays resumable.
+    """
+    return _read_config(path, fix_name=True)
+
+
+def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> RunConfig:
     text, source = _resolve_source(name_or_path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    data = _load_yaml(text, source)
     if data is None:
-        data = {}
+        raise ConfigError(
+            f"{source} is empty (it holds no settings, only comments or nothing); expected a mapping of sections "
+            f"such as 'train: {{epochs: 3}}' (see a run's config.yaml for every key). To run the defaults, leave "
+            f"out --config"
+        )
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source} must hold a mapping of sections (data, model, ...), got {type(data).__name__}")
     stem = Path(os.fspath(name_or_path)).name
     for suffix in (".yaml", ".yml"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
+    stem = _safe_name(stem)
     if is_reference_format(data):
         data = translate_reference_config(data, name=stem)
     elif "name" not in data:
         data = {"name": stem, **data}
+    elif fix_name and isinstance(data["name"], str) and data["name"]:
+        data = {**data, "name": _safe_name(data["name"])}
     try:
         return RunConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, path: str, first: int, again: int, section: bool) -> None:
+        super().__init__(path, first, again)
+        self.path, self.first, self.again, self.section = path, first, again, section
+
+
+def _check_duplicate_keys(node: yaml.Node, path: str, seen_nodes: set[int]) -> None:
+    """Raise :class:`_DuplicateKey` for a key given twice in one mapping (YAML keeps the last one
+    silently). Merge keys (``<<``) are left to YAML."""
+    if id(node) in seen_nodes:  # an alias: checked where it was defined
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                ident = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if ident in lines:
+                    raise _DuplicateKey(path + key_node.value, lines[ident], line,
+                                        isinstance(value_node, yaml.MappingNode))
+                lines[ident] = line
+                _check_duplicate_keys(value_node, f"{path}{key_node.value}.", seen_nodes)
+            else:
+                _check_duplicate_keys(value_node, path, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, f"{path[:-1]}[{i}].", seen_nodes)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping.
+
+    Raises:
+        ConfigError: invalid YAML, or a duplicated key (named, with both lines).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(node, "", set())
+        return loader.construct_document(node)
+    except _DuplicateKey as dup:
+        fix = (f"merge the two into one '{dup.path.rpartition('.')[2]}:' section holding all its keys" if dup.section
+               else "keep only the one you mean")
+        raise ConfigError(
+            f"{source}: key {dup.path!r} is given twice (lines {dup.first} and {dup.again}); YAML would silently keep "
+            f"only the last one, so alta refuses the file: {fix}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
 
 
 def is_reference_format(data: Mapping[str, Any]) -> bool:

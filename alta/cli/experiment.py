@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -40,8 +41,8 @@ import torch
 from ..backbones import BACKBONES, list_backbones, load_backbone
 from ..buffer import MemoryBuffer
 from ..cache import FeatureCache
-from ..data import ExperienceDataset, ScenarioStream
-from ..errors import ConfigError
+from ..data import DataRootError, ExperienceDataset, ScenarioStream
+from ..errors import CheckpointError, ConfigError, DataError
 from ..evaluation import EvaluationResult, evaluate
 from ..io import append_jsonl, write_json, write_text
 from ..learner import CrossModalLearner
@@ -49,24 +50,28 @@ from ..optim import build_optimizer
 from ..schedule import AlternatingSchedule
 from ..training import StreamResult, derive_seed, run_stream
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
-from .config import OPERATIONAL_KEYS, RunConfig, flatten, load_config
-from .report import build_summary, random_backbone_note, save_plots
+from .config import OPERATIONAL_KEYS, RunConfig, flatten, load_run_config
+from .report import SUMMARY_FORMAT, build_summary, format_table, random_backbone_note, save_plots
+from .rundir import RUN_FILES, RunDir, claim_run_dir
 
-__all__ = ["run_experiment", "default_output_dir", "build_stream", "resolve_device", "RUN_FILES", "config_differences"]
+__all__ = ["run_experiment", "default_output_dir", "build_stream", "resolve_device", "RUN_FILES", "config_differences",
+           "read_finished_summary"]
 
 logger = logging.getLogger("alta.cli")
-
-RUN_FILES = ("config.yaml", CHECKPOINT_NAME, "metrics.jsonl", "summary.json")
 
 
 class _StopRequested(Exception):
     """Raised after the checkpoint of experience ``stop_after`` to end a run early (resumable)."""
 
 
-def default_output_dir(config: RunConfig, *, root: str | Path = "runs") -> Path:
-    """``runs/<config>-<method>-<YYYYmmdd-HHMMSS>`` (a suffix is added if it exists)."""
+def default_output_dir(config: RunConfig, *, root: str | Path = "runs", unique: bool = True) -> Path:
+    """``runs/<config>-<method>-<YYYYmmdd-HHMMSS>`` (with ``unique``, a suffix ``-2``, ``-3``, ...
+    is added if it exists; ``alta run`` claims the name atomically instead, see
+    :func:`~alta.cli.rundir.claim_run_dir`)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{config.name}-{config.model.method}-{stamp}"
+    if not unique:
+        return base
     path, n = base, 2
     while path.exists():
         path = base.with_name(f"{base.name}-{n}")
@@ -104,8 +109,10 @@ def _check_backbone_name(visual: str) -> None:
     if visual in BACKBONES or visual in list_backbones(pretrained=True) or Path(visual).expanduser().is_file():
         return
     names = list_backbones()
-    close = difflib.get_close_matches(visual, names, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    same_case = [n for n in names if n.lower() == visual.lower()]
+    close = same_case or difflib.get_close_matches(visual, names, n=1, cutoff=0.5)
+    hint = (f"; did you mean {close[0]!r}? (names are case-sensitive)" if same_case else
+            f"; did you mean {close[0]!r}?" if close else ".")
     raise ConfigError(
         f"unknown backbone {visual!r}{hint} It is neither a CLIP name nor an existing file. Pretrained: "
         f"{', '.join(list_backbones(pretrained=True))}; random weights (offline): "
@@ -135,11 +142,14 @@ def build_stream(config: RunConfig, *, resolution: int) -> tuple[ScenarioStream,
         ConfigError: bad split or options. DataError: missing or malformed data.
     """
     data = config.data
-    stream = ScenarioStream.from_name(
-        data.dataset, root=data.root, download=data.download, transform=data.transform,
-        test_transform=data.test_transform, resolution=resolution, num_experiences=data.num_experiences,
-        classes_per_experience=data.classes_per_experience, class_order=data.class_order,
-    )
+    try:
+        stream = ScenarioStream.from_name(
+            data.dataset, root=data.root, download=data.download, transform=data.transform,
+            test_transform=data.test_transform, resolution=resolution, num_experiences=data.num_experiences,
+            classes_per_experience=data.classes_per_experience, class_order=data.class_order,
+        )
+    except DataError as exc:
+        raise _classify_data_error(exc) from None
     experiences = list(stream)
     if data.max_train_per_class is not None or data.max_test_per_class is not None:
         experiences = [
@@ -150,36 +160,73 @@ def build_stream(config: RunConfig, *, resolution: int) -> tuple[ScenarioStream,
     return stream, experiences
 
 
-def _check_output_dir(config: RunConfig, output_dir: Path, *, resume: bool) -> None:
-    if resume:
-        saved_path = output_dir / "config.yaml"
-        if not saved_path.is_file():
-            raise ConfigError(
-                f"cannot resume {output_dir}: it holds no config.yaml, so it is not the folder of an `alta run` "
-                f"(or the run never started). Start a new run instead"
-            )
-        saved = load_config(saved_path)
-        diff = config_differences(saved, config)
-        if diff:
-            details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in list(diff.items())[:6])
-            raise ConfigError(
-                f"cannot resume {output_dir} with a different configuration ({details}); resume it with its saved "
-                f"config.yaml, or start a new run in another output folder"
-            )
-        return
-    present = [name for name in RUN_FILES if (output_dir / name).exists()]
-    if present:
-        try:
-            same = not config_differences(load_config(output_dir / "config.yaml"), config)
-        except ConfigError:
-            same = False
-        advice = (f"it holds this same run: continue it with `alta run --resume {output_dir}`"
-                  if same and "summary.json" not in present else
-                  f"continue it with `alta run --resume {output_dir}`, or choose a new --output-dir")
+def _frames(tb) -> list[tuple[str, str]]:
+    out = []
+    while tb is not None:
+        out.append((tb.tb_frame.f_globals.get("__name__", ""), tb.tb_frame.f_code.co_name))
+        tb = tb.tb_next
+    return out
+
+
+def _classify_data_error(exc: DataError) -> Exception:
+    """What a :class:`DataError` of :meth:`ScenarioStream.from_name` is about: the data root
+    (:class:`alta.data.DataRootError`, kept: the command line adds where to put the data), the
+    configuration (the class order, class names: a :class:`ConfigError`, exit status 2), or the
+    data itself (kept)."""
+    if isinstance(exc, DataRootError):
+        return exc
+    message = str(exc)
+    if (any(name in ("_resolve_order", "_check_names") for _, name in _frames(exc.__traceback__))
+            or message.startswith(("class_order", "class names", "class_names"))):
+        return ConfigError(f"config key 'data.class_order': {message}" if "class_order" in message else message)
+    return exc
+
+
+def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
+    saved = load_run_config(output_dir / "config.yaml")
+    diff = config_differences(saved, config)
+    if diff:
+        details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in list(diff.items())[:6])
         raise ConfigError(
-            f"output folder {output_dir} already holds a run ({', '.join(present)}); {advice}. alta never "
-            f"overwrites results"
+            f"cannot resume {output_dir} with a different configuration ({details}); resume it with its saved "
+            f"config.yaml, or start a new run in another output folder"
         )
+
+
+def read_finished_summary(output_dir: str | Path) -> dict[str, Any] | None:
+    """The ``summary.json`` of a finished run, checked; ``None`` when there is none.
+
+    Raises:
+        CheckpointError: a summary that is not valid JSON, not a complete summary of
+            ``alta run``, or lacks results (the message says how to rebuild it).
+    """
+    output_dir = Path(output_dir)
+    path = output_dir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problem = f"it is not readable JSON: {exc}"
+    else:
+        if not isinstance(summary, dict):
+            problem = f"it holds a JSON {type(summary).__name__}, expected an object"
+        elif summary.get("format") != SUMMARY_FORMAT:
+            problem = f"its format is {summary.get('format')!r}, expected {SUMMARY_FORMAT!r}"
+        elif summary.get("complete") is not True:
+            problem = "it does not say the run is complete"
+        else:
+            try:
+                format_table(summary)
+                return summary
+            except Exception as exc:  # noqa: BLE001 - any missing or malformed entry
+                problem = f"it lacks results ({type(exc).__name__}: {exc})"
+    if (output_dir / CHECKPOINT_NAME).is_file():
+        fix = (f"The results are also in the run's checkpoint: move {path} away (or delete it) and run "
+               f"`alta run --resume {output_dir}` again to write it anew")
+    else:
+        fix = f"There is no {CHECKPOINT_NAME} to rebuild it from: start a new run"
+    raise CheckpointError(f"cannot resume {output_dir}: its summary.json is damaged ({problem}). {fix}")
 
 
 def _log_evaluation(record: dict, *, num_experiences: int, epochs: int) -> None:
@@ -218,7 +265,7 @@ def _run_without_training(learner, experiences, *, result: StreamResult, start_e
 def run_experiment(
     config: RunConfig,
     *,
-    output_dir: str | Path,
+    output_dir: str | Path | RunDir,
     resume: bool = False,
     progress: bool = True,
     plots: bool = True,
@@ -230,7 +277,11 @@ def run_experiment(
     Args:
         config: The resolved configuration (:func:`~alta.cli.config.load_config` +
             :func:`~alta.cli.config.apply_overrides`).
-        output_dir: Results folder. A new run refuses a folder that already holds a run.
+        output_dir: Results folder, or a :class:`~alta.cli.rundir.RunDir` already claimed with
+            :func:`~alta.cli.rundir.claim_run_dir` (the caller releases it). A folder is
+            claimed before anything is loaded: a new run refuses a folder that holds a run or
+            that another process is using, and gives the folder back if it fails before its
+            first result.
         resume: Continue the run in ``output_dir`` from its last checkpoint (its
             ``config.yaml`` must match ``config`` up to operational keys such as the device or
             the data root). Without a checkpoint the run starts from the first experience.
@@ -246,21 +297,38 @@ def run_experiment(
 
     Raises:
         ConfigError: invalid configuration, unknown backbone, an output folder that holds
-            another run, or a resume with a different configuration.
-        DataError: missing or malformed data.
+            another run, is in use by another process or cannot be written, or a resume with a
+            different configuration.
+        DataError: missing or malformed data (:class:`alta.data.DataRootError`: the data root).
         BackboneError: pretrained weights not available offline, unreadable checkpoint file.
-        CheckpointError: a damaged checkpoint or one of a different run.
+        CheckpointError: a damaged checkpoint or summary, or a checkpoint of a different run.
     """
     started = time.perf_counter()
-    output_dir = Path(output_dir)
+    claimed = output_dir if isinstance(output_dir, RunDir) else None
+    output_dir = claimed.path if claimed is not None else Path(output_dir)
+    if claimed is not None and claimed.resume != bool(resume):
+        raise ConfigError(f"{output_dir} was claimed with resume={claimed.resume} but run_experiment got "
+                          f"resume={resume}")
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ConfigError(f"stop_after must be an integer >= 1 (experiences to run before stopping), got {stop_after!r}")
     _check_backbone_name(config.model.visual)
     device = resolve_device(config.device)
-    _check_output_dir(config, output_dir, resume=resume)
-    if resume and (output_dir / "summary.json").is_file():
-        summary = json.loads((output_dir / "summary.json").read_text(encoding="utf-8"))
-        if summary.get("complete"):
+    # the folder is claimed (or, resumed, locked) before anything is loaded; a new run that fails
+    # before its first result gives it back
+    claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
+    with claim as run_dir:
+        return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
+                    stop_after=stop_after, on_evaluation=on_evaluation)
+
+
+def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: float, progress: bool, plots: bool,
+         stop_after: int | None, on_evaluation: Callable[[dict], None] | None) -> dict[str, Any]:
+    """The body of :func:`run_experiment`, in a claimed folder."""
+    output_dir, resume = run_dir.path, run_dir.resume
+    if resume:
+        _check_resumed_config(config, output_dir)
+        summary = read_finished_summary(output_dir)
+        if summary is not None:
             logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
     if device.type == "cuda":
@@ -309,6 +377,7 @@ def run_experiment(
     logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s", spec.name,
                 spec.formula, m.head, buffer_size or "off", learner.num_trainable_parameters(), config.seed, device)
     # the run starts: its folder and resolved configuration (operational keys may change on resume)
+    run_dir.mark_started()
     write_text(output_dir / "config.yaml", config.to_yaml())
     cache = FeatureCache()
     config_hash = config.fingerprint()
@@ -358,7 +427,9 @@ def run_experiment(
             raise _StopRequested(index + 1)
 
     try:
-        if trains:
+        if start_experience >= num:
+            logger.info("every experience of %s is done: writing its summary", output_dir)
+        elif trains:
             run_stream(
                 learner, experiences, optimizer=optimizer, scheduler=scheduler, epochs=t.epochs,
                 batch_size=t.batch_size, buffer=buffer, schedule=schedule, seed=config.seed,
