@@ -470,15 +470,22 @@ def now() -> str:
 def run_cost(summary: Mapping[str, Any], *, batch_size: int) -> dict[str, Any]:
     """Wall time, training images, steps, images/s and peak memory of a run, from its summary.
 
-    Training images = epochs x training images of the stream (each sample of each training batch
-    once per epoch; replayed buffer items and test images not counted); steps assume experiences
-    of equal size; ``None`` for runs that train nothing (zero-shot).
+    Training images = each sample of each training batch once per epoch (replayed buffer items and
+    test images not counted), and steps, as counted by the run (``train_samples``,
+    ``train_steps`` of the summary); summaries written before those were recorded fall back to
+    epochs x training images and assume experiences of equal size. ``None`` for runs that train
+    nothing (zero-shot).
     """
     trains = summary.get("method") != "zeroshot"
     wall = float(summary["wall_time_s"])
     num_train, epochs, T = int(summary["num_train"]), int(summary["epochs"]), int(summary["num_experiences"])
-    images = epochs * num_train if trains else None
-    steps = T * epochs * math.ceil(num_train / T / batch_size) if trains else None
+    if not trains:
+        images = steps = None
+    elif summary.get("train_samples"):
+        images, steps = int(summary["train_samples"]), int(summary["train_steps"])
+    else:
+        images = epochs * num_train
+        steps = T * epochs * math.ceil(num_train / T / batch_size)
     memory = summary.get("peak_memory") or {}
     return {
         "wall_time_s": wall,

@@ -255,6 +255,8 @@ def test_default_run_writes_every_result(tmp_path, capsys):
     assert summary["backbone"]["name"] == "tiny-vit" and summary["pretrained"] is False
     assert summary["method"] == "oritext_mlp2cprompt_oriimg" and "cos(f1, w2)" in summary["formula"]
     assert summary["seed"] == 42 and summary["wall_time_s"] > 0 and summary["buffer_size"] == 200
+    assert summary["train_samples"] == summary["epochs"] * summary["num_train"]  # every sample once per epoch
+    assert summary["train_steps"] >= summary["train_samples"] / 32
     assert summary["peak_memory"]["cpu_maxrss_mib"] > 0
     assert {"alta", "torch", "torchvision", "clip-anytorch", "numpy", "python"} <= set(summary["versions"])
     assert summary["device"]["type"] == "cpu"

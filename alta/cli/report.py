@@ -148,6 +148,9 @@ def build_summary(
             **{key: per_setting[headline_key][key] for key in ("avg_accuracy", "last_accuracy", "forgetting")},
         },
         "num_trainable_parameters": int(num_trainable_parameters),
+        # every sample of every training batch once per epoch (replayed buffer items not counted)
+        "train_steps": sum(stats.get("steps", 0) for epochs in result.history for stats in epochs),
+        "train_samples": sum(stats.get("samples", 0) for epochs in result.history for stats in epochs),
         "wall_time_s": float(wall_time_s),
         "peak_memory": peak_memory(device),
         **environment(device),
