@@ -358,7 +358,7 @@ class CrossModalLearner(nn.Module):
         names = getattr(experience, "class_names", None)
         if names is not None:
             mine = [self.class_names[c] for c in classes.tolist()]
-            theirs = [str(n).replace("_", " ").strip() for n in names]
+            theirs = check_class_names(list(names))  # the same normalisation as the learner's own names
             if mine != theirs:
                 raise ConfigError(
                     f"experience {experience.index} calls its labels {classes.tolist()} {theirs}, but this learner "

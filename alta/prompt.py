@@ -115,7 +115,8 @@ class PromptLearner(nn.Module):
         token_prefix: Embedding of [SOS] per class, shape (C, 1, W) (buffer).
         token_suffix: Embeddings of the class tokens, ".", [EOS] and padding up to the longest
             EOT position, shape (C, L' - 1 - M, W) (buffer).
-        eot_positions: Index of [EOS] in each class's prompt, shape (C,) (buffer).
+        eot_positions: Index of [EOS] in each class's prompt, shape (C,), on the CPU (their
+            values set the shapes of the encoding).
         num_positions: L' = longest EOT position + 1 (an int).
         share_prefix: Whether :meth:`encode` shares the prefix by default.
 
@@ -161,7 +162,6 @@ class PromptLearner(nn.Module):
         self.ctx = nn.Parameter(ctx.float())
         self.register_buffer("token_prefix", embedding[:, :1].clone())  # (C, 1, W): [SOS]
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone())  # (C, L'-1-M, W)
-        self.register_buffer("eot_positions", eot.to(embedding.device))
         self.register_buffer("tokens", tokens.to(embedding.device), persistent=False)
         self.n_ctx = n_ctx
         self.ctx_init = ctx_init
@@ -226,6 +226,11 @@ class PromptLearner(nn.Module):
         if not truncate:
             prompts = torch.cat([prompts, self._padding(backbone, class_ids)], dim=1)  # (N, L, W)
         return backbone.encode_prompt_embeddings(prompts, eot, truncate=truncate)
+
+    @property
+    def eot_positions(self) -> torch.Tensor:
+        """Index of [EOS] in each class's prompt, shape (C,), int64 on the CPU."""
+        return self._eot_host
 
     def _host_eot(self, class_ids: torch.Tensor | None) -> torch.Tensor:
         """EOT positions of ``class_ids``, on the CPU.

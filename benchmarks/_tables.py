@@ -434,17 +434,10 @@ class CellStore:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, load, platform: where a cell ran (the device is in the run's summary)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from _timing import cpu_model  # benchmarks/ is on sys.path for every script and test here
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),

@@ -119,17 +119,22 @@ class PeakMemory:
             self.peak_bytes = max(self.peak_bytes, self._max - self._start)
 
 
-def machine() -> dict:
-    """CPU model, cores, GPU, versions, load, date: what a results file must say."""
-    cpu = platform.processor() or ""
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    cpu = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return cpu
+
+
+def machine() -> dict:
+    """CPU model, cores, GPU, versions, load, date: what a results file must say."""
+    cpu = cpu_model()
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu,

@@ -414,10 +414,9 @@ def _split_sizes(
         else f"; or change initial_classes={initial_classes} (the {rest} remaining classes are split "
              "evenly over the other experiences)"
     )
+    what = f"{C} classes" if initial_classes is None else f"{rest} classes left after initial_classes={initial_classes}"
     if num_experiences is not None:
         if num_experiences not in valid_t:
-            what = (f"{C} classes" if initial_classes is None
-                    else f"{rest} classes left after initial_classes={initial_classes}")
             raise ConfigError(
                 f"num_experiences={num_experiences} does not split the {what} evenly; valid "
                 f"num_experiences: {valid_t}{hint}"
@@ -434,8 +433,6 @@ def _split_sizes(
     else:
         assert classes_per_experience is not None
         if classes_per_experience not in valid_k:
-            what = (f"{C} classes" if initial_classes is None
-                    else f"{rest} classes left after initial_classes={initial_classes}")
             raise ConfigError(
                 f"classes_per_experience={classes_per_experience} does not split the {what} "
                 f"evenly; valid classes_per_experience: {valid_k or 'none (no classes left)'}{hint}"
