@@ -1,0 +1,140 @@
+"""One callback protocol for the events of a continual-learning run.
+
+The loops of :mod:`alta.training` (and the run of :mod:`alta.experiment`) call the methods of
+every :class:`Callback` they are given, in the order given, at the events below. Progress logs,
+``metrics.jsonl``, checkpoints, plots and loggers (CSV, TensorBoard, W&B) are all callbacks; so is
+anything a user writes. The base class implements every event as a no-op: subclass it and
+override only what you need.
+
+Events carry data, not the loop: the experience index ``experience`` (0-based), the epoch
+``epoch`` (0-based within the experience), plain dicts of statistics and the partial
+:class:`~alta.training.StreamResult`. A callback that needs the learner, buffer or optimizer
+(a checkpoint writer, say) is constructed with them.
+
+Order of events for a stream of T experiences, E epochs each::
+
+    on_run_start
+      on_experience_start(experience=t)          t = start_experience .. T-1
+        on_step_end(...)                         every training step (keep it cheap)
+        on_epoch_end(experience=t, epoch=e)      e = start_epoch .. E-1
+        on_evaluation(record)                    every ``eval_every`` epochs, and at the end
+      on_experience_end(experience=t, result)
+    on_run_end(result)
+
+Example:
+    >>> class PrintLoss(Callback):
+    ...     def on_epoch_end(self, *, experience, epoch, stats):
+    ...         print(experience, epoch, round(stats["loss"], 3))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .training import StreamResult
+
+__all__ = ["Callback", "CallbackList", "EVENTS"]
+
+EVENTS = (
+    "on_run_start",
+    "on_experience_start",
+    "on_step_end",
+    "on_epoch_end",
+    "on_evaluation",
+    "on_experience_end",
+    "on_run_end",
+)
+
+
+class Callback:
+    """Base class of run callbacks: every event is a no-op (override what you need).
+
+    All arguments are keyword-only, so a callback written today keeps working when an event
+    gains a field.
+    """
+
+    def on_run_start(self, *, num_experiences: int, start_experience: int, result: "StreamResult") -> None:
+        """Before the first experience trained in this call (``start_experience`` > 0 on resume)."""
+
+    def on_experience_start(self, *, experience: int, start_epoch: int) -> None:
+        """After ``learner.begin_experience``, before the first epoch (``start_epoch`` > 0 on resume)."""
+
+    def on_step_end(self, *, experience: int, epoch: int, step: int, outputs: dict[str, Any]) -> None:
+        """After each optimiser step; ``outputs`` are the step's detached 0-dim tensors (reading
+        them with ``float()`` synchronises the device: do it rarely)."""
+
+    def on_epoch_end(self, *, experience: int, epoch: int, stats: dict[str, Any]) -> None:
+        """After each epoch (scheduler stepped); ``stats`` as returned by ``fit_experience``."""
+
+    def on_evaluation(self, *, record: dict[str, Any]) -> None:
+        """After each evaluation; ``record`` is one line of ``metrics.jsonl``."""
+
+    def on_experience_end(self, *, experience: int, result: "StreamResult") -> None:
+        """After the experience's final evaluation: row ``experience`` of the matrices is filled."""
+
+    def on_run_end(self, *, result: "StreamResult") -> None:
+        """After the last experience."""
+
+
+class CallbackList(Callback):
+    """Dispatch each event to several callbacks, in order.
+
+    Args:
+        callbacks: :class:`Callback` instances (or ``None`` for none).
+
+    Raises:
+        ConfigError: an item is not a :class:`Callback`.
+    """
+
+    def __init__(self, callbacks: Iterable[Callback] | None = None) -> None:
+        items = [] if callbacks is None else list(callbacks)
+        for item in items:
+            if not isinstance(item, Callback):
+                raise ConfigError(
+                    f"callbacks must be alta.callbacks.Callback instances, got {type(item).__name__}; subclass "
+                    f"Callback and override the events you need"
+                )
+        self.callbacks: list[Callback] = items
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self) -> int:
+        return len(self.callbacks)
+
+    def _dispatch(self, event: str, kwargs: dict[str, Any]) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(**kwargs)
+
+    def on_run_start(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_run_start", kwargs)
+
+    def on_experience_start(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_experience_start", kwargs)
+
+    def on_step_end(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_step_end", kwargs)
+
+    def on_epoch_end(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_epoch_end", kwargs)
+
+    def on_evaluation(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_evaluation", kwargs)
+
+    def on_experience_end(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_experience_end", kwargs)
+
+    def on_run_end(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_run_end", kwargs)
+
+
+def as_callback_list(callbacks: Sequence[Callback] | Callback | None) -> CallbackList:
+    """A :class:`CallbackList` from ``None``, one callback, or a sequence of them."""
+    if isinstance(callbacks, CallbackList):
+        return callbacks
+    if isinstance(callbacks, Callback):
+        return CallbackList([callbacks])
+    return CallbackList(callbacks)
