@@ -81,7 +81,7 @@ class LoopConfig:
     Raises:
         ConfigError: a value out of range (the message names the field).
 
-    Example:
+    Examples:
         >>> LoopConfig(epochs=5, train_cache="fixed").batch_size
         32
     """

@@ -13,7 +13,7 @@ learner never needs the permutation (``stream.to_original`` gives it back).
 Iteration keeps no state: ``for e in stream`` builds fresh :class:`Experience` objects from data
 computed once in the constructor, so two loops over one stream never interfere.
 
-Example:
+Examples:
     >>> stream = ScenarioStream.from_name("digits", num_experiences=5)  # doctest: +SKIP
     >>> for experience in stream:  # doctest: +SKIP
     ...     loader = DataLoader(experience.train, batch_size=32, shuffle=True)
@@ -546,7 +546,7 @@ class ScenarioStream:
             test samples (it names the experience, its classes and the split). A class without
             samples inside an experience that has others only logs a warning.
 
-    Example:
+    Examples:
         >>> stream = ScenarioStream(train, test, names, num_experiences=5)  # doctest: +SKIP
         >>> [e.classes for e in stream]  # doctest: +SKIP
         [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
