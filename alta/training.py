@@ -41,6 +41,7 @@ from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
+from .metrics import old_new_accuracy
 from .replay import check_buffer_fields
 from .seeding import derive_seed
 
@@ -298,12 +299,25 @@ class StreamResult:
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
         history: Per-epoch training statistics, one list per experience begun (the list of the
             current experience grows epoch by epoch).
+        confusion: The class-IL confusion matrix of the evaluation at the end of each experience
+            (over the test samples of every experience of the stream; rows: true class, columns:
+            predicted), or ``None`` where not measured. See :mod:`alta.metrics` for per-class
+            and old/new-class accuracies.
+
+    Shape:
+        class_il, task_il: (T, T); confusion: T entries of (C, C) int64.
     """
 
     class_il: np.ndarray
     task_il: np.ndarray
     evaluations: list[dict] = field(default_factory=list)
     history: list[list[dict]] = field(default_factory=list)
+    confusion: list[np.ndarray | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = self.class_il.shape[0] - len(self.confusion)
+        if missing > 0:  # e.g. restored from a checkpoint that did not keep them
+            self.confusion = list(self.confusion) + [None] * missing
 
     @classmethod
     def empty(cls, num_experiences: int) -> "StreamResult":
@@ -447,7 +461,10 @@ def run_stream(
     of the accuracy matrices (the entries k > t feed forward transfer). Test features are cached
     (exact), so evaluations after the first cost only the heads. With
     ``loop.eval_before_snapshot`` the end-of-experience evaluation comes before
-    ``learner.end_experience`` (the reference code's order).
+    ``learner.end_experience`` (the reference code's order). Each record holds the top-1 and
+    top-5 accuracies; the end-of-experience record also the old-class and new-class accuracy
+    (``old_class_accuracy``, ``new_class_accuracy``; ``None`` where there are no such classes),
+    and ``result.confusion[t]`` its confusion matrix.
 
     Args:
         learner: The :class:`~alta.CrossModalLearner`.
@@ -500,16 +517,18 @@ def run_stream(
             learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
-        seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
-                                full.num_samples[: t + 1])
-        _record(result, t, loop.epochs - 1, seen, history[-1] if history else {}, callbacks)
+        result.confusion[t] = full.confusion
+        split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
+                 for k, v in old_new_accuracy(full.confusion, experiences[t].class_to_experience, t).items()}
+        _record(result, t, loop.epochs - 1, full.first(t + 1), history[-1] if history else {}, callbacks,
+                old_class_accuracy=split["old"], new_class_accuracy=split["new"])
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,
-            callbacks) -> None:
-    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
+            callbacks, **extra) -> None:
+    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss"), **extra}
     result.evaluations.append(record)
     callbacks.on_evaluation(record=record)
