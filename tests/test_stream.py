@@ -147,7 +147,6 @@ def test_seeded_class_order():
         ([0, 1, 2, 3, 4, 5, 6, 7, 8, 8], r"missing: \[9\], duplicated: \[8\]"),
         ([0, 1, 2, 3, 4, 5, 6, 7, 8], r"received 9 ids.*missing: \[9\]"),
         ([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], r"out of range: \[10\]"),
-        ("0123456789", "list of the 10 original class ids"),
         ([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "integer class ids"),
     ],
 )
@@ -155,6 +154,14 @@ def test_bad_class_order_raises_data_error(order, match):
     with pytest.raises(DataError, match=match) as info:
         make_stream(class_order=order)
     assert "permutation" in str(info.value) or "class ids" in str(info.value)
+
+
+def test_class_order_string_is_a_name_or_a_file():
+    # A string is a registered order or a file of ids; anything else names the valid orders.
+    with pytest.raises(ConfigError, match="neither a known class order nor an existing file.*icarl-1993"):
+        make_stream(class_order="0123456789")
+    with pytest.raises(ConfigError, match="did you mean 'icarl-1993'"):
+        make_stream(class_order="icarl-1939")
 
 
 # ---- labels and names -----------------------------------------------------------------------------
