@@ -219,7 +219,8 @@ class StreamResult:
 
     Attributes:
         class_il: R[t, k] class-IL accuracy (%) on experience k after experience t, (T, T);
-            NaN where not measured.
+            NaN where not measured. With separate evaluation experiences (the joint upper
+            bound) it is (T, K): T training experiences, K evaluation experiences.
         task_il: The same for task-IL.
         evaluations: One record per periodic evaluation (``experience``, ``epoch``, the
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
@@ -232,8 +233,10 @@ class StreamResult:
     history: list[list[dict]] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, num_experiences: int) -> "StreamResult":
-        nan = np.full((num_experiences, num_experiences), np.nan)
+    def empty(cls, num_experiences: int, num_eval_experiences: int | None = None) -> "StreamResult":
+        """NaN matrices of shape (T, K), K = ``num_eval_experiences`` (T when omitted)."""
+        columns = num_experiences if num_eval_experiences is None else num_eval_experiences
+        nan = np.full((num_experiences, columns), np.nan)
         return cls(class_il=nan.copy(), task_il=nan.copy())
 
 
@@ -258,6 +261,7 @@ def run_stream(
     on_evaluation: Callable[[dict], None] | None = None,
     on_experience_end: Callable[[int, StreamResult], None] | None = None,
     progress: bool = False,
+    eval_experiences: Sequence | None = None,
 ) -> StreamResult:
     """Train through a stream and measure the accuracy matrices.
 
@@ -288,12 +292,20 @@ def run_stream(
         on_experience_end: Called as ``on_experience_end(t, result)`` after experience t
             (checkpoint here).
         progress: Show progress bars.
+        eval_experiences: The experiences to evaluate on; by default the stream's
+            ``eval_experiences`` when ``experiences`` is a :class:`~alta.data.ScenarioStream`
+            (for a joint stream, the sequential split: its row of R holds per-experience
+            accuracies comparable with a continual run's), else ``experiences``. Periodic
+            evaluations cover the evaluation experiences whose classes have all been trained.
 
     Returns:
-        The :class:`StreamResult`.
+        The :class:`StreamResult`, with (T, K) matrices for K evaluation experiences.
     """
+    if eval_experiences is None:
+        eval_experiences = getattr(experiences, "eval_experiences", None)
     experiences = list(experiences)
     num = len(experiences)
+    evals = experiences if eval_experiences is None else list(eval_experiences)
     _check_int("epochs", epochs, low=1)
     _check_int("batch_size", batch_size, low=1)
     _check_int("eval_every", eval_every, low=0)
@@ -302,16 +314,19 @@ def run_stream(
         raise ConfigError("run_stream needs at least one experience, got none")
     if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
         raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
+    if not evals:
+        raise ConfigError("run_stream needs at least one evaluation experience, got none")
     if result is None:
-        result = StreamResult.empty(num)
+        result = StreamResult.empty(num, len(evals))
     if cache is None:
         cache = FeatureCache()
+    covered = _covered_evaluations(experiences, evals)
     for t in range(start_experience, num):
         experience = experiences[t]
 
         def on_epoch_end(epoch: int, stats: dict, t=t) -> None:
             if eval_every and (epoch + 1) % eval_every == 0 and epoch + 1 < epochs:
-                _record(result, t, epoch, evaluate(learner, experiences[: t + 1], batch_size=eval_batch_size,
+                _record(result, t, epoch, evaluate(learner, evals[: covered[t]], batch_size=eval_batch_size,
                                                    num_workers=num_workers, cache=cache), stats, on_evaluation)
 
         history = fit_experience(
@@ -320,16 +335,30 @@ def run_stream(
             num_workers=num_workers, on_epoch_end=on_epoch_end, progress=progress,
         )
         result.history.append(history)
-        full = evaluate(learner, experiences, batch_size=eval_batch_size, num_workers=num_workers, cache=cache,
+        full = evaluate(learner, evals, batch_size=eval_batch_size, num_workers=num_workers, cache=cache,
                         progress=progress)
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
-        seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
-                                full.num_samples[: t + 1])
+        k = covered[t]
+        seen = EvaluationResult(full.experiences[:k], full.class_il[:k], full.task_il[:k], full.num_samples[:k])
         _record(result, t, epochs - 1, seen, history[-1] if history else {}, on_evaluation)
         if on_experience_end is not None:
             on_experience_end(t, result)
     return result
+
+
+def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
+    """For every training experience t, how many leading evaluation experiences have all their
+    classes trained by the end of t (t + 1 when both are the same split; K for the joint bound)."""
+    seen: set[int] = set()
+    covered = []
+    for experience in experiences:
+        seen.update(int(c) for c in experience.classes)
+        k = 0
+        while k < len(evals) and {int(c) for c in evals[k].classes} <= seen:
+            k += 1
+        covered.append(max(k, 1))
+    return covered
 
 
 def _check_int(name: str, value, *, low: int) -> None:

@@ -539,3 +539,25 @@ def test_samples_that_are_not_pairs_are_refused():
 
     with pytest.raises(DataError, match=r"cannot read the label of sample 0.*\(x, y\) pair"):
         ScenarioStream(Bare(), Labelled(10), NAMES, num_experiences=1)
+
+
+# ---- joint upper bound ----------------------------------------------------------------------------
+
+
+def test_joint_stream_trains_once_and_evaluates_per_sequential_experience():
+    sequential = make_stream(num_experiences=5, class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    joint = make_stream(num_experiences=5, class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0], joint=True)
+    assert len(joint) == joint.num_experiences == 1 and joint.joint and not sequential.joint
+    (only,) = list(joint)
+    assert only.classes == list(range(10)) and only.num_experiences == 1
+    assert len(only.train) == sum(len(e.train) for e in sequential)
+    assert sorted(only.train.indices.tolist()) == sorted(torch.cat([e.train.indices for e in sequential]).tolist())
+    assert torch.equal(only.class_to_experience, sequential[0].class_to_experience)  # task-IL per sequential experience
+    assert joint.classes_per_experience == [10]
+    evals = joint.eval_experiences
+    assert [e.classes for e in evals] == [e.classes for e in sequential]
+    assert [e.test.indices.tolist() for e in evals] == [e.test.indices.tolist() for e in sequential]
+    assert [e.index for e in sequential.eval_experiences] == [0, 1, 2, 3, 4]
+    assert "joint=True, eval_split=[2, 2, 2, 2, 2]" in repr(joint)
+    with pytest.raises(ConfigError, match="joint must be True or False"):
+        make_stream(num_experiences=5, joint=1)

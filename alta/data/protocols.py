@@ -56,7 +56,7 @@ __all__ = [
 # Splits: B<base>-Inc<increment>
 # --------------------------------------------------------------------------------------------
 
-_SPLIT = re.compile(r"^\s*b\s*(\d+)\s*[-_ /]?\s*inc\s*(\d+)\s*$", re.IGNORECASE)
+_SPLIT = re.compile(r"^\s*b\s*(\d+)\s*[-_ /]?\s*inc\s*(\d+)\s*$", re.IGNORECASE | re.ASCII)
 _SPLIT_EXAMPLES = "B0-Inc10 (10 x 10 on CIFAR-100), B50-Inc10 (50 + 5 x 10), B100-Inc20"
 
 
