@@ -18,7 +18,12 @@ name                      split   layouts read under ``root``
 ``seq-tinyimagenet``      10 x 20 official ``tiny-imagenet-200`` (no download)
 ``digits``                5 x 2   none: scikit-learn's bundled 8x8 digits (root ignored)
 ``fashion-mnist``         5 x 2   torchvision (``FashionMNIST/raw/``) or the four idx files
-``image-folder``          --      ``train/<class>/*`` + ``test/<class>/*`` (or ``val/``)
+``image-folder``          --      ``train/<class>/**`` + ``test/<class>/**`` (or ``val/``), recursed
+                                  with torchvision's ImageFolder rules
+``imagenet-r``            10 x 20 ``imagenet-r/<wnid>/`` (seeded 80/20 split per class)
+``cub200``                10 x 20 ``CUB_200_2011/`` index files (official split)
+``caltech101``            --      ``101_ObjectCategories/`` (no background; seeded or listed split)
+``imagenet-subset``       --      ILSVRC-2012 ``train/<wnid>/`` + ``val/<wnid>/`` and a class list
 ========================  ======  ============================================================
 
 References:
@@ -26,6 +31,11 @@ References:
     P. Buzzega et al., "Dark Experience for General Continual Learning" (mammoth), NeurIPS 2020.
     A. Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009 (CIFAR).
     H. Xiao et al., "Fashion-MNIST", arXiv:1708.07747, 2017.
+    D. Hendrycks et al., "The Many Faces of Robustness", ICCV 2021 (ImageNet-R).
+    C. Wah et al., "The Caltech-UCSD Birds-200-2011 Dataset", CNS-TR-2011-001, 2011.
+    L. Fei-Fei et al., "Learning Generative Visual Models from Few Training Examples", CVPR
+    Workshops 2004 (Caltech-101).
+    O. Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015.
 """
 
 from __future__ import annotations
