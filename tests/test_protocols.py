@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
@@ -180,3 +180,39 @@ def test_read_class_names_from_list_file_and_map(tmp_path):
     broken.write_text("n01\tcat\nn02 dog\n")
     with pytest.raises(DataError, match="line 2 .*folder<TAB>name"):
         read_class_names(broken, class_ids=ids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(num_classes=st.integers(1, 40), base=st.integers(0, 45), increment=st.integers(1, 45))
+def test_a_parsed_split_builds_the_stream_it_names_or_is_refused(num_classes, base, increment):
+    rest = num_classes - base
+    valid = 0 < rest and rest % increment == 0
+    try:
+        stream = _stream(num_classes, split=f"B{base}-Inc{increment}")
+    except ConfigError as err:
+        assert not valid, err
+        assert "initial_classes" in str(err) or "classes_per_experience" in str(err)
+    else:
+        assert valid
+        expected = ([base] if base else []) + [increment] * (rest // increment)
+        assert stream.classes_per_experience == expected and sum(expected) == num_classes
+
+
+@pytest.mark.data
+def test_tiny_imagenet_words_txt_is_a_class_names_map(tiny_imagenet_root):
+    from alta.data import load_sources
+
+    train, _ = load_sources("seq-tinyimagenet", root=tiny_imagenet_root)
+    names, kind = read_class_names(tiny_imagenet_root / "words.txt", class_ids=train.class_ids)
+    assert kind == "map" and names == train.class_names
+    assert identifier_names(train.class_ids) == train.class_ids and not identifier_names(names)
+
+
+@pytest.mark.data
+def test_real_cifar10_with_a_named_order_and_split(cifar10_root):
+    stream = ScenarioStream.from_name("seq-cifar10", root=cifar10_root, split="B4-Inc2", class_order="icarl-1993",
+                                      resolution=32)
+    order = np.random.RandomState(1993).permutation(10).tolist()
+    assert stream.class_order == order and stream.classes_per_experience == [4, 2, 2, 2]
+    assert stream[0].class_names == [stream.class_names[k] for k in range(4)]
+    assert len(stream[0].train) == 4 * 5000 and len(stream[3].test) == 2 * 1000
