@@ -324,3 +324,15 @@ def test_learner_accepts_a_stream_with_readable_names(tmp_path, tiny_clip):
     other = CrossModalLearner(tiny_clip, class_names=["tench", "carp"])
     with pytest.raises(ConfigError, match="pass class_names="):
         other.begin_experience(stream[1])
+
+
+def test_dataset_option_types_are_checked(tmp_path):
+    _write_caltech(tmp_path, folders=("accordion", "airplanes"), per_class=2)
+    with pytest.raises(ConfigError, match="include_background must be True or False"):
+        load_sources("caltech101", root=tmp_path, options={"include_background": "yes"})
+    with pytest.raises(ConfigError, match="train_list must be the path of a file, got int"):
+        load_sources("caltech101", root=tmp_path, options={"train_list": 1, "test_list": 2})
+    with pytest.raises(ConfigError, match="split_seed must be an int >= 0"):
+        load_sources("caltech101", root=tmp_path, options={"split_seed": -1})
+    with pytest.raises(ConfigError, match="class_list must be the path of a file"):
+        load_sources("imagenet-subset", root=tmp_path, options={"class_list": ["n01440764"]})

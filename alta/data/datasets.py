@@ -906,6 +906,13 @@ def _seeded_split(
     return train_paths, train_targets, test_paths, test_targets
 
 
+def _check_path_option(dataset: str, option: str, value: object) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(
+            f"{dataset}: option {option} must be the path of a file, got {type(value).__name__} {value!r}"[:300]
+        )
+
+
 def _packaged_name_map(filename: str) -> dict[str, str]:
     from importlib import resources
 
@@ -1062,13 +1069,15 @@ _CALTECH_NAMES = {"airplanes": "airplane", "Faces": "face", "Faces_easy": "face 
 _CALTECH_BACKGROUND = "BACKGROUND_Google"
 
 
-def _read_split_list(path: object, base: Path, folders: Sequence[str], what: str) -> tuple[list[str], list[int]]:
+def _read_split_list(path: str | os.PathLike, base: Path, folders: Sequence[str], what: str
+                     ) -> tuple[list[str], list[int]]:
     """Image paths of a user split file (one path per line, relative to ``base``), labelled by
     their class folder."""
+    _check_path_option("caltech101", what, path)
     label = {f: k for k, f in enumerate(folders)}
-    file = Path(os.fspath(path)).expanduser()  # type: ignore[arg-type]
+    file = Path(path).expanduser()
     if not file.is_file():
-        raise DataError(f"caltech101: {what}={os.fspath(path)!r} is not a file; expected one image path per line")  # type: ignore[arg-type]
+        raise DataError(f"caltech101: {what}={os.fspath(path)!r} is not a file; expected one image path per line")
     paths, targets = [], []
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -1089,8 +1098,8 @@ def _read_split_list(path: object, base: Path, folders: Sequence[str], what: str
            options=("split_seed", "test_fraction", "train_per_class", "train_list", "test_list",
                     "include_background"))
 def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, test_fraction: float = 0.2,
-                     train_per_class: int | None = None, train_list: object = None, test_list: object = None,
-                     include_background: bool = False):
+                     train_per_class: int | None = None, train_list: str | os.PathLike | None = None,
+                     test_list: str | os.PathLike | None = None, include_background: bool = False):
     """Caltech-101 (Fei-Fei et al., 2004): 101 object classes in sorted folder order (as
     torchvision's ``Caltech101``), ``BACKGROUND_Google`` left out unless ``include_background``.
     There is no official split: each class is split with ``split_seed`` (``test_fraction`` of its
@@ -1099,6 +1108,8 @@ def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, 
     if train_per_class is not None and (isinstance(train_per_class, bool) or not isinstance(train_per_class, int)
                                         or train_per_class < 1):
         raise ConfigError(f"caltech101: train_per_class must be an int >= 1 or None, got {train_per_class!r}")
+    if not isinstance(include_background, bool):
+        raise ConfigError(f"caltech101: include_background must be True or False, got {include_background!r}")
     if (train_list is None) != (test_list is None):
         raise ConfigError("caltech101: give both train_list and test_list (user split files), or neither")
     root = _need_root("caltech101", root, _CALTECH_LAYOUT, can_download=False)
@@ -1114,7 +1125,7 @@ def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, 
                             can_download=False)
     names = [_CALTECH_NAMES.get(f, readable(f)) for f in folders]
     tag = f"caltech101|{base}|background={bool(include_background)}"
-    if train_list is not None:
+    if train_list is not None and test_list is not None:
         train_p, train_t = _read_split_list(train_list, base, folders, "train_list")
         test_p, test_t = _read_split_list(test_list, base, folders, "test_list")
         overlap = set(train_p) & set(test_p)
@@ -1123,7 +1134,7 @@ def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, 
                 f"caltech101: {len(overlap)} image(s) are in both train_list and test_list, e.g. "
                 f"{sorted(overlap)[:3]}; expected disjoint split files"
             )
-        tag += f"|lists={Path(os.fspath(train_list)).resolve()},{Path(os.fspath(test_list)).resolve()}"  # type: ignore[arg-type]
+        tag += f"|lists={Path(train_list).resolve()},{Path(test_list).resolve()}"
     else:
         files = [_list_images(base / f) for f in folders]
         train_p, train_t, test_p, test_t = _seeded_split(
@@ -1150,11 +1161,12 @@ _IMAGENET_LAYOUT = (
 )
 
 
-def _read_class_list(path: object, dataset: str) -> list[str]:
+def _read_class_list(path: str | os.PathLike, dataset: str) -> list[str]:
     """WordNet ids of a class-list file, in label order."""
-    file = Path(os.fspath(path)).expanduser()  # type: ignore[arg-type]
+    _check_path_option(dataset, "class_list", path)
+    file = Path(path).expanduser()
     if not file.is_file():
-        raise DataError(f"{dataset}: class_list={os.fspath(path)!r} is not a file; expected one wnid per line")  # type: ignore[arg-type]
+        raise DataError(f"{dataset}: class_list={os.fspath(path)!r} is not a file; expected one wnid per line")
     plain: list[str] = []
     labelled: dict[str, int] = {}
     for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
@@ -1200,10 +1212,12 @@ def _synset_names(root: Path) -> dict[str, str] | None:
 
 @_register("imagenet-subset", None, "ILSVRC-2012 train/val folders restricted to a class list (ImageNet-100)",
            options=("class_list",))
-def _load_imagenet_subset(root: Path | None, *, download: bool, class_list: object = None):
+def _load_imagenet_subset(root: Path | None, *, download: bool, class_list: str | os.PathLike | None = None):
     """ImageNet (ILSVRC-2012) or a subset of its classes, e.g. ImageNet-100 (PODNet, DyTox,
     PyCIL): the wnids of ``class_list`` (all of ``train/`` without one), labels in sorted wnid
     order (as torchvision's ImageFolder on the subset) or in the labels of a split file."""
+    if class_list is not None:
+        _check_path_option("imagenet-subset", "class_list", class_list)
     root = _need_root("imagenet-subset", root, _IMAGENET_LAYOUT, can_download=False)
     for base in (root, root / "ILSVRC" / "Data" / "CLS-LOC", root / "Data" / "CLS-LOC"):
         if (base / "train").is_dir() and (base / "val").is_dir():
