@@ -400,15 +400,16 @@ def _need_root(name: str, root: Path | None, layouts: str, *, can_download: bool
 
 def _list_images(folder: Path) -> list[str]:
     """Image files under ``folder``, subfolders included, as torchvision's ImageFolder finds
-    them: ``os.walk`` (following links) in sorted order, extensions of :data:`IMAGE_EXTENSIONS`
-    matched case-insensitively."""
-    from torchvision.datasets.folder import make_dataset
-
-    if not folder.is_dir():
-        return []
-    found = make_dataset(str(folder.parent), {folder.name: 0}, extensions=IMAGE_EXTENSIONS,
-                         allow_empty=True)
-    return [path for path, _ in found]
+    them (``torchvision.datasets.folder.make_dataset``): ``os.walk`` following links, in sorted
+    order, names ending in one of :data:`IMAGE_EXTENSIONS` case-insensitively. Written out
+    rather than called because torchvision < 0.17 refuses empty folders, which alta reports
+    itself, naming the class."""
+    paths: list[str] = []
+    for directory, _, names in sorted(os.walk(folder, followlinks=True)):
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                paths.append(os.path.join(directory, name))
+    return paths
 
 
 def _class_folders(split_dir: Path) -> list[str]:
