@@ -13,6 +13,11 @@ learner never needs the permutation (``stream.to_original`` gives it back).
 Iteration keeps no state: ``for e in stream`` builds fresh :class:`Experience` objects from data
 computed once in the constructor, so two loops over one stream never interfere.
 
+Splits and orders can be given as papers write them (``split="B50-Inc10"``,
+``class_order="icarl-1993"``, see :mod:`alta.data.protocols`). ``joint=True`` gives the joint
+upper bound: one training experience of every class, evaluated on ``stream.eval_experiences``,
+the experiences of the sequential split.
+
 Example:
     >>> stream = ScenarioStream.from_name("digits", num_experiences=5)  # doctest: +SKIP
     >>> for experience in stream:  # doctest: +SKIP
