@@ -336,3 +336,18 @@ def test_dataset_option_types_are_checked(tmp_path):
         load_sources("caltech101", root=tmp_path, options={"split_seed": -1})
     with pytest.raises(ConfigError, match="class_list must be the path of a file"):
         load_sources("imagenet-subset", root=tmp_path, options={"class_list": ["n01440764"]})
+
+
+def test_caltech101_labels_match_torchvision(tmp_path):
+    from torchvision.datasets import Caltech101
+
+    _write_caltech(tmp_path / "caltech101", per_class=2)  # torchvision's root/caltech101/101_ObjectCategories
+    reference = Caltech101(str(tmp_path), target_type="category", download=False)
+    train, test = load_sources("caltech101", root=tmp_path)
+    assert train.class_ids == reference.categories  # sorted, BACKGROUND_Google left out
+    labels = sorted(zip(train.paths + test.paths, train.targets.tolist() + test.targets.tolist()))
+    expected = sorted(
+        (str(tmp_path / "caltech101" / "101_ObjectCategories" / reference.categories[y] / f"image_{i:04d}.jpg"), y)
+        for y, i in zip(reference.y, reference.index)
+    )
+    assert labels == expected
