@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..classnames import check_distinguishable
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, check_class_names, load_sources, readable
 from .transforms import _DATASET_STATS, make_transform
@@ -549,10 +550,7 @@ def _check_names(class_names: Any) -> list[str]:
             f"underscores read as spaces); received {bad[:5]} (index, name). Fix: give every "
             "label a readable name"
         )
-    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(names) < 5000 else []
-    if duplicates:
-        logger.warning("duplicate class names %s: CLIP prompts cannot tell these classes apart",
-                       duplicates[:5])
+    check_distinguishable(names, error=DataError)  # the same rule as CrossModalLearner's
     return names
 
 
@@ -590,7 +588,9 @@ class ScenarioStream:
             [0, 2**64).
         DataError: ``class_order`` not a permutation of the labels, fewer class names than labels,
             ``class_names`` not a list/tuple (a set or dict has no reliable order), names empty
-            once underscores become spaces, non-integer labels, ``train``/``test`` not a single
+            once underscores become spaces, names that are not valid UTF-8 or that CLIP's
+            tokenizer reads alike (case, whitespace; :func:`alta.classnames.check_distinguishable`,
+            the rule the learner applies too), non-integer labels, ``train``/``test`` not a single
             map-style dataset (e.g. a list of datasets), or an experience without training or
             test samples (it names the experience, its classes and the split). A class without
             samples inside an experience that has others only logs a warning.
