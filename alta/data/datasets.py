@@ -21,6 +21,12 @@ name                      split   layouts read under ``root``
 ``image-folder``          --      ``train/<class>/*`` + ``test/<class>/*`` (or ``val/``)
 ========================  ======  ============================================================
 
+Files read from image folders: every entry of a class folder with an image extension
+(``IMAGE_EXTENSIONS``) that is, or links to, a regular file. Any other entry (a dangling
+symlink, a sub-folder, ``notes.txt``) is skipped and reported: one warning per split gives the
+count, the reasons and the first few paths. Class folders whose names start with ``.`` are
+ignored; a class folder whose name is not valid UTF-8 is refused (``DataError``).
+
 References:
     W. Li et al., IEEE Transactions on Multimedia, 2023; reference code github.com/vijaylee/ALTA.
     P. Buzzega et al., "Dark Experience for General Continual Learning" (mammoth), NeurIPS 2020.
@@ -43,6 +49,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..classnames import check_utf8
 from ..errors import DataError
 from ..registry import Registry
 from .transforms import to_rgb8
@@ -349,19 +356,57 @@ def _need_root(name: str, root: Path | None, layouts: str, *, can_download: bool
     return root
 
 
-def _list_images(folder: Path) -> list[str]:
+SKIPPED_SHOWN = 5  # paths a skipped-files warning lists
+
+
+def _list_images(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
+    """Image files of ``folder``, sorted; every other entry is appended to ``skipped``.
+
+    An entry is read when it has an image extension and is (or links to) a regular file.
+    Anything else, e.g. a dangling symlink, a sub-folder or ``notes.txt``, is skipped with its
+    reason, for :func:`_report_skipped`.
+    """
+    files = []
     with os.scandir(folder) as entries:
-        files = [
-            e.path
-            for e in entries
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-        ]
+        for e in entries:
+            if os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS:
+                skipped.append((e.path, "no image extension"))
+            elif not e.is_file():
+                skipped.append((e.path, "dangling symlink" if e.is_symlink() and not os.path.exists(e.path)
+                                else "not a regular file"))
+            else:
+                files.append(e.path)
     return sorted(files)
 
 
+def _report_skipped(dataset: str, where: Path, skipped: list[tuple[str, str]], *, kept: int) -> None:
+    """Log one warning naming how many entries were left out of ``where`` and the first few."""
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for _, reason in skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    shown = ", ".join(f"{path} ({reason})" for path, reason in sorted(skipped)[:SKIPPED_SHOWN])
+    logger.warning(
+        "%s: skipped %d entr%s of %s that %s not image files (%s; %d images kept): %s%s. Only files "
+        "with an image extension (%s) that are, or link to, regular files are read",
+        dataset, len(skipped), "y" if len(skipped) == 1 else "ies", where, "is" if len(skipped) == 1 else "are",
+        ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())), kept, shown,
+        " ..." if len(skipped) > SKIPPED_SHOWN else "", ", ".join(IMAGE_EXTENSIONS),
+    )
+
+
 def _class_folders(split_dir: Path) -> list[str]:
+    """Sorted names of the class folders of ``split_dir`` (hidden entries are ignored).
+
+    Raises:
+        DataError: a folder name that is not valid UTF-8 (it could not become a class name).
+    """
     with os.scandir(split_dir) as entries:
-        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for name in folders:
+        check_utf8(name, what=f"class folder {str(split_dir / name)!r}", error=DataError)
+    return folders
 
 
 def _test_dir(root: Path) -> Path | None:
@@ -386,8 +431,9 @@ def _folder_split(
     """
     paths: list[str] = []
     targets: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for label, folder in enumerate(folders):
-        files = _list_images(split_dir / folder)
+        files = _list_images(split_dir / folder, skipped)
         if not files:
             role = "training" if split_dir.name == "train" else "test"
             raise DataError(
@@ -400,6 +446,7 @@ def _folder_split(
             )
         paths.extend(files)
         targets.extend([label] * len(files))
+    _report_skipped(dataset, split_dir, skipped, kept=len(paths))
     return ImageFileSource(paths, targets, class_names, identity=identity)
 
 
@@ -558,12 +605,13 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
 
     paths: list[str] = []
     targets: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for wnid in wnids:
         folder = root / "train" / wnid / "images"
         if not folder.is_dir():
             raise _layout_error("seq-tinyimagenet", root, f"missing {folder}", _TINY_LAYOUT,
                                 can_download=False)
-        files = _list_images(folder)
+        files = _list_images(folder, skipped)
         if not files:
             raise DataError(
                 f"seq-tinyimagenet: class {wnid} ({names[label[wnid]]!r}) has no training images: "
@@ -572,6 +620,7 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
             )
         paths.extend(files)
         targets.extend([label[wnid]] * len(files))
+    _report_skipped("seq-tinyimagenet", root / "train", skipped, kept=len(paths))
     train = ImageFileSource(paths, targets, names, identity=f"seq-tinyimagenet|{root}|train")
 
     val_paths: list[str] = []
