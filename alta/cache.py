@@ -125,8 +125,11 @@ def encode_dataset(
     all_views, labels = [], None
     for view in range(views):
         # every RNG a transform may draw from is seeded per sample, so any num_workers gives the same views
-        items = SeededItems(dataset, derive_seed(seed, view))
-        loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin)
+        view_seed = derive_seed(seed, view)
+        items = SeededItems(dataset, view_seed)
+        # its own generator: a DataLoader without one draws its workers' base seed from the global RNG
+        loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin,
+                            generator=torch.Generator().manual_seed(view_seed))
         feats, labs = [], []
         for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
                               disable=not progress, leave=False):

@@ -147,8 +147,9 @@ def evaluate(
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
             batches = zip(stored.features.split(batch_size), stored.labels.split(batch_size))
         else:
+            # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
             batches = DataLoader(experience.test, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                 pin_memory=device.type == "cuda")
+                                 pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed

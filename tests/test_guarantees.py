@@ -286,3 +286,14 @@ def test_damaged_buffer_states_raise_checkpoint_errors(key, value, policy):
     state[key] = value
     with pytest.raises(CheckpointError, match=key):
         MemoryBuffer(4, seed=0, policy=policy).load_state_dict(state)
+
+
+def test_encoding_and_evaluation_leave_the_global_rngs_alone(tiny_clip):
+    stream = _random_stream(_DrawsFromEveryRng(), num_samples=6).with_transforms(test_transform=None)
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names)
+    learner.begin_experience(stream[0])
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    FeatureCache().features(tiny_clip, stream[0].train, views=2, seed=1)
+    evaluate(learner, stream[0])
+    assert torch.equal(torch.get_rng_state(), before)
