@@ -223,10 +223,10 @@ class FeatureCache:
             if key not in self._warned:
                 self._warned.add(key)
                 logger.warning(
-                    "the transform %s does not identify itself (its repr holds a memory address or is a "
-                    "parameterless Lambda), so its features are cached in memory only, never on disk in %s; "
-                    "give the transform a __repr__ that lists its parameters to cache it on disk",
-                    _short(getattr(dataset, "transform", None)), self.directory)
+                    "a transform of %r (%s, or its source's own transform) does not identify itself (its repr "
+                    "holds a memory address or is a Lambda), so these features are cached in memory only, never on "
+                    "disk in %s; give the transform a __repr__ that lists its parameters to cache it on disk",
+                    dataset, _short(getattr(dataset, "transform", None)), self.directory)
             path = None
         if path is not None and path.is_file():
             try:
