@@ -121,13 +121,11 @@ def test_transforms_drawing_from_python_or_numpy_are_seeded_per_sample(tiny_clip
 
 
 def test_views_cache_is_identical_with_zero_and_two_workers(tiny_clip):
-    from alta.data.transforms import make_transform
-
-    stream = _random_stream(make_transform("reference", train=True, resolution=32).transforms[1], num_samples=10)
-    # RandomResizedCrop on tensors (torch RNG) plus a custom NumPy/random draw
     import torchvision.transforms as T
 
-    stream = stream.with_transforms(transform=T.Compose([stream.transform, _DrawsFromEveryRng()]))
+    # torchvision's crop and flip draw from torch's RNG, the custom transform from random and NumPy
+    augment = T.Compose([T.RandomResizedCrop(32, antialias=True), T.RandomHorizontalFlip(), _DrawsFromEveryRng()])
+    stream = _random_stream(augment, num_samples=10)
     serial = FeatureCache().features(tiny_clip, stream[0].train, views=3, seed=5, num_workers=0)
     parallel = FeatureCache().features(tiny_clip, stream[0].train, views=3, seed=5, num_workers=2)
     assert serial.features.shape == (3, 10, tiny_clip.embed_dim)
