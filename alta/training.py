@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
@@ -43,7 +43,7 @@ from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .metrics import old_new_accuracy
 from .replay import check_buffer_fields
-from .seeding import derive_seed
+from .seeding import SeededItems, derive_seed
 
 __all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
 
@@ -266,25 +266,10 @@ def epoch_batches(
         yield features[idx], labels[idx]
 
 
-class _SeededItems(Dataset):
-    """Draw the random transform of item i from ``derive_seed(seed, i)``.
-
-    The augmentation of a sample then depends only on the run seed, the experience, the epoch and
-    the sample, never on which DataLoader worker loads it: any ``num_workers`` gives the same run.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        # the CPU generator random transforms draw from: the worker's own, or the main process's
-        # (forked by epoch_batches); torch.manual_seed would also reseed CUDA, 100x slower
-        torch.default_generator.manual_seed(derive_seed(self.seed, index))
-        return self.dataset[index]
+class _SeededItems(SeededItems):
+    """Training items of one epoch: the augmentation of item i is drawn from
+    ``derive_seed(epoch_seed, i)`` in every RNG a transform may use (torch, Python's ``random``,
+    NumPy), so any ``num_workers`` gives the same run (see :class:`alta.seeding.SeededItems`)."""
 
 
 @dataclass
@@ -293,7 +278,8 @@ class StreamResult:
 
     Attributes:
         class_il: R[t, k] class-IL accuracy (%) on experience k after experience t, (T, T);
-            NaN where not measured.
+            NaN where not measured. With separate evaluation experiences (the joint upper
+            bound) it is (T, K): T training experiences, K evaluation experiences.
         task_il: The same for task-IL.
         evaluations: One record per evaluation (``experience``, ``epoch``, the
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
@@ -320,8 +306,10 @@ class StreamResult:
             self.confusion = list(self.confusion) + [None] * missing
 
     @classmethod
-    def empty(cls, num_experiences: int) -> "StreamResult":
-        nan = np.full((num_experiences, num_experiences), np.nan)
+    def empty(cls, num_experiences: int, num_eval_experiences: int | None = None) -> "StreamResult":
+        """NaN matrices of shape (T, K), K = ``num_eval_experiences`` (T when omitted)."""
+        columns = num_experiences if num_eval_experiences is None else num_eval_experiences
+        nan = np.full((num_experiences, columns), np.nan)
         return cls(class_il=nan.copy(), task_il=nan.copy())
 
 
@@ -428,14 +416,16 @@ class _PeriodicEvaluation(Callback):
     """``run_stream``'s evaluation every ``eval_every`` epochs (the last epoch excepted: the
     end-of-experience evaluation covers it), dispatched before the user's ``on_epoch_end``."""
 
-    def __init__(self, learner, experiences: list, *, loop: LoopConfig, cache: FeatureCache, callbacks) -> None:
-        self.learner, self.experiences, self.loop, self.cache, self.callbacks = learner, experiences, loop, cache, callbacks
+    def __init__(self, learner, evals: list, covered: list[int], *, loop: LoopConfig, cache: FeatureCache,
+                 callbacks) -> None:
+        self.learner, self.evals, self.covered = learner, evals, covered
+        self.loop, self.cache, self.callbacks = loop, cache, callbacks
 
     def on_epoch_end(self, *, experience: int, epoch: int, stats: dict, result: StreamResult) -> None:
         every, epochs = self.loop.eval_every, self.loop.epochs
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
-            seen = evaluate(self.learner, self.experiences[: experience + 1], batch_size=self.loop.eval_batch_size,
-                            num_workers=self.loop.num_workers, cache=self.cache)
+            seen = evaluate(self.learner, self.evals[: self.covered[experience]],
+                            batch_size=self.loop.eval_batch_size, num_workers=self.loop.num_workers, cache=self.cache)
             _record(result, experience, epoch, seen, stats, self.callbacks)
 
 
@@ -453,6 +443,7 @@ def run_stream(
     result: StreamResult | None = None,
     start_experience: int = 0,
     start_epoch: int = 0,
+    eval_experiences: Sequence | None = None,
 ) -> StreamResult:
     """Train through a stream and measure the accuracy matrices.
 
@@ -482,26 +473,37 @@ def run_stream(
         start_experience: First experience to train (earlier ones are done).
         start_epoch: First epoch of ``start_experience`` to run (earlier ones are done; their
             statistics are in ``result.history``).
+        eval_experiences: The experiences to evaluate on; by default the stream's
+            ``eval_experiences`` when ``experiences`` is a :class:`~alta.data.ScenarioStream`
+            (for a joint stream, the sequential split: its row of R holds per-experience
+            accuracies comparable with a continual run's), else ``experiences``. Periodic
+            evaluations cover the evaluation experiences whose classes have all been trained.
 
     Returns:
-        The :class:`StreamResult`.
+        The :class:`StreamResult`, with (T, K) matrices for K evaluation experiences.
 
     Raises:
-        ConfigError: no experience, or a start position outside the stream.
+        ConfigError: no experience or evaluation experience, or a start position outside the stream.
     """
     loop = LoopConfig() if loop is None else loop
     callbacks = as_callback_list(callbacks)
+    if eval_experiences is None:
+        eval_experiences = getattr(experiences, "eval_experiences", None)
     experiences = list(experiences)
     num = len(experiences)
+    evals = experiences if eval_experiences is None else list(eval_experiences)
     if num == 0:
         raise ConfigError("run_stream needs at least one experience, got none")
     if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
         raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
+    if not evals:
+        raise ConfigError("run_stream needs at least one evaluation experience, got none")
     if result is None:
-        result = StreamResult.empty(num)
+        result = StreamResult.empty(num, len(evals))
     if cache is None:
         cache = FeatureCache()
-    periodic = _PeriodicEvaluation(learner, experiences, loop=loop, cache=cache, callbacks=callbacks)
+    covered = _covered_evaluations(experiences, evals)
+    periodic = _PeriodicEvaluation(learner, evals, covered, loop=loop, cache=cache, callbacks=callbacks)
     epoch_callbacks = [periodic, *callbacks]
     callbacks.on_run_start(num_experiences=num, start_experience=start_experience, start_epoch=start_epoch,
                            result=result)
@@ -511,8 +513,7 @@ def run_stream(
             loop=loop, cache=cache, callbacks=epoch_callbacks, start_epoch=start_epoch if t == start_experience else 0,
             result=result, end_experience=not loop.eval_before_snapshot,
         )
-        full = evaluate(learner, experiences, batch_size=loop.eval_batch_size, num_workers=loop.num_workers,
-                        cache=cache)
+        full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache)
         if loop.eval_before_snapshot:
             learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
@@ -520,11 +521,25 @@ def run_stream(
         result.confusion[t] = full.confusion
         split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
                  for k, v in old_new_accuracy(full.confusion, experiences[t].class_to_experience, t).items()}
-        _record(result, t, loop.epochs - 1, full.first(t + 1), history[-1] if history else {}, callbacks,
+        _record(result, t, loop.epochs - 1, full.first(covered[t]), history[-1] if history else {}, callbacks,
                 old_class_accuracy=split["old"], new_class_accuracy=split["new"])
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
+
+
+def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
+    """For every training experience t, how many leading evaluation experiences have all their
+    classes trained by the end of t (t + 1 when both are the same split; K for the joint bound)."""
+    seen: set[int] = set()
+    covered = []
+    for experience in experiences:
+        seen.update(int(c) for c in experience.classes)
+        k = 0
+        while k < len(evals) and {int(c) for c in evals[k].classes} <= seen:
+            k += 1
+        covered.append(max(k, 1))
+    return covered
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,

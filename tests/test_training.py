@@ -296,3 +296,18 @@ def test_set_deterministic_sets_and_reports_the_flags_and_a_run_still_works(tiny
     default, _ = _tiny_run(tiny_clip, epochs=1)
     np.testing.assert_array_equal(strict.class_il, default.class_il)
     assert strict.evaluations == default.evaluations
+
+
+def test_joint_upper_bound_is_evaluated_per_sequential_experience(tiny_clip):
+    from alta import CrossModalLearner, LoopConfig, build_optimizer, evaluate, run_stream
+
+    joint = ScenarioStream.from_name("digits", resolution=32, joint=True)
+    learner = CrossModalLearner(tiny_clip, class_names=joint.class_names)
+    optimizer, scheduler = build_optimizer(learner, epochs=1)
+    result = run_stream(learner, joint, optimizer=optimizer, scheduler=scheduler,
+                        loop=LoopConfig(epochs=1, batch_size=256, train_cache="fixed", eval_every=0))
+    assert result.class_il.shape == result.task_il.shape == (1, 5)  # one training row, five experiences
+    direct = evaluate(learner, joint.eval_experiences)
+    assert result.class_il[0].tolist() == list(direct.class_il)
+    assert result.task_il[0].tolist() == list(direct.task_il)
+    assert [r["experiences"] for r in result.evaluations][-1] == [0, 1, 2, 3, 4]
