@@ -24,18 +24,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import FeatureCache, parse_cache_mode
+from .config import MAX_BATCH_SIZE, ConfigSection, check_int
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
+from .schedule import AlternatingSchedule
 from .seeding import derive_seed
 
-__all__ = ["epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
+__all__ = ["epoch_batches", "fit_experience", "run_stream", "StreamResult", "TrainConfig", "derive_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -343,3 +345,66 @@ def _record(result: StreamResult, experience: int, epoch: int, evaluation: Evalu
     result.evaluations.append(record)
     if callback is not None:
         callback(record)
+
+
+MAX_CACHE_VIEWS = 1000
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigSection):
+    """The training loop of a run (YAML section ``train``): :func:`run_stream` and its
+    :class:`~alta.AlternatingSchedule`.
+
+    Attributes:
+        epochs: Epochs per experience (30; joint training 100).
+        batch_size: Training batch size (32).
+        schedule: ``crossed`` (both branches every step: the reference) or ``alternate``
+            (text and image branch in turns).
+        schedule_period: Length of one turn (``alternate``).
+        schedule_unit: ``step`` or ``epoch``: what the period counts.
+        schedule_start: Branch of the first turn, ``text`` or ``image``.
+        train_cache: ``none`` (images augmented and encoded at every step: faithful),
+            ``fixed`` (each training image encoded once without augmentation) or ``views:K``
+            (K augmented views encoded once; an approximation).
+    """
+
+    _SECTION: ClassVar[str] = "train"
+
+    epochs: int = 30
+    batch_size: int = 32
+    schedule: str = "crossed"
+    schedule_period: int = 1
+    schedule_unit: str = "step"
+    schedule_start: str = "text"
+    train_cache: str = "none"
+
+    def __post_init__(self) -> None:
+        check_int(self.epochs, "train.epochs", low=1)
+        check_int(self.batch_size, "train.batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="images per training step (the paper uses 32)")
+        try:
+            self.build_schedule()  # the schedule checks its own values
+        except ConfigError as exc:
+            words = str(exc).split()  # "schedule mode|unit|start|period must ..."
+            key = {"mode": "schedule"}.get(words[1], f"schedule_{words[1]}")
+            raise ConfigError(f"config key 'train.{key}': {exc}") from None
+        try:
+            kind, views = parse_cache_mode(self.train_cache)
+        except ConfigError as exc:
+            raise ConfigError(f"config key 'train.train_cache': {exc}") from None
+        if kind == "views" and views > MAX_CACHE_VIEWS:
+            raise ConfigError(
+                f"config key 'train.train_cache' is {self.train_cache!r}: K views of every training image are "
+                f"encoded up front, so K must be in [1, {MAX_CACHE_VIEWS}] (e.g. 'views:4')"
+            )
+
+    def loop(self, *, seed: int, evaluation, num_workers: int = 0) -> "LoopConfig":
+        """The :class:`LoopConfig` of a run with these values, its ``seed``, its
+        :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
+        return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
+                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers)
+
+    def build_schedule(self) -> AlternatingSchedule:
+        """A fresh :class:`~alta.AlternatingSchedule` with these values."""
+        return AlternatingSchedule(self.schedule, period=self.schedule_period, unit=self.schedule_unit,
+                                   start=self.schedule_start)

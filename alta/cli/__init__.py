@@ -12,8 +12,8 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta run --resume runs/il_cifar10-...      # continue an interrupted run
     alta list methods|backbones|datasets|configs
 
-This module only parses arguments and prints; the work is done by
-:func:`alta.cli.experiment.run_experiment`, which scripts can call directly.
+This module only turns argv into a :class:`~alta.experiment.RunConfig` and prints; the work is
+done by :func:`alta.experiment.run_experiment`, which scripts can call directly.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def resolve_run_config(args: argparse.Namespace):
     """
     from ..errors import ConfigError
     from .config import DEFAULT_CONFIG, apply_overrides, load_config, load_run_config
-    from .experiment import config_differences, default_output_dir
+    from ..experiment import config_differences, default_output_dir
 
     overrides = _overrides(args)
     if args.resume:
@@ -309,7 +309,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _tiny_on_cpu(config) -> bool:
-    from .experiment import resolve_device
+    from ..experiment import resolve_device
 
     return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
 
@@ -317,9 +317,9 @@ def _tiny_on_cpu(config) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from .experiment import run_experiment
-    from .report import format_table
-    from .rundir import claim_run_dir
+    from ..experiment import run_experiment
+    from ..summary import format_table
+    from ..rundir import claim_run_dir
 
     config, output_dir, resume = resolve_run_config(args)
     threads = args.threads
