@@ -48,7 +48,7 @@ import yaml
 from .backbones import BACKBONES, list_backbones
 from .buffer import BufferConfig
 from .cache import FeatureCache
-from .callbacks import Callback, CallbackList
+from .callbacks import Callback, CallbackList, ProgressBar
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
@@ -591,7 +591,7 @@ def run_experiment(
             the data root). Without a checkpoint the run starts from the first experience.
         callbacks: The user's :class:`~alta.callbacks.Callback` s; they receive every event of
             the run, after the run's own writers (metrics, checkpoint, logs).
-        progress: Show tqdm progress bars for evaluations.
+        progress: Show tqdm progress bars (:class:`~alta.callbacks.ProgressBar` and evaluations).
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
@@ -671,6 +671,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         *([StopAfter(stop_after, num_experiences=num)] if stop_after is not None else []),
         SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot),
         *([PlotWriter(output_dir)] if plots else []),
+        *([ProgressBar()] if progress else []),
     ]
     callbacks = CallbackList([*writers, *user])
     try:

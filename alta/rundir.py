@@ -306,11 +306,10 @@ def _os_error(path: Path, exc: OSError) -> ConfigError:
 
 
 def _taken_error(path: Path, present: list[str], config: Any) -> ConfigError:
-    from .config import load_run_config
-    from .experiment import config_differences
+    from .experiment import config_differences, load_saved_config
 
     try:
-        same = not config_differences(load_run_config(path / "config.yaml"), config)
+        same = not config_differences(load_saved_config(path / "config.yaml"), config)
     except Exception:  # noqa: BLE001 - unreadable, damaged, another format: not "the same run"
         same = False
     advice = (f"it holds this same run: continue it with `alta run --resume {path}`"

@@ -364,7 +364,7 @@ def test_a_run_killed_mid_experience_resumes_after_its_last_epoch(tmp_path, caps
     """SIGKILL after epoch 2 of 3 of experience 2: the resumed run continues at epoch 3 of
     experience 2 and ends with the uninterrupted run's accuracy matrices and metrics.jsonl."""
     torch.set_num_threads(1)
-    flags = ["--epochs", "3", "--eval-every", "1", "--set", "data.max_train_per_class=16",
+    flags = ["--epochs", "3", "--eval-every", "1", "--num-experiences", "2", "--set", "data.max_train_per_class=16",
              "--set", "data.max_test_per_class=8", "--no-progress", "--no-plots", "--threads", "1"]
     assert run_cli(capsys, "run", *flags, "--output-dir", str(tmp_path / "full"))[0] == 0
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
@@ -381,7 +381,7 @@ def test_a_run_killed_mid_experience_resumes_after_its_last_epoch(tmp_path, caps
 
     code, _, err = run_cli(capsys, "run", "--resume", str(killed), "--no-progress", "--threads", "1")
     assert code == 0, err
-    assert "at experience 2 of 5, epoch 3" in err
+    assert "at experience 2 of 2, epoch 3" in err
     resumed = json.loads((killed / "summary.json").read_text())
     for setting in ("class_il", "task_il"):
         assert resumed["accuracy_matrix"][setting] == full["accuracy_matrix"][setting]
@@ -393,14 +393,16 @@ def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
     import alta.experiment as experiment
     from alta.callbacks import Callback
 
+    from alta.callbacks import Callback
+
     real = experiment.run_stream
 
-    class Interrupt(Callback):  # Ctrl-C right after experience 2's checkpoint
+    class Interrupt(Callback):
         def on_experience_end(self, *, experience, result):
             if experience == 1:
                 raise KeyboardInterrupt
 
-    def interrupted(*args, callbacks, **kwargs):
+    def interrupted(*args, callbacks, **kwargs):  # after the run's own callbacks (the checkpoint)
         return real(*args, callbacks=[*callbacks, Interrupt()], **kwargs)
 
     monkeypatch.setattr(experiment, "run_stream", interrupted)
