@@ -23,6 +23,7 @@ one) and the list of valid keys.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -34,7 +35,7 @@ from typing import Any, Mapping, Union
 
 from .errors import ConfigError
 
-__all__ = ["ConfigSection", "check_int", "check_number", "check_choice", "check_seed", "resolve_name", "case_hint",
+__all__ = ["ConfigSection", "in_section", "check_int", "check_number", "check_choice", "check_seed", "resolve_name", "case_hint",
            "unknown_key_error", "coerce", "INT_MAX", "MAX_BATCH_SIZE"]
 
 INT_MAX = 2**63 - 1  # torch and NumPy take 64-bit signed integers; also the largest seed
@@ -124,6 +125,26 @@ def resolve_name(registry, value: Any, key: str) -> str:
             message = message.replace(". Valid ", f"{hint} Valid ", 1)
         else:
             message = f"{message.rstrip()} ({key}{hint})"
+        raise ConfigError(message) from None
+
+
+@contextlib.contextmanager
+def in_section(section: str, *names: str, **renamed: str):
+    """Name the keys of a lower layer's :class:`ConfigError` as keys of ``section``: a check
+    written once in the object that owns a value (``config key 'batch_size' ...``) then reads
+    ``config key 'train.batch_size' ...`` in a run configuration.
+
+    Args:
+        section: The section (``"train"``).
+        names: Keys spelt the same in both layers.
+        renamed: ``owner_key="section_key"`` for keys spelt differently (``eval_every="every"``).
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        for owner, key in {**{n: n for n in names}, **renamed}.items():
+            message = message.replace(f"config key {owner!r}", f"config key '{section}.{key}'")
         raise ConfigError(message) from None
 
 

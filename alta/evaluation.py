@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .cache import FeatureCache
-from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int
+from .config import ConfigSection, check_choice, in_section
 from .errors import ConfigError, StateError
 
 __all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS"]
@@ -49,9 +49,10 @@ class EvalConfig(ConfigSection):
     zeroshot_baseline: bool = True
 
     def __post_init__(self) -> None:
-        check_int(self.every, "eval.every", low=0)
-        check_int(self.batch_size, "eval.batch_size", low=1, high=MAX_BATCH_SIZE,
-                  why="test images per forward pass (default 256; it does not change results)")
+        from .training import LoopConfig  # the loop owns the evaluation period and batch size
+
+        with in_section("eval", eval_every="every", eval_batch_size="batch_size"):
+            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size)
         check_choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 
