@@ -66,7 +66,7 @@ def seeded_global_rngs(seed: int) -> Iterator[None]:
     Args:
         seed: A non-negative integer, e.g. from :func:`derive_seed`.
 
-    Example:
+    Examples:
         >>> with seeded_global_rngs(derive_seed(0, 7)):  # doctest: +SKIP
         ...     view = transform(image)
     """
