@@ -310,6 +310,8 @@ class WandbLogger(Callback):
     def on_run_end(self, *, result) -> None:
         from . import metrics
 
+        if self.run is None:  # the run was already complete: nothing was logged
+            return
         for name in ("class_il", "task_il"):
             summary = metrics.summarize(getattr(result, name))
             for key in ("avg_accuracy", "last_accuracy", "forgetting", "bwt"):
