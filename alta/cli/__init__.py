@@ -10,6 +10,9 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta run --config-file configs/il_cifar10.yaml --method cprompt --il_setting task-il \\
              --visual RN50 --buffer_size 500 --seed 1 --data-root data/cifar10
     alta run --resume runs/il_cifar10-...      # continue an interrupted run
+    alta run --seeds 0 1 2 --output-dir runs/g  # a run per seed + aggregate.json (mean ± std)
+    alta report runs/g runs/h                  # Markdown (--format latex|csv) table side by side
+    alta config show --config il_cifar10 --visual ViT-B/16   # the resolved config, no run
     alta list methods|backbones|datasets|configs
 
 This module only turns argv into a :class:`~alta.experiment.RunConfig` and prints; the work is
