@@ -54,7 +54,7 @@ from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, sa
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
 from .errors import ConfigError
-from .evaluation import EvalConfig, EvaluationResult, evaluate, parameter_counts
+from .evaluation import EvalConfig, evaluate, parameter_counts
 from .io import append_jsonl, write_json, write_text
 from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
@@ -526,8 +526,8 @@ def _run_without_training(experiment: Experiment, *, result: StreamResult, start
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
         result.history.append([])
-        seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
-                                full.num_samples[: t + 1])
+        result.confusion[t] = full.confusion
+        seen = full.first(t + 1)
         record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
         result.evaluations.append(record)
         callbacks.on_evaluation(record=record)

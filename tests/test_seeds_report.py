@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from alta.cli import main
-from alta.errors import ConfigError
 
 QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=16", "--set", "data.max_test_per_class=8",
          "--train-cache", "fixed", "--no-progress", "--threads", "1", "-q"]
