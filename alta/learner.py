@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import ClipBackbone, load_backbone
+from .backbones import Backbone, check_backbone, load_backbone
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
@@ -96,8 +96,9 @@ class CrossModalLearner(nn.Module):
     """ALTA and its variants on a frozen CLIP backbone, driven from your own loop.
 
     Args:
-        backbone: A frozen :class:`~alta.backbones.ClipBackbone` (see
-            :func:`~alta.backbones.load_backbone`, or use :meth:`from_pretrained`).
+        backbone: A frozen backbone: anything implementing the
+            :class:`~alta.backbones.Backbone` protocol, e.g. from :func:`~alta.load_backbone`
+            (clip-anytorch, ``open_clip:`` and ``hf:`` names), or use :meth:`from_pretrained`.
         class_names: One human-readable name per class of the stream, in label order
             (``stream.class_names``). C = len(class_names).
         method: A method of :func:`alta.list_methods` (``"alta"`` is the default
@@ -119,7 +120,8 @@ class CrossModalLearner(nn.Module):
             the reference code snapshots.
 
     Raises:
-        ConfigError: unknown method or head, empty or duplicated class names, bad weights.
+        ConfigError: a backbone missing members of the protocol (named in the message), unknown
+            method or head, empty or duplicated class names, bad weights.
 
     Shape:
         ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
@@ -132,7 +134,7 @@ class CrossModalLearner(nn.Module):
 
     def __init__(
         self,
-        backbone: ClipBackbone,
+        backbone: Backbone,
         *,
         class_names: Sequence[str],
         method: str = DEFAULT_METHOD,
@@ -148,11 +150,7 @@ class CrossModalLearner(nn.Module):
         snapshot_timing: str = "end",
     ) -> None:
         super().__init__()
-        if not isinstance(backbone, ClipBackbone):
-            raise ConfigError(
-                f"backbone must be an alta ClipBackbone, got {type(backbone).__name__}; build one with "
-                f"alta.load_backbone(name) or use CrossModalLearner.from_pretrained(name, ...)"
-            )
+        check_backbone(backbone)
         spec = get_method(method)
         if head not in HEADS:
             raise ConfigError(f"head must be one of {HEADS}, got {head!r} ('all' is the paper's protocol)")
@@ -189,7 +187,7 @@ class CrossModalLearner(nn.Module):
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
-        tokens = tokenize_class_prompts(names, template=template, context_length=backbone.context_length)
+        tokens = tokenize_class_prompts(backbone, names, template=template)
         self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
 
         self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
@@ -232,6 +230,7 @@ class CrossModalLearner(nn.Module):
         class_names: Sequence[str],
         method: str = DEFAULT_METHOD,
         head: str = "all",
+        pretrained: str | bool | None = None,
         device: str | torch.device | None = "cpu",
         precision: str = "auto",
         download_root: str | None = None,
@@ -250,11 +249,13 @@ class CrossModalLearner(nn.Module):
         """Load a CLIP backbone by name or file and build a learner on it.
 
         Args:
-            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or a local
-                checkpoint path; see :func:`alta.load_backbone`.
+            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ``open_clip:ViT-B-16``,
+                ``hf:<id or folder>``, ...) or a local checkpoint path; see :func:`alta.load_backbone`.
             class_names: Class names of the stream, in label order.
             method: Method variant (default ALTA).
             head: ``"all"`` or ``"seen"``.
+            pretrained: Weights of ``open_clip:``/``hf:`` backbones (a tag, a file, or ``None``/
+                ``False``; see :func:`alta.load_backbone`).
             device: Where the learner lives (``None``: CUDA when available).
             precision: Precision of the frozen encoders (``"auto"``: fp16 on CUDA).
             download_root: Folder of pretrained weights (default ``~/.cache/clip``).
@@ -275,7 +276,8 @@ class CrossModalLearner(nn.Module):
             ConfigError: invalid method, head or options.
         """
         backbone = load_backbone(
-            visual, device=device, precision=precision, download_root=download_root, download=download, seed=backbone_seed
+            visual, pretrained=pretrained, device=device, precision=precision, download_root=download_root,
+            download=download, seed=backbone_seed
         )
         return cls(
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,

@@ -1,21 +1,12 @@
-"""Frozen CLIP backbones: OpenAI weights through clip-anytorch, local checkpoints, and small
+"""The clip-anytorch source: OpenAI CLIP weights, local clip-format checkpoints, and small
 random-weight models for tests and offline runs.
 
-ALTA (Li et al., IEEE TMM 2023) keeps both CLIP encoders frozen; only the context
-vectors of the prompt and the image adapter learn. :class:`ClipBackbone` wraps a
-``clip.model.CLIP`` accordingly: it is always in eval mode, has no trainable parameters, and
-exposes the three encodings ALTA needs:
-
-- :meth:`ClipBackbone.encode_images`: the task-invariant image feature f1, shape (B, D);
-- :meth:`ClipBackbone.encode_tokens`: text features of tokenised sentences (CLIP's
-  ``encode_text``), used for the hand-written prompts w1;
-- :meth:`ClipBackbone.encode_prompt_embeddings`: text features of token *embeddings*, used for
-  learned prompts w2 (CoOp, Zhou et al., IJCV 2022).
-
-Both text paths run the transformer only up to the longest end-of-text (EOT) position among the
-sequences they encode. CLIP's text transformer uses a causal mask, so a position never attends
-to later ones and the feature read at the EOT token does not depend on the padding after it:
-the truncated encoding is exact (``tests/test_backbones.py`` checks it against full length).
+ALTA (Li et al., IEEE TMM 2023) keeps both CLIP encoders frozen; only the context vectors of
+the prompt and the image adapter learn. :class:`ClipBackbone` wraps a ``clip.model.CLIP``
+accordingly (always in eval mode, no trainable parameters) and implements the
+:class:`~alta.backbones.Backbone` protocol through :class:`~alta.backbones.base.CausalTextBackbone`:
+clip's text transformer is sequence-first and its attention blocks are ``nn.MultiheadAttention``
+with fused ``in_proj_weight``; those details stay in this module.
 
 Names (see :func:`list_backbones`):
 
@@ -49,14 +40,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import BackboneError, ConfigError, ShapeError
-from .io import atomic_write
-from .registry import Registry
+from ..errors import BackboneError, ConfigError
+from ..io import atomic_write
+from ..registry import Registry
+from .base import PRECISIONS, CausalTextBackbone, TextBlock, check_precision, hash_state
 
 __all__ = [
     "ClipArchitecture",
     "ClipBackbone",
-    "load_backbone",
     "list_backbones",
     "default_download_root",
     "save_backbone",
@@ -247,10 +238,11 @@ def default_download_root() -> Path:
     return Path(os.path.expanduser("~/.cache/clip"))
 
 
-class ClipBackbone(nn.Module):
-    """A frozen CLIP model with the encodings ALTA needs.
+class ClipBackbone(CausalTextBackbone):
+    """A frozen clip-anytorch CLIP model: the :class:`~alta.backbones.Backbone` implementation
+    for OpenAI CLIP names, clip-format checkpoints and the tiny random-weight models.
 
-    Build one with :func:`load_backbone`. The wrapped model never trains: every parameter has
+    Build one with :func:`~alta.load_backbone`. The wrapped model never trains: every parameter has
     ``requires_grad=False`` and :meth:`train` keeps it in eval mode (batch-norm statistics of the
     ResNet encoders stay fixed, as in the reference code).
 
@@ -277,8 +269,7 @@ class ClipBackbone(nn.Module):
         precision: str = "fp32",
     ) -> None:
         super().__init__()
-        if precision not in ("fp32", "fp16", "bf16"):
-            raise ConfigError(f"precision must be 'fp32', 'fp16' or 'bf16', got {precision!r}")
+        check_precision(precision)
         self.model = model.eval()
         self.model.requires_grad_(False)
         self.name = name
@@ -295,7 +286,7 @@ class ClipBackbone(nn.Module):
 
     # ---------------------------------------------------------------- housekeeping
     def _apply_precision(self) -> None:
-        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+        dtype = PRECISIONS[self.precision]
         if dtype == torch.float32:
             self.model.float()
         else:
@@ -319,262 +310,74 @@ class ClipBackbone(nn.Module):
         """Compute dtype of the encoders."""
         return self.model.visual.conv1.weight.dtype
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.token_embedding.weight.device
-
-    def train(self, mode: bool = True) -> "ClipBackbone":
-        """The backbone is frozen: it stays in eval mode whatever ``mode`` is."""
-        return super().train(False)
-
     def fingerprint(self) -> str:
         """A stable identifier of the weights, for feature-cache keys and saved states.
 
         SHA-256 over the name, source, precision and every parameter and buffer of the model
         (so a checkpoint file replaced at the same path gets a new fingerprint). Computed once
-        (about a second for RN50) and remembered: the backbone is frozen.
+        (about a second for RN50) and remembered: the backbone is frozen. The clip-anytorch
+        name fixes the architecture (QuickGELU, sequence-first text transformer).
         """
         if self._fingerprint is None:
-            h = hashlib.sha256(f"{self.name}\0{self.source}\0{self.precision}".encode())
-            for key, tensor in self.model.state_dict().items():
-                h.update(key.encode())
-                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
+            self._fingerprint = hash_state(f"{self.name}\0{self.source}\0{self.precision}", self.model.state_dict())
         return self._fingerprint
 
-    def describe(self) -> dict:
-        """A JSON-ready description (name, pretrained, source, sizes) for results files."""
-        return {
-            "name": self.name,
-            "pretrained": self.pretrained,
-            "source": self.source,
-            "precision": self.precision,
-            "input_resolution": self.input_resolution,
-            "embed_dim": self.embed_dim,
-            "token_width": self.token_width,
-            "logit_scale": self.logit_scale,
-            "fingerprint": self.fingerprint(),
-        }
-
-    def __repr__(self) -> str:
-        kind = "pretrained" if self.pretrained else "RANDOM weights, not pretrained"
-        return (
-            f"ClipBackbone({self.name!r}, {kind}, {self.input_resolution}px, D={self.embed_dim}, "
-            f"W={self.token_width}, precision={self.precision})"
-        )
-
-    # ---------------------------------------------------------------- encodings
-    @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Task-invariant image features f1 (unnormalised, as CLIP's ``encode_image``).
-
-        Args:
-            images: Preprocessed images on any device.
-
-        Returns:
-            Float32 features on the backbone's device.
+    # ---------------------------------------------------------------- tokenizer
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """clip-anytorch's BPE tokenizer: ``[SOS] tokens [EOT]`` padded with 0 to L.
 
         Raises:
-            ShapeError: if ``images`` is not (B, 3, R, R) with R the backbone's resolution.
+            ConfigError: a text longer than L tokens.
 
         Shape:
-            images: (B, 3, R, R); returns (B, D).
+            returns (N, L) int64.
         """
-        self.check_images(images)
-        images = images.to(self.device, dtype=self.dtype, non_blocking=True)
-        return self.model.encode_image(images).float()
+        try:
+            return import_clip().tokenize(texts, context_length=self.context_length)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"a prompt is longer than CLIP's {self.context_length} tokens ({exc}); shorten the class name, the "
+                f"template or ctx_init"
+            ) from exc
 
-    def check_images(self, images: torch.Tensor) -> None:
-        """Raise :class:`ShapeError` unless ``images`` is (B, 3, R, R) at this backbone's R."""
-        r = self.input_resolution
-        if isinstance(images, torch.Tensor) and images.ndim == 4 and not images.is_floating_point():
-            raise ShapeError(
-                f"backbone {self.name!r} expects float images normalised by a transform, got dtype {images.dtype}; "
-                f"convert them (e.g. ToTensor + Normalize, or alta.make_transform(..., resolution={r}))"
+    def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """EOT is the largest id of each row (as clip-anytorch's ``encode_text`` reads it).
+
+        Shape:
+            tokens: (N, L); returns (N,) int64.
+        """
+        return tokens.argmax(dim=-1)
+
+    # ---------------------------------------------------------------- text-tower hooks
+    def _encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images)
+
+    @property
+    def _token_embedding(self) -> nn.Embedding:
+        return self.model.token_embedding
+
+    def _positional_embedding(self) -> torch.Tensor:
+        return self.model.positional_embedding
+
+    def _text_blocks(self) -> list[TextBlock]:
+        return [
+            TextBlock(
+                ln_1=block.ln_1, qkv_weight=block.attn.in_proj_weight, qkv_bias=block.attn.in_proj_bias,
+                num_heads=block.attn.num_heads, out_proj=block.attn.out_proj, ln_2=block.ln_2, mlp=block.mlp,
             )
-        if isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[0] == 0:
-            raise ShapeError("got an empty batch of images (B = 0); pass at least one image")
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != (3, r, r):
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ShapeError(
-                f"backbone {self.name!r} expects images of shape (B, 3, {r}, {r}), got {got}; "
-                f"resize them to {r} px (e.g. ScenarioStream.from_name(..., resolution={r}) or "
-                f"alta.data.make_transform(..., resolution={r}))"
-            )
+            for block in self.model.transformer.resblocks
+        ]
 
-    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token embeddings of token ids, in float32.
+    def _run_text_transformer(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(1, 0, 2)  # (L', N, W): clip's transformer is sequence-first
+        x = self.model.transformer(x)  # causal mask sliced to L' x L' inside each block
+        return x.permute(1, 0, 2)  # (N, L', W)
 
-        Shape:
-            tokens: (N, L) int64; returns (N, L, W).
-        """
-        with torch.no_grad():
-            return self.model.token_embedding(tokens.to(self.device)).float()
+    def _ln_final(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.ln_final(x).to(self.dtype)
 
-    def encode_prompt_embeddings(
-        self,
-        embeddings: torch.Tensor,
-        eot_positions: torch.Tensor,
-        *,
-        truncate: bool = True,
-        prefix: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Text features of sequences given as token embeddings (CoOp's text encoder).
-
-        Identical to CLIP's ``encode_text`` after its embedding lookup: add positional embeddings,
-        run the causal transformer, apply the final layer norm, read the EOT position, project
-        with ``text_projection``. Gradients flow to ``embeddings`` and ``prefix`` (the learned
-        context vectors).
-
-        Shared prefix (``prefix`` given): CoOp's prompts all start with the same P positions,
-        [SOS] + the M context vectors. Under CLIP's causal mask a position only attends to itself
-        and earlier ones, so the hidden states of those P positions are the same for every
-        sequence at every layer: they are computed once, for one sequence, and the later
-        positions of every sequence attend to the shared keys and values (as a key/value cache
-        does). The positions after each sequence's own EOT are dropped too (they never reach an
-        EOT feature): the transformer's linear layers run on ``P + sum(eot - P + 1)`` positions
-        instead of ``N * L'``. Exact.
-
-        Args:
-            embeddings: Token embeddings of every sequence; without ``prefix`` all positions
-                from 0, with ``prefix`` the positions after it (from P). Only the positions up to
-                ``max(eot_positions)`` are read when ``truncate`` is true, so they may stop
-                there.
-            eot_positions: Index of the EOT token of each sequence, counted from position 0 of
-                the full sequence (prefix included); with ``prefix`` every index must be >= P.
-                Keep them on the CPU (any device is accepted): their values decide the shapes,
-                and reading them from a GPU costs a host-device synchronisation.
-            truncate: Run the transformer only up to the longest EOT position (exact under the
-                causal mask). ``False`` runs all L positions as the reference code does; then
-                the sequences must reach L positions.
-            prefix: Embeddings of the leading positions shared by every sequence, or ``None``.
-
-        Returns:
-            Unnormalised float32 text features.
-
-        Raises:
-            ShapeError: wrong embedding width, too few positions, or an EOT position inside the
-                prefix.
-
-        Shape:
-            embeddings: (N, L', W), or (N, L' - P, W) with prefix (P, W); eot_positions: (N,);
-            returns (N, D).
-        """
-        if embeddings.ndim != 3 or embeddings.shape[-1] != self.token_width:
-            raise ShapeError(
-                f"expected token embeddings of shape (N, L, {self.token_width}), got {tuple(embeddings.shape)}"
-            )
-        if prefix is not None and (prefix.ndim != 2 or prefix.shape[-1] != self.token_width):
-            raise ShapeError(f"expected a shared prefix of shape (P, {self.token_width}), got {tuple(prefix.shape)}")
-        num_prefix = 0 if prefix is None else prefix.shape[0]  # P
-        eot_host = eot_positions.cpu()  # (N,): a no-op for positions kept on the CPU
-        n_pos = int(eot_host.max()) + 1 if truncate else self.context_length  # L'
-        if num_prefix + embeddings.shape[1] < n_pos:
-            raise ShapeError(f"need at least {n_pos} token positions, got {num_prefix + embeddings.shape[1]}")
-        device = embeddings.device
-        model, dtype = self.model, self.dtype
-        positions = model.positional_embedding[:n_pos].to(dtype)  # (L', W)
-        if prefix is None:
-            x = embeddings[:, :n_pos].to(dtype) + positions  # (N, L', W)
-            x = x.permute(1, 0, 2)  # (L', N, W): clip's transformer is sequence-first
-            x = model.transformer(x)  # causal mask sliced to L' x L' inside each block
-            x = x.permute(1, 0, 2)  # (N, L', W)
-            x = model.ln_final(x).to(dtype)
-            eot = eot_host.to(device, non_blocking=True)
-            x = x[torch.arange(x.shape[0], device=device), eot]  # (N, W): EOT read-out
-            return (x @ model.text_projection).float()  # (N, D)
-
-        if bool((eot_host < num_prefix).any()):
-            raise ShapeError(f"an EOT position lies inside the shared prefix of {num_prefix} positions")
-        n, s = embeddings.shape[0], n_pos - num_prefix  # N sequences, S positions after the prefix
-        lengths = eot_host - num_prefix + 1  # (N,) positions each sequence needs after the prefix
-        keep = (torch.arange(s) < lengths.unsqueeze(1)).view(-1).nonzero().squeeze(1)  # (T,) in the N x S grid
-        eot_rows = lengths.cumsum(0) - 1  # (N,) row of each EOT among the T kept positions
-        keep, eot_rows = keep.to(device, non_blocking=True), eot_rows.to(device, non_blocking=True)
-
-        shared = prefix.to(dtype) + positions[:num_prefix]  # (P, W)
-        x = embeddings[:, :s].to(dtype) + positions[num_prefix:]  # (N, S, W)
-        x = x.reshape(n * s, -1).index_select(0, keep)  # (T, W): only positions up to each EOT
-        for block in model.transformer.resblocks:
-            shared, x = self._shared_prefix_block(block, shared, x, keep=keep, grid=(n, s))
-        x = model.ln_final(x.index_select(0, eot_rows)).to(dtype)  # (N, W): EOT read-out
-        return (x @ model.text_projection).float()  # (N, D)
-
-    @staticmethod
-    def _shared_prefix_block(
-        block: nn.Module, shared: torch.Tensor, x: torch.Tensor, *, keep: torch.Tensor, grid: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One causal residual attention block of CLIP's text transformer with a shared prefix
-        and packed positions (see :meth:`encode_prompt_embeddings`).
-
-        Same computation as ``clip.model.ResidualAttentionBlock`` with its causal mask,
-        ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``, attention split into H heads of width
-        d = W / H and scaled by 1 / sqrt(d) as in ``nn.MultiheadAttention``. The per-position
-        layers (layer norms, projections, MLP) run on the T kept positions; only the attention
-        scores use the padded N x S grid, where the causal mask keeps every kept position away
-        from the padding after its EOT.
-
-        Args:
-            block: A ``ResidualAttentionBlock``.
-            shared: Hidden states of the shared prefix.
-            x: Hidden states of the kept positions after the prefix, sequence by sequence.
-            keep: Index of each kept position in the flattened N x S grid.
-            grid: (N, S).
-
-        Shape:
-            shared: (P, W); x: (T, W); keep: (T,); returns (P, W) and (T, W).
-        """
-        attn = block.attn
-        num_prefix, width = shared.shape  # P, W
-        n, s = grid  # N sequences, S positions after the prefix
-        heads = attn.num_heads  # H
-        head_dim = width // heads  # d
-        sdpa = nn.functional.scaled_dot_product_attention
-
-        qkv_shared = nn.functional.linear(block.ln_1(shared), attn.in_proj_weight, attn.in_proj_bias)  # (P, 3W)
-        qkv = nn.functional.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)  # (T, 3W)
-        qkv = qkv.new_zeros(n * s, 3 * width).index_copy(0, keep, qkv)  # (N*S, 3W): back on the grid
-        q_p, k_p, v_p = qkv_shared.view(num_prefix, 3, heads, head_dim).permute(1, 2, 0, 3)  # each (H, P, d)
-        q_s, k_s, v_s = qkv.view(n, s, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # each (N, H, S, d)
-
-        # The prefix attends causally to itself only: once, not once per sequence.
-        out_p = sdpa(q_p, k_p, v_p, is_causal=True)  # (H, P, d)
-        # Every later position attends to the whole prefix and causally to its own sequence.
-        keys = torch.cat([k_p.unsqueeze(0).expand(n, -1, -1, -1), k_s], dim=2)  # (N, H, P + S, d)
-        values = torch.cat([v_p.unsqueeze(0).expand(n, -1, -1, -1), v_s], dim=2)  # (N, H, P + S, d)
-        visible = torch.ones(s, num_prefix + s, dtype=torch.bool, device=x.device).tril(num_prefix)  # (S, P + S)
-        out_s = sdpa(q_s, keys, values, attn_mask=visible)  # (N, H, S, d)
-
-        out_p = out_p.transpose(0, 1).reshape(num_prefix, width)  # (P, W)
-        out_s = out_s.transpose(1, 2).reshape(n * s, width).index_select(0, keep)  # (T, W)
-        shared = shared + attn.out_proj(out_p)
-        x = x + attn.out_proj(out_s)
-        shared = shared + block.mlp(block.ln_2(shared))
-        x = x + block.mlp(block.ln_2(x))
-        return shared, x
-
-    def encode_tokens(self, tokens: torch.Tensor, *, truncate: bool = True, chunk_size: int = 256) -> torch.Tensor:
-        """Text features of tokenised sentences (CLIP's ``encode_text``), without gradients.
-
-        Args:
-            tokens: Token ids from ``clip.tokenize`` (EOT is the largest id of each row).
-            truncate: Stop at the longest EOT position (exact; see the module docstring).
-            chunk_size: Sentences encoded per forward pass (bounds memory for many classes).
-
-        Shape:
-            tokens: (N, L) int64; returns (N, D) float32.
-        """
-        tokens = tokens.to(self.device)
-        eot = tokens.argmax(dim=-1)
-        out = []
-        with torch.no_grad():
-            for start in range(0, tokens.shape[0], chunk_size):
-                tok = tokens[start : start + chunk_size]
-                e = eot[start : start + chunk_size]
-                n_pos = int(e.max()) + 1 if truncate else tok.shape[1]
-                emb = self.model.token_embedding(tok[:, :n_pos]).float()
-                out.append(self.encode_prompt_embeddings(emb, e, truncate=truncate))
-        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
+    def _project_text(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.model.text_projection
 
 
 # -------------------------------------------------------------------- loading
@@ -595,7 +398,8 @@ def save_backbone(backbone: ClipBackbone, path: str | os.PathLike) -> Path:
     path = Path(path)
     state = {k: v.detach().float().cpu() for k, v in backbone.model.state_dict().items()}
     atomic_write(path, lambda f: torch.save(state, f))
-    meta = {"name": backbone.name, "pretrained": backbone.pretrained, "source": backbone.source}
+    meta = {"library": "clip-anytorch", "name": backbone.name, "pretrained": backbone.pretrained,
+            "source": backbone.source}
     atomic_write(_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return path
 
@@ -631,65 +435,13 @@ def _offline_message(name: str, target: Path, reason: str) -> str:
     )
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N' (or None for automatic), got {device!r}") from exc
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"alta runs on 'cpu' or 'cuda', got device {str(device)!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
-    return device
-
-
-def load_backbone(
-    name: str | os.PathLike,
-    *,
-    device: str | torch.device | None = "cpu",
-    precision: str = "auto",
-    download_root: str | os.PathLike | None = None,
-    download: bool = True,
-    seed: int = 0,
-    timeout: float = 30.0,
+def load_clip(
+    name: str, *, device: torch.device, precision: str, download_root: str | os.PathLike | None, download: bool,
+    seed: int, timeout: float,
 ) -> ClipBackbone:
-    """Load a frozen CLIP backbone by name or from a local file.
-
-    Args:
-        name: An OpenAI name (``RN50``, ``ViT-B/16``, ...: see :func:`list_backbones`), a
-            random-weight name (``tiny-vit``, ``tiny-rn``, ``random-ViT-B/32``, ...), or the path
-            of a local checkpoint (OpenAI ``.pt`` archive or state dict).
-        device: Where to put it (``None``: CUDA when available).
-        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA, fp32 on CPU).
-            Only the frozen encoders use it; trainable parameters are always fp32.
-        download_root: Folder of pretrained weights (default ``~/.cache/clip``).
-        download: Download missing OpenAI weights. With ``False`` a missing file fails at once.
-        seed: Seed of the random weights of random-weight backbones.
-        timeout: Seconds before a stalled download is abandoned.
-
-    Returns:
-        The backbone, frozen, in eval mode.
-
-    Raises:
-        BackboneError: unknown name, missing weights offline, or an unreadable checkpoint. The
-            message says where the weights file must be placed.
-    """
-    device = _resolve_device(device)
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if not isinstance(name, (str, os.PathLike)) or not os.fspath(name):
-        raise BackboneError(
-            f"backbone must be a name or a checkpoint path, got {name!r}; names: {', '.join(list_backbones())}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise ConfigError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got {precision!r}")
-    name = os.fspath(name)
+    """Load a clip-anytorch backbone (the ``clip`` source of :func:`~alta.load_backbone`, which
+    validates the arguments and documents them)."""
     openai = _openai_models()
-
     if name in BACKBONES:
         canonical = BACKBONES.resolve(name)
         model = BACKBONES.get(canonical).build(seed=seed)
@@ -719,21 +471,38 @@ def load_backbone(
             raise BackboneError(
                 f"unknown backbone {name!r}: not a CLIP name and not an existing file.{hint} "
                 f"Pretrained names: {', '.join(openai)}; random-weight names: {', '.join(BACKBONES.names())}; "
+                f"other sources: 'open_clip:<model>' (with pretrained=<tag or file>) and 'hf:<id or folder>'; "
                 f"or give the path of a local checkpoint (.pt)."
             )
         pretrained, label = True, str(path)
-        sidecar = _sidecar(path)
-        if sidecar.is_file():
-            try:
-                meta = json.loads(sidecar.read_text())
-                pretrained = bool(meta.get("pretrained", True))
-                label = str(meta.get("name", label))
-            except (ValueError, OSError):
-                logger.warning("ignoring unreadable backbone sidecar %s", sidecar)
+        meta = read_sidecar(path)
+        if meta:
+            library = meta.get("library", "clip-anytorch")
+            if library != "clip-anytorch":
+                raise BackboneError(
+                    f"{path} holds {library} weights of {meta.get('name')!r} (its sidecar {_sidecar(path).name} says "
+                    f"so); clip-anytorch's architecture (QuickGELU, its own layout) would run them wrongly. Load it "
+                    f"through its own source: {meta.get('load_as', 'the name in the sidecar')}"
+                )
+            pretrained = bool(meta.get("pretrained", True))
+            label = str(meta.get("name", label))
 
     model = _load_clip_file(path)
     backbone = ClipBackbone(model, name=label, pretrained=pretrained, source=str(path), precision=precision)
     return backbone.to(device)
+
+
+def read_sidecar(path: Path) -> dict:
+    """The provenance sidecar ``<path>.json`` written by :func:`save_backbone`, or ``{}``."""
+    sidecar = _sidecar(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (ValueError, OSError):
+        logger.warning("ignoring unreadable backbone sidecar %s", sidecar)
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _load_clip_file(path: Path) -> nn.Module:
