@@ -387,10 +387,14 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def save_backbone(backbone: ClipBackbone, path: str | os.PathLike) -> Path:
-    """Save a backbone's weights as a state dict that ``load_backbone(path)`` (and
-    ``clip.load(path)``) can read, plus a ``<path>.json`` sidecar recording its provenance
-    (name, pretrained), written atomically.
+def save_backbone(backbone, path: str | os.PathLike) -> Path:
+    """Save a backbone's weights as a state dict, plus a ``<path>.json`` sidecar recording its
+    provenance (library, name, pretrained, and for open_clip the architecture and activation),
+    both written atomically.
+
+    A clip-anytorch backbone's file loads with ``load_backbone(path)`` (and ``clip.load(path)``);
+    an open_clip one with ``load_backbone("open_clip:<model>", pretrained=path)``, and the sidecar
+    makes any other name (another architecture or activation) a refused load.
 
     Returns:
         The checkpoint path.
@@ -400,6 +404,7 @@ def save_backbone(backbone: ClipBackbone, path: str | os.PathLike) -> Path:
     atomic_write(path, lambda f: torch.save(state, f))
     meta = {"library": "clip-anytorch", "name": backbone.name, "pretrained": backbone.pretrained,
             "source": backbone.source}
+    meta.update(getattr(backbone, "sidecar_meta", dict)())  # other sources: library and architecture
     atomic_write(_sidecar(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return path
 

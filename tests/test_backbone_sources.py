@@ -1,0 +1,152 @@
+"""open_clip and Hugging Face backbones equal their own library's encodings (fp32, CPU, random
+weights of small custom architectures), with and without the shared prefix; nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alta import BackboneError, CrossModalLearner, load_backbone
+from alta.backbones import save_backbone
+
+open_clip = pytest.importorskip("open_clip")
+transformers = pytest.importorskip("transformers")
+
+NAMES = ["cat", "dog", "small red fox", "x"]
+TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
+OPEN_CLIP_CONFIGS = {  # small custom architectures registered with open_clip.add_model_config
+    "alta-test-vit": {"embed_dim": 64, "text_cfg": TEXT,
+                      "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32}},
+    "alta-test-vit-quickgelu": {"embed_dim": 64, "quick_gelu": True, "text_cfg": TEXT,
+                                "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
+                                               "head_width": 32}},
+    "alta-test-rn": {"embed_dim": 64, "text_cfg": TEXT,
+                     "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 16}},
+}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def open_clip_names(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("open_clip_configs")
+    for name, cfg in OPEN_CLIP_CONFIGS.items():
+        (folder / f"{name}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(folder)
+    return list(OPEN_CLIP_CONFIGS)
+
+
+def _hf_folder(root, act):
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "hidden_act": act}
+    config = transformers.CLIPConfig(text_config=sizes, vision_config={**sizes, "image_size": 32, "patch_size": 8},
+                                     projection_dim=32)
+    config.save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory):
+    return {act: _hf_folder(tmp_path_factory.mktemp(f"hf-{act}"), act) for act in ("gelu", "quick_gelu")}
+
+
+def _library_text(backbone, texts):
+    tokens = backbone.tokenize(texts)
+    if backbone.describe()["library"] == "open_clip":
+        return backbone.model.encode_text(tokens)
+    return backbone.model.get_text_features(input_ids=tokens).pooler_output
+
+
+def _library_images(backbone, images):
+    if backbone.describe()["library"] == "open_clip":
+        return backbone.model.encode_image(images)
+    return backbone.model.get_image_features(pixel_values=images).pooler_output
+
+
+def _check_equals_library(backbone):
+    torch.manual_seed(0)
+    images = torch.randn(3, 3, backbone.input_resolution, backbone.input_resolution)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.encode_images(images), _library_images(backbone, images), atol=1e-5, rtol=0)
+        hand = _library_text(backbone, [f"a photo of a {n}" for n in NAMES])
+        learned = _library_text(backbone, [f"a photo of a {n}." for n in NAMES])
+    for truncate in (True, False):
+        for share in (True, False):
+            learner = CrossModalLearner(backbone, class_names=NAMES, truncate_text=truncate)
+            learner.prompt_learner.share_prefix = share
+            text = learner.text_features(grad=False)
+            torch.testing.assert_close(text.w1, F.normalize(hand, dim=-1), atol=1e-5, rtol=0)
+            torch.testing.assert_close(text.w2, F.normalize(learned, dim=-1), atol=1e-5, rtol=0)
+    zeroshot = CrossModalLearner(backbone, class_names=NAMES, method="zeroshot")
+    with torch.no_grad():
+        expected = backbone.model.logit_scale.exp() * F.normalize(_library_images(backbone, images), dim=-1) @ \
+            F.normalize(hand, dim=-1).t()
+    torch.testing.assert_close(zeroshot(images), expected, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", list(OPEN_CLIP_CONFIGS))
+def test_open_clip_equals_open_clip(open_clip_names, arch):
+    backbone = load_backbone(f"open_clip:{arch}", pretrained=None)
+    assert not backbone.pretrained and "RANDOM" in repr(backbone)
+    assert backbone.describe()["quick_gelu"] == arch.endswith("quickgelu")
+    _check_equals_library(backbone)
+
+
+@pytest.mark.parametrize("act", ["gelu", "quick_gelu"])
+def test_hf_equals_transformers(hf_folders, act):
+    backbone = load_backbone(f"hf:{hf_folders[act]}", pretrained=False)
+    assert not backbone.pretrained and backbone.describe()["hidden_act"] == act
+    _check_equals_library(backbone)
+
+
+def test_fingerprints_are_keyed_by_source_architecture_and_weights(open_clip_names, hf_folders):
+    prints = {
+        load_backbone("open_clip:alta-test-vit").fingerprint(),
+        load_backbone("open_clip:alta-test-vit", seed=1).fingerprint(),
+        load_backbone("open_clip:alta-test-vit-quickgelu").fingerprint(),  # same tensors, other activation
+        load_backbone(f"hf:{hf_folders['gelu']}", pretrained=False).fingerprint(),
+        load_backbone(f"hf:{hf_folders['quick_gelu']}", pretrained=False).fingerprint(),
+        load_backbone("tiny-vit").fingerprint(),
+    }
+    assert len(prints) == 6
+    assert load_backbone("open_clip:alta-test-vit").fingerprint() == load_backbone("open_clip:alta-test-vit").fingerprint()
+
+
+def test_saved_open_clip_file_loads_and_refuses_another_architecture(open_clip_names, tmp_path):
+    backbone = load_backbone("open_clip:alta-test-vit", seed=3)
+    path = save_backbone(backbone, tmp_path / "vit.pt")
+    again = load_backbone("open_clip:alta-test-vit", pretrained=path)
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.equal(again.encode_images(images), backbone.encode_images(images))
+    with pytest.raises(BackboneError, match="GELU activations but open_clip:alta-test-vit-quickgelu builds QuickGELU"):
+        load_backbone("open_clip:alta-test-vit-quickgelu", pretrained=path)
+    with pytest.raises(BackboneError, match="holds open_clip weights"):
+        load_backbone(path)  # clip-anytorch would run GELU weights with QuickGELU
+    torch.save(backbone.model.state_dict(), tmp_path / "plain.pt")  # no sidecar: the shapes must match
+    with pytest.raises(BackboneError, match="do not match open_clip architecture 'alta-test-rn'"):
+        load_backbone("open_clip:alta-test-rn", pretrained=str(tmp_path / "plain.pt"))
+
+
+def test_weight_tags_are_checked_and_never_downloaded(tmp_path):
+    with pytest.raises(BackboneError, match="QuickGELU activations but open_clip:ViT-B-32 builds GELU.*ViT-B-32-quickgelu"):
+        load_backbone("open_clip:ViT-B-32", pretrained="openai")
+    with pytest.raises(BackboneError, match="not available offline; place .*open_clip_model.safetensors"):
+        load_backbone("open_clip:ViT-B-16", pretrained="laion400m_e32", download_root=tmp_path)
+    with pytest.raises(BackboneError, match="neither a weights tag .* laion400m_e32"):
+        load_backbone("open_clip:ViT-B-16", pretrained="laion400m")
+    with pytest.raises(BackboneError, match="unknown open_clip model 'ViT-B-61'"):
+        load_backbone("open_clip:ViT-B-61")
+    with pytest.raises(BackboneError, match="(?s)not available locally.*huggingface-cli download"):
+        load_backbone("hf:openai/clip-vit-base-patch32", download_root=tmp_path)
+
+
+def test_siglip_is_refused_with_the_reason(tmp_path):
+    transformers.SiglipConfig().save_pretrained(tmp_path)
+    with pytest.raises(BackboneError, match="SigLIP .* sigmoid"):
+        load_backbone(f"hf:{tmp_path}", pretrained=False)
