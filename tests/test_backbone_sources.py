@@ -146,7 +146,11 @@ def test_weight_tags_are_checked_and_never_downloaded(tmp_path):
         load_backbone("hf:openai/clip-vit-base-patch32", download_root=tmp_path)
 
 
-def test_siglip_is_refused_with_the_reason(tmp_path):
+def test_siglip_and_coca_are_refused_with_the_reason(tmp_path):
     transformers.SiglipConfig().save_pretrained(tmp_path)
     with pytest.raises(BackboneError, match="SigLIP .* sigmoid"):
         load_backbone(f"hf:{tmp_path}", pretrained=False)
+    with pytest.raises(BackboneError, match="SigLIP .* sigmoid"):  # refused from its config, before building it
+        load_backbone("open_clip:ViT-B-16-SigLIP")
+    with pytest.raises(BackboneError, match="CoCa"):
+        load_backbone("open_clip:coca_ViT-B-32")

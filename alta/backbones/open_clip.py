@@ -194,13 +194,30 @@ class OpenClipBackbone(CausalTextBackbone):
         return projection(x) if isinstance(projection, nn.Linear) else x @ projection
 
 
+_SIGLIP_REASON = ("it is a SigLIP model: its text tower attends bidirectionally and pools the last token, and it "
+                  "scores with a sigmoid and a learned bias, so CoOp's EOT-read prompts and ALTA's softmax logits "
+                  "(the paper's loss) do not apply")
+
+
+def _config_problem(model_cfg: dict, architecture: str) -> str | None:
+    """Why a model config cannot be an alta backbone (read before building it), or ``None``."""
+    text = model_cfg.get("text_cfg", {})
+    if model_cfg.get("init_logit_bias") is not None or "siglip" in architecture.lower():
+        return _SIGLIP_REASON
+    if "multimodal_cfg" in model_cfg:
+        return "it is a CoCa model (a captioning decoder on top of CLIP), not a CLIP"
+    if text.get("hf_model_name") or model_cfg.get("custom_text"):
+        return "its text tower is a Hugging Face or custom encoder, not open_clip's causal text transformer"
+    if text.get("no_causal_mask") or text.get("pool_type", "argmax") != "argmax" or text.get("embed_cls"):
+        return "its text transformer is not causal with the feature read at the end-of-text token"
+    return None
+
+
 def _check_supported(model: nn.Module, architecture: str) -> None:
     open_clip = import_open_clip()
     reason = None
-    if getattr(model, "logit_bias", None) is not None or "siglip" in architecture.lower():
-        reason = ("it is a SigLIP model: its text tower attends bidirectionally and pools the last token, and it "
-                  "scores with a sigmoid and a learned bias, so CoOp's EOT-read prompts and ALTA's softmax logits "
-                  "(the paper's loss) do not apply")
+    if getattr(model, "logit_bias", None) is not None:
+        reason = _SIGLIP_REASON
     elif not isinstance(model, open_clip.model.CLIP):
         reason = (f"it is a {type(model).__name__} (custom or Hugging Face text tower, or CoCa), not a CLIP with "
                   f"open_clip's own causal text transformer")
@@ -274,6 +291,9 @@ def load_open_clip(architecture: str, *, pretrained, device: torch.device, preci
             f"unknown open_clip model {architecture!r}.{hint} See open_clip.list_models() (or "
             f"alta.list_backbones(source='open_clip')), or register a config with open_clip.add_model_config"
         )
+    problem = _config_problem(model_cfg, architecture)
+    if problem:
+        raise BackboneError(f"open_clip model {architecture!r} is not supported by alta: {problem}")
     quick_gelu = bool(model_cfg.get("quick_gelu", False))
     if pretrained is None or pretrained is False:
         path, weights, label, is_pretrained = None, f"random weights, seed={seed}", f"random weights, seed={seed}", False
