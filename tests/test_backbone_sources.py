@@ -1,5 +1,6 @@
 """open_clip and Hugging Face backbones equal their own library's encodings (fp32, CPU, random
-weights of small custom architectures), with and without the shared prefix; nothing is downloaded."""
+weights of small custom architectures), with and without the shared prefix; nothing is downloaded
+(conftest sets HF_HUB_OFFLINE=1)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,6 @@ OPEN_CLIP_CONFIGS = {  # small custom architectures registered with open_clip.ad
 }
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def open_clip_names(tmp_path_factory):
     folder = tmp_path_factory.mktemp("open_clip_configs")
@@ -56,15 +52,31 @@ def hf_folders(tmp_path_factory):
     return {act: _hf_folder(tmp_path_factory.mktemp(f"hf-{act}"), act) for act in ("gelu", "quick_gelu")}
 
 
+def save_hf_checkpoint(folder, *, seed=0):
+    """A complete local Hugging Face CLIP folder: tiny random weights saved with save_pretrained and
+    a CLIPTokenizer built from clip-anytorch's BPE files (OpenAI CLIP's vocabulary)."""
+    from alta.backbones import import_clip
+
+    _hf_folder(folder, "quick_gelu")
+    torch.manual_seed(seed)
+    transformers.CLIPModel(transformers.CLIPConfig.from_pretrained(folder)).save_pretrained(folder)
+    bpe = import_clip().simple_tokenizer.SimpleTokenizer()
+    (folder / "vocab.json").write_text(json.dumps(bpe.encoder))
+    merges = [" ".join(pair) for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda item: item[1])]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    return folder
+
+
 def _library_text(backbone, texts):
     tokens = backbone.tokenize(texts)
-    if backbone.describe()["library"] == "open_clip":
+    if backbone.library == "open_clip":
         return backbone.model.encode_text(tokens)
     return backbone.model.get_text_features(input_ids=tokens).pooler_output
 
 
 def _library_images(backbone, images):
-    if backbone.describe()["library"] == "open_clip":
+    if backbone.library == "open_clip":
         return backbone.model.encode_image(images)
     return backbone.model.get_image_features(pixel_values=images).pooler_output
 
@@ -102,6 +114,26 @@ def test_open_clip_equals_open_clip(open_clip_names, arch):
 def test_hf_equals_transformers(hf_folders, act):
     backbone = load_backbone(f"hf:{hf_folders[act]}", pretrained=False)
     assert not backbone.pretrained and backbone.describe()["hidden_act"] == act
+    _check_equals_library(backbone)
+
+
+def test_saved_hf_folder_loads_its_weights_and_tokenizer(tmp_path):
+    from alta.backbones import import_clip
+
+    folder = save_hf_checkpoint(tmp_path / "clip")
+    backbone = load_backbone(f"hf:{folder}")
+    assert backbone.pretrained and backbone.tokenizer is not None
+    reference = transformers.CLIPModel.from_pretrained(folder).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.encode_images(images),
+                                   reference.get_image_features(pixel_values=images).pooler_output, atol=1e-5, rtol=0)
+    texts = ["a photo of a cat.", "a photo of a small red fox."]
+    tokens = backbone.tokenize(texts)  # HF pads with EOT; the first EOT is read
+    clip_tokens = import_clip().tokenize(texts)
+    eot = backbone.eot_positions(tokens)
+    assert torch.equal(eot, clip_tokens.argmax(-1))
+    assert all(torch.equal(tokens[i, : e + 1], clip_tokens[i, : e + 1]) for i, e in enumerate(eot.tolist()))
     _check_equals_library(backbone)
 
 

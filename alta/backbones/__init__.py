@@ -2,22 +2,19 @@
 
 ALTA (Li et al., IEEE TMM 2023) keeps both CLIP encoders frozen. The learner, the prompt
 learner and the feature cache use a backbone only through the :class:`Backbone` protocol
-(:mod:`alta.backbones.base`); three sources implement it:
+(:mod:`alta.backbones.base`); three sources implement it, chosen by the name's prefix
+(:data:`SOURCES`):
 
-========================  ======================  ==========================================
-name                      source                  implementation
-========================  ======================  ==========================================
-``RN50``, ``ViT-B/16``,   clip-anytorch (OpenAI   :class:`ClipBackbone` (:mod:`.clip`)
-``tiny-vit``, a ``.pt``   CLIP), always present
-``open_clip:ViT-B-16``    open_clip               :class:`~alta.backbones.open_clip.OpenClipBackbone`
-                          (``alta[open_clip]``)
-``hf:openai/clip-vit-…``  Hugging Face            :class:`~alta.backbones.hf.HFClipBackbone`
-``hf:/path/to/folder``    transformers (``alta[hf]``)
-========================  ======================  ==========================================
+- no prefix: clip-anytorch (OpenAI CLIP) names (``RN50``, ``ViT-B/16``), the random-weight
+  ``tiny-vit``/``tiny-rn``/``random-*`` and clip-format ``.pt`` files: :class:`ClipBackbone`
+  (:mod:`alta.backbones.clip`), always installed;
+- ``open_clip:<model>`` (``open_clip:ViT-B-16`` with ``pretrained="laion400m_e32"``):
+  :class:`~alta.backbones.open_clip.OpenClipBackbone`, ``pip install "alta[open_clip]"``;
+- ``hf:<hub id>`` from the local cache or ``hf:/path/to/folder``:
+  :class:`~alta.backbones.hf.HFClipBackbone`, ``pip install "alta[hf]"``.
 
-:func:`load_backbone` picks the source from the name's prefix (:data:`SOURCES`); a name without
-a prefix is a clip-anytorch name or file. See ``docs/backbones.md`` for the weight tags, where
-files go offline and which published lines of work use which weights.
+See ``docs/backbones.md`` for the weight tags, where files go offline and which published lines
+of work use which weights.
 """
 
 from __future__ import annotations
@@ -57,6 +54,7 @@ __all__ = [
     "BACKBONES",
     "SOURCES",
     "BackboneSource",
+    "split_source",
     "import_clip",
 ]
 

@@ -263,6 +263,7 @@ class CausalTextBackbone(nn.Module):
     exact (``tests/test_backbones.py`` checks it against full length).
     """
 
+    library: str = ""  # the library that built the model, recorded by describe()
     name: str
     pretrained: bool
     source: str
@@ -310,7 +311,7 @@ class CausalTextBackbone(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """Compute dtype of the encoders."""
-        return self._token_embedding.weight.dtype if self.precision == "fp32" else PRECISIONS[self.precision]
+        return PRECISIONS[self.precision]
 
     @property
     def device(self) -> torch.device:
@@ -324,6 +325,7 @@ class CausalTextBackbone(nn.Module):
         """A JSON-ready description (name, pretrained, source, sizes) for results files."""
         return {
             "name": self.name,
+            "library": self.library,
             "pretrained": self.pretrained,
             "source": self.source,
             "precision": self.precision,

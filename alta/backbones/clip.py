@@ -259,6 +259,8 @@ class ClipBackbone(CausalTextBackbone):
         logit_scale: s = exp(CLIP's learned logit scale), frozen (100 for OpenAI weights).
     """
 
+    library = "clip-anytorch"
+
     def __init__(
         self,
         model: nn.Module,

@@ -56,6 +56,8 @@ class HFClipBackbone(CausalTextBackbone):
         tokenizer: A Hugging Face tokenizer, or ``None`` for clip-anytorch's BPE.
     """
 
+    library = "transformers"
+
     def __init__(self, model: nn.Module, *, name: str, pretrained: bool, source: str, precision: str,
                  tokenizer) -> None:
         super().__init__()
@@ -85,8 +87,7 @@ class HFClipBackbone(CausalTextBackbone):
         return self._fingerprint
 
     def describe(self) -> dict:
-        return {**super().describe(), "library": "transformers",
-                "hidden_act": self.model.config.text_config.hidden_act}
+        return {**super().describe(), "hidden_act": self.model.config.text_config.hidden_act}
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """The model's tokenizer (or clip-anytorch's BPE), padded to L.

@@ -89,6 +89,8 @@ class OpenClipBackbone(CausalTextBackbone):
             (SigLIP, CoCa, Hugging Face text towers), or its image input is not square.
     """
 
+    library = "open_clip"
+
     def __init__(self, model: nn.Module, *, name: str, architecture: str, weights: str, pretrained: bool,
                  source: str, precision: str, tokenizer, model_cfg: dict) -> None:
         super().__init__()
@@ -124,7 +126,7 @@ class OpenClipBackbone(CausalTextBackbone):
 
     def describe(self) -> dict:
         """:meth:`CausalTextBackbone.describe` plus the architecture, weights and preprocessing."""
-        return {**super().describe(), "library": "open_clip", "architecture": self.architecture,
+        return {**super().describe(), "architecture": self.architecture,
                 "weights": self.weights, "quick_gelu": bool(self.model_cfg.get("quick_gelu", False)),
                 "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess.items()}}
 
