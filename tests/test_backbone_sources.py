@@ -186,3 +186,30 @@ def test_siglip_and_coca_are_refused_with_the_reason(tmp_path):
         load_backbone("open_clip:ViT-B-16-SigLIP")
     with pytest.raises(BackboneError, match="CoCa"):
         load_backbone("open_clip:coca_ViT-B-32")
+
+
+QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=8", "--set", "data.max_test_per_class=4",
+         "--set", "data.num_experiences=2", "--no-progress", "--no-plots", "--threads", "1"]
+
+
+def test_cli_runs_open_clip_and_hf_backbones_offline(open_clip_names, tmp_path, capsys):
+    from alta.cli import main
+
+    saved = save_backbone(load_backbone("open_clip:alta-test-vit", seed=5), tmp_path / "vit.pt")
+    folder = save_hf_checkpoint(tmp_path / "hf")
+    runs = {
+        "random": ["--visual", "open_clip:alta-test-vit-quickgelu"],
+        "file": ["--visual", "open_clip:alta-test-vit", "--pretrained", str(saved)],
+        "hf": ["--visual", f"hf:{folder}"],
+    }
+    for label, argv in runs.items():
+        assert main(["run", *argv, *QUICK, "--output-dir", str(tmp_path / label)]) == 0, capsys.readouterr().err
+        summary = json.loads((tmp_path / label / "summary.json").read_text())
+        assert summary["backbone"]["name"] == argv[1] and len(summary["accuracy_matrix"]["class_il"]) == 2
+        # random weights stay marked RANDOM, also through a saved file (its sidecar says so); an HF
+        # folder carries no such record and counts as trained weights
+        assert summary["pretrained"] == (label == "hf")
+    assert summary["backbone"]["library"] == "transformers"
+    assert main(["run", "--visual", "open_clip:alta-test-vit-quickgelu", "--pretrained", str(saved), *QUICK,
+                 "--output-dir", str(tmp_path / "mismatch")]) != 0
+    assert "GELU activations but open_clip:alta-test-vit-quickgelu builds QuickGELU" in capsys.readouterr().err

@@ -309,8 +309,11 @@ class ModelConfig:
     :class:`alta.CrossModalLearner`.
 
     Attributes:
-        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or
-            the path of a local CLIP checkpoint. Its input resolution sets the image size.
+        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...,
+            ``open_clip:ViT-B-16``, ``hf:<id or folder>``) or the path of a local CLIP checkpoint.
+            Its input resolution sets the image size.
+        pretrained: Weights of an ``open_clip:`` backbone: a tag (``laion400m_e32``) or a weights
+            file; ``None``: random weights (see :func:`alta.load_backbone`).
         method: One of the nine method variants, ``zeroshot``, or ``alta`` (=
             ``oritext_mlp2cprompt_oriimg``, the default).
         head: ``all`` (logits over every class from the first experience: the paper's protocol)
@@ -331,6 +334,7 @@ class ModelConfig:
     """
 
     visual: str = "RN50"
+    pretrained: str | None = None
     method: str = DEFAULT_METHOD
     head: str = "all"
     alpha: float = 0.4
@@ -350,6 +354,9 @@ class ModelConfig:
         _canonical(self, "method", _resolve(METHODS, self.method, "model.method"))
         if not isinstance(self.visual, str) or not self.visual:
             raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
+            raise ConfigError(f"config key 'model.pretrained' must be a weights tag or a file path (or null for random "
+                              f"weights), got {self.pretrained!r}")
         _choice(self.head, "model.head", HEADS)
         _number(self.alpha, "model.alpha", nonnegative=True)
         _number(self.beta, "model.beta", nonnegative=True)

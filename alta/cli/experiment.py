@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..backbones import BACKBONES, list_backbones, load_backbone
+from ..backbones import BACKBONES, list_backbones, load_backbone, split_source
 from ..buffer import MemoryBuffer
 from ..cache import FeatureCache
 from ..data import DataRootError, ExperienceDataset, ScenarioStream
@@ -108,6 +108,8 @@ def config_differences(a: RunConfig, b: RunConfig, *, operational: bool = False)
 
 def _check_backbone_name(visual: str) -> None:
     if visual in BACKBONES or visual in list_backbones(pretrained=True) or Path(visual).expanduser().is_file():
+        return
+    if split_source(visual)[0] != "clip":  # open_clip: and hf: names are checked by their source when loaded
         return
     names = list_backbones()
     same_case = [n for n in names if n.lower() == visual.lower()]
@@ -337,8 +339,8 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
 
     # ---- the pieces, all from alta's public API
     m = config.model
-    backbone = load_backbone(m.visual, device=device, precision=m.precision, download_root=m.download_root,
-                             download=m.download_weights, seed=m.backbone_seed)
+    backbone = load_backbone(m.visual, pretrained=m.pretrained, device=device, precision=m.precision,
+                             download_root=m.download_root, download=m.download_weights, seed=m.backbone_seed)
     description = backbone.describe()
     logger.info("backbone %s: %s, %d px, D=%d, source %s", description["name"],
                 "pretrained" if backbone.pretrained else "RANDOM weights", backbone.input_resolution,
