@@ -65,8 +65,8 @@ class BackboneSource:
 
     Attributes:
         prefix: Name prefix (``"open_clip:"``, ``"hf:"``).
-        load: ``load(identifier, *, pretrained, device, precision, download_root, download, seed,
-            timeout)`` with validated arguments, returning a :class:`Backbone`.
+        load: ``load(identifier, *, pretrained, device, precision, download_root, download, seed)``
+            with validated arguments, returning a :class:`Backbone`.
         list_names: Names (without prefix) the source knows, for listings and suggestions.
         extra: The pip extra that installs the library (``pip install "alta[<extra>]"``).
     """
