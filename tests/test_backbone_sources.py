@@ -213,3 +213,20 @@ def test_cli_runs_open_clip_and_hf_backbones_offline(open_clip_names, tmp_path, 
     assert main(["run", "--visual", "open_clip:alta-test-vit-quickgelu", "--pretrained", str(saved), *QUICK,
                  "--output-dir", str(tmp_path / "mismatch")]) != 0
     assert "GELU activations but open_clip:alta-test-vit-quickgelu builds QuickGELU" in capsys.readouterr().err
+
+
+def test_names_pick_their_source():
+    from alta import ConfigError, list_backbones
+    from alta.backbones import split_source
+
+    assert split_source("open_clip:ViT-B-16") == ("open_clip", "ViT-B-16")
+    assert split_source("hf:/data/clip") == ("hf", "/data/clip")
+    assert split_source("ViT-L/14@336px") == ("clip", "ViT-L/14@336px")
+    assert "open_clip:ViT-B-16" in list_backbones(source="open_clip")
+    assert list_backbones() == list_backbones(source="clip")
+    with pytest.raises(ConfigError):
+        list_backbones(source="timm")
+    with pytest.raises(ConfigError, match="fixes its weights"):
+        load_backbone("tiny-vit", pretrained="laion400m_e32")
+    with pytest.raises(ConfigError, match="which weights"):
+        load_backbone("open_clip:ViT-B-16", pretrained=True)
