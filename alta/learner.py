@@ -45,7 +45,7 @@ from .backbones import Backbone, check_backbone, load_backbone
 from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, check_seed, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
-from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
+from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
 from .replay import check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
@@ -180,8 +180,8 @@ class LearnerConfig(ConfigSection):
     alpha: float = 0.4
     beta: float = 0.4
     replay_batch_size: int = 32
-    ctx_init: str = "a photo of a"
-    template: str = "a photo of a {}"
+    ctx_init: str = DEFAULT_CTX_INIT
+    template: str = DEFAULT_TEMPLATE
     adapter_reduction: int = 16
     truncate_text: bool = True
     snapshot_timing: str = "end"

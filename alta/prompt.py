@@ -24,7 +24,10 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from .backbones import Backbone
 
-__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names"]
+__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names", "DEFAULT_TEMPLATE", "DEFAULT_CTX_INIT"]
+
+DEFAULT_TEMPLATE = "a photo of a {}"  # the hand-written prompt of w1 (reference code, CoOp)
+DEFAULT_CTX_INIT = "a photo of a"  # the words initialising the 4 context vectors
 
 
 def check_class_names(class_names) -> list[str]:
@@ -61,7 +64,7 @@ def check_class_names(class_names) -> list[str]:
     return [n.replace("_", " ").strip() for n in names]
 
 
-def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, template: str = "a photo of a {}") -> torch.Tensor:
+def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
     """Tokenise one hand-written prompt per class with the backbone's tokenizer.
 
     Args:
@@ -123,7 +126,7 @@ class PromptLearner(nn.Module):
         backbone: "Backbone",
         class_names: list[str],
         *,
-        ctx_init: str = "a photo of a",
+        ctx_init: str = DEFAULT_CTX_INIT,
         share_prefix: bool = True,
     ) -> None:
         super().__init__()
