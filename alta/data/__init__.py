@@ -5,7 +5,7 @@ and Tiny-ImageNet; :class:`ScenarioStream` builds those (``ScenarioStream.from_n
 any labelled dataset into experiences.
 """
 
-from .datasets import DATASETS, DataRootError, list_datasets, load_sources
+from .datasets import DATASETS, DataRootError, list_datasets, load_sources, reference_class_names
 from .stream import Experience, ExperienceDataset, ScenarioStream
 from .transforms import (
     TRANSFORM_PRESETS,
@@ -27,5 +27,6 @@ __all__ = [
     "list_transform_presets",
     "load_sources",
     "make_transform",
+    "reference_class_names",
     "to_rgb8",
 ]

@@ -654,6 +654,7 @@ class ScenarioStream:
         initial_classes: int | None = None,
         class_order: Sequence[int] | torch.Tensor | None = None,
         seed: int | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> ScenarioStream:
         """Build a registered stream (see :func:`alta.data.list_datasets`).
 
@@ -679,6 +680,9 @@ class ScenarioStream:
                 experience); otherwise a ConfigError lists the valid values.
             class_order: Explicit class order (original ids).
             seed: Seed of a drawn class order.
+            class_names: Names of the original labels to use instead of the dataset's own, one
+                per class in original label order (``None``: the dataset's readable names). The
+                reference code's names are :func:`alta.data.reference_class_names`.
 
         Returns:
             The stream; ``stream.name`` is ``name``.
@@ -705,10 +709,18 @@ class ScenarioStream:
         else:
             test_tf = _resolve_transform(test_transform, train=False, resolution=resolution,
                                          dataset=stats_name)
+        if class_names is None:
+            class_names = train.class_names
+        elif isinstance(class_names, Sequence) and not isinstance(class_names, str) \
+                and len(class_names) != len(train.class_names):
+            raise ConfigError(
+                f"{canonical}: class_names has {len(class_names)} names but the dataset has "
+                f"{len(train.class_names)} classes; expected one name per original label, in label order"
+            )
         stream = cls(
             train,
             test,
-            train.class_names,
+            class_names,
             num_experiences=num_experiences,
             classes_per_experience=classes_per_experience,
             initial_classes=initial_classes,
