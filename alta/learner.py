@@ -117,6 +117,10 @@ class CrossModalLearner(nn.Module):
             after the experience's final optimiser step; or ``"last_forward"``, the prompts of
             the last training forward, i.e. the context *before* the final step, which is what
             the reference code snapshots.
+        w1_raw_names: Build the hand-written prompts w1 from ``class_names`` exactly as given,
+            underscores kept ("a photo of a aquarium_fish"), as the reference code does; the
+            learned prompt always reads underscores as spaces. Default ``False``: readable names
+            in both prompts.
 
     Raises:
         ConfigError: unknown method or head, empty or duplicated class names, bad weights.
@@ -146,6 +150,7 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = True,
         snapshot_timing: str = "end",
+        w1_raw_names: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, ClipBackbone):
@@ -170,8 +175,9 @@ class CrossModalLearner(nn.Module):
             raise ConfigError(f"adapter_reduction must be an integer >= 1, got {adapter_reduction!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        if not isinstance(truncate_text, bool):
-            raise ConfigError(f"truncate_text must be True or False, got {truncate_text!r}")
+        for label, flag in (("truncate_text", truncate_text), ("w1_raw_names", w1_raw_names)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{label} must be True or False, got {flag!r}")
         names = check_class_names(class_names)
 
         self.backbone = backbone
@@ -184,12 +190,14 @@ class CrossModalLearner(nn.Module):
         self.template = template
         self.truncate_text = bool(truncate_text)
         self.snapshot_timing = snapshot_timing
+        self.w1_raw_names = w1_raw_names
         self.seed = seed
         device = backbone.device
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
-        tokens = tokenize_class_prompts(names, template=template, context_length=backbone.context_length)
+        w1_names = list(class_names) if w1_raw_names else names  # raw: the reference's text_input
+        tokens = tokenize_class_prompts(w1_names, template=template, context_length=backbone.context_length)
         self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
 
         self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
@@ -246,6 +254,7 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = True,
         snapshot_timing: str = "end",
+        w1_raw_names: bool = False,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 
@@ -269,6 +278,7 @@ class CrossModalLearner(nn.Module):
             seed: Seed of the adapter's initial weights.
             truncate_text: Run the text encoder only up to the longest EOT position.
             snapshot_timing: When prompt snapshots are taken (see :class:`CrossModalLearner`).
+            w1_raw_names: Class names verbatim (underscores kept) in the hand-written prompt.
 
         Raises:
             BackboneError: unknown backbone or weights unavailable offline.
@@ -281,7 +291,7 @@ class CrossModalLearner(nn.Module):
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
             replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
             adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
-            snapshot_timing=snapshot_timing,
+            snapshot_timing=snapshot_timing, w1_raw_names=w1_raw_names,
         )
 
     # ================================================================ properties
