@@ -11,7 +11,7 @@ convenience loops, metrics, and the error hierarchy. Importing alta has no side 
 downloads nothing.
 """
 
-from . import metrics
+from . import metrics, protocols
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
@@ -54,6 +54,7 @@ __all__ = [
     "fit_experience",
     "run_stream",
     "metrics",
+    "protocols",
     # supporting types
     "ClipBackbone",
     "Experience",

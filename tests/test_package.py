@@ -25,6 +25,7 @@ EXPECTED_ALL = {
     "fit_experience",
     "run_stream",
     "metrics",
+    "protocols",
     "ClipBackbone",
     "Experience",
     "EvaluationResult",
