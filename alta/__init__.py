@@ -11,11 +11,12 @@ convenience loops, metrics, and the error hierarchy. Importing alta has no side 
 downloads nothing.
 """
 
-from . import metrics, protocols
+from . import callbacks, metrics, protocols
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
 from .cache import FeatureCache
+from .callbacks import Callback
 from .data import Experience, ScenarioStream, list_datasets, make_transform
 from .errors import (
     AltaError,
@@ -31,7 +32,7 @@ from .learner import CrossModalLearner
 from .methods import get_method, list_methods
 from .optim import build_optimizer
 from .schedule import AlternatingSchedule
-from .training import StreamResult, fit_experience, run_stream
+from .training import LoopConfig, StreamResult, fit_experience, run_stream, train_step
 
 __all__ = [
     "__version__",
@@ -49,10 +50,14 @@ __all__ = [
     "list_buffer_policies",
     "make_transform",
     "build_optimizer",
-    # evaluation, loops, metrics
+    # the step, evaluation, loops, callbacks, metrics
+    "train_step",
     "evaluate",
     "fit_experience",
     "run_stream",
+    "LoopConfig",
+    "Callback",
+    "callbacks",
     "metrics",
     "protocols",
     # supporting types

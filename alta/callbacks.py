@@ -15,15 +15,17 @@ Order of events for a stream of T experiences, E epochs each::
 
     on_run_start
       on_experience_start(experience=t)          t = start_experience .. T-1
-        on_step_end(...)                         every training step (keep it cheap)
-        on_epoch_end(experience=t, epoch=e)      e = start_epoch .. E-1
-        on_evaluation(record)                    every ``eval_every`` epochs, and at the end
+        on_epoch_start(experience=t, epoch=e)    e = start_epoch .. E-1
+          on_step_end(...)                       every training step (keep it cheap)
+        on_evaluation(record)                    every ``eval_every`` epochs
+        on_epoch_end(experience=t, epoch=e)      the result already holds epoch e
+      on_evaluation(record)                      the end-of-experience evaluation
       on_experience_end(experience=t, result)
     on_run_end(result)
 
 Example:
     >>> class PrintLoss(Callback):
-    ...     def on_epoch_end(self, *, experience, epoch, stats):
+    ...     def on_epoch_end(self, *, experience, epoch, stats, result):
     ...         print(experience, epoch, round(stats["loss"], 3))
 """
 
@@ -36,11 +38,12 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from .training import StreamResult
 
-__all__ = ["Callback", "CallbackList", "EVENTS"]
+__all__ = ["Callback", "CallbackList", "ProgressBar", "EVENTS", "as_callback_list"]
 
 EVENTS = (
     "on_run_start",
     "on_experience_start",
+    "on_epoch_start",
     "on_step_end",
     "on_epoch_end",
     "on_evaluation",
@@ -56,18 +59,26 @@ class Callback:
     gains a field.
     """
 
-    def on_run_start(self, *, num_experiences: int, start_experience: int, result: "StreamResult") -> None:
-        """Before the first experience trained in this call (``start_experience`` > 0 on resume)."""
+    def on_run_start(
+        self, *, num_experiences: int, start_experience: int, start_epoch: int, result: "StreamResult"
+    ) -> None:
+        """Before the first experience trained in this call (``start_experience`` or
+        ``start_epoch`` > 0 on resume)."""
 
     def on_experience_start(self, *, experience: int, start_epoch: int) -> None:
         """After ``learner.begin_experience``, before the first epoch (``start_epoch`` > 0 on resume)."""
+
+    def on_epoch_start(self, *, experience: int, epoch: int, num_epochs: int, num_steps: int) -> None:
+        """Before the first step of epoch ``epoch`` (of ``num_epochs``), which has ``num_steps`` steps."""
 
     def on_step_end(self, *, experience: int, epoch: int, step: int, outputs: dict[str, Any]) -> None:
         """After each optimiser step; ``outputs`` are the step's detached 0-dim tensors (reading
         them with ``float()`` synchronises the device: do it rarely)."""
 
-    def on_epoch_end(self, *, experience: int, epoch: int, stats: dict[str, Any]) -> None:
-        """After each epoch (scheduler stepped); ``stats`` as returned by ``fit_experience``."""
+    def on_epoch_end(self, *, experience: int, epoch: int, stats: dict[str, Any], result: "StreamResult") -> None:
+        """After each epoch: learning rate and schedule stepped, the periodic evaluation (if due)
+        done, and ``result`` holding everything up to this epoch (a checkpoint written here
+        resumes exactly at the next epoch). ``stats`` as returned by ``fit_experience``."""
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:
         """After each evaluation; ``record`` is one line of ``metrics.jsonl``."""
@@ -115,6 +126,9 @@ class CallbackList(Callback):
     def on_experience_start(self, **kwargs) -> None:  # noqa: D102
         self._dispatch("on_experience_start", kwargs)
 
+    def on_epoch_start(self, **kwargs) -> None:  # noqa: D102
+        self._dispatch("on_epoch_start", kwargs)
+
     def on_step_end(self, **kwargs) -> None:  # noqa: D102
         self._dispatch("on_step_end", kwargs)
 
@@ -138,3 +152,37 @@ def as_callback_list(callbacks: Sequence[Callback] | Callback | None) -> Callbac
     if isinstance(callbacks, Callback):
         return CallbackList([callbacks])
     return CallbackList(callbacks)
+
+
+class ProgressBar(Callback):
+    """tqdm progress bars: one per epoch (steps), with the epoch's loss when it ends.
+
+    Args:
+        leave: Keep each finished bar on screen.
+        disable: Show nothing (e.g. when the output is not a terminal).
+    """
+
+    def __init__(self, *, leave: bool = False, disable: bool | None = None) -> None:
+        self.leave, self.disable = leave, disable
+        self._bar = None
+        self._num_experiences: int | None = None
+
+    def on_run_start(self, *, num_experiences: int, start_experience: int, start_epoch: int, result) -> None:
+        self._num_experiences = num_experiences
+
+    def on_epoch_start(self, *, experience: int, epoch: int, num_epochs: int, num_steps: int) -> None:
+        from tqdm.auto import tqdm
+
+        of = f"/{self._num_experiences}" if self._num_experiences else ""
+        self._bar = tqdm(total=num_steps, desc=f"experience {experience + 1}{of} epoch {epoch + 1}/{num_epochs}",
+                         leave=self.leave, disable=self.disable, unit="batch")
+
+    def on_step_end(self, *, experience: int, epoch: int, step: int, outputs) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_epoch_end(self, *, experience: int, epoch: int, stats, result) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{stats['loss']:.4f}")
+            self._bar.close()
+            self._bar = None

@@ -34,7 +34,7 @@ import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,17 +44,17 @@ from .backbones import ClipBackbone, load_backbone
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
+from .replay import check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
 if TYPE_CHECKING:  # pragma: no cover
     from .buffer import MemoryBuffer
 
-__all__ = ["CrossModalLearner", "TextFeatures", "HEADS", "SNAPSHOT_TIMINGS"]
+__all__ = ["CrossModalLearner", "TextFeatures", "StepLoss", "HEADS", "SNAPSHOT_TIMINGS"]
 
 logger = logging.getLogger(__name__)
 
 HEADS = ("all", "seen")
-_BUFFER_FIELDS = {"labels", "image_features", "logits", "experience_ids"}
 SNAPSHOT_TIMINGS = ("end", "last_forward")
 
 
@@ -72,6 +72,44 @@ class TextFeatures:
 
     w1: torch.Tensor | None
     w2: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class StepLoss:
+    """The loss of one training batch (:meth:`CrossModalLearner.loss`).
+
+    Attributes:
+        loss: The total loss, with its graph (call ``backward`` on it).
+        ce: Cross-entropy of the batch, detached.
+        replay_ce: Replay cross-entropy, detached (0 without replay).
+        replay_mse: Replay logit-matching MSE, detached (0 without replay).
+        logits: The batch's logits, detached, (B, C) (stored in the buffer: pre-step logits).
+        image_features: f1 of the batch, detached, (B, D).
+        labels: The batch's labels on the learner's device, (B,).
+        experience_ids: The experience of each label, (B,).
+    """
+
+    loss: torch.Tensor
+    ce: torch.Tensor
+    replay_ce: torch.Tensor
+    replay_mse: torch.Tensor
+    logits: torch.Tensor
+    image_features: torch.Tensor
+    labels: torch.Tensor
+    experience_ids: torch.Tensor
+
+    def memory_items(self) -> dict[str, torch.Tensor]:
+        """What the buffer stores for this batch: the fields of :data:`alta.replay.REPLAY_FIELDS`."""
+        return {"labels": self.labels, "image_features": self.image_features, "logits": self.logits,
+                "experience_ids": self.experience_ids}
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        """Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
+        ``replay_mse`` and ``correct`` (right predictions in the batch)."""
+        with torch.no_grad():
+            correct = (self.logits.argmax(dim=1) == self.labels).sum()
+        return {"loss": self.loss.detach(), "ce": self.ce, "replay_ce": self.replay_ce,
+                "replay_mse": self.replay_mse, "correct": correct}
 
 
 def _hash64(text: str) -> int:
@@ -545,13 +583,27 @@ class CrossModalLearner(nn.Module):
             logits = logits.masked_fill(~self.seen, float("-inf"))
         return logits
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class-IL logits of images (or of precomputed image features).
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        memory: Mapping[str, torch.Tensor] | None = None,
+        branches: Iterable[str] | None = None,
+    ) -> "torch.Tensor | StepLoss":
+        """Class-IL logits of images (or of precomputed image features); with ``labels``, the
+        training loss of the method (:meth:`loss`).
+
+        Going through ``forward`` lets wrappers that hook it (``DistributedDataParallel``) wrap
+        the training computation too.
 
         Shape:
-            images: (B, 3, R, R) or features (B, D); returns (B, C).
+            inputs: (B, 3, R, R) or features (B, D); returns logits (B, C), or a
+            :class:`StepLoss` when ``labels`` (B,) are given.
         """
-        return self.logits_from_features(images, self.text_features(grad=torch.is_grad_enabled()))
+        if labels is not None:
+            return self.loss(inputs, labels, memory=memory, branches=branches)
+        return self.logits_from_features(inputs, self.text_features(grad=torch.is_grad_enabled()))
 
     # ================================================================ training
     def _check_labels(self, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -574,62 +626,61 @@ class CrossModalLearner(nn.Module):
                     )
         return labels.to(self.device, dtype=torch.long, non_blocking=True)
 
-    def training_step(
-        self,
-        batch: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        optimizer: torch.optim.Optimizer,
-        buffer: "MemoryBuffer | None" = None,
-        schedule: AlternatingSchedule | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """One optimisation step of the method, then offer the batch to the buffer.
-
-        Computes ``L = CE(z, y) + alpha*CE(z_b, y_b) + beta*MSE(z_b, z_b_stored)`` (replay terms
-        only when the method replays, ``buffer`` is given and not empty), steps ``optimizer``
-        on the branches ``schedule`` makes active, and adds every sample of the batch to the
-        buffer with its label, frozen image feature f1, pre-step logits and experience id
-        (reference ``main.py``; Buzzega et al., DER++, NeurIPS 2020).
-
-        Args:
-            batch: Images (B, 3, R, R) or precomputed frozen image features (B, D).
-            labels: Class ids in ``[0, C)``.
-            optimizer: Optimises :meth:`trainable_parameters` (see :func:`alta.build_optimizer`).
-            buffer: Memory buffer for replay, or ``None`` (no replay: the sgd lower bound).
-            schedule: Which branch learns (default: both, the reference behaviour).
-
-        Returns:
-            Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
-            ``replay_mse`` (0 without replay) and ``correct`` (right predictions in the batch).
+    def active_branches(self, schedule: AlternatingSchedule | None = None) -> frozenset[str]:
+        """The branches that learn at this step: the method's, restricted by ``schedule``.
 
         Raises:
-            StateError: before :meth:`begin_experience`.
-            ConfigError: the method trains nothing (``zeroshot``) or cannot alternate.
-            ShapeError: wrong image size, feature dimension or label shape; a buffer whose stored
-                features or logits do not match this learner.
-
-        Shape:
-            batch: (B, 3, R, R) or (B, D); labels: (B,).
+            ConfigError: the method trains nothing (``zeroshot``), ``schedule`` is not an
+                :class:`~alta.AlternatingSchedule`, or it alternates a method with one branch.
         """
-        self._require_experience("training_step")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ConfigError(
-                f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
-                f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
-            )
-        if schedule is not None and not isinstance(schedule, AlternatingSchedule):
-            raise ConfigError(f"schedule must be an AlternatingSchedule or None, got {type(schedule).__name__}")
-        if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
-            raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
         branches = self.method.branches
         if not branches:
             raise ConfigError(f"method {self.method.name!r} has no trainable parameters; evaluate it instead of training")
-        if schedule is not None:
-            schedule.check_method(branches, method=f"method {self.method.name!r}")
-            active = schedule.active_branches() & branches
-        else:
-            active = branches
-        f1 = self._as_features(batch)  # (B, D)
+        if schedule is None:
+            return branches
+        if not isinstance(schedule, AlternatingSchedule):
+            raise ConfigError(f"schedule must be an AlternatingSchedule or None, got {type(schedule).__name__}")
+        schedule.check_method(branches, method=f"method {self.method.name!r}")
+        return schedule.active_branches() & branches
+
+    def loss(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        memory: Mapping[str, torch.Tensor] | None = None,
+        branches: Iterable[str] | None = None,
+    ) -> "StepLoss":
+        """The training loss of the method on a batch and, optionally, a replayed memory.
+
+        ``L = CE(z, y) + alpha * CE(z_b, y_b) + beta * MSE(z_b, z_b_stored)`` (Li et al., TMM 2023,
+        reference ``main.py``; the DER++ loss of Buzzega et al., NeurIPS 2020), the replay terms
+        only when ``memory`` is given and the method replays (:mod:`alta.replay`). The learned-prompt
+        features are computed once and shared by the batch and the memory.
+
+        Args:
+            inputs: Images (B, 3, R, R) or precomputed frozen image features (B, D).
+            labels: Class ids in ``[0, C)``.
+            memory: Items sampled from the buffer (``buffer.sample(learner.replay_batch_size)``),
+                or ``None``.
+            branches: Branches whose parameters get gradients (default: every branch of the
+                method; see :meth:`active_branches`).
+
+        Returns:
+            A :class:`StepLoss`: the loss with its graph, its detached terms, and what the
+            buffer stores for this batch.
+
+        Raises:
+            StateError: before :meth:`begin_experience`.
+            ShapeError: wrong image size, feature dimension or label shape; a memory whose
+                features or logits do not match this learner.
+
+        Shape:
+            inputs: (B, 3, R, R) or (B, D); labels: (B,); memory fields (M, ...).
+        """
+        self._require_experience("loss")
+        active = self.method.branches if branches is None else frozenset(branches)
+        f1 = self._as_features(inputs)  # (B, D)
         labels = self._check_labels(labels, f1.shape[0])  # (B,)
 
         text = self.text_features(grad="text" in active)  # once per step, shared with replay
@@ -640,76 +691,32 @@ class CrossModalLearner(nn.Module):
         loss = ce
         zero = ce.detach().new_zeros(())
         replay_ce, replay_mse = zero, zero
-
-        replay = buffer is not None and self.method.replay
-        if replay and buffer.fields and set(buffer.fields) != _BUFFER_FIELDS:
-            raise ShapeError(
-                f"the buffer holds the fields {sorted(buffer.fields)}, but ALTA replay stores {sorted(_BUFFER_FIELDS)}; "
-                f"use a new MemoryBuffer for this learner (training_step fills it)"
-            )
-        if buffer is not None and not self.method.replay and not self._warned_no_replay:
-            logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", self.method.name)
-            self._warned_no_replay = True
-        if replay and not buffer.is_empty():
-            memory = buffer.sample(self.replay_batch_size)
-            mem_f1, mem_labels, mem_logits = self._check_memory(memory)
-            z_b = self.logits_from_features(mem_f1, text, adapter_grad="image" in active)  # (M, C)
-            replay_ce = F.cross_entropy(z_b, mem_labels)
-            if self.head == "seen":  # compare only classes that were scored when the item was stored
-                finite = torch.isfinite(mem_logits)
-                diff = torch.where(finite, z_b - mem_logits.nan_to_num(0.0, 0.0, 0.0), torch.zeros_like(z_b))
-                replay_mse = diff.pow(2).sum() / finite.sum().clamp_min(1)
-            else:
-                replay_mse = F.mse_loss(z_b, mem_logits)
+        if memory is not None and self.method.replay:
+            stored = check_memory(memory, embed_dim=self.embed_dim, num_classes=self.num_classes,
+                                  device=self.device, backbone=self.backbone.name)
+            z_b = self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)  # (M, C)
+            replay_ce, replay_mse = replay_terms(z_b, stored, seen_only=self.head == "seen")
             loss = loss + self.alpha * replay_ce + self.beta * replay_mse
-
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()  # parameters of inactive branches have no gradient: SGD leaves them untouched
-
-        if replay:
-            buffer.add(
-                labels=labels,
-                image_features=f1.detach(),
-                logits=logits.detach(),
-                experience_ids=self.class_to_experience[labels],
-            )
-        if schedule is not None:
-            schedule.step()
-        with torch.no_grad():
-            correct = (logits.argmax(dim=1) == labels).sum()
-        return {
-            "loss": loss.detach(),
-            "ce": ce.detach(),
-            "replay_ce": replay_ce.detach(),
-            "replay_mse": replay_mse.detach(),
-            "correct": correct,
-        }
-
-    def _check_memory(self, memory: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        missing = {"image_features", "labels", "logits"} - set(memory)
-        if missing:
-            raise ShapeError(
-                f"the buffer lacks the fields {sorted(missing)}; a buffer used for ALTA replay holds labels, "
-                f"image_features, logits and experience_ids (training_step fills them)"
-            )
-        f1, labels, logits = memory["image_features"], memory["labels"], memory["logits"]
-        if f1.ndim != 2 or f1.shape[1] != self.embed_dim:
-            raise ShapeError(
-                f"the buffer stores image features of shape {tuple(f1.shape[1:])} but backbone "
-                f"{self.backbone.name!r} has D={self.embed_dim}; use a new buffer for a different backbone"
-            )
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ShapeError(
-                f"the buffer stores logits over {tuple(logits.shape[1:])} classes but the learner scores "
-                f"{self.num_classes}; use a new buffer for a different stream"
-            )
-        dev = self.device
-        return (
-            f1.to(dev, dtype=torch.float32, non_blocking=True),
-            labels.to(dev, dtype=torch.long, non_blocking=True),
-            logits.to(dev, dtype=torch.float32, non_blocking=True),
+        return StepLoss(
+            loss=loss, ce=ce.detach(), replay_ce=replay_ce.detach(), replay_mse=replay_mse.detach(),
+            logits=logits.detach(), image_features=f1.detach(), labels=labels,
+            experience_ids=self.class_to_experience[labels],
         )
+
+    def training_step(
+        self,
+        batch: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        optimizer: torch.optim.Optimizer,
+        buffer: "MemoryBuffer | None" = None,
+        schedule: AlternatingSchedule | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One training step; the same as :func:`alta.training.train_step` (kept for
+        convenience: the function shows the step's parts)."""
+        from .training import train_step
+
+        return train_step(self, batch, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
 
     # ================================================================ state
     def state_dict(self, *args, **kwargs):

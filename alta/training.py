@@ -1,10 +1,15 @@
-"""Convenience loops built only from alta's public pieces.
+"""The training step and the loops of ALTA, built only from alta's public pieces.
 
-:func:`fit_experience` trains a :class:`~alta.CrossModalLearner` on one experience (the
-reference protocol: ``epochs`` passes, batch 32, the learning rate stepped once per epoch);
-:func:`run_stream` runs a whole stream, evaluating every ``eval_every`` epochs and filling the
-accuracy matrices. Both are short on purpose: copy them into your own loop when you need
-something else. The training step itself is :meth:`~alta.CrossModalLearner.training_step`.
+ALTA: Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
+Learning", IEEE TMM 2023 (reference code github.com/vijaylee/ALTA, ``main.py``).
+
+- :func:`train_step` is one step: sample the buffer -> loss -> backward -> optimiser step ->
+  offer the batch to the buffer -> advance the schedule. A dozen lines to copy into your loop.
+- :func:`fit_experience` trains on one experience (the reference protocol: ``epochs`` passes,
+  batch 32, the learning rate stepped once per epoch); :func:`run_stream` runs a whole stream,
+  evaluating every ``eval_every`` epochs and filling the accuracy matrices. Their settings are one
+  :class:`LoopConfig`; what happens around them (progress bars, logs, result files, checkpoints,
+  loggers) is :mod:`alta.callbacks`.
 
 Training batches come from :func:`epoch_batches`, which supports three feature-cache modes:
 
@@ -16,28 +21,174 @@ Training batches come from :func:`epoch_batches`, which supports three feature-c
   image (an approximation of per-epoch augmentation).
 
 Randomness (shuffling, augmentation, view choice) is derived from ``(seed, experience, epoch)``,
-so a run resumed at an experience boundary repeats the uninterrupted run exactly.
+so a run resumed at an epoch boundary repeats the uninterrupted run exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .cache import FeatureCache, parse_cache_mode
+from .callbacks import Callback, as_callback_list
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
+from .replay import check_buffer_fields
 from .seeding import derive_seed
 
-__all__ = ["epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
+__all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
 
 logger = logging.getLogger(__name__)
+
+
+
+
+def _check_int(name: str, value, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or value >= 2**63:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Settings of the training loops (:func:`fit_experience`, :func:`run_stream`), validated once.
+
+    The defaults are the reference protocol (METHOD.md Sec. 4): 30 epochs per experience, batch
+    32, evaluation every 10 epochs.
+
+    Attributes:
+        epochs: Epochs per experience (30 in the paper; 100 for the joint upper bound).
+        batch_size: Training batch size B (32).
+        seed: Run seed: shuffling, augmentation and cached views derive from
+            ``(seed, experience, epoch, sample)``.
+        train_cache: Training-feature cache mode: ``"none"`` (faithful: images encoded every
+            step), ``"fixed"`` or ``"views:K"`` (see :mod:`alta.training`).
+        eval_every: Evaluate the experiences seen so far every this many epochs (0: only at
+            experience ends).
+        eval_batch_size: Test batch size.
+        num_workers: DataLoader workers (never changes results).
+        eval_before_snapshot: Evaluate the experience just trained before
+            ``learner.end_experience`` snapshots its prompts, as the reference code does
+            (``main.py`` evaluates inside its epoch loop; default ``False``: after).
+
+    Raises:
+        ConfigError: a value out of range (the message names the field).
+
+    Example:
+        >>> LoopConfig(epochs=5, train_cache="fixed").batch_size
+        32
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    seed: int = 0
+    train_cache: str = "none"
+    eval_every: int = 10
+    eval_batch_size: int = 256
+    num_workers: int = 0
+    eval_before_snapshot: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, low=1)
+        _check_int("batch_size", self.batch_size, low=1)
+        _check_int("seed", self.seed, low=0)
+        parse_cache_mode(self.train_cache)
+        _check_int("eval_every", self.eval_every, low=0)
+        _check_int("eval_batch_size", self.eval_batch_size, low=1)
+        _check_int("num_workers", self.num_workers, low=0)
+        if not isinstance(self.eval_before_snapshot, bool):
+            raise ConfigError(f"eval_before_snapshot must be True or False, got {self.eval_before_snapshot!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "LoopConfig":
+        """Build from a mapping, refusing unknown keys by name (with the closest valid one).
+
+        Raises:
+            ConfigError: an unknown key or a bad value.
+        """
+        data = dict(data or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"unknown loop setting {key!r}{hint} Valid: {', '.join(valid)}")
+        return cls(**data)
+
+
+_NO_REPLAY_LOGGED: set[str] = set()
+
+
+def train_step(
+    learner,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    buffer=None,
+    schedule=None,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step of the method, then offer the batch to the buffer.
+
+    sample the memory -> :meth:`~alta.CrossModalLearner.loss` -> backward -> ``optimizer.step()``
+    -> ``buffer.add`` (every sample of the batch, with its label, frozen image feature f1,
+    pre-step logits and experience id) -> ``schedule.step()`` (reference ``main.py``; DER++,
+    Buzzega et al., NeurIPS 2020). Replay only when the method replays and ``buffer`` is not empty.
+
+    Args:
+        learner: The :class:`~alta.CrossModalLearner`.
+        inputs: Images (B, 3, R, R) or precomputed frozen image features (B, D).
+        labels: Class ids in ``[0, C)``.
+        optimizer: Optimises ``learner.trainable_parameters()`` (see :func:`alta.build_optimizer`).
+        buffer: Memory buffer for replay, or ``None`` (no replay: the sgd lower bound).
+        schedule: Which branch learns (:class:`~alta.AlternatingSchedule`; default: both, the
+            reference behaviour).
+
+    Returns:
+        Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
+        ``replay_mse`` (0 without replay) and ``correct`` (right predictions in the batch).
+
+    Raises:
+        StateError: before ``learner.begin_experience``.
+        ConfigError: a bad optimizer, buffer or schedule; a method that trains nothing.
+        ShapeError: wrong image size, feature dimension or label shape; a buffer of other fields.
+
+    Shape:
+        inputs: (B, 3, R, R) or (B, D); labels: (B,).
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
+            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
+        )
+    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
+        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+    branches = learner.active_branches(schedule)
+    replay = buffer is not None and learner.method.replay
+    if buffer is not None and not replay and learner.method.name not in _NO_REPLAY_LOGGED:
+        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
+        _NO_REPLAY_LOGGED.add(learner.method.name)
+    if replay:
+        check_buffer_fields(buffer.fields)
+    memory = buffer.sample(learner.replay_batch_size) if replay and not buffer.is_empty() else None
+
+    out = learner.loss(inputs, labels, memory=memory, branches=branches)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()  # parameters of inactive branches have no gradient: SGD leaves them untouched
+
+    if replay:
+        buffer.add(**out.memory_items())  # the pre-step logits, as the reference stores them
+    if schedule is not None:
+        schedule.step()
+    return out.stats()
 
 
 def epoch_batches(
@@ -45,11 +196,11 @@ def epoch_batches(
     *,
     backbone,
     epoch: int,
-    batch_size: int = 32,
-    seed: int = 0,
-    train_cache: str = "none",
+    batch_size: int = LoopConfig.batch_size,
+    seed: int = LoopConfig.seed,
+    train_cache: str = LoopConfig.train_cache,
     cache: FeatureCache | None = None,
-    num_workers: int = 0,
+    num_workers: int = LoopConfig.num_workers,
     drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled training batches of one epoch of ``experience``.
@@ -69,10 +220,13 @@ def epoch_batches(
     Yields:
         ``(inputs, labels)``: images (B, 3, R, R) in mode ``"none"``, frozen image features
         (B, D) otherwise; labels (B,).
+
+    Raises:
+        ConfigError: a bad value (checked by :class:`LoopConfig`), or an experience without
+            training samples.
     """
+    LoopConfig(batch_size=batch_size, seed=seed, train_cache=train_cache, num_workers=num_workers)  # the checks
     kind, views = parse_cache_mode(train_cache)
-    _check_int("batch_size", batch_size, low=1)
-    _check_int("seed", seed, low=0)
     _check_int("epoch", epoch, low=0)
     if len(experience.train) == 0:
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
@@ -132,87 +286,6 @@ class _SeededItems(Dataset):
         return self.dataset[index]
 
 
-def fit_experience(
-    learner,
-    experience,
-    *,
-    optimizer: torch.optim.Optimizer,
-    scheduler=None,
-    epochs: int,
-    batch_size: int = 32,
-    buffer=None,
-    schedule=None,
-    seed: int = 0,
-    train_cache: str = "none",
-    cache: FeatureCache | None = None,
-    num_workers: int = 0,
-    start_epoch: int = 0,
-    on_epoch_end: Callable[[int, dict], None] | None = None,
-    progress: bool = False,
-) -> list[dict]:
-    """Train ``learner`` on one experience: ``begin_experience``, epochs of
-    :meth:`~alta.CrossModalLearner.training_step`, ``end_experience``.
-
-    Args:
-        learner: The :class:`~alta.CrossModalLearner`.
-        experience: The :class:`~alta.data.Experience` to learn.
-        optimizer: From :func:`alta.build_optimizer`, created once per run.
-        scheduler: Its learning-rate scheduler, stepped once per epoch (or ``None``).
-        epochs: Epochs on this experience (30 in the paper).
-        batch_size: Batch size (32).
-        buffer: Memory buffer for replay, or ``None``.
-        schedule: An :class:`~alta.AlternatingSchedule`, or ``None`` (both branches).
-        seed: Run seed (shuffling, augmentation).
-        train_cache: ``"none"``, ``"fixed"`` or ``"views:K"``.
-        cache: Feature cache for the cached modes.
-        num_workers: DataLoader workers.
-        start_epoch: First epoch to run (epochs before it are skipped).
-        on_epoch_end: Called as ``on_epoch_end(epoch, stats)`` after each epoch.
-        progress: Show tqdm progress bars.
-
-    Returns:
-        One dict per epoch: ``epoch``, ``loss`` (mean over steps), ``ce``, ``replay_ce``,
-        ``replay_mse``, ``train_accuracy`` (%), ``lr``, ``steps``, ``samples``.
-    """
-    from tqdm.auto import tqdm
-
-    _check_int("epochs", epochs, low=1)
-    _check_int("start_epoch", start_epoch, low=0)
-    learner.train()
-    learner.begin_experience(experience)
-    history = []
-    if cache is None and train_cache != "none":
-        cache = FeatureCache()
-    for epoch in range(start_epoch, epochs):
-        sums: dict[str, torch.Tensor] = {}
-        steps, seen = 0, 0
-        lr = optimizer.param_groups[0]["lr"]
-        batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=batch_size, seed=seed,
-                                train_cache=train_cache, cache=cache, num_workers=num_workers)
-        total = math.ceil(len(experience.train) / batch_size)
-        bar = tqdm(batches, total=total, desc=f"experience {experience.index + 1} epoch {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False, unit="batch")
-        for inputs, labels in bar:
-            out = learner.training_step(inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
-            for key, value in out.items():
-                sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
-            steps += 1
-            seen += int(labels.shape[0])
-        stats = {"epoch": epoch, "steps": steps, "samples": seen, "lr": lr}
-        for key in ("loss", "ce", "replay_ce", "replay_mse"):
-            stats[key] = float(sums[key]) / steps if steps else float("nan")
-        stats["train_accuracy"] = 100.0 * float(sums["correct"]) / seen if seen else float("nan")
-        history.append(stats)
-        if scheduler is not None:
-            scheduler.step()
-        if schedule is not None:
-            schedule.end_epoch()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, stats)
-    learner.end_experience(experience)
-    return history
-
-
 @dataclass
 class StreamResult:
     """Accuracy matrices and evaluation records of a run over a stream.
@@ -221,9 +294,10 @@ class StreamResult:
         class_il: R[t, k] class-IL accuracy (%) on experience k after experience t, (T, T);
             NaN where not measured.
         task_il: The same for task-IL.
-        evaluations: One record per periodic evaluation (``experience``, ``epoch``, the
+        evaluations: One record per evaluation (``experience``, ``epoch``, the
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
-        history: Per-epoch training statistics, one list per experience.
+        history: Per-epoch training statistics, one list per experience begun (the list of the
+            current experience grows epoch by epoch).
     """
 
     class_il: np.ndarray
@@ -237,67 +311,171 @@ class StreamResult:
         return cls(class_il=nan.copy(), task_il=nan.copy())
 
 
+def _epoch_stats(sums: dict[str, torch.Tensor], *, epoch: int, steps: int, seen: int, lr: float) -> dict:
+    stats = {"epoch": epoch, "steps": steps, "samples": seen, "lr": lr}
+    for key in ("loss", "ce", "replay_ce", "replay_mse"):
+        stats[key] = float(sums[key]) / steps if steps else float("nan")
+    stats["train_accuracy"] = 100.0 * float(sums["correct"]) / seen if seen else float("nan")
+    return stats
+
+
+def fit_experience(
+    learner,
+    experience,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler=None,
+    buffer=None,
+    schedule=None,
+    loop: LoopConfig | None = None,
+    cache: FeatureCache | None = None,
+    callbacks: Sequence[Callback] | Callback | None = None,
+    start_epoch: int = 0,
+    result: StreamResult | None = None,
+    end_experience: bool = True,
+) -> list[dict]:
+    """Train ``learner`` on one experience: ``begin_experience``, epochs of :func:`train_step`,
+    ``end_experience``.
+
+    Args:
+        learner: The :class:`~alta.CrossModalLearner`.
+        experience: The :class:`~alta.data.Experience` to learn.
+        optimizer: From :func:`alta.build_optimizer`, created once per run.
+        scheduler: Its learning-rate scheduler, stepped once per epoch (or ``None``).
+        buffer: Memory buffer for replay, or ``None``.
+        schedule: An :class:`~alta.AlternatingSchedule`, or ``None`` (both branches).
+        loop: Epochs, batch size, seed, cache mode, workers (default :class:`LoopConfig`).
+        cache: Feature cache for the cached modes.
+        callbacks: :class:`~alta.callbacks.Callback` s; they get ``on_experience_start``,
+            ``on_epoch_start``, ``on_step_end`` and ``on_epoch_end``.
+        start_epoch: First epoch to run (the epochs before it are done: resume).
+        result: The run's partial :class:`StreamResult` (from :func:`run_stream`): the epoch
+            statistics go to ``result.history[experience.index]`` and ``on_epoch_end`` gets it.
+        end_experience: Call ``learner.end_experience`` after the last epoch (``False``: the
+            caller does, e.g. after evaluating first as the reference code does).
+
+    Returns:
+        The experience's statistics, one dict per epoch: ``epoch``, ``loss`` (mean over steps),
+        ``ce``, ``replay_ce``, ``replay_mse``, ``train_accuracy`` (%), ``lr``, ``steps``, ``samples``.
+
+    Raises:
+        ConfigError: ``start_epoch`` outside ``[0, epochs]``; a ``result`` without the history
+            of the experiences before this one.
+    """
+    loop = LoopConfig() if loop is None else loop
+    callbacks = as_callback_list(callbacks)
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= loop.epochs:
+        raise ConfigError(f"start_epoch must be an integer in [0, {loop.epochs}] (epochs), got {start_epoch!r}")
+    t = int(experience.index)
+    if result is None:
+        history: list[dict] = []
+    else:
+        if len(result.history) == t:
+            result.history.append([])
+        if len(result.history) != t + 1:
+            raise ConfigError(
+                f"result holds the history of {len(result.history)} experience(s) but experience {t} is next; pass "
+                f"the StreamResult of this run (resumed from its checkpoint)"
+            )
+        history = result.history[t]
+    learner.train()
+    learner.begin_experience(experience)
+    callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
+    if cache is None and loop.train_cache != "none":
+        cache = FeatureCache()
+    num_steps = math.ceil(len(experience.train) / loop.batch_size)
+    for epoch in range(start_epoch, loop.epochs):
+        callbacks.on_epoch_start(experience=t, epoch=epoch, num_epochs=loop.epochs, num_steps=num_steps)
+        sums: dict[str, torch.Tensor] = {}
+        steps, seen = 0, 0
+        lr = optimizer.param_groups[0]["lr"]
+        batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
+                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers)
+        for inputs, labels in batches:
+            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
+            for key, value in out.items():
+                sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
+            callbacks.on_step_end(experience=t, epoch=epoch, step=steps, outputs=out)
+            steps += 1
+            seen += int(labels.shape[0])
+        stats = _epoch_stats(sums, epoch=epoch, steps=steps, seen=seen, lr=lr)
+        history.append(stats)
+        if scheduler is not None:
+            scheduler.step()
+        if schedule is not None:
+            schedule.end_epoch()
+        callbacks.on_epoch_end(experience=t, epoch=epoch, stats=stats, result=result)
+    if end_experience:
+        learner.end_experience(experience)
+    return history
+
+
+class _PeriodicEvaluation(Callback):
+    """``run_stream``'s evaluation every ``eval_every`` epochs (the last epoch excepted: the
+    end-of-experience evaluation covers it), dispatched before the user's ``on_epoch_end``."""
+
+    def __init__(self, learner, experiences: list, *, loop: LoopConfig, cache: FeatureCache, callbacks) -> None:
+        self.learner, self.experiences, self.loop, self.cache, self.callbacks = learner, experiences, loop, cache, callbacks
+
+    def on_epoch_end(self, *, experience: int, epoch: int, stats: dict, result: StreamResult) -> None:
+        every, epochs = self.loop.eval_every, self.loop.epochs
+        if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
+            seen = evaluate(self.learner, self.experiences[: experience + 1], batch_size=self.loop.eval_batch_size,
+                            num_workers=self.loop.num_workers, cache=self.cache)
+            _record(result, experience, epoch, seen, stats, self.callbacks)
+
+
 def run_stream(
     learner,
     experiences: Sequence,
     *,
     optimizer: torch.optim.Optimizer,
     scheduler=None,
-    epochs: int,
-    batch_size: int = 32,
     buffer=None,
     schedule=None,
-    seed: int = 0,
-    train_cache: str = "none",
+    loop: LoopConfig | None = None,
     cache: FeatureCache | None = None,
-    eval_every: int = 10,
-    eval_batch_size: int = 256,
-    num_workers: int = 0,
+    callbacks: Sequence[Callback] | Callback | None = None,
     result: StreamResult | None = None,
     start_experience: int = 0,
-    on_evaluation: Callable[[dict], None] | None = None,
-    on_experience_end: Callable[[int, StreamResult], None] | None = None,
-    progress: bool = False,
+    start_epoch: int = 0,
 ) -> StreamResult:
     """Train through a stream and measure the accuracy matrices.
 
-    After every ``eval_every`` epochs the experiences seen so far are evaluated (the
+    After every ``loop.eval_every`` epochs the experiences seen so far are evaluated (the
     reference protocol); after each experience all experiences are evaluated, which fills row t
     of the accuracy matrices (the entries k > t feed forward transfer). Test features are cached
-    (exact), so evaluations after the first cost only the heads.
+    (exact), so evaluations after the first cost only the heads. With
+    ``loop.eval_before_snapshot`` the end-of-experience evaluation comes before
+    ``learner.end_experience`` (the reference code's order).
 
     Args:
         learner: The :class:`~alta.CrossModalLearner`.
         experiences: The stream (or any sequence of experiences).
         optimizer: From :func:`alta.build_optimizer`, created once per run.
         scheduler: Its learning-rate scheduler (stepped once per epoch), or ``None``.
-        epochs: Epochs per experience.
-        batch_size: Training batch size.
         buffer: Memory buffer (``None``: no replay).
         schedule: :class:`~alta.AlternatingSchedule` or ``None``.
-        seed: Run seed.
-        train_cache: Training-feature cache mode (``"none"``, ``"fixed"``, ``"views:K"``).
+        loop: The loop's settings (default :class:`LoopConfig`: the reference protocol).
         cache: Feature cache shared by training (cached modes) and evaluation; a new
             in-memory cache when ``None``.
-        eval_every: Evaluate every this many epochs (0: only at experience ends).
-        eval_batch_size: Test batch size.
-        num_workers: DataLoader workers.
-        result: A partial result to continue (resume); ``start_experience`` says where.
-        start_experience: First experience to train (earlier ones are assumed done).
-        on_evaluation: Called with each periodic evaluation record.
-        on_experience_end: Called as ``on_experience_end(t, result)`` after experience t
-            (checkpoint here).
-        progress: Show progress bars.
+        callbacks: :class:`~alta.callbacks.Callback` s receiving every event of the run.
+        result: A partial result to continue (resume); ``start_experience`` and
+            ``start_epoch`` say where.
+        start_experience: First experience to train (earlier ones are done).
+        start_epoch: First epoch of ``start_experience`` to run (earlier ones are done; their
+            statistics are in ``result.history``).
 
     Returns:
         The :class:`StreamResult`.
+
+    Raises:
+        ConfigError: no experience, or a start position outside the stream.
     """
+    loop = LoopConfig() if loop is None else loop
+    callbacks = as_callback_list(callbacks)
     experiences = list(experiences)
     num = len(experiences)
-    _check_int("epochs", epochs, low=1)
-    _check_int("batch_size", batch_size, low=1)
-    _check_int("eval_every", eval_every, low=0)
-    _check_int("seed", seed, low=0)
     if num == 0:
         raise ConfigError("run_stream needs at least one experience, got none")
     if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
@@ -306,40 +484,32 @@ def run_stream(
         result = StreamResult.empty(num)
     if cache is None:
         cache = FeatureCache()
+    periodic = _PeriodicEvaluation(learner, experiences, loop=loop, cache=cache, callbacks=callbacks)
+    epoch_callbacks = [periodic, *callbacks]
+    callbacks.on_run_start(num_experiences=num, start_experience=start_experience, start_epoch=start_epoch,
+                           result=result)
     for t in range(start_experience, num):
-        experience = experiences[t]
-
-        def on_epoch_end(epoch: int, stats: dict, t=t) -> None:
-            if eval_every and (epoch + 1) % eval_every == 0 and epoch + 1 < epochs:
-                _record(result, t, epoch, evaluate(learner, experiences[: t + 1], batch_size=eval_batch_size,
-                                                   num_workers=num_workers, cache=cache), stats, on_evaluation)
-
         history = fit_experience(
-            learner, experience, optimizer=optimizer, scheduler=scheduler, epochs=epochs, batch_size=batch_size,
-            buffer=buffer, schedule=schedule, seed=seed, train_cache=train_cache, cache=cache,
-            num_workers=num_workers, on_epoch_end=on_epoch_end, progress=progress,
+            learner, experiences[t], optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=schedule,
+            loop=loop, cache=cache, callbacks=epoch_callbacks, start_epoch=start_epoch if t == start_experience else 0,
+            result=result, end_experience=not loop.eval_before_snapshot,
         )
-        result.history.append(history)
-        full = evaluate(learner, experiences, batch_size=eval_batch_size, num_workers=num_workers, cache=cache,
-                        progress=progress)
+        full = evaluate(learner, experiences, batch_size=loop.eval_batch_size, num_workers=loop.num_workers,
+                        cache=cache)
+        if loop.eval_before_snapshot:
+            learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
         seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
                                 full.num_samples[: t + 1])
-        _record(result, t, epochs - 1, seen, history[-1] if history else {}, on_evaluation)
-        if on_experience_end is not None:
-            on_experience_end(t, result)
+        _record(result, t, loop.epochs - 1, seen, history[-1] if history else {}, callbacks)
+        callbacks.on_experience_end(experience=t, result=result)
+    callbacks.on_run_end(result=result)
     return result
 
 
-def _check_int(name: str, value, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or value >= 2**63:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,
-            callback: Callable[[dict], None] | None) -> None:
+            callbacks) -> None:
     record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
     result.evaluations.append(record)
-    if callback is not None:
-        callback(record)
+    callbacks.on_evaluation(record=record)

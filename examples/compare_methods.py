@@ -46,8 +46,9 @@ def run_method(method: str, *, backbone, stream, epochs: int, buffer_size: int, 
                                  task_il=np.tile(evaluation.task_il, (T, 1)))
     optimizer, scheduler = alta.build_optimizer(learner, epochs=epochs)
     buffer = alta.MemoryBuffer(buffer_size, device=backbone.device, seed=seed) if learner.method.replay else None
-    return alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, epochs=epochs, buffer=buffer,
-                           seed=seed, train_cache=train_cache, cache=cache, eval_every=0)
+    loop = alta.LoopConfig(epochs=epochs, seed=seed, train_cache=train_cache, eval_every=0)
+    return alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, buffer=buffer, loop=loop,
+                           cache=cache)
 
 
 def save_plot(results: dict[str, alta.StreamResult], path: Path, *, title: str) -> bool:

@@ -3,7 +3,7 @@
 What it shows: alta's four core objects wired together by hand: a `ScenarioStream`
 (handwritten digits, 5 experiences of 2 classes), a `MemoryBuffer` (reservoir, 200 items), a
 `CrossModalLearner` (ALTA on the `tiny-vit` CLIP with RANDOM weights) and an
-`AlternatingSchedule`, trained with `learner.training_step` inside your own epoch loop, then
+`AlternatingSchedule`, trained with `alta.train_step` inside your own epoch loop, then
 evaluated into class-IL and task-IL accuracy matrices and summarised with `alta.metrics`
 (forward transfer against zero-shot CLIP). Training uses cached image features
 (`train_cache="fixed"`: every training image is encoded once, without augmentation) so that it
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
         for epoch in range(args.epochs):
             for images, labels in epoch_batches(experience, backbone=backbone, epoch=epoch, batch_size=32,
                                                 seed=args.seed, train_cache=args.train_cache, cache=cache):
-                stats = learner.training_step(images, labels, optimizer=optimizer, buffer=buffer,
-                                              schedule=schedule)
+                stats = alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer,
+                                        schedule=schedule)
             scheduler.step()  # learning rate of the next epoch
             schedule.end_epoch()  # counts epochs (for alternation by epoch)
         learner.end_experience(experience)  # prompt snapshot of this experience's classes

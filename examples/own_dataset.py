@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         learner = alta.CrossModalLearner(backbone, class_names=stream.class_names, method="alta")
         optimizer, scheduler = alta.build_optimizer(learner, epochs=args.epochs)
         buffer = alta.MemoryBuffer(200, device=backbone.device, seed=0)
-        result = alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, epochs=args.epochs,
-                                 buffer=buffer, train_cache=args.train_cache, eval_every=0)
+        loop = alta.LoopConfig(epochs=args.epochs, train_cache=args.train_cache, eval_every=0)
+        result = alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, buffer=buffer, loop=loop)
 
     summary = alta.metrics.summarize(result.class_il)
     print("class-IL accuracy matrix R[t, k] (%):")

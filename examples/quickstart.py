@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer, scheduler = alta.build_optimizer(learner, lr=0.002, schedule="cosine", epochs=args.epochs)
     cache = alta.FeatureCache()  # test features are encoded once and reused by every evaluation
 
-    def report(record: dict) -> None:
-        print(f"experience {record['experience'] + 1}, epoch {record['epoch']}: "
-              f"class-IL {record['class_il_mean']:.1f} %, task-IL {record['task_il_mean']:.1f} %")
+    class Report(alta.Callback):  # called at each evaluation (every 10 epochs and at experience ends)
+        def on_evaluation(self, *, record: dict) -> None:
+            print(f"experience {record['experience'] + 1}, epoch {record['epoch']}: "
+                  f"class-IL {record['class_il_mean']:.1f} %, task-IL {record['task_il_mean']:.1f} %")
 
-    result = alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, epochs=args.epochs,
-                             buffer=buffer, seed=args.seed, train_cache=args.train_cache, cache=cache,
-                             eval_every=10, on_evaluation=report)
+    loop = alta.LoopConfig(epochs=args.epochs, seed=args.seed, train_cache=args.train_cache, eval_every=10)
+    result = alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, buffer=buffer, loop=loop,
+                             cache=cache, callbacks=[Report()])
 
     zeroshot = alta.CrossModalLearner(backbone, class_names=stream.class_names, method="zeroshot")
     baseline = alta.evaluate(zeroshot, stream, cache=cache)

@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     f1, f2_before = image_features(learner, features)
     optimizer, scheduler = alta.build_optimizer(learner, epochs=args.epochs)
     buffer = alta.MemoryBuffer(200, device=backbone.device, seed=args.seed)
-    result = alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, epochs=args.epochs,
-                             buffer=buffer, seed=args.seed, train_cache="fixed", cache=cache, eval_every=0)
+    loop = alta.LoopConfig(epochs=args.epochs, seed=args.seed, train_cache="fixed", eval_every=0)
+    result = alta.run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, buffer=buffer, loop=loop,
+                             cache=cache)
     _, f2_after = image_features(learner, features)
     print(f"class-IL accuracy after the last experience: {alta.metrics.last_accuracy(result.class_il):.1f} % "
           f"(Avg {alta.metrics.average_accuracy(result.class_il):.1f} %)")

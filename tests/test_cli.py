@@ -346,15 +346,17 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, ca
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
     import alta.cli.experiment as experiment
 
+    from alta.callbacks import Callback
+
     real = experiment.run_stream
 
-    def interrupted(*args, on_experience_end, **kwargs):
-        def end(t, result):
-            on_experience_end(t, result)
-            if t == 1:
+    class Interrupt(Callback):
+        def on_experience_end(self, *, experience, result):
+            if experience == 1:
                 raise KeyboardInterrupt
 
-        return real(*args, on_experience_end=end, **kwargs)
+    def interrupted(*args, callbacks, **kwargs):  # after the run's own callbacks (the checkpoint)
+        return real(*args, callbacks=[*callbacks, Interrupt()], **kwargs)
 
     monkeypatch.setattr(experiment, "run_stream", interrupted)
     run_dir = tmp_path / "run"

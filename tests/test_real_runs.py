@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, build_optimizer, metrics, run_stream
+from alta import CrossModalLearner, LoopConfig, MemoryBuffer, ScenarioStream, build_optimizer, metrics, run_stream
 
 EPOCHS = 10
 
@@ -24,8 +24,8 @@ def run(stream, backbone, method, buffer_size):
     learner = CrossModalLearner(backbone, class_names=stream.class_names, method=method)
     optimizer, scheduler = build_optimizer(learner, epochs=EPOCHS)
     buffer = MemoryBuffer(buffer_size, seed=0) if buffer_size else None
-    return run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, epochs=EPOCHS, buffer=buffer,
-                      eval_every=0, seed=0, train_cache="fixed")
+    return run_stream(learner, stream, optimizer=optimizer, scheduler=scheduler, buffer=buffer,
+                      loop=LoopConfig(epochs=EPOCHS, eval_every=0, seed=0, train_cache="fixed"))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def test_epoch_batches_are_reproducible(tiny_clip):
 def test_loops_refuse_bad_values(tiny_clip):
     import pytest
 
-    from alta import CrossModalLearner, build_optimizer, run_stream
+    from alta import CrossModalLearner, LoopConfig, build_optimizer, run_stream
     from alta.errors import ConfigError
 
     stream = ScenarioStream.from_name("digits", resolution=32)
@@ -55,9 +55,14 @@ def test_loops_refuse_bad_values(tiny_clip):
     optimizer, _ = build_optimizer(learner)
     for kwargs, match in [(dict(epochs=0), "epochs"), (dict(epochs=1, batch_size=0), "batch_size"),
                           (dict(epochs=1, eval_every=-1), "eval_every"), (dict(epochs=1, seed=-1), "seed"),
-                          (dict(epochs=1, start_experience=9), "start_experience")]:
+                          (dict(epochs=1, train_cache="views:0"), "views"),
+                          (dict(epochs=1, eval_before_snapshot=1), "eval_before_snapshot")]:
         with pytest.raises(ConfigError, match=match):
-            run_stream(learner, stream, optimizer=optimizer, **kwargs)
+            LoopConfig(**kwargs)
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        LoopConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="start_experience"):
+        run_stream(learner, stream, optimizer=optimizer, loop=LoopConfig(epochs=1), start_experience=9)
     with pytest.raises(ConfigError, match="weight_decay"):
         build_optimizer(learner, weight_decay=float("nan"))
 
@@ -71,3 +76,181 @@ def test_augmentation_does_not_depend_on_the_number_of_workers(tiny_clip):
     assert len(in_process) == len(with_workers)
     for (a, y), (b, z) in zip(in_process, with_workers):
         assert torch.equal(y, z) and torch.equal(a, b)
+
+
+class _Recorder:
+    """Build a Callback that records every event with its arguments."""
+
+    @staticmethod
+    def make():
+        from alta.callbacks import EVENTS, Callback
+
+        events = []
+
+        def recorder(name):
+            def method(self, **kwargs):
+                events.append((name, kwargs))
+            return method
+
+        cls = type("Recording", (Callback,), {name: recorder(name) for name in EVENTS})
+        return cls(), events
+
+
+def _tiny_run(tiny_clip, *, epochs=3, callbacks=None, result=None, start_experience=0, start_epoch=0, state=None,
+              method="alta", loop_kwargs=None):
+    from alta import AlternatingSchedule, CrossModalLearner, LoopConfig, MemoryBuffer, build_optimizer, run_stream
+
+    stream = ScenarioStream.from_name("digits", resolution=32)
+    experiences = [stream[0], stream[1]]
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names, method=method, seed=0)
+    buffer = MemoryBuffer(40, seed=3)
+    schedule = AlternatingSchedule("alternate" if method == "alta" else "crossed", period=2)
+    optimizer, scheduler = build_optimizer(learner, epochs=epochs)
+    if state is not None:
+        learner.load_state_dict(state["learner"])
+        buffer.load_state_dict(state["buffer"])
+        schedule.load_state_dict(state["schedule"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    loop = LoopConfig(epochs=epochs, batch_size=64, seed=1, train_cache="fixed", eval_every=1, **(loop_kwargs or {}))
+    out = run_stream(learner, experiences, optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=schedule,
+                     loop=loop, callbacks=callbacks, result=result, start_experience=start_experience,
+                     start_epoch=start_epoch)
+    return out, dict(learner=learner, buffer=buffer, schedule=schedule, optimizer=optimizer, scheduler=scheduler)
+
+
+def test_a_callback_receives_every_event_in_order(tiny_clip):
+    recorder, events = _Recorder.make()
+    result, _ = _tiny_run(tiny_clip, epochs=2, callbacks=[recorder])
+    names = [name for name, _ in events]
+    assert names[0] == "on_run_start" and names[-1] == "on_run_end"
+    per_experience = []
+    for t in range(2):
+        start = names.index("on_experience_start", names.index("on_experience_start") + 1 if t else 0)
+        end = names.index("on_experience_end", start)
+        per_experience.append(names[start : end + 1])
+    for t, seq in enumerate(per_experience):
+        # epoch 1 evaluates (eval_every=1), the last epoch is covered by the end-of-experience evaluation
+        compact = [n for n in seq if n != "on_step_end"]
+        assert compact == ["on_experience_start", "on_epoch_start", "on_evaluation", "on_epoch_end",
+                           "on_epoch_start", "on_epoch_end", "on_evaluation", "on_experience_end"]
+    epoch_ends = [kw for name, kw in events if name == "on_epoch_end"]
+    assert [(kw["experience"], kw["epoch"]) for kw in epoch_ends] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(kw["result"] is result for kw in epoch_ends)
+    step_counts = [kw["num_steps"] for name, kw in events if name == "on_epoch_start"]
+    assert sum(step_counts) == sum(1 for name, _ in events if name == "on_step_end")
+    evaluations = [kw["record"] for name, kw in events if name == "on_evaluation"]
+    assert evaluations == result.evaluations
+
+
+def test_resume_at_an_epoch_boundary_gives_the_uninterrupted_run(tiny_clip):
+    """A state captured in on_epoch_end (mid-experience) resumes to the identical result."""
+    import copy
+
+    import numpy as np
+
+    from alta.callbacks import Callback
+
+    full, _ = _tiny_run(tiny_clip, epochs=3)
+
+    captured = {}
+
+    class Capture(Callback):
+        def __init__(self):
+            self.objects = None
+
+        def on_epoch_end(self, *, experience, epoch, stats, result):
+            if (experience, epoch) == (1, 0):
+                o = self.objects
+                captured.update(
+                    learner=copy.deepcopy(o["learner"].state_dict()), buffer=copy.deepcopy(o["buffer"].state_dict()),
+                    schedule=copy.deepcopy(o["schedule"].state_dict()),
+                    optimizer=copy.deepcopy(o["optimizer"].state_dict()),
+                    scheduler=copy.deepcopy(o["scheduler"].state_dict()), result=copy.deepcopy(result))
+                raise KeyboardInterrupt  # the run is killed after this epoch's checkpoint
+
+    capture = Capture()
+    import alta.training as training
+
+    real = training.fit_experience
+
+    def remember(learner, experience, **kwargs):  # give the callback the run's objects
+        capture.objects = dict(learner=learner, buffer=kwargs["buffer"], schedule=kwargs["schedule"],
+                               optimizer=kwargs["optimizer"], scheduler=kwargs["scheduler"])
+        return real(learner, experience, **kwargs)
+
+    training.fit_experience = remember
+    try:
+        try:
+            _tiny_run(tiny_clip, epochs=3, callbacks=[capture])
+        except KeyboardInterrupt:
+            pass
+    finally:
+        training.fit_experience = real
+    assert captured, "the interruption point was never reached"
+    resumed, _ = _tiny_run(tiny_clip, epochs=3, result=captured["result"], start_experience=1, start_epoch=1,
+                           state=captured)
+    np.testing.assert_array_equal(resumed.class_il, full.class_il)
+    np.testing.assert_array_equal(resumed.task_il, full.task_il)
+    assert resumed.evaluations == full.evaluations
+    assert resumed.history == full.history
+
+
+def test_eval_before_snapshot_scores_the_live_context(tiny_clip):
+    """With eval_before_snapshot the end-of-experience row is computed before end_experience."""
+    import numpy as np
+
+    after, _ = _tiny_run(tiny_clip, epochs=2, method="cprompt")
+    before, _ = _tiny_run(tiny_clip, epochs=2, method="cprompt", loop_kwargs=dict(eval_before_snapshot=True))
+    # snapshot_timing="end": the snapshot is the live context, so both orders agree exactly
+    np.testing.assert_array_equal(after.class_il, before.class_il)
+
+
+def test_train_step_is_the_custom_loop_of_the_docs(tiny_clip):
+    """train_step equals its parts written out (docs/custom-loop.md), bit for bit."""
+    from alta import AlternatingSchedule, CrossModalLearner, MemoryBuffer, build_optimizer, train_step
+
+    stream = ScenarioStream.from_name("digits", resolution=32)
+    runs = []
+    for by_parts in (False, True):
+        learner = CrossModalLearner(tiny_clip, class_names=stream.class_names, seed=0)
+        buffer = MemoryBuffer(30, seed=1)
+        schedule = AlternatingSchedule("alternate")
+        optimizer, _ = build_optimizer(learner)
+        learner.train()
+        learner.begin_experience(stream[0])
+        losses = []
+        for epoch in range(2):
+            for images, labels in epoch_batches(stream[0], backbone=tiny_clip, epoch=epoch, batch_size=50, seed=2):
+                if by_parts:
+                    memory = None if buffer.is_empty() else buffer.sample(learner.replay_batch_size)
+                    out = learner.loss(images, labels, memory=memory, branches=learner.active_branches(schedule))
+                    optimizer.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    optimizer.step()
+                    buffer.add(**out.memory_items())
+                    schedule.step()
+                    losses.append(out.loss.detach())
+                else:
+                    losses.append(train_step(learner, images, labels, optimizer=optimizer, buffer=buffer,
+                                             schedule=schedule)["loss"])
+        runs.append((torch.stack(losses), [p.detach().clone() for p in learner.trainable_parameters()],
+                     buffer.state_dict()))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    assert torch.equal(runs[0][2]["fields"]["logits"], runs[1][2]["fields"]["logits"])
+
+
+def test_learner_forward_with_labels_is_the_loss(tiny_clip):
+    """forward(inputs, labels) returns the StepLoss, so forward-hooking wrappers see the step."""
+    from alta import CrossModalLearner
+
+    stream = ScenarioStream.from_name("digits", resolution=32)
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names, seed=0)
+    learner.begin_experience(stream[0])
+    images, labels = next(iter(epoch_batches(stream[0], backbone=tiny_clip, epoch=0, batch_size=8)))
+    a = learner(images, labels)
+    b = learner.loss(images, labels)
+    assert torch.equal(a.loss.detach(), b.loss.detach()) and a.loss.requires_grad
+    assert set(a.memory_items()) == {"labels", "image_features", "logits", "experience_ids"}
+    assert learner(images).shape == (8, learner.num_classes)

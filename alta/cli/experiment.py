@@ -48,7 +48,8 @@ from ..io import append_jsonl, write_json, write_text
 from ..learner import CrossModalLearner
 from ..optim import build_optimizer
 from ..schedule import AlternatingSchedule
-from ..training import StreamResult, derive_seed, run_stream
+from ..callbacks import Callback, CallbackList, ProgressBar
+from ..training import LoopConfig, StreamResult, derive_seed, run_stream
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import OPERATIONAL_KEYS, RunConfig, flatten, load_run_config
 from .report import SUMMARY_FORMAT, build_summary, format_table, random_backbone_note, save_plots
@@ -241,7 +242,7 @@ def _log_evaluation(record: dict, *, num_experiences: int, epochs: int) -> None:
 
 
 def _run_without_training(learner, experiences, *, result: StreamResult, start_experience: int, batch_size: int,
-                          num_workers: int, cache: FeatureCache, on_evaluation, on_experience_end,
+                          num_workers: int, cache: FeatureCache, callbacks: CallbackList,
                           progress: bool) -> StreamResult:
     """The loop of ``method="zeroshot"``: nothing is trained, every experience is evaluated."""
     num = len(experiences)
@@ -257,8 +258,8 @@ def _run_without_training(learner, experiences, *, result: StreamResult, start_e
                                 full.num_samples[: t + 1])
         record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
         result.evaluations.append(record)
-        on_evaluation(record)
-        on_experience_end(t, result)
+        callbacks.on_evaluation(record=record)
+        callbacks.on_experience_end(experience=t, result=result)
     return result
 
 
@@ -412,37 +413,40 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
     def elapsed() -> float:
         return elapsed_before + (time.perf_counter() - started)
 
-    def record_evaluation(record: dict) -> None:
-        append_jsonl(metrics_path, record)
-        _log_evaluation(record, num_experiences=num, epochs=t.epochs if trains else 0)
-        if on_evaluation is not None:
-            on_evaluation(record)
+    class _Writer(Callback):
+        def on_evaluation(self, *, record: dict) -> None:
+            append_jsonl(metrics_path, record)
+            _log_evaluation(record, num_experiences=num, epochs=t.epochs if trains else 0)
+            if on_evaluation is not None:
+                on_evaluation(record)
 
-    def experience_end(index: int, partial: StreamResult) -> None:
-        save_checkpoint(checkpoint_path, config_hash=config_hash, next_experience=index + 1, num_experiences=num,
-                        learner=learner, buffer=buffer, schedule=schedule, optimizer=optimizer, scheduler=scheduler,
-                        result=partial, zeroshot=zeroshot, elapsed_s=elapsed())
-        logger.info("experience %d/%d done (%.0f s); checkpoint %s", index + 1, num, elapsed(), checkpoint_path)
-        if stop_after is not None and index + 1 >= stop_after and index + 1 < num:
-            raise _StopRequested(index + 1)
+        def on_experience_end(self, *, experience: int, result: StreamResult) -> None:
+            save_checkpoint(checkpoint_path, config_hash=config_hash, next_experience=experience + 1,
+                            num_experiences=num, learner=learner, buffer=buffer, schedule=schedule,
+                            optimizer=optimizer, scheduler=scheduler, result=result, zeroshot=zeroshot,
+                            elapsed_s=elapsed())
+            logger.info("experience %d/%d done (%.0f s); checkpoint %s", experience + 1, num, elapsed(),
+                        checkpoint_path)
+            if stop_after is not None and experience + 1 >= stop_after and experience + 1 < num:
+                raise _StopRequested(experience + 1)
 
+    callbacks = CallbackList([_Writer()] + ([ProgressBar()] if progress else []))
     try:
         if start_experience >= num:
             logger.info("every experience of %s is done: writing its summary", output_dir)
         elif trains:
+            loop = LoopConfig(epochs=t.epochs, batch_size=t.batch_size, seed=config.seed, train_cache=t.train_cache,
+                              eval_every=config.eval.every, eval_batch_size=config.eval.batch_size,
+                              num_workers=config.data.num_workers)
             run_stream(
-                learner, experiences, optimizer=optimizer, scheduler=scheduler, epochs=t.epochs,
-                batch_size=t.batch_size, buffer=buffer, schedule=schedule, seed=config.seed,
-                train_cache=t.train_cache, cache=cache, eval_every=config.eval.every,
-                eval_batch_size=config.eval.batch_size, num_workers=config.data.num_workers, result=result,
-                start_experience=start_experience, on_evaluation=record_evaluation,
-                on_experience_end=experience_end, progress=progress,
+                learner, experiences, optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=schedule,
+                loop=loop, cache=cache, result=result, start_experience=start_experience, callbacks=callbacks,
             )
         else:
             _run_without_training(
                 learner, experiences, result=result, start_experience=start_experience,
                 batch_size=config.eval.batch_size, num_workers=config.data.num_workers, cache=cache,
-                on_evaluation=record_evaluation, on_experience_end=experience_end, progress=progress,
+                callbacks=callbacks, progress=progress,
             )
     except _StopRequested as stop:
         done = int(stop.args[0])

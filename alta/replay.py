@@ -1,0 +1,129 @@
+"""The replay contract of ALTA: what the buffer stores, how a sampled memory is checked, and
+the DER++ terms of the loss, in one place.
+
+ALTA (Li et al., IEEE TMM 2023, reference code ``main.py``) replays in feature space with the
+loss of DER++ (Buzzega et al., "Dark Experience for General Continual Learning", NeurIPS 2020):
+
+    L = CE(z, y) + alpha * CE(z_b, y_b) + beta * MSE(z_b, z_b_stored)
+
+A :class:`~alta.MemoryBuffer` used for it holds, per sample, the fields :data:`REPLAY_FIELDS`:
+the label, the frozen image feature f1 (not the image), the logits the model produced when the
+sample was offered (before the step) and the experience id. :func:`alta.training.train_step`
+offers every sample of every training batch, so replay starts during the first experience.
+
+Shape:
+    labels (M,) int64; image_features (M, D) float; logits (M, C) float; experience_ids (M,) int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ShapeError
+
+__all__ = ["REPLAY_FIELDS", "ReplayBatch", "check_buffer_fields", "check_memory", "replay_terms"]
+
+REPLAY_FIELDS = ("labels", "image_features", "logits", "experience_ids")
+
+
+@dataclass(frozen=True)
+class ReplayBatch:
+    """A sampled memory, checked and on the learner's device.
+
+    Attributes:
+        image_features: f1 of the stored samples, float32, (M, D).
+        labels: Their labels, int64, (M,).
+        logits: The logits stored with them (z_b_stored), float32, (M, C).
+    """
+
+    image_features: torch.Tensor
+    labels: torch.Tensor
+    logits: torch.Tensor
+
+
+def check_buffer_fields(fields) -> None:
+    """Refuse a buffer that holds other fields than ALTA replay stores.
+
+    Args:
+        fields: ``buffer.fields`` (empty for a buffer that has stored nothing yet).
+
+    Raises:
+        ShapeError: the buffer was filled with other fields.
+    """
+    if fields and set(fields) != set(REPLAY_FIELDS):
+        raise ShapeError(
+            f"the buffer holds the fields {sorted(fields)}, but ALTA replay stores {sorted(REPLAY_FIELDS)}; "
+            f"use a new MemoryBuffer for this learner (train_step fills it)"
+        )
+
+
+def check_memory(
+    memory: Mapping[str, torch.Tensor], *, embed_dim: int, num_classes: int, device: torch.device, backbone: str
+) -> ReplayBatch:
+    """Check a sampled memory against the learner and move it to ``device``.
+
+    Args:
+        memory: What ``buffer.sample(n)`` returned.
+        embed_dim: D of the learner's backbone.
+        num_classes: C of the learner's head.
+        device: The learner's device.
+        backbone: The backbone's name (for the messages).
+
+    Returns:
+        The :class:`ReplayBatch`.
+
+    Raises:
+        ShapeError: fields missing, features of another dimension, logits over another class count.
+    """
+    missing = {"image_features", "labels", "logits"} - set(memory)
+    if missing:
+        raise ShapeError(
+            f"the buffer lacks the fields {sorted(missing)}; a buffer used for ALTA replay holds "
+            f"{', '.join(REPLAY_FIELDS)} (train_step fills them)"
+        )
+    f1, labels, logits = memory["image_features"], memory["labels"], memory["logits"]
+    if f1.ndim != 2 or f1.shape[1] != embed_dim:
+        raise ShapeError(
+            f"the buffer stores image features of shape {tuple(f1.shape[1:])} but backbone {backbone!r} has "
+            f"D={embed_dim}; use a new buffer for a different backbone"
+        )
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ShapeError(
+            f"the buffer stores logits over {tuple(logits.shape[1:])} classes but the learner scores "
+            f"{num_classes}; use a new buffer for a different stream"
+        )
+    return ReplayBatch(
+        image_features=f1.to(device, dtype=torch.float32, non_blocking=True),
+        labels=labels.to(device, dtype=torch.long, non_blocking=True),
+        logits=logits.to(device, dtype=torch.float32, non_blocking=True),
+    )
+
+
+def replay_terms(logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two DER++ replay terms: ``CE(z_b, y_b)`` and ``MSE(z_b, z_b_stored)``.
+
+    Args:
+        logits: z_b, the current logits of the stored samples, (M, C).
+        memory: The stored labels and logits.
+        seen_only: The head scores seen classes only (``head="seen"``): stored logits of classes
+            not yet scored when the item was stored are ``-inf`` and left out of the MSE.
+
+    Returns:
+        ``(replay_ce, replay_mse)``, 0-dim tensors with their graph.
+
+    Shape:
+        logits: (M, C); returns two 0-dim tensors.
+    """
+    replay_ce = F.cross_entropy(logits, memory.labels)
+    stored = memory.logits
+    if seen_only:  # compare only classes that were scored when the item was stored
+        finite = torch.isfinite(stored)
+        diff = torch.where(finite, logits - stored.nan_to_num(0.0, 0.0, 0.0), torch.zeros_like(logits))
+        replay_mse = diff.pow(2).sum() / finite.sum().clamp_min(1)
+    else:
+        replay_mse = F.mse_loss(logits, stored)
+    return replay_ce, replay_mse
