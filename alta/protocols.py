@@ -85,7 +85,7 @@ _KEYWORDS: dict[str, tuple[str, str]] = {
     "epochs": ("loop", "epochs"),
     "batch_size": ("loop", "batch_size"),
     "eval_every": ("loop", "eval_every"),
-    "final_eval": ("loop", "final_eval"),
+    "eval_before_snapshot": ("loop", "eval_before_snapshot"),
     "train_cache": ("loop", "train_cache"),
 }
 
@@ -124,9 +124,9 @@ class Protocol:
         epochs: Epochs per experience (``joint_*`` configs: 100).
         batch_size: Training batch size.
         eval_every: Evaluate the experiences seen so far every this many epochs.
-        final_eval: Where an experience's final evaluation happens: ``"after_snapshot"`` (after
-            ``end_experience``) or ``"before_snapshot"`` (after the last epoch, before
-            ``end_experience``, as the reference's epoch loop does).
+        eval_before_snapshot: Evaluate the experience just trained after its last epoch but
+            before ``end_experience`` snapshots its prompts, as the reference's epoch loop does
+            (``False``: after the snapshot).
         train_cache: Training-feature cache mode (``"none"``: every image encoded at every step).
     """
 
@@ -157,7 +157,7 @@ class Protocol:
     epochs: Setting
     batch_size: Setting
     eval_every: Setting
-    final_eval: Setting
+    eval_before_snapshot: Setting
     train_cache: Setting
 
     def __post_init__(self) -> None:
@@ -234,8 +234,8 @@ PROTOCOLS.add("paper", Protocol(
     lr=Setting(0.002, "the learning rate the configs and the paper state", f"{REF} configs/il_*.yaml OPTIM.LR"),
     lr_schedule=Setting("cosine", "warm-up epoch, then cosine over the epochs, as the configs describe",
                         f"{REF} utils/lr_scheduler.py build_lr_scheduler (meant to be stepped)"),
-    final_eval=Setting("after_snapshot", "score each experience with the prompts it keeps for the rest of the run",
-                       "alta.training.run_stream"),
+    eval_before_snapshot=Setting(False, "score each experience with the prompts it keeps for the rest of the run",
+                                 "alta.training.run_stream"),
     **_SHARED,
 ))
 
@@ -251,8 +251,8 @@ PROTOCOLS.add("reference", Protocol(
     lr=Setting(1e-5, "the rate the code trains at: building the warm-up scheduler sets 1e-5",
                f"{REF} utils/lr_scheduler.py ConstantWarmupScheduler"),
     lr_schedule=Setting("constant", "the scheduler is never stepped", f"{REF} main.py (no scheduler.step())"),
-    final_eval=Setting("before_snapshot", "the experience just trained is scored with the live context, "
-                       "after the final step, before any snapshot", f"{REF} main.py l.105-124 (inside the epoch loop)"),
+    eval_before_snapshot=Setting(True, "the experience just trained is scored with the live context, after the "
+                                 "final step, before any snapshot", f"{REF} main.py l.105-124 (inside the epoch loop)"),
     **_SHARED,
 ))
 
@@ -286,7 +286,7 @@ def protocol_kwargs(protocol: str | Protocol = DEFAULT_PROTOCOL, *, dataset: str
         ``{target: {keyword: value}}`` for the targets ``backbone`` (:func:`~alta.load_backbone`),
         ``stream`` (:meth:`~alta.ScenarioStream.from_name`), ``learner``
         (:class:`~alta.CrossModalLearner`), ``optimizer`` (:func:`~alta.build_optimizer`),
-        ``buffer`` (:class:`~alta.MemoryBuffer`) and ``loop`` (the convenience loop's settings).
+        ``buffer`` (:class:`~alta.MemoryBuffer`) and ``loop`` (:class:`~alta.LoopConfig`).
 
     Raises:
         ConfigError: an unknown protocol or dataset name.

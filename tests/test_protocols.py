@@ -7,12 +7,12 @@ import inspect
 
 import pytest
 
-from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, build_optimizer, load_backbone, protocols
+from alta import CrossModalLearner, LoopConfig, MemoryBuffer, ScenarioStream, build_optimizer, load_backbone, protocols
 from alta.data import reference_class_names
 from alta.errors import ConfigError
 
 # what the released code does differently from the method as described (issue 14, docs/reproducing.md)
-REFERENCE_QUIRKS = {"class_names", "w1_raw_names", "snapshot_timing", "lr", "lr_schedule", "final_eval"}
+REFERENCE_QUIRKS = {"class_names", "w1_raw_names", "snapshot_timing", "lr", "lr_schedule", "eval_before_snapshot"}
 
 CALLABLES = {
     "backbone": load_backbone,
@@ -20,6 +20,7 @@ CALLABLES = {
     "learner": CrossModalLearner.__init__,
     "optimizer": build_optimizer,
     "buffer": MemoryBuffer.__init__,
+    "loop": LoopConfig,
 }
 
 
@@ -60,7 +61,8 @@ def test_paper_protocol_is_the_default_of_every_object_it_configures():
             assert value == default, (target, keyword, value, default)
             checked.append(keyword)
     assert {"precision", "transform", "head", "template", "w1_raw_names", "snapshot_timing", "lr", "schedule",
-            "momentum", "weight_decay", "policy"} <= set(checked)
+            "momentum", "weight_decay", "policy", "epochs", "batch_size", "eval_every", "eval_before_snapshot",
+            "train_cache"} <= set(checked)
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
@@ -81,6 +83,8 @@ def test_protocol_kwargs_build_the_reference_objects(tiny_clip):
         scheduler.step()
     buffer = MemoryBuffer(**kwargs["buffer"], seed=0)
     assert buffer.capacity == 200
+    loop = LoopConfig(**kwargs["loop"])
+    assert loop.eval_before_snapshot and loop.epochs == 30 and loop.eval_every == 10
     with pytest.raises(ConfigError, match="protocol"):
         protocols.protocol_kwargs("fast")
 
