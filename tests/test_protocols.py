@@ -65,7 +65,7 @@ def test_paper_protocol_is_the_default_of_every_object_it_configures():
             "train_cache"} <= set(checked)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_protocol_kwargs_build_the_reference_objects(tiny_clip):
     kwargs = protocols.protocol_kwargs("reference", dataset="seq-cifar100")
     assert kwargs["stream"]["class_names"] == reference_class_names("seq-cifar100")
