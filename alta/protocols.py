@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .data.datasets import reference_class_names
+from .data.datasets import DATASETS, reference_class_names
 from .registry import Registry
 
 __all__ = ["PROTOCOLS", "Protocol", "Setting", "TARGETS", "DEFAULT_PROTOCOL", "get_protocol", "list_protocols",
@@ -292,6 +292,8 @@ def protocol_kwargs(protocol: str | Protocol = DEFAULT_PROTOCOL, *, dataset: str
         ConfigError: an unknown protocol or dataset name.
     """
     spec = get_protocol(protocol)
+    if dataset is not None:
+        DATASETS.resolve(dataset)  # an unknown name fails here, whichever the protocol
     out: dict[str, dict] = {target: {} for target in TARGETS}
     for knob, setting in spec.settings().items():
         target, keyword = _KEYWORDS[knob]

@@ -538,3 +538,12 @@ def test_stream_takes_the_reference_names(tiny_imagenet_root):
     assert default.class_names[0] == "Egyptian cat"
     with pytest.raises(ConfigError, match="3 names but the dataset has 200"):
         ScenarioStream.from_name("seq-tinyimagenet", root=tiny_imagenet_root, class_names=["a", "b", "c"])
+
+
+def test_stream_class_names_override_offline():
+    names = [f"digit_{k}" for k in range(10)]
+    stream = ScenarioStream.from_name("digits", transform="plain", resolution=8, class_names=names)
+    assert stream.class_names == names and stream[1].class_names == ["digit_2", "digit_3"]
+    assert ScenarioStream.from_name("digits", transform="plain", resolution=8).class_names[0] == "zero"
+    with pytest.raises(ConfigError, match="9 names but the dataset has 10"):
+        ScenarioStream.from_name("digits", transform="plain", resolution=8, class_names=names[:9])

@@ -87,6 +87,8 @@ def test_protocol_kwargs_build_the_reference_objects(tiny_clip):
     assert loop.eval_before_snapshot and loop.epochs == 30 and loop.eval_every == 10
     with pytest.raises(ConfigError, match="protocol"):
         protocols.protocol_kwargs("fast")
+    with pytest.raises(ConfigError, match="seq-cifar100"):
+        protocols.protocol_kwargs("paper", dataset="seq-cifar101")
 
 
 def test_protocols_are_frozen():
