@@ -202,7 +202,7 @@ class CrossModalLearner(nn.Module):
         if snapshot_timing not in SNAPSHOT_TIMINGS:
             raise ConfigError(
                 f"snapshot_timing must be one of {SNAPSHOT_TIMINGS}, got {snapshot_timing!r} "
-                f"('last_forward' reproduces the reference code)"
+                f"('last_forward' is the reference code's snapshot)"
             )
         for label, value in (("alpha", alpha), ("beta", beta)):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

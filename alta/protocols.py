@@ -187,7 +187,7 @@ def _same(value: Any, reason: str, source: str) -> Setting:
 _SHARED = dict(
     precision=_same("auto", "frozen encoders fp16 on CUDA, fp32 on CPU; trainable parameters always fp32 "
                     "(the reference's fp16 trainables lose updates at lr 1e-5, not offered)",
-                    f"{REF} models/clip_model.py convert_weights; alta.load_backbone"),
+                    f"{REF} main.py l.45 convert_weights; alta.load_backbone"),
     transform=_same("reference", "RandomResizedCrop + flip (none for CIFAR-100), the dataset's mean/std, as the "
                     "reference; 'clip' is CLIP's own preprocessing", f"{REF} datasets/seq_*.py get_*_dataloaders"),
     class_order=_same(None, "the dataset's native class order", f"{REF} datasets/seq_*.py store_masked_loaders"),
