@@ -44,6 +44,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 def test_registry_names():
     assert list_datasets() == [
         "seq-cifar10", "seq-cifar100", "seq-tinyimagenet", "digits", "fashion-mnist", "image-folder",
+        "imagenet-r", "cub200", "caltech101", "imagenet-subset",
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="did you mean 'seq-cifar10'"):
         load_sources("seq-cifar-10")
@@ -536,7 +537,7 @@ def test_stream_takes_the_reference_names(tiny_imagenet_root):
     assert stream.class_names[0] == "Egyptian Mau" and stream[0].class_names[0] == "Egyptian Mau"
     default = ScenarioStream.from_name("seq-tinyimagenet", root=tiny_imagenet_root, transform="plain", resolution=32)
     assert default.class_names[0] == "Egyptian cat"
-    with pytest.raises(ConfigError, match="3 names but the dataset has 200"):
+    with pytest.raises(DataError, match="3 names but the dataset has 200"):
         ScenarioStream.from_name("seq-tinyimagenet", root=tiny_imagenet_root, class_names=["a", "b", "c"])
 
 
@@ -545,5 +546,5 @@ def test_stream_class_names_override_offline():
     stream = ScenarioStream.from_name("digits", transform="plain", resolution=8, class_names=names)
     assert stream.class_names == names and stream[1].class_names == ["digit_2", "digit_3"]
     assert ScenarioStream.from_name("digits", transform="plain", resolution=8).class_names[0] == "zero"
-    with pytest.raises(ConfigError, match="9 names but the dataset has 10"):
+    with pytest.raises(DataError, match="9 names but the dataset has 10"):
         ScenarioStream.from_name("digits", transform="plain", resolution=8, class_names=names[:9])
