@@ -1,4 +1,4 @@
-"""Named protocols: the paper's knobs are alta's defaults, the reference's differ where the code does."""
+"""alta.protocols (paper / reference): the paper's knobs are alta's defaults, the reference's differ where the code does."""
 
 from __future__ import annotations
 
