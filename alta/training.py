@@ -35,14 +35,14 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .replay import check_buffer_fields
-from .seeding import derive_seed
+from .seeding import SeededItems, derive_seed
 
 __all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
 
@@ -265,25 +265,10 @@ def epoch_batches(
         yield features[idx], labels[idx]
 
 
-class _SeededItems(Dataset):
-    """Draw the random transform of item i from ``derive_seed(seed, i)``.
-
-    The augmentation of a sample then depends only on the run seed, the experience, the epoch and
-    the sample, never on which DataLoader worker loads it: any ``num_workers`` gives the same run.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        # the CPU generator random transforms draw from: the worker's own, or the main process's
-        # (forked by epoch_batches); torch.manual_seed would also reseed CUDA, 100x slower
-        torch.default_generator.manual_seed(derive_seed(self.seed, index))
-        return self.dataset[index]
+class _SeededItems(SeededItems):
+    """Training items of one epoch: the augmentation of item i is drawn from
+    ``derive_seed(epoch_seed, i)`` in every RNG a transform may use (torch, Python's ``random``,
+    NumPy), so any ``num_workers`` gives the same run (see :class:`alta.seeding.SeededItems`)."""
 
 
 @dataclass
