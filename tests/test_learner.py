@@ -380,6 +380,9 @@ def test_w1_raw_names_keeps_underscores_in_the_hand_written_prompt_only(tiny_cli
     assert verbatim.class_names == ["cat", "maple tree", "sweet pepper"]
     with pytest.raises(ConfigError, match="w1_raw_names"):
         make(tiny_clip, w1_raw_names="yes")
+    from alta.learner import ModelConfig
+
+    assert ModelConfig.from_dict({"w1_raw_names": True}).learner_options()["w1_raw_names"] is True  # run config
 
 
 def test_state_of_other_class_names_or_backbone_is_refused_and_leaves_learner_unchanged(tiny_clip, tiny_clip_rn):
