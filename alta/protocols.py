@@ -29,6 +29,7 @@ confused with :mod:`alta.data.protocols`, the field's vocabulary of splits and c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -36,7 +37,7 @@ from .data.datasets import DATASETS, reference_class_names
 from .registry import Registry
 
 __all__ = ["PROTOCOLS", "Protocol", "Setting", "TARGETS", "DEFAULT_PROTOCOL", "get_protocol", "list_protocols",
-           "protocol_kwargs"]
+           "protocol_kwargs", "CONFIG_KEYS", "apply_protocol", "protocol_deviations", "protocol_class_names"]
 
 REF = "github.com/vijaylee/ALTA@aae43b0"
 TARGETS = ("backbone", "stream", "learner", "optimizer", "buffer", "loop")
@@ -306,3 +307,75 @@ def protocol_kwargs(protocol: str | Protocol = DEFAULT_PROTOCOL, *, dataset: str
         del out["stream"]["class_names"]  # the dataset's own names
     return out
 
+
+# knob -> the key of the run configuration (alta.experiment.RunConfig) it sets
+CONFIG_KEYS = {
+    "precision": "model.precision", "head": "model.head", "template": "model.template", "ctx_init": "model.ctx_init",
+    "w1_raw_names": "model.w1_raw_names", "snapshot_timing": "model.snapshot_timing", "alpha": "model.alpha",
+    "beta": "model.beta", "replay_batch_size": "model.replay_batch_size",
+    "adapter_reduction": "model.adapter_reduction", "truncate_text": "model.truncate_text", "lr": "optim.lr",
+    "lr_schedule": "optim.lr_schedule", "momentum": "optim.momentum", "weight_decay": "optim.weight_decay",
+    "warmup_epochs": "optim.warmup_epochs", "warmup_lr": "optim.warmup_lr", "buffer_size": "buffer.size",
+    "buffer_policy": "buffer.policy", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "train_cache": "train.train_cache", "eval_every": "eval.every", "eval_before_snapshot": "eval.before_snapshot",
+    "transform": "data.transform", "class_order": "data.class_order",
+}
+
+
+def _protocol_quirks(name: str) -> dict[str, Any]:
+    """The knobs where protocol ``name`` differs from the default one, with its values."""
+    spec, default = get_protocol(name).settings(), get_protocol(DEFAULT_PROTOCOL).settings()
+    return {knob: setting.value for knob, setting in spec.items() if setting.value != default[knob].value}
+
+
+def apply_protocol(config, name: str) -> "RunConfig":
+    """A new config following protocol ``name``: the knobs where it differs from ``paper`` take
+    its values (for ``reference``: the learning rate and schedule, raw names in w1, snapshot
+    timing, evaluation point; its class names are applied when the stream is built), and
+    ``protocol`` records it. Apply user overrides after this, so they win.
+
+    Args:
+        config: The :class:`~alta.experiment.RunConfig` (a shipped config, a YAML file, ...).
+        name: A protocol of :func:`alta.protocols.list_protocols`.
+
+    Returns:
+        The new :class:`~alta.experiment.RunConfig` (``config`` is not changed).
+
+    Raises:
+        ConfigError: an unknown protocol.
+    """
+    values = {CONFIG_KEYS[knob]: value for knob, value in _protocol_quirks(name).items() if knob in CONFIG_KEYS}
+    for key, value in values.items():
+        section, attr = key.split(".")
+        config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{attr: value})})
+    return dataclasses.replace(config, protocol=get_protocol(name).name)
+
+
+def protocol_deviations(config) -> dict[str, dict[str, Any]]:
+    """The knobs of ``config.protocol`` whose value in ``config`` differs from the protocol's
+    (overridden by the user): ``{knob: {"protocol": value, "config": value}}``, recorded in the
+    summary so a number is never attributed to a protocol it did not follow."""
+    out = {}
+    for knob, setting in get_protocol(config.protocol).settings().items():
+        key = CONFIG_KEYS.get(knob)
+        if key is None:
+            continue
+        section, attr = key.split(".")
+        value = getattr(getattr(config, section), attr)
+        expected = setting.value
+        if isinstance(value, (list, tuple)) and isinstance(expected, (list, tuple)):
+            value, expected = list(value), list(expected)
+        if value != expected and not (knob == "class_order" and expected is None):
+            out[knob] = {"protocol": setting.value, "config": value}
+    return out
+
+
+def protocol_class_names(config) -> list[str] | None:
+    """The class names ``config.protocol`` gives the stream, or ``None`` for the dataset's own:
+    ``reference`` uses the reference code's names for its datasets (its curated Tiny-ImageNet
+    names, CIFAR names with underscores); class names set in the config win."""
+    if get_protocol(config.protocol).settings()["class_names"].value != "reference":
+        return None
+    if getattr(config.data, "class_names", None) is not None:
+        return None
+    return reference_class_names(config.data.dataset)

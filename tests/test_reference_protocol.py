@@ -97,3 +97,79 @@ def test_protocols_are_frozen():
         paper.lr = protocols.Setting(1.0, "", "")  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         paper.lr.value = 1.0  # type: ignore[misc]
+
+
+# ---- the protocol in a run (alta run --protocol, RunConfig.protocol) ---------------------------
+
+
+def _cli(capsys, *argv):
+    from alta.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+_QUICK = ["--epochs", "2", "--set", "data.max_train_per_class=12", "--set", "data.max_test_per_class=6",
+          "--no-progress", "--no-plots", "--threads", "1"]
+
+
+def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refuses_another(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from alta.experiment import RunConfig
+
+    run_dir = tmp_path / "ref"
+    code, _, err = _cli(capsys, "run", "--protocol", "reference", *_QUICK, "--output-dir", str(run_dir))
+    assert code == 0, err
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["protocol"] == "reference"
+    assert saved["optim"]["lr"] == 1e-5 and saved["optim"]["lr_schedule"] == "constant"
+    assert saved["model"]["w1_raw_names"] is True and saved["model"]["snapshot_timing"] == "last_forward"
+    assert saved["eval"]["before_snapshot"] is True
+    config = RunConfig.from_dict(saved)
+    assert config.train.loop(seed=0, evaluation=config.eval).eval_before_snapshot is True
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["protocol"] == "reference"
+    assert set(summary["protocol_deviations"]) == {"epochs"}  # --epochs 2 overrides the protocol's 30
+
+    code, _, err = _cli(capsys, "run", "--resume", str(run_dir), "--protocol", "paper", "--no-progress")
+    assert code == 2 and "--protocol" in err and "'reference'" in err
+
+    # flags given with the protocol win, and the summary says where the run left the protocol
+    other = tmp_path / "ref-lr"
+    code, _, err = _cli(capsys, "run", "--protocol", "reference", "--lr", "0.01", *_QUICK, "--output-dir", str(other))
+    assert code == 0, err
+    summary = json.loads((other / "summary.json").read_text())
+    assert summary["protocol_deviations"]["lr"] == {"protocol": 1e-5, "config": 0.01}
+
+
+def test_paper_is_the_default_protocol_of_a_run_and_unknown_ones_are_refused():
+    from alta.experiment import RunConfig
+    from alta.protocols import apply_protocol
+
+    assert RunConfig().protocol == "paper"
+    assert apply_protocol(RunConfig(), "paper") == RunConfig()  # the defaults are the paper protocol
+    with pytest.raises(ConfigError, match="'paper' is the method as described"):
+        RunConfig(protocol="released")
+    with pytest.raises(ConfigError, match="reference"):
+        apply_protocol(RunConfig(), "refrence")
+
+
+@pytest.mark.data
+def test_reference_protocol_gives_tinyimagenet_the_reference_names(tiny_imagenet_root):
+    from alta.experiment import RunConfig
+    from alta.protocols import apply_protocol, protocol_class_names
+
+    config = RunConfig.from_dict({"data": {"dataset": "seq-tinyimagenet", "root": str(tiny_imagenet_root)}})
+    assert protocol_class_names(config) is None  # paper: the dataset's own names (words.txt)
+    reference = apply_protocol(config, "reference")
+    names = protocol_class_names(reference)
+    assert names == reference_class_names("seq-tinyimagenet") and len(names) == 200
+    stream, _ = reference.data.build(resolution=32, class_names=names)
+    assert stream.class_names == names
+    own, _ = config.data.build(resolution=32)
+    assert own.class_names != names  # 46 of the 200 names differ from words.txt's first synonym
