@@ -384,7 +384,8 @@ class Checkpointer(Callback):
         experiment: The run's objects (their states are saved).
         elapsed: Returns the wall time of the run so far, over all its sessions.
         zeroshot: The zero-shot baseline, saved with the checkpoint (``None``: not measured).
-        every_epoch: Also checkpoint at epoch ends (a resumed run then loses at most one epoch).
+        every_epoch: Also checkpoint at epoch ends but the last (a resumed run then loses at most
+            one epoch).
     """
 
     def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None,
@@ -401,7 +402,10 @@ class Checkpointer(Callback):
                         elapsed_s=self.elapsed())
 
     def on_epoch_end(self, *, experience: int, epoch: int, result: StreamResult, **_: Any) -> None:  # noqa: D102
-        if self.every_epoch:
+        # not after the last epoch: the experience-end checkpoint follows after the evaluation, and
+        # a prompt snapshot from the last forward (snapshot_timing="last_forward") is not state a
+        # checkpoint could restore
+        if self.every_epoch and epoch + 1 < self.experiment.config.train.epochs:
             self.save(result, next_experience=experience, next_epoch=epoch + 1)
 
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102
