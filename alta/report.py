@@ -2,8 +2,8 @@
 
 Each folder given is either one run (its ``summary.json``) or a seed group of
 :func:`alta.experiment.run_seeds` (its ``aggregate.json``: mean ± sample std over the seeds).
-Rows are compared only when they measure the same thing: the same protocol (dataset, number of
-experiences, classes per experience), the same class order and the same backbone weights
+Rows are compared only when they measure the same thing: the same protocol (``paper`` or
+``reference``, dataset, number of experiences, classes per experience), the same class order and the same backbone weights
 (name and fingerprint). Mixing them is refused unless asked (``allow_mixed=True``, ``alta report
 --allow-mixed``), since a table of incomparable numbers reads as a comparison.
 
@@ -49,7 +49,8 @@ class Row:
     @property
     def protocol(self) -> tuple:
         s = self.source
-        return (s.get("dataset"), s.get("num_experiences"), tuple(s.get("classes_per_experience") or ()))
+        return (s.get("protocol"), s.get("dataset"), s.get("num_experiences"),
+                tuple(s.get("classes_per_experience") or ()))
 
     @property
     def class_order(self) -> tuple:
@@ -107,7 +108,7 @@ def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[
             ``allow_mixed``.
     """
     problems = []
-    for name, key in (("protocol (dataset, experiences, classes per experience)", "protocol"),
+    for name, key in (("protocol (paper/reference, dataset, experiences, classes per experience)", "protocol"),
                       ("class order", "class_order"), ("backbone weights (name, fingerprint)", "weights")):
         groups: dict[tuple, list[str]] = {}
         for row in rows:

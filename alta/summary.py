@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .protocols import protocol_deviations
 from . import metrics
 from .io import atomic_write
 
@@ -131,6 +132,8 @@ def build_summary(
         "version": 1,
         "complete": True,
         "config": config.name,
+        "protocol": config.protocol,
+        "protocol_deviations": protocol_deviations(config),
         **stream_info,
         "method": method.name,
         "formula": method.formula,
@@ -207,7 +210,7 @@ AGGREGATE_FORMAT = "alta.seed-aggregate"
 # What an aggregate averages over seeds: per setting, these scalars and these per-experience lists.
 AGGREGATED_SCALARS = ("avg_accuracy", "last_accuracy", "forgetting", "bwt", "fwt")
 # Keys that must agree between the seeds of one group (only the seed may differ).
-_GROUP_KEYS = ("dataset", "num_experiences", "classes_per_experience", "class_names", "method", "il_setting", "head",
+_GROUP_KEYS = ("protocol", "dataset", "num_experiences", "classes_per_experience", "class_names", "method", "il_setting", "head",
                "buffer_size", "epochs", "train_cache", "schedule")
 
 
