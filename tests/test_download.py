@@ -1,4 +1,4 @@
-"""The weights download (alta.backbones._download) on a local file:// URL: no network.
+"""The weights download (alta.backbones.clip._download) on a local file:// URL: no network.
 
 OpenAI's URLs carry the file's SHA-256 as their last folder; the same layout on disk lets the
 download path run for real, with its progress bar (tqdm, shown only on a terminal) and checks.
@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from alta.backbones import _download
+from alta.backbones.clip import _download
 from alta.errors import BackboneError
 
 
