@@ -7,7 +7,7 @@ of named tensors; *what* to keep is decided by a storage policy from :data:`BUFF
 (``"reservoir"``, ``"class_balanced"``), *where* it lives (preallocated tensors on one device) is
 the buffer's job, as in Avalanche's ``storage_policy.py``.
 
-Example:
+Examples:
     >>> buffer = MemoryBuffer(200, seed=0)
     >>> buffer.add(labels=torch.tensor([3, 1]), image_features=torch.randn(2, 1024))
     tensor([0, 1])
@@ -480,7 +480,7 @@ class MemoryBuffer:
             a device that is not one or is not available (e.g. ``'gpu'``, or ``'cuda'`` on a
             machine without CUDA).
 
-    Example:
+    Examples:
         >>> buffer = MemoryBuffer(2, seed=0)
         >>> buffer.add(labels=torch.arange(5), logits=torch.zeros(5, 10))
         tensor([ 0,  1, -1, -1, -1])

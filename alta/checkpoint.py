@@ -48,6 +48,7 @@ def _result_state(result: StreamResult) -> dict[str, Any]:
         "task_il": _matrix_to_list(result.task_il),
         "evaluations": list(result.evaluations),
         "history": [list(h) for h in result.history],
+        "confusion": [None if m is None else torch.as_tensor(np.asarray(m)) for m in result.confusion],
     }
 
 
@@ -57,6 +58,7 @@ def _result_from_state(state: dict[str, Any]) -> StreamResult:
         task_il=np.array(state["task_il"], dtype=float),
         evaluations=list(state["evaluations"]),
         history=[list(h) for h in state["history"]],
+        confusion=[None if m is None else m.numpy() for m in state.get("confusion", [])],
     )
 
 

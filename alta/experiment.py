@@ -20,7 +20,7 @@ logger, a rank-0 filter, a plot) sits beside them and sees the same events:
 ``config.yaml`` (the resolved configuration) is written when the run folder is claimed
 (:func:`alta.rundir.claim_run_dir`).
 
-Example:
+Examples:
     >>> from alta.experiment import RunConfig, run_experiment
     >>> config = RunConfig.from_dict({"data": {"dataset": "digits"}, "model": {"visual": "tiny-vit"},
     ...                               "train": {"epochs": 1}})  # doctest: +SKIP
@@ -54,7 +54,7 @@ from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, sa
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
 from .errors import ConfigError
-from .evaluation import EvalConfig, EvaluationResult, evaluate
+from .evaluation import EvalConfig, evaluate, parameter_counts
 from .io import append_jsonl, write_json, write_text
 from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
@@ -62,13 +62,15 @@ from .optim import OptimConfig
 from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
 from .rundir import RunDir, claim_run_dir
 from .schedule import BRANCHES
-from .seeding import derive_seed
-from .summary import SUMMARY_FORMAT, build_summary, format_table, random_backbone_note, save_plots
+from .seeding import derive_seed, determinism_state, set_deterministic
+from .summary import (CONFUSION_NAME, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
+                      save_confusion, save_plots)
 from .training import StreamResult, TrainConfig, run_stream
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter",
            "PlotWriter", "StopAfter", "OPERATIONAL_KEYS", "config_differences", "default_output_dir", "resolve_device",
-           "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name"]
+           "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name", "run_seeds",
+           "seed_run_dir", "AGGREGATE_NAME"]
 
 logger = logging.getLogger("alta.run")
 
@@ -115,6 +117,9 @@ class RunConfig(ConfigSection):
         name: Name of the configuration (used in the default output folder).
         seed: Run seed (adapter initialisation, shuffling, augmentation, buffer; 42).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        deterministic: Require deterministic kernels (:func:`alta.seeding.set_deterministic`:
+            the reference's cuDNN flags plus ``torch.use_deterministic_algorithms``); what was
+            in force is recorded in the summary either way.
         data: :class:`~alta.data.stream.DataConfig`.
         model: :class:`~alta.learner.ModelConfig` (backbone and learner).
         buffer: :class:`~alta.buffer.BufferConfig`.
@@ -133,6 +138,7 @@ class RunConfig(ConfigSection):
     seed: int = 42
     device: str = "auto"
     protocol: str = DEFAULT_PROTOCOL
+    deterministic: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
@@ -146,6 +152,8 @@ class RunConfig(ConfigSection):
         if not isinstance(self.protocol, str) or self.protocol not in list_protocols():
             raise ConfigError(f"config key 'protocol' must be one of {list_protocols()}, got {self.protocol!r}: "
                               f"'paper' is the method as described, 'reference' the authors' released loop")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"config key 'deterministic' must be true or false, got {self.deterministic!r}")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(
                 f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
@@ -466,7 +474,9 @@ class SummaryWriter(Callback):
             method=e.learner.method, stream_info=e.stream_info(),
             num_trainable_parameters=e.learner.num_trainable_parameters(), wall_time_s=self.elapsed(),
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
+            parameters=parameter_counts(e.learner), determinism=determinism_state(),
         )
+        save_confusion(result, self.path.parent / CONFUSION_NAME)
         write_json(self.path, self.summary)
 
 
@@ -483,7 +493,8 @@ class PlotWriter(Callback):
 
     def on_run_end(self, *, result: StreamResult) -> None:  # noqa: D102
         summary = json.loads((self.output_dir / "summary.json").read_text(encoding="utf-8"))
-        written = save_plots(summary, self.output_dir)
+        written = save_plots(summary, self.output_dir, confusion=next(
+            (m for m in reversed(result.confusion) if m is not None), None))
         if written:
             logger.info("plots: %s", ", ".join(p.name for p in written))
 
@@ -531,8 +542,8 @@ def _run_without_training(experiment: Experiment, *, result: StreamResult, start
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
         result.history.append([])
-        seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
-                                full.num_samples[: t + 1])
+        result.confusion[t] = full.confusion
+        seen = full.first(t + 1)
         record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
         result.evaluations.append(record)
         callbacks.on_evaluation(record=record)
@@ -593,6 +604,7 @@ def run_experiment(
     progress: bool = False,
     plots: bool = True,
     stop_after: int | None = None,
+    loggers: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Run (or resume) one experiment and write its results.
 
@@ -612,6 +624,9 @@ def run_experiment(
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
+        loggers: Names of :data:`alta.loggers.LOGGERS` to write into the run folder as well:
+            ``csv`` (``evaluations.csv``), ``tensorboard`` (``tensorboard/``), ``wandb`` (a W&B
+            run under ``wandb/``, named after the folder; offline with ``WANDB_MODE=offline``).
 
     Returns:
         The summary (the contents of ``summary.json``); when stopped early by ``stop_after``,
@@ -632,6 +647,7 @@ def run_experiment(
         raise ConfigError(f"{output_dir} was claimed with resume={claimed.resume} but run_experiment got "
                           f"resume={resume}")
     user = CallbackList(callbacks)
+    loggers = _check_loggers(loggers)
     if stop_after is not None:
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     _check_backbone_name(config.model.visual)
@@ -639,11 +655,11 @@ def run_experiment(
     claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
     with claim as run_dir:
         return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
-                    stop_after=stop_after, user=user)
+                    stop_after=stop_after, user=user, loggers=loggers)
 
 
 def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: float, progress: bool, plots: bool,
-         stop_after: int | None, user: CallbackList) -> dict[str, Any]:
+         stop_after: int | None, user: CallbackList, loggers: tuple[str, ...] = ()) -> dict[str, Any]:
     """The body of :func:`run_experiment`, in a claimed folder."""
     output_dir = run_dir.path
     if run_dir.resume:
@@ -656,6 +672,8 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         if summary is not None:
             logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
+    if config.deterministic:  # before the first CUDA kernel: cuBLAS reads its setting when it starts
+        logger.info("deterministic kernels: %s", set_deterministic())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     experiment = Experiment(config, device=device)
@@ -689,6 +707,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot),
         *([PlotWriter(output_dir)] if plots else []),
         *([ProgressBar()] if progress else []),
+        *_build_loggers(loggers, output_dir, config),
     ]
     callbacks = CallbackList([*writers, *user])
     try:
@@ -713,6 +732,92 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                     output_dir)
         return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
     return next(w.summary for w in writers if isinstance(w, SummaryWriter))
+
+
+AGGREGATE_NAME = "aggregate.json"
+
+
+def seed_run_dir(output_dir: str | Path, seed: int) -> Path:
+    """The folder of one seed's run inside a seed group's folder."""
+    return Path(output_dir) / f"seed-{seed}"
+
+
+def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path, plots: bool = True,
+              **kwargs: Any) -> dict[str, Any]:
+    """Run one experiment once per seed, each in its own resumable folder, then aggregate them.
+
+    ``output_dir/seed-<s>/`` holds the run of seed ``s`` (the configuration with ``seed = s``); a
+    folder that already holds that run is resumed (a finished one is only read), so the same
+    call continues an interrupted group. ``output_dir/aggregate.json`` then holds the mean ±
+    sample standard deviation of Avg, Last, forgetting, BWT, FWT and the per-experience
+    accuracies (:func:`alta.summary.aggregate_summaries`), and ``aggregate_accuracy_curve.png``
+    the accuracy after each experience with its spread.
+
+    Args:
+        config: The resolved configuration (its ``seed`` is replaced by each of ``seeds``).
+        seeds: Distinct seeds, at least one.
+        output_dir: The group's folder.
+        plots: Write the plots (per run and the aggregate).
+        **kwargs: Passed on to :func:`run_experiment` (``callbacks``, ``progress``, ``loggers``).
+
+    Returns:
+        The aggregate (``aggregate.json``); with ``stop_after`` given, the runs stop early and
+        the group returns ``{"complete": False, ...}`` without aggregating.
+
+    Raises:
+        ConfigError: no seed, a repeated seed, or an invalid seed (as for ``RunConfig.seed``).
+    """
+    from .summary import aggregate_summaries, save_aggregate_plot
+
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]  # each seed checked here
+    output_dir = Path(output_dir)
+    summaries, folders = [], []
+    for seed_config in configs:
+        folder = seed_run_dir(output_dir, seed_config.seed)
+        resume = (folder / "config.yaml").is_file()
+        logger.info("seed %d: %s %s", seed_config.seed, "resuming" if resume else "running", folder)
+        summary = run_experiment(seed_config, output_dir=folder, resume=resume, plots=plots, **kwargs)
+        if not summary.get("complete"):
+            return {"complete": False, "output_dir": str(output_dir), "stopped_in": str(folder)}
+        summaries.append(summary)
+        folders.append(str(folder))
+    aggregate = aggregate_summaries(summaries, run_dirs=folders)
+    write_json(output_dir / AGGREGATE_NAME, aggregate)
+    if plots:
+        save_aggregate_plot(aggregate, output_dir / "aggregate_accuracy_curve.png")
+    return aggregate
+
+
+def _check_loggers(names: Iterable[str]) -> tuple[str, ...]:
+    """The logger names, checked (an unknown one is refused with the valid ones)."""
+    from .loggers import LOGGERS
+
+    names = tuple(names)
+    for name in names:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(str(name), list(LOGGERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown logger {name!r}{hint} Valid: {', '.join(LOGGERS)} (e.g. --logger csv,tensorboard)")
+    return names
+
+
+def _build_loggers(names: tuple[str, ...], output_dir: Path, config: RunConfig) -> list[Callback]:
+    """The loggers asked for, writing into the run folder."""
+    from .loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    out: list[Callback] = []
+    for name in names:
+        if name == "csv":
+            out.append(CSVLogger(output_dir / "evaluations.csv"))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(output_dir / "tensorboard"))
+        else:  # one W&B run per run folder: a resumed alta run continues it
+            run_id = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
+            out.append(WandbLogger(name=output_dir.name, run_id=run_id, dir=output_dir, config=config.to_dict()))
+    return out
 
 
 def safe_run_name(stem: str) -> str:

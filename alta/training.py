@@ -42,6 +42,7 @@ from .callbacks import Callback, as_callback_list
 from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
+from .metrics import old_new_accuracy
 from .replay import check_buffer_fields
 from .schedule import AlternatingSchedule
 from .seeding import SeededItems, derive_seed
@@ -81,7 +82,7 @@ class LoopConfig:
     Raises:
         ConfigError: a value out of range (the message names the field).
 
-    Example:
+    Examples:
         >>> LoopConfig(epochs=5, train_cache="fixed").batch_size
         32
     """
@@ -294,12 +295,25 @@ class StreamResult:
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
         history: Per-epoch training statistics, one list per experience begun (the list of the
             current experience grows epoch by epoch).
+        confusion: The class-IL confusion matrix of the evaluation at the end of each experience
+            (over the test samples of every experience of the stream; rows: true class, columns:
+            predicted), or ``None`` where not measured. See :mod:`alta.metrics` for per-class
+            and old/new-class accuracies.
+
+    Shape:
+        class_il, task_il: (T, T); confusion: T entries of (C, C) int64.
     """
 
     class_il: np.ndarray
     task_il: np.ndarray
     evaluations: list[dict] = field(default_factory=list)
     history: list[list[dict]] = field(default_factory=list)
+    confusion: list[np.ndarray | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = self.class_il.shape[0] - len(self.confusion)
+        if missing > 0:  # e.g. restored from a checkpoint that did not keep them
+            self.confusion = list(self.confusion) + [None] * missing
 
     @classmethod
     def empty(cls, num_experiences: int, num_eval_experiences: int | None = None) -> "StreamResult":
@@ -448,7 +462,10 @@ def run_stream(
     of the accuracy matrices (the entries k > t feed forward transfer). Test features are cached
     (exact), so evaluations after the first cost only the heads. With
     ``loop.eval_before_snapshot`` the end-of-experience evaluation comes before
-    ``learner.end_experience`` (the reference code's order).
+    ``learner.end_experience`` (the reference code's order). Each record holds the top-1 and
+    top-5 accuracies; the end-of-experience record also the old-class and new-class accuracy
+    (``old_class_accuracy``, ``new_class_accuracy``; ``None`` where there are no such classes),
+    and ``result.confusion[t]`` its confusion matrix.
 
     Args:
         learner: The :class:`~alta.CrossModalLearner`.
@@ -511,9 +528,11 @@ def run_stream(
             learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
-        k = covered[t]
-        seen = EvaluationResult(full.experiences[:k], full.class_il[:k], full.task_il[:k], full.num_samples[:k])
-        _record(result, t, loop.epochs - 1, seen, history[-1] if history else {}, callbacks)
+        result.confusion[t] = full.confusion
+        split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
+                 for k, v in old_new_accuracy(full.confusion, experiences[t].class_to_experience, t).items()}
+        _record(result, t, loop.epochs - 1, full.first(covered[t]), history[-1] if history else {}, callbacks,
+                old_class_accuracy=split["old"], new_class_accuracy=split["new"])
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
@@ -534,8 +553,8 @@ def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,
-            callbacks) -> None:
-    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
+            callbacks, **extra) -> None:
+    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss"), **extra}
     result.evaluations.append(record)
     callbacks.on_evaluation(record=record)
 
