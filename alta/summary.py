@@ -28,10 +28,11 @@ from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUMMARY_FORMAT", "build_summary", "format_table", "save_plots", "environment", "peak_memory",
+__all__ = ["SUMMARY_FORMAT", "PLOT_FILES", "build_summary", "format_table", "save_plots", "environment", "peak_memory",
            "random_backbone_note"]
 
 SUMMARY_FORMAT = "alta.run-summary"
+PLOT_FILES = ("accuracy_matrix.png", "accuracy_curve.png")  # what save_plots writes
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
 
@@ -221,13 +222,22 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
-    """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files.
+def save_plots(summary: dict[str, Any], output_dir: Path, *, parents: bool = True) -> list[Path]:
+    """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files
+    (:data:`PLOT_FILES`).
 
     Skipped (returns ``[]``, logged) when matplotlib is not installed.
 
+    Args:
+        summary: The contents of ``summary.json``.
+        output_dir: Where the plots go.
+        parents: Create ``output_dir`` if needed (``False`` in a run: its folder must exist).
+
     Returns:
         The files written.
+
+    Raises:
+        OutputError: a plot cannot be written.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -260,7 +270,7 @@ def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
         ax.set_title(f"{_LABELS[setting]} accuracy R[t, k] (%)")
     figure.colorbar(image, ax=list(axes), shrink=0.8)
     figure.suptitle(title)
-    written.append(_save_figure(figure, output_dir / "accuracy_matrix.png"))
+    written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[0], parents=parents))
 
     figure = Figure(figsize=(5.5, 4))
     FigureCanvasAgg(figure)
@@ -281,11 +291,11 @@ def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    written.append(_save_figure(figure, output_dir / "accuracy_curve.png"))
+    written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[1], parents=parents))
     return written
 
 
-def _save_figure(figure, path: Path) -> Path:
+def _save_figure(figure, path: Path, *, parents: bool) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()), parents=parents)
