@@ -93,8 +93,9 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], 
 
 
 def _size_of(handle) -> int | None:
+    """Bytes written to ``handle`` so far (buffered ones included)."""
     try:
-        return os.fstat(handle.fileno()).st_size
+        return handle.tell()
     except (OSError, ValueError):
         return None
 
