@@ -29,7 +29,7 @@ from .errors import TrainingError
 
 __all__ = ["DivergenceMonitor", "check_step", "LIKELY_CAUSES"]
 
-LIKELY_CAUSES = ("likely causes: a learning rate too high for this setting (optim.lr, --lr) or non-finite inputs "
+LIKELY_CAUSES = ("Likely causes: a learning rate too high for this setting (optim.lr, --lr) or non-finite inputs "
                  "(NaN or Inf in the images or features)")
 
 
@@ -62,12 +62,12 @@ def check_step(stage: str, *, loss: torch.Tensor, tensors: Iterable[torch.Tensor
         what = "loss" if not bool(torch.isfinite(loss).all()) else "gradient"
         raise TrainingError(
             f"train_step: the {what} is not finite (loss {float(loss):g}, learning rate {lr:g}); the update was "
-            f"refused: parameters, optimiser, buffer and schedule are unchanged. {LIKELY_CAUSES.capitalize()}"
+            f"refused: parameters, optimiser, buffer and schedule are unchanged. {LIKELY_CAUSES}"
         )
     raise TrainingError(
         f"train_step: the trainable parameters are not finite after the update (loss {float(loss):g}, learning "
         f"rate {lr:g}: a finite gradient times the learning rate overflowed); the learner is diverged, restore it "
-        f"from a checkpoint. {LIKELY_CAUSES.capitalize()}"
+        f"from a checkpoint. {LIKELY_CAUSES}"
     )
 
 
@@ -128,7 +128,7 @@ class DivergenceMonitor:
             what = f"the trainable parameters became non-finite in the last step of {where}"
         raise TrainingError(
             f"training diverged: {what} (learning rate {lr:g}). Training stopped before this epoch's checkpoint, "
-            f"so no non-finite state was saved. {LIKELY_CAUSES.capitalize()}"
+            f"so no non-finite state was saved. {LIKELY_CAUSES}"
         )
 
 

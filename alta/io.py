@@ -85,7 +85,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], 
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        cause = _os_error_in(exc)
+        cause = _os_error_in(exc) if isinstance(exc, (OSError, RuntimeError)) else None
         if cause is not None and not isinstance(exc, OutputError):
             raise _write_error(path, cause, written=written) from exc
         raise
