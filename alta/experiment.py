@@ -15,7 +15,11 @@ logger, a rank-0 filter, a plot) sits beside them and sees the same events:
   resumes after its last finished epoch and ends as the uninterrupted run would);
 - :class:`LogLines`: the log lines of ``alta run``;
 - :class:`SummaryWriter`: ``summary.json`` (accuracy matrices, Avg, Last, forgetting, BWT, FWT);
-- :class:`PlotWriter`: ``accuracy_matrix.png`` and ``accuracy_curve.png`` (matplotlib).
+- :class:`PlotWriter`: ``accuracy_matrix.png`` and ``accuracy_curve.png`` (matplotlib);
+- :class:`FolderGuard` (first of them): stops the run if its folder is deleted or renamed.
+
+Finishing is idempotent: resuming a complete run writes whatever artefact it lacks (the plots,
+``metrics.jsonl``) and temporary files left by a killed write are removed when a run resumes.
 
 ``config.yaml`` (the resolved configuration) is written when the run folder is claimed
 (:func:`alta.rundir.claim_run_dir`).
@@ -54,23 +58,24 @@ from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, sa
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
 from .errors import ConfigError
-from .evaluation import EvalConfig, evaluate, parameter_counts
-from .io import append_jsonl, write_json, write_text
+from .evaluation import EvalConfig, EvaluationResult, evaluate, parameter_counts
+from .io import append_jsonl, clean_temp_files, json_line, write_json, write_text
+from .resources import translate_allocation_errors
 from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
 from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
-from .rundir import RunDir, claim_run_dir
+from .rundir import RUN_FILES, RunDir, claim_run_dir
 from .schedule import BRANCHES
 from .seeding import derive_seed, determinism_state, set_deterministic
-from .summary import (CONFUSION_NAME, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
+from .summary import (CONFUSION_NAME, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
                       save_confusion, save_plots)
 from .training import StreamResult, TrainConfig, run_stream
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter",
-           "PlotWriter", "StopAfter", "OPERATIONAL_KEYS", "config_differences", "default_output_dir", "resolve_device",
-           "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name", "run_seeds",
-           "seed_run_dir", "AGGREGATE_NAME"]
+           "PlotWriter", "StopAfter", "FolderGuard", "OPERATIONAL_KEYS", "config_differences", "default_output_dir",
+           "resolve_device", "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name",
+           "run_seeds", "seed_run_dir", "AGGREGATE_NAME"]
 
 logger = logging.getLogger("alta.run")
 
@@ -365,7 +370,9 @@ class Experiment:
 
 
 class MetricsWriter(Callback):
-    """``metrics.jsonl``: one JSON object per evaluation, appended atomically.
+    """``metrics.jsonl``: one JSON object per evaluation, appended atomically (valid JSON: a
+    NaN or infinite number, e.g. the accuracy of an experience without test samples, is written
+    as ``null``).
 
     At the start of a (resumed) run the file is rewritten with the evaluations of the
     checkpointed part, so a run killed after its last checkpoint leaves no stray records.
@@ -378,10 +385,10 @@ class MetricsWriter(Callback):
         self.path = Path(path)
 
     def on_run_start(self, *, result: StreamResult, **_: Any) -> None:  # noqa: D102
-        write_text(self.path, "".join(json.dumps(r) + "\n" for r in result.evaluations))
+        write_text(self.path, "".join(json_line(r) for r in result.evaluations), parents=False)
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:  # noqa: D102
-        append_jsonl(self.path, record)
+        append_jsonl(self.path, record, parents=False)
 
 
 class Checkpointer(Callback):
@@ -476,8 +483,8 @@ class SummaryWriter(Callback):
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
             parameters=parameter_counts(e.learner), determinism=determinism_state(),
         )
-        save_confusion(result, self.path.parent / CONFUSION_NAME)
-        write_json(self.path, self.summary)
+        save_confusion(result, self.path.parent / CONFUSION_NAME, parents=False)
+        write_json(self.path, self.summary, parents=False)
 
 
 class PlotWriter(Callback):
@@ -493,10 +500,54 @@ class PlotWriter(Callback):
 
     def on_run_end(self, *, result: StreamResult) -> None:  # noqa: D102
         summary = json.loads((self.output_dir / "summary.json").read_text(encoding="utf-8"))
-        written = save_plots(summary, self.output_dir, confusion=next(
+        written = save_plots(summary, self.output_dir, parents=False, confusion=next(
             (m for m in reversed(result.confusion) if m is not None), None))
         if written:
             logger.info("plots: %s", ", ".join(p.name for p in written))
+
+
+class FolderGuard(Callback):
+    """Stops a run whose output folder was deleted or renamed (put it first, before the writers).
+
+    Without it the atomic writes would fail, or a folder re-created at the old place would hold
+    an incomplete, unresumable run. It checks before every event that writes.
+
+    Args:
+        run_dir: The claimed :class:`~alta.rundir.RunDir`.
+
+    Raises:
+        OutputError: from any event, once the folder is gone (the message says where it went).
+    """
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+
+    def _check(self, **_: Any) -> None:
+        self.run_dir.check_present()
+
+    on_run_start = on_epoch_end = on_evaluation = on_experience_end = on_run_end = _check
+
+
+def finish_complete_run(output_dir: Path, summary: dict[str, Any], *, config: RunConfig, plots: bool) -> list[Path]:
+    """Write what a complete run lacks (finishing is idempotent): the plots (a kill between
+    ``summary.json`` and the plots) and ``metrics.jsonl`` (rebuilt from the checkpoint).
+
+    Returns:
+        The files written.
+    """
+    written: list[Path] = []
+    metrics, checkpoint = output_dir / "metrics.jsonl", output_dir / CHECKPOINT_NAME
+    if not metrics.is_file() and checkpoint.is_file():
+        state = read_checkpoint(checkpoint, config_hash=config.fingerprint(),
+                                num_experiences=int(summary["num_experiences"]))
+        write_text(metrics, "".join(json_line(r) for r in state["result"]["evaluations"]), parents=False)
+        written.append(metrics)
+    if plots and not all((output_dir / name).is_file() for name in PLOT_FILES):
+        written += save_plots(summary, output_dir, parents=False)
+    if written:
+        logger.info("the run in %s was complete but lacked %s: written now", output_dir,
+                    ", ".join(p.name for p in written))
+    return written
 
 
 class _StopRequested(Exception):
@@ -639,6 +690,11 @@ def run_experiment(
         DataError: missing or malformed data (:class:`alta.data.DataRootError`: the data root).
         BackboneError: pretrained weights not available offline, unreadable checkpoint file.
         CheckpointError: a damaged checkpoint or summary, or a checkpoint of a different run.
+        TrainingError: the training loss or the parameters became non-finite (the last good
+            checkpoint is kept).
+        OutputError: a result or checkpoint cannot be written (full disk), or the output
+            folder was deleted or renamed mid-run.
+        ResourceError: memory for a tensor cannot be allocated.
     """
     started = time.perf_counter()
     claimed = output_dir if isinstance(output_dir, RunDir) else None
@@ -653,7 +709,7 @@ def run_experiment(
     _check_backbone_name(config.model.visual)
     device = resolve_device(config.device)
     claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
-    with claim as run_dir:
+    with claim as run_dir, translate_allocation_errors(f"the run in {output_dir}"):
         return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
                     stop_after=stop_after, user=user, loggers=loggers)
 
@@ -663,6 +719,10 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
     """The body of :func:`run_experiment`, in a claimed folder."""
     output_dir = run_dir.path
     if run_dir.resume:
+        removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, "confusion_matrix.png"))
+        if removed:
+            logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
+                        ", ".join(p.name for p in removed[:5]))
         diff = config_differences(load_saved_config(output_dir / "config.yaml"), config)
         if diff:
             details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in list(diff.items())[:6])
@@ -670,7 +730,8 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                               f"with its saved config.yaml, or start a new run in another output folder")
         summary = read_finished_summary(output_dir)
         if summary is not None:
-            logger.info("the run in %s is already complete; nothing to resume", output_dir)
+            if not finish_complete_run(output_dir, summary, config=config, plots=plots):
+                logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
     if config.deterministic:  # before the first CUDA kernel: cuBLAS reads its setting when it starts
         logger.info("deterministic kernels: %s", set_deterministic())
@@ -679,7 +740,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
     experiment = Experiment(config, device=device)
     num = len(experiment.experiences)
     run_dir.mark_started()
-    write_text(output_dir / "config.yaml", config.to_yaml())  # operational keys may change on resume
+    write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
 
     start_experience, start_epoch, result, zeroshot, elapsed_before = 0, 0, StreamResult.empty(num), None, 0.0
     checkpoint_path = output_dir / CHECKPOINT_NAME
@@ -700,6 +761,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
 
     epochs = config.train.epochs if experiment.trains else 0
     writers = [
+        FolderGuard(run_dir),
         MetricsWriter(output_dir / "metrics.jsonl"),
         Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed),

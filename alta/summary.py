@@ -29,11 +29,13 @@ from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUMMARY_FORMAT", "AGGREGATE_FORMAT", "aggregate_summaries", "save_aggregate_plot", "CONFUSION_NAME", "build_summary", "save_confusion", "experience_end_metrics", "format_table", "save_plots", "environment", "peak_memory",
-           "random_backbone_note"]
+__all__ = ["SUMMARY_FORMAT", "AGGREGATE_FORMAT", "aggregate_summaries", "save_aggregate_plot", "CONFUSION_NAME",
+           "PLOT_FILES", "build_summary", "save_confusion", "experience_end_metrics", "format_table", "save_plots",
+           "environment", "peak_memory", "random_backbone_note"]
 
 SUMMARY_FORMAT = "alta.run-summary"
 CONFUSION_NAME = "confusion.npz"  # the class-IL confusion matrix after each experience (int32, compressed)
+PLOT_FILES = ("accuracy_matrix.png", "accuracy_curve.png")  # what save_plots always writes
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
 
@@ -194,7 +196,7 @@ def experience_end_metrics(result) -> dict[str, Any]:
     }
 
 
-def save_confusion(result, path: Path) -> Path | None:
+def save_confusion(result, path: Path, *, parents: bool = True) -> Path | None:
     """Write the class-IL confusion matrix after each experience to ``path`` (``.npz``, int32,
     compressed: arrays ``after_experience_<t>``, (C, C) each); ``None`` when none was measured."""
     arrays = {f"after_experience_{t}": np.asarray(m, dtype=np.int32) for t, m in enumerate(result.confusion)
@@ -203,7 +205,7 @@ def save_confusion(result, path: Path) -> Path | None:
         return None
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()), parents=parents)
 
 
 AGGREGATE_FORMAT = "alta.seed-aggregate"
@@ -364,15 +366,23 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None) -> list[Path]:
-    """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files; with
-    ``confusion`` (C, C), the class-IL confusion matrix after the last experience too
-    (``confusion_matrix.png``, rows normalised to the share of each true class).
+def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, parents: bool = True) -> list[Path]:
+    """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files
+    (:data:`PLOT_FILES`); with ``confusion`` (C, C), the class-IL confusion matrix after the last
+    experience too (``confusion_matrix.png``, rows normalised to the share of each true class).
 
     Skipped (returns ``[]``, logged) when matplotlib is not installed.
 
+    Args:
+        summary: The contents of ``summary.json``.
+        output_dir: Where the plots go.
+        parents: Create ``output_dir`` if needed (``False`` in a run: its folder must exist).
+
     Returns:
         The files written.
+
+    Raises:
+        OutputError: a plot cannot be written.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -405,7 +415,7 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None) -> 
         ax.set_title(f"{_LABELS[setting]} accuracy R[t, k] (%)")
     figure.colorbar(image, ax=list(axes), shrink=0.8)
     figure.suptitle(title)
-    written.append(_save_figure(figure, output_dir / "accuracy_matrix.png"))
+    written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[0], parents=parents))
 
     figure = Figure(figsize=(5.5, 4))
     FigureCanvasAgg(figure)
@@ -426,14 +436,14 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None) -> 
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    written.append(_save_figure(figure, output_dir / "accuracy_curve.png"))
+    written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[1], parents=parents))
     if confusion is not None:
         written.append(_confusion_plot(np.asarray(confusion), summary.get("class_names"), title,
-                                       output_dir / "confusion_matrix.png"))
+                                       Path(output_dir) / "confusion_matrix.png", parents=parents))
     return written
 
 
-def _confusion_plot(confusion: np.ndarray, class_names, title: str, path: Path) -> Path:
+def _confusion_plot(confusion: np.ndarray, class_names, title: str, path: Path, *, parents: bool = True) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -459,10 +469,10 @@ def _confusion_plot(confusion: np.ndarray, class_names, title: str, path: Path) 
     ax.set_ylabel("true class")
     ax.set_title(f"confusion after the last experience\n{title}", fontsize=9)
     figure.colorbar(image, ax=ax, shrink=0.8, label="% of the true class")
-    return _save_figure(figure, path)
+    return _save_figure(figure, path, parents=parents)
 
 
-def _save_figure(figure, path: Path) -> Path:
+def _save_figure(figure, path: Path, *, parents: bool = True) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()), parents=parents)

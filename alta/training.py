@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
+from .divergence import DivergenceMonitor, check_step
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .metrics import old_new_accuracy
@@ -145,6 +146,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     buffer=None,
     schedule=None,
+    check_finite: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of the method, then offer the batch to the buffer.
 
@@ -161,12 +163,18 @@ def train_step(
         buffer: Memory buffer for replay, or ``None`` (no replay: the sgd lower bound).
         schedule: Which branch learns (:class:`~alta.AlternatingSchedule`; default: both, the
             reference behaviour).
+        check_finite: Refuse a non-finite loss or gradient (the update is not made: parameters,
+            optimiser, buffer and schedule stay as they were) and check the parameters after the
+            update, raising :class:`~alta.errors.TrainingError` (see :mod:`alta.divergence`).
+            Two host-device syncs per step; the loops pass ``False`` and check once per epoch.
 
     Returns:
-        Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
-        ``replay_mse`` (0 without replay) and ``correct`` (right predictions in the batch).
+        Detached 0-dim tensors (no host-device sync with ``check_finite=False``): ``loss``,
+        ``ce``, ``replay_ce``, ``replay_mse`` (0 without replay) and ``correct`` (right
+        predictions in the batch).
 
     Raises:
+        TrainingError: with ``check_finite``, a non-finite loss, gradient or updated parameter.
         StateError: before ``learner.begin_experience``.
         ConfigError: a bad optimizer, buffer or schedule; a method that trains nothing.
         ShapeError: wrong image size, feature dimension or label shape; a buffer of other fields.
@@ -193,7 +201,18 @@ def train_step(
     out = learner.loss(inputs, labels, memory=memory, branches=branches)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
+    if check_finite:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        lr = optimizer.param_groups[0]["lr"]
+        try:
+            check_step("gradients", loss=out.loss.detach(), tensors=[p.grad for p in params if p.grad is not None],
+                       lr=lr)
+        except Exception:
+            optimizer.zero_grad(set_to_none=True)
+            raise
     optimizer.step()  # parameters of inactive branches have no gradient: SGD leaves them untouched
+    if check_finite:
+        check_step("parameters", loss=out.loss.detach(), tensors=[p.detach() for p in params], lr=lr)
 
     if replay:
         buffer.add(**out.memory_items())  # the pre-step logits, as the reference stores them
@@ -373,6 +392,8 @@ def fit_experience(
     Raises:
         ConfigError: ``start_epoch`` outside ``[0, epochs]``; a ``result`` without the history
             of the experiences before this one.
+        TrainingError: a non-finite loss or parameter in an epoch (checked once per epoch,
+            before ``on_epoch_end``; see :mod:`alta.divergence`).
     """
     loop = LoopConfig() if loop is None else loop
     callbacks = as_callback_list(callbacks)
@@ -400,17 +421,23 @@ def fit_experience(
         callbacks.on_epoch_start(experience=t, epoch=epoch, num_epochs=loop.epochs, num_steps=num_steps)
         sums: dict[str, torch.Tensor] = {}
         steps, seen = 0, 0
+        monitor = DivergenceMonitor()
         lr = optimizer.param_groups[0]["lr"]
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
                                 seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers)
         for inputs, labels in batches:
-            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
+            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
+                             check_finite=False)
+            monitor.update(steps, out["loss"])
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
             callbacks.on_step_end(experience=t, epoch=epoch, step=steps, outputs=out)
             steps += 1
             seen += int(labels.shape[0])
         stats = _epoch_stats(sums, epoch=epoch, steps=steps, seen=seen, lr=lr)
+        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
+        monitor.check(mean_loss=stats["loss"] if steps else 0.0, parameters=learner.trainable_parameters(),
+                      experience=t, epoch=epoch, lr=lr)
         history.append(stats)
         if scheduler is not None:
             scheduler.step()

@@ -22,9 +22,11 @@ done by :func:`alta.experiment.run_experiment`, which scripts can call directly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -375,6 +377,7 @@ def _tiny_on_cpu(config) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..errors import OutputError, ResourceError, TrainingError
     from ..experiment import run_experiment
     from ..summary import format_table
     from ..rundir import claim_run_dir
@@ -407,17 +410,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         with run_dir:
             summary = run_experiment(config, output_dir=run_dir, resume=resume, progress=progress, plots=args.plots,
                                      stop_after=args.stop_after, loggers=args.loggers)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main)
+        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file():
-            print(f"\nalta: interrupted. The last complete checkpoint is {checkpoint}; continue with:\n"
+            print(f"\nalta: {what}. The last complete checkpoint is {checkpoint}; continue with:\n"
                   f"  alta run --resume {output_dir}", file=sys.stderr)
         elif (output_dir / "config.yaml").is_file():
-            print(f"\nalta: interrupted before the first experience ended: no checkpoint yet. "
+            print(f"\nalta: {what} before the first epoch ended: no checkpoint yet. "
                   f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
         else:
-            print("\nalta: interrupted before the run started; nothing was written.", file=sys.stderr)
-        return 130
+            print(f"\nalta: {what} before the run started; nothing was written.", file=sys.stderr)
+        return _interrupt_status(exc)
+    except (TrainingError, OutputError, ResourceError) as exc:  # the run started: say how to go on
+        print(f"alta: error: {exc}", file=sys.stderr)
+        checkpoint = output_dir / "checkpoint.pt"
+        if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
+            print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
+                  f"with:\n  alta run --resume {output_dir}", file=sys.stderr)
+        return 1
     if not summary.get("complete"):
         print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
               f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
@@ -515,6 +526,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm and other schedulers send): handled like Ctrl-C, exit status 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _interrupt_status(exc: BaseException) -> int:
+    """128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the command runs, SIGTERM raises :class:`_Terminated` (a ``KeyboardInterrupt``)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # not the main thread (main() called from a thread): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Handler(logging.StreamHandler):
     """Logs to the current ``sys.stderr`` (looked up at every record, so captured streams work)."""
 
@@ -535,8 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 for usage and configuration errors, 1 for other errors
-        alta detects (missing data, weights unavailable offline, damaged checkpoints), 130 when
-        interrupted.
+        alta detects (missing data, weights unavailable offline, damaged checkpoints, a diverged
+        run, a full disk), 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM, handled
+        like Ctrl-C: what is complete is checkpointed and the resume command printed).
     """
     parser = build_parser()
     try:
@@ -558,11 +597,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm(loggers=[log]):
+        with _sigterm_as_interrupt(), logging_redirect_tqdm(loggers=[log]):
             return args.handler(args)
-    except KeyboardInterrupt:
-        print("\nalta: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"\nalta: {'terminated (SIGTERM)' if isinstance(exc, _Terminated) else 'interrupted'}", file=sys.stderr)
+        return _interrupt_status(exc)
     except ConfigError as exc:
         print(f"alta: error: {exc}", file=sys.stderr)
         return 2
