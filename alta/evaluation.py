@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .cache import FeatureCache
 from .errors import ConfigError, StateError
@@ -90,6 +90,7 @@ def evaluate(
     num_workers: int = 0,
     cache: FeatureCache | None = None,
     progress: bool = False,
+    distributed: bool = False,
 ) -> EvaluationResult:
     """Class-IL and task-IL accuracy of ``learner`` on the test split of each experience.
 
@@ -101,6 +102,10 @@ def evaluate(
         cache: Reuse frozen image features across evaluations (exact: test transforms are
             deterministic). ``None`` encodes the images every time, as the reference does.
         progress: Show a tqdm progress bar.
+        distributed: Inside a process group, every rank scores its contiguous, batch-aligned
+            share of each test set and the correct counts are summed over the ranks (one
+            all-reduce): the same accuracies as one process, on every rank. Every rank must call
+            it. No effect without a process group.
 
     Returns:
         :class:`EvaluationResult` with per-experience accuracies in %.
@@ -131,31 +136,42 @@ def evaluate(
             "Call learner.begin_experience(experience) and train first (zero-shot CLIP can be evaluated "
             "at any time with method='zeroshot')."
         )
+    from . import distributed as dist
+
+    parallel = distributed and dist.is_distributed()
     device = learner.device
     was_training = learner.training
     learner.eval()
     text = learner.text_features(grad=False)  # once per evaluation
     mapping = torch.as_tensor(experiences[0].class_to_experience, dtype=torch.long, device=device)  # (C,)
-    indices, class_il, task_il, counts = [], [], [], []
-    for experience in tqdm(experiences, desc="evaluating", disable=not progress, leave=False):
-        correct_c = torch.zeros((), dtype=torch.long, device=device)
-        correct_t = torch.zeros((), dtype=torch.long, device=device)
-        total = 0
+    tallies = torch.zeros(len(experiences), 3, dtype=torch.long, device=device)  # correct class-IL, task-IL, total
+    for row, experience in enumerate(tqdm(experiences, desc="evaluating", disable=not progress, leave=False)):
         if cache is not None:
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
-            batches = zip(stored.features.split(batch_size), stored.labels.split(batch_size))
+            features, targets = stored.features, stored.labels
+            if parallel:
+                mine = dist.batch_aligned_range(features.shape[0], batch_size)
+                features, targets = features[mine.start : mine.stop], targets[mine.start : mine.stop]
+            batches = zip(features.split(batch_size), targets.split(batch_size))
         else:
-            batches = DataLoader(experience.test, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            data = experience.test
+            if parallel:
+                data = Subset(data, list(dist.batch_aligned_range(len(data), batch_size)))
+            batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                  pin_memory=device.type == "cuda")
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
-            correct_c += (logits.argmax(dim=1) == labels).sum()
-            correct_t += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
-            total += labels.shape[0]
-        indices.append(int(experience.index))
-        counts.append(total)
-        class_il.append(100.0 * float(correct_c) / max(total, 1))  # one sync per experience
-        task_il.append(100.0 * float(correct_t) / max(total, 1))
+            tallies[row, 0] += (logits.argmax(dim=1) == labels).sum()
+            tallies[row, 1] += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
+            tallies[row, 2] += labels.shape[0]
+    if parallel:
+        tallies = dist.all_reduce_sum(tallies)
     learner.train(was_training)
-    return EvaluationResult(tuple(indices), tuple(class_il), tuple(task_il), tuple(counts))
+    tallies = tallies.cpu()  # one sync per evaluation
+    totals = tallies[:, 2].clamp_min(1).double()
+    class_il = (100.0 * tallies[:, 0].double() / totals).tolist()
+    task_il = (100.0 * tallies[:, 1].double() / totals).tolist()
+    return EvaluationResult(tuple(int(e.index) for e in experiences), tuple(class_il), tuple(task_il),
+                            tuple(int(n) for n in tallies[:, 2]))
+

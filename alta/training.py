@@ -37,12 +37,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from . import distributed as _dist
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .replay import check_buffer_fields
-from .seeding import derive_seed
+from .seeding import SeededItems, derive_seed
 
 __all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
 
@@ -77,6 +78,10 @@ class LoopConfig:
         eval_before_snapshot: Evaluate the experience just trained before
             ``learner.end_experience`` snapshots its prompts, as the reference code does
             (``main.py`` evaluates inside its epoch loop; default ``False``: after).
+        distributed: Run data-parallel over the ranks of the process group (torchrun; see
+            :mod:`alta.distributed`): each rank trains on its shard of every global batch of
+            ``batch_size``, features are cached and evaluations counted on shards. The results
+            are those of one process. Without a process group it changes nothing.
 
     Raises:
         ConfigError: a value out of range (the message names the field).
@@ -94,6 +99,7 @@ class LoopConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
     eval_before_snapshot: bool = False
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, low=1)
@@ -103,8 +109,9 @@ class LoopConfig:
         _check_int("eval_every", self.eval_every, low=0)
         _check_int("eval_batch_size", self.eval_batch_size, low=1)
         _check_int("num_workers", self.num_workers, low=0)
-        if not isinstance(self.eval_before_snapshot, bool):
-            raise ConfigError(f"eval_before_snapshot must be True or False, got {self.eval_before_snapshot!r}")
+        for name in ("eval_before_snapshot", "distributed"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LoopConfig":
@@ -124,6 +131,27 @@ class LoopConfig:
 
 
 _NO_REPLAY_LOGGED: set[str] = set()
+
+
+def check_step_objects(optimizer, buffer) -> None:
+    """The checks of a training step's optimizer and buffer (shared with :mod:`alta.distributed`).
+
+    Raises:
+        ConfigError: not an optimizer; a buffer that is not a :class:`~alta.MemoryBuffer`.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
+            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
+        )
+    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
+        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+
+
+def _log_ignored_buffer(learner, buffer) -> None:
+    if buffer is not None and not learner.method.replay and learner.method.name not in _NO_REPLAY_LOGGED:
+        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
+        _NO_REPLAY_LOGGED.add(learner.method.name)
 
 
 def train_step(
@@ -163,18 +191,10 @@ def train_step(
     Shape:
         inputs: (B, 3, R, R) or (B, D); labels: (B,).
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ConfigError(
-            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
-            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
-        )
-    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
-        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+    check_step_objects(optimizer, buffer)
     branches = learner.active_branches(schedule)
     replay = buffer is not None and learner.method.replay
-    if buffer is not None and not replay and learner.method.name not in _NO_REPLAY_LOGGED:
-        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
-        _NO_REPLAY_LOGGED.add(learner.method.name)
+    _log_ignored_buffer(learner, buffer)
     if replay:
         check_buffer_fields(buffer.fields)
     memory = buffer.sample(learner.replay_batch_size) if replay and not buffer.is_empty() else None
@@ -202,8 +222,14 @@ def epoch_batches(
     cache: FeatureCache | None = None,
     num_workers: int = LoopConfig.num_workers,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled training batches of one epoch of ``experience``.
+
+    With ``world_size`` N > 1, the part of every global batch that rank ``rank`` trains on
+    (:func:`alta.distributed.shard_range`: contiguous, in rank order): the shards of all ranks
+    concatenate to the single-process batch, and a rank loads only its own images.
 
     Args:
         experience: An :class:`~alta.data.Experience`.
@@ -216,10 +242,12 @@ def epoch_batches(
             it across epochs, which is the point).
         num_workers: DataLoader workers (``"none"`` mode and cache filling).
         drop_last: Drop a last incomplete batch.
+        rank: This process's rank (data-parallel training).
+        world_size: N, the number of processes; 1: the whole batch.
 
     Yields:
         ``(inputs, labels)``: images (B, 3, R, R) in mode ``"none"``, frozen image features
-        (B, D) otherwise; labels (B,).
+        (B, D) otherwise; labels (B,). With N > 1, b = this rank's part of B rows (possibly 0).
 
     Raises:
         ConfigError: a bad value (checked by :class:`LoopConfig`), or an experience without
@@ -232,11 +260,17 @@ def epoch_batches(
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
     generator = torch.Generator().manual_seed(epoch_seed)
+    pin = backbone.device.type == "cuda"
     if kind == "none":
-        loader = DataLoader(_SeededItems(experience.train, epoch_seed), batch_size=batch_size, shuffle=True,
-                            generator=generator,
-                            num_workers=num_workers, drop_last=drop_last,
-                            pin_memory=backbone.device.type == "cuda")
+        items = SeededItems(experience.train, epoch_seed)
+        if world_size == 1:
+            loader = DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
+                                num_workers=num_workers, drop_last=drop_last, pin_memory=pin)
+        else:  # the single-process loader's order, from a loader of indices (same sampler, same draws)
+            order = DataLoader(range(len(items)), batch_size=batch_size, shuffle=True, generator=generator,
+                               drop_last=drop_last)
+            local = [_local_part(batch.tolist(), rank, world_size) for batch in order]
+            loader = _ShardLoader(items, local, num_workers=num_workers, pin_memory=pin)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(epoch_seed)  # random transforms in the main process use the global RNG
             yield from loader
@@ -262,28 +296,40 @@ def epoch_batches(
         order = torch.arange(labels.shape[0], device=device)
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
+        if world_size > 1:
+            idx = _local_part(idx, rank, world_size)
         yield features[idx], labels[idx]
 
 
-class _SeededItems(Dataset):
-    """Draw the random transform of item i from ``derive_seed(seed, i)``.
+def _local_part(batch, rank: int, world_size: int):
+    """Rank ``rank``'s contiguous part of a global batch (a list or a tensor of indices)."""
+    from .distributed import shard_range
 
-    The augmentation of a sample then depends only on the run seed, the experience, the epoch and
-    the sample, never on which DataLoader worker loads it: any ``num_workers`` gives the same run.
-    """
+    part = shard_range(len(batch), rank=rank, world_size=world_size)
+    return batch[part.start : part.stop]
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
 
-    def __len__(self) -> int:
-        return len(self.dataset)
+class _ShardLoader:
+    """Loads one rank's parts of the global batches; an empty part (a last global batch smaller
+    than N) is yielded as empty tensors shaped like the samples."""
 
-    def __getitem__(self, index: int):
-        # the CPU generator random transforms draw from: the worker's own, or the main process's
-        # (forked by epoch_batches); torch.manual_seed would also reseed CUDA, 100x slower
-        torch.default_generator.manual_seed(derive_seed(self.seed, index))
-        return self.dataset[index]
+    def __init__(self, dataset: Dataset, parts: list[list[int]], *, num_workers: int, pin_memory: bool) -> None:
+        self.dataset, self.parts = dataset, parts
+        self.loader = DataLoader(dataset, batch_sampler=[p for p in parts if p], num_workers=num_workers,
+                                 pin_memory=pin_memory)
+
+    def __iter__(self):
+        loaded = iter(self.loader)
+        example = None
+        for part in self.parts:
+            if part:
+                example = next(loaded)
+                yield example
+                continue
+            if example is None:
+                image, _ = self.dataset[0]
+                example = (torch.as_tensor(image).unsqueeze(0), torch.zeros(1, dtype=torch.long))
+            yield example[0][:0], example[1][:0]
 
 
 @dataclass
@@ -381,23 +427,32 @@ def fit_experience(
     learner.train()
     learner.begin_experience(experience)
     callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
+    parallel = loop.distributed and _dist.is_distributed()
+    rank, world_size = (_dist.get_rank(), _dist.get_world_size()) if parallel else (0, 1)
     if cache is None and loop.train_cache != "none":
-        cache = FeatureCache()
-    num_steps = math.ceil(len(experience.train) / loop.batch_size)
+        cache = FeatureCache(distributed=loop.distributed)
+    num_samples = len(experience.train)
+    num_steps = math.ceil(num_samples / loop.batch_size)
     for epoch in range(start_epoch, loop.epochs):
         callbacks.on_epoch_start(experience=t, epoch=epoch, num_epochs=loop.epochs, num_steps=num_steps)
         sums: dict[str, torch.Tensor] = {}
         steps, seen = 0, 0
         lr = optimizer.param_groups[0]["lr"]
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
-                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers)
+                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers,
+                                rank=rank, world_size=world_size)
         for inputs, labels in batches:
-            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
+            global_size = min(loop.batch_size, num_samples - steps * loop.batch_size)
+            if parallel:
+                out = _dist.train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
+                                       shard_sizes=_dist.split_sizes(global_size, world_size))
+            else:
+                out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
             callbacks.on_step_end(experience=t, epoch=epoch, step=steps, outputs=out)
             steps += 1
-            seen += int(labels.shape[0])
+            seen += global_size
         stats = _epoch_stats(sums, epoch=epoch, steps=steps, seen=seen, lr=lr)
         history.append(stats)
         if scheduler is not None:
@@ -421,7 +476,7 @@ class _PeriodicEvaluation(Callback):
         every, epochs = self.loop.eval_every, self.loop.epochs
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             seen = evaluate(self.learner, self.experiences[: experience + 1], batch_size=self.loop.eval_batch_size,
-                            num_workers=self.loop.num_workers, cache=self.cache)
+                            num_workers=self.loop.num_workers, cache=self.cache, distributed=self.loop.distributed)
             _record(result, experience, epoch, seen, stats, self.callbacks)
 
 
@@ -483,7 +538,7 @@ def run_stream(
     if result is None:
         result = StreamResult.empty(num)
     if cache is None:
-        cache = FeatureCache()
+        cache = FeatureCache(distributed=loop.distributed)
     periodic = _PeriodicEvaluation(learner, experiences, loop=loop, cache=cache, callbacks=callbacks)
     epoch_callbacks = [periodic, *callbacks]
     callbacks.on_run_start(num_experiences=num, start_experience=start_experience, start_epoch=start_epoch,
@@ -495,7 +550,7 @@ def run_stream(
             result=result, end_experience=not loop.eval_before_snapshot,
         )
         full = evaluate(learner, experiences, batch_size=loop.eval_batch_size, num_workers=loop.num_workers,
-                        cache=cache)
+                        cache=cache, distributed=loop.distributed)
         if loop.eval_before_snapshot:
             learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
