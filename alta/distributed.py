@@ -37,18 +37,17 @@ One run on N processes computes what the single-process run computes (ALTA: Li e
 Without torchrun nothing changes: :func:`init_from_env` is a no-op, and every helper works as
 the single-process identity (rank 0 of 1).
 
-Example (``torchrun --nproc_per_node 2 train.py``)::
+Example:
+    Run with ``torchrun --nproc_per_node 2 train.py`` (or ``python train.py``: one process):
 
-    import alta
-    from alta import distributed as dist
-
-    dist.init_from_env()  # NCCL on GPUs, gloo on CPU; no-op without torchrun
-    learner = alta.CrossModalLearner.from_pretrained("RN50", class_names=names, device=dist.local_device())
-    buffer = alta.MemoryBuffer(200, seed=0)  # the same seed on every rank
-    loop = alta.LoopConfig(epochs=30, train_cache="fixed", distributed=True)
-    result = alta.run_stream(learner, stream, optimizer=optimizer, buffer=buffer, loop=loop)
-    if dist.is_main_process():
-        print(alta.metrics.summarize(result.class_il))
+    >>> import alta
+    >>> from alta import distributed as dist
+    >>> dist.init_from_env()  # NCCL on GPUs, gloo on CPUs; no-op without torchrun
+    >>> learner = alta.CrossModalLearner.from_pretrained(
+    ...     "RN50", class_names=names, device=dist.local_device())  # doctest: +SKIP
+    >>> buffer = alta.MemoryBuffer(200, seed=0)  # the same seed on every rank
+    >>> loop = alta.LoopConfig(epochs=30, train_cache="fixed", distributed=True)
+    >>> result = alta.run_stream(learner, stream, optimizer=optimizer, buffer=buffer, loop=loop)  # doctest: +SKIP
 
 References:
     Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
