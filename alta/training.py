@@ -539,6 +539,8 @@ def run_stream(
         result = StreamResult.empty(num)
     if cache is None:
         cache = FeatureCache(distributed=loop.distributed)
+    if loop.distributed and _dist.is_distributed():
+        _check_ranks_agree(learner, buffer)
     periodic = _PeriodicEvaluation(learner, experiences, loop=loop, cache=cache, callbacks=callbacks)
     epoch_callbacks = [periodic, *callbacks]
     callbacks.on_run_start(num_experiences=num, start_experience=start_experience, start_epoch=start_epoch,
@@ -561,6 +563,18 @@ def run_stream(
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
+
+
+def _check_ranks_agree(learner, buffer) -> None:
+    """Refuse a data-parallel run whose ranks start from different states (other seeds, another
+    checkpoint): they would train apart silently."""
+    params = [p.detach().double().reshape(-1) for p in learner.trainable_parameters()]
+    flat = torch.cat(params) if params else torch.zeros(1, dtype=torch.float64)
+    summary = [float(flat.sum()), float(flat.pow(2).sum()), float(int(learner.experience_index))]
+    if buffer is not None:
+        summary += [float(len(buffer)), float(buffer.num_seen), float(buffer.seed % 2**31)]
+    _dist.check_same_on_all_ranks(torch.tensor(summary, dtype=torch.float64),
+                                  what="the learner's trainable parameters or the buffer (its seed, its contents)")
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,

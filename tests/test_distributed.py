@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 import alta
 from alta import distributed as dist
-from alta.errors import ConfigError, ShapeError
+from alta.errors import ConfigError
 from alta.replay import GlobalSizes
 from alta.training import epoch_batches
 
@@ -166,6 +166,18 @@ def _run_stream(backbone):
             "evaluations": result.evaluations, "buffer": buffer.data()}
 
 
+def _different_seeds(backbone) -> str:
+    """A run whose ranks built their adapters from different seeds is refused on every rank."""
+    stream = _stream()
+    learner = alta.CrossModalLearner(backbone, class_names=stream.class_names, seed=dist.get_rank())
+    optimizer, _ = alta.build_optimizer(learner)
+    try:
+        alta.run_stream(learner, list(stream)[:1], optimizer=optimizer, loop=alta.LoopConfig(epochs=1, distributed=True))
+    except alta.StateError as error:
+        return str(error)
+    return "not refused"
+
+
 def _cached_features(backbone):
     stream = _stream()
     dataset = stream[0].train.with_transform(stream[0].test.transform)
@@ -186,6 +198,7 @@ def _worker(rank: int, port: int, out: str, backbone) -> None:
             "seen_replicated_text": _run_steps(backbone, method="cprompt_mlp", head="seen", shard_text=False,
                                                parallel=True),
             "stream": _run_stream(backbone),
+            "different_seeds": _different_seeds(backbone),
         }
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     finally:
@@ -260,6 +273,6 @@ def test_run_stream_on_two_processes_gives_the_single_process_accuracy_matrices(
         assert torch.equal(got["buffer"]["labels"], buffer.data()["labels"])
 
 
-def test_shard_sizes_must_fit_the_shard():
-    with pytest.raises(ShapeError):
-        dist._check_shard_sizes([3, 3, 3], 3)  # noqa: SLF001 - one process: WORLD 1, three sizes
+def test_ranks_built_from_different_seeds_are_refused(two_processes):
+    for rank in range(WORLD):
+        assert "differs between the ranks" in two_processes[rank]["different_seeds"]
