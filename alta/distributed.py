@@ -511,6 +511,8 @@ def train_step(
     else:
         text = text_features(learner, grad="text" in branches, shard_text=shard_text)
 
+    if isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.shape[0] == 0:
+        inputs = torch.zeros(0, learner.embed_dim, device=learner.device)  # an empty shard: no image to encode
     out = learner.loss(inputs, labels, memory=memory, branches=branches, text=text, sizes=totals)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()

@@ -153,17 +153,46 @@ def _run_steps(backbone, *, method, head, shard_text=None, parallel: bool):
             "params": [p.detach().clone() for p in learner.trainable_parameters()]}
 
 
+class _Recorder(alta.Callback):
+    def __init__(self) -> None:
+        self.events = []
+
+    def on_epoch_end(self, *, experience, epoch, stats, result):
+        self.events.append((experience, epoch))
+
+
 def _run_stream(backbone):
+    dist.SHARD_TEXT_MIN_CLASSES = 4  # (this worker only) the sharded text, also with snapshotted classes
     stream = _stream()
     experiences = list(stream)[:2]
     learner = alta.CrossModalLearner(backbone, class_names=stream.class_names, seed=0)
     optimizer, scheduler = alta.build_optimizer(learner, lr=0.05, schedule="constant")
     buffer = alta.MemoryBuffer(50, seed=5)
     loop = alta.LoopConfig(epochs=2, eval_every=1, train_cache="fixed", seed=7, distributed=True)
+    everywhere, main_only = _Recorder(), _Recorder()
     result = alta.run_stream(learner, experiences, optimizer=optimizer, scheduler=scheduler, buffer=buffer,
-                             loop=loop)
+                             loop=loop, callbacks=[everywhere, alta.callbacks.MainProcessOnly(main_only)])
     return {"class_il": result.class_il, "task_il": result.task_il, "history": result.history,
-            "evaluations": result.evaluations, "buffer": buffer.data()}
+            "evaluations": result.evaluations, "buffer": buffer.data(), "events": everywhere.events,
+            "main_only_events": main_only.events}
+
+
+def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
+    """Steps on images (the frozen image encoder in the step), a global batch of 1 among them:
+    rank 1 then encodes an empty shard."""
+    learner, optimizer, buffer, _, _, probe = _step_setup(backbone, method="alta", head="all")
+    g = torch.Generator().manual_seed(5)
+    for size in (5, 1, 4):
+        images = torch.randn(size, 3, 32, 32, generator=g)
+        labels = torch.randint(0, 2, (size,), generator=g)
+        if parallel:
+            part = dist.shard_range(size)
+            dist.train_step(learner, images[part.start : part.stop], labels[part.start : part.stop],
+                            optimizer=optimizer, buffer=buffer)  # shard_sizes gathered
+        else:
+            alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer)
+    with torch.no_grad():
+        return learner.logits_from_features(probe)
 
 
 def _different_seeds(backbone) -> str:
@@ -199,6 +228,7 @@ def _worker(rank: int, port: int, out: str, backbone) -> None:
                                                parallel=True),
             "stream": _run_stream(backbone),
             "different_seeds": _different_seeds(backbone),
+            "images": _image_steps(backbone, parallel=True),
         }
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     finally:
@@ -271,8 +301,22 @@ def test_run_stream_on_two_processes_gives_the_single_process_accuracy_matrices(
             assert (mine["steps"], mine["samples"]) == (theirs["steps"], theirs["samples"])
             assert abs(mine["loss"] - theirs["loss"]) < 1e-4
         assert torch.equal(got["buffer"]["labels"], buffer.data()["labels"])
+        assert got["events"] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # every rank runs the callbacks...
+        assert got["main_only_events"] == (got["events"] if rank == 0 else [])  # ...MainProcessOnly only rank 0
+
+
+def test_image_batches_with_an_empty_shard_give_the_single_process_step(two_processes, tiny_clip):
+    reference = _image_steps(tiny_clip, parallel=False)
+    for rank in range(WORLD):
+        assert _close(two_processes[rank]["images"], reference)
 
 
 def test_ranks_built_from_different_seeds_are_refused(two_processes):
     for rank in range(WORLD):
         assert "differs between the ranks" in two_processes[rank]["different_seeds"]
+
+
+def test_main_process_only_dispatches_everything_in_one_process():
+    recorder = _Recorder()
+    alta.callbacks.MainProcessOnly(recorder).on_epoch_end(experience=0, epoch=3, stats={}, result=None)
+    assert recorder.events == [(0, 3)]
