@@ -139,7 +139,9 @@ def init_from_env(*, backend: str | None = None, timeout: datetime.timedelta | N
         raise ConfigError(f"backend must be 'nccl' (GPUs) or 'gloo' (CPU), got {backend!r}")
     kwargs = {} if timeout is None else {"timeout": timeout}
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % max(torch.cuda.device_count(), 1))
+        torch.cuda.set_device(device)
+        kwargs["device_id"] = device  # binds the NCCL communicator to this GPU (barriers need it)
     dist.init_process_group(backend, **kwargs)
     logger.info("process group initialised: rank %d of %d (%s)", get_rank(), get_world_size(), backend)
     return True
@@ -393,12 +395,13 @@ def text_features(learner, *, grad: bool = True, shard_text: bool | None = None)
         if mine.shape[0] < chunk:  # the last ranks: pad with a real class, dropped after the gather
             mine = torch.cat([mine, ids[:1].expand(chunk - mine.shape[0])])
         local = learner.encode_prompts(mine)  # (chunk, D)
+        carried = local.to(_communication_device())  # differentiable; a no-op for NCCL
         if torch.is_grad_enabled() and local.requires_grad:
-            parts = _all_gather_with_grad(local)
+            parts = _all_gather_with_grad(carried)
         else:
-            parts = [torch.empty_like(local) for _ in range(world_size)]
-            dist.all_gather(parts, local.contiguous())
-        return torch.cat(parts)[:n]  # (N, D) in the order of ids
+            parts = [torch.empty_like(carried) for _ in range(world_size)]
+            dist.all_gather(parts, carried.contiguous())
+        return torch.cat(parts)[:n].to(local.device)  # (N, D) in the order of ids
 
     return learner.text_features(grad=grad, encode_prompts=encode_sharded)
 
