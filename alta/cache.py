@@ -102,9 +102,10 @@ def encode_dataset(
 ) -> CachedFeatures:
     """Encode every image of ``dataset`` with the frozen image encoder, in dataset order.
 
-    Random transforms draw the randomness of sample i of view v from ``derive_seed(seed, v, i)``
-    (:class:`~alta.seeding.SeededItems`), so the result is reproducible and does not depend on
-    ``num_workers`` or on the number of processes.
+    Random transforms draw their randomness from ``seed``, the view and the sample's index (torch's
+    CPU generator, Python's ``random`` and NumPy's global RNG are all seeded per sample, see
+    :class:`~alta.seeding.SeededItems`), so the result is reproducible and the same for any
+    ``num_workers`` and any number of processes.
 
     With ``distributed`` inside a process group of N ranks, the encoder batches (``batch_size``
     consecutive samples, as in one process) are split into N contiguous runs, each rank encodes
@@ -140,20 +141,19 @@ def encode_dataset(
         mine = range(n)
     all_views, labels = [], None
     for view in range(views):
+        # every RNG a transform may draw from is seeded per sample, so any num_workers gives the same views
         view_seed = derive_seed(seed, view)
-        generator = torch.Generator().manual_seed(view_seed)
         items = SeededItems(dataset, view_seed)
         if parallel:
             items = Subset(items, list(mine))
-        loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            pin_memory=pin, generator=generator)
+        # its own generator: a DataLoader without one draws its workers' base seed from the global RNG
+        loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin,
+                            generator=torch.Generator().manual_seed(view_seed))
         feats, labs = [], []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(view_seed)  # transforms in the main process use the global RNG
-            for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
-                                  disable=not progress, leave=False):
-                feats.append(backbone.encode_images(images).cpu())
-                labs.append(torch.as_tensor(y, dtype=torch.long))
+        for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
+                              disable=not progress, leave=False):
+            feats.append(backbone.encode_images(images).cpu())
+            labs.append(torch.as_tensor(y, dtype=torch.long))
         view_features = torch.cat(feats) if feats else torch.empty(0, backbone.embed_dim)
         labels = torch.cat(labs) if labs else torch.empty(0, dtype=torch.long)
         if parallel:
@@ -164,8 +164,20 @@ def encode_dataset(
     return CachedFeatures(features=features, labels=labels)
 
 
+def _short(transform) -> str:
+    text = " ".join(repr(transform).split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 class FeatureCache:
     """A store of dataset features keyed by backbone, samples, transform and views.
+
+    A feature is served only under a key that identifies the transform. Transforms whose
+    ``repr`` says what they do (torchvision's, alta's presets) are keyed by it, in memory and on
+    disk. A transform whose ``repr`` does not (a ``Lambda``, a function, an object with the
+    default ``<... at 0x...>`` repr; see :func:`alta.data.stream.transform_identity`) is keyed
+    to that very object: its features are reused in memory with the same object only, and never
+    written to or read from ``directory`` (a warning says so once per dataset).
 
     Args:
         directory: Folder for on-disk caching (memory-mapped reads). ``None`` keeps features
@@ -191,6 +203,7 @@ class FeatureCache:
         if self.directory is not None and self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(f"FeatureCache directory {self.directory} exists and is not a folder; pass a folder path")
         self._memory: dict[str, CachedFeatures] = {}
+        self._warned: set[str] = set()
         self.hits = 0
         self.misses = 0
 
@@ -198,7 +211,9 @@ class FeatureCache:
     def key(backbone, dataset: Dataset, *, views: int = 1, seed: int = 0) -> str:
         """The cache key: backbone fingerprint + dataset key (samples, labels, transform) + views."""
         h = hashlib.sha256()
-        for part in (backbone.fingerprint(), _dataset_key(dataset), f"views={views}", f"seed={seed if views > 1 else 0}"):
+        # views are drawn with per-sample seeds (marked "per-sample"): files of the older seeding never match
+        seeding = f"seed={seed},per-sample" if views > 1 else "seed=0"
+        for part in (backbone.fingerprint(), _dataset_key(dataset), f"views={views}", seeding):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()[:32]
@@ -243,7 +258,7 @@ class FeatureCache:
         self.misses += 1
         cached = encode_dataset(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
                                 views=views, seed=seed, progress=progress, distributed=self.distributed)
-        path = self.directory / f"{key}.pt" if self.directory is not None else None
+        path = self._path(key, dataset)
         if parallel and dist.get_local_rank() != 0:
             path = None  # one writer per machine
         if path is not None:
@@ -255,12 +270,27 @@ class FeatureCache:
         self._memory[key] = cached
         return cached
 
+    def _path(self, key: str, dataset: Dataset) -> Path | None:
+        """The entry's file, or ``None`` (no directory, or a transform that does not identify itself)."""
+        path = self.directory / f"{key}.pt" if self.directory is not None else None
+        if path is not None and not getattr(dataset, "transform_identified", True):
+            # its key names this very transform object: a file would be stale for another process
+            if key not in self._warned:
+                self._warned.add(key)
+                logger.warning(
+                    "a transform of %r (%s, or its source's own transform) does not identify itself (its repr "
+                    "holds a memory address or is a Lambda), so these features are cached in memory only, never on "
+                    "disk in %s; give the transform a __repr__ that lists its parameters to cache it on disk",
+                    dataset, _short(getattr(dataset, "transform", None)), self.directory)
+            path = None
+        return path
+
     def _lookup(self, key: str, dataset: Dataset, *, views: int) -> CachedFeatures | None:
         """The entry from memory or from its file, if it is there and fits the dataset."""
         cached = self._memory.get(key)
         if cached is not None and self._fits(cached, dataset, views=views, where="memory"):
             return cached
-        path = self.directory / f"{key}.pt" if self.directory is not None else None
+        path = self._path(key, dataset)
         if path is None or not path.is_file():
             return None
         try:

@@ -6,7 +6,7 @@ Both settings come from the same logits (as in mammoth and the ALTA reference co
 - task-IL: logits of classes outside the sample's own experience are set to ``-inf`` before the
   argmax (the experience of each sample is looked up from its label).
 
-Accuracies are in percent. With a :class:`~alta.cache.FeatureCache`, the frozen image features
+Accuracies are in percent; an experience without test samples scores NaN. With a :class:`~alta.cache.FeatureCache`, the frozen image features
 of each test set are computed once per run and every later evaluation only runs the small heads.
 """
 
@@ -30,8 +30,8 @@ class EvaluationResult:
 
     Attributes:
         experiences: Index of each evaluated experience.
-        class_il: Class-IL accuracy per experience.
-        task_il: Task-IL accuracy per experience.
+        class_il: Class-IL accuracy per experience (NaN for an experience without test samples).
+        task_il: Task-IL accuracy per experience (NaN likewise).
         num_samples: Test samples per experience.
     """
 
@@ -42,12 +42,12 @@ class EvaluationResult:
 
     @property
     def class_il_mean(self) -> float:
-        """Plain mean of the class-IL accuracies (the reference's "mean_acc")."""
+        """Plain mean of the class-IL accuracies (the reference's "mean_acc"; NaN if one is NaN)."""
         return sum(self.class_il) / len(self.class_il)
 
     @property
     def task_il_mean(self) -> float:
-        """Plain mean of the task-IL accuracies."""
+        """Plain mean of the task-IL accuracies (NaN if one is NaN)."""
         return sum(self.task_il) / len(self.task_il)
 
     def as_dict(self) -> dict:
@@ -108,7 +108,9 @@ def evaluate(
             it. No effect without a process group.
 
     Returns:
-        :class:`EvaluationResult` with per-experience accuracies in %.
+        :class:`EvaluationResult` with per-experience accuracies in %. An experience without
+        test samples scores NaN (not measured), never 0%: in an accuracy matrix, the metrics of
+        :mod:`alta.metrics` then refuse a NaN on or below the diagonal.
 
     Raises:
         ConfigError: no experiences given.
@@ -157,8 +159,9 @@ def evaluate(
             data = experience.test
             if parallel:
                 data = Subset(data, list(dist.batch_aligned_range(len(data), batch_size)))
+            # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
             batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                 pin_memory=device.type == "cuda")
+                                 pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
@@ -169,9 +172,10 @@ def evaluate(
         tallies = dist.all_reduce_sum(tallies)
     learner.train(was_training)
     tallies = tallies.cpu()  # one sync per evaluation
-    totals = tallies[:, 2].clamp_min(1).double()
-    class_il = (100.0 * tallies[:, 0].double() / totals).tolist()
-    task_il = (100.0 * tallies[:, 1].double() / totals).tolist()
+    totals = tallies[:, 2].double()
+    # no test samples: nothing was measured (NaN, never 0%)
+    class_il = torch.where(totals > 0, 100.0 * tallies[:, 0].double() / totals, float("nan")).tolist()
+    task_il = torch.where(totals > 0, 100.0 * tallies[:, 1].double() / totals, float("nan")).tolist()
     return EvaluationResult(tuple(int(e.index) for e in experiences), tuple(class_il), tuple(task_il),
                             tuple(int(n) for n in tallies[:, 2]))
 

@@ -262,7 +262,7 @@ def epoch_batches(
     generator = torch.Generator().manual_seed(epoch_seed)
     pin = backbone.device.type == "cuda"
     if kind == "none":
-        items = SeededItems(experience.train, epoch_seed)
+        items = _SeededItems(experience.train, epoch_seed)
         if world_size == 1:
             loader = DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
                                 num_workers=num_workers, drop_last=drop_last, pin_memory=pin)
@@ -315,8 +315,9 @@ class _ShardLoader:
 
     def __init__(self, dataset: Dataset, parts: list[list[int]], *, num_workers: int, pin_memory: bool) -> None:
         self.dataset, self.parts = dataset, parts
+        # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
         self.loader = DataLoader(dataset, batch_sampler=[p for p in parts if p], num_workers=num_workers,
-                                 pin_memory=pin_memory)
+                                 pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
 
     def __iter__(self):
         loaded = iter(self.loader)
@@ -330,6 +331,12 @@ class _ShardLoader:
                 image, _ = self.dataset[0]
                 example = (torch.as_tensor(image).unsqueeze(0), torch.zeros(1, dtype=torch.long))
             yield example[0][:0], example[1][:0]
+
+
+class _SeededItems(SeededItems):
+    """Training items of one epoch: the augmentation of item i is drawn from
+    ``derive_seed(epoch_seed, i)`` in every RNG a transform may use (torch, Python's ``random``,
+    NumPy), so any ``num_workers`` gives the same run (see :class:`alta.seeding.SeededItems`)."""
 
 
 @dataclass

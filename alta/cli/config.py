@@ -920,9 +920,17 @@ def _load_yaml(text: str, source: str) -> Any:
     """``yaml.safe_load`` that refuses a key given twice in one mapping.
 
     Raises:
-        ConfigError: invalid YAML, or a duplicated key (named, with both lines).
+        ConfigError: invalid YAML, a NUL byte, or a duplicated key (named, with both lines).
     """
-    loader = yaml.SafeLoader(text)
+    if "\0" in text:  # e.g. a zero-filled file left by a crash; YAML refuses NUL anywhere
+        raise ConfigError(
+            f"{source} holds a NUL byte (first at character {text.index(chr(0))}), so it is not a YAML text file: it "
+            "was probably damaged (a crash can leave a zero-filled file). Fix: restore or rewrite it"
+        )
+    try:
+        loader = yaml.SafeLoader(text)  # refuses other control characters already
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
     try:
         node = loader.get_single_node()
         if node is None:

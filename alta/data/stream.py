@@ -37,6 +37,7 @@ import copy
 import hashlib
 import logging
 import os
+import re
 import secrets
 import weakref
 from dataclasses import dataclass
@@ -46,12 +47,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..classnames import check_distinguishable
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, check_class_names, load_sources, readable
 from .protocols import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
-__all__ = ["Experience", "ExperienceDataset", "ScenarioStream"]
+__all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "transform_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +167,38 @@ def _tensor_digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # the default repr of objects and functions
+_LAMBDA = re.compile(r"\bLambda\(")  # torchvision's Lambda: "Lambda()" or "Lambda(<name>, types=...)"
+
+
+def transform_identity(transform: Callable | None) -> str | None:
+    """The text that identifies ``transform`` in cache keys, or ``None`` if nothing does.
+
+    A transform is identified by its ``repr`` when that spells out what it does: torchvision's
+    transforms and :func:`~alta.data.make_transform` presets list their parameters. Two kinds of
+    ``repr`` do not: one holding a memory address (the default ``<... object at 0x...>``, a
+    function, a lambda, a ``functools.partial``), and torchvision's ``Lambda``, whose ``repr``
+    omits the function (``Lambda()``), so different functions give equal text.
+
+    Args:
+        transform: A transform, or ``None``.
+
+    Returns:
+        ``repr(transform)``, ``"None"`` for no transform, or ``None`` when the ``repr`` does
+        not identify it (give such a transform a ``__repr__`` that lists its parameters).
+    """
+    text = repr(transform)
+    if _ADDRESS.search(text) or _LAMBDA.search(text):
+        return None
+    return text
+
+
+def _transform_key(transform: Callable | None) -> str:
+    """``transform_identity``, or a token of this very object (never shared with another one)."""
+    identity = transform_identity(transform)
+    return identity if identity is not None else f"object={_object_token(transform)}"
+
+
 def _source_identity(source: Dataset) -> str:
     identity = getattr(source, "identity", None)
     if isinstance(identity, str):
@@ -177,6 +211,10 @@ def _source_identity(source: Dataset) -> str:
             if attr == "root" and isinstance(value, (str, os.PathLike)):
                 value = os.path.abspath(os.fspath(value))
             parts.append(f"{attr}={value!r}")
+    for attr in _SOURCE_TRANSFORMS:  # a dataset that transforms by itself (torchvision's convention)
+        value = getattr(source, attr, None)
+        if value is not None:
+            parts.append(f"{attr}={_transform_key(value)}")
     parts.append(f"n={len(source)}")  # type: ignore[arg-type]
     if getattr(source, "root", None) is None:
         # Nothing ties an in-memory dataset to its contents: key it to this very object in this
@@ -185,6 +223,8 @@ def _source_identity(source: Dataset) -> str:
         parts.append(f"object={_object_token(source)}")
     return "|".join(parts)
 
+
+_SOURCE_TRANSFORMS = ("transform", "target_transform")
 
 _OBJECT_TOKENS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
@@ -298,27 +338,37 @@ class ExperienceDataset(Dataset):
         It covers the source's identity (dataset name, resolved root path and split for the
         built-in sources; class name, ``root``/``split``/``train`` attributes and length for other
         datasets), a hash of the source's labels, the exact indices, the label mapping and
-        ``repr(transform)``. Two datasets share a key only if they deliver the same samples with
-        the same labels through transforms with the same ``repr``. A transform whose ``repr``
-        holds a memory address (a lambda, a bare function) gives a different key in every process:
-        caches then miss, but are never wrongly reused.
+        the transform (and a source's own ``transform``/``target_transform``). A transform is
+        keyed by its ``repr`` when that identifies it (:func:`transform_identity`); one that is
+        not identified (a ``Lambda``, a function, an object with the default ``repr``) is keyed
+        to that very object in this process, so its entries are reused only with the same
+        object and never across processes (:attr:`transform_identified` is then ``False`` and
+        :class:`~alta.cache.FeatureCache` keeps them off disk).
 
         Returns:
             A 64-character hex SHA-256 digest (safe as a file name).
         """
-        transform_repr = repr(self.transform)
-        if " at 0x" in transform_repr:
-            logger.warning("transform repr %r holds a memory address; feature caches keyed on it "
-                           "will not be reused across processes", transform_repr[:80])
         parts = [
             "alta.ExperienceDataset.v1",
             _source_identity(self.source),
             "source_targets=" + _tensor_digest(self._source_targets),
             "indices=" + _tensor_digest(self._indices),
             "label_map=" + _tensor_digest(self._label_map),
-            "transform=" + transform_repr,
+            "transform=" + _transform_key(self.transform),
         ]
-        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+        # surrogateescape: a root path that is not valid UTF-8 still gives a stable key
+        return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+    @property
+    def transform_identified(self) -> bool:
+        """Whether :meth:`cache_key` identifies the transforms (see :func:`transform_identity`).
+
+        ``False`` when the transform, or the source's own ``transform``/``target_transform``,
+        has a ``repr`` that does not say what it does; caches then must not share the features
+        with another process or store them on disk.
+        """
+        transforms = [self.transform] + [getattr(self.source, a, None) for a in _SOURCE_TRANSFORMS]
+        return all(t is None or transform_identity(t) is not None for t in transforms)
 
     def __repr__(self) -> str:
         return (
@@ -535,10 +585,7 @@ def _check_names(class_names: Any) -> list[str]:
             f"underscores read as spaces); received {bad[:5]} (index, name). Fix: give every "
             "label a readable name"
         )
-    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(names) < 5000 else []
-    if duplicates:
-        logger.warning("duplicate class names %s: CLIP prompts cannot tell these classes apart",
-                       duplicates[:5])
+    check_distinguishable(names, error=DataError)  # the same rule as CrossModalLearner's
     return names
 
 
@@ -587,7 +634,9 @@ class ScenarioStream:
         DataError: ``class_order`` not a permutation of the labels (or an unreadable class-order
             file), fewer class names than labels,
             ``class_names`` not a list/tuple (a set or dict has no reliable order), names empty
-            once underscores become spaces, non-integer labels, ``train``/``test`` not a single
+            once underscores become spaces, names that are not valid UTF-8 or that CLIP's
+            tokenizer reads alike (case, whitespace; :func:`alta.classnames.check_distinguishable`,
+            the rule the learner applies too), non-integer labels, ``train``/``test`` not a single
             map-style dataset (e.g. a list of datasets), or an experience without training or
             test samples (it names the experience, its classes and the split). A class without
             samples inside an experience that has others only logs a warning, and so do class
