@@ -31,15 +31,18 @@ import abc
 import bisect
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 import torch
 
+from .config import ConfigSection, check_int, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .registry import Registry
 
 __all__ = [
     "BUFFER_POLICIES",
+    "BufferConfig",
     "BufferPolicy",
     "ClassBalancedPolicy",
     "MemoryBuffer",
@@ -847,3 +850,37 @@ class MemoryBuffer:
             f"len={self._size}, num_seen={self._num_seen}, device={self._device}, "
             f"fields={{{specs}}})"
         )
+
+
+MAX_BUFFER_SIZE = 10_000_000
+
+
+@dataclass(frozen=True)
+class BufferConfig(ConfigSection):
+    """The replay memory of a run (YAML section ``buffer``): a :class:`MemoryBuffer`.
+
+    Attributes:
+        replay: Replay on (``il_*`` configs) or off (``sgd_*`` lower bound, ``joint_*``).
+        size: Capacity M (200; the reference's ``--buffer_size``). 0 turns replay off.
+        policy: Storage policy: ``reservoir`` (the reference) or ``class_balanced``.
+    """
+
+    _SECTION: ClassVar[str] = "buffer"
+
+    replay: bool = True
+    size: int = 200
+    policy: str = "reservoir"
+
+    def __post_init__(self) -> None:
+        check_int(self.size, "buffer.size", low=0, high=MAX_BUFFER_SIZE,
+                  why="stored items (the paper uses 200 to 5120; 0 turns replay off)")
+        set_canonical(self, "policy", resolve_name(BUFFER_POLICIES, self.policy, "buffer.policy"))
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a buffer is used at all (``replay`` and a positive ``size``)."""
+        return self.replay and self.size > 0
+
+    def build(self, *, device: torch.device, seed: int) -> MemoryBuffer | None:
+        """The buffer (``None`` when :attr:`enabled` is false)."""
+        return MemoryBuffer(self.size, policy=self.policy, device=device, seed=seed) if self.enabled else None

@@ -13,15 +13,47 @@ of each test set are computed once per run and every later evaluation only runs 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from .cache import FeatureCache
+from .config import ConfigSection, check_choice, in_section
 from .errors import ConfigError, StateError
 
-__all__ = ["evaluate", "EvaluationResult", "task_il_mask"]
+__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS"]
+
+IL_SETTINGS = ("class-il", "task-il")
+
+
+@dataclass(frozen=True)
+class EvalConfig(ConfigSection):
+    """Evaluation in a run (YAML section ``eval``, the reference's ``eval``).
+
+    Attributes:
+        every: Evaluate the experiences seen so far every this many epochs (10; 0: only at the
+            end of each experience). Both settings are computed at every evaluation.
+        batch_size: Test batch size (does not change results).
+        il_setting: The headline setting, ``class-il`` or ``task-il`` (the reference's
+            ``--il_setting``).
+        zeroshot_baseline: Evaluate zero-shot CLIP on every experience (the baseline of
+            forward transfer; cheap, it shares the cached test features).
+    """
+
+    _SECTION: ClassVar[str] = "eval"
+
+    every: int = 10
+    batch_size: int = 256
+    il_setting: str = "class-il"
+    zeroshot_baseline: bool = True
+
+    def __post_init__(self) -> None:
+        from .training import LoopConfig  # the loop owns the evaluation period and batch size
+
+        with in_section("eval", eval_every="every", eval_batch_size="batch_size"):
+            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size)
+        check_choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import difflib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -40,21 +40,21 @@ from torch.utils.data import DataLoader, Dataset
 from . import distributed as _dist
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
+from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .replay import check_buffer_fields
+from .schedule import AlternatingSchedule
 from .seeding import SeededItems, derive_seed
 
-__all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "derive_seed"]
+__all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "TrainConfig", "derive_seed"]
 
 logger = logging.getLogger(__name__)
 
 
 
 
-def _check_int(name: str, value, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or value >= 2**63:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+MAX_CACHE_VIEWS = 1000  # K views of every training image are encoded up front
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,23 @@ class LoopConfig:
     distributed: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, low=1)
-        _check_int("batch_size", self.batch_size, low=1)
-        _check_int("seed", self.seed, low=0)
-        parse_cache_mode(self.train_cache)
-        _check_int("eval_every", self.eval_every, low=0)
-        _check_int("eval_batch_size", self.eval_batch_size, low=1)
-        _check_int("num_workers", self.num_workers, low=0)
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="images per training step (the paper uses 32)")
+        check_seed(self.seed, "seed")
+        try:
+            kind, views = parse_cache_mode(self.train_cache)
+        except ConfigError as exc:
+            raise ConfigError(f"config key 'train_cache': {exc}") from None
+        if kind == "views" and views > MAX_CACHE_VIEWS:
+            raise ConfigError(
+                f"config key 'train_cache' is {self.train_cache!r}: K views of every training image are encoded up "
+                f"front, so K must be in [1, {MAX_CACHE_VIEWS}] (e.g. 'views:4')"
+            )
+        check_int(self.eval_every, "eval_every", low=0)
+        check_int(self.eval_batch_size, "eval_batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="test images per forward pass (default 256; it does not change results)")
+        check_int(self.num_workers, "num_workers", low=0)
         for name in ("eval_before_snapshot", "distributed"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -255,7 +265,7 @@ def epoch_batches(
     """
     LoopConfig(batch_size=batch_size, seed=seed, train_cache=train_cache, num_workers=num_workers)  # the checks
     kind, views = parse_cache_mode(train_cache)
-    _check_int("epoch", epoch, low=0)
+    check_int(epoch, "epoch", low=0)
     if len(experience.train) == 0:
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
@@ -621,3 +631,53 @@ def _record(result: StreamResult, experience: int, epoch: int, evaluation: Evalu
     record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
     result.evaluations.append(record)
     callbacks.on_evaluation(record=record)
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigSection):
+    """The training loop of a run (YAML section ``train``): :func:`run_stream` and its
+    :class:`~alta.AlternatingSchedule`.
+
+    Attributes:
+        epochs: Epochs per experience (30; joint training 100).
+        batch_size: Training batch size (32).
+        schedule: ``crossed`` (both branches every step: the reference) or ``alternate``
+            (text and image branch in turns).
+        schedule_period: Length of one turn (``alternate``).
+        schedule_unit: ``step`` or ``epoch``: what the period counts.
+        schedule_start: Branch of the first turn, ``text`` or ``image``.
+        train_cache: ``none`` (images augmented and encoded at every step: faithful),
+            ``fixed`` (each training image encoded once without augmentation) or ``views:K``
+            (K augmented views encoded once; an approximation).
+    """
+
+    _SECTION: ClassVar[str] = "train"
+
+    epochs: int = 30
+    batch_size: int = 32
+    schedule: str = "crossed"
+    schedule_period: int = 1
+    schedule_unit: str = "step"
+    schedule_start: str = "text"
+    train_cache: str = "none"
+
+    def __post_init__(self) -> None:
+        with in_section("train", "epochs", "batch_size", "train_cache"):  # the loop checks its values
+            LoopConfig(epochs=self.epochs, batch_size=self.batch_size, train_cache=self.train_cache)
+        try:
+            self.build_schedule()  # the schedule checks its own values
+        except ConfigError as exc:
+            words = str(exc).split()  # "schedule mode|unit|start|period must ..."
+            key = {"mode": "schedule"}.get(words[1], f"schedule_{words[1]}")
+            raise ConfigError(f"config key 'train.{key}': {exc}") from None
+
+    def loop(self, *, seed: int, evaluation, num_workers: int = 0) -> "LoopConfig":
+        """The :class:`LoopConfig` of a run with these values, its ``seed``, its
+        :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
+        return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
+                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers)
+
+    def build_schedule(self) -> AlternatingSchedule:
+        """A fresh :class:`~alta.AlternatingSchedule` with these values."""
+        return AlternatingSchedule(self.schedule, period=self.schedule_period, unit=self.schedule_unit,
+                                   start=self.schedule_start)

@@ -8,7 +8,7 @@
 
 The tables (main, ablation, backbones, cost) are data: ``benchmarks/tables/<table>.yaml``; the
 scales (smoke, cpu, full) are in ``benchmarks/tables/scales.yaml``. Every cell is one run of
-:func:`alta.cli.experiment.run_experiment` with a config made by
+:func:`alta.experiment.run_experiment` with a config made by
 :func:`~alta.cli.config.load_config` + :func:`~alta.cli.config.apply_overrides`; it is stored as
 ``<out>/cells/<key>.json``, keyed by the fingerprint of its resolved config, and skipped when it is
 already there, so a long table can be built over several invocations or machines (copy the cell
@@ -114,7 +114,7 @@ def _threads_for(config: RunConfig, threads: int | None) -> int | None:
     """The CLI's rule: one torch thread for the tiny backbones on CPU unless told otherwise."""
     if threads is not None:
         return threads
-    from alta.cli.experiment import resolve_device
+    from alta.experiment import resolve_device
 
     if config.model.visual in TINY_BACKBONES and resolve_device(config.device).type == "cpu":
         return 1
@@ -148,7 +148,7 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from alta.cli.experiment import run_experiment
+    from alta.experiment import run_experiment
 
     config = RunConfig.from_dict(job["config"])  # keys added to alta since the plan take their defaults
     threads = _threads_for(config, job.get("threads"))

@@ -34,6 +34,7 @@ References:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import os
@@ -41,19 +42,20 @@ import re
 import secrets
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence, overload
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..classnames import check_distinguishable
+from ..config import ConfigSection, check_int, resolve_name, set_canonical
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, check_class_names, load_sources, readable
 from .protocols import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
-__all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "transform_identity"]
+__all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "DataConfig", "transform_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -1126,3 +1128,117 @@ def _resolve_transform(spec, *, train: bool, resolution: int, dataset: str | Non
     raise ConfigError(
         f"transform must be a preset name, a callable or None, got {type(spec).__name__} {spec!r}"
     )
+
+
+MAX_NUM_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class DataConfig(ConfigSection):
+    """The stream of a run (YAML section ``data``): the arguments of :meth:`ScenarioStream.from_name`.
+
+    Attributes:
+        dataset: A name of ``alta list datasets`` (``seq-cifar10``, ``seq-cifar100``,
+            ``seq-tinyimagenet``, ``digits``, ``fashion-mnist``, ``image-folder``).
+        root: Folder holding the data (``None``: none; ``digits`` needs none).
+        download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``.
+        num_experiences: T; ``None`` with ``classes_per_experience`` ``None`` gives the
+            benchmark's split (5 x 2, 10 x 10, 10 x 20). Joint training: 1.
+        classes_per_experience: Classes per experience (``None``: from ``num_experiences``).
+        class_order: Explicit class order (original ids), ``None`` for the native order.
+        transform: Training transform preset (``reference``: the reference code's
+            RandomResizedCrop + flip with the dataset's mean/std; ``clip``; ``plain``).
+        test_transform: Test transform preset (``None``: the test side of ``transform``).
+        max_train_per_class: Keep only the first N training images of every class (quick
+            runs; ``None``: all).
+        max_test_per_class: Keep only the first N test images of every class.
+        num_workers: DataLoader worker processes.
+    """
+
+    _SECTION: ClassVar[str] = "data"
+
+    dataset: str = "seq-cifar10"
+    root: str | None = None
+    download: bool = False
+    num_experiences: int | None = None
+    classes_per_experience: int | None = None
+    class_order: tuple[int, ...] | None = None
+    transform: str = "reference"
+    test_transform: str | None = None
+    max_train_per_class: int | None = None
+    max_test_per_class: int | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        from .transforms import TRANSFORM_PRESETS
+
+        set_canonical(self, "dataset", resolve_name(DATASETS, self.dataset, "data.dataset"))
+        set_canonical(self, "transform", resolve_name(TRANSFORM_PRESETS, self.transform, "data.transform"))
+        if self.test_transform is not None:
+            set_canonical(self, "test_transform",
+                          resolve_name(TRANSFORM_PRESETS, self.test_transform, "data.test_transform"))
+        for key in ("num_experiences", "classes_per_experience", "max_train_per_class", "max_test_per_class"):
+            check_int(getattr(self, key), f"data.{key}", low=1, optional=True)
+        check_int(self.num_workers, "data.num_workers", low=0, high=MAX_NUM_WORKERS,
+                  why="DataLoader worker processes; a few per CPU core at most (0 loads in the main process)")
+        if self.class_order is not None:
+            set_canonical(self, "class_order", tuple(self.class_order))
+
+    def build(self, *, resolution: int) -> tuple[ScenarioStream, list[Experience]]:
+        """The stream at the backbone's ``resolution`` and its experiences, with the first
+        ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
+
+        Raises:
+            ConfigError: a bad split or class order (named ``data.class_order``).
+            DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
+        """
+        try:
+            stream = ScenarioStream.from_name(
+                self.dataset, root=self.root, download=self.download, transform=self.transform,
+                test_transform=self.test_transform, resolution=resolution, num_experiences=self.num_experiences,
+                classes_per_experience=self.classes_per_experience, class_order=self.class_order,
+            )
+        except DataError as exc:
+            raise _classify_data_error(exc) from None
+        experiences = list(stream)
+        if self.max_train_per_class is not None or self.max_test_per_class is not None:
+            experiences = [
+                dataclasses.replace(e, train=_first_per_class(e.train, self.max_train_per_class),
+                                    test=_first_per_class(e.test, self.max_test_per_class))
+                for e in experiences
+            ]
+        return stream, experiences
+
+
+def _first_per_class(dataset: ExperienceDataset, limit: int | None) -> ExperienceDataset:
+    """The first ``limit`` samples of every class of ``dataset`` (all when ``None``)."""
+    if limit is None:
+        return dataset
+    counts: dict[int, int] = {}
+    keep = []
+    for position, label in enumerate(dataset.targets.tolist()):
+        if counts.get(label, 0) < limit:
+            counts[label] = counts.get(label, 0) + 1
+            keep.append(position)
+    return ExperienceDataset(dataset.source, dataset.indices[keep], label_map=dataset.label_map,
+                             transform=dataset.transform)
+
+
+def _classify_data_error(exc: DataError) -> Exception:
+    """What a :class:`DataError` of :meth:`ScenarioStream.from_name` is about: the data root
+    (:class:`~alta.data.DataRootError`, kept: the command line adds where to put the data), the
+    configuration (the class order, class names: a :class:`ConfigError`), or the data itself
+    (kept)."""
+    from .datasets import DataRootError
+
+    if isinstance(exc, DataRootError):
+        return exc
+    message = str(exc)
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    if any(name in ("_resolve_order", "_check_names") for name in frames) or message.startswith(
+            ("class_order", "class names", "class_names")):
+        return ConfigError(f"config key 'data.class_order': {message}" if "class_order" in message else message)
+    return exc
