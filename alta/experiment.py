@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -48,7 +49,8 @@ import yaml
 from .backbones import BACKBONES, list_backbones
 from .buffer import BufferConfig
 from .cache import FeatureCache
-from .callbacks import Callback, CallbackList, ProgressBar
+from . import distributed as dist
+from .callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
@@ -58,7 +60,7 @@ from .io import append_jsonl, write_json, write_text
 from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
-from .rundir import RunDir, claim_run_dir
+from .rundir import RunDir, claim_run_dir_on_main
 from .schedule import BRANCHES
 from .seeding import derive_seed
 from .summary import SUMMARY_FORMAT, build_summary, format_table, random_backbone_note, save_plots
@@ -295,7 +297,7 @@ class Experiment:
         if spec.branches:
             self.schedule = config.train.build_schedule()
             self.optimizer, self.scheduler = config.optim.build(learner, epochs=config.train.epochs)
-        self.cache = FeatureCache()
+        self.cache = FeatureCache(distributed=dist.is_distributed())  # sharded encoding under torchrun
         logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s", spec.name,
                     spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(), config.seed,
                     device)
@@ -321,7 +323,8 @@ class Experiment:
         learner = CrossModalLearner(self.learner.backbone, class_names=self.stream.class_names, method="zeroshot",
                                     head="all", template=m.template, truncate_text=m.truncate_text)
         zs = evaluate(learner, self.experiences, batch_size=self.config.eval.batch_size,
-                      num_workers=self.config.data.num_workers, cache=self.cache, progress=progress)
+                      num_workers=self.config.data.num_workers, cache=self.cache, progress=progress,
+                      distributed=dist.is_distributed())
         logger.info("zero-shot CLIP: class-IL %s, task-IL %s", " ".join(f"{v:.1f}" for v in zs.class_il),
                     " ".join(f"{v:.1f}" for v in zs.task_il))
         return {"class_il": list(zs.class_il), "task_il": list(zs.task_il)}
@@ -433,13 +436,16 @@ class SummaryWriter(Callback):
         experiment: The run's objects.
         elapsed: Returns the wall time of the run so far.
         zeroshot: The zero-shot baseline (``None``: not measured).
+        write: Write the file (``False`` on the ranks other than 0 of a data-parallel run: they
+            compute the same summary and return it, rank 0 writes it).
 
     Attributes:
         summary: The summary written (``None`` before the run ends).
     """
 
-    def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None) -> None:
+    def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None, write: bool = True) -> None:
         self.path, self.experiment, self.elapsed, self.zeroshot = Path(path), experiment, elapsed, zeroshot
+        self.write = write
         self.summary: dict[str, Any] | None = None
 
     def on_run_end(self, *, result: StreamResult) -> None:  # noqa: D102
@@ -450,7 +456,8 @@ class SummaryWriter(Callback):
             num_trainable_parameters=e.learner.num_trainable_parameters(), wall_time_s=self.elapsed(),
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
         )
-        write_json(self.path, self.summary)
+        if self.write:
+            write_json(self.path, self.summary)
 
 
 class PlotWriter(Callback):
@@ -590,7 +597,8 @@ def run_experiment(
             ``config.yaml`` must match ``config`` up to operational keys such as the device or
             the data root). Without a checkpoint the run starts from the first experience.
         callbacks: The user's :class:`~alta.callbacks.Callback` s; they receive every event of
-            the run, after the run's own writers (metrics, checkpoint, logs).
+            the run, after the run's own writers (metrics, checkpoint, logs). Under torchrun they
+            run on every rank (wrap a writer in :class:`~alta.callbacks.MainProcessOnly`).
         progress: Show tqdm progress bars (:class:`~alta.callbacks.ProgressBar` and evaluations).
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
@@ -619,7 +627,10 @@ def run_experiment(
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     _check_backbone_name(config.model.visual)
     device = resolve_device(config.device)
-    claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
+    if device.type == "cuda" and dist.is_distributed():
+        device = dist.local_device()  # torchrun: the GPU LOCAL_RANK
+    claim = (contextlib.nullcontext(claimed) if claimed is not None
+             else claim_run_dir_on_main(output_dir, config, resume=resume))
     with claim as run_dir:
         return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
                     stop_after=stop_after, user=user)
@@ -639,12 +650,14 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         if summary is not None:
             logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
+    main = dist.is_main_process()  # under torchrun every rank runs, rank 0 alone writes
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     experiment = Experiment(config, device=device)
     num = len(experiment.experiences)
     run_dir.mark_started()
-    write_text(output_dir / "config.yaml", config.to_yaml())  # operational keys may change on resume
+    if main:
+        write_text(output_dir / "config.yaml", config.to_yaml())  # operational keys may change on resume
 
     start_experience, start_epoch, result, zeroshot, elapsed_before = 0, 0, StreamResult.empty(num), None, 0.0
     checkpoint_path = output_dir / CHECKPOINT_NAME
@@ -664,14 +677,15 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         return elapsed_before + (time.perf_counter() - started)
 
     epochs = config.train.epochs if experiment.trains else 0
-    writers = [
-        MetricsWriter(output_dir / "metrics.jsonl"),
-        Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
-        LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed),
+    summary_writer = SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot,
+                                   write=main)
+    writers = [  # what writes runs on rank 0 only; the stop and the summary (returned) on every rank
+        MainProcessOnly([MetricsWriter(output_dir / "metrics.jsonl"),
+                         Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
+                         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed)]),
         *([StopAfter(stop_after, num_experiences=num)] if stop_after is not None else []),
-        SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot),
-        *([PlotWriter(output_dir)] if plots else []),
-        *([ProgressBar()] if progress else []),
+        summary_writer,
+        MainProcessOnly([*([PlotWriter(output_dir)] if plots else []), *([ProgressBar()] if progress else [])]),
     ]
     callbacks = CallbackList([*writers, *user])
     try:
@@ -683,7 +697,9 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
             run_stream(
                 experiment.learner, experiment.experiences, optimizer=experiment.optimizer,
                 scheduler=experiment.scheduler, buffer=experiment.buffer, schedule=experiment.schedule,
-                loop=t.loop(seed=config.seed, evaluation=config.eval, num_workers=config.data.num_workers),
+                loop=dataclasses.replace(t.loop(seed=config.seed, evaluation=config.eval,
+                                                 num_workers=config.data.num_workers),
+                                         distributed=dist.is_distributed()),
                 cache=experiment.cache, callbacks=callbacks, result=result, start_experience=start_experience,
                 start_epoch=start_epoch,
             )
@@ -695,7 +711,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         logger.info("stopped after %d of %d experiences as asked; continue with `alta run --resume %s`", done, num,
                     output_dir)
         return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
-    return next(w.summary for w in writers if isinstance(w, SummaryWriter))
+    return summary_writer.summary
 
 
 def safe_run_name(stem: str) -> str:
