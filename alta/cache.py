@@ -113,7 +113,7 @@ def encode_dataset(
     bit-identical (the same batches go through the same encoder), each sample encoded once.
 
     Args:
-        backbone: A :class:`~alta.backbones.ClipBackbone`.
+        backbone: A frozen :class:`~alta.backbones.Backbone`.
         dataset: Yields ``(image, label)`` with images at the backbone's resolution.
         batch_size: Images per forward pass.
         num_workers: DataLoader workers.

@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 import torch
 import yaml
 
-from .backbones import BACKBONES, list_backbones
+from .backbones import BACKBONES, list_backbones, split_source
 from .buffer import BufferConfig
 from .cache import FeatureCache
 from . import distributed as dist
@@ -234,6 +234,8 @@ def resolve_device(device: str) -> torch.device:
 def _check_backbone_name(visual: str) -> None:
     """Refuse an unknown backbone before anything is loaded (with the closest name)."""
     if visual in BACKBONES or visual in list_backbones(pretrained=True) or Path(visual).expanduser().is_file():
+        return
+    if split_source(visual)[0] != "clip":  # open_clip: and hf: names are checked by their source when loaded
         return
     names = list_backbones()
     same_case = [n for n in names if n.lower() == visual.lower()]
