@@ -171,6 +171,8 @@ class LearnerConfig(ConfigSection):
         truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
         snapshot_timing: ``end`` (the context after an experience's final step) or
             ``last_forward`` (the context before it, as the reference code snapshots).
+        w1_raw_names: Class names verbatim in w1, underscores kept (the reference code's
+            "a photo of a aquarium_fish"); the learned prompt always reads them as spaces.
     """
 
     _SECTION: ClassVar[str] = "model"
@@ -185,6 +187,7 @@ class LearnerConfig(ConfigSection):
     adapter_reduction: int = 16
     truncate_text: bool = True
     snapshot_timing: str = "end"
+    w1_raw_names: bool = False
 
     def __post_init__(self) -> None:
         set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
@@ -197,6 +200,8 @@ class LearnerConfig(ConfigSection):
         if not isinstance(self.truncate_text, bool):
             raise ConfigError(f"config key 'model.truncate_text' must be true or false, got {self.truncate_text!r}")
         check_choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
+        if not isinstance(self.w1_raw_names, bool):
+            raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
         _check_template(self.template)
 
     def learner_options(self) -> dict[str, Any]:
@@ -274,6 +279,10 @@ class CrossModalLearner(nn.Module):
             after the experience's final optimiser step; or ``"last_forward"``, the prompts of
             the last training forward, i.e. the context *before* the final step, which is what
             the reference code snapshots.
+        w1_raw_names: Build the hand-written prompts w1 from ``class_names`` exactly as given,
+            underscores kept ("a photo of a aquarium_fish"), as the reference code does; the
+            learned prompt always reads underscores as spaces. Default ``False``: readable names
+            in both prompts.
 
     Raises:
         ConfigError: a backbone missing members of the protocol (named in the message), unknown
@@ -304,12 +313,14 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
+        w1_raw_names: bool = LearnerConfig.w1_raw_names,
     ) -> None:
         super().__init__()
         check_backbone(backbone)
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
-                                truncate_text=truncate_text, snapshot_timing=snapshot_timing)  # validates each once
+                                truncate_text=truncate_text, snapshot_timing=snapshot_timing,
+                                w1_raw_names=w1_raw_names)  # validates each once
         spec = get_method(options.method)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
@@ -325,12 +336,14 @@ class CrossModalLearner(nn.Module):
         self.template = template
         self.truncate_text = bool(truncate_text)
         self.snapshot_timing = snapshot_timing
+        self.w1_raw_names = w1_raw_names
         self.seed = seed
         device = backbone.device
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
-        tokens = tokenize_class_prompts(backbone, names, template=template)
+        w1_names = list(class_names) if w1_raw_names else names  # raw: the reference's text_input
+        tokens = tokenize_class_prompts(backbone, w1_names, template=template)
         self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
 
         self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
@@ -388,6 +401,7 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
+        w1_raw_names: bool = LearnerConfig.w1_raw_names,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 
@@ -413,6 +427,7 @@ class CrossModalLearner(nn.Module):
             seed: Seed of the adapter's initial weights.
             truncate_text: Run the text encoder only up to the longest EOT position.
             snapshot_timing: When prompt snapshots are taken (see :class:`CrossModalLearner`).
+            w1_raw_names: Class names verbatim (underscores kept) in the hand-written prompt.
 
         Raises:
             BackboneError: unknown backbone or weights unavailable offline.
@@ -426,7 +441,7 @@ class CrossModalLearner(nn.Module):
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
             replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
             adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
-            snapshot_timing=snapshot_timing,
+            snapshot_timing=snapshot_timing, w1_raw_names=w1_raw_names,
         )
 
     # ================================================================ properties

@@ -121,7 +121,7 @@ class LoopConfig:
         check_int(self.num_workers, "num_workers", low=0)
         for name in ("eval_before_snapshot", "distributed"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise ConfigError(f"config key {name!r} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LoopConfig":
@@ -675,7 +675,8 @@ class TrainConfig(ConfigSection):
         """The :class:`LoopConfig` of a run with these values, its ``seed``, its
         :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
-                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers)
+                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers,
+                          eval_before_snapshot=evaluation.before_snapshot)
 
     def build_schedule(self) -> AlternatingSchedule:
         """A fresh :class:`~alta.AlternatingSchedule` with these values."""

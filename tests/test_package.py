@@ -30,6 +30,7 @@ EXPECTED_ALL = {
     "distributed",
     "run_stream",
     "metrics",
+    "protocols",
     "ClipBackbone",
     "Experience",
     "EvaluationResult",

@@ -49,6 +49,7 @@ can be set with --set SECTION.KEY=VALUE (see a config.yaml for the keys).
 # command-line destination -> configuration key
 _FLAG_KEYS = {
     "method": "model.method",
+    "protocol": "protocol",
     "il_setting": "eval.il_setting",
     "visual": "model.visual",
     "pretrained": "model.pretrained",
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--method", metavar="METHOD",
                       help="mlp, resmlp, sprompt, cprompt, cprompt_oriprompt, cprompt_mlp, cprompt_resmlp, "
                            "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot")
+    what.add_argument("--protocol", choices=("paper", "reference"),
+                      help="paper (default: the method as described) or reference (the authors' released loop, "
+                           "each quirk: see docs/reproducing.md); flags given with it still win")
     what.add_argument("--il-setting", "--il_setting", dest="il_setting", choices=("class-il", "task-il"),
                       help="headline setting (both are always computed; default class-il)")
     what.add_argument("--visual", metavar="BACKBONE",
@@ -270,6 +274,11 @@ def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
     from ..errors import ConfigError
     from .config import apply_overrides
 
+    from ..protocols import apply_protocol
+
+    if "protocol" in values:  # the protocol's knobs first, so that the other flags win
+        values = dict(values)
+        config = apply_protocol(config, values.pop("protocol"))
     try:
         return apply_overrides(config, values)
     except ConfigError as exc:

@@ -1184,9 +1184,14 @@ class DataConfig(ConfigSection):
         if self.class_order is not None:
             set_canonical(self, "class_order", tuple(self.class_order))
 
-    def build(self, *, resolution: int) -> tuple[ScenarioStream, list[Experience]]:
+    def build(self, *, resolution: int, class_names=None) -> tuple[ScenarioStream, list[Experience]]:
         """The stream at the backbone's ``resolution`` and its experiences, with the first
         ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
+
+        Args:
+            resolution: Image size of the backbone.
+            class_names: Names replacing the dataset's (e.g. a protocol's; see
+                :meth:`ScenarioStream.from_name`), or ``None``.
 
         Raises:
             ConfigError: a bad split or class order (named ``data.class_order``).
@@ -1197,6 +1202,7 @@ class DataConfig(ConfigSection):
                 self.dataset, root=self.root, download=self.download, transform=self.transform,
                 test_transform=self.test_transform, resolution=resolution, num_experiences=self.num_experiences,
                 classes_per_experience=self.classes_per_experience, class_order=self.class_order,
+                **({} if class_names is None else {"class_names": class_names}),
             )
         except DataError as exc:
             raise _classify_data_error(exc) from None
