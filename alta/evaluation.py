@@ -24,7 +24,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .cache import FeatureCache
 from .config import ConfigSection, check_choice, in_section
@@ -154,6 +154,7 @@ def evaluate(
     num_workers: int = 0,
     cache: FeatureCache | None = None,
     progress: bool = False,
+    distributed: bool = False,
 ) -> EvaluationResult:
     """Class-IL and task-IL accuracy of ``learner`` on the test split of each experience.
 
@@ -165,6 +166,10 @@ def evaluate(
         cache: Reuse frozen image features across evaluations (exact: test transforms are
             deterministic). ``None`` encodes the images every time, as the reference does.
         progress: Show a tqdm progress bar.
+        distributed: Inside a process group, every rank scores its contiguous, batch-aligned
+            share of each test set and the correct counts are summed over the ranks (one
+            all-reduce): the same accuracies as one process, on every rank. Every rank must call
+            it. No effect without a process group.
 
     Returns:
         :class:`EvaluationResult` with per-experience accuracies in % (top-1 class-IL and
@@ -198,6 +203,9 @@ def evaluate(
             "Call learner.begin_experience(experience) and train first (zero-shot CLIP can be evaluated "
             "at any time with method='zeroshot')."
         )
+    from . import distributed as dist
+
+    parallel = distributed and dist.is_distributed()
     device = learner.device
     was_training = learner.training
     learner.eval()
@@ -206,36 +214,43 @@ def evaluate(
     num_classes = int(mapping.numel())
     top_k = min(TOP_K, num_classes)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)  # (C * C,), row-major
-    indices, class_il, task_il, top5, counts = [], [], [], [], []
-    for experience in tqdm(experiences, desc="evaluating", disable=not progress, leave=False):
-        correct_c = torch.zeros((), dtype=torch.long, device=device)
-        correct_t = torch.zeros((), dtype=torch.long, device=device)
-        correct_5 = torch.zeros((), dtype=torch.long, device=device)
-        total = 0
+    # per experience: correct class-IL, task-IL, class-IL top-k, total
+    tallies = torch.zeros(len(experiences), 4, dtype=torch.long, device=device)
+    for row, experience in enumerate(tqdm(experiences, desc="evaluating", disable=not progress, leave=False)):
         if cache is not None:
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
-            batches = zip(stored.features.split(batch_size), stored.labels.split(batch_size))
+            features, targets = stored.features, stored.labels
+            if parallel:
+                mine = dist.batch_aligned_range(features.shape[0], batch_size)
+                features, targets = features[mine.start : mine.stop], targets[mine.start : mine.stop]
+            batches = zip(features.split(batch_size), targets.split(batch_size))
         else:
+            data = experience.test
+            if parallel:
+                data = Subset(data, list(dist.batch_aligned_range(len(data), batch_size)))
             # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
-            batches = DataLoader(experience.test, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                  pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
             predicted = logits.argmax(dim=1)  # (B,)
-            correct_c += (predicted == labels).sum()
-            correct_t += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
-            correct_5 += (logits.topk(top_k, dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()  # (B, k) -> ()
+            tallies[row, 0] += (predicted == labels).sum()
+            tallies[row, 1] += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
+            tallies[row, 2] += (logits.topk(top_k, dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()  # (B, k) -> ()
+            tallies[row, 3] += labels.shape[0]
             confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
-            total += labels.shape[0]
-        indices.append(int(experience.index))
-        counts.append(total)
-        # one sync per experience; no test samples: nothing was measured (NaN, never 0%)
-        class_il.append(100.0 * float(correct_c) / total if total else float("nan"))
-        task_il.append(100.0 * float(correct_t) / total if total else float("nan"))
-        top5.append(100.0 * float(correct_5) / total if total else float("nan"))
+    if parallel:
+        tallies = dist.all_reduce_sum(tallies)
+        confusion = dist.all_reduce_sum(confusion)
     learner.train(was_training)
-    return EvaluationResult(tuple(indices), tuple(class_il), tuple(task_il), tuple(counts), tuple(top5),
+    tallies = tallies.cpu()  # one sync per evaluation
+    totals = tallies[:, 3].double()
+    # no test samples: nothing was measured (NaN, never 0%)
+    class_il, task_il, top5 = (
+        torch.where(totals > 0, 100.0 * tallies[:, k].double() / totals, float("nan")).tolist() for k in range(3))
+    return EvaluationResult(tuple(int(e.index) for e in experiences), tuple(class_il), tuple(task_il),
+                            tuple(int(n) for n in tallies[:, 3]), tuple(top5),
                             confusion.view(num_classes, num_classes).cpu().numpy())
 
 

@@ -53,7 +53,8 @@ import yaml
 from .backbones import BACKBONES, list_backbones, split_source
 from .buffer import BufferConfig
 from .cache import FeatureCache
-from .callbacks import Callback, CallbackList, ProgressBar
+from . import distributed as dist
+from .callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
@@ -65,7 +66,7 @@ from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
 from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
-from .rundir import RUN_FILES, RunDir, claim_run_dir
+from .rundir import RUN_FILES, RunDir, claim_run_dir_on_main
 from .schedule import BRANCHES
 from .seeding import derive_seed, determinism_state, set_deterministic
 from .summary import (CONFUSION_NAME, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
@@ -321,7 +322,7 @@ class Experiment:
         if spec.branches:
             self.schedule = config.train.build_schedule()
             self.optimizer, self.scheduler = config.optim.build(learner, epochs=config.train.epochs)
-        self.cache = FeatureCache()
+        self.cache = FeatureCache(distributed=dist.is_distributed())  # sharded encoding under torchrun
         logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s, protocol %s",
                     spec.name, spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(),
                     config.seed, device, config.protocol)
@@ -347,7 +348,8 @@ class Experiment:
         learner = CrossModalLearner(self.learner.backbone, class_names=self.stream.class_names, method="zeroshot",
                                     head="all", template=m.template, truncate_text=m.truncate_text)
         zs = evaluate(learner, self.experiences, batch_size=self.config.eval.batch_size,
-                      num_workers=self.config.data.num_workers, cache=self.cache, progress=progress)
+                      num_workers=self.config.data.num_workers, cache=self.cache, progress=progress,
+                      distributed=dist.is_distributed())
         logger.info("zero-shot CLIP: class-IL %s, task-IL %s", " ".join(f"{v:.1f}" for v in zs.class_il),
                     " ".join(f"{v:.1f}" for v in zs.task_il))
         return {"class_il": list(zs.class_il), "task_il": list(zs.task_il)}
@@ -465,13 +467,16 @@ class SummaryWriter(Callback):
         experiment: The run's objects.
         elapsed: Returns the wall time of the run so far.
         zeroshot: The zero-shot baseline (``None``: not measured).
+        write: Write the file (``False`` on the ranks other than 0 of a data-parallel run: they
+            compute the same summary and return it, rank 0 writes it).
 
     Attributes:
         summary: The summary written (``None`` before the run ends).
     """
 
-    def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None) -> None:
+    def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None, write: bool = True) -> None:
         self.path, self.experiment, self.elapsed, self.zeroshot = Path(path), experiment, elapsed, zeroshot
+        self.write = write
         self.summary: dict[str, Any] | None = None
 
     def on_run_end(self, *, result: StreamResult) -> None:  # noqa: D102
@@ -483,8 +488,9 @@ class SummaryWriter(Callback):
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
             parameters=parameter_counts(e.learner), determinism=determinism_state(),
         )
-        save_confusion(result, self.path.parent / CONFUSION_NAME, parents=False)
-        write_json(self.path, self.summary, parents=False)
+        if self.write:
+            save_confusion(result, self.path.parent / CONFUSION_NAME, parents=False)
+            write_json(self.path, self.summary, parents=False)
 
 
 class PlotWriter(Callback):
@@ -670,7 +676,8 @@ def run_experiment(
             ``config.yaml`` must match ``config`` up to operational keys such as the device or
             the data root). Without a checkpoint the run starts from the first experience.
         callbacks: The user's :class:`~alta.callbacks.Callback` s; they receive every event of
-            the run, after the run's own writers (metrics, checkpoint, logs).
+            the run, after the run's own writers (metrics, checkpoint, logs). Under torchrun they
+            run on every rank (wrap a writer in :class:`~alta.callbacks.MainProcessOnly`).
         progress: Show tqdm progress bars (:class:`~alta.callbacks.ProgressBar` and evaluations).
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
@@ -708,7 +715,10 @@ def run_experiment(
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     _check_backbone_name(config.model.visual)
     device = resolve_device(config.device)
-    claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
+    if device.type == "cuda" and dist.is_distributed():
+        device = dist.local_device()  # torchrun: the GPU LOCAL_RANK
+    claim = (contextlib.nullcontext(claimed) if claimed is not None
+             else claim_run_dir_on_main(output_dir, config, resume=resume))
     with claim as run_dir, translate_allocation_errors(f"the run in {output_dir}"):
         return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
                     stop_after=stop_after, user=user, loggers=loggers)
@@ -735,12 +745,14 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
             return summary
     if config.deterministic:  # before the first CUDA kernel: cuBLAS reads its setting when it starts
         logger.info("deterministic kernels: %s", set_deterministic())
+    main = dist.is_main_process()  # under torchrun every rank runs, rank 0 alone writes
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     experiment = Experiment(config, device=device)
     num = len(experiment.experiences)
     run_dir.mark_started()
-    write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
+    if main:
+        write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
 
     start_experience, start_epoch, result, zeroshot, elapsed_before = 0, 0, StreamResult.empty(num), None, 0.0
     checkpoint_path = output_dir / CHECKPOINT_NAME
@@ -760,16 +772,17 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         return elapsed_before + (time.perf_counter() - started)
 
     epochs = config.train.epochs if experiment.trains else 0
-    writers = [
-        FolderGuard(run_dir),
-        MetricsWriter(output_dir / "metrics.jsonl"),
-        Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
-        LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed),
+    summary_writer = SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot,
+                                   write=main)
+    writers = [  # what writes runs on rank 0 only; the stop and the summary (returned) on every rank
+        MainProcessOnly([FolderGuard(run_dir),
+                         MetricsWriter(output_dir / "metrics.jsonl"),
+                         Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
+                         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed)]),
         *([StopAfter(stop_after, num_experiences=num)] if stop_after is not None else []),
-        SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot),
-        *([PlotWriter(output_dir)] if plots else []),
-        *([ProgressBar()] if progress else []),
-        *_build_loggers(loggers, output_dir, config),
+        summary_writer,
+        MainProcessOnly([*([PlotWriter(output_dir)] if plots else []), *([ProgressBar()] if progress else []),
+                         *_build_loggers(loggers, output_dir, config)]),
     ]
     callbacks = CallbackList([*writers, *user])
     try:
@@ -781,7 +794,9 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
             run_stream(
                 experiment.learner, experiment.experiences, optimizer=experiment.optimizer,
                 scheduler=experiment.scheduler, buffer=experiment.buffer, schedule=experiment.schedule,
-                loop=t.loop(seed=config.seed, evaluation=config.eval, num_workers=config.data.num_workers),
+                loop=dataclasses.replace(t.loop(seed=config.seed, evaluation=config.eval,
+                                                 num_workers=config.data.num_workers),
+                                         distributed=dist.is_distributed()),
                 cache=experiment.cache, callbacks=callbacks, result=result, start_experience=start_experience,
                 start_epoch=start_epoch,
             )
@@ -793,7 +808,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         logger.info("stopped after %d of %d experiences as asked; continue with `alta run --resume %s`", done, num,
                     output_dir)
         return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
-    return next(w.summary for w in writers if isinstance(w, SummaryWriter))
+    return summary_writer.summary
 
 
 AGGREGATE_NAME = "aggregate.json"

@@ -46,7 +46,7 @@ from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, chec
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
 from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
-from .replay import check_memory, replay_terms
+from .replay import GlobalSizes, check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -562,9 +562,7 @@ class CrossModalLearner(nn.Module):
         if self.snapshot_timing == "last_forward" and self._last_forward_w2 is not None:
             features = self._last_forward_w2[classes]  # (N, D): the context before the final step
         else:
-            features = F.normalize(
-                self.prompt_learner.encode(self.backbone, classes, truncate=self.truncate_text), dim=-1
-            )  # (N, D)
+            features = self.encode_prompts(classes)  # (N, D)
         self.snapshot_features[classes] = features
         self.snapshotted[classes] = True
         self._refresh()
@@ -598,7 +596,20 @@ class CrossModalLearner(nn.Module):
             self._refresh()
         return self._learning_ids
 
-    def text_features(self, *, grad: bool = True) -> TextFeatures:
+    def encode_prompts(self, class_ids: torch.Tensor) -> torch.Tensor:
+        """Normalised learned-prompt features w2 of ``class_ids`` with the current context.
+
+        Raises:
+            StateError: the method has no learned prompt.
+
+        Shape:
+            class_ids: (N,); returns (N, D).
+        """
+        if self.prompt_learner is None:
+            raise StateError(f"method {self.method.name!r} has no learned prompt to encode")
+        return F.normalize(self.prompt_learner.encode(self.backbone, class_ids, truncate=self.truncate_text), dim=-1)
+
+    def text_features(self, *, grad: bool = True, encode_prompts=None) -> TextFeatures:
         """Normalised class text features for the current state.
 
         w2 is computed from the context vectors only for :meth:`learning_classes`; snapshotted
@@ -608,6 +619,10 @@ class CrossModalLearner(nn.Module):
         Args:
             grad: Track gradients to the context vectors (``False`` for evaluation or when the
                 text branch is not updated).
+            encode_prompts: Computes the normalised w2 of the learning classes from their ids,
+                (N,) -> (N, D); default :meth:`encode_prompts`.
+                :func:`alta.distributed.text_features` passes one that encodes C/N classes per
+                rank and all-gathers the features.
 
         Returns:
             :class:`TextFeatures` with w1 and w2 of shape (C, D) (``None`` where unused).
@@ -619,10 +634,9 @@ class CrossModalLearner(nn.Module):
             if ids.numel() == 0:
                 w2 = self.snapshot_features
             else:
+                encode = self.encode_prompts if encode_prompts is None else encode_prompts
                 with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                    fresh = F.normalize(
-                        self.prompt_learner.encode(self.backbone, ids, truncate=self.truncate_text), dim=-1
-                    )  # (N, D)
+                    fresh = encode(ids)  # (N, D)
                     if ids.numel() == self.num_classes:
                         w2 = fresh  # every class is learning (first experience, head="all")
                     else:
@@ -764,6 +778,8 @@ class CrossModalLearner(nn.Module):
         *,
         memory: Mapping[str, torch.Tensor] | None = None,
         branches: Iterable[str] | None = None,
+        text: TextFeatures | None = None,
+        sizes: GlobalSizes | None = None,
     ) -> "StepLoss":
         """The training loss of the method on a batch and, optionally, a replayed memory.
 
@@ -779,6 +795,13 @@ class CrossModalLearner(nn.Module):
                 or ``None``.
             branches: Branches whose parameters get gradients (default: every branch of the
                 method; see :meth:`active_branches`).
+            text: This step's text features, already computed (:meth:`text_features` with
+                ``grad="text" in branches``); ``None`` computes them here.
+            sizes: The batch and memory are one rank's shards of a global batch of these sizes
+                (data-parallel training, :func:`alta.distributed.train_step`): every term is this
+                shard's contribution, sums divided by the global counts, so that the losses (and
+                gradients) of all ranks add up to those of the global batch. ``None``: means over
+                this batch.
 
         Returns:
             A :class:`StepLoss`: the loss with its graph, its detached terms, and what the
@@ -797,11 +820,15 @@ class CrossModalLearner(nn.Module):
         f1 = self._as_features(inputs)  # (B, D)
         labels = self._check_labels(labels, f1.shape[0])  # (B,)
 
-        text = self.text_features(grad="text" in active)  # once per step, shared with replay
+        if text is None:
+            text = self.text_features(grad="text" in active)  # once per step, shared with replay
         if self.snapshot_timing == "last_forward" and text.w2 is not None:
             self._last_forward_w2 = text.w2.detach()  # pre-step prompts, as the reference snapshots
         logits = self.logits_from_features(f1, text, adapter_grad="image" in active)  # (B, C)
-        ce = F.cross_entropy(logits, labels)
+        if sizes is None:
+            ce = F.cross_entropy(logits, labels)
+        else:  # this shard's contribution to the mean over the global batch
+            ce = F.cross_entropy(logits, labels, reduction="sum") / max(sizes.batch, 1)
         loss = ce
         zero = ce.detach().new_zeros(())
         replay_ce, replay_mse = zero, zero
@@ -809,7 +836,7 @@ class CrossModalLearner(nn.Module):
             stored = check_memory(memory, embed_dim=self.embed_dim, num_classes=self.num_classes,
                                   device=self.device, backbone=self.backbone.name)
             z_b = self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)  # (M, C)
-            replay_ce, replay_mse = replay_terms(z_b, stored, seen_only=self.head == "seen")
+            replay_ce, replay_mse = replay_terms(z_b, stored, seen_only=self.head == "seen", sizes=sizes)
             loss = loss + self.alpha * replay_ce + self.beta * replay_mse
         return StepLoss(
             loss=loss, ce=ce.detach(), replay_ce=replay_ce.detach(), replay_mse=replay_mse.detach(),

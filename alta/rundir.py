@@ -33,7 +33,7 @@ from typing import Any
 
 from .errors import ConfigError, OutputError
 
-__all__ = ["RUN_FILES", "RunDir", "claim_run_dir", "check_output_dir"]
+__all__ = ["RUN_FILES", "RunDir", "claim_run_dir", "claim_run_dir_on_main", "check_output_dir"]
 
 logger = logging.getLogger("alta.run")
 
@@ -420,3 +420,34 @@ def claim_run_dir(output_dir: str | os.PathLike, config: Any, *, resume: bool = 
             return claimed
     raise ConfigError(f"no free output folder among {path} and {path.name}-2 .. -{_MAX_NAMES}; choose an "
                       f"--output-dir")
+
+
+def claim_run_dir_on_main(output_dir: str | os.PathLike, config: Any, *, resume: bool = False,
+                          next_free: bool = False) -> RunDir:
+    """:func:`claim_run_dir` for a run on one process or on N (``torchrun``).
+
+    Rank 0 claims the folder (lock, ``config.yaml``) and tells the other ranks which folder it
+    got, or why it got none; they then hold an unlocked :class:`RunDir` of the same folder
+    (rank 0 alone writes into it, see :mod:`alta.distributed`). Every rank must call it. In one
+    process it is :func:`claim_run_dir`.
+
+    Raises:
+        ConfigError: as :func:`claim_run_dir`, on every rank (with rank 0's message).
+    """
+    from . import distributed as dist
+
+    if not dist.is_distributed():
+        return claim_run_dir(output_dir, config, resume=resume, next_free=next_free)
+    claimed, outcome = None, None
+    if dist.is_main_process():
+        try:
+            claimed = claim_run_dir(output_dir, config, resume=resume, next_free=next_free)
+            outcome = ("claimed", str(claimed.path))
+        except ConfigError as exc:
+            outcome = ("refused", str(exc))
+    outcome = dist.broadcast_object(outcome)
+    if outcome[0] == "refused":
+        raise ConfigError(outcome[1])
+    if claimed is not None:
+        return claimed
+    return RunDir(Path(outcome[1]), resume=resume, lock_fd=None, created=[], wrote_config=False)

@@ -35,8 +35,9 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from . import distributed as _dist
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
@@ -79,6 +80,10 @@ class LoopConfig:
         eval_before_snapshot: Evaluate the experience just trained before
             ``learner.end_experience`` snapshots its prompts, as the reference code does
             (``main.py`` evaluates inside its epoch loop; default ``False``: after).
+        distributed: Run data-parallel over the ranks of the process group (torchrun; see
+            :mod:`alta.distributed`): each rank trains on its shard of every global batch of
+            ``batch_size``, features are cached and evaluations counted on shards. The results
+            are those of one process. Without a process group it changes nothing.
 
     Raises:
         ConfigError: a value out of range (the message names the field).
@@ -96,6 +101,7 @@ class LoopConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
     eval_before_snapshot: bool = False
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs", low=1)
@@ -115,8 +121,9 @@ class LoopConfig:
         check_int(self.eval_batch_size, "eval_batch_size", low=1, high=MAX_BATCH_SIZE,
                   why="test images per forward pass (default 256; it does not change results)")
         check_int(self.num_workers, "num_workers", low=0)
-        if not isinstance(self.eval_before_snapshot, bool):
-            raise ConfigError(f"config key 'eval_before_snapshot' must be true or false, got {self.eval_before_snapshot!r}")
+        for name in ("eval_before_snapshot", "distributed"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config key {name!r} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LoopConfig":
@@ -136,6 +143,27 @@ class LoopConfig:
 
 
 _NO_REPLAY_LOGGED: set[str] = set()
+
+
+def check_step_objects(optimizer, buffer) -> None:
+    """The checks of a training step's optimizer and buffer (shared with :mod:`alta.distributed`).
+
+    Raises:
+        ConfigError: not an optimizer; a buffer that is not a :class:`~alta.MemoryBuffer`.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
+            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
+        )
+    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
+        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+
+
+def _log_ignored_buffer(learner, buffer) -> None:
+    if buffer is not None and not learner.method.replay and learner.method.name not in _NO_REPLAY_LOGGED:
+        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
+        _NO_REPLAY_LOGGED.add(learner.method.name)
 
 
 def train_step(
@@ -182,18 +210,10 @@ def train_step(
     Shape:
         inputs: (B, 3, R, R) or (B, D); labels: (B,).
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ConfigError(
-            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
-            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
-        )
-    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
-        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+    check_step_objects(optimizer, buffer)
     branches = learner.active_branches(schedule)
     replay = buffer is not None and learner.method.replay
-    if buffer is not None and not replay and learner.method.name not in _NO_REPLAY_LOGGED:
-        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
-        _NO_REPLAY_LOGGED.add(learner.method.name)
+    _log_ignored_buffer(learner, buffer)
     if replay:
         check_buffer_fields(buffer.fields)
     memory = buffer.sample(learner.replay_batch_size) if replay and not buffer.is_empty() else None
@@ -232,8 +252,14 @@ def epoch_batches(
     cache: FeatureCache | None = None,
     num_workers: int = LoopConfig.num_workers,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled training batches of one epoch of ``experience``.
+
+    With ``world_size`` N > 1, the part of every global batch that rank ``rank`` trains on
+    (:func:`alta.distributed.shard_range`: contiguous, in rank order): the shards of all ranks
+    concatenate to the single-process batch, and a rank loads only its own images.
 
     Args:
         experience: An :class:`~alta.data.Experience`.
@@ -246,10 +272,12 @@ def epoch_batches(
             it across epochs, which is the point).
         num_workers: DataLoader workers (``"none"`` mode and cache filling).
         drop_last: Drop a last incomplete batch.
+        rank: This process's rank (data-parallel training).
+        world_size: N, the number of processes; 1: the whole batch.
 
     Yields:
         ``(inputs, labels)``: images (B, 3, R, R) in mode ``"none"``, frozen image features
-        (B, D) otherwise; labels (B,).
+        (B, D) otherwise; labels (B,). With N > 1, b = this rank's part of B rows (possibly 0).
 
     Raises:
         ConfigError: a bad value (checked by :class:`LoopConfig`), or an experience without
@@ -262,11 +290,17 @@ def epoch_batches(
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
     generator = torch.Generator().manual_seed(epoch_seed)
+    pin = backbone.device.type == "cuda"
     if kind == "none":
-        loader = DataLoader(_SeededItems(experience.train, epoch_seed), batch_size=batch_size, shuffle=True,
-                            generator=generator,
-                            num_workers=num_workers, drop_last=drop_last,
-                            pin_memory=backbone.device.type == "cuda")
+        items = _SeededItems(experience.train, epoch_seed)
+        if world_size == 1:
+            loader = DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
+                                num_workers=num_workers, drop_last=drop_last, pin_memory=pin)
+        else:  # the single-process loader's order, from a loader of indices (same sampler, same draws)
+            order = DataLoader(range(len(items)), batch_size=batch_size, shuffle=True, generator=generator,
+                               drop_last=drop_last)
+            local = [_local_part(batch.tolist(), rank, world_size) for batch in order]
+            loader = _ShardLoader(items, local, num_workers=num_workers, pin_memory=pin)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(epoch_seed)  # random transforms in the main process use the global RNG
             yield from loader
@@ -292,7 +326,41 @@ def epoch_batches(
         order = torch.arange(labels.shape[0], device=device)
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
+        if world_size > 1:
+            idx = _local_part(idx, rank, world_size)
         yield features[idx], labels[idx]
+
+
+def _local_part(batch, rank: int, world_size: int):
+    """Rank ``rank``'s contiguous part of a global batch (a list or a tensor of indices)."""
+    from .distributed import shard_range
+
+    part = shard_range(len(batch), rank=rank, world_size=world_size)
+    return batch[part.start : part.stop]
+
+
+class _ShardLoader:
+    """Loads one rank's parts of the global batches; an empty part (a last global batch smaller
+    than N) is yielded as empty tensors shaped like the samples."""
+
+    def __init__(self, dataset: Dataset, parts: list[list[int]], *, num_workers: int, pin_memory: bool) -> None:
+        self.dataset, self.parts = dataset, parts
+        # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
+        self.loader = DataLoader(dataset, batch_sampler=[p for p in parts if p], num_workers=num_workers,
+                                 pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+
+    def __iter__(self):
+        loaded = iter(self.loader)
+        example = None
+        for part in self.parts:
+            if part:
+                example = next(loaded)
+                yield example
+                continue
+            if example is None:
+                image, _ = self.dataset[0]
+                example = (torch.as_tensor(image).unsqueeze(0), torch.zeros(1, dtype=torch.long))
+            yield example[0][:0], example[1][:0]
 
 
 class _SeededItems(SeededItems):
@@ -414,9 +482,12 @@ def fit_experience(
     learner.train()
     learner.begin_experience(experience)
     callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
+    parallel = loop.distributed and _dist.is_distributed()
+    rank, world_size = (_dist.get_rank(), _dist.get_world_size()) if parallel else (0, 1)
     if cache is None and loop.train_cache != "none":
-        cache = FeatureCache()
-    num_steps = math.ceil(len(experience.train) / loop.batch_size)
+        cache = FeatureCache(distributed=loop.distributed)
+    num_samples = len(experience.train)
+    num_steps = math.ceil(num_samples / loop.batch_size)
     for epoch in range(start_epoch, loop.epochs):
         callbacks.on_epoch_start(experience=t, epoch=epoch, num_epochs=loop.epochs, num_steps=num_steps)
         sums: dict[str, torch.Tensor] = {}
@@ -424,16 +495,22 @@ def fit_experience(
         monitor = DivergenceMonitor()
         lr = optimizer.param_groups[0]["lr"]
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
-                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers)
+                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers,
+                                rank=rank, world_size=world_size)
         for inputs, labels in batches:
-            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
-                             check_finite=False)
+            global_size = min(loop.batch_size, num_samples - steps * loop.batch_size)
+            if parallel:
+                out = _dist.train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
+                                       shard_sizes=_dist.split_sizes(global_size, world_size))
+            else:
+                out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
+                                 check_finite=False)
             monitor.update(steps, out["loss"])
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
             callbacks.on_step_end(experience=t, epoch=epoch, step=steps, outputs=out)
             steps += 1
-            seen += int(labels.shape[0])
+            seen += global_size
         stats = _epoch_stats(sums, epoch=epoch, steps=steps, seen=seen, lr=lr)
         # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
         monitor.check(mean_loss=stats["loss"] if steps else 0.0, parameters=learner.trainable_parameters(),
@@ -462,7 +539,8 @@ class _PeriodicEvaluation(Callback):
         every, epochs = self.loop.eval_every, self.loop.epochs
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             seen = evaluate(self.learner, self.evals[: self.covered[experience]],
-                            batch_size=self.loop.eval_batch_size, num_workers=self.loop.num_workers, cache=self.cache)
+                            batch_size=self.loop.eval_batch_size, num_workers=self.loop.num_workers, cache=self.cache,
+                            distributed=self.loop.distributed)
             _record(result, experience, epoch, seen, stats, self.callbacks)
 
 
@@ -538,7 +616,9 @@ def run_stream(
     if result is None:
         result = StreamResult.empty(num, len(evals))
     if cache is None:
-        cache = FeatureCache()
+        cache = FeatureCache(distributed=loop.distributed)
+    if loop.distributed and _dist.is_distributed():
+        _check_ranks_agree(learner, buffer)
     covered = _covered_evaluations(experiences, evals)
     periodic = _PeriodicEvaluation(learner, evals, covered, loop=loop, cache=cache, callbacks=callbacks)
     epoch_callbacks = [periodic, *callbacks]
@@ -550,7 +630,8 @@ def run_stream(
             loop=loop, cache=cache, callbacks=epoch_callbacks, start_epoch=start_epoch if t == start_experience else 0,
             result=result, end_experience=not loop.eval_before_snapshot,
         )
-        full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache)
+        full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache,
+                        distributed=loop.distributed)
         if loop.eval_before_snapshot:
             learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
@@ -563,6 +644,18 @@ def run_stream(
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
+
+
+def _check_ranks_agree(learner, buffer) -> None:
+    """Refuse a data-parallel run whose ranks start from different states (other seeds, another
+    checkpoint): they would train apart silently."""
+    params = [p.detach().double().reshape(-1) for p in learner.trainable_parameters()]
+    flat = torch.cat(params) if params else torch.zeros(1, dtype=torch.float64)
+    summary = [float(flat.sum()), float(flat.pow(2).sum()), float(int(learner.experience_index))]
+    if buffer is not None:
+        summary += [float(len(buffer)), float(buffer.num_seen), float(buffer.seed % 2**31)]
+    _dist.check_same_on_all_ranks(torch.tensor(summary, dtype=torch.float64),
+                                  what="the learner's trainable parameters or the buffer (its seed, its contents)")
 
 
 def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:

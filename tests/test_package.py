@@ -27,6 +27,7 @@ EXPECTED_ALL = {
     "LoopConfig",
     "Callback",
     "callbacks",
+    "distributed",
     "run_stream",
     "metrics",
     "protocols",

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -377,17 +378,20 @@ def _tiny_on_cpu(config) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..errors import OutputError, ResourceError, TrainingError
+    from .. import distributed as dist
+    from ..errors import ConfigError, OutputError, ResourceError, TrainingError
     from ..experiment import run_experiment
     from ..summary import format_table
-    from ..rundir import claim_run_dir
-
-    from ..errors import ConfigError
+    from ..rundir import claim_run_dir_on_main
 
     if args.seeds is not None and (args.resume or args.seed is not None):
         raise ConfigError("--seeds runs one experiment per seed: drop "
                           + ("--resume (run the same --seeds command again to continue the group)" if args.resume
                              else f"--seed {args.seed}"))
+    dist.init_from_env()  # under torchrun: one run on N processes; without it, a no-op
+    if args.seeds is not None and dist.is_distributed():
+        raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
+                          "per seed (--seed N), each on all the processes")
     config, output_dir, resume = resolve_run_config(args)
     threads = args.threads
     if threads is None and _tiny_on_cpu(config) and not any(os.environ.get(v) for v in _THREAD_VARIABLES):
@@ -404,8 +408,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Claim the folder before anything slow (a file or an unwritable place is refused at once; of two
     # runs started on one folder exactly one gets it); a run that fails before its first result gives
     # it back.
-    run_dir = claim_run_dir(output_dir, config, resume=resume, next_free=not resume and not args.output_dir)
+    run_dir = claim_run_dir_on_main(output_dir, config, resume=resume, next_free=not resume and not args.output_dir)
     output_dir = run_dir.path
+    main = dist.is_main_process()
+    if not main:
+        logging.getLogger("alta").setLevel(logging.WARNING)  # rank 0 logs the run; the others warn only
+    if dist.is_distributed():
+        # torchrun stops the other ranks with SIGTERM when one fails: say so, and how to resume
+        signal.signal(signal.SIGTERM, _stopped_by_launcher)
+        logging.getLogger("alta.cli").info("rank %d of %d (%s), results in %s", dist.get_rank(),
+                                           dist.get_world_size(), torch.distributed.get_backend(), output_dir)
     try:
         with run_dir:
             summary = run_experiment(config, output_dir=run_dir, resume=resume, progress=progress, plots=args.plots,
@@ -426,9 +438,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"alta: error: {exc}", file=sys.stderr)
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
+            resume_command = (f"torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}"
+                              if dist.is_distributed() else f"alta run --resume {output_dir}")
             print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
-                  f"with:\n  alta run --resume {output_dir}", file=sys.stderr)
+                  f"with:\n  {resume_command}", file=sys.stderr)
         return 1
+    except (_StoppedByLauncher, RuntimeError) as exc:
+        if not dist.is_distributed() or not (isinstance(exc, (_StoppedByLauncher, torch.distributed.DistError))
+                                             or _PEER_LOST.search(str(exc))):
+            raise
+        reason = ("stopped by torchrun" if isinstance(exc, _StoppedByLauncher)
+                  else f"a collective failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        checkpoint = output_dir / "checkpoint.pt"
+        where = (f"The last complete checkpoint is {checkpoint}" if checkpoint.is_file()
+                 else "No checkpoint was written yet")
+        print(f"\nalta: rank {dist.get_rank()} of {dist.get_world_size()}: {reason}: another rank failed or "
+              f"left; its error is above (torchrun names the rank). {where}; continue with:\n"
+              f"  torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}",
+              file=sys.stderr)
+        return 1
+    if dist.is_distributed():
+        torch.distributed.destroy_process_group()
+    if not main:
+        return 0  # rank 0 reports
     if not summary.get("complete"):
         print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
               f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
@@ -473,6 +505,18 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
     config = _apply(config, _reference_dirs(args, config, overrides), overrides)
     print(config.to_yaml(), end="")
     return 0
+
+
+# how gloo and NCCL say that another rank is gone (gloo raises a plain RuntimeError)
+_PEER_LOST = re.compile(r"Connection (closed|reset)|remote worker|peer|NCCL|[Tt]imed? ?out", re.IGNORECASE)
+
+
+class _StoppedByLauncher(Exception):
+    """SIGTERM from torchrun, which stops every rank when one fails."""
+
+
+def _stopped_by_launcher(signum, frame) -> None:
+    raise _StoppedByLauncher()
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,6 +609,13 @@ class _Handler(logging.StreamHandler):
         pass
 
 
+def _rank_tag() -> str:
+    """`` (rank r of N)`` in a data-parallel run, else nothing: which process an error is from."""
+    from .. import distributed as dist
+
+    return f" (rank {dist.get_rank()} of {dist.get_world_size()})" if dist.is_distributed() else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alta`` console script.
 
@@ -603,18 +654,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nalta: {'terminated (SIGTERM)' if isinstance(exc, _Terminated) else 'interrupted'}", file=sys.stderr)
         return _interrupt_status(exc)
     except ConfigError as exc:
-        print(f"alta: error: {exc}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)
         return 2
     except AltaError as exc:
         from ..data import DataRootError
 
-        print(f"alta: error: {exc}{_DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}{_DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"alta: error: {exc}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)
         return 1
     except MemoryError:
-        print("alta: error: out of memory; use a smaller --batch-size, eval.batch_size or buffer.size (--set KEY=N), "
+        print(f"alta: error{_rank_tag()}: out of memory; use a smaller --batch-size, eval.batch_size or buffer.size (--set KEY=N), "
               "a smaller backbone, or fewer --num-workers", file=sys.stderr)
         return 1
     finally:
