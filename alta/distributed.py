@@ -37,7 +37,7 @@ One run on N processes computes what the single-process run computes (ALTA: Li e
 Without torchrun nothing changes: :func:`init_from_env` is a no-op, and every helper works as
 the single-process identity (rank 0 of 1).
 
-Example:
+Examples:
     Run with ``torchrun --nproc_per_node 2 train.py`` (or ``python train.py``: one process):
 
     >>> import alta
@@ -214,7 +214,7 @@ def split_sizes(n: int, world_size: int | None = None) -> list[int]:
     Returns:
         N sizes that add up to ``n``, in rank order.
 
-    Example:
+    Examples:
         >>> split_sizes(10, 4)
         [3, 3, 2, 2]
     """

@@ -77,7 +77,7 @@ class DivergenceMonitor:
     Call :meth:`update` after every step (device-side work only) and :meth:`check` once at the
     end of the epoch.
 
-    Example:
+    Examples:
         >>> monitor = DivergenceMonitor()
         >>> monitor.update(0, torch.tensor(1.0)); monitor.update(1, torch.tensor(float("nan")))
         >>> monitor.first_bad_step()
