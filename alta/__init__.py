@@ -11,7 +11,7 @@ convenience loops, metrics, and the error hierarchy. Importing alta has no side 
 downloads nothing.
 """
 
-from . import callbacks, metrics
+from . import callbacks, metrics, protocols
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
@@ -59,6 +59,7 @@ __all__ = [
     "Callback",
     "callbacks",
     "metrics",
+    "protocols",
     # supporting types
     "ClipBackbone",
     "Experience",

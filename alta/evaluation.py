@@ -39,6 +39,9 @@ class EvalConfig(ConfigSection):
             ``--il_setting``).
         zeroshot_baseline: Evaluate zero-shot CLIP on every experience (the baseline of
             forward transfer; cheap, it shares the cached test features).
+        before_snapshot: Score the experience just trained before its prompts are snapshotted,
+            as the reference code does (``LoopConfig.eval_before_snapshot``; set by
+            ``--protocol reference``).
     """
 
     _SECTION: ClassVar[str] = "eval"
@@ -47,12 +50,13 @@ class EvalConfig(ConfigSection):
     batch_size: int = 256
     il_setting: str = "class-il"
     zeroshot_baseline: bool = True
+    before_snapshot: bool = False
 
     def __post_init__(self) -> None:
-        from .training import LoopConfig  # the loop owns the evaluation period and batch size
+        from .training import LoopConfig  # the loop owns the evaluation period, batch size and point
 
-        with in_section("eval", eval_every="every", eval_batch_size="batch_size"):
-            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size)
+        with in_section("eval", eval_every="every", eval_batch_size="batch_size", eval_before_snapshot="before_snapshot"):
+            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size, eval_before_snapshot=self.before_snapshot)
         check_choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -45,7 +46,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 import torch
 import yaml
 
-from .backbones import BACKBONES, list_backbones
+from .backbones import BACKBONES, list_backbones, split_source
 from .buffer import BufferConfig
 from .cache import FeatureCache
 from .callbacks import Callback, CallbackList, ProgressBar
@@ -58,6 +59,7 @@ from .io import append_jsonl, write_json, write_text
 from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
+from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
 from .rundir import RunDir, claim_run_dir
 from .schedule import BRANCHES
 from .seeding import derive_seed
@@ -119,6 +121,10 @@ class RunConfig(ConfigSection):
         optim: :class:`~alta.optim.OptimConfig`.
         train: :class:`~alta.training.TrainConfig`.
         eval: :class:`~alta.evaluation.EvalConfig`.
+        protocol: The protocol the run follows (:mod:`alta.protocols`): ``paper`` (the method as
+            described, the default) or ``reference`` (the authors' released loop). Chosen with
+            ``--protocol`` or :func:`apply_protocol`, which set its knobs; recorded in every
+            run's config and summary, and a resumed run refuses a different one.
     """
 
     _SECTION: ClassVar[str] = ""
@@ -126,6 +132,7 @@ class RunConfig(ConfigSection):
     name: str = "run"
     seed: int = 42
     device: str = "auto"
+    protocol: str = DEFAULT_PROTOCOL
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
@@ -136,6 +143,9 @@ class RunConfig(ConfigSection):
     def __post_init__(self) -> None:
         check_run_name(self.name)
         check_seed(self.seed, "seed")
+        if not isinstance(self.protocol, str) or self.protocol not in list_protocols():
+            raise ConfigError(f"config key 'protocol' must be one of {list_protocols()}, got {self.protocol!r}: "
+                              f"'paper' is the method as described, 'reference' the authors' released loop")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(
                 f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
@@ -233,6 +243,8 @@ def _check_backbone_name(visual: str) -> None:
     """Refuse an unknown backbone before anything is loaded (with the closest name)."""
     if visual in BACKBONES or visual in list_backbones(pretrained=True) or Path(visual).expanduser().is_file():
         return
+    if split_source(visual)[0] != "clip":  # open_clip: and hf: names are checked by their source when loaded
+        return
     names = list_backbones()
     same_case = [n for n in names if n.lower() == visual.lower()]
     close = same_case or difflib.get_close_matches(visual, names, n=1, cutoff=0.5)
@@ -279,7 +291,8 @@ class Experiment:
                     backbone.embed_dim, description["source"])
         if not backbone.pretrained:
             logger.warning("%s", random_backbone_note(description))
-        self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution)
+        self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution,
+                                                          class_names=protocol_class_names(config))
         experiences = self.experiences
         # a joint stream trains on one experience and is evaluated on those of the sequential split
         self.eval_experiences = config.data.subsample(self.stream.eval_experiences) if config.data.joint else experiences
@@ -304,9 +317,9 @@ class Experiment:
             self.schedule = config.train.build_schedule()
             self.optimizer, self.scheduler = config.optim.build(learner, epochs=config.train.epochs)
         self.cache = FeatureCache()
-        logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s", spec.name,
-                    spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(), config.seed,
-                    device)
+        logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s, protocol %s",
+                    spec.name, spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(),
+                    config.seed, device, config.protocol)
 
     @property
     def buffer_size(self) -> int:
@@ -387,7 +400,8 @@ class Checkpointer(Callback):
         experiment: The run's objects (their states are saved).
         elapsed: Returns the wall time of the run so far, over all its sessions.
         zeroshot: The zero-shot baseline, saved with the checkpoint (``None``: not measured).
-        every_epoch: Also checkpoint at epoch ends (a resumed run then loses at most one epoch).
+        every_epoch: Also checkpoint at epoch ends but the last (a resumed run then loses at most
+            one epoch).
     """
 
     def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None,
@@ -404,7 +418,10 @@ class Checkpointer(Callback):
                         elapsed_s=self.elapsed())
 
     def on_epoch_end(self, *, experience: int, epoch: int, result: StreamResult, **_: Any) -> None:  # noqa: D102
-        if self.every_epoch:
+        # not after the last epoch: the experience-end checkpoint follows after the evaluation, and
+        # a prompt snapshot from the last forward (snapshot_timing="last_forward") is not state a
+        # checkpoint could restore
+        if self.every_epoch and epoch + 1 < self.experiment.config.train.epochs:
             self.save(result, next_experience=experience, next_epoch=epoch + 1)
 
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102

@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import ClipBackbone, load_backbone
+from .backbones import Backbone, check_backbone, load_backbone
 from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, check_seed, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
-from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
+from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
 from .replay import check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
@@ -171,6 +171,8 @@ class LearnerConfig(ConfigSection):
         truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
         snapshot_timing: ``end`` (the context after an experience's final step) or
             ``last_forward`` (the context before it, as the reference code snapshots).
+        w1_raw_names: Class names verbatim in w1, underscores kept (the reference code's
+            "a photo of a aquarium_fish"); the learned prompt always reads them as spaces.
     """
 
     _SECTION: ClassVar[str] = "model"
@@ -180,11 +182,12 @@ class LearnerConfig(ConfigSection):
     alpha: float = 0.4
     beta: float = 0.4
     replay_batch_size: int = 32
-    ctx_init: str = "a photo of a"
-    template: str = "a photo of a {}"
+    ctx_init: str = DEFAULT_CTX_INIT
+    template: str = DEFAULT_TEMPLATE
     adapter_reduction: int = 16
     truncate_text: bool = True
     snapshot_timing: str = "end"
+    w1_raw_names: bool = False
 
     def __post_init__(self) -> None:
         set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
@@ -197,6 +200,8 @@ class LearnerConfig(ConfigSection):
         if not isinstance(self.truncate_text, bool):
             raise ConfigError(f"config key 'model.truncate_text' must be true or false, got {self.truncate_text!r}")
         check_choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
+        if not isinstance(self.w1_raw_names, bool):
+            raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
         _check_template(self.template)
 
     def learner_options(self) -> dict[str, Any]:
@@ -210,8 +215,11 @@ class ModelConfig(LearnerConfig):
     (:class:`LearnerConfig`).
 
     Attributes:
-        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or
-            the path of a local CLIP checkpoint. Its input resolution sets the image size.
+        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...,
+            ``open_clip:ViT-B-16``, ``hf:<id or folder>``) or the path of a local CLIP checkpoint.
+            Its input resolution sets the image size.
+        pretrained: Weights of an ``open_clip:`` backbone: a tag (``laion400m_e32``) or a weights
+            file; ``None``: random weights (see :func:`alta.load_backbone`).
         precision: Frozen encoders' precision: ``auto`` (fp16 on CUDA), ``fp32``, ``fp16``, ``bf16``.
         backbone_seed: Seed of random-weight backbones (``tiny-vit``, ``random-RN50``, ...).
         download_root: Folder of pretrained CLIP weights (``None``: ``~/.cache/clip``).
@@ -219,6 +227,7 @@ class ModelConfig(LearnerConfig):
     """
 
     visual: str = "RN50"
+    pretrained: str | None = None
     precision: str = "auto"
     backbone_seed: int = 0
     download_root: str | None = None
@@ -228,6 +237,9 @@ class ModelConfig(LearnerConfig):
         super().__post_init__()
         if not isinstance(self.visual, str) or not self.visual:
             raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
+            raise ConfigError(f"config key 'model.pretrained' must be a weights tag or a file path (or null for random "
+                              f"weights), got {self.pretrained!r}")
         check_seed(self.backbone_seed, "model.backbone_seed")
         check_choice(self.precision, "model.precision", ("auto", "fp32", "fp16", "bf16"))
 
@@ -237,16 +249,17 @@ class ModelConfig(LearnerConfig):
         Raises:
             BackboneError: unknown backbone, weights unavailable offline.
         """
-        return load_backbone(self.visual, device=device, precision=self.precision, download_root=self.download_root,
-                             download=self.download_weights, seed=self.backbone_seed)
+        return load_backbone(self.visual, pretrained=self.pretrained, device=device, precision=self.precision,
+                             download_root=self.download_root, download=self.download_weights, seed=self.backbone_seed)
 
 
 class CrossModalLearner(nn.Module):
     """ALTA and its variants on a frozen CLIP backbone, driven from your own loop.
 
     Args:
-        backbone: A frozen :class:`~alta.backbones.ClipBackbone` (see
-            :func:`~alta.backbones.load_backbone`, or use :meth:`from_pretrained`).
+        backbone: A frozen backbone: anything implementing the
+            :class:`~alta.backbones.Backbone` protocol, e.g. from :func:`~alta.load_backbone`
+            (clip-anytorch, ``open_clip:`` and ``hf:`` names), or use :meth:`from_pretrained`.
         class_names: One human-readable name per class of the stream, in label order
             (``stream.class_names``). C = len(class_names).
         method: A method of :func:`alta.list_methods` (``"alta"`` is the default
@@ -266,9 +279,14 @@ class CrossModalLearner(nn.Module):
             after the experience's final optimiser step; or ``"last_forward"``, the prompts of
             the last training forward, i.e. the context *before* the final step, which is what
             the reference code snapshots.
+        w1_raw_names: Build the hand-written prompts w1 from ``class_names`` exactly as given,
+            underscores kept ("a photo of a aquarium_fish"), as the reference code does; the
+            learned prompt always reads underscores as spaces. Default ``False``: readable names
+            in both prompts.
 
     Raises:
-        ConfigError: unknown method or head, empty or duplicated class names, bad weights.
+        ConfigError: a backbone missing members of the protocol (named in the message), unknown
+            method or head, empty or duplicated class names, bad weights.
 
     Shape:
         ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
@@ -281,7 +299,7 @@ class CrossModalLearner(nn.Module):
 
     def __init__(
         self,
-        backbone: ClipBackbone,
+        backbone: Backbone,
         *,
         class_names: Sequence[str],
         method: str = LearnerConfig.method,
@@ -295,16 +313,14 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
+        w1_raw_names: bool = LearnerConfig.w1_raw_names,
     ) -> None:
         super().__init__()
-        if not isinstance(backbone, ClipBackbone):
-            raise ConfigError(
-                f"backbone must be an alta ClipBackbone, got {type(backbone).__name__}; build one with "
-                f"alta.load_backbone(name) or use CrossModalLearner.from_pretrained(name, ...)"
-            )
+        check_backbone(backbone)
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
-                                truncate_text=truncate_text, snapshot_timing=snapshot_timing)  # validates each once
+                                truncate_text=truncate_text, snapshot_timing=snapshot_timing,
+                                w1_raw_names=w1_raw_names)  # validates each once
         spec = get_method(options.method)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
@@ -320,12 +336,14 @@ class CrossModalLearner(nn.Module):
         self.template = template
         self.truncate_text = bool(truncate_text)
         self.snapshot_timing = snapshot_timing
+        self.w1_raw_names = w1_raw_names
         self.seed = seed
         device = backbone.device
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
-        tokens = tokenize_class_prompts(names, template=template, context_length=backbone.context_length)
+        w1_names = list(class_names) if w1_raw_names else names  # raw: the reference's text_input
+        tokens = tokenize_class_prompts(backbone, w1_names, template=template)
         self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
 
         self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
@@ -368,6 +386,7 @@ class CrossModalLearner(nn.Module):
         class_names: Sequence[str],
         method: str = LearnerConfig.method,
         head: str = LearnerConfig.head,
+        pretrained: str | bool | None = None,
         device: str | torch.device | None = "cpu",
         precision: str = ModelConfig.precision,
         download_root: str | None = ModelConfig.download_root,
@@ -382,15 +401,18 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
+        w1_raw_names: bool = LearnerConfig.w1_raw_names,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 
         Args:
-            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or a local
-                checkpoint path; see :func:`alta.load_backbone`.
+            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ``open_clip:ViT-B-16``,
+                ``hf:<id or folder>``, ...) or a local checkpoint path; see :func:`alta.load_backbone`.
             class_names: Class names of the stream, in label order.
             method: Method variant (default ALTA).
             head: ``"all"`` or ``"seen"``.
+            pretrained: Weights of ``open_clip:``/``hf:`` backbones (a tag, a file, or ``None``/
+                ``False``; see :func:`alta.load_backbone`).
             device: Where the learner lives (``None``: CUDA when available).
             precision: Precision of the frozen encoders (``"auto"``: fp16 on CUDA).
             download_root: Folder of pretrained weights (default ``~/.cache/clip``).
@@ -405,19 +427,21 @@ class CrossModalLearner(nn.Module):
             seed: Seed of the adapter's initial weights.
             truncate_text: Run the text encoder only up to the longest EOT position.
             snapshot_timing: When prompt snapshots are taken (see :class:`CrossModalLearner`).
+            w1_raw_names: Class names verbatim (underscores kept) in the hand-written prompt.
 
         Raises:
             BackboneError: unknown backbone or weights unavailable offline.
             ConfigError: invalid method, head or options.
         """
         backbone = load_backbone(
-            visual, device=device, precision=precision, download_root=download_root, download=download, seed=backbone_seed
+            visual, pretrained=pretrained, device=device, precision=precision, download_root=download_root,
+            download=download, seed=backbone_seed
         )
         return cls(
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
             replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
             adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
-            snapshot_timing=snapshot_timing,
+            snapshot_timing=snapshot_timing, w1_raw_names=w1_raw_names,
         )
 
     # ================================================================ properties

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .protocols import protocol_deviations
 from . import metrics
 from .io import atomic_write
 
@@ -129,6 +130,8 @@ def build_summary(
         "version": 1,
         "complete": True,
         "config": config.name,
+        "protocol": config.protocol,
+        "protocol_deviations": protocol_deviations(config),
         **stream_info,
         "method": method.name,
         "formula": method.formula,

@@ -114,7 +114,7 @@ class LoopConfig:
                   why="test images per forward pass (default 256; it does not change results)")
         check_int(self.num_workers, "num_workers", low=0)
         if not isinstance(self.eval_before_snapshot, bool):
-            raise ConfigError(f"eval_before_snapshot must be True or False, got {self.eval_before_snapshot!r}")
+            raise ConfigError(f"config key 'eval_before_snapshot' must be true or false, got {self.eval_before_snapshot!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LoopConfig":
@@ -582,7 +582,8 @@ class TrainConfig(ConfigSection):
         """The :class:`LoopConfig` of a run with these values, its ``seed``, its
         :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
-                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers)
+                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers,
+                          eval_before_snapshot=evaluation.before_snapshot)
 
     def build_schedule(self) -> AlternatingSchedule:
         """A fresh :class:`~alta.AlternatingSchedule` with these values."""

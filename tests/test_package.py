@@ -29,6 +29,7 @@ EXPECTED_ALL = {
     "callbacks",
     "run_stream",
     "metrics",
+    "protocols",
     "ClipBackbone",
     "Experience",
     "EvaluationResult",

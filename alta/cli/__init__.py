@@ -47,8 +47,10 @@ can be set with --set SECTION.KEY=VALUE (see a config.yaml for the keys).
 # command-line destination -> configuration key
 _FLAG_KEYS = {
     "method": "model.method",
+    "protocol": "protocol",
     "il_setting": "eval.il_setting",
     "visual": "model.visual",
+    "pretrained": "model.pretrained",
     "buffer_size": "buffer.size",
     "seed": "seed",
     "dataset": "data.dataset",
@@ -120,11 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--method", metavar="METHOD",
                       help="mlp, resmlp, sprompt, cprompt, cprompt_oriprompt, cprompt_mlp, cprompt_resmlp, "
                            "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot")
+    what.add_argument("--protocol", choices=("paper", "reference"),
+                      help="paper (default: the method as described) or reference (the authors' released loop, "
+                           "each quirk: see docs/reproducing.md); flags given with it still win")
     what.add_argument("--il-setting", "--il_setting", dest="il_setting", choices=("class-il", "task-il"),
                       help="headline setting (both are always computed; default class-il)")
     what.add_argument("--visual", metavar="BACKBONE",
                       help="RN50 (the paper configs' default), RN101, RN50x4, RN50x16, ViT-B/32, ViT-B/16, "
-                           "random-weight tiny-vit (the offline demo's) / tiny-rn, or a local CLIP checkpoint file")
+                           "random-weight tiny-vit (the offline demo's) / tiny-rn, a local CLIP checkpoint file, "
+                           "open_clip:MODEL (e.g. open_clip:ViT-B-16) or hf:ID|FOLDER")
+    what.add_argument("--pretrained", metavar="TAG|FILE",
+                      help="weights of an open_clip: backbone, e.g. laion400m_e32, or a weights file "
+                           "(default: random weights)")
     what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=int, metavar="N",
                       help="memory buffer capacity (default 200; 0 = no replay)")
     what.add_argument("--seed", type=int, metavar="N", help="run seed (default 42)")
@@ -281,6 +290,11 @@ def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
     from ..errors import ConfigError
     from .config import apply_overrides
 
+    from ..protocols import apply_protocol
+
+    if "protocol" in values:  # the protocol's knobs first, so that the other flags win
+        values = dict(values)
+        config = apply_protocol(config, values.pop("protocol"))
     try:
         return apply_overrides(config, values)
     except ConfigError as exc:

@@ -81,6 +81,7 @@ __all__ = [
     "list_datasets",
     "load_sources",
     "read_idx",
+    "reference_class_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,51 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 # Where the Debian package ``dataset-fashion-mnist`` installs the original idx files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+# The class names the ALTA reference code prompts with (github.com/vijaylee/ALTA,
+# datasets/__init__.py, get_classnames): the dataset's own spelling for CIFAR (underscores kept)
+# and a curated list for Tiny-ImageNet, shipped as a data file with its source in its header.
+_REFERENCE_NAMES_FILES = {"seq-tinyimagenet": "tinyimagenet_reference_names.txt"}
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_names_file(filename: str) -> tuple[str, ...]:
+    from importlib import resources
+
+    text = (resources.files("alta.data") / filename).read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def reference_class_names(name: str) -> list[str] | None:
+    """The class names the ALTA reference code uses for a stream, one per original label.
+
+    CIFAR-10 and CIFAR-100 keep the dataset's spelling (``"aquarium_fish"``: the reference's
+    hand-written prompt w1 keeps the underscore, its learned prompt replaces it); Tiny-ImageNet
+    uses the reference's 200 curated names in ``wnids.txt`` order (``"Egyptian Mau"``, where
+    alta's loader reads the first ``words.txt`` synonym, ``"Egyptian cat"``).
+
+    Args:
+        name: A stream name of :func:`list_datasets` (aliases accepted).
+
+    Returns:
+        The names in original label order, or ``None`` for a stream the reference code does
+        not have (``digits``, ``fashion-mnist``, ``image-folder``).
+
+    Raises:
+        ConfigError: an unknown stream name (the message lists the valid ones).
+
+    References:
+        github.com/vijaylee/ALTA, ``datasets/__init__.py`` (``get_classnames``), commit aae43b0.
+    """
+    canonical = DATASETS.resolve(name)
+    if canonical == "seq-cifar10":
+        return list(CIFAR10_CLASSES)
+    if canonical == "seq-cifar100":
+        return list(CIFAR100_CLASSES)
+    if canonical in _REFERENCE_NAMES_FILES:
+        return list(_reference_names_file(_REFERENCE_NAMES_FILES[canonical]))
+    return None
 
 
 class DataRootError(DataError):

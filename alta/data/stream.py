@@ -1255,22 +1255,29 @@ class DataConfig(ConfigSection):
             raise ConfigError(f"config key 'data.options': {exc}") from None
         set_canonical(self, "options", dict(self.options))
 
-    def build(self, *, resolution: int) -> tuple[ScenarioStream, list[Experience]]:
+    def build(self, *, resolution: int, class_names=None) -> tuple[ScenarioStream, list[Experience]]:
         """The stream at the backbone's ``resolution`` and its experiences, with the first
         ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
+
+        Args:
+            resolution: Image size of the backbone.
+            class_names: Names replacing the dataset's when ``data.class_names`` is not set (e.g.
+                a protocol's; see :meth:`ScenarioStream.from_name`), or ``None``.
 
         Raises:
             ConfigError: a bad split, class order or class names (named by their ``data.`` key).
             DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
         """
         class_order = list(self.class_order) if isinstance(self.class_order, tuple) else self.class_order
-        class_names = list(self.class_names) if isinstance(self.class_names, tuple) else self.class_names
+        # data.class_names (the user's) wins over the names a protocol gives
+        names = class_names if self.class_names is None else (
+            list(self.class_names) if isinstance(self.class_names, tuple) else self.class_names)
         try:
             stream = ScenarioStream.from_name(
                 self.dataset, root=self.root, download=self.download, transform=self.transform,
                 test_transform=self.test_transform, resolution=resolution, num_experiences=self.num_experiences,
                 classes_per_experience=self.classes_per_experience, initial_classes=self.initial_classes,
-                split=self.split, class_order=class_order, seed=self.class_order_seed, class_names=class_names,
+                split=self.split, class_order=class_order, seed=self.class_order_seed, class_names=names,
                 joint=self.joint, dataset_options=self.options or None,
             )
         except DataError as exc:
@@ -1280,8 +1287,8 @@ class DataConfig(ConfigSection):
             if "config key" not in message and any(k in message for k in self.SPLIT_KEYS):
                 raise ConfigError(
                     f"{self.dataset}: {message} (config keys data.split, data.num_experiences, "
-                    f"data.classes_per_experience, data.initial_classes; on the command line e.g. --split B10-Inc10, "
-                    f"--num-experiences T, --set data.initial_classes=N)") from None
+                    f"data.classes_per_experience, data.initial_classes; on the command line --split "
+                    f"B<base>-Inc<increment>, --num-experiences T or --initial-classes N)") from None
             if "config key" not in message and "class_order" in message:
                 raise ConfigError(f"config key 'data.class_order': {message}") from None
             raise
