@@ -273,7 +273,9 @@ class Experiment:
         learner, buffer, schedule, optimizer, scheduler: The run's objects (``buffer`` is
             ``None`` without replay; ``schedule``, ``optimizer``, ``scheduler`` are ``None`` for a
             method that trains nothing, such as ``zeroshot``).
-        stream, experiences: The stream and its (possibly subsampled) experiences.
+        stream, experiences: The stream and its (possibly subsampled) training experiences.
+        eval_experiences: The experiences evaluated: ``experiences``, or for a joint stream
+            (``data.joint``) those of the sequential split (the accuracy matrices are (1, K)).
         cache: The feature cache shared by training and evaluation.
 
     Raises:

@@ -106,8 +106,10 @@ def build_summary(
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
         method: The :class:`~alta.methods.MethodSpec`.
-        stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``class_names``,
-            ``num_train``, ``num_test``.
+        stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``split``,
+            ``joint``, ``eval_classes_per_experience``, ``class_order``, ``class_order_source``,
+            ``class_names``, ``class_names_source``, ``names_look_like_identifiers``,
+            ``num_train``, ``num_test`` (:meth:`alta.experiment.Experiment.stream_info`).
         num_trainable_parameters: Trainable scalars of the learner.
         wall_time_s: Wall time of the run (all sessions).
         device: The device used.
@@ -115,7 +117,9 @@ def build_summary(
         buffer_size: Capacity of the buffer used (0: none).
 
     Returns:
-        A JSON-ready dict (NaN written as ``null``).
+        A JSON-ready dict (NaN written as ``null``). A joint run's (1, K) matrices (K
+        experiences of the sequential split) get Avg = Last = the mean of the row and no
+        forgetting, BWT or FWT.
     """
     matrices = {"class_il": result.class_il, "task_il": result.task_il}
     joint = np.asarray(result.class_il).shape[0] != np.asarray(result.class_il).shape[1]
