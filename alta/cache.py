@@ -160,7 +160,7 @@ class FeatureCache:
         directory: Folder for on-disk caching (memory-mapped reads). ``None`` keeps features
             in memory only.
 
-    Example:
+    Examples:
         >>> cache = FeatureCache()  # doctest: +SKIP
         >>> test = cache.features(learner.backbone, experience.test)  # doctest: +SKIP
     """

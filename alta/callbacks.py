@@ -23,7 +23,7 @@ Order of events for a stream of T experiences, E epochs each::
       on_experience_end(experience=t, result)
     on_run_end(result)
 
-Example:
+Examples:
     >>> class PrintLoss(Callback):
     ...     def on_epoch_end(self, *, experience, epoch, stats, result):
     ...         print(experience, epoch, round(stats["loss"], 3))

@@ -8,6 +8,13 @@ Both settings come from the same logits (as in mammoth and the ALTA reference co
 
 Accuracies are in percent; an experience without test samples scores NaN. With a :class:`~alta.cache.FeatureCache`, the frozen image features
 of each test set are computed once per run and every later evaluation only runs the small heads.
+
+Each evaluation also gives the class-IL top-5 accuracy per experience and the class-IL
+confusion matrix over all evaluated samples; per-class and old/new-class accuracies are pure
+functions of that matrix (:mod:`alta.metrics`). They are counted on the device with ``topk`` and
+``bincount``, in the same pass as the top-1 accuracies (which they leave unchanged).
+torchmetrics' ``MulticlassAccuracy(top_k=5)`` and ``MulticlassConfusionMatrix`` count the same
+numbers; they would add a dependency and a second pass over the logits for two lines of code.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -22,9 +30,10 @@ from .cache import FeatureCache
 from .config import ConfigSection, check_choice, in_section
 from .errors import ConfigError, StateError
 
-__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS"]
+__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS", "parameter_counts", "TOP_K"]
 
 IL_SETTINGS = ("class-il", "task-il")
+TOP_K = 5  # the k of the top-k accuracy (fewer when the head has fewer classes)
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,21 @@ class EvaluationResult:
         class_il: Class-IL accuracy per experience (NaN for an experience without test samples).
         task_il: Task-IL accuracy per experience (NaN likewise).
         num_samples: Test samples per experience.
+        class_il_top5: Class-IL top-5 accuracy per experience: the label is among the 5 highest
+            logits (among all of them when the head has fewer than 5 classes).
+        confusion: Class-IL confusion matrix over every evaluated sample, ``confusion[i, j]`` =
+            samples of class i predicted as j (int64), or ``None``. Not part of :meth:`as_dict`.
+
+    Shape:
+        confusion: (C, C).
     """
 
     experiences: tuple[int, ...]
     class_il: tuple[float, ...]
     task_il: tuple[float, ...]
     num_samples: tuple[int, ...] = field(default=())
+    class_il_top5: tuple[float, ...] = field(default=())
+    confusion: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def class_il_mean(self) -> float:
@@ -87,8 +105,8 @@ class EvaluationResult:
         return sum(self.task_il) / len(self.task_il)
 
     def as_dict(self) -> dict:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form (without the confusion matrix)."""
+        out = {
             "experiences": list(self.experiences),
             "class_il": list(self.class_il),
             "task_il": list(self.task_il),
@@ -96,6 +114,16 @@ class EvaluationResult:
             "task_il_mean": self.task_il_mean,
             "num_samples": list(self.num_samples),
         }
+        if self.class_il_top5:
+            out["class_il_top5"] = list(self.class_il_top5)
+            out["class_il_top5_mean"] = sum(self.class_il_top5) / len(self.class_il_top5)
+        return out
+
+    def first(self, num: int) -> "EvaluationResult":
+        """The accuracies of the first ``num`` experiences (the confusion matrix is dropped: it
+        counts the samples of every evaluated experience)."""
+        return EvaluationResult(self.experiences[:num], self.class_il[:num], self.task_il[:num],
+                                self.num_samples[:num], self.class_il_top5[:num])
 
 
 def task_il_mask(logits: torch.Tensor, labels: torch.Tensor, class_to_experience: torch.Tensor) -> torch.Tensor:
@@ -139,7 +167,8 @@ def evaluate(
         progress: Show a tqdm progress bar.
 
     Returns:
-        :class:`EvaluationResult` with per-experience accuracies in %. An experience without
+        :class:`EvaluationResult` with per-experience accuracies in % (top-1 class-IL and
+        task-IL, top-5 class-IL) and the class-IL confusion matrix. An experience without
         test samples scores NaN (not measured), never 0%: in an accuracy matrix, the metrics of
         :mod:`alta.metrics` then refuse a NaN on or below the diagonal.
 
@@ -174,10 +203,14 @@ def evaluate(
     learner.eval()
     text = learner.text_features(grad=False)  # once per evaluation
     mapping = torch.as_tensor(experiences[0].class_to_experience, dtype=torch.long, device=device)  # (C,)
-    indices, class_il, task_il, counts = [], [], [], []
+    num_classes = int(mapping.numel())
+    top_k = min(TOP_K, num_classes)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)  # (C * C,), row-major
+    indices, class_il, task_il, top5, counts = [], [], [], [], []
     for experience in tqdm(experiences, desc="evaluating", disable=not progress, leave=False):
         correct_c = torch.zeros((), dtype=torch.long, device=device)
         correct_t = torch.zeros((), dtype=torch.long, device=device)
+        correct_5 = torch.zeros((), dtype=torch.long, device=device)
         total = 0
         if cache is not None:
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
@@ -189,13 +222,34 @@ def evaluate(
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
-            correct_c += (logits.argmax(dim=1) == labels).sum()
+            predicted = logits.argmax(dim=1)  # (B,)
+            correct_c += (predicted == labels).sum()
             correct_t += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
+            correct_5 += (logits.topk(top_k, dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()  # (B, k) -> ()
+            confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
             total += labels.shape[0]
         indices.append(int(experience.index))
         counts.append(total)
         # one sync per experience; no test samples: nothing was measured (NaN, never 0%)
         class_il.append(100.0 * float(correct_c) / total if total else float("nan"))
         task_il.append(100.0 * float(correct_t) / total if total else float("nan"))
+        top5.append(100.0 * float(correct_5) / total if total else float("nan"))
     learner.train(was_training)
-    return EvaluationResult(tuple(indices), tuple(class_il), tuple(task_il), tuple(counts))
+    return EvaluationResult(tuple(indices), tuple(class_il), tuple(task_il), tuple(counts), tuple(top5),
+                            confusion.view(num_classes, num_classes).cpu().numpy())
+
+
+def parameter_counts(learner) -> dict[str, int]:
+    """Trainable and total parameter counts of a learner (the frozen backbone included in total).
+
+    Args:
+        learner: A :class:`~alta.CrossModalLearner` (or any ``nn.Module`` with
+            ``trainable_parameters()``).
+
+    Returns:
+        ``{"trainable": ..., "total": ...}``: scalars the optimiser updates, and all parameters
+        of the module (prompt snapshots and other buffers excluded).
+    """
+    trainable = learner.trainable_parameters() if hasattr(learner, "trainable_parameters") else [
+        p for p in learner.parameters() if p.requires_grad]
+    return {"trainable": sum(p.numel() for p in trainable), "total": sum(p.numel() for p in learner.parameters())}

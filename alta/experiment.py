@@ -15,12 +15,16 @@ logger, a rank-0 filter, a plot) sits beside them and sees the same events:
   resumes after its last finished epoch and ends as the uninterrupted run would);
 - :class:`LogLines`: the log lines of ``alta run``;
 - :class:`SummaryWriter`: ``summary.json`` (accuracy matrices, Avg, Last, forgetting, BWT, FWT);
-- :class:`PlotWriter`: ``accuracy_matrix.png`` and ``accuracy_curve.png`` (matplotlib).
+- :class:`PlotWriter`: ``accuracy_matrix.png`` and ``accuracy_curve.png`` (matplotlib);
+- :class:`FolderGuard` (first of them): stops the run if its folder is deleted or renamed.
+
+Finishing is idempotent: resuming a complete run writes whatever artefact it lacks (the plots,
+``metrics.jsonl``) and temporary files left by a killed write are removed when a run resumes.
 
 ``config.yaml`` (the resolved configuration) is written when the run folder is claimed
 (:func:`alta.rundir.claim_run_dir`).
 
-Example:
+Examples:
     >>> from alta.experiment import RunConfig, run_experiment
     >>> config = RunConfig.from_dict({"data": {"dataset": "digits"}, "model": {"visual": "tiny-vit"},
     ...                               "train": {"epochs": 1}})  # doctest: +SKIP
@@ -54,21 +58,24 @@ from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, sa
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
 from .errors import ConfigError
-from .evaluation import EvalConfig, EvaluationResult, evaluate
-from .io import append_jsonl, write_json, write_text
+from .evaluation import EvalConfig, EvaluationResult, evaluate, parameter_counts
+from .io import append_jsonl, clean_temp_files, json_line, write_json, write_text
+from .resources import translate_allocation_errors
 from .learner import CrossModalLearner, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
 from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
-from .rundir import RunDir, claim_run_dir
+from .rundir import RUN_FILES, RunDir, claim_run_dir
 from .schedule import BRANCHES
-from .seeding import derive_seed
-from .summary import SUMMARY_FORMAT, build_summary, format_table, random_backbone_note, save_plots
+from .seeding import derive_seed, determinism_state, set_deterministic
+from .summary import (CONFUSION_NAME, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
+                      save_confusion, save_plots)
 from .training import StreamResult, TrainConfig, run_stream
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter",
-           "PlotWriter", "StopAfter", "OPERATIONAL_KEYS", "config_differences", "default_output_dir", "resolve_device",
-           "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name"]
+           "PlotWriter", "StopAfter", "FolderGuard", "OPERATIONAL_KEYS", "config_differences", "default_output_dir",
+           "resolve_device", "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name",
+           "run_seeds", "seed_run_dir", "AGGREGATE_NAME"]
 
 logger = logging.getLogger("alta.run")
 
@@ -115,6 +122,9 @@ class RunConfig(ConfigSection):
         name: Name of the configuration (used in the default output folder).
         seed: Run seed (adapter initialisation, shuffling, augmentation, buffer; 42).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        deterministic: Require deterministic kernels (:func:`alta.seeding.set_deterministic`:
+            the reference's cuDNN flags plus ``torch.use_deterministic_algorithms``); what was
+            in force is recorded in the summary either way.
         data: :class:`~alta.data.stream.DataConfig`.
         model: :class:`~alta.learner.ModelConfig` (backbone and learner).
         buffer: :class:`~alta.buffer.BufferConfig`.
@@ -133,6 +143,7 @@ class RunConfig(ConfigSection):
     seed: int = 42
     device: str = "auto"
     protocol: str = DEFAULT_PROTOCOL
+    deterministic: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
@@ -146,6 +157,8 @@ class RunConfig(ConfigSection):
         if not isinstance(self.protocol, str) or self.protocol not in list_protocols():
             raise ConfigError(f"config key 'protocol' must be one of {list_protocols()}, got {self.protocol!r}: "
                               f"'paper' is the method as described, 'reference' the authors' released loop")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"config key 'deterministic' must be true or false, got {self.deterministic!r}")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(
                 f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
@@ -375,7 +388,9 @@ class Experiment:
 
 
 class MetricsWriter(Callback):
-    """``metrics.jsonl``: one JSON object per evaluation, appended atomically.
+    """``metrics.jsonl``: one JSON object per evaluation, appended atomically (valid JSON: a
+    NaN or infinite number, e.g. the accuracy of an experience without test samples, is written
+    as ``null``).
 
     At the start of a (resumed) run the file is rewritten with the evaluations of the
     checkpointed part, so a run killed after its last checkpoint leaves no stray records.
@@ -388,10 +403,10 @@ class MetricsWriter(Callback):
         self.path = Path(path)
 
     def on_run_start(self, *, result: StreamResult, **_: Any) -> None:  # noqa: D102
-        write_text(self.path, "".join(json.dumps(r) + "\n" for r in result.evaluations))
+        write_text(self.path, "".join(json_line(r) for r in result.evaluations), parents=False)
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:  # noqa: D102
-        append_jsonl(self.path, record)
+        append_jsonl(self.path, record, parents=False)
 
 
 class Checkpointer(Callback):
@@ -484,8 +499,10 @@ class SummaryWriter(Callback):
             method=e.learner.method, stream_info=e.stream_info(),
             num_trainable_parameters=e.learner.num_trainable_parameters(), wall_time_s=self.elapsed(),
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
+            parameters=parameter_counts(e.learner), determinism=determinism_state(),
         )
-        write_json(self.path, self.summary)
+        save_confusion(result, self.path.parent / CONFUSION_NAME, parents=False)
+        write_json(self.path, self.summary, parents=False)
 
 
 class PlotWriter(Callback):
@@ -501,9 +518,54 @@ class PlotWriter(Callback):
 
     def on_run_end(self, *, result: StreamResult) -> None:  # noqa: D102
         summary = json.loads((self.output_dir / "summary.json").read_text(encoding="utf-8"))
-        written = save_plots(summary, self.output_dir)
+        written = save_plots(summary, self.output_dir, parents=False, confusion=next(
+            (m for m in reversed(result.confusion) if m is not None), None))
         if written:
             logger.info("plots: %s", ", ".join(p.name for p in written))
+
+
+class FolderGuard(Callback):
+    """Stops a run whose output folder was deleted or renamed (put it first, before the writers).
+
+    Without it the atomic writes would fail, or a folder re-created at the old place would hold
+    an incomplete, unresumable run. It checks before every event that writes.
+
+    Args:
+        run_dir: The claimed :class:`~alta.rundir.RunDir`.
+
+    Raises:
+        OutputError: from any event, once the folder is gone (the message says where it went).
+    """
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+
+    def _check(self, **_: Any) -> None:
+        self.run_dir.check_present()
+
+    on_run_start = on_epoch_end = on_evaluation = on_experience_end = on_run_end = _check
+
+
+def finish_complete_run(output_dir: Path, summary: dict[str, Any], *, config: RunConfig, plots: bool) -> list[Path]:
+    """Write what a complete run lacks (finishing is idempotent): the plots (a kill between
+    ``summary.json`` and the plots) and ``metrics.jsonl`` (rebuilt from the checkpoint).
+
+    Returns:
+        The files written.
+    """
+    written: list[Path] = []
+    metrics, checkpoint = output_dir / "metrics.jsonl", output_dir / CHECKPOINT_NAME
+    if not metrics.is_file() and checkpoint.is_file():
+        state = read_checkpoint(checkpoint, config_hash=config.fingerprint(),
+                                num_experiences=int(summary["num_experiences"]))
+        write_text(metrics, "".join(json_line(r) for r in state["result"]["evaluations"]), parents=False)
+        written.append(metrics)
+    if plots and not all((output_dir / name).is_file() for name in PLOT_FILES):
+        written += save_plots(summary, output_dir, parents=False)
+    if written:
+        logger.info("the run in %s was complete but lacked %s: written now", output_dir,
+                    ", ".join(p.name for p in written))
+    return written
 
 
 class _StopRequested(Exception):
@@ -549,8 +611,9 @@ def _run_without_training(experiment: Experiment, *, result: StreamResult, start
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
         result.history.append([])
+        result.confusion[t] = full.confusion
         k = len(evals) if len(evals) != len(experiences) else t + 1  # a joint stream has seen every class
-        seen = EvaluationResult(full.experiences[:k], full.class_il[:k], full.task_il[:k], full.num_samples[:k])
+        seen = full.first(k)
         record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
         result.evaluations.append(record)
         callbacks.on_evaluation(record=record)
@@ -611,6 +674,7 @@ def run_experiment(
     progress: bool = False,
     plots: bool = True,
     stop_after: int | None = None,
+    loggers: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Run (or resume) one experiment and write its results.
 
@@ -630,6 +694,9 @@ def run_experiment(
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
+        loggers: Names of :data:`alta.loggers.LOGGERS` to write into the run folder as well:
+            ``csv`` (``evaluations.csv``), ``tensorboard`` (``tensorboard/``), ``wandb`` (a W&B
+            run under ``wandb/``, named after the folder; offline with ``WANDB_MODE=offline``).
 
     Returns:
         The summary (the contents of ``summary.json``); when stopped early by ``stop_after``,
@@ -642,6 +709,11 @@ def run_experiment(
         DataError: missing or malformed data (:class:`alta.data.DataRootError`: the data root).
         BackboneError: pretrained weights not available offline, unreadable checkpoint file.
         CheckpointError: a damaged checkpoint or summary, or a checkpoint of a different run.
+        TrainingError: the training loss or the parameters became non-finite (the last good
+            checkpoint is kept).
+        OutputError: a result or checkpoint cannot be written (full disk), or the output
+            folder was deleted or renamed mid-run.
+        ResourceError: memory for a tensor cannot be allocated.
     """
     started = time.perf_counter()
     claimed = output_dir if isinstance(output_dir, RunDir) else None
@@ -650,21 +722,26 @@ def run_experiment(
         raise ConfigError(f"{output_dir} was claimed with resume={claimed.resume} but run_experiment got "
                           f"resume={resume}")
     user = CallbackList(callbacks)
+    loggers = _check_loggers(loggers)
     if stop_after is not None:
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     _check_backbone_name(config.model.visual)
     device = resolve_device(config.device)
     claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
-    with claim as run_dir:
+    with claim as run_dir, translate_allocation_errors(f"the run in {output_dir}"):
         return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
-                    stop_after=stop_after, user=user)
+                    stop_after=stop_after, user=user, loggers=loggers)
 
 
 def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: float, progress: bool, plots: bool,
-         stop_after: int | None, user: CallbackList) -> dict[str, Any]:
+         stop_after: int | None, user: CallbackList, loggers: tuple[str, ...] = ()) -> dict[str, Any]:
     """The body of :func:`run_experiment`, in a claimed folder."""
     output_dir = run_dir.path
     if run_dir.resume:
+        removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, "confusion_matrix.png"))
+        if removed:
+            logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
+                        ", ".join(p.name for p in removed[:5]))
         diff = config_differences(load_saved_config(output_dir / "config.yaml"), config)
         if diff:
             details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in list(diff.items())[:6])
@@ -672,14 +749,17 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                               f"with its saved config.yaml, or start a new run in another output folder")
         summary = read_finished_summary(output_dir)
         if summary is not None:
-            logger.info("the run in %s is already complete; nothing to resume", output_dir)
+            if not finish_complete_run(output_dir, summary, config=config, plots=plots):
+                logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
+    if config.deterministic:  # before the first CUDA kernel: cuBLAS reads its setting when it starts
+        logger.info("deterministic kernels: %s", set_deterministic())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     experiment = Experiment(config, device=device)
     num = len(experiment.experiences)
     run_dir.mark_started()
-    write_text(output_dir / "config.yaml", config.to_yaml())  # operational keys may change on resume
+    write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
 
     result = StreamResult.empty(num, len(experiment.eval_experiences))
     start_experience, start_epoch, zeroshot, elapsed_before = 0, 0, None, 0.0
@@ -701,6 +781,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
 
     epochs = config.train.epochs if experiment.trains else 0
     writers = [
+        FolderGuard(run_dir),
         MetricsWriter(output_dir / "metrics.jsonl"),
         Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed),
@@ -708,6 +789,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot),
         *([PlotWriter(output_dir)] if plots else []),
         *([ProgressBar()] if progress else []),
+        *_build_loggers(loggers, output_dir, config),
     ]
     callbacks = CallbackList([*writers, *user])
     try:
@@ -738,6 +820,92 @@ def _short(values: list, limit: int = 10) -> str:
     """The first ``limit`` values of a list, for log lines."""
     text = ", ".join(map(str, values[:limit]))
     return f"[{text}{', ...' if len(values) > limit else ''}] ({len(values)})"
+
+
+AGGREGATE_NAME = "aggregate.json"
+
+
+def seed_run_dir(output_dir: str | Path, seed: int) -> Path:
+    """The folder of one seed's run inside a seed group's folder."""
+    return Path(output_dir) / f"seed-{seed}"
+
+
+def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path, plots: bool = True,
+              **kwargs: Any) -> dict[str, Any]:
+    """Run one experiment once per seed, each in its own resumable folder, then aggregate them.
+
+    ``output_dir/seed-<s>/`` holds the run of seed ``s`` (the configuration with ``seed = s``); a
+    folder that already holds that run is resumed (a finished one is only read), so the same
+    call continues an interrupted group. ``output_dir/aggregate.json`` then holds the mean ±
+    sample standard deviation of Avg, Last, forgetting, BWT, FWT and the per-experience
+    accuracies (:func:`alta.summary.aggregate_summaries`), and ``aggregate_accuracy_curve.png``
+    the accuracy after each experience with its spread.
+
+    Args:
+        config: The resolved configuration (its ``seed`` is replaced by each of ``seeds``).
+        seeds: Distinct seeds, at least one.
+        output_dir: The group's folder.
+        plots: Write the plots (per run and the aggregate).
+        **kwargs: Passed on to :func:`run_experiment` (``callbacks``, ``progress``, ``loggers``).
+
+    Returns:
+        The aggregate (``aggregate.json``); with ``stop_after`` given, the runs stop early and
+        the group returns ``{"complete": False, ...}`` without aggregating.
+
+    Raises:
+        ConfigError: no seed, a repeated seed, or an invalid seed (as for ``RunConfig.seed``).
+    """
+    from .summary import aggregate_summaries, save_aggregate_plot
+
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]  # each seed checked here
+    output_dir = Path(output_dir)
+    summaries, folders = [], []
+    for seed_config in configs:
+        folder = seed_run_dir(output_dir, seed_config.seed)
+        resume = (folder / "config.yaml").is_file()
+        logger.info("seed %d: %s %s", seed_config.seed, "resuming" if resume else "running", folder)
+        summary = run_experiment(seed_config, output_dir=folder, resume=resume, plots=plots, **kwargs)
+        if not summary.get("complete"):
+            return {"complete": False, "output_dir": str(output_dir), "stopped_in": str(folder)}
+        summaries.append(summary)
+        folders.append(str(folder))
+    aggregate = aggregate_summaries(summaries, run_dirs=folders)
+    write_json(output_dir / AGGREGATE_NAME, aggregate)
+    if plots:
+        save_aggregate_plot(aggregate, output_dir / "aggregate_accuracy_curve.png")
+    return aggregate
+
+
+def _check_loggers(names: Iterable[str]) -> tuple[str, ...]:
+    """The logger names, checked (an unknown one is refused with the valid ones)."""
+    from .loggers import LOGGERS
+
+    names = tuple(names)
+    for name in names:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(str(name), list(LOGGERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown logger {name!r}{hint} Valid: {', '.join(LOGGERS)} (e.g. --logger csv,tensorboard)")
+    return names
+
+
+def _build_loggers(names: tuple[str, ...], output_dir: Path, config: RunConfig) -> list[Callback]:
+    """The loggers asked for, writing into the run folder."""
+    from .loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    out: list[Callback] = []
+    for name in names:
+        if name == "csv":
+            out.append(CSVLogger(output_dir / "evaluations.csv"))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(output_dir / "tensorboard"))
+        else:  # one W&B run per run folder: a resumed alta run continues it
+            run_id = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
+            out.append(WandbLogger(name=output_dir.name, run_id=run_id, dir=output_dir, config=config.to_dict()))
+    return out
 
 
 def safe_run_name(stem: str) -> str:

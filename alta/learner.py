@@ -292,7 +292,7 @@ class CrossModalLearner(nn.Module):
         ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
         ``logits_from_features(f1)``: f1 (B, D) -> logits (B, C).
 
-    Example:
+    Examples:
         >>> learner = CrossModalLearner.from_pretrained(
         ...     "tiny-vit", class_names=["cat", "dog"], method="alta")  # doctest: +SKIP
     """

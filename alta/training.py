@@ -40,8 +40,10 @@ from torch.utils.data import DataLoader
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
+from .divergence import DivergenceMonitor, check_step
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
+from .metrics import old_new_accuracy
 from .replay import check_buffer_fields
 from .schedule import AlternatingSchedule
 from .seeding import SeededItems, derive_seed
@@ -81,7 +83,7 @@ class LoopConfig:
     Raises:
         ConfigError: a value out of range (the message names the field).
 
-    Example:
+    Examples:
         >>> LoopConfig(epochs=5, train_cache="fixed").batch_size
         32
     """
@@ -144,6 +146,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     buffer=None,
     schedule=None,
+    check_finite: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of the method, then offer the batch to the buffer.
 
@@ -160,12 +163,18 @@ def train_step(
         buffer: Memory buffer for replay, or ``None`` (no replay: the sgd lower bound).
         schedule: Which branch learns (:class:`~alta.AlternatingSchedule`; default: both, the
             reference behaviour).
+        check_finite: Refuse a non-finite loss or gradient (the update is not made: parameters,
+            optimiser, buffer and schedule stay as they were) and check the parameters after the
+            update, raising :class:`~alta.errors.TrainingError` (see :mod:`alta.divergence`).
+            Two host-device syncs per step; the loops pass ``False`` and check once per epoch.
 
     Returns:
-        Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
-        ``replay_mse`` (0 without replay) and ``correct`` (right predictions in the batch).
+        Detached 0-dim tensors (no host-device sync with ``check_finite=False``): ``loss``,
+        ``ce``, ``replay_ce``, ``replay_mse`` (0 without replay) and ``correct`` (right
+        predictions in the batch).
 
     Raises:
+        TrainingError: with ``check_finite``, a non-finite loss, gradient or updated parameter.
         StateError: before ``learner.begin_experience``.
         ConfigError: a bad optimizer, buffer or schedule; a method that trains nothing.
         ShapeError: wrong image size, feature dimension or label shape; a buffer of other fields.
@@ -192,7 +201,18 @@ def train_step(
     out = learner.loss(inputs, labels, memory=memory, branches=branches)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
+    if check_finite:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        lr = optimizer.param_groups[0]["lr"]
+        try:
+            check_step("gradients", loss=out.loss.detach(), tensors=[p.grad for p in params if p.grad is not None],
+                       lr=lr)
+        except Exception:
+            optimizer.zero_grad(set_to_none=True)
+            raise
     optimizer.step()  # parameters of inactive branches have no gradient: SGD leaves them untouched
+    if check_finite:
+        check_step("parameters", loss=out.loss.detach(), tensors=[p.detach() for p in params], lr=lr)
 
     if replay:
         buffer.add(**out.memory_items())  # the pre-step logits, as the reference stores them
@@ -294,12 +314,25 @@ class StreamResult:
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
         history: Per-epoch training statistics, one list per experience begun (the list of the
             current experience grows epoch by epoch).
+        confusion: The class-IL confusion matrix of the evaluation at the end of each experience
+            (over the test samples of every experience of the stream; rows: true class, columns:
+            predicted), or ``None`` where not measured. See :mod:`alta.metrics` for per-class
+            and old/new-class accuracies.
+
+    Shape:
+        class_il, task_il: (T, T); confusion: T entries of (C, C) int64.
     """
 
     class_il: np.ndarray
     task_il: np.ndarray
     evaluations: list[dict] = field(default_factory=list)
     history: list[list[dict]] = field(default_factory=list)
+    confusion: list[np.ndarray | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = self.class_il.shape[0] - len(self.confusion)
+        if missing > 0:  # e.g. restored from a checkpoint that did not keep them
+            self.confusion = list(self.confusion) + [None] * missing
 
     @classmethod
     def empty(cls, num_experiences: int, num_eval_experiences: int | None = None) -> "StreamResult":
@@ -359,6 +392,8 @@ def fit_experience(
     Raises:
         ConfigError: ``start_epoch`` outside ``[0, epochs]``; a ``result`` without the history
             of the experiences before this one.
+        TrainingError: a non-finite loss or parameter in an epoch (checked once per epoch,
+            before ``on_epoch_end``; see :mod:`alta.divergence`).
     """
     loop = LoopConfig() if loop is None else loop
     callbacks = as_callback_list(callbacks)
@@ -386,17 +421,23 @@ def fit_experience(
         callbacks.on_epoch_start(experience=t, epoch=epoch, num_epochs=loop.epochs, num_steps=num_steps)
         sums: dict[str, torch.Tensor] = {}
         steps, seen = 0, 0
+        monitor = DivergenceMonitor()
         lr = optimizer.param_groups[0]["lr"]
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
                                 seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers)
         for inputs, labels in batches:
-            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
+            out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
+                             check_finite=False)
+            monitor.update(steps, out["loss"])
             for key, value in out.items():
                 sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
             callbacks.on_step_end(experience=t, epoch=epoch, step=steps, outputs=out)
             steps += 1
             seen += int(labels.shape[0])
         stats = _epoch_stats(sums, epoch=epoch, steps=steps, seen=seen, lr=lr)
+        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
+        monitor.check(mean_loss=stats["loss"] if steps else 0.0, parameters=learner.trainable_parameters(),
+                      experience=t, epoch=epoch, lr=lr)
         history.append(stats)
         if scheduler is not None:
             scheduler.step()
@@ -448,7 +489,10 @@ def run_stream(
     of the accuracy matrices (the entries k > t feed forward transfer). Test features are cached
     (exact), so evaluations after the first cost only the heads. With
     ``loop.eval_before_snapshot`` the end-of-experience evaluation comes before
-    ``learner.end_experience`` (the reference code's order).
+    ``learner.end_experience`` (the reference code's order). Each record holds the top-1 and
+    top-5 accuracies; the end-of-experience record also the old-class and new-class accuracy
+    (``old_class_accuracy``, ``new_class_accuracy``; ``None`` where there are no such classes),
+    and ``result.confusion[t]`` its confusion matrix.
 
     Args:
         learner: The :class:`~alta.CrossModalLearner`.
@@ -511,9 +555,11 @@ def run_stream(
             learner.end_experience(experiences[t])
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
-        k = covered[t]
-        seen = EvaluationResult(full.experiences[:k], full.class_il[:k], full.task_il[:k], full.num_samples[:k])
-        _record(result, t, loop.epochs - 1, seen, history[-1] if history else {}, callbacks)
+        result.confusion[t] = full.confusion
+        split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
+                 for k, v in old_new_accuracy(full.confusion, experiences[t].class_to_experience, t).items()}
+        _record(result, t, loop.epochs - 1, full.first(covered[t]), history[-1] if history else {}, callbacks,
+                old_class_accuracy=split["old"], new_class_accuracy=split["new"])
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
@@ -534,8 +580,8 @@ def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,
-            callbacks) -> None:
-    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
+            callbacks, **extra) -> None:
+    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss"), **extra}
     result.evaluations.append(record)
     callbacks.on_evaluation(record=record)
 

@@ -10,6 +10,9 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta run --config-file configs/il_cifar10.yaml --method cprompt --il_setting task-il \\
              --visual RN50 --buffer_size 500 --seed 1 --data-root data/cifar10
     alta run --resume runs/il_cifar10-...      # continue an interrupted run
+    alta run --seeds 0 1 2 --output-dir runs/g  # a run per seed + aggregate.json (mean ± std)
+    alta report runs/g runs/h                  # Markdown (--format latex|csv) table side by side
+    alta config show --config il_cifar10 --visual ViT-B/16   # the resolved config, no run
     alta list methods|backbones|datasets|configs
 
 This module only turns argv into a :class:`~alta.experiment.RunConfig` and prints; the work is
@@ -19,9 +22,11 @@ done by :func:`alta.experiment.run_experiment`, which scripts can call directly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -73,6 +78,7 @@ _FLAG_KEYS = {
     "train_cache": "train.train_cache",
     "device": "device",
     "num_workers": "data.num_workers",
+    "deterministic": "deterministic",
 }
 _FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in _FLAG_KEYS}
 # the reference's per-dataset folders (arguments.py)
@@ -98,6 +104,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _logger_names(text: str) -> tuple[str, ...]:
+    """``--logger csv,tensorboard`` -> ("csv", "tensorboard") (names checked by the run)."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected logger names such as csv,tensorboard,wandb, got {text!r}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``alta`` argument parser (subcommands ``run`` and ``list``)."""
     parser = _Parser(
@@ -107,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`alta run` with no arguments runs an offline demo; `alta run --help` lists its options.",
     )
     parser.add_argument("--version", action="version", version=_version_text())
-    commands = parser.add_subparsers(dest="command", metavar="{run,list}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{run,list,report,config}", parser_class=_Parser)
 
     run = commands.add_parser(
         "run", help="run (or resume) a continual-learning experiment",
@@ -115,6 +129,62 @@ def build_parser() -> argparse.ArgumentParser:
                     "accuracy every --eval-every epochs and after every experience, and write the results.",
         epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_config_arguments(run)
+
+    where = run.add_argument_group("execution and output")
+    where.add_argument("--device", metavar="DEV", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    where.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="CPU threads for torch (default: 1 for the tiny backbones on CPU, else torch's "
+                            "choice; OMP_NUM_THREADS is respected)")
+    where.add_argument("--output-dir", dest="output_dir", metavar="DIR",
+                       help="results folder (default runs/<config>-<method>-<time>)")
+    where.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
+    where.add_argument("--stop-after", dest="stop_after", type=_positive_int, metavar="N",
+                       help="stop after N experiences (checkpoint kept; continue with --resume)")
+    where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
+    where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
+    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only (the result table is still printed)")
+    where.add_argument("--logger", dest="loggers", type=_logger_names, default=(), metavar="NAMES",
+                       help="also log to csv (evaluations.csv), tensorboard (tensorboard/) and/or wandb (offline "
+                            "with WANDB_MODE=offline), comma-separated, e.g. --logger csv,tensorboard")
+    where.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                       help="run once per seed, each in OUTPUT/seed-S (resumable: the same command continues), "
+                            "then write OUTPUT/aggregate.json (mean ± sample std) and its plot")
+    run.set_defaults(handler=_cmd_run)
+
+    report = commands.add_parser(
+        "report", help="tabulate finished runs or seed groups side by side",
+        description="Print a table of runs (summary.json) or seed groups (aggregate.json, mean ± std): Avg, Last, "
+                    "forgetting and BWT for class-IL and task-IL. Runs of different protocols, class orders or "
+                    "backbone weights are refused unless --allow-mixed.")
+    report.add_argument("folders", nargs="+", metavar="DIR", help="run folders or `alta run --seeds` folders")
+    report.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown", help="default markdown")
+    report.add_argument("--allow-mixed", action="store_true",
+                        help="tabulate runs that are not comparable anyway (the table notes the differences)")
+    report.set_defaults(handler=_cmd_report)
+
+    config = commands.add_parser("config", help="show the resolved configuration without running",
+                                 description="Configuration tools.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="{show}", parser_class=_Parser,
+                                            required=True)
+    show = config_commands.add_parser(
+        "show", help="print the resolved configuration (YAML) of --config with the given options",
+        description="Print the configuration `alta run` would use with the same options, as its config.yaml "
+                    "holds it, without running anything.")
+    _add_config_arguments(show)
+    show.set_defaults(handler=_cmd_config_show)
+
+    listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",
+                                  description="List the names alta knows.")
+    listing.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "configs"),
+                         help="what to list (default: everything)")
+    listing.set_defaults(handler=_cmd_list)
+    return parser
+
+
+def _add_config_arguments(run: argparse.ArgumentParser) -> None:
+    """The options that build a configuration (``alta run`` and ``alta config show``)."""
     what = run.add_argument_group("experiment (the reference's vocabulary)")
     what.add_argument("--config", "--config-file", dest="config", metavar="NAME|FILE",
                       help="shipped config (`alta list configs`; default: default, the offline demo) or a YAML file; "
@@ -183,31 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "views:K (K augmented views encoded once)")
     training.add_argument("--eval-every", dest="eval_every", type=int, metavar="N",
                           help="evaluate every N epochs (default 10; 0 = only after each experience)")
+    training.add_argument("--deterministic", action="store_true", default=None,
+                          help="deterministic kernels: the reference's cuDNN flags plus "
+                               "torch.use_deterministic_algorithms (recorded in summary.json)")
     training.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="set any config key, e.g. --set data.max_train_per_class=100 (repeatable)")
-
-    where = run.add_argument_group("execution and output")
-    where.add_argument("--device", metavar="DEV", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
-    where.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="CPU threads for torch (default: 1 for the tiny backbones on CPU, else torch's "
-                            "choice; OMP_NUM_THREADS is respected)")
-    where.add_argument("--output-dir", dest="output_dir", metavar="DIR",
-                       help="results folder (default runs/<config>-<method>-<time>)")
-    where.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
-    where.add_argument("--stop-after", dest="stop_after", type=_positive_int, metavar="N",
-                       help="stop after N experiences (checkpoint kept; continue with --resume)")
-    where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
-    where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
-    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only (the result table is still printed)")
-    run.set_defaults(handler=_cmd_run)
-
-    listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",
-                                  description="List the names alta knows.")
-    listing.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "configs"),
-                         help="what to list (default: everything)")
-    listing.set_defaults(handler=_cmd_list)
-    return parser
 
 
 def _version_text() -> str:
@@ -231,7 +281,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Configuration keys set on the command line (flags first, then --set in order)."""
     from .config import parse_override
 
-    out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest) is not None}
+    out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None}
     for text in args.overrides:
         key, value = parse_override(text)
         out[key] = value
@@ -391,10 +441,17 @@ def _tiny_on_cpu(config) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..errors import OutputError, ResourceError, TrainingError
     from ..experiment import run_experiment
     from ..summary import format_table
     from ..rundir import claim_run_dir
 
+    from ..errors import ConfigError
+
+    if args.seeds is not None and (args.resume or args.seed is not None):
+        raise ConfigError("--seeds runs one experiment per seed: drop "
+                          + ("--resume (run the same --seeds command again to continue the group)" if args.resume
+                             else f"--seed {args.seed}"))
     config, output_dir, resume = resolve_run_config(args)
     threads = args.threads
     if threads is None and _tiny_on_cpu(config) and not any(os.environ.get(v) for v in _THREAD_VARIABLES):
@@ -406,6 +463,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if args.seeds is not None:
+        return _run_seed_group(args, config, output_dir, progress=progress)
     # Claim the folder before anything slow (a file or an unwritable place is refused at once; of two
     # runs started on one folder exactly one gets it); a run that fails before its first result gives
     # it back.
@@ -414,23 +473,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         with run_dir:
             summary = run_experiment(config, output_dir=run_dir, resume=resume, progress=progress, plots=args.plots,
-                                     stop_after=args.stop_after)
-    except KeyboardInterrupt:
+                                     stop_after=args.stop_after, loggers=args.loggers)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main)
+        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file():
-            print(f"\nalta: interrupted. The last complete checkpoint is {checkpoint}; continue with:\n"
+            print(f"\nalta: {what}. The last complete checkpoint is {checkpoint}; continue with:\n"
                   f"  alta run --resume {output_dir}", file=sys.stderr)
         elif (output_dir / "config.yaml").is_file():
-            print(f"\nalta: interrupted before the first experience ended: no checkpoint yet. "
+            print(f"\nalta: {what} before the first epoch ended: no checkpoint yet. "
                   f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
         else:
-            print("\nalta: interrupted before the run started; nothing was written.", file=sys.stderr)
-        return 130
+            print(f"\nalta: {what} before the run started; nothing was written.", file=sys.stderr)
+        return _interrupt_status(exc)
+    except (TrainingError, OutputError, ResourceError) as exc:  # the run started: say how to go on
+        print(f"alta: error: {exc}", file=sys.stderr)
+        checkpoint = output_dir / "checkpoint.pt"
+        if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
+            print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
+                  f"with:\n  alta run --resume {output_dir}", file=sys.stderr)
+        return 1
     if not summary.get("complete"):
         print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
               f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
         return 0
     print(format_table(summary))
+    return 0
+
+
+def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progress: bool) -> int:
+    """``alta run --seeds S...``: a run per seed in OUTPUT/seed-S, then the aggregate."""
+    from ..experiment import AGGREGATE_NAME, run_seeds
+    from ..report import check_comparable, format_markdown, load_rows
+
+    if not args.output_dir:  # one folder for the group; the runs go inside it
+        output_dir = output_dir.with_name(output_dir.name + "-seeds")
+    aggregate = run_seeds(config, args.seeds, output_dir=output_dir, progress=progress, plots=args.plots,
+                          stop_after=args.stop_after, loggers=args.loggers)
+    if not aggregate.get("complete", True):
+        print(f"stopped in {aggregate['stopped_in']}; continue the group with the same command "
+              f"(--output-dir {output_dir})")
+        return 0
+    rows = load_rows([output_dir])
+    print(format_markdown(rows, check_comparable(rows)))
+    print(f"\naggregate: {output_dir / AGGREGATE_NAME}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ..report import FORMATS, check_comparable, load_rows
+
+    rows = load_rows(args.folders)
+    notes = check_comparable(rows, allow_mixed=args.allow_mixed)
+    print(FORMATS[args.format](rows, notes))
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .config import DEFAULT_CONFIG, load_config
+
+    overrides = _overrides(args)
+    config = load_config(args.config or DEFAULT_CONFIG)
+    config = _apply(config, _reference_dirs(args, config, overrides), overrides)
+    print(config.to_yaml(), end="")
     return 0
 
 
@@ -485,6 +590,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm and other schedulers send): handled like Ctrl-C, exit status 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _interrupt_status(exc: BaseException) -> int:
+    """128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the command runs, SIGTERM raises :class:`_Terminated` (a ``KeyboardInterrupt``)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # not the main thread (main() called from a thread): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Handler(logging.StreamHandler):
     """Logs to the current ``sys.stderr`` (looked up at every record, so captured streams work)."""
 
@@ -505,8 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 for usage and configuration errors, 1 for other errors
-        alta detects (missing data, weights unavailable offline, damaged checkpoints), 130 when
-        interrupted.
+        alta detects (missing data, weights unavailable offline, damaged checkpoints, a diverged
+        run, a full disk), 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM, handled
+        like Ctrl-C: what is complete is checkpointed and the resume command printed).
     """
     parser = build_parser()
     try:
@@ -528,11 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm(loggers=[log]):
+        with _sigterm_as_interrupt(), logging_redirect_tqdm(loggers=[log]):
             return args.handler(args)
-    except KeyboardInterrupt:
-        print("\nalta: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"\nalta: {'terminated (SIGTERM)' if isinstance(exc, _Terminated) else 'interrupted'}", file=sys.stderr)
+        return _interrupt_status(exc)
     except ConfigError as exc:
         print(f"alta: error: {exc}", file=sys.stderr)
         return 2

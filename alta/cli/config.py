@@ -216,6 +216,8 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
     stem = safe_run_name(stem)
+    if "base" in data:
+        data = _with_base(data, source, chain=(str(source),))
     if is_reference_format(data):
         data = translate_reference_config(data, name=stem)
     elif "name" not in data:
@@ -226,6 +228,36 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         return RunConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, section by section (a value in ``over`` wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def _with_base(data: Mapping[str, Any], source, *, chain: tuple[str, ...]) -> dict[str, Any]:
+    """Resolve ``base: NAME`` (a shipped config or a YAML file, itself possibly with a base): the
+    file's keys on top of the base's. The base's ``name`` is not inherited."""
+    data = dict(data)
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{source}: 'base' must name a shipped config (`alta list configs`) or a YAML file, "
+                          f"got {base!r}; e.g. base: default")
+    beside = Path(str(source)).parent / base  # a file named relative to the config that names it
+    text, base_source = _resolve_source(beside if Path(str(source)).is_file() and beside.is_file() else base)
+    if str(base_source) in chain:
+        raise ConfigError(f"{source}: 'base: {base}' makes a cycle ({' -> '.join(chain)} -> {base_source}); "
+                          f"a base cannot start from itself")
+    parent = _load_yaml(text, base_source)
+    if not isinstance(parent, Mapping):
+        raise ConfigError(f"{source}: its base {base_source} does not hold a mapping of sections")
+    if "base" in parent:
+        parent = _with_base(parent, base_source, chain=(*chain, str(base_source)))
+    parent = {k: v for k, v in parent.items() if k != "name"}
+    return _merge(parent, data)
 
 
 class _DuplicateKey(Exception):

@@ -18,7 +18,7 @@ Splits and orders can be given as papers write them (``split="B50-Inc10"``,
 upper bound: one training experience of every class, evaluated on ``stream.eval_experiences``,
 the experiences of the sequential split.
 
-Example:
+Examples:
     >>> stream = ScenarioStream.from_name("digits", num_experiences=5)  # doctest: +SKIP
     >>> for experience in stream:  # doctest: +SKIP
     ...     loader = DataLoader(experience.train, batch_size=32, shuffle=True)
@@ -645,7 +645,7 @@ class ScenarioStream:
             names that look like identifiers (WordNet ids, bare numbers: CLIP would read
             "a photo of a n01440764"); :attr:`names_look_like_identifiers` records it.
 
-    Example:
+    Examples:
         >>> stream = ScenarioStream(train, test, names, num_experiences=5)  # doctest: +SKIP
         >>> [e.classes for e in stream]  # doctest: +SKIP
         [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
