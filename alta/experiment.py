@@ -287,7 +287,9 @@ class Experiment:
         learner, buffer, schedule, optimizer, scheduler: The run's objects (``buffer`` is
             ``None`` without replay; ``schedule``, ``optimizer``, ``scheduler`` are ``None`` for a
             method that trains nothing, such as ``zeroshot``).
-        stream, experiences: The stream and its (possibly subsampled) experiences.
+        stream, experiences: The stream and its (possibly subsampled) training experiences.
+        eval_experiences: The experiences evaluated: ``experiences``, or for a joint stream
+            (``data.joint``) those of the sequential split (the accuracy matrices are (1, K)).
         cache: The feature cache shared by training and evaluation.
 
     Raises:
@@ -308,10 +310,18 @@ class Experiment:
         self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution,
                                                           class_names=protocol_class_names(config))
         experiences = self.experiences
+        # a joint stream trains on one experience and is evaluated on those of the sequential split
+        self.eval_experiences = config.data.subsample(self.stream.eval_experiences) if config.data.joint else experiences
         logger.info("stream %s: %d experience(s) x %s classes, %d train / %d test images at %d px", self.stream.name,
                     len(experiences), "/".join(str(c) for c in sorted(set(self.stream.classes_per_experience))),
                     sum(len(e.train) for e in experiences), sum(len(e.test) for e in experiences),
                     backbone.input_resolution)
+        if config.data.joint:
+            logger.info("joint training, evaluated per experience of the sequential split: %d experience(s) x %s "
+                        "classes", len(self.eval_experiences),
+                        "/".join(str(c) for c in sorted({len(e.classes) for e in self.eval_experiences})))
+        logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
+                    _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
         self.learner = learner = CrossModalLearner(backbone, class_names=self.stream.class_names, seed=config.seed,
                                                    **m.learner_options())
         spec = learner.method
@@ -347,7 +357,7 @@ class Experiment:
         m = self.config.model
         learner = CrossModalLearner(self.learner.backbone, class_names=self.stream.class_names, method="zeroshot",
                                     head="all", template=m.template, truncate_text=m.truncate_text)
-        zs = evaluate(learner, self.experiences, batch_size=self.config.eval.batch_size,
+        zs = evaluate(learner, self.eval_experiences, batch_size=self.config.eval.batch_size,
                       num_workers=self.config.data.num_workers, cache=self.cache, progress=progress,
                       distributed=dist.is_distributed())
         logger.info("zero-shot CLIP: class-IL %s, task-IL %s", " ".join(f"{v:.1f}" for v in zs.class_il),
@@ -356,13 +366,21 @@ class Experiment:
 
     def stream_info(self) -> dict[str, Any]:
         """What the summary says about the stream."""
+        stream, data = self.stream, self.config.data
         return {
-            "dataset": self.stream.name,
+            "dataset": stream.name,
             "num_experiences": len(self.experiences),
-            "classes_per_experience": self.stream.classes_per_experience,
-            "class_names": self.stream.class_names,
+            "classes_per_experience": stream.classes_per_experience,
+            "split": data.split,
+            "joint": data.joint,
+            "eval_classes_per_experience": [len(e.classes) for e in self.eval_experiences],
+            "class_order": stream.class_order,
+            "class_order_source": stream.class_order_source,
+            "class_names": stream.class_names,
+            "class_names_source": stream.class_names_source,
+            "names_look_like_identifiers": stream.names_look_like_identifiers,
             "num_train": sum(len(e.train) for e in self.experiences),
-            "num_test": sum(len(e.test) for e in self.experiences),
+            "num_test": sum(len(e.test) for e in self.eval_experiences),
         }
 
 
@@ -587,20 +605,22 @@ class StopAfter(Callback):
 def _run_without_training(experiment: Experiment, *, result: StreamResult, start_experience: int,
                           callbacks: CallbackList, progress: bool) -> StreamResult:
     """The loop of a method that trains nothing (``zeroshot``): every experience is evaluated."""
-    learner, experiences = experiment.learner, experiment.experiences
+    learner, experiences, evals = experiment.learner, experiment.experiences, experiment.eval_experiences
     callbacks.on_run_start(num_experiences=len(experiences), start_experience=start_experience, start_epoch=0,
                            result=result)
     for t in range(start_experience, len(experiences)):
         learner.begin_experience(experiences[t])
         callbacks.on_experience_start(experience=t, start_epoch=0)
         learner.end_experience(experiences[t])
-        full = evaluate(learner, experiences, batch_size=experiment.config.eval.batch_size,
-                        num_workers=experiment.config.data.num_workers, cache=experiment.cache, progress=progress)
+        full = evaluate(learner, evals, batch_size=experiment.config.eval.batch_size,
+                        num_workers=experiment.config.data.num_workers, cache=experiment.cache, progress=progress,
+                        distributed=dist.is_distributed())
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
         result.history.append([])
         result.confusion[t] = full.confusion
-        seen = full.first(t + 1)
+        k = len(evals) if len(evals) != len(experiences) else t + 1  # a joint stream has seen every class
+        seen = full.first(k)
         record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
         result.evaluations.append(record)
         callbacks.on_evaluation(record=record)
@@ -754,7 +774,8 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
     if main:
         write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
 
-    start_experience, start_epoch, result, zeroshot, elapsed_before = 0, 0, StreamResult.empty(num), None, 0.0
+    result = StreamResult.empty(num, len(experiment.eval_experiences))
+    start_experience, start_epoch, zeroshot, elapsed_before = 0, 0, None, 0.0
     checkpoint_path = output_dir / CHECKPOINT_NAME
     if run_dir.resume and checkpoint_path.is_file():
         state = read_checkpoint(checkpoint_path, config_hash=config.fingerprint(), num_experiences=num)
@@ -798,7 +819,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                                                  num_workers=config.data.num_workers),
                                          distributed=dist.is_distributed()),
                 cache=experiment.cache, callbacks=callbacks, result=result, start_experience=start_experience,
-                start_epoch=start_epoch,
+                start_epoch=start_epoch, eval_experiences=experiment.eval_experiences,
             )
         else:
             _run_without_training(experiment, result=result, start_experience=start_experience, callbacks=callbacks,
@@ -809,6 +830,12 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                     output_dir)
         return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
     return summary_writer.summary
+
+
+def _short(values: list, limit: int = 10) -> str:
+    """The first ``limit`` values of a list, for log lines."""
+    text = ", ".join(map(str, values[:limit]))
+    return f"[{text}{', ...' if len(values) > limit else ''}] ({len(values)})"
 
 
 AGGREGATE_NAME = "aggregate.json"

@@ -111,8 +111,10 @@ def build_summary(
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
         method: The :class:`~alta.methods.MethodSpec`.
-        stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``class_names``,
-            ``num_train``, ``num_test``.
+        stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``split``,
+            ``joint``, ``eval_classes_per_experience``, ``class_order``, ``class_order_source``,
+            ``class_names``, ``class_names_source``, ``names_look_like_identifiers``,
+            ``num_train``, ``num_test`` (:meth:`alta.experiment.Experiment.stream_info`).
         num_trainable_parameters: Trainable scalars of the learner.
         wall_time_s: Wall time of the run (all sessions).
         device: The device used.
@@ -122,11 +124,16 @@ def build_summary(
         determinism: PyTorch's determinism settings in force (:func:`alta.seeding.determinism_state`).
 
     Returns:
-        A JSON-ready dict (NaN written as ``null``).
+        A JSON-ready dict (NaN written as ``null``). A joint run's (1, K) matrices (K
+        experiences of the sequential split) get Avg = Last = the mean of the row and no
+        forgetting, BWT or FWT.
     """
     matrices = {"class_il": result.class_il, "task_il": result.task_il}
+    joint = np.asarray(result.class_il).shape[0] != np.asarray(result.class_il).shape[1]
     per_setting = {
-        s: metrics.summarize(matrices[s], baseline=zeroshot[s] if zeroshot else None) for s in SETTINGS
+        s: _joint_metrics(matrices[s]) if joint else metrics.summarize(matrices[s],
+                                                                       baseline=zeroshot[s] if zeroshot else None)
+        for s in SETTINGS
     }
     headline_key = config.eval.il_setting.replace("-", "_")
     summary = {
@@ -170,6 +177,24 @@ def build_summary(
         "output_dir": str(output_dir),
     }
     return _clean(summary)
+
+
+def _joint_metrics(R) -> dict[str, Any]:
+    """The summary entries of a joint run: one training experience evaluated on the K
+    experiences of the sequential split, a (1, K) row (:func:`alta.metrics.summarize` takes
+    square matrices only).
+
+    Avg and Last are both the mean of the row (after the one training step every class has been
+    seen, so Avg's mean over steps is that step's mean over experiences), the number a continual
+    run's Last is compared with; forgetting, BWT and FWT need later steps and are NaN.
+
+    Shape:
+        R: (1, K).
+    """
+    row = np.asarray(R, dtype=float)[-1]
+    mean = float(row.mean())
+    return {"accuracy_after_each": [mean], "avg_accuracy": mean, "last_accuracy": mean,
+            "forgetting": float("nan"), "bwt": float("nan"), "fwt": float("nan")}
 
 
 def experience_end_metrics(result) -> dict[str, Any]:
@@ -330,7 +355,11 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"alta run {summary['config']!r}: {summary['dataset']}, {T} experience{'s' if T != 1 else ''} x "
         f"{'/'.join(str(c) for c in sorted(set(summary['classes_per_experience'])))} classes, "
-        f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience",
+        f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience"
+        + (f" (joint: evaluated on the {len(summary['eval_classes_per_experience'])} experiences of the "
+           f"sequential split)" if summary.get("joint") else ""),
+        f"class order {summary.get('class_order_source', 'native')}, class names from "
+        f"{summary.get('class_names_source', 'dataset')}: {_names_preview(summary.get('class_names', []))}",
         f"method {summary['method']} ({summary['formula']}), head {summary['head']!r}, "
         f"buffer {summary['buffer_size'] or 'off'}, seed {summary['seed']}",
         f"backbone {backbone['name']} ({kind}, {backbone['input_resolution']} px), device {summary['device']['type']}, "
@@ -339,7 +368,8 @@ def format_table(summary: dict[str, Any]) -> str:
         "Accuracy (%) on each experience after the last one",
     ]
     label_width = 18
-    head = "setting".ljust(label_width) + "".join(f"{'exp ' + str(k + 1):>7}" for k in range(T))
+    K = len(summary["accuracy_matrix"][headline][-1])  # K = T, or the sequential split of a joint run
+    head = "setting".ljust(label_width) + "".join(f"{'exp ' + str(k + 1):>7}" for k in range(K))
     head += " |" + "".join(f"{name:>8}" for name in ("Avg", "Last", "Forget", "BWT", "FWT"))
     lines += [head, "-" * len(head)]
     for setting in SETTINGS:
@@ -359,11 +389,19 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append(row)
     lines.append(f"* headline setting ({summary['il_setting']}); Avg = mean accuracy after each experience, "
                  f"Last = after the last, FWT against zero-shot CLIP")
+    if summary.get("names_look_like_identifiers"):
+        lines += ["", "!! NOTE: the class names look like identifiers (WordNet ids or numbers): CLIP read prompts such "
+                      "as 'a photo of a n01440764'. Give readable names: --class-names FILE (one name per line, or "
+                      "'folder<TAB>name' lines such as Tiny-ImageNet's words.txt)"]
     if not summary["pretrained"]:
         bar = "!" * 100
         lines += ["", bar, "!! NOTE: " + random_backbone_note(backbone), bar]
     lines += ["", f"results: {summary['output_dir']}"]
     return "\n".join(lines)
+
+
+def _names_preview(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)})" if len(names) > limit else "")
 
 
 def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, parents: bool = True) -> list[Path]:
@@ -403,12 +441,12 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, par
     for ax, setting in zip(axes, SETTINGS):
         matrix = np.array([[np.nan if v is None else v for v in row] for row in summary["accuracy_matrix"][setting]])
         image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
-        for t in range(T):
-            for k in range(T):
+        for t in range(matrix.shape[0]):
+            for k in range(matrix.shape[1]):
                 if T <= 12 and np.isfinite(matrix[t, k]):
                     ax.text(k, t, f"{matrix[t, k]:.0f}", ha="center", va="center", fontsize=8,
                             color="white" if matrix[t, k] < 60 else "black")
-        ax.set_xticks(ticks, tick_labels)
+        ax.set_xticks(range(matrix.shape[1]), [str(k + 1) for k in range(matrix.shape[1])])
         ax.set_yticks(ticks, tick_labels)
         ax.set_xlabel("evaluated on experience k")
         ax.set_ylabel("after training experience t")
@@ -427,7 +465,9 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, par
     zeroshot = summary.get("zeroshot_accuracy")
     if zeroshot:
         for setting, style in zip(SETTINGS, ("--", ":")):
-            running = np.cumsum(zeroshot[setting]) / x  # zero-shot mean over the experiences seen so far
+            values = np.asarray(zeroshot[setting], dtype=float)
+            # zero-shot mean over the experiences seen so far (a joint run has seen them all)
+            running = np.cumsum(values)[: len(x)] / x if len(values) == len(x) else np.full(len(x), values.mean())
             ax.plot(x, running, style, color="gray", label=f"zero-shot {_LABELS[setting]}")
     ax.set_xticks(x)
     ax.set_ylim(0, 100)

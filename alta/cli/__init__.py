@@ -63,6 +63,10 @@ _FLAG_KEYS = {
     "data_root": "data.root",
     "download": "data.download",
     "num_experiences": "data.num_experiences",
+    "split": "data.split",
+    "initial_classes": "data.initial_classes",
+    "class_order": "data.class_order",
+    "class_names": "data.class_names",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "optim.lr",
@@ -212,6 +216,18 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
                       help="let torchvision download CIFAR-10/100 or Fashion-MNIST into --data-root")
     data.add_argument("--num-experiences", dest="num_experiences", type=int, metavar="T",
                       help="number of experiences (default: the config's / the benchmark's split)")
+    data.add_argument("--split", metavar="B<base>-Inc<inc>",
+                      help="the split as the CLIP continual-learning papers write it: B0-Inc10 (every experience 10 "
+                           "classes), B50-Inc10 (50, then 10 per experience), B11-Inc10 (101 classes: 11 + 10 x 9)")
+    data.add_argument("--initial-classes", dest="initial_classes", type=int, metavar="N",
+                      help="classes of the first experience (the others split the rest evenly)")
+    data.add_argument("--class-order", dest="class_order", metavar="NAME|FILE",
+                      help="class order: icarl-1993 (iCaRL/PyCIL, NumPy seed 1993), dytox-cifar100, or a file of "
+                           "class ids; --set data.class_order=[...] for a list, data.class_order_seed=N for a seeded "
+                           "permutation (default: the dataset's order)")
+    data.add_argument("--class-names", dest="class_names", metavar="FILE",
+                      help="readable class names for CLIP's prompts: a file with one name per line in label order, "
+                           "or 'folder<TAB>name' lines (Tiny-ImageNet's words.txt, for WordNet-id folders)")
     data.add_argument("--num-workers", dest="num_workers", type=int, metavar="N",
                       help="DataLoader worker processes (default 0)")
     for dest in _REFERENCE_DIRS:
@@ -299,6 +315,7 @@ def resolve_run_config(args: argparse.Namespace):
         saved = load_run_config(saved_path)
         base = load_config(args.config) if args.config else saved
         candidate = _apply(base, _reference_dirs(args, base, overrides), overrides)
+        _refuse_ignored(candidate, overrides)
         diff = config_differences(saved, candidate)
         if diff:
             details = "; ".join(
@@ -312,6 +329,7 @@ def resolve_run_config(args: argparse.Namespace):
         return dataclasses.replace(candidate, name=saved.name), run_dir, True
     config = load_config(args.config or DEFAULT_CONFIG)
     config = _apply(config, _reference_dirs(args, config, overrides), overrides)
+    _refuse_ignored(config, overrides)
     # the default name is claimed atomically when the run starts (the next free -2, -3, ... if taken)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config, unique=False)
     return config, output_dir, False
@@ -338,16 +356,62 @@ def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
 
 
 def _reference_dirs(args: argparse.Namespace, config, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Map the reference's --cifar10_dir / --cifar100_dir / --tinyimagenet_dir to data.root."""
+    """Map the reference's --cifar10_dir / --cifar100_dir / --tinyimagenet_dir to data.root.
+
+    Raises:
+        ConfigError: the folder of another dataset than the run's (it would be ignored), or a
+            folder that contradicts --data-root.
+    """
     from ..data import DATASETS
+    from ..errors import ConfigError
 
     dataset = DATASETS.resolve(overrides.get("data.dataset", config.data.dataset))
     out = dict(overrides)
     for dest, name in _REFERENCE_DIRS.items():
         value = getattr(args, dest, None)
-        if value is not None and name == dataset and "data.root" not in out:
-            out["data.root"] = value
+        if value is None:
+            continue
+        if name != dataset:
+            raise ConfigError(f"--{dest} {value} is the folder of {name} but this run's dataset is {dataset}, so it "
+                              f"would be ignored; give the data folder with --data-root DIR")
+        if "data.root" in out and out["data.root"] != value:
+            raise ConfigError(f"--{dest} {value} and --data-root {out['data.root']} both give the data folder; give "
+                              f"one of them")
+        out["data.root"] = value
     return out
+
+
+# buffer keys that only matter when the run replays (buffer.size 0 says "no replay" and agrees)
+_BUFFER_KEYS = ("buffer.size", "buffer.policy")
+
+
+def _refuse_ignored(config, overrides: dict[str, Any]) -> None:
+    """Refuse values given on the command line that this run would ignore (they would be recorded
+    in config.yaml as if used). Values inside a config file stay as the file gives them.
+
+    A buffer size for a method that does not replay is only warned about: the reference README's
+    command line (``--method cprompt ... --buffer_size 500``) passes one to every method.
+
+    Raises:
+        ConfigError: ``--buffer-size`` / ``buffer.policy`` for a config without replay
+            (``buffer.replay: false``, the ``sgd_*`` and ``joint_*`` bounds).
+    """
+    from ..errors import ConfigError
+    from ..methods import METHODS
+
+    given = [k for k in _BUFFER_KEYS if k in overrides and not (k == "buffer.size" and overrides[k] == 0)]
+    if not given:
+        return
+    flags = " and ".join(flag_for_key(k, overrides) for k in given)
+    if not config.buffer.replay:
+        raise ConfigError(
+            f"{flags} would be ignored: config {config.name!r} has no replay (buffer.replay: false, as the sgd_* "
+            f"lower bound and the joint_* upper bound); drop it, or use a config with replay (e.g. --config "
+            f"il_cifar10) or --set buffer.replay=true")
+    spec = METHODS.get(config.model.method)
+    if not spec.replay:
+        logging.getLogger("alta.cli").warning("%s is ignored: method %s does not replay (as in the reference code)",
+                                              flags, spec.name)
 
 
 def flag_for_key(key: str, overrides: dict[str, Any]) -> str:

@@ -362,6 +362,10 @@ class DatasetSpec:
         classes_per_experience: Default split of the benchmark (``None``: the caller must choose).
         description: One line for listings.
         options: Names of the dataset-specific options ``load`` accepts (e.g. ``split_seed``).
+        takes_root: Whether ``load`` reads a data root (``digits`` does not: a root given to it
+            would be ignored, so a run refuses one).
+        can_download: Whether ``download=True`` does anything (torchvision's CIFAR-10/100 and
+            Fashion-MNIST); a run refuses ``download`` elsewhere.
     """
 
     name: str
@@ -369,6 +373,25 @@ class DatasetSpec:
     classes_per_experience: int | None
     description: str = ""
     options: tuple[str, ...] = ()
+    takes_root: bool = True
+    can_download: bool = False
+
+    def check_options(self, options: Mapping[str, object] | None) -> None:
+        """Refuse options this dataset does not take.
+
+        Raises:
+            ConfigError: an unknown option (names the dataset's options and the closest one).
+        """
+        unknown = sorted(set(options or {}) - set(self.options))
+        if unknown:
+            import difflib
+
+            close = [difflib.get_close_matches(k, self.options, n=1) for k in unknown]
+            hint = "; ".join(f"did you mean {c[0]!r}?" for c in close if c)
+            raise ConfigError(
+                f"dataset {self.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                f"{list(self.options) or 'none'}{'; ' + hint if hint else ''}"
+            )
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -406,24 +429,16 @@ def load_sources(
     """
     spec = DATASETS.get(name)
     options = dict(options or {})
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        import difflib
-
-        close = [difflib.get_close_matches(k, spec.options, n=1) for k in unknown]
-        hint = "; ".join(f"did you mean {c[0]!r}?" for c in close if c)
-        raise ConfigError(
-            f"dataset {spec.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
-            f"{list(spec.options) or 'none'}{'; ' + hint if hint else ''}"
-        )
+    spec.check_options(options)
     path = None if root is None else Path(root).expanduser().resolve()
     return spec.load(path, download=bool(download), **options)
 
 
 def _register(name: str, classes_per_experience: int | None, description: str,
-              options: tuple[str, ...] = ()):
+              options: tuple[str, ...] = (), *, takes_root: bool = True, can_download: bool = False):
     def decorator(load):
-        DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description, options))
+        DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description, options,
+                                       takes_root=takes_root, can_download=can_download))
         return load
 
     return decorator
@@ -650,13 +665,13 @@ def _cifar(
     raise _layout_error(dataset, root, "no CIFAR data found", layouts, can_download=True)
 
 
-@_register("seq-cifar10", 2, "CIFAR-10, 5 experiences x 2 classes, native class order")
+@_register("seq-cifar10", 2, "CIFAR-10, 5 experiences x 2 classes, native class order", can_download=True)
 def _load_cifar10(root: Path | None, *, download: bool):
     return _cifar("seq-cifar10", root, download=download, torchvision_dir="cifar-10-batches-py",
                   tv_class="CIFAR10", known=CIFAR10_CLASSES)
 
 
-@_register("seq-cifar100", 10, "CIFAR-100 fine labels, 10 experiences x 10 classes")
+@_register("seq-cifar100", 10, "CIFAR-100 fine labels, 10 experiences x 10 classes", can_download=True)
 def _load_cifar100(root: Path | None, *, download: bool):
     return _cifar("seq-cifar100", root, download=download, torchvision_dir="cifar-100-python",
                   tv_class="CIFAR100", known=CIFAR100_CLASSES)
@@ -781,7 +796,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return out
 
 
-@_register("digits", 2, "scikit-learn's 1,797 8x8 digits (offline, no files), 5 x 2")
+@_register("digits", 2, "scikit-learn's 1,797 8x8 digits (offline, no files), 5 x 2", takes_root=False)
 def _load_digits(root: Path | None, *, download: bool):
     train_x, train_y, test_x, test_y = _digits_arrays()
     return (
@@ -856,7 +871,7 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-@_register("fashion-mnist", 2, "Fashion-MNIST, 5 experiences x 2 classes")
+@_register("fashion-mnist", 2, "Fashion-MNIST, 5 experiences x 2 classes", can_download=True)
 def _load_fashion_mnist(root: Path | None, *, download: bool):
     if root is None and DEBIAN_FASHION_MNIST.is_dir():
         root = DEBIAN_FASHION_MNIST
