@@ -10,32 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
-from alta.cli import build_parser, main, resolve_run_config
+from alta.cli import build_parser, resolve_run_config
 from alta.cli.config import apply_overrides, load_config
 from alta.data.datasets import CIFAR100_CLASSES
 from alta.errors import ConfigError
+
+from helpers import run_cli
 
 # one epoch on features encoded once, no periodic evaluation, no zero-shot pass: seconds per run
 FAST = ["--visual", "tiny-vit", "--epochs", "1", "--train-cache", "fixed", "--eval-every", "0", "--set",
         "eval.zeroshot_baseline=false", "--no-progress", "--no-plots", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    return code, out, err
 
 
 def parse(*argv: str):

@@ -26,12 +26,13 @@ import alta.training as training
 from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, build_optimizer, train_step
 from alta.callbacks import Callback
 from alta.checkpoint import payload_digest, read_checkpoint
-from alta.cli import main
 from alta.cli.config import apply_overrides, load_config
 from alta.errors import CheckpointError, OutputError, ResourceError, TrainingError
 from alta.experiment import MetricsWriter, run_experiment
 from alta.io import append_jsonl, atomic_write, json_line, write_json
 from alta.summary import PLOT_FILES
+
+from helpers import run_cli
 
 ROOT = Path(__file__).parents[1]
 QUICK = ["--epochs", "2", "--eval-every", "1", "--set", "data.max_train_per_class=16", "--set",
@@ -43,12 +44,6 @@ def quick_config(**overrides):
             "device": "cpu"}
     return apply_overrides(load_config("default"), {**base, **overrides})
 
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    return code, out, err
 
 
 def strict_json(text: str):

@@ -18,22 +18,12 @@ import torch
 
 from alta.cli import main
 
+from helpers import run_cli
+
 QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=16", "--set", "data.max_test_per_class=8",
          "--train-cache", "fixed", "--no-progress", "--threads", "1", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out, err
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
