@@ -417,10 +417,14 @@ def _download(url: str, target: Path, *, timeout: float) -> None:
     logger.info("downloading CLIP weights %s -> %s", url, target)
     digest = hashlib.sha256()
 
+    # connect before the atomic write, so that a network failure is reported as one (the write's
+    # own errors are reported as write failures of the target file)
+    source = urllib.request.urlopen(url, timeout=timeout)
+
     def writer(handle):
         from tqdm.auto import tqdm
 
-        with urllib.request.urlopen(url, timeout=timeout) as source, tqdm(
+        with source, tqdm(
             total=int(source.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
             unit_divisor=1024, desc=f"downloading {target.name}", disable=None,  # None: only on a terminal
         ) as progress:

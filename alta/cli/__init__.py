@@ -706,8 +706,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("alta")
     handler = _Handler()
     handler.setFormatter(logging.Formatter("[alta] %(message)s"))
-    previous_level = log.level
+    previous_level, previous_propagate = log.level, log.propagate
     log.addHandler(handler)
+    # alta's lines go to its own handler only: a library that configures the root logger (open_clip
+    # logs through logging.warning) must not print each of them a second time
+    log.propagate = False
     log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         from tqdm.contrib.logging import logging_redirect_tqdm
@@ -735,3 +738,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         log.removeHandler(handler)
         log.setLevel(previous_level)
+        log.propagate = previous_propagate
