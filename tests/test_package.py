@@ -28,6 +28,8 @@ EXPECTED_ALL = {
     "Callback",
     "callbacks",
     "run_stream",
+    "run_group",
+    "GroupMember",
     "metrics",
     "ClipBackbone",
     "Experience",
