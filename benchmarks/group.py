@@ -90,7 +90,8 @@ def measure(backbone_name: str, mode: str, *, steps: int, test_images: int, roun
             times.append(time.perf_counter() - start)
         return times
 
-    one_by_one()  # warm-up (allocator, threads, first-call costs) for both loops
+    m = members_for(backbone, stream)[-1]  # warm-up (allocator, threads, first-call costs): one run of ALTA
+    alta.run_stream(m.learner, [experience], optimizer=m.optimizer, scheduler=m.scheduler, buffer=m.buffer, loop=loop)
     group_times, single_times, per_method = [], [], []
     for r in range(rounds):
         order = ("group", "single") if r % 2 == 0 else ("single", "group")

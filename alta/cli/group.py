@@ -159,7 +159,7 @@ def run_group_experiment(
     configs: Sequence[RunConfig],
     output_dirs: Sequence[str | Path],
     *,
-    resume: bool = False,
+    resume: bool | Sequence[bool] = False,
     stop_after: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) K configurations of one group and write each member's results folder.
@@ -167,7 +167,8 @@ def run_group_experiment(
     Args:
         configs: The members' resolved configurations; they must have one :func:`group_key`.
         output_dirs: One results folder per member (claimed as :func:`run_experiment` claims it).
-        resume: Continue the members in their folders (complete ones are skipped).
+        resume: Continue the members in their folders (complete ones are skipped); one flag for
+            all, or one per member (a group of new and interrupted runs).
         stop_after: End the group after this many experiences, every member's checkpoint kept
             (continue later with ``resume=True``, as a group or each member with ``alta run --resume``).
 
@@ -183,9 +184,10 @@ def run_group_experiment(
     """
     started = time.perf_counter()
     configs, output_dirs = list(configs), [Path(p) for p in output_dirs]
-    if not configs or len(configs) != len(output_dirs):
-        raise ConfigError(f"run_group_experiment needs one output folder per config, got {len(configs)} config(s) "
-                          f"and {len(output_dirs)} folder(s)")
+    resumes = [bool(resume)] * len(configs) if isinstance(resume, bool) else [bool(r) for r in resume]
+    if not configs or len(configs) != len(output_dirs) or len(resumes) != len(configs):
+        raise ConfigError(f"run_group_experiment needs one output folder (and resume flag) per config, got "
+                          f"{len(configs)} config(s), {len(output_dirs)} folder(s), {len(resumes)} flag(s)")
     keys = {group_key(c) for c in configs}
     if len(keys) != 1 or None in keys:
         raise ConfigError(
@@ -197,11 +199,11 @@ def run_group_experiment(
     _check_backbone_name(configs[0].model.visual)
     device = resolve_device(configs[0].device)
     with contextlib.ExitStack() as stack:
-        run_dirs = [stack.enter_context(claim_run_dir(path, config, resume=resume))
-                    for config, path in zip(configs, output_dirs)]
+        run_dirs = [stack.enter_context(claim_run_dir(path, config, resume=again))
+                    for config, path, again in zip(configs, output_dirs, resumes)]
         summaries: list[dict | None] = [None] * len(configs)
-        if resume:
-            for i, (config, path) in enumerate(zip(configs, output_dirs)):
+        for i, (config, path, again) in enumerate(zip(configs, output_dirs, resumes)):
+            if again:
                 _check_resumed_config(config, path)
                 summaries[i] = read_finished_summary(path)
         todo = [i for i, s in enumerate(summaries) if s is None]
