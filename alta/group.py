@@ -50,6 +50,7 @@ from .training import (
     LoopConfig,
     StreamResult,
     _finish_experience,
+    _covered_evaluations,
     _PeriodicEvaluation,
     epoch_batches,
 )
@@ -115,6 +116,7 @@ def run_group(
     cache: FeatureCache | None = None,
     start_experience: int = 0,
     start_epoch: int = 0,
+    eval_experiences: Sequence | None = None,
 ) -> list[StreamResult]:
     """Train K configurations through a stream in one pass over the shared frozen encoders.
 
@@ -133,31 +135,39 @@ def run_group(
         start_experience: First experience to train, for every member (resume; members stopped
             at different points resume as separate groups).
         start_epoch: First epoch of ``start_experience``.
+        eval_experiences: The experiences to evaluate on, as in :func:`~alta.run_stream` (by
+            default the stream's ``eval_experiences``, else ``experiences``).
 
     Returns:
-        One :class:`~alta.training.StreamResult` per member, in order.
+        One :class:`~alta.training.StreamResult` per member, in order, with (T, K) matrices.
 
     Raises:
-        ConfigError: no member or no experience, members sharing a learner, optimizer, buffer or
+        ConfigError: no member, no experience or evaluation experience, members sharing a learner, optimizer, buffer or
             schedule, members on different backbone objects, a member that trains nothing, or a
             start position outside the stream.
     """
     backbone = _check_members(members)
     loop = LoopConfig() if loop is None else loop
+    if eval_experiences is None:
+        eval_experiences = getattr(experiences, "eval_experiences", None)
     experiences = list(experiences)
     num = len(experiences)
+    evals = experiences if eval_experiences is None else list(eval_experiences)
     if num == 0:
         raise ConfigError("run_group needs at least one experience, got none")
     if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
         raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
+    if not evals:
+        raise ConfigError("run_group needs at least one evaluation experience, got none")
     if cache is None:
         cache = FeatureCache()
-    results = [m.result if m.result is not None else StreamResult.empty(num) for m in members]
+    covered = _covered_evaluations(experiences, evals)
+    results = [m.result if m.result is not None else StreamResult.empty(num, len(evals)) for m in members]
     callbacks = [as_callback_list(m.callbacks) for m in members]
     trainers = [
         ExperienceTrainer(
             m.learner, optimizer=m.optimizer, scheduler=m.scheduler, buffer=m.buffer, schedule=m.schedule, loop=loop,
-            callbacks=[_PeriodicEvaluation(m.learner, experiences, loop=loop, cache=cache, callbacks=cb), *cb],
+            callbacks=[_PeriodicEvaluation(m.learner, evals, covered, loop=loop, cache=cache, callbacks=cb), *cb],
             result=result,
         )
         for m, cb, result in zip(members, callbacks, results)
@@ -186,8 +196,8 @@ def run_group(
         for member, trainer, cb, result in zip(members, trainers, callbacks, results):
             if not loop.eval_before_snapshot:
                 member.learner.end_experience(experience)
-            _finish_experience(member.learner, experiences, t, loop=loop, cache=cache, result=result,
-                               history=trainer.history, callbacks=cb)
+            _finish_experience(member.learner, evals, experience, t, covered=covered[t], loop=loop, cache=cache,
+                               result=result, history=trainer.history, callbacks=cb)
     for cb, result in zip(callbacks, results):
         cb.on_run_end(result=result)
     return results

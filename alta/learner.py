@@ -401,7 +401,9 @@ class CrossModalLearner(nn.Module):
                 raise ConfigError(
                     f"experience {experience.index} calls its labels {classes.tolist()} {theirs}, but this learner "
                     f"calls them {mine}: the learner was built for another stream or class order; build it with "
-                    f"class_names=stream.class_names of this stream"
+                    f"class_names=stream.class_names of this stream. To give the stream readable names (e.g. for "
+                    f"WordNet-id folders), pass class_names= (a list, a file, or a 'folder<TAB>name' map) to "
+                    f"ScenarioStream.from_name or to the ScenarioStream constructor"
                 )
         self.class_to_experience.copy_(mapping.to(self.device))
         self.seen[classes.to(self.device)] = True

@@ -293,7 +293,8 @@ class StreamResult:
 
     Attributes:
         class_il: R[t, k] class-IL accuracy (%) on experience k after experience t, (T, T);
-            NaN where not measured.
+            NaN where not measured. With separate evaluation experiences (the joint upper
+            bound) it is (T, K): T training experiences, K evaluation experiences.
         task_il: The same for task-IL.
         evaluations: One record per evaluation (``experience``, ``epoch``, the
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
@@ -307,8 +308,10 @@ class StreamResult:
     history: list[list[dict]] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, num_experiences: int) -> "StreamResult":
-        nan = np.full((num_experiences, num_experiences), np.nan)
+    def empty(cls, num_experiences: int, num_eval_experiences: int | None = None) -> "StreamResult":
+        """NaN matrices of shape (T, K), K = ``num_eval_experiences`` (T when omitted)."""
+        columns = num_experiences if num_eval_experiences is None else num_eval_experiences
+        nan = np.full((num_experiences, columns), np.nan)
         return cls(class_il=nan.copy(), task_il=nan.copy())
 
 
@@ -477,14 +480,16 @@ class _PeriodicEvaluation(Callback):
     """``run_stream``'s evaluation every ``eval_every`` epochs (the last epoch excepted: the
     end-of-experience evaluation covers it), dispatched before the user's ``on_epoch_end``."""
 
-    def __init__(self, learner, experiences: list, *, loop: LoopConfig, cache: FeatureCache, callbacks) -> None:
-        self.learner, self.experiences, self.loop, self.cache, self.callbacks = learner, experiences, loop, cache, callbacks
+    def __init__(self, learner, evals: list, covered: list[int], *, loop: LoopConfig, cache: FeatureCache,
+                 callbacks) -> None:
+        self.learner, self.evals, self.covered = learner, evals, covered
+        self.loop, self.cache, self.callbacks = loop, cache, callbacks
 
     def on_epoch_end(self, *, experience: int, epoch: int, stats: dict, result: StreamResult) -> None:
         every, epochs = self.loop.eval_every, self.loop.epochs
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
-            seen = evaluate(self.learner, self.experiences[: experience + 1], batch_size=self.loop.eval_batch_size,
-                            num_workers=self.loop.num_workers, cache=self.cache)
+            seen = evaluate(self.learner, self.evals[: self.covered[experience]],
+                            batch_size=self.loop.eval_batch_size, num_workers=self.loop.num_workers, cache=self.cache)
             _record(result, experience, epoch, seen, stats, self.callbacks)
 
 
@@ -502,6 +507,7 @@ def run_stream(
     result: StreamResult | None = None,
     start_experience: int = 0,
     start_epoch: int = 0,
+    eval_experiences: Sequence | None = None,
 ) -> StreamResult:
     """Train through a stream and measure the accuracy matrices.
 
@@ -528,26 +534,37 @@ def run_stream(
         start_experience: First experience to train (earlier ones are done).
         start_epoch: First epoch of ``start_experience`` to run (earlier ones are done; their
             statistics are in ``result.history``).
+        eval_experiences: The experiences to evaluate on; by default the stream's
+            ``eval_experiences`` when ``experiences`` is a :class:`~alta.data.ScenarioStream`
+            (for a joint stream, the sequential split: its row of R holds per-experience
+            accuracies comparable with a continual run's), else ``experiences``. Periodic
+            evaluations cover the evaluation experiences whose classes have all been trained.
 
     Returns:
-        The :class:`StreamResult`.
+        The :class:`StreamResult`, with (T, K) matrices for K evaluation experiences.
 
     Raises:
-        ConfigError: no experience, or a start position outside the stream.
+        ConfigError: no experience or evaluation experience, or a start position outside the stream.
     """
     loop = LoopConfig() if loop is None else loop
     callbacks = as_callback_list(callbacks)
+    if eval_experiences is None:
+        eval_experiences = getattr(experiences, "eval_experiences", None)
     experiences = list(experiences)
     num = len(experiences)
+    evals = experiences if eval_experiences is None else list(eval_experiences)
     if num == 0:
         raise ConfigError("run_stream needs at least one experience, got none")
     if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
         raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
+    if not evals:
+        raise ConfigError("run_stream needs at least one evaluation experience, got none")
     if result is None:
-        result = StreamResult.empty(num)
+        result = StreamResult.empty(num, len(evals))
     if cache is None:
         cache = FeatureCache()
-    periodic = _PeriodicEvaluation(learner, experiences, loop=loop, cache=cache, callbacks=callbacks)
+    covered = _covered_evaluations(experiences, evals)
+    periodic = _PeriodicEvaluation(learner, evals, covered, loop=loop, cache=cache, callbacks=callbacks)
     epoch_callbacks = [periodic, *callbacks]
     callbacks.on_run_start(num_experiences=num, start_experience=start_experience, start_epoch=start_epoch,
                            result=result)
@@ -557,26 +574,41 @@ def run_stream(
             loop=loop, cache=cache, callbacks=epoch_callbacks, start_epoch=start_epoch if t == start_experience else 0,
             result=result, end_experience=not loop.eval_before_snapshot,
         )
-        _finish_experience(learner, experiences, t, loop=loop, cache=cache, result=result, history=history,
-                           callbacks=callbacks)
+        _finish_experience(learner, evals, experiences[t], t, covered=covered[t], loop=loop, cache=cache,
+                           result=result, history=history, callbacks=callbacks)
     callbacks.on_run_end(result=result)
     return result
 
 
-def _finish_experience(learner, experiences: Sequence, t: int, *, loop: LoopConfig, cache: FeatureCache | None,
-                       result: StreamResult, history: list[dict], callbacks) -> None:
-    """The end of experience ``t`` in :func:`run_stream`: evaluate every experience (row t of
-    the accuracy matrices), ``learner.end_experience`` first or, with
-    ``loop.eval_before_snapshot``, after; record the evaluation; ``on_experience_end``."""
-    full = evaluate(learner, experiences, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache)
+def _finish_experience(learner, evals: Sequence, experience, t: int, *, covered: int, loop: LoopConfig,
+                       cache: FeatureCache | None, result: StreamResult, history: list[dict], callbacks) -> None:
+    """The end of training experience ``t`` (``experience``) in :func:`run_stream`: evaluate every
+    evaluation experience (row t of the accuracy matrices), ``learner.end_experience`` first or,
+    with ``loop.eval_before_snapshot``, after; record the evaluation of the ``covered`` leading
+    evaluation experiences; ``on_experience_end``."""
+    full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache)
     if loop.eval_before_snapshot:
-        learner.end_experience(experiences[t])
+        learner.end_experience(experience)
     result.class_il[t, :] = full.class_il
     result.task_il[t, :] = full.task_il
-    seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
-                            full.num_samples[: t + 1])
+    k = covered
+    seen = EvaluationResult(full.experiences[:k], full.class_il[:k], full.task_il[:k], full.num_samples[:k])
     _record(result, t, loop.epochs - 1, seen, history[-1] if history else {}, callbacks)
     callbacks.on_experience_end(experience=t, result=result)
+
+
+def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
+    """For every training experience t, how many leading evaluation experiences have all their
+    classes trained by the end of t (t + 1 when both are the same split; K for the joint bound)."""
+    seen: set[int] = set()
+    covered = []
+    for experience in experiences:
+        seen.update(int(c) for c in experience.classes)
+        k = 0
+        while k < len(evals) and {int(c) for c in evals[k].classes} <= seen:
+            k += 1
+        covered.append(max(k, 1))
+    return covered
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,

@@ -147,7 +147,6 @@ def test_seeded_class_order():
         ([0, 1, 2, 3, 4, 5, 6, 7, 8, 8], r"missing: \[9\], duplicated: \[8\]"),
         ([0, 1, 2, 3, 4, 5, 6, 7, 8], r"received 9 ids.*missing: \[9\]"),
         ([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], r"out of range: \[10\]"),
-        ("0123456789", "list of the 10 original class ids"),
         ([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "integer class ids"),
     ],
 )
@@ -155,6 +154,14 @@ def test_bad_class_order_raises_data_error(order, match):
     with pytest.raises(DataError, match=match) as info:
         make_stream(class_order=order)
     assert "permutation" in str(info.value) or "class ids" in str(info.value)
+
+
+def test_class_order_string_is_a_name_or_a_file():
+    # A string is a registered order or a file of ids; anything else names the valid orders.
+    with pytest.raises(ConfigError, match="neither a known class order nor an existing file.*icarl-1993"):
+        make_stream(class_order="0123456789")
+    with pytest.raises(ConfigError, match="did you mean 'icarl-1993'"):
+        make_stream(class_order="icarl-1939")
 
 
 # ---- labels and names -----------------------------------------------------------------------------
@@ -532,3 +539,25 @@ def test_samples_that_are_not_pairs_are_refused():
 
     with pytest.raises(DataError, match=r"cannot read the label of sample 0.*\(x, y\) pair"):
         ScenarioStream(Bare(), Labelled(10), NAMES, num_experiences=1)
+
+
+# ---- joint upper bound ----------------------------------------------------------------------------
+
+
+def test_joint_stream_trains_once_and_evaluates_per_sequential_experience():
+    sequential = make_stream(num_experiences=5, class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    joint = make_stream(num_experiences=5, class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0], joint=True)
+    assert len(joint) == joint.num_experiences == 1 and joint.joint and not sequential.joint
+    (only,) = list(joint)
+    assert only.classes == list(range(10)) and only.num_experiences == 1
+    assert len(only.train) == sum(len(e.train) for e in sequential)
+    assert sorted(only.train.indices.tolist()) == sorted(torch.cat([e.train.indices for e in sequential]).tolist())
+    assert torch.equal(only.class_to_experience, sequential[0].class_to_experience)  # task-IL per sequential experience
+    assert joint.classes_per_experience == [10]
+    evals = joint.eval_experiences
+    assert [e.classes for e in evals] == [e.classes for e in sequential]
+    assert [e.test.indices.tolist() for e in evals] == [e.test.indices.tolist() for e in sequential]
+    assert [e.index for e in sequential.eval_experiences] == [0, 1, 2, 3, 4]
+    assert "joint=True, eval_split=[2, 2, 2, 2, 2]" in repr(joint)
+    with pytest.raises(ConfigError, match="joint must be True or False"):
+        make_stream(num_experiences=5, joint=1)

@@ -254,3 +254,16 @@ def test_learner_forward_with_labels_is_the_loss(tiny_clip):
     assert torch.equal(a.loss.detach(), b.loss.detach()) and a.loss.requires_grad
     assert set(a.memory_items()) == {"labels", "image_features", "logits", "experience_ids"}
     assert learner(images).shape == (8, learner.num_classes)
+def test_joint_upper_bound_is_evaluated_per_sequential_experience(tiny_clip):
+    from alta import CrossModalLearner, LoopConfig, build_optimizer, evaluate, run_stream
+
+    joint = ScenarioStream.from_name("digits", resolution=32, joint=True)
+    learner = CrossModalLearner(tiny_clip, class_names=joint.class_names)
+    optimizer, scheduler = build_optimizer(learner, epochs=1)
+    result = run_stream(learner, joint, optimizer=optimizer, scheduler=scheduler,
+                        loop=LoopConfig(epochs=1, batch_size=256, train_cache="fixed", eval_every=0))
+    assert result.class_il.shape == result.task_il.shape == (1, 5)  # one training row, five experiences
+    direct = evaluate(learner, joint.eval_experiences)
+    assert result.class_il[0].tolist() == list(direct.class_il)
+    assert result.task_il[0].tolist() == list(direct.task_il)
+    assert [r["experiences"] for r in result.evaluations][-1] == [0, 1, 2, 3, 4]

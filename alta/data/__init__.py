@@ -2,10 +2,12 @@
 
 ALTA (Li et al., IEEE TMM 2023) is evaluated on class-incremental streams of CIFAR-10, CIFAR-100
 and Tiny-ImageNet; :class:`ScenarioStream` builds those (``ScenarioStream.from_name``) or splits
-any labelled dataset into experiences.
+any labelled dataset into experiences. :mod:`alta.data.protocols` reads the field's protocol
+vocabulary (``B50-Inc10`` splits, named class orders such as ``icarl-1993``, class-name files).
 """
 
 from .datasets import DATASETS, DataRootError, list_datasets, load_sources
+from .protocols import CLASS_ORDERS, Split, list_class_orders, parse_split, read_class_names
 from .stream import Experience, ExperienceDataset, ScenarioStream
 from .transforms import (
     TRANSFORM_PRESETS,
@@ -16,16 +18,21 @@ from .transforms import (
 )
 
 __all__ = [
+    "CLASS_ORDERS",
     "DATASETS",
     "DataRootError",
     "TRANSFORM_PRESETS",
     "Experience",
     "ExperienceDataset",
     "ScenarioStream",
+    "Split",
     "dataset_stats",
+    "list_class_orders",
     "list_datasets",
     "list_transform_presets",
     "load_sources",
     "make_transform",
+    "parse_split",
+    "read_class_names",
     "to_rgb8",
 ]

@@ -18,7 +18,12 @@ name                      split   layouts read under ``root``
 ``seq-tinyimagenet``      10 x 20 official ``tiny-imagenet-200`` (no download)
 ``digits``                5 x 2   none: scikit-learn's bundled 8x8 digits (root ignored)
 ``fashion-mnist``         5 x 2   torchvision (``FashionMNIST/raw/``) or the four idx files
-``image-folder``          --      ``train/<class>/*`` + ``test/<class>/*`` (or ``val/``)
+``image-folder``          --      ``train/<class>/**`` + ``test/<class>/**`` (or ``val/``), recursed
+                                  with torchvision's ImageFolder rules
+``imagenet-r``            10 x 20 ``imagenet-r/<wnid>/`` (seeded 80/20 split per class)
+``cub200``                10 x 20 ``CUB_200_2011/`` index files (official split)
+``caltech101``            --      ``101_ObjectCategories/`` (no background; seeded or listed split)
+``imagenet-subset``       --      ILSVRC-2012 ``train/<wnid>/`` + ``val/<wnid>/`` and a class list
 ========================  ======  ============================================================
 
 References:
@@ -26,14 +31,21 @@ References:
     P. Buzzega et al., "Dark Experience for General Continual Learning" (mammoth), NeurIPS 2020.
     A. Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009 (CIFAR).
     H. Xiao et al., "Fashion-MNIST", arXiv:1708.07747, 2017.
+    D. Hendrycks et al., "The Many Faces of Robustness", ICCV 2021 (ImageNet-R).
+    C. Wah et al., "The Caltech-UCSD Birds-200-2011 Dataset", CNS-TR-2011-001, 2011.
+    L. Fei-Fei et al., "Learning Generative Visual Models from Few Training Examples", CVPR
+    Workshops 2004 (Caltech-101).
+    O. Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -43,7 +55,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..registry import Registry
 from .transforms import to_rgb8
 
@@ -66,7 +78,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+# torchvision's ImageFolder extensions (torchvision.datasets.folder.IMG_EXTENSIONS), matched
+# case-insensitively at the end of the file name as ImageFolder does; a test pins the equality.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -156,12 +170,14 @@ class LabelledSource(Dataset):
     """A raw labelled dataset: ``source[i] -> (PIL RGB image, original label)``, no transform.
 
     Subclasses set ``targets`` (LongTensor (N,), original labels, readable without loading any
-    image), ``class_names`` (human-readable, one per original label) and ``identity`` (a stable
-    string naming dataset, root and split, used in cache keys).
+    image), ``class_names`` (human-readable, one per original label), ``class_ids`` (what the
+    data calls each label: folder names, WordNet ids; the keys of a ``folder<TAB>name`` map) and
+    ``identity`` (a stable string naming dataset, root and split, used in cache keys).
     """
 
     targets: torch.Tensor
     class_names: list[str]
+    class_ids: list[str]
     identity: str
 
     def __len__(self) -> int:
@@ -179,6 +195,8 @@ class ImageFileSource(LabelledSource):
         targets: Original label of each sample.
         class_names: Human-readable name of each original label.
         identity: Stable description (dataset, root, split) for cache keys.
+        class_ids: What the data calls each label (e.g. its folder name); ``class_names`` when
+            omitted.
 
     Raises:
         DataError: if ``paths`` and ``targets`` differ in length.
@@ -191,6 +209,7 @@ class ImageFileSource(LabelledSource):
         class_names: Sequence[str],
         *,
         identity: str,
+        class_ids: Sequence[str] | None = None,
     ) -> None:
         self.paths = [os.fspath(p) for p in paths]
         self.targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
@@ -200,6 +219,12 @@ class ImageFileSource(LabelledSource):
                 "expected one label per image"
             )
         self.class_names = check_class_names(class_names, what=identity)
+        self.class_ids = list(class_ids) if class_ids is not None else list(self.class_names)
+        if len(self.class_ids) != len(self.class_names):
+            raise DataError(
+                f"{identity}: got {len(self.class_ids)} class ids for {len(self.class_names)} class "
+                "names; expected one id per class"
+            )
         self.identity = identity
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
@@ -258,6 +283,7 @@ class ArraySource(LabelledSource):
                 "expected one label per image"
             )
         self.class_names = check_class_names(class_names, what=identity)
+        self.class_ids = list(self.class_names)
         self.identity = identity
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
@@ -278,15 +304,18 @@ class DatasetSpec:
 
     Args:
         name: Registry name (e.g. ``"seq-cifar10"``).
-        load: ``load(root: Path | None, *, download: bool) -> (train, test)`` raw sources.
+        load: ``load(root: Path | None, *, download: bool, **options) -> (train, test)`` raw
+            sources.
         classes_per_experience: Default split of the benchmark (``None``: the caller must choose).
         description: One line for listings.
+        options: Names of the dataset-specific options ``load`` accepts (e.g. ``split_seed``).
     """
 
     name: str
     load: Callable[..., tuple[LabelledSource, LabelledSource]]
     classes_per_experience: int | None
     description: str = ""
+    options: tuple[str, ...] = ()
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -298,7 +327,11 @@ def list_datasets() -> list[str]:
 
 
 def load_sources(
-    name: str, *, root: str | os.PathLike | None = None, download: bool = False
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    options: Mapping[str, object] | None = None,
 ) -> tuple[LabelledSource, LabelledSource]:
     """Read the raw (train, test) sources of a registered dataset.
 
@@ -306,22 +339,38 @@ def load_sources(
         name: A name from :func:`list_datasets`.
         root: Folder holding the data (see each dataset's layouts); ignored by ``digits``.
         download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``.
+        options: Dataset-specific options (``DATASETS.get(name).options`` lists them), e.g.
+            ``{"split_seed": 1}`` for ImageNet-R or ``{"class_list": "imagenet100.txt"}`` for
+            ``imagenet-subset``.
 
     Returns:
         ``(train, test)``: raw sources returning ``(PIL RGB image, original label)``.
 
     Raises:
-        ConfigError: unknown name (lists the valid ones).
+        ConfigError: unknown name (lists the valid ones), or an option the dataset does not take
+            (lists those it takes).
         DataError: missing or wrongly laid out ``root`` (the message shows the expected layout).
     """
     spec = DATASETS.get(name)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        import difflib
+
+        close = [difflib.get_close_matches(k, spec.options, n=1) for k in unknown]
+        hint = "; ".join(f"did you mean {c[0]!r}?" for c in close if c)
+        raise ConfigError(
+            f"dataset {spec.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+            f"{list(spec.options) or 'none'}{'; ' + hint if hint else ''}"
+        )
     path = None if root is None else Path(root).expanduser().resolve()
-    return spec.load(path, download=bool(download))
+    return spec.load(path, download=bool(download), **options)
 
 
-def _register(name: str, classes_per_experience: int | None, description: str):
+def _register(name: str, classes_per_experience: int | None, description: str,
+              options: tuple[str, ...] = ()):
     def decorator(load):
-        DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description))
+        DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description, options))
         return load
 
     return decorator
@@ -350,13 +399,17 @@ def _need_root(name: str, root: Path | None, layouts: str, *, can_download: bool
 
 
 def _list_images(folder: Path) -> list[str]:
-    with os.scandir(folder) as entries:
-        files = [
-            e.path
-            for e in entries
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-        ]
-    return sorted(files)
+    """Image files under ``folder``, subfolders included, as torchvision's ImageFolder finds
+    them (``torchvision.datasets.folder.make_dataset``): ``os.walk`` following links, in sorted
+    order, names ending in one of :data:`IMAGE_EXTENSIONS` case-insensitively. Written out
+    rather than called because torchvision < 0.17 refuses empty folders, which alta reports
+    itself, naming the class."""
+    paths: list[str] = []
+    for directory, _, names in sorted(os.walk(folder, followlinks=True)):
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                paths.append(os.path.join(directory, name))
+    return paths
 
 
 def _class_folders(split_dir: Path) -> list[str]:
@@ -378,8 +431,10 @@ def _folder_split(
     identity: str,
     class_names: Sequence[str],
     dataset: str,
+    class_ids: Sequence[str] | None = None,
 ) -> ImageFileSource:
-    """Image files of ``split_dir/<folders[k]>/*`` labelled k; every class needs an image.
+    """Image files under ``split_dir/<folders[k]>/`` (subfolders included) labelled k; every
+    class needs an image.
 
     Raises:
         DataError: a class folder holding no image file (naming the class and the folder).
@@ -392,7 +447,7 @@ def _folder_split(
             role = "training" if split_dir.name == "train" else "test"
             raise DataError(
                 f"{dataset}: class {class_names[label]!r} has no {role} images: the folder "
-                f"{str(split_dir / folder)!r} holds no images (extensions read: "
+                f"{str(split_dir / folder)!r} holds no images, subfolders included (extensions read: "
                 f"{', '.join(IMAGE_EXTENSIONS)}). Every class needs at least one training and one "
                 f"test image (a class without {role} images would "
                 f"{'never be learned' if role == 'training' else 'never be evaluated'}). Fix: add "
@@ -400,7 +455,8 @@ def _folder_split(
             )
         paths.extend(files)
         targets.extend([label] * len(files))
-    return ImageFileSource(paths, targets, class_names, identity=identity)
+    return ImageFileSource(paths, targets, class_names, identity=identity,
+                           class_ids=list(folders) if class_ids is None else class_ids)
 
 
 def _match_folders(
@@ -572,7 +628,8 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
             )
         paths.extend(files)
         targets.extend([label[wnid]] * len(files))
-    train = ImageFileSource(paths, targets, names, identity=f"seq-tinyimagenet|{root}|train")
+    train = ImageFileSource(paths, targets, names, identity=f"seq-tinyimagenet|{root}|train",
+                            class_ids=wnids)
 
     val_paths: list[str] = []
     val_targets: list[int] = []
@@ -597,7 +654,8 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
             f"{' ...' if len(absent) > 5 else ''}. Every class needs test images (a class without "
             "them would be scored on nothing). Fix: restore val/ from tiny-imagenet-200.zip"
         )
-    test = ImageFileSource(val_paths, val_targets, names, identity=f"seq-tinyimagenet|{root}|val")
+    test = ImageFileSource(val_paths, val_targets, names, identity=f"seq-tinyimagenet|{root}|val",
+                           class_ids=wnids)
     return train, test
 
 
@@ -737,8 +795,9 @@ def _load_fashion_mnist(root: Path | None, *, download: bool):
 # --------------------------------------------------------------------------------------------
 
 _FOLDER_LAYOUT = (
-    "  root/train/<class>/*.jpg|png|... and root/test/<class>/* (or root/val/<class>/*), the same "
-    "class folders on both sides;\n  classes are ordered by sorted folder name, underscores in "
+    "  root/train/<class>/**/*.jpg|png|... and root/test/<class>/** (or root/val/<class>/**), the "
+    "same class folders on both sides (images in subfolders of a class folder belong to it, as in "
+    "torchvision's ImageFolder);\n  classes are ordered by sorted folder name, underscores in "
     "folder names become spaces in class names"
 )
 
@@ -778,3 +837,433 @@ def _load_image_folder(root: Path | None, *, download: bool):
     test = _folder_split(test_dir, folders, identity=f"image-folder|{root}|{test_dir.name}",
                          class_names=names, dataset="image-folder")
     return train, test
+
+
+# --------------------------------------------------------------------------------------------
+# Seeded per-class train/test splits (datasets without an official one)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_split_options(dataset: str, split_seed: object, test_fraction: object) -> tuple[int, float]:
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or int(split_seed) < 0:
+        raise ConfigError(
+            f"{dataset}: split_seed must be an int >= 0 (the seed of the per-class train/test split), "
+            f"got {split_seed!r}"
+        )
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ConfigError(
+            f"{dataset}: test_fraction must be a number in (0, 1) (share of every class's images "
+            f"held out for test), got {test_fraction!r}"
+        )
+    return int(split_seed), float(test_fraction)
+
+
+def _seeded_split(
+    dataset: str,
+    files_per_class: Sequence[Sequence[str]],
+    class_ids: Sequence[str],
+    *,
+    seed: int,
+    test_fraction: float | None = None,
+    train_per_class: int | None = None,
+) -> tuple[list[str], list[int], list[str], list[int]]:
+    """Split every class's files into train and test with a generator seeded by (seed, label).
+
+    Each class draws its own permutation from ``np.random.default_rng([seed, label])``, so a
+    class's split does not depend on the other classes. ``train_per_class`` keeps that many
+    training images per class (the rest is test); otherwise ``round(test_fraction * n)`` images
+    (at least one) are test images. Files keep their sorted order inside each side.
+
+    Raises:
+        DataError: a class with fewer than two images (it cannot be on both sides).
+    """
+    train_paths: list[str] = []
+    train_targets: list[int] = []
+    test_paths: list[str] = []
+    test_targets: list[int] = []
+    for label, files in enumerate(files_per_class):
+        n = len(files)
+        if n < 2:
+            raise DataError(
+                f"{dataset}: class {class_ids[label]!r} has {n} image(s); the seeded train/test "
+                "split needs at least two per class (one on each side). Fix: add images or remove "
+                "that class folder"
+            )
+        if train_per_class is not None:
+            num_test = n - min(train_per_class, n - 1)
+        else:
+            assert test_fraction is not None
+            num_test = min(max(1, round(test_fraction * n)), n - 1)
+        permutation = np.random.default_rng([seed, label]).permutation(n)
+        is_test = np.zeros(n, dtype=bool)
+        is_test[permutation[:num_test]] = True
+        for index, path in enumerate(files):
+            if is_test[index]:
+                test_paths.append(path)
+                test_targets.append(label)
+            else:
+                train_paths.append(path)
+                train_targets.append(label)
+    return train_paths, train_targets, test_paths, test_targets
+
+
+def _check_path_option(dataset: str, option: str, value: object) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(
+            f"{dataset}: option {option} must be the path of a file, got {type(value).__name__} {value!r}"[:300]
+        )
+
+
+def _packaged_name_map(filename: str) -> dict[str, str]:
+    from importlib import resources
+
+    from .protocols import read_name_map
+
+    with resources.as_file(resources.files("alta.data") / filename) as path:
+        return read_name_map(path)
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet-R
+# --------------------------------------------------------------------------------------------
+
+_IMAGENET_R_LAYOUT = (
+    "  (a) root/imagenet-r/<wnid>/*.jpg: the 200 WordNet-id folders as imagenet-r.tar unpacks "
+    "(root may be imagenet-r itself); alta splits every class 80/20 with split_seed\n"
+    "  (b) root/imagenet-r/train/<wnid>/ + test/<wnid>/ (or val/): a split you made yourself.\n"
+    "  alta cannot download ImageNet-R: fetch https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar"
+)
+
+
+@_register("imagenet-r", 20, "ImageNet-R, 200 classes, seeded 80/20 split per class, 10 x 20",
+           options=("split_seed", "test_fraction"))
+def _load_imagenet_r(root: Path | None, *, download: bool, split_seed: int = 0,
+                     test_fraction: float = 0.2):
+    """ImageNet-R (Hendrycks et al., ICCV 2021) as L2P/DualPrompt/CODA-Prompt use it: 200 classes,
+    no official split, so every class is split 80/20 (seeded); readable names from the packaged
+    ``imagenet_r_classes.tsv``."""
+    split_seed, test_fraction = _check_split_options("imagenet-r", split_seed, test_fraction)
+    root = _need_root("imagenet-r", root, _IMAGENET_R_LAYOUT, can_download=False)
+    base = root / "imagenet-r" if (root / "imagenet-r").is_dir() else root
+    names = _packaged_name_map("imagenet_r_classes.tsv")
+    presplit = (base / "train").is_dir() and _test_dir(base) is not None
+    folders = _class_folders(base / "train" if presplit else base)
+    if not folders:
+        raise _layout_error("imagenet-r", root, "no class folders found", _IMAGENET_R_LAYOUT,
+                            can_download=False)
+    unknown = [f for f in folders if f not in names]
+    if unknown:
+        raise DataRootError(
+            f"imagenet-r: {len(unknown)} class folder(s) of {str(base)!r} are not ImageNet-R WordNet "
+            f"ids, e.g. {unknown[:5]}; expected folders named by the 200 wnids of ImageNet-R "
+            f"(n01443537 ...).\nLayouts:\n{_IMAGENET_R_LAYOUT}"
+        )
+    if len(folders) != len(names):
+        logger.warning("imagenet-r: %s holds %d of the %d ImageNet-R classes", base, len(folders), len(names))
+    class_names = [names[f] for f in folders]
+    if presplit:
+        test_dir = _test_dir(base)
+        assert test_dir is not None
+        if _class_folders(test_dir) != folders:
+            raise DataRootError(
+                f"imagenet-r: the class folders of {str(test_dir)!r} differ from those of "
+                f"{str(base / 'train')!r}; expected the same wnid folders on both sides"
+            )
+        return (
+            _folder_split(base / "train", folders, identity=f"imagenet-r|{base}|train",
+                          class_names=class_names, dataset="imagenet-r"),
+            _folder_split(test_dir, folders, identity=f"imagenet-r|{base}|{test_dir.name}",
+                          class_names=class_names, dataset="imagenet-r"),
+        )
+    files = [_list_images(base / f) for f in folders]
+    train_p, train_t, test_p, test_t = _seeded_split("imagenet-r", files, folders, seed=split_seed,
+                                                     test_fraction=test_fraction)
+    tag = f"imagenet-r|{base}|seed={split_seed}|test={test_fraction}"
+    return (
+        ImageFileSource(train_p, train_t, class_names, identity=f"{tag}|train", class_ids=folders),
+        ImageFileSource(test_p, test_t, class_names, identity=f"{tag}|test", class_ids=folders),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CUB-200-2011
+# --------------------------------------------------------------------------------------------
+
+_CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
+_CUB_LAYOUT = (
+    "  root/CUB_200_2011/ (or root itself) with images.txt, image_class_labels.txt, "
+    "train_test_split.txt, classes.txt and images/<NNN.Class_name>/*.jpg, as CUB_200_2011.tgz "
+    "unpacks.\n  alta cannot download CUB-200-2011: fetch it from "
+    "https://www.vision.caltech.edu/datasets/cub_200_2011/"
+)
+
+
+def _read_index(path: Path, dataset: str, fields: int) -> dict[str, list[str]]:
+    """``id field...`` lines of a CUB index file, keyed by id."""
+    rows: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != fields + 1 or parts[0] in rows:
+                raise DataError(
+                    f"{dataset}: {path} line {number} is {line.strip()!r}; expected one "
+                    f"'<id> {' '.join(['<value>'] * fields)}' line per id, each id once"
+                )
+            rows[parts[0]] = parts[1:]
+    return rows
+
+
+@_register("cub200", 20, "CUB-200-2011 birds, 200 classes, official train/test split, 10 x 20")
+def _load_cub200(root: Path | None, *, download: bool):
+    """CUB-200-2011 (Wah et al., 2011) from its index files: ``classes.txt`` gives the label
+    order and the names (``001.Black_footed_Albatross`` -> "Black footed Albatross"),
+    ``train_test_split.txt`` the official split."""
+    root = _need_root("cub200", root, _CUB_LAYOUT, can_download=False)
+    base = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
+    absent = [f for f in (*_CUB_FILES, "images") if not (base / f).exists()]
+    if absent:
+        raise _layout_error("cub200", root, f"missing {', '.join(absent)}", _CUB_LAYOUT, can_download=False)
+    classes = _read_index(base / "classes.txt", "cub200", 1)
+    numbers = sorted(int(k) for k in classes)
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise DataError(f"cub200: {base / 'classes.txt'} must number its classes 1..K, got {numbers[:5]}...")
+    folders = [classes[str(k)][0] for k in numbers]
+    names = [readable(re.sub(r"^\d+\.", "", f)) for f in folders]
+    images = _read_index(base / "images.txt", "cub200", 1)
+    labels = _read_index(base / "image_class_labels.txt", "cub200", 1)
+    is_train = _read_index(base / "train_test_split.txt", "cub200", 1)
+    if not (images.keys() == labels.keys() == is_train.keys()):
+        raise DataError(
+            f"cub200: images.txt, image_class_labels.txt and train_test_split.txt of {str(base)!r} list "
+            f"different image ids ({len(images)}, {len(labels)}, {len(is_train)} ids); expected the same ids"
+        )
+    sides: dict[bool, tuple[list[str], list[int]]] = {True: ([], []), False: ([], [])}
+    for image_id in sorted(images, key=int):
+        label = int(labels[image_id][0]) - 1
+        if not 0 <= label < len(folders):
+            raise DataError(f"cub200: image {image_id} has label {label + 1}, outside 1..{len(folders)}")
+        flag = is_train[image_id][0]
+        if flag not in ("0", "1"):
+            raise DataError(f"cub200: train_test_split.txt gives image {image_id} the flag {flag!r}; expected 0 or 1")
+        paths, targets = sides[flag == "1"]
+        paths.append(str(base / "images" / images[image_id][0]))
+        targets.append(label)
+    return (
+        ImageFileSource(*sides[True], names, identity=f"cub200|{base}|train", class_ids=folders),
+        ImageFileSource(*sides[False], names, identity=f"cub200|{base}|test", class_ids=folders),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Caltech-101
+# --------------------------------------------------------------------------------------------
+
+_CALTECH_LAYOUT = (
+    "  root/101_ObjectCategories/<class>/image_*.jpg (as 101_ObjectCategories.tar.gz unpacks; root "
+    "may be that folder itself, or torchvision's root/caltech101/101_ObjectCategories/)"
+)
+# The class names CoOp and the CLIP continual-learning code give the four plural folder names.
+_CALTECH_NAMES = {"airplanes": "airplane", "Faces": "face", "Faces_easy": "face easy",
+                  "Leopards": "leopard", "Motorbikes": "motorbike"}
+_CALTECH_BACKGROUND = "BACKGROUND_Google"
+
+
+def _read_split_list(path: str | os.PathLike, base: Path, folders: Sequence[str], what: str
+                     ) -> tuple[list[str], list[int]]:
+    """Image paths of a user split file (one path per line, relative to ``base``), labelled by
+    their class folder."""
+    _check_path_option("caltech101", what, path)
+    label = {f: k for k, f in enumerate(folders)}
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"caltech101: {what}={os.fspath(path)!r} is not a file; expected one image path per line")
+    paths, targets = [], []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        rel = Path(line.split()[0])
+        parts = rel.parts[1:] if rel.parts and rel.parts[0] == base.name else rel.parts
+        if len(parts) < 2 or parts[0] not in label:
+            raise DataError(
+                f"caltech101: {file} line {number} is {line.strip()!r}; expected '<class>/<image>' "
+                f"relative to {str(base)!r} with a class folder of the dataset"
+            )
+        paths.append(str(base.joinpath(*parts)))
+        targets.append(label[parts[0]])
+    return paths, targets
+
+
+@_register("caltech101", None, "Caltech-101, 101 classes (background excluded), seeded per-class split",
+           options=("split_seed", "test_fraction", "train_per_class", "train_list", "test_list",
+                    "include_background"))
+def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, test_fraction: float = 0.2,
+                     train_per_class: int | None = None, train_list: str | os.PathLike | None = None,
+                     test_list: str | os.PathLike | None = None, include_background: bool = False):
+    """Caltech-101 (Fei-Fei et al., 2004): 101 object classes in sorted folder order (as
+    torchvision's ``Caltech101``), ``BACKGROUND_Google`` left out unless ``include_background``.
+    There is no official split: each class is split with ``split_seed`` (``test_fraction`` of its
+    images, or all but ``train_per_class``), or ``train_list``/``test_list`` files give it."""
+    split_seed, test_fraction = _check_split_options("caltech101", split_seed, test_fraction)
+    if train_per_class is not None and (isinstance(train_per_class, bool) or not isinstance(train_per_class, int)
+                                        or train_per_class < 1):
+        raise ConfigError(f"caltech101: train_per_class must be an int >= 1 or None, got {train_per_class!r}")
+    if not isinstance(include_background, bool):
+        raise ConfigError(f"caltech101: include_background must be True or False, got {include_background!r}")
+    if (train_list is None) != (test_list is None):
+        raise ConfigError("caltech101: give both train_list and test_list (user split files), or neither")
+    root = _need_root("caltech101", root, _CALTECH_LAYOUT, can_download=False)
+    for base in (root / "101_ObjectCategories", root / "caltech101" / "101_ObjectCategories", root):
+        if base.is_dir() and (base.name == "101_ObjectCategories" or (base / "airplanes").is_dir()):
+            break
+    else:
+        raise _layout_error("caltech101", root, "no 101_ObjectCategories folder", _CALTECH_LAYOUT,
+                            can_download=False)
+    folders = [f for f in _class_folders(base) if include_background or f != _CALTECH_BACKGROUND]
+    if not folders:
+        raise _layout_error("caltech101", root, f"{base} holds no class folders", _CALTECH_LAYOUT,
+                            can_download=False)
+    names = [_CALTECH_NAMES.get(f, readable(f)) for f in folders]
+    tag = f"caltech101|{base}|background={bool(include_background)}"
+    if train_list is not None and test_list is not None:
+        train_p, train_t = _read_split_list(train_list, base, folders, "train_list")
+        test_p, test_t = _read_split_list(test_list, base, folders, "test_list")
+        overlap = set(train_p) & set(test_p)
+        if overlap:
+            raise DataError(
+                f"caltech101: {len(overlap)} image(s) are in both train_list and test_list, e.g. "
+                f"{sorted(overlap)[:3]}; expected disjoint split files"
+            )
+        tag += f"|lists={Path(train_list).resolve()},{Path(test_list).resolve()}"
+    else:
+        files = [_list_images(base / f) for f in folders]
+        train_p, train_t, test_p, test_t = _seeded_split(
+            "caltech101", files, folders, seed=split_seed, test_fraction=test_fraction,
+            train_per_class=train_per_class)
+        tag += f"|seed={split_seed}|" + (f"train={train_per_class}" if train_per_class else f"test={test_fraction}")
+    return (
+        ImageFileSource(train_p, train_t, names, identity=f"{tag}|train", class_ids=folders),
+        ImageFileSource(test_p, test_t, names, identity=f"{tag}|test", class_ids=folders),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet subsets (ImageNet-100, ...)
+# --------------------------------------------------------------------------------------------
+
+_WNID_RE = re.compile(r"n\d{8}")
+_IMAGENET_LAYOUT = (
+    "  root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG (ILSVRC-2012 with the validation images "
+    "sorted into class folders), or the Kaggle ILSVRC layout root/ILSVRC/Data/CLS-LOC/{train,val}/ "
+    "with val/ flat and LOC_val_solution.csv beside it;\n  class_list: a file with one wnid per line "
+    "(e.g. ImageNet-100's 100 wnids) or a DyTox/PODNet split file ('train/<wnid>/<file> <label>' "
+    "lines); readable names from LOC_synset_mapping.txt or words.txt when found in or above root"
+)
+
+
+def _read_class_list(path: str | os.PathLike, dataset: str) -> list[str]:
+    """WordNet ids of a class-list file, in label order."""
+    _check_path_option(dataset, "class_list", path)
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"{dataset}: class_list={os.fspath(path)!r} is not a file; expected one wnid per line")
+    plain: list[str] = []
+    labelled: dict[str, int] = {}
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tokens = line.split()
+        found = _WNID_RE.search(tokens[0])
+        if found is None:
+            raise DataError(
+                f"{dataset}: class_list {str(file)!r} line {number} is {line.strip()!r}; expected a "
+                "WordNet id (n01440764) or a 'train/<wnid>/<file> <label>' line"
+            )
+        if "/" in tokens[0] and len(tokens) >= 2 and tokens[1].isdigit():
+            previous = labelled.setdefault(found.group(0), int(tokens[1]))
+            if previous != int(tokens[1]):
+                raise DataError(f"{dataset}: class_list {str(file)!r} gives {found.group(0)} labels "
+                                f"{previous} and {tokens[1]}; expected one label per class")
+        elif found.group(0) not in plain:
+            plain.append(found.group(0))
+    if labelled:
+        return sorted(labelled, key=lambda w: (labelled[w], w))
+    return sorted(plain)
+
+
+def _synset_names(root: Path) -> dict[str, str] | None:
+    """wnid -> readable name from ``LOC_synset_mapping.txt`` (space) or ``words.txt`` (tab)
+    in ``root`` or up to three folders above it."""
+    for folder in (root, *list(root.parents)[:3]):
+        mapping_file = folder / "LOC_synset_mapping.txt"
+        if mapping_file.is_file():
+            names = {}
+            for line in mapping_file.read_text(encoding="utf-8").splitlines():
+                wnid, _, text = line.strip().partition(" ")
+                if wnid:
+                    names[wnid] = text.split(",")[0].strip()
+            return names
+        if (folder / "words.txt").is_file():
+            from .protocols import read_name_map
+
+            return read_name_map(folder / "words.txt")
+    return None
+
+
+@_register("imagenet-subset", None, "ILSVRC-2012 train/val folders restricted to a class list (ImageNet-100)",
+           options=("class_list",))
+def _load_imagenet_subset(root: Path | None, *, download: bool, class_list: str | os.PathLike | None = None):
+    """ImageNet (ILSVRC-2012) or a subset of its classes, e.g. ImageNet-100 (PODNet, DyTox,
+    PyCIL): the wnids of ``class_list`` (all of ``train/`` without one), labels in sorted wnid
+    order (as torchvision's ImageFolder on the subset) or in the labels of a split file."""
+    if class_list is not None:
+        _check_path_option("imagenet-subset", "class_list", class_list)
+    root = _need_root("imagenet-subset", root, _IMAGENET_LAYOUT, can_download=False)
+    for base in (root, root / "ILSVRC" / "Data" / "CLS-LOC", root / "Data" / "CLS-LOC"):
+        if (base / "train").is_dir() and (base / "val").is_dir():
+            break
+    else:
+        raise _layout_error("imagenet-subset", root, "no train/ and val/ folders", _IMAGENET_LAYOUT,
+                            can_download=False)
+    available = _class_folders(base / "train")
+    wnids = _read_class_list(class_list, "imagenet-subset") if class_list is not None else available
+    missing = sorted(set(wnids) - set(available))
+    if not wnids or missing:
+        raise DataRootError(
+            f"imagenet-subset: {str(base / 'train')!r} has no folder for {len(missing)} class(es) of the "
+            f"class list, e.g. {missing[:5]}; expected one train/<wnid>/ folder per class.\n"
+            f"Layouts:\n{_IMAGENET_LAYOUT}"
+        )
+    known = _synset_names(base) or {}
+    names = [known.get(w) or w for w in wnids]
+    tag = f"imagenet-subset|{base}|classes={_digest(wnids)}"
+    train = _folder_split(base / "train", wnids, identity=f"{tag}|train", class_names=names,
+                          dataset="imagenet-subset")
+    if all((base / "val" / w).is_dir() for w in wnids):
+        test = _folder_split(base / "val", wnids, identity=f"{tag}|val", class_names=names,
+                             dataset="imagenet-subset")
+        return train, test
+    solution = next((p for p in (base / "LOC_val_solution.csv", *[q / "LOC_val_solution.csv" for q in list(base.parents)[:3]])
+                     if p.is_file()), None)
+    if solution is None:
+        raise _layout_error("imagenet-subset", root, "val/ has no <wnid>/ folders and no LOC_val_solution.csv "
+                            "was found", _IMAGENET_LAYOUT, can_download=False)
+    label = {w: k for k, w in enumerate(wnids)}
+    paths, targets = [], []
+    for line in solution.read_text(encoding="utf-8").splitlines()[1:]:
+        image_id, _, prediction = line.partition(",")
+        wnid = prediction.split(" ")[0] if prediction else ""
+        if wnid in label:
+            paths.append(str(base / "val" / f"{image_id}.JPEG"))
+            targets.append(label[wnid])
+    absent = sorted(set(wnids) - {wnids[t] for t in targets})
+    if absent:
+        raise DataError(f"imagenet-subset: {solution} lists no validation image for {absent[:5]}; every "
+                        "class needs test images")
+    return train, ImageFileSource(paths, targets, names, identity=f"{tag}|val", class_ids=wnids)
+
+
+def _digest(items: Sequence[str]) -> str:
+    """Short SHA-256 digest of a list of strings (keys a class subset in cache identities)."""
+    return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:16]

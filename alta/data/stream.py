@@ -13,6 +13,11 @@ learner never needs the permutation (``stream.to_original`` gives it back).
 Iteration keeps no state: ``for e in stream`` builds fresh :class:`Experience` objects from data
 computed once in the constructor, so two loops over one stream never interfere.
 
+Splits and orders can be given as papers write them (``split="B50-Inc10"``,
+``class_order="icarl-1993"``, see :mod:`alta.data.protocols`). ``joint=True`` gives the joint
+upper bound: one training experience of every class, evaluated on ``stream.eval_experiences``,
+the experiences of the sequential split.
+
 Example:
     >>> stream = ScenarioStream.from_name("digits", num_experiences=5)  # doctest: +SKIP
     >>> for experience in stream:  # doctest: +SKIP
@@ -35,7 +40,7 @@ import os
 import secrets
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, overload
+from typing import Any, Callable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 import torch
@@ -43,6 +48,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, check_class_names, load_sources, readable
+from .protocols import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
 __all__ = ["Experience", "ExperienceDataset", "ScenarioStream"]
@@ -445,6 +451,9 @@ def _split_sizes(
 
 
 def _resolve_order(num_classes: int, class_order: Any, seed: int | None) -> tuple[list[int], str]:
+    """The class order and how it was chosen (``native``, ``seed=N``, ``explicit``, a registered
+    name such as ``icarl-1993``, or ``file:/path``)."""
+    class_order, described = resolve_class_order(class_order, num_classes)
     if class_order is not None and seed is not None:
         raise ConfigError(
             f"got both class_order and seed={seed!r}; they are alternatives: pass class_order for an "
@@ -488,7 +497,33 @@ def _resolve_order(num_classes: int, class_order: Any, seed: int | None) -> tupl
             f"received {len(order)} ids (missing: {missing[:10]}, duplicated: {duplicates[:10]}, "
             f"out of range: {outside[:10]}). Fix: list every original class id exactly once"
         )
-    return order, "explicit"
+    return order, described or "explicit"
+
+
+def _apply_split(
+    split: str | Split | None,
+    *,
+    num_experiences: int | None,
+    classes_per_experience: int | None,
+    initial_classes: int | None,
+) -> tuple[int | None, int | None]:
+    """``(initial_classes, classes_per_experience)`` of a ``B<base>-Inc<increment>`` split; the
+    given counts when ``split`` is ``None``.
+
+    Raises:
+        ConfigError: a split together with explicit counts (they would contradict each other).
+    """
+    if split is None:
+        return initial_classes, classes_per_experience
+    given = {k: v for k, v in (("num_experiences", num_experiences), ("initial_classes", initial_classes),
+                               ("classes_per_experience", classes_per_experience)) if v is not None}
+    if given:
+        raise ConfigError(
+            f"got split={str(split)!r} and {', '.join(f'{k}={v!r}' for k, v in given.items())}; a split "
+            "already fixes the counts. Fix: give the split alone, or the counts alone"
+        )
+    parsed = split if isinstance(split, Split) else parse_split(split)
+    return parsed.initial_classes, parsed.classes_per_experience
 
 
 def _check_names(class_names: Any) -> list[str]:
@@ -525,26 +560,39 @@ class ScenarioStream:
         classes_per_experience: Classes per experience (after the first one when
             ``initial_classes`` is set).
         initial_classes: Size of the first experience; the remaining classes are split evenly.
-        class_order: Explicit class order, a permutation of the original ids (position -> id).
+        class_order: Class order, a permutation of the original ids (position -> id): a list,
+            tensor or array; a registered name (:func:`alta.data.protocols.list_class_orders`:
+            ``"icarl-1993"``, the iCaRL/PyCIL order ``np.random.seed(1993);
+            np.random.permutation(C)``; ``"dytox-cifar100"``, the DyTox / Continual-CLIP
+            CIFAR-100 order); or the path of a file of ids.
         seed: Draw the class order with ``torch.randperm`` from
             ``torch.Generator().manual_seed(seed)``. The default (both ``None``) keeps the native
-            order, ALTA's protocol. iCaRL/PyCIL shuffle with seed 1993 but through NumPy
-            (``np.random.seed(1993); np.random.permutation(C)``), a different permutation: pass
-            that one via ``class_order`` to reproduce their order.
+            order, ALTA's protocol. ``seed=1993`` is *not* the iCaRL order (that one is drawn
+            through NumPy): pass ``class_order="icarl-1993"`` for it.
         transform: Applied to training inputs ``x`` (``None``: delivered as the dataset gives
             them, e.g. a dataset that transforms by itself).
         test_transform: Applied to test inputs.
+        split: The split as papers write it, ``"B50-Inc10"`` (:func:`~alta.data.protocols.parse_split`),
+            instead of ``initial_classes``/``classes_per_experience``.
+        joint: The joint-training upper bound: one training experience holding every class,
+            while :attr:`eval_experiences` keeps the experiences of the sequential split, so
+            the joint run's accuracies are reported per experience like a continual run's. Each
+            class keeps its sequential experience id in ``class_to_experience`` (task-IL masks
+            per sequential experience).
 
     Raises:
         ConfigError: counts that do not split the classes evenly (the message lists the valid
             values), both ``class_order`` and ``seed``, or a seed that is not an int in
             [0, 2**64).
-        DataError: ``class_order`` not a permutation of the labels, fewer class names than labels,
+        DataError: ``class_order`` not a permutation of the labels (or an unreadable class-order
+            file), fewer class names than labels,
             ``class_names`` not a list/tuple (a set or dict has no reliable order), names empty
             once underscores become spaces, non-integer labels, ``train``/``test`` not a single
             map-style dataset (e.g. a list of datasets), or an experience without training or
             test samples (it names the experience, its classes and the split). A class without
-            samples inside an experience that has others only logs a warning.
+            samples inside an experience that has others only logs a warning, and so do class
+            names that look like identifiers (WordNet ids, bare numbers: CLIP would read
+            "a photo of a n01440764"); :attr:`names_look_like_identifiers` records it.
 
     Example:
         >>> stream = ScenarioStream(train, test, names, num_experiences=5)  # doctest: +SKIP
@@ -565,7 +613,14 @@ class ScenarioStream:
         seed: int | None = None,
         transform: Callable | None = None,
         test_transform: Callable | None = None,
+        split: str | Split | None = None,
+        joint: bool = False,
     ) -> None:
+        if not isinstance(joint, bool):
+            raise ConfigError(f"joint must be True or False, got {type(joint).__name__} {joint!r}")
+        initial_classes, classes_per_experience = _apply_split(
+            split, num_experiences=num_experiences, classes_per_experience=classes_per_experience,
+            initial_classes=initial_classes)
         names = _check_names(class_names)
         C = len(names)
         train_targets = read_targets(train, what="train dataset")
@@ -609,6 +664,18 @@ class ScenarioStream:
         self._transform = transform
         self._test_transform = test_transform
         self._name: str | None = None
+        self._joint = joint
+        self._names_source = "given"
+        self._identifier_names = identifier_names(names)
+        if self._identifier_names:
+            logger.warning(
+                "%d of the %d class names look like identifiers, not words (e.g. %s): CLIP will read "
+                "prompts such as 'a photo of a %s' and its text encoder gains nothing from them. Give "
+                "readable names: class_names= a list, a file with one name per line, or a "
+                "'folder<TAB>name' map such as Tiny-ImageNet's words.txt",
+                len(self._identifier_names), C, ", ".join(self._identifier_names[:3]),
+                self._identifier_names[0],
+            )
         # Indices of every experience's samples, computed once: iteration is then stateless.
         train_exp = class_to_experience[label_map[train_targets]]
         test_exp = class_to_experience[label_map[test_targets]]
@@ -652,14 +719,19 @@ class ScenarioStream:
         num_experiences: int | None = None,
         classes_per_experience: int | None = None,
         initial_classes: int | None = None,
-        class_order: Sequence[int] | torch.Tensor | None = None,
+        class_order: Sequence[int] | torch.Tensor | str | os.PathLike | None = None,
         seed: int | None = None,
+        split: str | Split | None = None,
+        class_names: Sequence[str] | Mapping[str, str] | str | os.PathLike | None = None,
+        joint: bool = False,
+        dataset_options: Mapping[str, Any] | None = None,
     ) -> ScenarioStream:
         """Build a registered stream (see :func:`alta.data.list_datasets`).
 
         Args:
             name: ``"seq-cifar10"``, ``"seq-cifar100"``, ``"seq-tinyimagenet"``, ``"digits"``,
-                ``"fashion-mnist"``, ``"image-folder"`` or another registered name.
+                ``"fashion-mnist"``, ``"image-folder"``, ``"imagenet-r"``, ``"cub200"``,
+                ``"caltech101"``, ``"imagenet-subset"`` or another registered name.
             root: Folder holding the data (layouts in :mod:`alta.data.datasets`); ignored by
                 ``digits``; ``fashion-mnist`` defaults to the Debian package's folder.
             download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``.
@@ -677,19 +749,39 @@ class ScenarioStream:
                 ``classes_per_experience``, the remaining classes use the benchmark's default
                 classes per experience when it divides them (``initial_classes`` = C gives one
                 experience); otherwise a ConfigError lists the valid values.
-            class_order: Explicit class order (original ids).
+            class_order: Class order: original ids, a registered name (``"icarl-1993"``,
+                ``"dytox-cifar100"``) or a file of ids (see :class:`ScenarioStream`).
             seed: Seed of a drawn class order.
+            split: ``"B50-Inc10"``-style split, instead of the counts.
+            class_names: Readable names replacing the dataset's (e.g. WordNet-id folders): a list
+                in label order, a ``{folder: name}`` mapping, or the path of a file with one name
+                per line or ``folder<TAB>name`` lines (Tiny-ImageNet's ``words.txt``; maps are
+                looked up by the dataset's class folders, ``train.class_ids``).
+            joint: The joint upper bound, evaluated per experience of the sequential split (see
+                :class:`ScenarioStream`).
+            dataset_options: Options of the dataset (``DATASETS.get(name).options``), e.g.
+                ``{"split_seed": 1}`` (``imagenet-r``, ``caltech101``), ``{"class_list": path}``
+                (``imagenet-subset``), ``{"train_per_class": 30}`` (``caltech101``).
 
         Returns:
             The stream; ``stream.name`` is ``name``.
 
         Raises:
-            ConfigError: unknown name (lists valid ones), bad counts or options.
-            DataError: missing or wrongly laid out ``root`` (shows the expected layout).
+            ConfigError: unknown name (lists valid ones), bad counts, split or options.
+            DataError: missing or wrongly laid out ``root`` (shows the expected layout), class
+                names that do not fit the dataset's classes.
         """
         spec = DATASETS.get(name)
         canonical = DATASETS.resolve(name)
-        train, test = load_sources(canonical, root=root, download=download)
+        initial_classes, classes_per_experience = _apply_split(
+            split, num_experiences=num_experiences, classes_per_experience=classes_per_experience,
+            initial_classes=initial_classes)
+        train, test = load_sources(canonical, root=root, download=download, options=dataset_options)
+        names, names_source = list(train.class_names), "dataset"
+        if class_names is not None:
+            names, names_source = read_class_names(
+                class_names, class_ids=getattr(train, "class_ids", train.class_names),
+                what=f"{canonical}: class_names")
         if num_experiences is None and classes_per_experience is None:
             classes_per_experience = _default_split(
                 canonical, spec.classes_per_experience, len(train.class_names), initial_classes
@@ -708,7 +800,7 @@ class ScenarioStream:
         stream = cls(
             train,
             test,
-            train.class_names,
+            names,
             num_experiences=num_experiences,
             classes_per_experience=classes_per_experience,
             initial_classes=initial_classes,
@@ -716,16 +808,40 @@ class ScenarioStream:
             seed=seed,
             transform=train_tf,
             test_transform=test_tf,
+            joint=joint,
         )
         stream._name = canonical
+        stream._names_source = names_source
         return stream
 
     # ---- the sequence ------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._sizes)
+        return 1 if self._joint else len(self._sizes)
 
     def _experience(self, t: int) -> Experience:
+        if self._joint:
+            return self._joint_experience()
+        return self._sequential_experience(t)
+
+    def _joint_experience(self) -> Experience:
+        """Every class in one experience; classes keep their sequential experience ids."""
+        classes = list(range(len(self._names)))
+        return Experience(
+            index=0,
+            classes=classes,
+            class_names=list(self._names),
+            train=ExperienceDataset(self._train, torch.cat(self._train_indices).sort().values,
+                                    label_map=self._label_map, transform=self._transform,
+                                    source_targets=self._train_targets),
+            test=ExperienceDataset(self._test, torch.cat(self._test_indices).sort().values,
+                                   label_map=self._label_map, transform=self._test_transform,
+                                   source_targets=self._test_targets),
+            class_to_experience=self._class_to_experience.clone(),
+            num_experiences=1,
+        )
+
+    def _sequential_experience(self, t: int) -> Experience:
         start = sum(self._sizes[:t])
         classes = list(range(start, start + self._sizes[t]))
         return Experience(
@@ -771,8 +887,38 @@ class ScenarioStream:
 
     @property
     def num_experiences(self) -> int:
-        """T, the number of experiences."""
-        return len(self._sizes)
+        """T, the number of training experiences (1 for a joint stream)."""
+        return len(self)
+
+    @property
+    def joint(self) -> bool:
+        """Whether this is the joint upper bound (one training experience of every class)."""
+        return self._joint
+
+    @property
+    def eval_experiences(self) -> list[Experience]:
+        """The experiences to evaluate on: those of the sequential split, for a joint stream
+        too (so its accuracies line up, experience by experience, with a continual run's).
+        For a continual stream, the same as ``list(stream)``."""
+        return [self._sequential_experience(t) for t in range(len(self._sizes))]
+
+    @property
+    def class_order_source(self) -> str:
+        """How the class order was chosen: ``native``, ``seed=N``, ``explicit``, a registered
+        name (``icarl-1993``, ``dytox-cifar100``) or ``file:/path`` (for run summaries)."""
+        return self._order_kind
+
+    @property
+    def class_names_source(self) -> str:
+        """Where the class names came from: ``dataset`` (its folders or known names), ``list``,
+        ``file`` or ``map`` (given to :meth:`from_name`), ``given`` (passed to the constructor)."""
+        return self._names_source
+
+    @property
+    def names_look_like_identifiers(self) -> bool:
+        """True when some class names are WordNet ids or bare numbers (a warning was logged):
+        CLIP then reads ids, not words. Record it in run summaries."""
+        return bool(self._identifier_names)
 
     @property
     def num_classes(self) -> int:
@@ -791,8 +937,9 @@ class ScenarioStream:
 
     @property
     def classes_per_experience(self) -> list[int]:
-        """Number of classes of each experience, e.g. ``[2, 2, 2, 2, 2]``."""
-        return list(self._sizes)
+        """Number of classes of each training experience, e.g. ``[2, 2, 2, 2, 2]`` (``[C]`` for a
+        joint stream; its evaluation split is ``[e.num_classes for e in stream.eval_experiences]``)."""
+        return [len(self._names)] if self._joint else list(self._sizes)
 
     @property
     def class_to_experience(self) -> torch.Tensor:
@@ -880,7 +1027,8 @@ class ScenarioStream:
     def __repr__(self) -> str:
         return (
             f"ScenarioStream({self._name or 'custom'!s}, num_experiences={len(self)}, "
-            f"num_classes={self.num_classes}, classes_per_experience={self._sizes}, "
+            + (f"joint=True, eval_split={self._sizes}, " if self._joint else "")
+            + f"num_classes={self.num_classes}, classes_per_experience={self.classes_per_experience}, "
             f"class_order={self._order_kind}, train={len(self._train_targets)}, "
             f"test={len(self._test_targets)})"
         )
