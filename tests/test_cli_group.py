@@ -73,5 +73,5 @@ def test_plan_groups_and_what_cannot_share_a_group(tmp_path):
         run_group_experiment([configs[0], configs[3]], [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ConfigError, match="cannot run as one group"):
         run_group_experiment([configs[2]], [tmp_path / "z"])
-    with pytest.raises(ConfigError, match="one output folder per config"):
+    with pytest.raises(ConfigError, match="one output folder \\(and resume flag\\) per config"):
         run_group_experiment(configs[:2], [tmp_path / "a"])
