@@ -855,8 +855,8 @@ def render_markdown(table: Mapping[str, Any]) -> str:
                   "| seed | backbone | cache | size | wall time (s) | per cell (s) | members |",
                   "|---:|---|---|---:|---:|---:|---|"]
         for g in table["groups"]:
-            lines.append(f"| {g['seed']} | {g['backbone']} | {g['train_cache']} | {g['size']} | {g['wall_time_s']:,.1f} | "
-                         f"{g['wall_time_s'] / g['size']:,.1f} | {', '.join(g['members'])} |")
+            lines.append(f"| {g['seed']} | {g['backbone']} | {g['train_cache']} | {g['size']} | "
+                         f"{g['wall_time_s']:,.1f} | {g['wall_time_s'] / g['size']:,.1f} | {', '.join(g['members'])} |")
         lines.append("")
     if notes.texts:
         lines += ["Notes:", ""] + [f"[{i + 1}] {text}  " for i, text in enumerate(notes.texts)] + [""]

@@ -125,7 +125,8 @@ class _Member:
         self.config_hash = config.fingerprint()
         self.checkpoint_path = self.output_dir / CHECKPOINT_NAME
         self.metrics_path = self.output_dir / "metrics.jsonl"
-        self.result, self.start_experience, self.zeroshot, self.elapsed_before = StreamResult.empty(self.num), 0, None, 0.0
+        self.result = StreamResult.empty(self.num)
+        self.start_experience, self.zeroshot, self.elapsed_before = 0, None, 0.0
 
     def restore(self) -> None:
         """Continue from the member's checkpoint, if any; metrics.jsonl rewritten to match it."""
@@ -195,7 +196,8 @@ def run_group_experiment(
             f"(a trailing dot: the whole section); plan groups with alta.cli.group.plan_groups"
         )
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
-        raise ConfigError(f"stop_after must be an integer >= 1 (experiences to run before stopping), got {stop_after!r}")
+        raise ConfigError(f"stop_after must be an integer >= 1 (experiences to run before stopping), got "
+                          f"{stop_after!r}")
     _check_backbone_name(configs[0].model.visual)
     device = resolve_device(configs[0].device)
     with contextlib.ExitStack() as stack:
