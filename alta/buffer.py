@@ -31,15 +31,18 @@ import abc
 import bisect
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 import torch
 
+from .config import ConfigSection, check_int, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .registry import Registry
 
 __all__ = [
     "BUFFER_POLICIES",
+    "BufferConfig",
     "BufferPolicy",
     "ClassBalancedPolicy",
     "MemoryBuffer",
@@ -314,6 +317,26 @@ class ClassBalancedPolicy(BufferPolicy):
             ) from err
 
 
+_KIND_NAMES = {int: "plain int", Mapping: "dict", torch.Tensor: "torch.ByteTensor"}
+
+
+def _state_field(state: Mapping[str, Any], key: str, kind: type) -> Any:
+    """``state[key]`` if it is a ``kind`` (an int must be a plain int, not a tensor or bool)."""
+    if key not in state:
+        raise CheckpointError(
+            f"buffer state lacks the key {key!r} (got keys {sorted(map(str, state))[:12]}); the state dict is "
+            "incomplete: save it again with MemoryBuffer.state_dict()"
+        )
+    value = state[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CheckpointError(
+            f"buffer state {key!r} must be a {_KIND_NAMES.get(kind, kind.__name__)}, got {_describe(value)}; "
+            "the state dict is corrupt "
+            "or was not written by MemoryBuffer.state_dict(): save it again"
+        )
+    return value
+
+
 def _as_int(value: Any) -> int:
     """``value`` as an int if it is an integer (int, integer tensor/NumPy scalar); else TypeError."""
     if isinstance(value, bool):
@@ -548,6 +571,13 @@ class MemoryBuffer:
                     f"field {name!r} must be a torch.Tensor, got {type(value).__name__}; "
                     "convert it with torch.as_tensor"
                 )
+            if value.is_meta or value.layout != torch.strided:
+                kind = "a meta tensor (no data)" if value.is_meta else f"a {value.layout} tensor"
+                raise ShapeError(
+                    f"field {name!r} is {kind}; the buffer stores dense tensors with data. Pass "
+                    "a dense tensor (value.to_dense() for a sparse one; a meta tensor holds no data "
+                    "to store)"
+                )
             if value.dim() == 0:
                 raise ShapeError(
                     f"field {name!r} is a 0-dim tensor; expected a batch with the items along "
@@ -608,7 +638,7 @@ class MemoryBuffer:
             Each field: (B, *trailing); the trailing shape and dtype are fixed by the first add.
 
         Raises:
-            ShapeError: non-tensor values, fields of different lengths, dtype or trailing shape
+            ShapeError: non-tensor values, meta or sparse tensors, fields of different lengths, dtype or trailing shape
                 different from the first add, non-integer or non-1-D labels (class_balanced).
             ConfigError: no fields, or field names different from the first add, or a missing
                 label field for class_balanced.
@@ -730,7 +760,9 @@ class MemoryBuffer:
 
         Raises:
             CheckpointError: the state is not a buffer state, or was saved from a buffer with
-                another capacity, policy or label field, or is internally inconsistent.
+                another capacity, policy or label field, or is internally inconsistent, or a
+                field has the wrong type (e.g. a tensor-valued ``capacity`` or ``version``, a
+                ``policy_state`` that is not a dict): every damage is reported by key.
         """
         if not isinstance(state, Mapping) or state.get("format") != _STATE_FORMAT:
             raise CheckpointError(
@@ -738,26 +770,28 @@ class MemoryBuffer:
                 f"{type(state).__name__}"
                 + (f" with keys {sorted(state)[:8]}" if isinstance(state, Mapping) else "")
             )
-        if state.get("version") != _STATE_VERSION:
+        version = _state_field(state, "version", int)
+        if version != _STATE_VERSION:
             raise CheckpointError(
-                f"buffer state version {state.get('version')!r} is not supported (expected "
+                f"buffer state version {version!r} is not supported (expected "
                 f"{_STATE_VERSION}); save it again with this alta version"
             )
         for key, mine in (("capacity", self._capacity), ("policy", self._policy_name),
                           ("label_field", self._label_field)):
-            if state.get(key) != mine:
+            theirs = _state_field(state, key, type(mine))
+            if theirs != mine:
                 raise CheckpointError(
-                    f"buffer state has {key}={state.get(key)!r} but this buffer has {key}={mine!r}; "
-                    f"build MemoryBuffer with {key}={state.get(key)!r} to load it"
+                    f"buffer state has {key}={theirs!r} but this buffer has {key}={mine!r}; "
+                    f"build MemoryBuffer with {key}={theirs!r} to load it"
                 )
-        try:
-            size, num_seen = int(state["size"]), int(state["num_seen"])
-            fields = dict(state["fields"])
-            generator_state = state["generator"]
-            policy_state = state["policy_state"]
-            seed = int(state["seed"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"buffer state is incomplete or malformed ({err!r})") from err
+        size, num_seen = _state_field(state, "size", int), _state_field(state, "num_seen", int)
+        seed = _state_field(state, "seed", int)
+        fields = _state_field(state, "fields", Mapping)
+        policy_state = _state_field(state, "policy_state", Mapping)
+        generator_state = _state_field(state, "generator", torch.Tensor)
+        if not all(isinstance(name, str) for name in fields):
+            raise CheckpointError(f"buffer state 'fields' must map field names to tensors, got keys {list(fields)[:5]}")
+        fields = dict(fields)
         if size != min(num_seen, self._capacity) or size < 0:
             raise CheckpointError(
                 f"buffer state holds size={size} after num_seen={num_seen} items with capacity "
@@ -816,3 +850,37 @@ class MemoryBuffer:
             f"len={self._size}, num_seen={self._num_seen}, device={self._device}, "
             f"fields={{{specs}}})"
         )
+
+
+MAX_BUFFER_SIZE = 10_000_000
+
+
+@dataclass(frozen=True)
+class BufferConfig(ConfigSection):
+    """The replay memory of a run (YAML section ``buffer``): a :class:`MemoryBuffer`.
+
+    Attributes:
+        replay: Replay on (``il_*`` configs) or off (``sgd_*`` lower bound, ``joint_*``).
+        size: Capacity M (200; the reference's ``--buffer_size``). 0 turns replay off.
+        policy: Storage policy: ``reservoir`` (the reference) or ``class_balanced``.
+    """
+
+    _SECTION: ClassVar[str] = "buffer"
+
+    replay: bool = True
+    size: int = 200
+    policy: str = "reservoir"
+
+    def __post_init__(self) -> None:
+        check_int(self.size, "buffer.size", low=0, high=MAX_BUFFER_SIZE,
+                  why="stored items (the paper uses 200 to 5120; 0 turns replay off)")
+        set_canonical(self, "policy", resolve_name(BUFFER_POLICIES, self.policy, "buffer.policy"))
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a buffer is used at all (``replay`` and a positive ``size``)."""
+        return self.replay and self.size > 0
+
+    def build(self, *, device: torch.device, seed: int) -> MemoryBuffer | None:
+        """The buffer (``None`` when :attr:`enabled` is false)."""
+        return MemoryBuffer(self.size, policy=self.policy, device=device, seed=seed) if self.enabled else None

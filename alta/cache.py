@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import ConfigError
 from .io import save_torch
-from .seeding import derive_seed
+from .seeding import SeededItems, derive_seed
 
 __all__ = ["FeatureCache", "CachedFeatures", "encode_dataset", "parse_cache_mode", "CACHE_MODES"]
 
@@ -101,8 +101,10 @@ def encode_dataset(
 ) -> CachedFeatures:
     """Encode every image of ``dataset`` with the frozen image encoder, in dataset order.
 
-    Random transforms draw their randomness from ``seed`` (per view), so the result is
-    reproducible.
+    Random transforms draw their randomness from ``seed``, the view and the sample's index (torch's
+    CPU generator, Python's ``random`` and NumPy's global RNG are all seeded per sample, see
+    :class:`~alta.seeding.SeededItems`), so the result is reproducible and the same for any
+    ``num_workers``.
 
     Args:
         backbone: A :class:`~alta.backbones.ClipBackbone`.
@@ -122,25 +124,37 @@ def encode_dataset(
     pin = backbone.device.type == "cuda"
     all_views, labels = [], None
     for view in range(views):
+        # every RNG a transform may draw from is seeded per sample, so any num_workers gives the same views
         view_seed = derive_seed(seed, view)
-        generator = torch.Generator().manual_seed(view_seed)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            pin_memory=pin, generator=generator)
+        items = SeededItems(dataset, view_seed)
+        # its own generator: a DataLoader without one draws its workers' base seed from the global RNG
+        loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin,
+                            generator=torch.Generator().manual_seed(view_seed))
         feats, labs = [], []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(view_seed)  # transforms in the main process use the global RNG
-            for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
-                                  disable=not progress, leave=False):
-                feats.append(backbone.encode_images(images).cpu())
-                labs.append(torch.as_tensor(y, dtype=torch.long))
+        for images, y in tqdm(loader, desc=f"{description} view {view + 1}/{views}" if views > 1 else description,
+                              disable=not progress, leave=False):
+            feats.append(backbone.encode_images(images).cpu())
+            labs.append(torch.as_tensor(y, dtype=torch.long))
         all_views.append(torch.cat(feats) if feats else torch.empty(0, backbone.embed_dim))
         labels = torch.cat(labs) if labs else torch.empty(0, dtype=torch.long)
     features = all_views[0] if views == 1 else torch.stack(all_views)
     return CachedFeatures(features=features, labels=labels)
 
 
+def _short(transform) -> str:
+    text = " ".join(repr(transform).split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 class FeatureCache:
     """A store of dataset features keyed by backbone, samples, transform and views.
+
+    A feature is served only under a key that identifies the transform. Transforms whose
+    ``repr`` says what they do (torchvision's, alta's presets) are keyed by it, in memory and on
+    disk. A transform whose ``repr`` does not (a ``Lambda``, a function, an object with the
+    default ``<... at 0x...>`` repr; see :func:`alta.data.stream.transform_identity`) is keyed
+    to that very object: its features are reused in memory with the same object only, and never
+    written to or read from ``directory`` (a warning says so once per dataset).
 
     Args:
         directory: Folder for on-disk caching (memory-mapped reads). ``None`` keeps features
@@ -158,6 +172,7 @@ class FeatureCache:
         if self.directory is not None and self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(f"FeatureCache directory {self.directory} exists and is not a folder; pass a folder path")
         self._memory: dict[str, CachedFeatures] = {}
+        self._warned: set[str] = set()
         self.hits = 0
         self.misses = 0
 
@@ -165,7 +180,9 @@ class FeatureCache:
     def key(backbone, dataset: Dataset, *, views: int = 1, seed: int = 0) -> str:
         """The cache key: backbone fingerprint + dataset key (samples, labels, transform) + views."""
         h = hashlib.sha256()
-        for part in (backbone.fingerprint(), _dataset_key(dataset), f"views={views}", f"seed={seed if views > 1 else 0}"):
+        # views are drawn with per-sample seeds (marked "per-sample"): files of the older seeding never match
+        seeding = f"seed={seed},per-sample" if views > 1 else "seed=0"
+        for part in (backbone.fingerprint(), _dataset_key(dataset), f"views={views}", seeding):
             h.update(part.encode())
             h.update(b"\0")
         return h.hexdigest()[:32]
@@ -201,6 +218,16 @@ class FeatureCache:
             self.hits += 1
             return cached
         path = self.directory / f"{key}.pt" if self.directory is not None else None
+        if path is not None and not getattr(dataset, "transform_identified", True):
+            # its key names this very transform object: a file would be stale for another process
+            if key not in self._warned:
+                self._warned.add(key)
+                logger.warning(
+                    "a transform of %r (%s, or its source's own transform) does not identify itself (its repr "
+                    "holds a memory address or is a Lambda), so these features are cached in memory only, never on "
+                    "disk in %s; give the transform a __repr__ that lists its parameters to cache it on disk",
+                    dataset, _short(getattr(dataset, "transform", None)), self.directory)
+            path = None
         if path is not None and path.is_file():
             try:
                 stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)

@@ -6,22 +6,54 @@ Both settings come from the same logits (as in mammoth and the ALTA reference co
 - task-IL: logits of classes outside the sample's own experience are set to ``-inf`` before the
   argmax (the experience of each sample is looked up from its label).
 
-Accuracies are in percent. With a :class:`~alta.cache.FeatureCache`, the frozen image features
+Accuracies are in percent; an experience without test samples scores NaN. With a :class:`~alta.cache.FeatureCache`, the frozen image features
 of each test set are computed once per run and every later evaluation only runs the small heads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from .cache import FeatureCache
+from .config import ConfigSection, check_choice, in_section
 from .errors import ConfigError, StateError
 
-__all__ = ["evaluate", "EvaluationResult", "task_il_mask"]
+__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS"]
+
+IL_SETTINGS = ("class-il", "task-il")
+
+
+@dataclass(frozen=True)
+class EvalConfig(ConfigSection):
+    """Evaluation in a run (YAML section ``eval``, the reference's ``eval``).
+
+    Attributes:
+        every: Evaluate the experiences seen so far every this many epochs (10; 0: only at the
+            end of each experience). Both settings are computed at every evaluation.
+        batch_size: Test batch size (does not change results).
+        il_setting: The headline setting, ``class-il`` or ``task-il`` (the reference's
+            ``--il_setting``).
+        zeroshot_baseline: Evaluate zero-shot CLIP on every experience (the baseline of
+            forward transfer; cheap, it shares the cached test features).
+    """
+
+    _SECTION: ClassVar[str] = "eval"
+
+    every: int = 10
+    batch_size: int = 256
+    il_setting: str = "class-il"
+    zeroshot_baseline: bool = True
+
+    def __post_init__(self) -> None:
+        from .training import LoopConfig  # the loop owns the evaluation period and batch size
+
+        with in_section("eval", eval_every="every", eval_batch_size="batch_size"):
+            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size)
+        check_choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -30,8 +62,8 @@ class EvaluationResult:
 
     Attributes:
         experiences: Index of each evaluated experience.
-        class_il: Class-IL accuracy per experience.
-        task_il: Task-IL accuracy per experience.
+        class_il: Class-IL accuracy per experience (NaN for an experience without test samples).
+        task_il: Task-IL accuracy per experience (NaN likewise).
         num_samples: Test samples per experience.
     """
 
@@ -42,12 +74,12 @@ class EvaluationResult:
 
     @property
     def class_il_mean(self) -> float:
-        """Plain mean of the class-IL accuracies (the reference's "mean_acc")."""
+        """Plain mean of the class-IL accuracies (the reference's "mean_acc"; NaN if one is NaN)."""
         return sum(self.class_il) / len(self.class_il)
 
     @property
     def task_il_mean(self) -> float:
-        """Plain mean of the task-IL accuracies."""
+        """Plain mean of the task-IL accuracies (NaN if one is NaN)."""
         return sum(self.task_il) / len(self.task_il)
 
     def as_dict(self) -> dict:
@@ -103,7 +135,9 @@ def evaluate(
         progress: Show a tqdm progress bar.
 
     Returns:
-        :class:`EvaluationResult` with per-experience accuracies in %.
+        :class:`EvaluationResult` with per-experience accuracies in %. An experience without
+        test samples scores NaN (not measured), never 0%: in an accuracy matrix, the metrics of
+        :mod:`alta.metrics` then refuse a NaN on or below the diagonal.
 
     Raises:
         ConfigError: no experiences given.
@@ -145,8 +179,9 @@ def evaluate(
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
             batches = zip(stored.features.split(batch_size), stored.labels.split(batch_size))
         else:
+            # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
             batches = DataLoader(experience.test, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                 pin_memory=device.type == "cuda")
+                                 pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
@@ -155,7 +190,8 @@ def evaluate(
             total += labels.shape[0]
         indices.append(int(experience.index))
         counts.append(total)
-        class_il.append(100.0 * float(correct_c) / max(total, 1))  # one sync per experience
-        task_il.append(100.0 * float(correct_t) / max(total, 1))
+        # one sync per experience; no test samples: nothing was measured (NaN, never 0%)
+        class_il.append(100.0 * float(correct_c) / total if total else float("nan"))
+        task_il.append(100.0 * float(correct_t) / total if total else float("nan"))
     learner.train(was_training)
     return EvaluationResult(tuple(indices), tuple(class_il), tuple(task_il), tuple(counts))

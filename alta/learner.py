@@ -29,20 +29,22 @@ drawn from a :class:`~alta.buffer.MemoryBuffer` and ``z_b`` recomputed from ``f1
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-import math
+import string
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .backbones import ClipBackbone, load_backbone
+from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, check_seed, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
-from .methods import DEFAULT_METHOD, MethodSpec, get_method
+from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
 from .replay import check_memory, replay_terms
 from .schedule import AlternatingSchedule
@@ -50,7 +52,7 @@ from .schedule import AlternatingSchedule
 if TYPE_CHECKING:  # pragma: no cover
     from .buffer import MemoryBuffer
 
-__all__ = ["CrossModalLearner", "TextFeatures", "StepLoss", "HEADS", "SNAPSHOT_TIMINGS"]
+__all__ = ["CrossModalLearner", "LearnerConfig", "ModelConfig", "TextFeatures", "StepLoss", "HEADS", "SNAPSHOT_TIMINGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,115 @@ def _adapter(dim: int, reduction: int) -> nn.Sequential:
     )
 
 
+def _check_template(template: Any) -> None:
+    """``template`` must format with one class name: exactly one ``{}`` and no other braces
+    (``{{``/``}}`` stand for literal braces)."""
+    fix = ("expected a prompt with exactly one '{}' where the class name goes, e.g. 'a photo of a {}' "
+           "(write '{{' and '}}' for literal braces)")
+    if not isinstance(template, str):
+        raise ConfigError(f"config key 'model.template' must be a string, got {template!r}; {fix}")
+    try:
+        fields_ = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                   if name is not None]
+        template.format("x")
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"config key 'model.template' is {template!r}, which cannot be formatted "
+                          f"({type(exc).__name__}: {exc}); {fix}") from None
+    if fields_ != [("", "", None)]:
+        found = ", ".join("{" + n + (f"!{c}" if c else "") + (f":{s}" if s else "") + "}" for n, s, c in fields_)
+        raise ConfigError(f"config key 'model.template' is {template!r}, with the placeholders "
+                          f"[{found or 'none'}]; {fix}")
+
+
+@dataclass(frozen=True)
+class LearnerConfig(ConfigSection):
+    """The options of :class:`CrossModalLearner`, their defaults (written only here) and their
+    validation (done only here: the learner builds one of these from its arguments).
+
+    Attributes:
+        method: One of the nine method variants, ``zeroshot``, or ``alta`` (=
+            ``oritext_mlp2cprompt_oriimg``, the default).
+        head: ``all`` (logits over every class from the first experience: the paper's protocol)
+            or ``seen`` (classes not begun yet are masked).
+        alpha: Weight of the replay cross-entropy (0.4).
+        beta: Weight of the replay logit MSE (0.4).
+        replay_batch_size: Buffer items drawn per step (32).
+        ctx_init: Words initialising the context vectors (their count is N_CTX, 4).
+        template: Hand-written prompt of w1.
+        adapter_reduction: Adapter bottleneck D -> D / reduction -> D (16).
+        truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
+        snapshot_timing: ``end`` (the context after an experience's final step) or
+            ``last_forward`` (the context before it, as the reference code snapshots).
+    """
+
+    _SECTION: ClassVar[str] = "model"
+
+    method: str = DEFAULT_METHOD
+    head: str = "all"
+    alpha: float = 0.4
+    beta: float = 0.4
+    replay_batch_size: int = 32
+    ctx_init: str = "a photo of a"
+    template: str = "a photo of a {}"
+    adapter_reduction: int = 16
+    truncate_text: bool = True
+    snapshot_timing: str = "end"
+
+    def __post_init__(self) -> None:
+        set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
+        check_choice(self.head, "model.head", HEADS)
+        check_number(self.alpha, "model.alpha", nonnegative=True)
+        check_number(self.beta, "model.beta", nonnegative=True)
+        check_int(self.replay_batch_size, "model.replay_batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="buffer items drawn per training step (default 32)")
+        check_int(self.adapter_reduction, "model.adapter_reduction", low=1)
+        if not isinstance(self.truncate_text, bool):
+            raise ConfigError(f"config key 'model.truncate_text' must be true or false, got {self.truncate_text!r}")
+        check_choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
+        _check_template(self.template)
+
+    def learner_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`CrossModalLearner` this config sets."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig)}
+
+
+@dataclass(frozen=True)
+class ModelConfig(LearnerConfig):
+    """The ``model`` section of a run: the backbone (:func:`alta.load_backbone`) and the learner
+    (:class:`LearnerConfig`).
+
+    Attributes:
+        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or
+            the path of a local CLIP checkpoint. Its input resolution sets the image size.
+        precision: Frozen encoders' precision: ``auto`` (fp16 on CUDA), ``fp32``, ``fp16``, ``bf16``.
+        backbone_seed: Seed of random-weight backbones (``tiny-vit``, ``random-RN50``, ...).
+        download_root: Folder of pretrained CLIP weights (``None``: ``~/.cache/clip``).
+        download_weights: Download missing pretrained weights (needs the internet).
+    """
+
+    visual: str = "RN50"
+    precision: str = "auto"
+    backbone_seed: int = 0
+    download_root: str | None = None
+    download_weights: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.visual, str) or not self.visual:
+            raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
+        check_seed(self.backbone_seed, "model.backbone_seed")
+        check_choice(self.precision, "model.precision", ("auto", "fp32", "fp16", "bf16"))
+
+    def build_backbone(self, *, device: torch.device):
+        """Load the backbone (:func:`alta.load_backbone` with these values).
+
+        Raises:
+            BackboneError: unknown backbone, weights unavailable offline.
+        """
+        return load_backbone(self.visual, device=device, precision=self.precision, download_root=self.download_root,
+                             download=self.download_weights, seed=self.backbone_seed)
+
+
 class CrossModalLearner(nn.Module):
     """ALTA and its variants on a frozen CLIP backbone, driven from your own loop.
 
@@ -173,17 +284,17 @@ class CrossModalLearner(nn.Module):
         backbone: ClipBackbone,
         *,
         class_names: Sequence[str],
-        method: str = DEFAULT_METHOD,
-        head: str = "all",
-        alpha: float = 0.4,
-        beta: float = 0.4,
-        replay_batch_size: int = 32,
-        ctx_init: str = "a photo of a",
-        template: str = "a photo of a {}",
-        adapter_reduction: int = 16,
+        method: str = LearnerConfig.method,
+        head: str = LearnerConfig.head,
+        alpha: float = LearnerConfig.alpha,
+        beta: float = LearnerConfig.beta,
+        replay_batch_size: int = LearnerConfig.replay_batch_size,
+        ctx_init: str = LearnerConfig.ctx_init,
+        template: str = LearnerConfig.template,
+        adapter_reduction: int = LearnerConfig.adapter_reduction,
         seed: int = 0,
-        truncate_text: bool = True,
-        snapshot_timing: str = "end",
+        truncate_text: bool = LearnerConfig.truncate_text,
+        snapshot_timing: str = LearnerConfig.snapshot_timing,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, ClipBackbone):
@@ -191,25 +302,12 @@ class CrossModalLearner(nn.Module):
                 f"backbone must be an alta ClipBackbone, got {type(backbone).__name__}; build one with "
                 f"alta.load_backbone(name) or use CrossModalLearner.from_pretrained(name, ...)"
             )
-        spec = get_method(method)
-        if head not in HEADS:
-            raise ConfigError(f"head must be one of {HEADS}, got {head!r} ('all' is the paper's protocol)")
-        if snapshot_timing not in SNAPSHOT_TIMINGS:
-            raise ConfigError(
-                f"snapshot_timing must be one of {SNAPSHOT_TIMINGS}, got {snapshot_timing!r} "
-                f"('last_forward' reproduces the reference code)"
-            )
-        for label, value in (("alpha", alpha), ("beta", beta)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{label} must be a finite number >= 0, got {value!r} (the paper uses 0.4)")
-        if isinstance(replay_batch_size, bool) or not isinstance(replay_batch_size, int) or replay_batch_size < 1:
-            raise ConfigError(f"replay_batch_size must be an integer >= 1, got {replay_batch_size!r}")
-        if isinstance(adapter_reduction, bool) or not isinstance(adapter_reduction, int) or adapter_reduction < 1:
-            raise ConfigError(f"adapter_reduction must be an integer >= 1, got {adapter_reduction!r}")
+        options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
+                                ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
+                                truncate_text=truncate_text, snapshot_timing=snapshot_timing)  # validates each once
+        spec = get_method(options.method)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        if not isinstance(truncate_text, bool):
-            raise ConfigError(f"truncate_text must be True or False, got {truncate_text!r}")
         names = check_class_names(class_names)
 
         self.backbone = backbone
@@ -268,22 +366,22 @@ class CrossModalLearner(nn.Module):
         visual: str,
         *,
         class_names: Sequence[str],
-        method: str = DEFAULT_METHOD,
-        head: str = "all",
+        method: str = LearnerConfig.method,
+        head: str = LearnerConfig.head,
         device: str | torch.device | None = "cpu",
-        precision: str = "auto",
-        download_root: str | None = None,
-        download: bool = True,
-        backbone_seed: int = 0,
-        alpha: float = 0.4,
-        beta: float = 0.4,
-        replay_batch_size: int = 32,
-        ctx_init: str = "a photo of a",
-        template: str = "a photo of a {}",
-        adapter_reduction: int = 16,
+        precision: str = ModelConfig.precision,
+        download_root: str | None = ModelConfig.download_root,
+        download: bool = ModelConfig.download_weights,
+        backbone_seed: int = ModelConfig.backbone_seed,
+        alpha: float = LearnerConfig.alpha,
+        beta: float = LearnerConfig.beta,
+        replay_batch_size: int = LearnerConfig.replay_batch_size,
+        ctx_init: str = LearnerConfig.ctx_init,
+        template: str = LearnerConfig.template,
+        adapter_reduction: int = LearnerConfig.adapter_reduction,
         seed: int = 0,
-        truncate_text: bool = True,
-        snapshot_timing: str = "end",
+        truncate_text: bool = LearnerConfig.truncate_text,
+        snapshot_timing: str = LearnerConfig.snapshot_timing,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 

@@ -1,7 +1,10 @@
 """Continual-learning metrics as pure functions of an accuracy matrix.
 
 ``R[t, k]`` is the accuracy (in %) on the test split of experience k after training through
-experience t (T x T; entries that were not measured are NaN). Row t is one evaluation of all
+experience t (T x T; entries that were not measured are NaN). NaN is accepted above the
+diagonal only (where forward transfer is then NaN); every function here raises
+:class:`~alta.errors.ShapeError` for a NaN on or below it, e.g. an experience without test
+samples, which :func:`~alta.evaluate` scores NaN. Row t is one evaluation of all
 experiences after experience t; the upper triangle (k > t) holds accuracies on experiences not
 trained yet, needed only by forward transfer.
 
@@ -44,8 +47,15 @@ def _matrix(R) -> np.ndarray:
     R = np.asarray(R, dtype=float)
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
         raise ShapeError(f"the accuracy matrix must be square T x T with T >= 1, got shape {R.shape}")
-    if np.isnan(np.diag(R)).any() or np.isnan(np.tril(R)[np.tril_indices(R.shape[0])]).any():
-        raise ShapeError("the accuracy matrix has NaN on or below the diagonal: every R[t, k] with k <= t must be measured")
+    rows, cols = np.tril_indices(R.shape[0])
+    missing = np.isnan(R[rows, cols])
+    if missing.any():
+        t, k = int(rows[missing][0]), int(cols[missing][0])
+        raise ShapeError(
+            f"the accuracy matrix has NaN on or below the diagonal ({int(missing.sum())} entries, first R[{t}, {k}]): "
+            "every R[t, k] with k <= t must be measured. evaluate() scores an experience without test samples "
+            "NaN; give every experience test samples, or leave it out of the stream"
+        )
     return R
 
 

@@ -14,17 +14,61 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from .config import ConfigSection, check_choice, check_int, check_number
 from .errors import ConfigError
 
-__all__ = ["build_optimizer", "reference_lr", "LR_SCHEDULES"]
+__all__ = ["build_optimizer", "reference_lr", "LR_SCHEDULES", "OptimConfig"]
 
 LR_SCHEDULES = ("cosine", "constant")
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimConfig(ConfigSection):
+    """The optimiser of a run (YAML section ``optim``, the reference's ``OPTIM``): the arguments
+    of :func:`build_optimizer`, their defaults and their validation.
+
+    Attributes:
+        lr: Base learning rate (0.002).
+        momentum: SGD momentum (0.9).
+        weight_decay: Weight decay (5e-4).
+        lr_schedule: ``cosine`` (the configs' schedule) or ``constant`` (with ``lr: 1.0e-5``
+            this reproduces what the reference code ran: it never steps its scheduler).
+        warmup_epochs: Warm-up epochs per experience at ``warmup_lr`` (cosine only).
+        warmup_lr: Warm-up learning rate (1e-5).
+    """
+
+    _SECTION: ClassVar[str] = "optim"
+
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        check_number(self.lr, "optim.lr", positive=True)
+        check_number(self.warmup_lr, "optim.warmup_lr", positive=True)
+        check_number(self.weight_decay, "optim.weight_decay", nonnegative=True)
+        check_number(self.momentum, "optim.momentum", nonnegative=True)
+        if self.momentum >= 1:
+            raise ConfigError(f"config key 'optim.momentum' must be in [0, 1), got {self.momentum!r}")
+        check_choice(self.lr_schedule, "optim.lr_schedule", LR_SCHEDULES)
+        check_int(self.warmup_epochs, "optim.warmup_epochs", low=0)
+
+    def build(self, learner, *, epochs: int) -> tuple[torch.optim.SGD, LambdaLR]:
+        """:func:`build_optimizer` with these values, for ``epochs`` epochs per experience."""
+        return build_optimizer(learner, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                               schedule=self.lr_schedule, epochs=epochs, warmup_epochs=self.warmup_epochs,
+                               warmup_lr=self.warmup_lr)
 
 
 def reference_lr(epoch: int, *, lr: float, epochs: int, schedule: str = "cosine", warmup_epochs: int = 1,
@@ -57,13 +101,13 @@ def reference_lr(epoch: int, *, lr: float, epochs: int, schedule: str = "cosine"
 def build_optimizer(
     learner,
     *,
-    lr: float = 0.002,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    schedule: str = "cosine",
+    lr: float = OptimConfig.lr,
+    momentum: float = OptimConfig.momentum,
+    weight_decay: float = OptimConfig.weight_decay,
+    schedule: str = OptimConfig.lr_schedule,
     epochs: int = 30,
-    warmup_epochs: int = 1,
-    warmup_lr: float = 1e-5,
+    warmup_epochs: int = OptimConfig.warmup_epochs,
+    warmup_lr: float = OptimConfig.warmup_lr,
 ) -> tuple[torch.optim.SGD, LambdaLR]:
     """SGD over the learner's trainable parameters and its per-epoch learning-rate schedule.
 
@@ -91,15 +135,8 @@ def build_optimizer(
         Li et al., IEEE TMM 2023 (implementation details); reference configs
         ``configs/il_*.yaml`` (OPTIM section).
     """
-    if schedule not in LR_SCHEDULES:
-        raise ConfigError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
-    for name, value in (("lr", lr), ("warmup_lr", warmup_lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    if lr <= 0 or warmup_lr <= 0:
-        raise ConfigError(f"lr and warmup_lr must be positive, got lr={lr}, warmup_lr={warmup_lr}")
-    if not 0 <= momentum < 1 or weight_decay < 0:
-        raise ConfigError(f"need 0 <= momentum < 1 and weight_decay >= 0, got momentum={momentum}, weight_decay={weight_decay}")
+    OptimConfig(lr=lr, momentum=momentum, weight_decay=weight_decay, lr_schedule=schedule,
+                warmup_epochs=warmup_epochs, warmup_lr=warmup_lr)  # validates each value once
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:

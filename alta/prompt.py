@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .backbones import ClipBackbone, import_clip
+from .classnames import check_distinguishable
 from .errors import ConfigError
 
 __all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names"]
@@ -26,15 +27,17 @@ def check_class_names(class_names) -> list[str]:
     """Validate class names for prompting.
 
     Args:
-        class_names: A list or tuple of distinct, non-empty strings (underscores are replaced by
-            spaces, as CoOp does).
+        class_names: A list or tuple of non-empty strings that CLIP can tell apart (underscores
+            are replaced by spaces, as CoOp does).
 
     Returns:
         The names as a list, underscores replaced by spaces.
 
     Raises:
         ConfigError: if it is not a list or tuple (a set has no reproducible order), is empty, or
-            a name is not a string, is empty (after replacing underscores) or repeats.
+            a name is not a string, is empty (after replacing underscores), is not valid UTF-8,
+            or reads like another name to CLIP's tokenizer (case, whitespace, underscores; see
+            :func:`alta.classnames.check_distinguishable`).
     """
     if not isinstance(class_names, (list, tuple)):
         raise ConfigError(
@@ -50,19 +53,8 @@ def check_class_names(class_names) -> list[str]:
             f"class names must be non-empty strings; got {bad[:5]} (index, value); give every class a "
             f"human-readable name, which CLIP reads in the prompt"
         )
-    names = [n.replace("_", " ").strip() for n in names]
-    seen: dict[str, int] = {}
-    dup = []
-    for i, n in enumerate(names):
-        if n in seen:
-            dup.append((seen[n], i, n))
-        seen.setdefault(n, i)
-    if dup:
-        raise ConfigError(
-            f"class names must be distinct, but {len(dup)} repeat, e.g. positions {dup[0][0]} and "
-            f"{dup[0][1]} are both {dup[0][2]!r}; CLIP could not tell those classes apart"
-        )
-    return names
+    check_distinguishable(names, error=ConfigError)  # the same rule as ScenarioStream's
+    return [n.replace("_", " ").strip() for n in names]
 
 
 def _tokenize(texts: list[str], context_length: int) -> torch.Tensor:

@@ -31,30 +31,30 @@ import difflib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
+from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
 from .replay import check_buffer_fields
-from .seeding import derive_seed
+from .schedule import AlternatingSchedule
+from .seeding import SeededItems, derive_seed
 
 __all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "ExperienceTrainer", "run_stream",
-           "StreamResult", "derive_seed"]
+           "StreamResult", "TrainConfig", "derive_seed"]
 
 logger = logging.getLogger(__name__)
 
 
 
 
-def _check_int(name: str, value, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or value >= 2**63:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+MAX_CACHE_VIEWS = 1000  # K views of every training image are encoded up front
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,23 @@ class LoopConfig:
     eval_before_snapshot: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, low=1)
-        _check_int("batch_size", self.batch_size, low=1)
-        _check_int("seed", self.seed, low=0)
-        parse_cache_mode(self.train_cache)
-        _check_int("eval_every", self.eval_every, low=0)
-        _check_int("eval_batch_size", self.eval_batch_size, low=1)
-        _check_int("num_workers", self.num_workers, low=0)
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="images per training step (the paper uses 32)")
+        check_seed(self.seed, "seed")
+        try:
+            kind, views = parse_cache_mode(self.train_cache)
+        except ConfigError as exc:
+            raise ConfigError(f"config key 'train_cache': {exc}") from None
+        if kind == "views" and views > MAX_CACHE_VIEWS:
+            raise ConfigError(
+                f"config key 'train_cache' is {self.train_cache!r}: K views of every training image are encoded up "
+                f"front, so K must be in [1, {MAX_CACHE_VIEWS}] (e.g. 'views:4')"
+            )
+        check_int(self.eval_every, "eval_every", low=0)
+        check_int(self.eval_batch_size, "eval_batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="test images per forward pass (default 256; it does not change results)")
+        check_int(self.num_workers, "num_workers", low=0)
         if not isinstance(self.eval_before_snapshot, bool):
             raise ConfigError(f"eval_before_snapshot must be True or False, got {self.eval_before_snapshot!r}")
 
@@ -228,7 +238,7 @@ def epoch_batches(
     """
     LoopConfig(batch_size=batch_size, seed=seed, train_cache=train_cache, num_workers=num_workers)  # the checks
     kind, views = parse_cache_mode(train_cache)
-    _check_int("epoch", epoch, low=0)
+    check_int(epoch, "epoch", low=0)
     if len(experience.train) == 0:
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
@@ -266,25 +276,10 @@ def epoch_batches(
         yield features[idx], labels[idx]
 
 
-class _SeededItems(Dataset):
-    """Draw the random transform of item i from ``derive_seed(seed, i)``.
-
-    The augmentation of a sample then depends only on the run seed, the experience, the epoch and
-    the sample, never on which DataLoader worker loads it: any ``num_workers`` gives the same run.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        # the CPU generator random transforms draw from: the worker's own, or the main process's
-        # (forked by epoch_batches); torch.manual_seed would also reseed CUDA, 100x slower
-        torch.default_generator.manual_seed(derive_seed(self.seed, index))
-        return self.dataset[index]
+class _SeededItems(SeededItems):
+    """Training items of one epoch: the augmentation of item i is drawn from
+    ``derive_seed(epoch_seed, i)`` in every RNG a transform may use (torch, Python's ``random``,
+    NumPy), so any ``num_workers`` gives the same run (see :class:`alta.seeding.SeededItems`)."""
 
 
 @dataclass
@@ -616,3 +611,53 @@ def _record(result: StreamResult, experience: int, epoch: int, evaluation: Evalu
     record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
     result.evaluations.append(record)
     callbacks.on_evaluation(record=record)
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigSection):
+    """The training loop of a run (YAML section ``train``): :func:`run_stream` and its
+    :class:`~alta.AlternatingSchedule`.
+
+    Attributes:
+        epochs: Epochs per experience (30; joint training 100).
+        batch_size: Training batch size (32).
+        schedule: ``crossed`` (both branches every step: the reference) or ``alternate``
+            (text and image branch in turns).
+        schedule_period: Length of one turn (``alternate``).
+        schedule_unit: ``step`` or ``epoch``: what the period counts.
+        schedule_start: Branch of the first turn, ``text`` or ``image``.
+        train_cache: ``none`` (images augmented and encoded at every step: faithful),
+            ``fixed`` (each training image encoded once without augmentation) or ``views:K``
+            (K augmented views encoded once; an approximation).
+    """
+
+    _SECTION: ClassVar[str] = "train"
+
+    epochs: int = 30
+    batch_size: int = 32
+    schedule: str = "crossed"
+    schedule_period: int = 1
+    schedule_unit: str = "step"
+    schedule_start: str = "text"
+    train_cache: str = "none"
+
+    def __post_init__(self) -> None:
+        with in_section("train", "epochs", "batch_size", "train_cache"):  # the loop checks its values
+            LoopConfig(epochs=self.epochs, batch_size=self.batch_size, train_cache=self.train_cache)
+        try:
+            self.build_schedule()  # the schedule checks its own values
+        except ConfigError as exc:
+            words = str(exc).split()  # "schedule mode|unit|start|period must ..."
+            key = {"mode": "schedule"}.get(words[1], f"schedule_{words[1]}")
+            raise ConfigError(f"config key 'train.{key}': {exc}") from None
+
+    def loop(self, *, seed: int, evaluation, num_workers: int = 0) -> "LoopConfig":
+        """The :class:`LoopConfig` of a run with these values, its ``seed``, its
+        :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
+        return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
+                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers)
+
+    def build_schedule(self) -> AlternatingSchedule:
+        """A fresh :class:`~alta.AlternatingSchedule` with these values."""
+        return AlternatingSchedule(self.schedule, period=self.schedule_period, unit=self.schedule_unit,
+                                   start=self.schedule_start)

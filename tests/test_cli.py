@@ -27,8 +27,8 @@ from alta.cli.config import (
     load_run_config,
     parse_override,
 )
-from alta.cli.experiment import run_experiment
-from alta.cli.rundir import claim_run_dir
+from alta.experiment import run_experiment
+from alta.rundir import claim_run_dir
 from alta.errors import ConfigError
 
 # A few images per class and one epoch: each digits run takes seconds on a CPU.
@@ -343,8 +343,55 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, ca
     assert code == 1 and "cannot read the checkpoint" in err and "Delete" in err
 
 
+_KILL_AFTER_EPOCH = """
+import os, signal, sys
+import alta.experiment as experiment
+from alta.callbacks import Callback
+from alta.cli import main
+
+class Kill(Callback):  # runs after the Checkpointer: the process dies right after that checkpoint
+    def on_epoch_end(self, *, experience, epoch, **_):
+        if (experience, epoch) == (1, 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+real = experiment.run_stream
+experiment.run_stream = lambda *a, callbacks, **k: real(*a, callbacks=[*callbacks, Kill()], **k)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_mid_experience_resumes_after_its_last_epoch(tmp_path, capsys):
+    """SIGKILL after epoch 2 of 3 of experience 2: the resumed run continues at epoch 3 of
+    experience 2 and ends with the uninterrupted run's accuracy matrices and metrics.jsonl."""
+    torch.set_num_threads(1)
+    flags = ["--epochs", "3", "--eval-every", "1", "--num-experiences", "2", "--set", "data.max_train_per_class=16",
+             "--set", "data.max_test_per_class=8", "--no-progress", "--no-plots", "--threads", "1"]
+    assert run_cli(capsys, "run", *flags, "--output-dir", str(tmp_path / "full"))[0] == 0
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", _KILL_AFTER_EPOCH, "run", *flags, "--output-dir", str(killed)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    state = torch.load(killed / "checkpoint.pt", weights_only=True)
+    assert (state["next_experience"], state["next_epoch"]) == (1, 2)  # experience 2, epoch 3 is next
+    assert not (killed / "summary.json").exists()
+
+    code, _, err = run_cli(capsys, "run", "--resume", str(killed), "--no-progress", "--threads", "1")
+    assert code == 0, err
+    assert "at experience 2 of 2, epoch 3" in err
+    resumed = json.loads((killed / "summary.json").read_text())
+    for setting in ("class_il", "task_il"):
+        assert resumed["accuracy_matrix"][setting] == full["accuracy_matrix"][setting]
+    assert resumed["train_steps"] == full["train_steps"]
+    assert (killed / "metrics.jsonl").read_text() == (tmp_path / "full" / "metrics.jsonl").read_text()
+
+
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
-    import alta.cli.experiment as experiment
+    import alta.experiment as experiment
+    from alta.callbacks import Callback
 
     from alta.callbacks import Callback
 
@@ -464,12 +511,12 @@ def test_cifar10_config_runs_on_real_images(cifar10_root, tmp_path, capsys):
 
 def _no_backbone(monkeypatch):
     """Fail the test if a run gets as far as loading a backbone."""
-    import alta.cli.experiment as experiment
+    from alta.learner import ModelConfig
 
     def refuse(*args, **kwargs):
         raise AssertionError("the backbone was loaded before the error was found")
 
-    monkeypatch.setattr(experiment, "load_backbone", refuse)
+    monkeypatch.setattr(ModelConfig, "build_backbone", refuse)
 
 
 def test_claiming_a_run_folder_is_exclusive(tmp_path):
@@ -556,7 +603,7 @@ def test_kill_leaves_no_stale_lock(tmp_path, capsys):
 
 
 def test_concurrent_cli_runs_never_share_a_folder(tmp_path, capsys, monkeypatch):
-    import alta.cli.experiment as experiment
+    import alta.experiment as experiment
 
     ran = []
 

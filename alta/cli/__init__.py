@@ -12,8 +12,8 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta run --resume runs/il_cifar10-...      # continue an interrupted run
     alta list methods|backbones|datasets|configs
 
-This module only parses arguments and prints; the work is done by
-:func:`alta.cli.experiment.run_experiment`, which scripts can call directly.
+This module only turns argv into a :class:`~alta.experiment.RunConfig` and prints; the work is
+done by :func:`alta.experiment.run_experiment`, which scripts can call directly.
 """
 
 from __future__ import annotations
@@ -82,32 +82,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive_int(text: str) -> int:
+    """``--threads`` and ``--stop-after`` (not config keys; config values are checked by their section)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63) (a seed), got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -140,25 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--visual", metavar="BACKBONE",
                       help="RN50 (the paper configs' default), RN101, RN50x4, RN50x16, ViT-B/32, ViT-B/16, "
                            "random-weight tiny-vit (the offline demo's) / tiny-rn, or a local CLIP checkpoint file")
-    what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=_nonnegative_int, metavar="N",
+    what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=int, metavar="N",
                       help="memory buffer capacity (default 200; 0 = no replay)")
-    what.add_argument("--seed", type=_seed, metavar="N", help="run seed (default 42)")
+    what.add_argument("--seed", type=int, metavar="N", help="run seed (default 42)")
 
     data = run.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME", help="stream name (`alta list datasets`); overrides the config's")
     data.add_argument("--data-root", dest="data_root", metavar="DIR", help="folder holding the dataset")
     data.add_argument("--download", action="store_true", default=None,
                       help="let torchvision download CIFAR-10/100 or Fashion-MNIST into --data-root")
-    data.add_argument("--num-experiences", dest="num_experiences", type=_positive_int, metavar="T",
+    data.add_argument("--num-experiences", dest="num_experiences", type=int, metavar="T",
                       help="number of experiences (default: the config's / the benchmark's split)")
-    data.add_argument("--num-workers", dest="num_workers", type=_nonnegative_int, metavar="N",
+    data.add_argument("--num-workers", dest="num_workers", type=int, metavar="N",
                       help="DataLoader worker processes (default 0)")
     for dest in _REFERENCE_DIRS:
         data.add_argument(f"--{dest}", dest=dest, metavar="DIR", help=argparse.SUPPRESS)
 
     training = run.add_argument_group("training")
-    training.add_argument("--epochs", type=_positive_int, metavar="N", help="epochs per experience (paper configs 30, joint 100; offline demo 20)")
-    training.add_argument("--batch-size", dest="batch_size", type=_positive_int, metavar="N", help="batch size (32)")
+    training.add_argument("--epochs", type=int, metavar="N", help="epochs per experience (paper configs 30, joint 100; offline demo 20)")
+    training.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help="batch size (32)")
     training.add_argument("--lr", type=float, metavar="LR", help="base learning rate (0.002)")
     training.add_argument("--lr-schedule", dest="lr_schedule", choices=("cosine", "constant"),
                           help="cosine with one warm-up epoch (the configs) or constant (with --lr 1e-5: what "
@@ -168,14 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--schedule", choices=("crossed", "alternate"),
                           help="update both branches every step (crossed, the reference) or alternate text and "
                                "image branch")
-    training.add_argument("--schedule-period", dest="schedule_period", type=_positive_int, metavar="N",
+    training.add_argument("--schedule-period", dest="schedule_period", type=int, metavar="N",
                           help="length of one alternating turn")
     training.add_argument("--schedule-unit", dest="schedule_unit", choices=("step", "epoch"),
                           help="what --schedule-period counts")
     training.add_argument("--train-cache", dest="train_cache", metavar="none|fixed|views:K",
                           help="training features: none (faithful, default), fixed (encoded once, no augmentation), "
                                "views:K (K augmented views encoded once)")
-    training.add_argument("--eval-every", dest="eval_every", type=_nonnegative_int, metavar="N",
+    training.add_argument("--eval-every", dest="eval_every", type=int, metavar="N",
                           help="evaluate every N epochs (default 10; 0 = only after each experience)")
     training.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="set any config key, e.g. --set data.max_train_per_class=100 (repeatable)")
@@ -239,8 +220,8 @@ def resolve_run_config(args: argparse.Namespace):
         ConfigError: unknown config, invalid values, flags that contradict a resumed run.
     """
     from ..errors import ConfigError
-    from .config import DEFAULT_CONFIG, apply_overrides, load_config, load_run_config
-    from .experiment import config_differences, default_output_dir
+    from .config import DEFAULT_CONFIG, load_config, load_run_config
+    from ..experiment import config_differences, default_output_dir
 
     overrides = _overrides(args)
     if args.resume:
@@ -257,7 +238,7 @@ def resolve_run_config(args: argparse.Namespace):
                               f"(or the run never got past its start); start a new run instead")
         saved = load_run_config(saved_path)
         base = load_config(args.config) if args.config else saved
-        candidate = apply_overrides(base, _reference_dirs(args, base, overrides))
+        candidate = _apply(base, _reference_dirs(args, base, overrides), overrides)
         diff = config_differences(saved, candidate)
         if diff:
             details = "; ".join(
@@ -270,10 +251,25 @@ def resolve_run_config(args: argparse.Namespace):
             )
         return dataclasses.replace(candidate, name=saved.name), run_dir, True
     config = load_config(args.config or DEFAULT_CONFIG)
-    config = apply_overrides(config, _reference_dirs(args, config, overrides))
+    config = _apply(config, _reference_dirs(args, config, overrides), overrides)
     # the default name is claimed atomically when the run starts (the next free -2, -3, ... if taken)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config, unique=False)
     return config, output_dir, False
+
+
+def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
+    """:func:`~alta.cli.config.apply_overrides`; an error about a value given on the command line
+    says which flag gave it (the value is checked once, by the section that owns it)."""
+    from ..errors import ConfigError
+    from .config import apply_overrides
+
+    try:
+        return apply_overrides(config, values)
+    except ConfigError as exc:
+        key = next((k for k in values if f"'{k}'" in str(exc) and k in overrides), None)
+        if key is None or key not in _FLAG_KEYS.values():
+            raise
+        raise ConfigError(f"{exc} (given as {flag_for_key(key, overrides)})") from None
 
 
 def _reference_dirs(args: argparse.Namespace, config, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +305,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _tiny_on_cpu(config) -> bool:
-    from .experiment import resolve_device
+    from ..experiment import resolve_device
 
     return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
 
@@ -317,9 +313,9 @@ def _tiny_on_cpu(config) -> bool:
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from .experiment import run_experiment
-    from .report import format_table
-    from .rundir import claim_run_dir
+    from ..experiment import run_experiment
+    from ..summary import format_table
+    from ..rundir import claim_run_dir
 
     config, output_dir, resume = resolve_run_config(args)
     threads = args.threads

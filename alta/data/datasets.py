@@ -26,6 +26,12 @@ name                      split   layouts read under ``root``
 ``imagenet-subset``       --      ILSVRC-2012 ``train/<wnid>/`` + ``val/<wnid>/`` and a class list
 ========================  ======  ============================================================
 
+Files read from image folders: every file under a class folder (sub-folders walked, as
+torchvision's ImageFolder does) with an image extension (``IMAGE_EXTENSIONS``) that is, or links
+to, a regular file. Any other entry (a dangling symlink, ``notes.txt``) is skipped and reported:
+one warning per split gives the count, the reasons and the first few paths. Class folders whose names start with ``.`` are
+ignored; a class folder whose name is not valid UTF-8 is refused (``DataError``).
+
 References:
     W. Li et al., IEEE Transactions on Multimedia, 2023; reference code github.com/vijaylee/ALTA.
     P. Buzzega et al., "Dark Experience for General Continual Learning" (mammoth), NeurIPS 2020.
@@ -55,6 +61,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..classnames import check_utf8
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from .transforms import to_rgb8
@@ -398,23 +405,64 @@ def _need_root(name: str, root: Path | None, layouts: str, *, can_download: bool
     return root
 
 
-def _list_images(folder: Path) -> list[str]:
+SKIPPED_SHOWN = 5  # paths a skipped-files warning lists
+
+
+def _list_images(folder: Path, skipped: list[tuple[str, str]] | None = None) -> list[str]:
     """Image files under ``folder``, subfolders included, as torchvision's ImageFolder finds
     them (``torchvision.datasets.folder.make_dataset``): ``os.walk`` following links, in sorted
     order, names ending in one of :data:`IMAGE_EXTENSIONS` case-insensitively. Written out
     rather than called because torchvision < 0.17 refuses empty folders, which alta reports
-    itself, naming the class."""
+    itself, naming the class.
+
+    An entry is read when it has an image extension and is (or links to) a regular file.
+    Anything else (a dangling symlink, ``notes.txt``) is appended to ``skipped`` with its reason,
+    for :func:`_report_skipped`.
+    """
     paths: list[str] = []
     for directory, _, names in sorted(os.walk(folder, followlinks=True)):
         for name in sorted(names):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                paths.append(os.path.join(directory, name))
+            path = os.path.join(directory, name)
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                reason = "no image extension"
+            elif not os.path.isfile(path):
+                reason = "dangling symlink" if os.path.islink(path) else "not a regular file"
+            else:
+                paths.append(path)
+                continue
+            if skipped is not None:
+                skipped.append((path, reason))
     return paths
 
 
+def _report_skipped(dataset: str, where: Path, skipped: list[tuple[str, str]], *, kept: int) -> None:
+    """Log one warning naming how many entries were left out of ``where`` and the first few."""
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for _, reason in skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    shown = ", ".join(f"{path} ({reason})" for path, reason in sorted(skipped)[:SKIPPED_SHOWN])
+    logger.warning(
+        "%s: skipped %d entr%s of %s that %s not image files (%s; %d images kept): %s%s. Only files "
+        "with an image extension (%s) that are, or link to, regular files are read",
+        dataset, len(skipped), "y" if len(skipped) == 1 else "ies", where, "is" if len(skipped) == 1 else "are",
+        ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())), kept, shown,
+        " ..." if len(skipped) > SKIPPED_SHOWN else "", ", ".join(IMAGE_EXTENSIONS),
+    )
+
+
 def _class_folders(split_dir: Path) -> list[str]:
+    """Sorted names of the class folders of ``split_dir`` (hidden entries are ignored).
+
+    Raises:
+        DataError: a folder name that is not valid UTF-8 (it could not become a class name).
+    """
     with os.scandir(split_dir) as entries:
-        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for name in folders:
+        check_utf8(name, what=f"class folder {str(split_dir / name)!r}", error=DataError)
+    return folders
 
 
 def _test_dir(root: Path) -> Path | None:
@@ -441,8 +489,9 @@ def _folder_split(
     """
     paths: list[str] = []
     targets: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for label, folder in enumerate(folders):
-        files = _list_images(split_dir / folder)
+        files = _list_images(split_dir / folder, skipped)
         if not files:
             role = "training" if split_dir.name == "train" else "test"
             raise DataError(
@@ -455,6 +504,7 @@ def _folder_split(
             )
         paths.extend(files)
         targets.extend([label] * len(files))
+    _report_skipped(dataset, split_dir, skipped, kept=len(paths))
     return ImageFileSource(paths, targets, class_names, identity=identity,
                            class_ids=list(folders) if class_ids is None else class_ids)
 
@@ -614,12 +664,13 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
 
     paths: list[str] = []
     targets: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for wnid in wnids:
         folder = root / "train" / wnid / "images"
         if not folder.is_dir():
             raise _layout_error("seq-tinyimagenet", root, f"missing {folder}", _TINY_LAYOUT,
                                 can_download=False)
-        files = _list_images(folder)
+        files = _list_images(folder, skipped)
         if not files:
             raise DataError(
                 f"seq-tinyimagenet: class {wnid} ({names[label[wnid]]!r}) has no training images: "
@@ -628,6 +679,7 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
             )
         paths.extend(files)
         targets.extend([label[wnid]] * len(files))
+    _report_skipped("seq-tinyimagenet", root / "train", skipped, kept=len(paths))
     train = ImageFileSource(paths, targets, names, identity=f"seq-tinyimagenet|{root}|train",
                             class_ids=wnids)
 
@@ -975,7 +1027,9 @@ def _load_imagenet_r(root: Path | None, *, download: bool, split_seed: int = 0,
             _folder_split(test_dir, folders, identity=f"imagenet-r|{base}|{test_dir.name}",
                           class_names=class_names, dataset="imagenet-r"),
         )
-    files = [_list_images(base / f) for f in folders]
+    skipped: list[tuple[str, str]] = []
+    files = [_list_images(base / f, skipped) for f in folders]
+    _report_skipped("imagenet-r", base, skipped, kept=sum(len(f) for f in files))
     train_p, train_t, test_p, test_t = _seeded_split("imagenet-r", files, folders, seed=split_seed,
                                                      test_fraction=test_fraction)
     tag = f"imagenet-r|{base}|seed={split_seed}|test={test_fraction}"
@@ -1137,7 +1191,9 @@ def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, 
             )
         tag += f"|lists={Path(train_list).resolve()},{Path(test_list).resolve()}"
     else:
-        files = [_list_images(base / f) for f in folders]
+        skipped: list[tuple[str, str]] = []
+        files = [_list_images(base / f, skipped) for f in folders]
+        _report_skipped("caltech101", base, skipped, kept=sum(len(f) for f in files))
         train_p, train_t, test_p, test_t = _seeded_split(
             "caltech101", files, folders, seed=split_seed, test_fraction=test_fraction,
             train_per_class=train_per_class)

@@ -34,24 +34,28 @@ References:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import os
+import re
 import secrets
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence, overload
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..classnames import check_distinguishable
+from ..config import ConfigSection, check_int, resolve_name, set_canonical
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, check_class_names, load_sources, readable
 from .protocols import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
-__all__ = ["Experience", "ExperienceDataset", "ScenarioStream"]
+__all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "DataConfig", "transform_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +169,38 @@ def _tensor_digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # the default repr of objects and functions
+_LAMBDA = re.compile(r"\bLambda\(")  # torchvision's Lambda: "Lambda()" or "Lambda(<name>, types=...)"
+
+
+def transform_identity(transform: Callable | None) -> str | None:
+    """The text that identifies ``transform`` in cache keys, or ``None`` if nothing does.
+
+    A transform is identified by its ``repr`` when that spells out what it does: torchvision's
+    transforms and :func:`~alta.data.make_transform` presets list their parameters. Two kinds of
+    ``repr`` do not: one holding a memory address (the default ``<... object at 0x...>``, a
+    function, a lambda, a ``functools.partial``), and torchvision's ``Lambda``, whose ``repr``
+    omits the function (``Lambda()``), so different functions give equal text.
+
+    Args:
+        transform: A transform, or ``None``.
+
+    Returns:
+        ``repr(transform)``, ``"None"`` for no transform, or ``None`` when the ``repr`` does
+        not identify it (give such a transform a ``__repr__`` that lists its parameters).
+    """
+    text = repr(transform)
+    if _ADDRESS.search(text) or _LAMBDA.search(text):
+        return None
+    return text
+
+
+def _transform_key(transform: Callable | None) -> str:
+    """``transform_identity``, or a token of this very object (never shared with another one)."""
+    identity = transform_identity(transform)
+    return identity if identity is not None else f"object={_object_token(transform)}"
+
+
 def _source_identity(source: Dataset) -> str:
     identity = getattr(source, "identity", None)
     if isinstance(identity, str):
@@ -177,6 +213,10 @@ def _source_identity(source: Dataset) -> str:
             if attr == "root" and isinstance(value, (str, os.PathLike)):
                 value = os.path.abspath(os.fspath(value))
             parts.append(f"{attr}={value!r}")
+    for attr in _SOURCE_TRANSFORMS:  # a dataset that transforms by itself (torchvision's convention)
+        value = getattr(source, attr, None)
+        if value is not None:
+            parts.append(f"{attr}={_transform_key(value)}")
     parts.append(f"n={len(source)}")  # type: ignore[arg-type]
     if getattr(source, "root", None) is None:
         # Nothing ties an in-memory dataset to its contents: key it to this very object in this
@@ -185,6 +225,8 @@ def _source_identity(source: Dataset) -> str:
         parts.append(f"object={_object_token(source)}")
     return "|".join(parts)
 
+
+_SOURCE_TRANSFORMS = ("transform", "target_transform")
 
 _OBJECT_TOKENS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
@@ -298,27 +340,37 @@ class ExperienceDataset(Dataset):
         It covers the source's identity (dataset name, resolved root path and split for the
         built-in sources; class name, ``root``/``split``/``train`` attributes and length for other
         datasets), a hash of the source's labels, the exact indices, the label mapping and
-        ``repr(transform)``. Two datasets share a key only if they deliver the same samples with
-        the same labels through transforms with the same ``repr``. A transform whose ``repr``
-        holds a memory address (a lambda, a bare function) gives a different key in every process:
-        caches then miss, but are never wrongly reused.
+        the transform (and a source's own ``transform``/``target_transform``). A transform is
+        keyed by its ``repr`` when that identifies it (:func:`transform_identity`); one that is
+        not identified (a ``Lambda``, a function, an object with the default ``repr``) is keyed
+        to that very object in this process, so its entries are reused only with the same
+        object and never across processes (:attr:`transform_identified` is then ``False`` and
+        :class:`~alta.cache.FeatureCache` keeps them off disk).
 
         Returns:
             A 64-character hex SHA-256 digest (safe as a file name).
         """
-        transform_repr = repr(self.transform)
-        if " at 0x" in transform_repr:
-            logger.warning("transform repr %r holds a memory address; feature caches keyed on it "
-                           "will not be reused across processes", transform_repr[:80])
         parts = [
             "alta.ExperienceDataset.v1",
             _source_identity(self.source),
             "source_targets=" + _tensor_digest(self._source_targets),
             "indices=" + _tensor_digest(self._indices),
             "label_map=" + _tensor_digest(self._label_map),
-            "transform=" + transform_repr,
+            "transform=" + _transform_key(self.transform),
         ]
-        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+        # surrogateescape: a root path that is not valid UTF-8 still gives a stable key
+        return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+    @property
+    def transform_identified(self) -> bool:
+        """Whether :meth:`cache_key` identifies the transforms (see :func:`transform_identity`).
+
+        ``False`` when the transform, or the source's own ``transform``/``target_transform``,
+        has a ``repr`` that does not say what it does; caches then must not share the features
+        with another process or store them on disk.
+        """
+        transforms = [self.transform] + [getattr(self.source, a, None) for a in _SOURCE_TRANSFORMS]
+        return all(t is None or transform_identity(t) is not None for t in transforms)
 
     def __repr__(self) -> str:
         return (
@@ -535,10 +587,7 @@ def _check_names(class_names: Any) -> list[str]:
             f"underscores read as spaces); received {bad[:5]} (index, name). Fix: give every "
             "label a readable name"
         )
-    duplicates = sorted({n for n in names if names.count(n) > 1}) if len(names) < 5000 else []
-    if duplicates:
-        logger.warning("duplicate class names %s: CLIP prompts cannot tell these classes apart",
-                       duplicates[:5])
+    check_distinguishable(names, error=DataError)  # the same rule as CrossModalLearner's
     return names
 
 
@@ -587,7 +636,9 @@ class ScenarioStream:
         DataError: ``class_order`` not a permutation of the labels (or an unreadable class-order
             file), fewer class names than labels,
             ``class_names`` not a list/tuple (a set or dict has no reliable order), names empty
-            once underscores become spaces, non-integer labels, ``train``/``test`` not a single
+            once underscores become spaces, names that are not valid UTF-8 or that CLIP's
+            tokenizer reads alike (case, whitespace; :func:`alta.classnames.check_distinguishable`,
+            the rule the learner applies too), non-integer labels, ``train``/``test`` not a single
             map-style dataset (e.g. a list of datasets), or an experience without training or
             test samples (it names the experience, its classes and the split). A class without
             samples inside an experience that has others only logs a warning, and so do class
@@ -1077,3 +1128,117 @@ def _resolve_transform(spec, *, train: bool, resolution: int, dataset: str | Non
     raise ConfigError(
         f"transform must be a preset name, a callable or None, got {type(spec).__name__} {spec!r}"
     )
+
+
+MAX_NUM_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class DataConfig(ConfigSection):
+    """The stream of a run (YAML section ``data``): the arguments of :meth:`ScenarioStream.from_name`.
+
+    Attributes:
+        dataset: A name of ``alta list datasets`` (``seq-cifar10``, ``seq-cifar100``,
+            ``seq-tinyimagenet``, ``digits``, ``fashion-mnist``, ``image-folder``).
+        root: Folder holding the data (``None``: none; ``digits`` needs none).
+        download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``.
+        num_experiences: T; ``None`` with ``classes_per_experience`` ``None`` gives the
+            benchmark's split (5 x 2, 10 x 10, 10 x 20). Joint training: 1.
+        classes_per_experience: Classes per experience (``None``: from ``num_experiences``).
+        class_order: Explicit class order (original ids), ``None`` for the native order.
+        transform: Training transform preset (``reference``: the reference code's
+            RandomResizedCrop + flip with the dataset's mean/std; ``clip``; ``plain``).
+        test_transform: Test transform preset (``None``: the test side of ``transform``).
+        max_train_per_class: Keep only the first N training images of every class (quick
+            runs; ``None``: all).
+        max_test_per_class: Keep only the first N test images of every class.
+        num_workers: DataLoader worker processes.
+    """
+
+    _SECTION: ClassVar[str] = "data"
+
+    dataset: str = "seq-cifar10"
+    root: str | None = None
+    download: bool = False
+    num_experiences: int | None = None
+    classes_per_experience: int | None = None
+    class_order: tuple[int, ...] | None = None
+    transform: str = "reference"
+    test_transform: str | None = None
+    max_train_per_class: int | None = None
+    max_test_per_class: int | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        from .transforms import TRANSFORM_PRESETS
+
+        set_canonical(self, "dataset", resolve_name(DATASETS, self.dataset, "data.dataset"))
+        set_canonical(self, "transform", resolve_name(TRANSFORM_PRESETS, self.transform, "data.transform"))
+        if self.test_transform is not None:
+            set_canonical(self, "test_transform",
+                          resolve_name(TRANSFORM_PRESETS, self.test_transform, "data.test_transform"))
+        for key in ("num_experiences", "classes_per_experience", "max_train_per_class", "max_test_per_class"):
+            check_int(getattr(self, key), f"data.{key}", low=1, optional=True)
+        check_int(self.num_workers, "data.num_workers", low=0, high=MAX_NUM_WORKERS,
+                  why="DataLoader worker processes; a few per CPU core at most (0 loads in the main process)")
+        if self.class_order is not None:
+            set_canonical(self, "class_order", tuple(self.class_order))
+
+    def build(self, *, resolution: int) -> tuple[ScenarioStream, list[Experience]]:
+        """The stream at the backbone's ``resolution`` and its experiences, with the first
+        ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
+
+        Raises:
+            ConfigError: a bad split or class order (named ``data.class_order``).
+            DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
+        """
+        try:
+            stream = ScenarioStream.from_name(
+                self.dataset, root=self.root, download=self.download, transform=self.transform,
+                test_transform=self.test_transform, resolution=resolution, num_experiences=self.num_experiences,
+                classes_per_experience=self.classes_per_experience, class_order=self.class_order,
+            )
+        except DataError as exc:
+            raise _classify_data_error(exc) from None
+        experiences = list(stream)
+        if self.max_train_per_class is not None or self.max_test_per_class is not None:
+            experiences = [
+                dataclasses.replace(e, train=_first_per_class(e.train, self.max_train_per_class),
+                                    test=_first_per_class(e.test, self.max_test_per_class))
+                for e in experiences
+            ]
+        return stream, experiences
+
+
+def _first_per_class(dataset: ExperienceDataset, limit: int | None) -> ExperienceDataset:
+    """The first ``limit`` samples of every class of ``dataset`` (all when ``None``)."""
+    if limit is None:
+        return dataset
+    counts: dict[int, int] = {}
+    keep = []
+    for position, label in enumerate(dataset.targets.tolist()):
+        if counts.get(label, 0) < limit:
+            counts[label] = counts.get(label, 0) + 1
+            keep.append(position)
+    return ExperienceDataset(dataset.source, dataset.indices[keep], label_map=dataset.label_map,
+                             transform=dataset.transform)
+
+
+def _classify_data_error(exc: DataError) -> Exception:
+    """What a :class:`DataError` of :meth:`ScenarioStream.from_name` is about: the data root
+    (:class:`~alta.data.DataRootError`, kept: the command line adds where to put the data), the
+    configuration (the class order, class names: a :class:`ConfigError`), or the data itself
+    (kept)."""
+    from .datasets import DataRootError
+
+    if isinstance(exc, DataRootError):
+        return exc
+    message = str(exc)
+    frames, tb = [], exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    if any(name in ("_resolve_order", "_check_names") for name in frames) or message.startswith(
+            ("class_order", "class names", "class_names")):
+        return ConfigError(f"config key 'data.class_order': {message}" if "class_order" in message else message)
+    return exc

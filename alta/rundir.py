@@ -31,11 +31,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["RUN_FILES", "RunDir", "claim_run_dir", "check_output_dir"]
 
-logger = logging.getLogger("alta.cli")
+logger = logging.getLogger("alta.run")
 
 RUN_FILES = ("config.yaml", "checkpoint.pt", "metrics.jsonl", "summary.json")
 _MAX_NAMES = 1000  # default names tried: <name>, <name>-2, ..., <name>-1000
@@ -306,11 +306,10 @@ def _os_error(path: Path, exc: OSError) -> ConfigError:
 
 
 def _taken_error(path: Path, present: list[str], config: Any) -> ConfigError:
-    from .config import load_run_config
-    from .experiment import config_differences
+    from .experiment import config_differences, load_saved_config
 
     try:
-        same = not config_differences(load_run_config(path / "config.yaml"), config)
+        same = not config_differences(load_saved_config(path / "config.yaml"), config)
     except Exception:  # noqa: BLE001 - unreadable, damaged, another format: not "the same run"
         same = False
     advice = (f"it holds this same run: continue it with `alta run --resume {path}`"
@@ -335,7 +334,7 @@ def claim_run_dir(output_dir: str | os.PathLike, config: Any, *, resume: bool = 
 
     Args:
         output_dir: The folder.
-        config: The run's :class:`~alta.cli.config.RunConfig` (written as ``config.yaml`` by
+        config: The run's :class:`~alta.experiment.RunConfig` (written as ``config.yaml`` by
             a new run).
         resume: Claim the existing folder of a run to continue it.
         next_free: When ``output_dir`` is in use or holds a run, try ``<output_dir>-2``,

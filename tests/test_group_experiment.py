@@ -1,4 +1,4 @@
-"""Run groups at the runner level: each member's folder holds what its own `alta run` writes."""
+"""Run groups at the run level (alta.experiment): each member's folder holds what its own run writes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import pytest
 
 from alta.cli.config import apply_overrides, load_config
-from alta.cli.experiment import run_experiment
-from alta.cli.group import group_key, plan_groups, run_group_experiment
+from alta.experiment import group_key, plan_groups, run_experiment, run_group_experiment
 from alta.errors import ConfigError
 
 BASE = {"train.epochs": 2, "eval.every": 1, "data.max_train_per_class": 8, "data.max_test_per_class": 4,
@@ -35,7 +34,7 @@ def _numbers(summary: dict) -> dict:
 def test_group_members_write_what_their_own_runs_write(tmp_path, train_cache):
     configs = [_config(**{**m, "train.train_cache": train_cache}) for m in MEMBERS]
     assert len({group_key(c) for c in configs}) == 1
-    grouped = run_group_experiment(configs, [tmp_path / f"g{i}" for i in range(len(configs))])
+    grouped = run_group_experiment(configs, [tmp_path / f"g{i}" for i in range(len(configs))], plots=False)
     for i, (config, summary) in enumerate(zip(configs, grouped)):
         alone = run_experiment(config, output_dir=tmp_path / f"a{i}", progress=False, plots=False)
         assert _numbers(summary) == _numbers(alone), config.model.method
@@ -47,17 +46,17 @@ def test_a_group_resumes_each_member_from_its_own_checkpoint(tmp_path):
     """Stopped after experience 0, then one member finished alone by run_experiment, one member's
     checkpoint lost: the group resume skips the first, restarts the second and continues the
     third, and every member ends as the uninterrupted group."""
-    from alta.cli.checkpoint import CHECKPOINT_NAME
+    from alta.checkpoint import CHECKPOINT_NAME
 
     configs = [_config(**m, **{"train.train_cache": "fixed"}) for m in MEMBERS[:3]]
-    full = run_group_experiment(configs, [tmp_path / f"full{i}" for i in range(3)])
+    full = run_group_experiment(configs, [tmp_path / f"full{i}" for i in range(3)], plots=False)
     dirs = [tmp_path / f"m{i}" for i in range(3)]
-    stopped = run_group_experiment(configs, dirs, stop_after=2)
+    stopped = run_group_experiment(configs, dirs, stop_after=2, plots=False)
     assert [s["experiences_done"] for s in stopped] == [2, 2, 2]
     assert all((d / CHECKPOINT_NAME).is_file() and not (d / "summary.json").exists() for d in dirs)
     run_experiment(configs[0], output_dir=dirs[0], resume=True, progress=False, plots=False)  # one member alone
     (dirs[1] / CHECKPOINT_NAME).unlink()  # this one starts again from the first experience
-    resumed = run_group_experiment(configs, dirs, resume=True)
+    resumed = run_group_experiment(configs, dirs, resume=True, plots=False)
     for a, b, d in zip(resumed, full, dirs):
         assert _numbers(a) == _numbers(b)
         assert (d / "metrics.jsonl").read_text().count("\n") == len(b["accuracy_matrix"]["class_il"]) * 2

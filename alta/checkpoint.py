@@ -1,10 +1,11 @@
-"""Checkpoints of ``alta run``: everything needed to continue a run at an experience boundary.
+"""Checkpoints of a run: everything needed to continue it after the last finished epoch.
 
-A checkpoint is written (atomically, with :func:`alta.io.save_torch`) after every experience of
-a run of ALTA (Li et al., IEEE TMM 2023). It holds the learner's trainable state (context vectors,
+A checkpoint is written (atomically, with :func:`alta.io.save_torch`) after every epoch and
+every experience of a run of ALTA (Li et al., IEEE TMM 2023) by the
+:class:`~alta.experiment.Checkpointer` callback, so an interrupted run loses at most one epoch. It holds the learner's trainable state (context vectors,
 adapter, prompt snapshots, stream position), the buffer, the alternating schedule's counters, the
 optimiser and learning-rate scheduler, the partial :class:`alta.StreamResult`, the zero-shot
-baseline, the number of experiences done and the fingerprint of the resolved configuration.
+baseline, where to continue (experience, epoch) and the fingerprint of the resolved configuration.
 :func:`alta.run_stream` derives every per-epoch random choice from ``(seed, experience, epoch)``
 and the buffer's generator state is saved, so a run resumed from a checkpoint repeats the
 uninterrupted run exactly (on the same device and software).
@@ -23,15 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
-from ..io import save_torch
-from ..training import StreamResult
+from .errors import CheckpointError
+from .io import save_torch
+from .training import StreamResult  # noqa: F401 - the type of results
 
 __all__ = ["CHECKPOINT_NAME", "save_checkpoint", "read_checkpoint", "restore_checkpoint"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "alta.run-checkpoint"
-_VERSION = 1
+_VERSION = 2  # 2: adds next_epoch (epoch-level checkpoints); version 1 files are read as next_epoch 0
+_READABLE = (1, 2)
+# the run objects whose states a checkpoint holds (None where a run has none)
+STATE_KEYS = ("learner", "buffer", "schedule", "optimizer", "scheduler")
 
 
 def _matrix_to_list(matrix: np.ndarray) -> list[list[float]]:
@@ -61,12 +65,9 @@ def save_checkpoint(
     *,
     config_hash: str,
     next_experience: int,
+    next_epoch: int = 0,
     num_experiences: int,
-    learner,
-    buffer,
-    schedule,
-    optimizer,
-    scheduler,
+    objects: dict[str, Any],
     result: StreamResult,
     zeroshot: dict[str, list[float]] | None,
     elapsed_s: float,
@@ -75,11 +76,12 @@ def save_checkpoint(
 
     Args:
         path: Checkpoint file (``<output_dir>/checkpoint.pt``).
-        config_hash: :meth:`RunConfig.fingerprint` of the run.
-        next_experience: Number of experiences completed (the index to continue with).
+        config_hash: :meth:`~alta.experiment.RunConfig.fingerprint` of the run.
+        next_experience: The experience to continue with.
+        next_epoch: The epoch of ``next_experience`` to continue with (0: its start).
         num_experiences: T.
-        learner, buffer, schedule, optimizer, scheduler: The run's objects (``buffer``,
-            ``optimizer`` and ``scheduler`` may be ``None``).
+        objects: The run's ``learner``, ``buffer``, ``schedule``, ``optimizer`` and
+            ``scheduler`` (:data:`STATE_KEYS`; ``None`` where the run has none).
         result: The partial :class:`alta.StreamResult`.
         zeroshot: Zero-shot accuracies per experience (``{"class_il": [...], "task_il": [...]}``).
         elapsed_s: Wall time spent so far, over all sessions of the run.
@@ -87,17 +89,16 @@ def save_checkpoint(
     Returns:
         The path written.
     """
+    states = {key: objects[key].state_dict() if objects.get(key) is not None else None for key in STATE_KEYS}
+    states["learner"] = {k: v.detach().cpu() for k, v in states["learner"].items()}
     state = {
         "format": _FORMAT,
         "version": _VERSION,
         "config_hash": config_hash,
         "next_experience": int(next_experience),
+        "next_epoch": int(next_epoch),
         "num_experiences": int(num_experiences),
-        "learner": {k: v.detach().cpu() for k, v in learner.state_dict().items()},
-        "buffer": buffer.state_dict() if buffer is not None else None,
-        "schedule": schedule.state_dict() if schedule is not None else None,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        **states,
         "result": _result_state(result),
         "zeroshot": zeroshot,
         "elapsed_s": float(elapsed_s),
@@ -132,9 +133,9 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
         ) from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of `alta run` (expected format {_FORMAT!r}). {fix}")
-    if state.get("version") != _VERSION:
+    if state.get("version") not in _READABLE:
         raise CheckpointError(
-            f"{path} has checkpoint version {state.get('version')!r}; this alta reads version {_VERSION}. "
+            f"{path} has checkpoint version {state.get('version')!r}; this alta reads versions {', '.join(map(str, _READABLE))}. "
             f"Resume it with the alta version that wrote it. {fix}"
         )
     missing = [k for k in ("config_hash", "next_experience", "num_experiences", "learner", "result", "elapsed_s")
@@ -152,11 +153,16 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
             f"{path} was written for a stream of {total} experiences ({done} done) but this run's stream has "
             f"{num_experiences}; the data changed since the run started. {fix}"
         )
+    state.setdefault("next_epoch", 0)
     return state
 
 
-def restore_checkpoint(state: dict[str, Any], *, learner, buffer, schedule, optimizer, scheduler) -> StreamResult:
+def restore_checkpoint(state: dict[str, Any], *, objects: dict[str, Any]) -> StreamResult:
     """Load a checkpoint's states into freshly built run objects.
+
+    Args:
+        state: From :func:`read_checkpoint`.
+        objects: The run's objects, as for :func:`save_checkpoint`.
 
     Returns:
         The partial :class:`alta.StreamResult` to continue.
@@ -164,9 +170,9 @@ def restore_checkpoint(state: dict[str, Any], *, learner, buffer, schedule, opti
     Raises:
         CheckpointError: a state that does not fit (another method, backbone, buffer size, ...).
     """
-    learner.load_state_dict(state["learner"])  # raises CheckpointError itself
-    pairs = (("buffer", buffer), ("schedule", schedule), ("optimizer", optimizer), ("scheduler", scheduler))
-    for key, target in pairs:
+    objects["learner"].load_state_dict(state["learner"])  # raises CheckpointError itself
+    for key in STATE_KEYS[1:]:
+        target = objects.get(key)
         saved = state.get(key)
         if (saved is None) != (target is None):
             raise CheckpointError(

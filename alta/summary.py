@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import metrics
-from ..io import atomic_write
+from . import metrics
+from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def build_summary(
     """The contents of ``summary.json``.
 
     Args:
-        config: The :class:`~alta.cli.config.RunConfig`.
+        config: The :class:`~alta.experiment.RunConfig`.
         result: The complete :class:`alta.StreamResult`.
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
