@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.smoke:
         args.backbones, args.steps, args.rounds, args.test_images = "tiny-vit", 1, 1, 8
+    info = _timing.machine()  # date and load average at the start
     results = []
     for name in args.backbones.split(","):
         for mode in args.modes.split(","):
@@ -198,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             print(f"{name:<16} {mode:<6} group {r['group_s']:.2f} s, one by one {r['one_by_one_s']:.2f} s: "
                   f"{r['speedup']:.2f}x", flush=True)
-    info = _timing.machine()
     if args.json is not None:
         write_json(args.json, {"format": "alta.benchmark-group", "machine": info, "results": results})
         write_text(args.json.with_suffix(".md"), markdown(results, info))
