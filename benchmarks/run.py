@@ -5,6 +5,7 @@
     python benchmarks/run.py all --scale smoke --out /tmp/smoke    # every cell, seconds each
     python benchmarks/run.py main --scale full --data-root /data --device cuda
     python benchmarks/run.py all --scale full --estimate           # projected time, runs nothing
+    python benchmarks/run.py all --scale full --dispatch slurm --slurm-partition gpu   # a Slurm job per group
 
 The tables (main, ablation, backbones, cost) are data: ``benchmarks/tables/<table>.yaml``; the
 scales (smoke, cpu, full) are in ``benchmarks/tables/scales.yaml``. Every cell is one run of
@@ -16,7 +17,14 @@ files into one ``--out``). A run interrupted half-way resumes from its last comp
 (its folder under ``--work-dir`` holds the checkpoint). After every run the tables are rewritten:
 ``<out>/<table>.json`` and ``<out>/<table>.md``.
 
-At scales ``cpu`` and ``full`` every run has a process of its own (so that its peak memory is its
+Cells that share the stream, the seed, the batch size, the epochs, the cache mode and the
+backbone are run together as a run group (:func:`alta.experiment.run_group_experiment`: one pass
+over the frozen encoders, each cell's own folder and record, the numbers it gets alone);
+``--no-group`` runs every cell on its own. ``--dispatch slurm`` sends each group (or lone cell)
+to Slurm as one job through submitit, ``--dispatch local`` runs the same jobs here through
+submitit's local executor; the tables are rewritten as results arrive.
+
+At scales ``cpu`` and ``full`` every run (or group) has a process of its own (so that its peak memory is its
 own, and a crash cannot take the table down); ``--no-isolate`` runs them in this process.
 ``full`` loads pretrained CLIP weights: offline without them it stops at the first run with the
 library's message.
