@@ -649,10 +649,10 @@ def _groups_overview(done: Sequence[Mapping[str, Any]], cells: Mapping[str, Cell
         group = record.get("group") or record["summary"].get("group")
         if not group:
             continue
-        entry = groups.setdefault((tuple(group["output_dirs"]), round(float(group["wall_time_s"]), 3)), {
-            "size": int(group["size"]), "wall_time_s": float(group["wall_time_s"]), "members": [],
-            "seed": record["seed"], "backbone": record["backbone"]["name"],
-            "train_cache": record["summary"].get("train_cache")})
+        entry = groups.setdefault(tuple(group["output_dirs"]), {
+            "size": int(group["size"]), "wall_time_s": 0.0, "members": [], "seed": record["seed"],
+            "backbone": record["backbone"]["name"], "train_cache": record["summary"].get("train_cache")})
+        entry["wall_time_s"] = max(entry["wall_time_s"], float(record["summary"]["wall_time_s"]))  # the last to end
         cell = cells.get(record["planned_key"])
         entry["members"].append(f"{cell.table}/{cell.row}/{cell.column}" if cell else record["summary"]["method"])
     return sorted(groups.values(), key=lambda g: (g["seed"], -g["size"]))
