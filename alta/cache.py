@@ -107,7 +107,7 @@ def encode_dataset(
     ``num_workers``.
 
     Args:
-        backbone: A :class:`~alta.backbones.ClipBackbone`.
+        backbone: A frozen :class:`~alta.backbones.Backbone`.
         dataset: Yields ``(image, label)`` with images at the backbone's resolution.
         batch_size: Images per forward pass.
         num_workers: DataLoader workers.

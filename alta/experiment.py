@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -45,7 +46,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 import torch
 import yaml
 
-from .backbones import BACKBONES, list_backbones
+from .backbones import BACKBONES, list_backbones, split_source
 from .buffer import BufferConfig
 from .cache import FeatureCache
 from .callbacks import Callback, CallbackList, ProgressBar
@@ -55,7 +56,7 @@ from .data.stream import DataConfig
 from .errors import ConfigError
 from .evaluation import EvalConfig, EvaluationResult, evaluate
 from .io import append_jsonl, write_json, write_text
-from .learner import CrossModalLearner, ModelConfig
+from .learner import CrossModalLearner, LearnerConfig, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
 from .rundir import RunDir, claim_run_dir
@@ -233,6 +234,8 @@ def resolve_device(device: str) -> torch.device:
 def _check_backbone_name(visual: str) -> None:
     """Refuse an unknown backbone before anything is loaded (with the closest name)."""
     if visual in BACKBONES or visual in list_backbones(pretrained=True) or Path(visual).expanduser().is_file():
+        return
+    if split_source(visual)[0] != "clip":  # open_clip: and hf: names are checked by their source when loaded
         return
     names = list_backbones()
     same_case = [n for n in names if n.lower() == visual.lower()]
@@ -720,11 +723,14 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
 # Run groups: several runs in one pass over the frozen encoders
 # --------------------------------------------------------------------------------------------
 
-#: Config keys the members of a run group share (a trailing dot: the whole section). Every other
-#: key (method, head, alpha, beta, buffer, optimiser, schedule, ...) may differ between members.
-SHARED_KEYS = ("seed", "device", "data.", "model.visual", "model.precision", "model.backbone_seed",
-               "model.download_root", "model.download_weights", "train.epochs", "train.batch_size",
-               "train.train_cache", "eval.every", "eval.batch_size")
+#: Config keys the members of a run group share (a trailing dot: the whole section): the stream,
+#: the seed, the backbone (the ``model`` keys of :class:`~alta.learner.ModelConfig` that are not the
+#: learner's, :class:`~alta.learner.LearnerConfig`), and the loop. Every other key (method, head,
+#: alpha, beta, buffer, optimiser, schedule, ...) may differ between members.
+SHARED_KEYS = ("seed", "device", "data.",
+               *(f"model.{f.name}" for f in dataclasses.fields(ModelConfig)
+                 if f.name not in {g.name for g in dataclasses.fields(LearnerConfig)}),
+               "train.epochs", "train.batch_size", "train.train_cache", "eval.every", "eval.batch_size")
 
 
 def group_key(config: RunConfig) -> str | None:

@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import ClipBackbone, load_backbone
+from .backbones import Backbone, check_backbone, load_backbone
 from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, check_seed, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
-from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
+from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
 from .replay import check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
@@ -180,8 +180,8 @@ class LearnerConfig(ConfigSection):
     alpha: float = 0.4
     beta: float = 0.4
     replay_batch_size: int = 32
-    ctx_init: str = "a photo of a"
-    template: str = "a photo of a {}"
+    ctx_init: str = DEFAULT_CTX_INIT
+    template: str = DEFAULT_TEMPLATE
     adapter_reduction: int = 16
     truncate_text: bool = True
     snapshot_timing: str = "end"
@@ -210,8 +210,11 @@ class ModelConfig(LearnerConfig):
     (:class:`LearnerConfig`).
 
     Attributes:
-        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or
-            the path of a local CLIP checkpoint. Its input resolution sets the image size.
+        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...,
+            ``open_clip:ViT-B-16``, ``hf:<id or folder>``) or the path of a local CLIP checkpoint.
+            Its input resolution sets the image size.
+        pretrained: Weights of an ``open_clip:`` backbone: a tag (``laion400m_e32``) or a weights
+            file; ``None``: random weights (see :func:`alta.load_backbone`).
         precision: Frozen encoders' precision: ``auto`` (fp16 on CUDA), ``fp32``, ``fp16``, ``bf16``.
         backbone_seed: Seed of random-weight backbones (``tiny-vit``, ``random-RN50``, ...).
         download_root: Folder of pretrained CLIP weights (``None``: ``~/.cache/clip``).
@@ -219,6 +222,7 @@ class ModelConfig(LearnerConfig):
     """
 
     visual: str = "RN50"
+    pretrained: str | None = None
     precision: str = "auto"
     backbone_seed: int = 0
     download_root: str | None = None
@@ -228,6 +232,9 @@ class ModelConfig(LearnerConfig):
         super().__post_init__()
         if not isinstance(self.visual, str) or not self.visual:
             raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
+            raise ConfigError(f"config key 'model.pretrained' must be a weights tag or a file path (or null for random "
+                              f"weights), got {self.pretrained!r}")
         check_seed(self.backbone_seed, "model.backbone_seed")
         check_choice(self.precision, "model.precision", ("auto", "fp32", "fp16", "bf16"))
 
@@ -237,16 +244,17 @@ class ModelConfig(LearnerConfig):
         Raises:
             BackboneError: unknown backbone, weights unavailable offline.
         """
-        return load_backbone(self.visual, device=device, precision=self.precision, download_root=self.download_root,
-                             download=self.download_weights, seed=self.backbone_seed)
+        return load_backbone(self.visual, pretrained=self.pretrained, device=device, precision=self.precision,
+                             download_root=self.download_root, download=self.download_weights, seed=self.backbone_seed)
 
 
 class CrossModalLearner(nn.Module):
     """ALTA and its variants on a frozen CLIP backbone, driven from your own loop.
 
     Args:
-        backbone: A frozen :class:`~alta.backbones.ClipBackbone` (see
-            :func:`~alta.backbones.load_backbone`, or use :meth:`from_pretrained`).
+        backbone: A frozen backbone: anything implementing the
+            :class:`~alta.backbones.Backbone` protocol, e.g. from :func:`~alta.load_backbone`
+            (clip-anytorch, ``open_clip:`` and ``hf:`` names), or use :meth:`from_pretrained`.
         class_names: One human-readable name per class of the stream, in label order
             (``stream.class_names``). C = len(class_names).
         method: A method of :func:`alta.list_methods` (``"alta"`` is the default
@@ -268,7 +276,8 @@ class CrossModalLearner(nn.Module):
             the reference code snapshots.
 
     Raises:
-        ConfigError: unknown method or head, empty or duplicated class names, bad weights.
+        ConfigError: a backbone missing members of the protocol (named in the message), unknown
+            method or head, empty or duplicated class names, bad weights.
 
     Shape:
         ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
@@ -281,7 +290,7 @@ class CrossModalLearner(nn.Module):
 
     def __init__(
         self,
-        backbone: ClipBackbone,
+        backbone: Backbone,
         *,
         class_names: Sequence[str],
         method: str = LearnerConfig.method,
@@ -297,11 +306,7 @@ class CrossModalLearner(nn.Module):
         snapshot_timing: str = LearnerConfig.snapshot_timing,
     ) -> None:
         super().__init__()
-        if not isinstance(backbone, ClipBackbone):
-            raise ConfigError(
-                f"backbone must be an alta ClipBackbone, got {type(backbone).__name__}; build one with "
-                f"alta.load_backbone(name) or use CrossModalLearner.from_pretrained(name, ...)"
-            )
+        check_backbone(backbone)
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
                                 truncate_text=truncate_text, snapshot_timing=snapshot_timing)  # validates each once
@@ -325,7 +330,7 @@ class CrossModalLearner(nn.Module):
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
-        tokens = tokenize_class_prompts(names, template=template, context_length=backbone.context_length)
+        tokens = tokenize_class_prompts(backbone, names, template=template)
         self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
 
         self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
@@ -368,6 +373,7 @@ class CrossModalLearner(nn.Module):
         class_names: Sequence[str],
         method: str = LearnerConfig.method,
         head: str = LearnerConfig.head,
+        pretrained: str | bool | None = None,
         device: str | torch.device | None = "cpu",
         precision: str = ModelConfig.precision,
         download_root: str | None = ModelConfig.download_root,
@@ -386,11 +392,13 @@ class CrossModalLearner(nn.Module):
         """Load a CLIP backbone by name or file and build a learner on it.
 
         Args:
-            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ...) or a local
-                checkpoint path; see :func:`alta.load_backbone`.
+            visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ``open_clip:ViT-B-16``,
+                ``hf:<id or folder>``, ...) or a local checkpoint path; see :func:`alta.load_backbone`.
             class_names: Class names of the stream, in label order.
             method: Method variant (default ALTA).
             head: ``"all"`` or ``"seen"``.
+            pretrained: Weights of ``open_clip:``/``hf:`` backbones (a tag, a file, or ``None``/
+                ``False``; see :func:`alta.load_backbone`).
             device: Where the learner lives (``None``: CUDA when available).
             precision: Precision of the frozen encoders (``"auto"``: fp16 on CUDA).
             download_root: Folder of pretrained weights (default ``~/.cache/clip``).
@@ -411,7 +419,8 @@ class CrossModalLearner(nn.Module):
             ConfigError: invalid method, head or options.
         """
         backbone = load_backbone(
-            visual, device=device, precision=precision, download_root=download_root, download=download, seed=backbone_seed
+            visual, pretrained=pretrained, device=device, precision=precision, download_root=download_root,
+            download=download, seed=backbone_seed
         )
         return cls(
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,

@@ -16,11 +16,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbones import ClipBackbone, import_clip
+from typing import TYPE_CHECKING
+
 from .classnames import check_distinguishable
 from .errors import ConfigError
 
-__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .backbones import Backbone
+
+__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names", "DEFAULT_TEMPLATE", "DEFAULT_CTX_INIT"]
+
+DEFAULT_TEMPLATE = "a photo of a {}"  # the hand-written prompt of w1 (reference code, CoOp)
+DEFAULT_CTX_INIT = "a photo of a"  # the words initialising the 4 context vectors
 
 
 def check_class_names(class_names) -> list[str]:
@@ -57,41 +64,34 @@ def check_class_names(class_names) -> list[str]:
     return [n.replace("_", " ").strip() for n in names]
 
 
-def _tokenize(texts: list[str], context_length: int) -> torch.Tensor:
-    clip = import_clip()
-    try:
-        return clip.tokenize(texts, context_length=context_length)
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"a prompt is longer than CLIP's {context_length} tokens ({exc}); shorten the class name, the template "
-            f"or ctx_init"
-        ) from exc
-
-
-def tokenize_class_prompts(class_names: list[str], *, template: str = "a photo of a {}", context_length: int = 77) -> torch.Tensor:
-    """Tokenise one hand-written prompt per class.
+def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
+    """Tokenise one hand-written prompt per class with the backbone's tokenizer.
 
     Args:
+        backbone: The frozen backbone (its :meth:`~alta.backbones.Backbone.tokenize`).
         class_names: Class names (as returned by :func:`check_class_names`).
         template: A format string with one ``{}`` for the class name.
-        context_length: CLIP's context length (77).
 
     Returns:
-        Token ids, EOT being the largest id of each row.
+        Token ids padded to the backbone's context length L.
+
+    Raises:
+        ConfigError: the template has no single ``{}``, or a prompt is longer than L tokens.
 
     Shape:
         returns (C, L).
     """
     if template.count("{}") != 1:
         raise ConfigError(f"prompt template must contain exactly one '{{}}', got {template!r}")
-    return _tokenize([template.format(name) for name in class_names], context_length)
+    return backbone.tokenize([template.format(name) for name in class_names])
 
 
 class PromptLearner(nn.Module):
     """CoOp prompt learner with a shared context (class token at the end).
 
     Args:
-        backbone: The frozen CLIP backbone (for the token embeddings and the text encoder).
+        backbone: The frozen backbone (its tokenizer, token embeddings and text encoder; any
+            :class:`~alta.backbones.Backbone`).
         class_names: One name per class (C names).
         ctx_init: Words whose token embeddings initialise the context vectors; their count sets
             the number of context vectors M (``"a photo of a"`` -> 4, the paper's setting).
@@ -99,7 +99,7 @@ class PromptLearner(nn.Module):
             for every class, once per encoding instead of once per class, and skip each
             class's positions after its EOT (exact, 2.6x faster forward + backward for 100
             classes at ViT-B/32 size; see
-            :meth:`~alta.backbones.ClipBackbone.encode_prompt_embeddings`). Change it later
+            :meth:`~alta.backbones.Backbone.encode_prompt_embeddings`). Change it later
             through the attribute of the same name.
 
     Attributes:
@@ -123,10 +123,10 @@ class PromptLearner(nn.Module):
 
     def __init__(
         self,
-        backbone: ClipBackbone,
+        backbone: "Backbone",
         class_names: list[str],
         *,
-        ctx_init: str = "a photo of a",
+        ctx_init: str = DEFAULT_CTX_INIT,
         share_prefix: bool = True,
     ) -> None:
         super().__init__()
@@ -134,10 +134,9 @@ class PromptLearner(nn.Module):
             raise ConfigError(f"ctx_init must be a non-empty string such as 'a photo of a', got {ctx_init!r}")
         ctx_init = ctx_init.replace("_", " ").strip()
         n_ctx = len(ctx_init.split(" "))
-        context_length = backbone.context_length
 
-        init_tokens = _tokenize([ctx_init], context_length)  # (1, L)
-        init_eot = int(init_tokens.argmax(-1))
+        init_tokens = backbone.tokenize([ctx_init])  # (1, L)
+        init_eot = int(backbone.eot_positions(init_tokens)[0])
         if init_eot - 1 != n_ctx:
             raise ConfigError(
                 f"ctx_init {ctx_init!r} has {n_ctx} words but {init_eot - 1} tokens; use words that are single "
@@ -146,8 +145,8 @@ class PromptLearner(nn.Module):
         ctx = backbone.token_embeddings(init_tokens)[0, 1 : 1 + n_ctx].clone()  # (M, W)
 
         prompts = [f"{ctx_init} {name}." for name in class_names]
-        tokens = _tokenize(prompts, context_length)  # (C, L)
-        eot = tokens.argmax(dim=-1)  # (C,)
+        tokens = backbone.tokenize(prompts)  # (C, L)
+        eot = backbone.eot_positions(tokens)  # (C,)
         n_pos = int(eot.max()) + 1  # positions any class needs; the rest is padding
         embedding = backbone.token_embeddings(tokens[:, :n_pos])  # (C, L', W)
 
@@ -185,7 +184,7 @@ class PromptLearner(nn.Module):
 
     def encode(
         self,
-        backbone: ClipBackbone,
+        backbone: "Backbone",
         class_ids: torch.Tensor | None = None,
         *,
         truncate: bool = True,
@@ -245,7 +244,7 @@ class PromptLearner(nn.Module):
         self._host_eot_memo = (class_ids, class_ids._version, eot)
         return eot
 
-    def _padding(self, backbone: ClipBackbone, class_ids: torch.Tensor | None) -> torch.Tensor:
+    def _padding(self, backbone: "Backbone", class_ids: torch.Tensor | None) -> torch.Tensor:
         """Embeddings of the padding tokens after position L' (for the full-length encoding).
 
         Shape:

@@ -16,6 +16,8 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+    # Nothing is ever downloaded in tests: open_clip and Hugging Face read only their local caches.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def shared_data_root() -> Path | None:

@@ -53,6 +53,7 @@ _FLAG_KEYS = {
     "method": "model.method",
     "il_setting": "eval.il_setting",
     "visual": "model.visual",
+    "pretrained": "model.pretrained",
     "buffer_size": "buffer.size",
     "seed": "seed",
     "dataset": "data.dataset",
@@ -133,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="headline setting (both are always computed; default class-il)")
     what.add_argument("--visual", metavar="BACKBONE",
                       help="RN50 (the paper configs' default), RN101, RN50x4, RN50x16, ViT-B/32, ViT-B/16, "
-                           "random-weight tiny-vit (the offline demo's) / tiny-rn, or a local CLIP checkpoint file")
+                           "random-weight tiny-vit (the offline demo's) / tiny-rn, a local CLIP checkpoint file, "
+                           "open_clip:MODEL (e.g. open_clip:ViT-B-16) or hf:ID|FOLDER")
+    what.add_argument("--pretrained", metavar="TAG|FILE",
+                      help="weights of an open_clip: backbone, e.g. laion400m_e32, or a weights file "
+                           "(default: random weights)")
     what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=_int_list, metavar="N[,N...]",
                       help="memory buffer capacity (default 200; 0 = no replay); several (comma-separated) run as "
                            "one run group")
