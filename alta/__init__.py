@@ -11,7 +11,7 @@ convenience loops, metrics, and the error hierarchy. Importing alta has no side 
 downloads nothing.
 """
 
-from . import callbacks, metrics
+from . import callbacks, distributed, metrics, protocols
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
@@ -61,7 +61,9 @@ __all__ = [
     "LoopConfig",
     "Callback",
     "callbacks",
+    "distributed",
     "metrics",
+    "protocols",
     # supporting types
     "ClipBackbone",
     "Experience",

@@ -7,7 +7,7 @@ of named tensors; *what* to keep is decided by a storage policy from :data:`BUFF
 (``"reservoir"``, ``"class_balanced"``), *where* it lives (preallocated tensors on one device) is
 the buffer's job, as in Avalanche's ``storage_policy.py``.
 
-Example:
+Examples:
     >>> buffer = MemoryBuffer(200, seed=0)
     >>> buffer.add(labels=torch.tensor([3, 1]), image_features=torch.randn(2, 1024))
     tensor([0, 1])
@@ -39,6 +39,7 @@ import torch
 from .config import ConfigSection, check_int, resolve_name, set_canonical
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .registry import Registry
+from .resources import allocate_zeros
 
 __all__ = [
     "BUFFER_POLICIES",
@@ -480,7 +481,7 @@ class MemoryBuffer:
             a device that is not one or is not available (e.g. ``'gpu'``, or ``'cuda'`` on a
             machine without CUDA).
 
-    Example:
+    Examples:
         >>> buffer = MemoryBuffer(2, seed=0)
         >>> buffer.add(labels=torch.arange(5), logits=torch.zeros(5, 10))
         tensor([ 0,  1, -1, -1, -1])
@@ -642,13 +643,12 @@ class MemoryBuffer:
                 different from the first add, non-integer or non-1-D labels (class_balanced).
             ConfigError: no fields, or field names different from the first add, or a missing
                 label field for class_balanced.
+            ResourceError: the buffer's storage cannot be allocated (first add).
         """
         batch_size = self._validate(fields)
         if not self._storage:
             for name, value in fields.items():
-                self._storage[name] = torch.zeros(
-                    (self._capacity, *value.shape[1:]), dtype=value.dtype, device=self._device
-                )
+                self._storage[name] = self._allocate(name, value)
         if batch_size == 0:
             return torch.empty(0, dtype=torch.long)
         labels = fields[self._label_field].tolist() if self._policy.needs_labels else None
@@ -731,6 +731,17 @@ class MemoryBuffer:
             Each field: (len, *trailing).
         """
         return {name: stored[: self._size].clone() for name, stored in self._storage.items()}
+
+    def _allocate(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Zeroed storage for field ``name`` (capacity rows shaped like ``value``'s items).
+
+        Raises:
+            ResourceError: the memory cannot be allocated (says the size and how to shrink it).
+        """
+        return allocate_zeros((self._capacity, *value.shape[1:]), dtype=value.dtype, device=self._device,
+                              what=f"the memory buffer's field {name!r} ({self._capacity} items)",
+                              fix="use a smaller buffer size (buffer.size, --buffer-size N) or keep the buffer on "
+                                  "another device")
 
     # ---- state ----------------------------------------------------------------------------------
 
@@ -820,8 +831,7 @@ class MemoryBuffer:
 
         storage = {}
         for name, value in fields.items():
-            stored = torch.zeros((self._capacity, *value.shape[1:]), dtype=value.dtype,
-                                 device=self._device)
+            stored = self._allocate(name, value)
             stored[:size] = value.to(self._device)
             storage[name] = stored
         self._storage, self._size, self._num_seen = storage, size, num_seen

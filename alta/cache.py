@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .errors import ConfigError
 from .io import save_torch
@@ -98,13 +98,19 @@ def encode_dataset(
     seed: int = 0,
     progress: bool = False,
     description: str = "encoding",
+    distributed: bool = False,
 ) -> CachedFeatures:
     """Encode every image of ``dataset`` with the frozen image encoder, in dataset order.
 
     Random transforms draw their randomness from ``seed``, the view and the sample's index (torch's
     CPU generator, Python's ``random`` and NumPy's global RNG are all seeded per sample, see
     :class:`~alta.seeding.SeededItems`), so the result is reproducible and the same for any
-    ``num_workers``.
+    ``num_workers`` and any number of processes.
+
+    With ``distributed`` inside a process group of N ranks, the encoder batches (``batch_size``
+    consecutive samples, as in one process) are split into N contiguous runs, each rank encodes
+    its run and the features are all-gathered: every rank gets the single-process result,
+    bit-identical (the same batches go through the same encoder), each sample encoded once.
 
     Args:
         backbone: A frozen :class:`~alta.backbones.Backbone`.
@@ -115,18 +121,31 @@ def encode_dataset(
         seed: Seed of the transform's randomness.
         progress: Show a tqdm progress bar.
         description: Progress-bar label.
+        distributed: Share the encoding between the ranks of the process group (see above;
+            no effect without one).
 
     Returns:
         :class:`CachedFeatures` with features (N, D) if ``views == 1`` else (K, N, D).
     """
     from tqdm.auto import tqdm
 
+    from . import distributed as dist
+
     pin = backbone.device.type == "cuda"
+    parallel = distributed and dist.is_distributed()
+    n = len(dataset)
+    if parallel:  # whole encoder batches per rank, so that every batch is the single-process one
+        spans = [dist.batch_aligned_range(n, batch_size, rank=k) for k in range(dist.get_world_size())]
+        mine, sizes = spans[dist.get_rank()], [len(span) for span in spans]
+    else:
+        mine = range(n)
     all_views, labels = [], None
     for view in range(views):
         # every RNG a transform may draw from is seeded per sample, so any num_workers gives the same views
         view_seed = derive_seed(seed, view)
         items = SeededItems(dataset, view_seed)
+        if parallel:
+            items = Subset(items, list(mine))
         # its own generator: a DataLoader without one draws its workers' base seed from the global RNG
         loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin,
                             generator=torch.Generator().manual_seed(view_seed))
@@ -135,8 +154,12 @@ def encode_dataset(
                               disable=not progress, leave=False):
             feats.append(backbone.encode_images(images).cpu())
             labs.append(torch.as_tensor(y, dtype=torch.long))
-        all_views.append(torch.cat(feats) if feats else torch.empty(0, backbone.embed_dim))
+        view_features = torch.cat(feats) if feats else torch.empty(0, backbone.embed_dim)
         labels = torch.cat(labs) if labs else torch.empty(0, dtype=torch.long)
+        if parallel:
+            view_features = dist.all_gather(view_features, sizes=sizes)
+            labels = dist.all_gather(labels, sizes=sizes)
+        all_views.append(view_features)
     features = all_views[0] if views == 1 else torch.stack(all_views)
     return CachedFeatures(features=features, labels=labels)
 
@@ -159,15 +182,23 @@ class FeatureCache:
     Args:
         directory: Folder for on-disk caching (memory-mapped reads). ``None`` keeps features
             in memory only.
+        distributed: Inside a process group, encode a missing entry on all ranks (each its
+            share, :func:`encode_dataset`) and keep the gathered features on every rank. Whether
+            an entry is found is decided by all ranks together (an entry missing on one rank is
+            encoded by all), and files are written by the first process of each machine
+            (``LOCAL_RANK`` 0). Every rank must then call :meth:`features` in the same order.
 
-    Example:
+    Examples:
         >>> cache = FeatureCache()  # doctest: +SKIP
         >>> test = cache.features(learner.backbone, experience.test)  # doctest: +SKIP
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike | None = None, *, distributed: bool = False) -> None:
         if directory is not None and not isinstance(directory, (str, os.PathLike)):
             raise ConfigError(f"FeatureCache directory must be a path or None, got {directory!r}")
+        if not isinstance(distributed, bool):
+            raise ConfigError(f"FeatureCache distributed must be True or False, got {distributed!r}")
+        self.distributed = distributed
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None and self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(f"FeatureCache directory {self.directory} exists and is not a folder; pass a folder path")
@@ -212,11 +243,35 @@ class FeatureCache:
         Returns:
             :class:`CachedFeatures`; features (N, D) or (K, N, D).
         """
+        from . import distributed as dist
+
         key = self.key(backbone, dataset, views=views, seed=seed)
-        cached = self._memory.get(key)
-        if cached is not None and self._fits(cached, dataset, views=views, where="memory"):
+        found = self._lookup(key, dataset, views=views)
+        parallel = self.distributed and dist.is_distributed()
+        if parallel:  # found only if found on every rank: a miss anywhere is encoded by all
+            missing = dist.all_reduce_sum(torch.tensor([0 if found is not None else 1]))
+            found = found if int(missing) == 0 else None
+        if found is not None:
+            self._memory[key] = found
             self.hits += 1
-            return cached
+            return found
+        self.misses += 1
+        cached = encode_dataset(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
+                                views=views, seed=seed, progress=progress, distributed=self.distributed)
+        path = self._path(key, dataset)
+        if parallel and dist.get_local_rank() != 0:
+            path = None  # one writer per machine
+        if path is not None:
+            try:
+                save_torch(path, {"features": cached.features.contiguous(), "labels": cached.labels})
+            except OSError as exc:
+                logger.warning("cannot write the feature cache file %s (%s); keeping the features in memory only",
+                               path, exc)
+        self._memory[key] = cached
+        return cached
+
+    def _path(self, key: str, dataset: Dataset) -> Path | None:
+        """The entry's file, or ``None`` (no directory, or a transform that does not identify itself)."""
         path = self.directory / f"{key}.pt" if self.directory is not None else None
         if path is not None and not getattr(dataset, "transform_identified", True):
             # its key names this very transform object: a file would be stale for another process
@@ -228,28 +283,23 @@ class FeatureCache:
                     "disk in %s; give the transform a __repr__ that lists its parameters to cache it on disk",
                     dataset, _short(getattr(dataset, "transform", None)), self.directory)
             path = None
-        if path is not None and path.is_file():
-            try:
-                stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-                cached = CachedFeatures(features=stored["features"], labels=stored["labels"])
-            except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed
-                logger.warning("feature cache file %s unreadable (%s); recomputing", path, exc)
-                cached = None
-            if cached is not None and self._fits(cached, dataset, views=views, where=str(path)):
-                self._memory[key] = cached
-                self.hits += 1
-                return cached
-        self.misses += 1
-        cached = encode_dataset(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
-                                views=views, seed=seed, progress=progress)
-        if path is not None:
-            try:
-                save_torch(path, {"features": cached.features.contiguous(), "labels": cached.labels})
-            except OSError as exc:
-                logger.warning("cannot write the feature cache file %s (%s); keeping the features in memory only",
-                               path, exc)
-        self._memory[key] = cached
-        return cached
+        return path
+
+    def _lookup(self, key: str, dataset: Dataset, *, views: int) -> CachedFeatures | None:
+        """The entry from memory or from its file, if it is there and fits the dataset."""
+        cached = self._memory.get(key)
+        if cached is not None and self._fits(cached, dataset, views=views, where="memory"):
+            return cached
+        path = self._path(key, dataset)
+        if path is None or not path.is_file():
+            return None
+        try:
+            stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            cached = CachedFeatures(features=stored["features"], labels=stored["labels"])
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file is recomputed
+            logger.warning("feature cache file %s unreadable (%s); recomputing", path, exc)
+            return None
+        return cached if self._fits(cached, dataset, views=views, where=str(path)) else None
 
     @staticmethod
     def _fits(cached: CachedFeatures, dataset: Dataset, *, views: int, where: str) -> bool:

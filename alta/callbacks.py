@@ -23,7 +23,7 @@ Order of events for a stream of T experiences, E epochs each::
       on_experience_end(experience=t, result)
     on_run_end(result)
 
-Example:
+Examples:
     >>> class PrintLoss(Callback):
     ...     def on_epoch_end(self, *, experience, epoch, stats, result):
     ...         print(experience, epoch, round(stats["loss"], 3))
@@ -38,7 +38,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from .training import StreamResult
 
-__all__ = ["Callback", "CallbackList", "ProgressBar", "EVENTS", "as_callback_list"]
+__all__ = ["Callback", "CallbackList", "MainProcessOnly", "ProgressBar", "EVENTS", "as_callback_list"]
 
 EVENTS = (
     "on_run_start",
@@ -143,6 +143,30 @@ class CallbackList(Callback):
 
     def on_run_end(self, **kwargs) -> None:  # noqa: D102
         self._dispatch("on_run_end", kwargs)
+
+
+class MainProcessOnly(CallbackList):
+    """Dispatch events only on the main process (rank 0) of a data-parallel run.
+
+    Wrap the callbacks that write (result files, logs, plots, checkpoints, loggers) so that one
+    process writes them; every rank holds the same results (:mod:`alta.distributed`). In one
+    process it dispatches everything.
+
+    Args:
+        callbacks: The :class:`Callback` s to run on rank 0 (one or a list).
+
+    Raises:
+        ConfigError: an item is not a :class:`Callback`.
+    """
+
+    def __init__(self, callbacks: Iterable[Callback] | Callback | None = None) -> None:
+        super().__init__([callbacks] if isinstance(callbacks, Callback) else callbacks)
+
+    def _dispatch(self, event: str, kwargs: dict[str, Any]) -> None:
+        from .distributed import is_main_process
+
+        if is_main_process():
+            super()._dispatch(event, kwargs)
 
 
 def as_callback_list(callbacks: Sequence[Callback] | Callback | None) -> CallbackList:

@@ -12,12 +12,22 @@ uninterrupted run exactly (on the same device and software).
 
 Everything is stored as tensors and plain Python values, so the file is read back with
 ``torch.load(..., weights_only=True)``: loading a checkpoint never runs code from it.
+
+Integrity: a checkpoint stores the SHA-256 digest of its payload (every tensor's dtype, shape and
+bytes, every value and key; :func:`payload_digest`), so flipped bits inside a stored tensor are
+refused on resume even when the zip container is intact. Restored floating-point state (the
+learner's context vectors, adapter and prompt snapshots, the buffer's features and logits, the
+optimiser's moments) must be finite. A checkpoint is never written with non-finite state: the
+training loops stop before (:class:`~alta.errors.TrainingError`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +38,17 @@ from .errors import CheckpointError
 from .io import save_torch
 from .training import StreamResult  # noqa: F401 - the type of results
 
-__all__ = ["CHECKPOINT_NAME", "save_checkpoint", "read_checkpoint", "restore_checkpoint"]
+__all__ = ["CHECKPOINT_NAME", "save_checkpoint", "read_checkpoint", "restore_checkpoint", "payload_digest"]
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "alta.run-checkpoint"
-_VERSION = 2  # 2: adds next_epoch (epoch-level checkpoints); version 1 files are read as next_epoch 0
-_READABLE = (1, 2)
+# 2: adds next_epoch (epoch-level checkpoints); version 1 files are read as next_epoch 0
+# 3: adds digest (SHA-256 of the payload); versions 1 and 2 are read unverified, with a warning
+_VERSION = 3
+_READABLE = (1, 2, 3)
+_FINITE_KEYS = ("learner", "buffer", "optimizer")  # floating-point state that must be finite
 # the run objects whose states a checkpoint holds (None where a run has none)
 STATE_KEYS = ("learner", "buffer", "schedule", "optimizer", "scheduler")
 
@@ -48,6 +63,7 @@ def _result_state(result: StreamResult) -> dict[str, Any]:
         "task_il": _matrix_to_list(result.task_il),
         "evaluations": list(result.evaluations),
         "history": [list(h) for h in result.history],
+        "confusion": [None if m is None else torch.as_tensor(np.asarray(m)) for m in result.confusion],
     }
 
 
@@ -57,7 +73,68 @@ def _result_from_state(state: dict[str, Any]) -> StreamResult:
         task_il=np.array(state["task_il"], dtype=float),
         evaluations=list(state["evaluations"]),
         history=[list(h) for h in state["history"]],
+        confusion=[None if m is None else m.numpy() for m in state.get("confusion", [])],
     )
+
+
+def _feed(h, obj: Any) -> None:
+    """Hash ``obj`` (tensors, containers and plain values of a checkpoint) into ``h``."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)}".encode())
+        for value in obj:
+            _feed(h, value)
+    elif isinstance(obj, float):
+        h.update(b"F" + struct.pack("<d", obj))
+    elif obj is None or isinstance(obj, (bool, int, str)):
+        text = repr(obj).encode("utf-8", "surrogatepass")
+        h.update(f"{type(obj).__name__[0]}{len(text)}:".encode() + text)
+    else:
+        raise TypeError(f"a checkpoint holds tensors and plain values only, got {type(obj).__name__}")
+
+
+def payload_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's payload: everything in ``state`` but its ``digest`` entry.
+
+    Tensors are hashed by dtype, shape and raw bytes, so any changed bit changes the digest.
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "digest"})
+    return h.hexdigest()
+
+
+def _named_tensors(obj: Any, prefix: str):
+    """``(name, tensor)`` for every tensor in nested dicts and lists."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _named_tensors(value, f"{prefix}.{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _named_tensors(value, f"{prefix}[{i}]")
+
+
+def _check_finite(state: dict[str, Any], path: Path, fix: str) -> None:
+    """Refuse NaN or infinite floating-point values in the learner, buffer and optimiser states."""
+    for key in _FINITE_KEYS:
+        for name, tensor in _named_tensors(state.get(key), key):
+            if tensor.is_floating_point() or tensor.is_complex():
+                bad = int((~torch.isfinite(tensor)).sum())
+                if bad:
+                    raise CheckpointError(
+                        f"{path} holds non-finite state: {name} has {bad} NaN or infinite value(s) of "
+                        f"{tensor.numel()}; resuming would continue from a diverged or damaged model. {fix}"
+                    )
 
 
 def save_checkpoint(
@@ -88,6 +165,10 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        OutputError: the file cannot be written (full disk, the folder is gone); the previous
+            checkpoint is intact.
     """
     states = {key: objects[key].state_dict() if objects.get(key) is not None else None for key in STATE_KEYS}
     states["learner"] = {k: v.detach().cpu() for k, v in states["learner"].items()}
@@ -103,7 +184,8 @@ def save_checkpoint(
         "zeroshot": zeroshot,
         "elapsed_s": float(elapsed_s),
     }
-    return save_torch(path, state)
+    state["digest"] = payload_digest(state)
+    return save_torch(path, state, parents=False)  # the run folder must exist: never re-created
 
 
 def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experiences: int) -> dict[str, Any]:
@@ -118,8 +200,9 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
         The checkpoint's contents.
 
     Raises:
-        CheckpointError: unreadable or damaged file, not an alta run checkpoint, another
-            checkpoint version, or a checkpoint of a different run (configuration or stream).
+        CheckpointError: unreadable or damaged file (its digest does not match its contents),
+            not an alta run checkpoint, another checkpoint version, non-finite learner, buffer or
+            optimiser state, or a checkpoint of a different run (configuration or stream).
     """
     path = Path(path)
     fix = (f"Delete {path} to restart the run from its first experience, or start a new run in another "
@@ -138,6 +221,21 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
             f"{path} has checkpoint version {state.get('version')!r}; this alta reads versions {', '.join(map(str, _READABLE))}. "
             f"Resume it with the alta version that wrote it. {fix}"
         )
+    if state["version"] >= 3:
+        if not isinstance(state.get("digest"), str):
+            raise CheckpointError(f"{path} lacks the digest of its contents, so they cannot be verified. {fix}")
+        try:
+            actual = payload_digest(state)
+        except TypeError as exc:
+            raise CheckpointError(f"{path} holds unexpected contents ({exc}). {fix}") from None
+        if actual != state["digest"]:
+            raise CheckpointError(
+                f"{path} is damaged: the SHA-256 digest of its contents is {actual[:12]}, but it was written with "
+                f"{state['digest'][:12]} (flipped bits on the disk, or a file edited by hand). {fix}"
+            )
+    else:
+        logger.warning("%s was written by an older alta (checkpoint version %s) without a digest: its contents "
+                       "cannot be verified", path, state["version"])
     missing = [k for k in ("config_hash", "next_experience", "num_experiences", "learner", "result", "elapsed_s")
                if k not in state]
     if missing:
@@ -153,6 +251,7 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
             f"{path} was written for a stream of {total} experiences ({done} done) but this run's stream has "
             f"{num_experiences}; the data changed since the run started. {fix}"
         )
+    _check_finite(state, path, fix)
     state.setdefault("next_epoch", 0)
     return state
 

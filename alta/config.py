@@ -164,7 +164,10 @@ def _type_name(hint: Any) -> str:
         return names[hint]
     origin = typing.get_origin(hint)
     if origin is tuple:
-        return "a list of integers"
+        item = typing.get_args(hint)[0]
+        return "a list of strings" if item is str else "a list of integers"
+    if origin is dict:
+        return "a mapping"
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) if a is not type(None) else "null" for a in typing.get_args(hint))
     return getattr(hint, "__name__", str(hint))
@@ -204,16 +207,33 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
             item = typing.get_args(hint)[0]
-            return tuple(coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
-    else:  # pragma: no cover - every field type is listed above
+            try:
+                return tuple(coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+            except ConfigError:
+                if len(typing.get_args(hint)) == 2 and value:  # tuple[X, ...]: say what the whole list must be
+                    raise ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r}") from None
+                raise
+    elif origin is dict:
+        if isinstance(value, Mapping):
+            key_hint, value_hint = typing.get_args(hint)
+            return {coerce(k, key_hint, key): v if value_hint is Any else coerce(v, value_hint, f"{key}.{k}")
+                    for k, v in value.items()}
+    else:  # typing.Any (the values of data.options: checked by the dataset)
         return value
     raise ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def field_hints(cls: type) -> dict[str, Any]:
+    """The type of every field of a config dataclass (class variables such as ``_SECTION`` left
+    out: they are no keys)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
 
 
 def all_keys(root: type) -> list[str]:
     """Every key of a config class, dotted (``seed``, ``train.epochs``, ...)."""
     keys = []
-    for name, hint in typing.get_type_hints(root).items():
+    for name, hint in field_hints(root).items():
         keys += [f"{name}.{f.name}" for f in fields(hint)] if is_dataclass(hint) else [name]
     return keys
 
@@ -265,7 +285,7 @@ def build_from_dict(cls: type, data: Mapping[str, Any] | None, where: str = "", 
     if not isinstance(data, Mapping):
         what = f"section {where[:-1]!r}" if where else "a config"
         raise ConfigError(f"{what} must be a mapping of keys to values, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
+    hints = field_hints(cls)
     valid = [f.name for f in fields(cls)]
     kwargs = {}
     for key, value in data.items():

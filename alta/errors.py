@@ -18,6 +18,9 @@ __all__ = [
     "ShapeError",
     "StateError",
     "CheckpointError",
+    "TrainingError",
+    "OutputError",
+    "ResourceError",
 ]
 
 
@@ -47,3 +50,16 @@ class StateError(AltaError, RuntimeError):
 
 class CheckpointError(AltaError, RuntimeError):
     """A checkpoint or saved state is corrupt, incomplete, or belongs to a different run."""
+
+
+class TrainingError(AltaError, RuntimeError):
+    """Training diverged: a non-finite (NaN or infinite) loss, gradient or parameter."""
+
+
+class OutputError(AltaError, OSError):
+    """A result or checkpoint cannot be written: the disk is full, or the run's output folder was
+    deleted or renamed while the run was writing to it."""
+
+
+class ResourceError(AltaError, MemoryError):
+    """Memory for a tensor cannot be allocated (a huge buffer or batch, a GPU that is too small)."""

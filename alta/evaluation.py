@@ -8,6 +8,13 @@ Both settings come from the same logits (as in mammoth and the ALTA reference co
 
 Accuracies are in percent; an experience without test samples scores NaN. With a :class:`~alta.cache.FeatureCache`, the frozen image features
 of each test set are computed once per run and every later evaluation only runs the small heads.
+
+Each evaluation also gives the class-IL top-5 accuracy per experience and the class-IL
+confusion matrix over all evaluated samples; per-class and old/new-class accuracies are pure
+functions of that matrix (:mod:`alta.metrics`). They are counted on the device with ``topk`` and
+``bincount``, in the same pass as the top-1 accuracies (which they leave unchanged).
+torchmetrics' ``MulticlassAccuracy(top_k=5)`` and ``MulticlassConfusionMatrix`` count the same
+numbers; they would add a dependency and a second pass over the logits for two lines of code.
 """
 
 from __future__ import annotations
@@ -15,16 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .cache import FeatureCache
 from .config import ConfigSection, check_choice, in_section
 from .errors import ConfigError, StateError
 
-__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS"]
+__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS", "parameter_counts", "TOP_K"]
 
 IL_SETTINGS = ("class-il", "task-il")
+TOP_K = 5  # the k of the top-k accuracy (fewer when the head has fewer classes)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ class EvalConfig(ConfigSection):
             ``--il_setting``).
         zeroshot_baseline: Evaluate zero-shot CLIP on every experience (the baseline of
             forward transfer; cheap, it shares the cached test features).
+        before_snapshot: Score the experience just trained before its prompts are snapshotted,
+            as the reference code does (``LoopConfig.eval_before_snapshot``; set by
+            ``--protocol reference``).
     """
 
     _SECTION: ClassVar[str] = "eval"
@@ -47,12 +59,13 @@ class EvalConfig(ConfigSection):
     batch_size: int = 256
     il_setting: str = "class-il"
     zeroshot_baseline: bool = True
+    before_snapshot: bool = False
 
     def __post_init__(self) -> None:
-        from .training import LoopConfig  # the loop owns the evaluation period and batch size
+        from .training import LoopConfig  # the loop owns the evaluation period, batch size and point
 
-        with in_section("eval", eval_every="every", eval_batch_size="batch_size"):
-            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size)
+        with in_section("eval", eval_every="every", eval_batch_size="batch_size", eval_before_snapshot="before_snapshot"):
+            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size, eval_before_snapshot=self.before_snapshot)
         check_choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 
@@ -65,12 +78,21 @@ class EvaluationResult:
         class_il: Class-IL accuracy per experience (NaN for an experience without test samples).
         task_il: Task-IL accuracy per experience (NaN likewise).
         num_samples: Test samples per experience.
+        class_il_top5: Class-IL top-5 accuracy per experience: the label is among the 5 highest
+            logits (among all of them when the head has fewer than 5 classes).
+        confusion: Class-IL confusion matrix over every evaluated sample, ``confusion[i, j]`` =
+            samples of class i predicted as j (int64), or ``None``. Not part of :meth:`as_dict`.
+
+    Shape:
+        confusion: (C, C).
     """
 
     experiences: tuple[int, ...]
     class_il: tuple[float, ...]
     task_il: tuple[float, ...]
     num_samples: tuple[int, ...] = field(default=())
+    class_il_top5: tuple[float, ...] = field(default=())
+    confusion: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def class_il_mean(self) -> float:
@@ -83,8 +105,8 @@ class EvaluationResult:
         return sum(self.task_il) / len(self.task_il)
 
     def as_dict(self) -> dict:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form (without the confusion matrix)."""
+        out = {
             "experiences": list(self.experiences),
             "class_il": list(self.class_il),
             "task_il": list(self.task_il),
@@ -92,6 +114,16 @@ class EvaluationResult:
             "task_il_mean": self.task_il_mean,
             "num_samples": list(self.num_samples),
         }
+        if self.class_il_top5:
+            out["class_il_top5"] = list(self.class_il_top5)
+            out["class_il_top5_mean"] = sum(self.class_il_top5) / len(self.class_il_top5)
+        return out
+
+    def first(self, num: int) -> "EvaluationResult":
+        """The accuracies of the first ``num`` experiences (the confusion matrix is dropped: it
+        counts the samples of every evaluated experience)."""
+        return EvaluationResult(self.experiences[:num], self.class_il[:num], self.task_il[:num],
+                                self.num_samples[:num], self.class_il_top5[:num])
 
 
 def task_il_mask(logits: torch.Tensor, labels: torch.Tensor, class_to_experience: torch.Tensor) -> torch.Tensor:
@@ -122,6 +154,7 @@ def evaluate(
     num_workers: int = 0,
     cache: FeatureCache | None = None,
     progress: bool = False,
+    distributed: bool = False,
 ) -> EvaluationResult:
     """Class-IL and task-IL accuracy of ``learner`` on the test split of each experience.
 
@@ -133,9 +166,14 @@ def evaluate(
         cache: Reuse frozen image features across evaluations (exact: test transforms are
             deterministic). ``None`` encodes the images every time, as the reference does.
         progress: Show a tqdm progress bar.
+        distributed: Inside a process group, every rank scores its contiguous, batch-aligned
+            share of each test set and the correct counts are summed over the ranks (one
+            all-reduce): the same accuracies as one process, on every rank. Every rank must call
+            it. No effect without a process group.
 
     Returns:
-        :class:`EvaluationResult` with per-experience accuracies in %. An experience without
+        :class:`EvaluationResult` with per-experience accuracies in % (top-1 class-IL and
+        task-IL, top-5 class-IL) and the class-IL confusion matrix. An experience without
         test samples scores NaN (not measured), never 0%: in an accuracy matrix, the metrics of
         :mod:`alta.metrics` then refuse a NaN on or below the diagonal.
 
@@ -165,33 +203,68 @@ def evaluate(
             "Call learner.begin_experience(experience) and train first (zero-shot CLIP can be evaluated "
             "at any time with method='zeroshot')."
         )
+    from . import distributed as dist
+
+    parallel = distributed and dist.is_distributed()
     device = learner.device
     was_training = learner.training
     learner.eval()
     text = learner.text_features(grad=False)  # once per evaluation
     mapping = torch.as_tensor(experiences[0].class_to_experience, dtype=torch.long, device=device)  # (C,)
-    indices, class_il, task_il, counts = [], [], [], []
-    for experience in tqdm(experiences, desc="evaluating", disable=not progress, leave=False):
-        correct_c = torch.zeros((), dtype=torch.long, device=device)
-        correct_t = torch.zeros((), dtype=torch.long, device=device)
-        total = 0
+    num_classes = int(mapping.numel())
+    top_k = min(TOP_K, num_classes)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)  # (C * C,), row-major
+    # per experience: correct class-IL, task-IL, class-IL top-k, total
+    tallies = torch.zeros(len(experiences), 4, dtype=torch.long, device=device)
+    for row, experience in enumerate(tqdm(experiences, desc="evaluating", disable=not progress, leave=False)):
         if cache is not None:
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
-            batches = zip(stored.features.split(batch_size), stored.labels.split(batch_size))
+            features, targets = stored.features, stored.labels
+            if parallel:
+                mine = dist.batch_aligned_range(features.shape[0], batch_size)
+                features, targets = features[mine.start : mine.stop], targets[mine.start : mine.stop]
+            batches = zip(features.split(batch_size), targets.split(batch_size))
         else:
+            data = experience.test
+            if parallel:
+                data = Subset(data, list(dist.batch_aligned_range(len(data), batch_size)))
             # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
-            batches = DataLoader(experience.test, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                  pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
             logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
-            correct_c += (logits.argmax(dim=1) == labels).sum()
-            correct_t += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
-            total += labels.shape[0]
-        indices.append(int(experience.index))
-        counts.append(total)
-        # one sync per experience; no test samples: nothing was measured (NaN, never 0%)
-        class_il.append(100.0 * float(correct_c) / total if total else float("nan"))
-        task_il.append(100.0 * float(correct_t) / total if total else float("nan"))
+            predicted = logits.argmax(dim=1)  # (B,)
+            tallies[row, 0] += (predicted == labels).sum()
+            tallies[row, 1] += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
+            tallies[row, 2] += (logits.topk(top_k, dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()  # (B, k) -> ()
+            tallies[row, 3] += labels.shape[0]
+            confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
+    if parallel:
+        tallies = dist.all_reduce_sum(tallies)
+        confusion = dist.all_reduce_sum(confusion)
     learner.train(was_training)
-    return EvaluationResult(tuple(indices), tuple(class_il), tuple(task_il), tuple(counts))
+    tallies = tallies.cpu()  # one sync per evaluation
+    totals = tallies[:, 3].double()
+    # no test samples: nothing was measured (NaN, never 0%)
+    class_il, task_il, top5 = (
+        torch.where(totals > 0, 100.0 * tallies[:, k].double() / totals, float("nan")).tolist() for k in range(3))
+    return EvaluationResult(tuple(int(e.index) for e in experiences), tuple(class_il), tuple(task_il),
+                            tuple(int(n) for n in tallies[:, 3]), tuple(top5),
+                            confusion.view(num_classes, num_classes).cpu().numpy())
+
+
+def parameter_counts(learner) -> dict[str, int]:
+    """Trainable and total parameter counts of a learner (the frozen backbone included in total).
+
+    Args:
+        learner: A :class:`~alta.CrossModalLearner` (or any ``nn.Module`` with
+            ``trainable_parameters()``).
+
+    Returns:
+        ``{"trainable": ..., "total": ...}``: scalars the optimiser updates, and all parameters
+        of the module (prompt snapshots and other buffers excluded).
+    """
+    trainable = learner.trainable_parameters() if hasattr(learner, "trainable_parameters") else [
+        p for p in learner.parameters() if p.requires_grad]
+    return {"trainable": sum(p.numel() for p in trainable), "total": sum(p.numel() for p in learner.parameters())}

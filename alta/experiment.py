@@ -15,12 +15,16 @@ logger, a rank-0 filter, a plot) sits beside them and sees the same events:
   resumes after its last finished epoch and ends as the uninterrupted run would);
 - :class:`LogLines`: the log lines of ``alta run``;
 - :class:`SummaryWriter`: ``summary.json`` (accuracy matrices, Avg, Last, forgetting, BWT, FWT);
-- :class:`PlotWriter`: ``accuracy_matrix.png`` and ``accuracy_curve.png`` (matplotlib).
+- :class:`PlotWriter`: ``accuracy_matrix.png`` and ``accuracy_curve.png`` (matplotlib);
+- :class:`FolderGuard` (first of them): stops the run if its folder is deleted or renamed.
+
+Finishing is idempotent: resuming a complete run writes whatever artefact it lacks (the plots,
+``metrics.jsonl``) and temporary files left by a killed write are removed when a run resumes.
 
 ``config.yaml`` (the resolved configuration) is written when the run folder is claimed
 (:func:`alta.rundir.claim_run_dir`).
 
-Example:
+Examples:
     >>> from alta.experiment import RunConfig, run_experiment
     >>> config = RunConfig.from_dict({"data": {"dataset": "digits"}, "model": {"visual": "tiny-vit"},
     ...                               "train": {"epochs": 1}})  # doctest: +SKIP
@@ -49,26 +53,31 @@ import yaml
 from .backbones import BACKBONES, list_backbones, split_source
 from .buffer import BufferConfig
 from .cache import FeatureCache
-from .callbacks import Callback, CallbackList, ProgressBar
+from . import distributed as dist
+from .callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import ConfigSection, build_from_dict, check_seed
 from .data.stream import DataConfig
 from .errors import ConfigError
-from .evaluation import EvalConfig, EvaluationResult, evaluate
-from .io import append_jsonl, write_json, write_text
+from .evaluation import EvalConfig, EvaluationResult, evaluate, parameter_counts
+from .io import append_jsonl, clean_temp_files, json_line, write_json, write_text
+from .resources import translate_allocation_errors
 from .learner import CrossModalLearner, LearnerConfig, ModelConfig
 from .methods import DEFAULT_METHOD, METHODS
 from .optim import OptimConfig
-from .rundir import RunDir, claim_run_dir
+from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
+from .rundir import RUN_FILES, RunDir, claim_run_dir, claim_run_dir_on_main
 from .schedule import BRANCHES
-from .seeding import derive_seed
-from .summary import SUMMARY_FORMAT, build_summary, format_table, random_backbone_note, save_plots
+from .seeding import derive_seed, determinism_state, set_deterministic
+from .summary import (CONFUSION_NAME, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
+                      save_confusion, save_plots)
 from .training import StreamResult, TrainConfig, run_stream
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "run_group_experiment", "group_key", "plan_groups",
            "SHARED_KEYS", "MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter",
-           "PlotWriter", "StopAfter", "OPERATIONAL_KEYS", "config_differences", "default_output_dir", "resolve_device",
-           "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name"]
+           "PlotWriter", "StopAfter", "FolderGuard", "OPERATIONAL_KEYS", "config_differences", "default_output_dir",
+           "resolve_device", "read_finished_summary", "flatten", "load_saved_config", "check_run_name", "safe_run_name",
+           "run_seeds", "seed_run_dir", "AGGREGATE_NAME"]
 
 logger = logging.getLogger("alta.run")
 
@@ -115,12 +124,19 @@ class RunConfig(ConfigSection):
         name: Name of the configuration (used in the default output folder).
         seed: Run seed (adapter initialisation, shuffling, augmentation, buffer; 42).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        deterministic: Require deterministic kernels (:func:`alta.seeding.set_deterministic`:
+            the reference's cuDNN flags plus ``torch.use_deterministic_algorithms``); what was
+            in force is recorded in the summary either way.
         data: :class:`~alta.data.stream.DataConfig`.
         model: :class:`~alta.learner.ModelConfig` (backbone and learner).
         buffer: :class:`~alta.buffer.BufferConfig`.
         optim: :class:`~alta.optim.OptimConfig`.
         train: :class:`~alta.training.TrainConfig`.
         eval: :class:`~alta.evaluation.EvalConfig`.
+        protocol: The protocol the run follows (:mod:`alta.protocols`): ``paper`` (the method as
+            described, the default) or ``reference`` (the authors' released loop). Chosen with
+            ``--protocol`` or :func:`apply_protocol`, which set its knobs; recorded in every
+            run's config and summary, and a resumed run refuses a different one.
     """
 
     _SECTION: ClassVar[str] = ""
@@ -128,6 +144,8 @@ class RunConfig(ConfigSection):
     name: str = "run"
     seed: int = 42
     device: str = "auto"
+    protocol: str = DEFAULT_PROTOCOL
+    deterministic: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
@@ -138,6 +156,11 @@ class RunConfig(ConfigSection):
     def __post_init__(self) -> None:
         check_run_name(self.name)
         check_seed(self.seed, "seed")
+        if not isinstance(self.protocol, str) or self.protocol not in list_protocols():
+            raise ConfigError(f"config key 'protocol' must be one of {list_protocols()}, got {self.protocol!r}: "
+                              f"'paper' is the method as described, 'reference' the authors' released loop")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"config key 'deterministic' must be true or false, got {self.deterministic!r}")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(
                 f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
@@ -268,7 +291,9 @@ class Experiment:
         learner, buffer, schedule, optimizer, scheduler: The run's objects (``buffer`` is
             ``None`` without replay; ``schedule``, ``optimizer``, ``scheduler`` are ``None`` for a
             method that trains nothing, such as ``zeroshot``).
-        stream, experiences: The stream and its (possibly subsampled) experiences.
+        stream, experiences: The stream and its (possibly subsampled) training experiences.
+        eval_experiences: The experiences evaluated: ``experiences``, or for a joint stream
+            (``data.joint``) those of the sequential split (the accuracy matrices are (1, K)).
         cache: The feature cache shared by training and evaluation.
 
     Raises:
@@ -283,6 +308,7 @@ class Experiment:
             backbone = shared.learner.backbone
             self.backbone_description = shared.backbone_description
             self.stream, self.experiences = shared.stream, shared.experiences
+            self.eval_experiences = shared.eval_experiences
         else:
             backbone = m.build_backbone(device=device)
             self.backbone_description = description = backbone.describe()
@@ -291,13 +317,21 @@ class Experiment:
                         backbone.embed_dim, description["source"])
             if not backbone.pretrained:
                 logger.warning("%s", random_backbone_note(description))
-            self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution)
+            self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution,
+                                                              class_names=protocol_class_names(config))
             experiences = self.experiences
-            logger.info("stream %s: %d experience(s) x %s classes, %d train / %d test images at %d px",
-                        self.stream.name, len(experiences),
-                        "/".join(str(c) for c in sorted(set(self.stream.classes_per_experience))),
+            # a joint stream trains on one experience and is evaluated on those of the sequential split
+            self.eval_experiences = config.data.subsample(self.stream.eval_experiences) if config.data.joint else experiences
+            logger.info("stream %s: %d experience(s) x %s classes, %d train / %d test images at %d px", self.stream.name,
+                        len(experiences), "/".join(str(c) for c in sorted(set(self.stream.classes_per_experience))),
                         sum(len(e.train) for e in experiences), sum(len(e.test) for e in experiences),
                         backbone.input_resolution)
+            if config.data.joint:
+                logger.info("joint training, evaluated per experience of the sequential split: %d experience(s) x %s "
+                            "classes", len(self.eval_experiences),
+                            "/".join(str(c) for c in sorted({len(e.classes) for e in self.eval_experiences})))
+            logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
+                        _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
         self.learner = learner = CrossModalLearner(backbone, class_names=self.stream.class_names, seed=config.seed,
                                                    **m.learner_options())
         spec = learner.method
@@ -308,10 +342,11 @@ class Experiment:
         if spec.branches:
             self.schedule = config.train.build_schedule()
             self.optimizer, self.scheduler = config.optim.build(learner, epochs=config.train.epochs)
-        self.cache = shared.cache if shared is not None else FeatureCache()
-        logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s", spec.name,
-                    spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(), config.seed,
-                    device)
+        # one cache for a run group; sharded encoding under torchrun
+        self.cache = shared.cache if shared is not None else FeatureCache(distributed=dist.is_distributed())
+        logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s, protocol %s",
+                    spec.name, spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(),
+                    config.seed, device, config.protocol)
 
     @property
     def buffer_size(self) -> int:
@@ -333,21 +368,30 @@ class Experiment:
         m = self.config.model
         learner = CrossModalLearner(self.learner.backbone, class_names=self.stream.class_names, method="zeroshot",
                                     head="all", template=m.template, truncate_text=m.truncate_text)
-        zs = evaluate(learner, self.experiences, batch_size=self.config.eval.batch_size,
-                      num_workers=self.config.data.num_workers, cache=self.cache, progress=progress)
+        zs = evaluate(learner, self.eval_experiences, batch_size=self.config.eval.batch_size,
+                      num_workers=self.config.data.num_workers, cache=self.cache, progress=progress,
+                      distributed=dist.is_distributed())
         logger.info("zero-shot CLIP: class-IL %s, task-IL %s", " ".join(f"{v:.1f}" for v in zs.class_il),
                     " ".join(f"{v:.1f}" for v in zs.task_il))
         return {"class_il": list(zs.class_il), "task_il": list(zs.task_il)}
 
     def stream_info(self) -> dict[str, Any]:
         """What the summary says about the stream."""
+        stream, data = self.stream, self.config.data
         return {
-            "dataset": self.stream.name,
+            "dataset": stream.name,
             "num_experiences": len(self.experiences),
-            "classes_per_experience": self.stream.classes_per_experience,
-            "class_names": self.stream.class_names,
+            "classes_per_experience": stream.classes_per_experience,
+            "split": data.split,
+            "joint": data.joint,
+            "eval_classes_per_experience": [len(e.classes) for e in self.eval_experiences],
+            "class_order": stream.class_order,
+            "class_order_source": stream.class_order_source,
+            "class_names": stream.class_names,
+            "class_names_source": stream.class_names_source,
+            "names_look_like_identifiers": stream.names_look_like_identifiers,
             "num_train": sum(len(e.train) for e in self.experiences),
-            "num_test": sum(len(e.test) for e in self.experiences),
+            "num_test": sum(len(e.test) for e in self.eval_experiences),
         }
 
 
@@ -357,7 +401,9 @@ class Experiment:
 
 
 class MetricsWriter(Callback):
-    """``metrics.jsonl``: one JSON object per evaluation, appended atomically.
+    """``metrics.jsonl``: one JSON object per evaluation, appended atomically (valid JSON: a
+    NaN or infinite number, e.g. the accuracy of an experience without test samples, is written
+    as ``null``).
 
     At the start of a (resumed) run the file is rewritten with the evaluations of the
     checkpointed part, so a run killed after its last checkpoint leaves no stray records.
@@ -370,10 +416,10 @@ class MetricsWriter(Callback):
         self.path = Path(path)
 
     def on_run_start(self, *, result: StreamResult, **_: Any) -> None:  # noqa: D102
-        write_text(self.path, "".join(json.dumps(r) + "\n" for r in result.evaluations))
+        write_text(self.path, "".join(json_line(r) for r in result.evaluations), parents=False)
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:  # noqa: D102
-        append_jsonl(self.path, record)
+        append_jsonl(self.path, record, parents=False)
 
 
 class Checkpointer(Callback):
@@ -384,7 +430,8 @@ class Checkpointer(Callback):
         experiment: The run's objects (their states are saved).
         elapsed: Returns the wall time of the run so far, over all its sessions.
         zeroshot: The zero-shot baseline, saved with the checkpoint (``None``: not measured).
-        every_epoch: Also checkpoint at epoch ends (a resumed run then loses at most one epoch).
+        every_epoch: Also checkpoint at epoch ends but the last (a resumed run then loses at most
+            one epoch).
     """
 
     def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None,
@@ -401,7 +448,10 @@ class Checkpointer(Callback):
                         elapsed_s=self.elapsed())
 
     def on_epoch_end(self, *, experience: int, epoch: int, result: StreamResult, **_: Any) -> None:  # noqa: D102
-        if self.every_epoch:
+        # not after the last epoch: the experience-end checkpoint follows after the evaluation, and
+        # a prompt snapshot from the last forward (snapshot_timing="last_forward") is not state a
+        # checkpoint could restore
+        if self.every_epoch and epoch + 1 < self.experiment.config.train.epochs:
             self.save(result, next_experience=experience, next_epoch=epoch + 1)
 
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102
@@ -447,14 +497,17 @@ class SummaryWriter(Callback):
         elapsed: Returns the wall time of the run so far.
         zeroshot: The zero-shot baseline (``None``: not measured).
         extra: Entries added to the summary (a run group's ``group``), or ``None``.
+        write: Write the file (``False`` on the ranks other than 0 of a data-parallel run: they
+            compute the same summary and return it, rank 0 writes it).
 
     Attributes:
         summary: The summary written (``None`` before the run ends).
     """
 
-    def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None,
+    def __init__(self, path: str | Path, experiment: Experiment, *, elapsed, zeroshot=None, write: bool = True,
                  extra: Mapping[str, Any] | None = None) -> None:
         self.path, self.experiment, self.elapsed, self.zeroshot = Path(path), experiment, elapsed, zeroshot
+        self.write = write
         self.extra = dict(extra or {})
         self.summary: dict[str, Any] | None = None
 
@@ -465,9 +518,12 @@ class SummaryWriter(Callback):
             method=e.learner.method, stream_info=e.stream_info(),
             num_trainable_parameters=e.learner.num_trainable_parameters(), wall_time_s=self.elapsed(),
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
+            parameters=parameter_counts(e.learner), determinism=determinism_state(),
         )
         self.summary.update(self.extra)
-        write_json(self.path, self.summary)
+        if self.write:
+            save_confusion(result, self.path.parent / CONFUSION_NAME, parents=False)
+            write_json(self.path, self.summary, parents=False)
 
 
 class PlotWriter(Callback):
@@ -483,9 +539,54 @@ class PlotWriter(Callback):
 
     def on_run_end(self, *, result: StreamResult) -> None:  # noqa: D102
         summary = json.loads((self.output_dir / "summary.json").read_text(encoding="utf-8"))
-        written = save_plots(summary, self.output_dir)
+        written = save_plots(summary, self.output_dir, parents=False, confusion=next(
+            (m for m in reversed(result.confusion) if m is not None), None))
         if written:
             logger.info("plots: %s", ", ".join(p.name for p in written))
+
+
+class FolderGuard(Callback):
+    """Stops a run whose output folder was deleted or renamed (put it first, before the writers).
+
+    Without it the atomic writes would fail, or a folder re-created at the old place would hold
+    an incomplete, unresumable run. It checks before every event that writes.
+
+    Args:
+        run_dir: The claimed :class:`~alta.rundir.RunDir`.
+
+    Raises:
+        OutputError: from any event, once the folder is gone (the message says where it went).
+    """
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+
+    def _check(self, **_: Any) -> None:
+        self.run_dir.check_present()
+
+    on_run_start = on_epoch_end = on_evaluation = on_experience_end = on_run_end = _check
+
+
+def finish_complete_run(output_dir: Path, summary: dict[str, Any], *, config: RunConfig, plots: bool) -> list[Path]:
+    """Write what a complete run lacks (finishing is idempotent): the plots (a kill between
+    ``summary.json`` and the plots) and ``metrics.jsonl`` (rebuilt from the checkpoint).
+
+    Returns:
+        The files written.
+    """
+    written: list[Path] = []
+    metrics, checkpoint = output_dir / "metrics.jsonl", output_dir / CHECKPOINT_NAME
+    if not metrics.is_file() and checkpoint.is_file():
+        state = read_checkpoint(checkpoint, config_hash=config.fingerprint(),
+                                num_experiences=int(summary["num_experiences"]))
+        write_text(metrics, "".join(json_line(r) for r in state["result"]["evaluations"]), parents=False)
+        written.append(metrics)
+    if plots and not all((output_dir / name).is_file() for name in PLOT_FILES):
+        written += save_plots(summary, output_dir, parents=False)
+    if written:
+        logger.info("the run in %s was complete but lacked %s: written now", output_dir,
+                    ", ".join(p.name for p in written))
+    return written
 
 
 class _StopRequested(Exception):
@@ -519,20 +620,22 @@ class StopAfter(Callback):
 def _run_without_training(experiment: Experiment, *, result: StreamResult, start_experience: int,
                           callbacks: CallbackList, progress: bool) -> StreamResult:
     """The loop of a method that trains nothing (``zeroshot``): every experience is evaluated."""
-    learner, experiences = experiment.learner, experiment.experiences
+    learner, experiences, evals = experiment.learner, experiment.experiences, experiment.eval_experiences
     callbacks.on_run_start(num_experiences=len(experiences), start_experience=start_experience, start_epoch=0,
                            result=result)
     for t in range(start_experience, len(experiences)):
         learner.begin_experience(experiences[t])
         callbacks.on_experience_start(experience=t, start_epoch=0)
         learner.end_experience(experiences[t])
-        full = evaluate(learner, experiences, batch_size=experiment.config.eval.batch_size,
-                        num_workers=experiment.config.data.num_workers, cache=experiment.cache, progress=progress)
+        full = evaluate(learner, evals, batch_size=experiment.config.eval.batch_size,
+                        num_workers=experiment.config.data.num_workers, cache=experiment.cache, progress=progress,
+                        distributed=dist.is_distributed())
         result.class_il[t, :] = full.class_il
         result.task_il[t, :] = full.task_il
         result.history.append([])
-        seen = EvaluationResult(full.experiences[: t + 1], full.class_il[: t + 1], full.task_il[: t + 1],
-                                full.num_samples[: t + 1])
+        result.confusion[t] = full.confusion
+        k = len(evals) if len(evals) != len(experiences) else t + 1  # a joint stream has seen every class
+        seen = full.first(k)
         record = {"experience": t, "epoch": 0, **seen.as_dict(), "loss": None}
         result.evaluations.append(record)
         callbacks.on_evaluation(record=record)
@@ -593,6 +696,7 @@ def run_experiment(
     progress: bool = False,
     plots: bool = True,
     stop_after: int | None = None,
+    loggers: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Run (or resume) one experiment and write its results.
 
@@ -607,11 +711,15 @@ def run_experiment(
             ``config.yaml`` must match ``config`` up to operational keys such as the device or
             the data root). Without a checkpoint the run starts from the first experience.
         callbacks: The user's :class:`~alta.callbacks.Callback` s; they receive every event of
-            the run, after the run's own writers (metrics, checkpoint, logs).
+            the run, after the run's own writers (metrics, checkpoint, logs). Under torchrun they
+            run on every rank (wrap a writer in :class:`~alta.callbacks.MainProcessOnly`).
         progress: Show tqdm progress bars (:class:`~alta.callbacks.ProgressBar` and evaluations).
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
+        loggers: Names of :data:`alta.loggers.LOGGERS` to write into the run folder as well:
+            ``csv`` (``evaluations.csv``), ``tensorboard`` (``tensorboard/``), ``wandb`` (a W&B
+            run under ``wandb/``, named after the folder; offline with ``WANDB_MODE=offline``).
 
     Returns:
         The summary (the contents of ``summary.json``); when stopped early by ``stop_after``,
@@ -624,6 +732,11 @@ def run_experiment(
         DataError: missing or malformed data (:class:`alta.data.DataRootError`: the data root).
         BackboneError: pretrained weights not available offline, unreadable checkpoint file.
         CheckpointError: a damaged checkpoint or summary, or a checkpoint of a different run.
+        TrainingError: the training loss or the parameters became non-finite (the last good
+            checkpoint is kept).
+        OutputError: a result or checkpoint cannot be written (full disk), or the output
+            folder was deleted or renamed mid-run.
+        ResourceError: memory for a tensor cannot be allocated.
     """
     started = time.perf_counter()
     claimed = output_dir if isinstance(output_dir, RunDir) else None
@@ -632,17 +745,27 @@ def run_experiment(
         raise ConfigError(f"{output_dir} was claimed with resume={claimed.resume} but run_experiment got "
                           f"resume={resume}")
     user = CallbackList(callbacks)
+    loggers = _check_loggers(loggers)
     if stop_after is not None:
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     _check_backbone_name(config.model.visual)
     device = resolve_device(config.device)
-    claim = contextlib.nullcontext(claimed) if claimed is not None else claim_run_dir(output_dir, config, resume=resume)
-    with claim as run_dir:
+    if device.type == "cuda" and dist.is_distributed():
+        device = dist.local_device()  # torchrun: the GPU LOCAL_RANK
+    claim = (contextlib.nullcontext(claimed) if claimed is not None
+             else claim_run_dir_on_main(output_dir, config, resume=resume))
+    with claim as run_dir, translate_allocation_errors(f"the run in {output_dir}"):
         return _run(config, run_dir, device=device, started=started, progress=progress, plots=plots,
-                    stop_after=stop_after, user=user)
+                    stop_after=stop_after, user=user, loggers=loggers)
 
 
 def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
+    """Remove the temporary files an interrupted write left in ``output_dir``, then refuse a
+    configuration that differs from the one saved there."""
+    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, "confusion_matrix.png"))
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
+                    ", ".join(p.name for p in removed[:5]))
     diff = config_differences(load_saved_config(output_dir / "config.yaml"), config)
     if diff:
         details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in list(diff.items())[:6])
@@ -651,23 +774,29 @@ def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
 
 
 def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: float, progress: bool, plots: bool,
-         stop_after: int | None, user: CallbackList) -> dict[str, Any]:
+         stop_after: int | None, user: CallbackList, loggers: tuple[str, ...] = ()) -> dict[str, Any]:
     """The body of :func:`run_experiment`, in a claimed folder."""
     output_dir = run_dir.path
     if run_dir.resume:
         _check_resumed_config(config, output_dir)
         summary = read_finished_summary(output_dir)
         if summary is not None:
-            logger.info("the run in %s is already complete; nothing to resume", output_dir)
+            if not finish_complete_run(output_dir, summary, config=config, plots=plots):
+                logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
+    if config.deterministic:  # before the first CUDA kernel: cuBLAS reads its setting when it starts
+        logger.info("deterministic kernels: %s", set_deterministic())
+    main = dist.is_main_process()  # under torchrun every rank runs, rank 0 alone writes
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     experiment = Experiment(config, device=device)
     num = len(experiment.experiences)
     run_dir.mark_started()
-    write_text(output_dir / "config.yaml", config.to_yaml())  # operational keys may change on resume
+    if main:
+        write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
 
-    start_experience, start_epoch, result, zeroshot, elapsed_before = 0, 0, StreamResult.empty(num), None, 0.0
+    result = StreamResult.empty(num, len(experiment.eval_experiences))
+    start_experience, start_epoch, zeroshot, elapsed_before = 0, 0, None, 0.0
     checkpoint_path = output_dir / CHECKPOINT_NAME
     if run_dir.resume and checkpoint_path.is_file():
         state = read_checkpoint(checkpoint_path, config_hash=config.fingerprint(), num_experiences=num)
@@ -685,14 +814,17 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         return elapsed_before + (time.perf_counter() - started)
 
     epochs = config.train.epochs if experiment.trains else 0
-    writers = [
-        MetricsWriter(output_dir / "metrics.jsonl"),
-        Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
-        LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed),
+    summary_writer = SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot,
+                                   write=main)
+    writers = [  # what writes runs on rank 0 only; the stop and the summary (returned) on every rank
+        MainProcessOnly([FolderGuard(run_dir),
+                         MetricsWriter(output_dir / "metrics.jsonl"),
+                         Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
+                         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed)]),
         *([StopAfter(stop_after, num_experiences=num)] if stop_after is not None else []),
-        SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot),
-        *([PlotWriter(output_dir)] if plots else []),
-        *([ProgressBar()] if progress else []),
+        summary_writer,
+        MainProcessOnly([*([PlotWriter(output_dir)] if plots else []), *([ProgressBar()] if progress else []),
+                         *_build_loggers(loggers, output_dir, config)]),
     ]
     callbacks = CallbackList([*writers, *user])
     try:
@@ -704,9 +836,11 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
             run_stream(
                 experiment.learner, experiment.experiences, optimizer=experiment.optimizer,
                 scheduler=experiment.scheduler, buffer=experiment.buffer, schedule=experiment.schedule,
-                loop=t.loop(seed=config.seed, evaluation=config.eval, num_workers=config.data.num_workers),
+                loop=dataclasses.replace(t.loop(seed=config.seed, evaluation=config.eval,
+                                                 num_workers=config.data.num_workers),
+                                         distributed=dist.is_distributed()),
                 cache=experiment.cache, callbacks=callbacks, result=result, start_experience=start_experience,
-                start_epoch=start_epoch,
+                start_epoch=start_epoch, eval_experiences=experiment.eval_experiences,
             )
         else:
             _run_without_training(experiment, result=result, start_experience=start_experience, callbacks=callbacks,
@@ -716,7 +850,99 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         logger.info("stopped after %d of %d experiences as asked; continue with `alta run --resume %s`", done, num,
                     output_dir)
         return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
-    return next(w.summary for w in writers if isinstance(w, SummaryWriter))
+    return summary_writer.summary
+
+
+def _short(values: list, limit: int = 10) -> str:
+    """The first ``limit`` values of a list, for log lines."""
+    text = ", ".join(map(str, values[:limit]))
+    return f"[{text}{', ...' if len(values) > limit else ''}] ({len(values)})"
+
+
+AGGREGATE_NAME = "aggregate.json"
+
+
+def seed_run_dir(output_dir: str | Path, seed: int) -> Path:
+    """The folder of one seed's run inside a seed group's folder."""
+    return Path(output_dir) / f"seed-{seed}"
+
+
+def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path, plots: bool = True,
+              **kwargs: Any) -> dict[str, Any]:
+    """Run one experiment once per seed, each in its own resumable folder, then aggregate them.
+
+    ``output_dir/seed-<s>/`` holds the run of seed ``s`` (the configuration with ``seed = s``); a
+    folder that already holds that run is resumed (a finished one is only read), so the same
+    call continues an interrupted group. ``output_dir/aggregate.json`` then holds the mean ±
+    sample standard deviation of Avg, Last, forgetting, BWT, FWT and the per-experience
+    accuracies (:func:`alta.summary.aggregate_summaries`), and ``aggregate_accuracy_curve.png``
+    the accuracy after each experience with its spread.
+
+    Args:
+        config: The resolved configuration (its ``seed`` is replaced by each of ``seeds``).
+        seeds: Distinct seeds, at least one.
+        output_dir: The group's folder.
+        plots: Write the plots (per run and the aggregate).
+        **kwargs: Passed on to :func:`run_experiment` (``callbacks``, ``progress``, ``loggers``).
+
+    Returns:
+        The aggregate (``aggregate.json``); with ``stop_after`` given, the runs stop early and
+        the group returns ``{"complete": False, ...}`` without aggregating.
+
+    Raises:
+        ConfigError: no seed, a repeated seed, or an invalid seed (as for ``RunConfig.seed``).
+    """
+    from .summary import aggregate_summaries, save_aggregate_plot
+
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}")
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]  # each seed checked here
+    output_dir = Path(output_dir)
+    summaries, folders = [], []
+    for seed_config in configs:
+        folder = seed_run_dir(output_dir, seed_config.seed)
+        resume = (folder / "config.yaml").is_file()
+        logger.info("seed %d: %s %s", seed_config.seed, "resuming" if resume else "running", folder)
+        summary = run_experiment(seed_config, output_dir=folder, resume=resume, plots=plots, **kwargs)
+        if not summary.get("complete"):
+            return {"complete": False, "output_dir": str(output_dir), "stopped_in": str(folder)}
+        summaries.append(summary)
+        folders.append(str(folder))
+    aggregate = aggregate_summaries(summaries, run_dirs=folders)
+    write_json(output_dir / AGGREGATE_NAME, aggregate)
+    if plots:
+        save_aggregate_plot(aggregate, output_dir / "aggregate_accuracy_curve.png")
+    return aggregate
+
+
+def _check_loggers(names: Iterable[str]) -> tuple[str, ...]:
+    """The logger names, checked (an unknown one is refused with the valid ones)."""
+    from .loggers import LOGGERS
+
+    names = tuple(names)
+    for name in names:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(str(name), list(LOGGERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown logger {name!r}{hint} Valid: {', '.join(LOGGERS)} (e.g. --logger csv,tensorboard)")
+    return names
+
+
+def _build_loggers(names: tuple[str, ...], output_dir: Path, config: RunConfig) -> list[Callback]:
+    """The loggers asked for, writing into the run folder."""
+    from .loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    out: list[Callback] = []
+    for name in names:
+        if name == "csv":
+            out.append(CSVLogger(output_dir / "evaluations.csv"))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(output_dir / "tensorboard"))
+        else:  # one W&B run per run folder: a resumed alta run continues it
+            run_id = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
+            out.append(WandbLogger(name=output_dir.name, run_id=run_id, dir=output_dir, config=config.to_dict()))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,10 +950,11 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
 # --------------------------------------------------------------------------------------------
 
 #: Config keys the members of a run group share (a trailing dot: the whole section): the stream,
-#: the seed, the backbone (the ``model`` keys of :class:`~alta.learner.ModelConfig` that are not the
+#: the seed, the protocol (its class names build the shared stream), the kernels' determinism
+#: (a setting of the process), the backbone (the ``model`` keys of :class:`~alta.learner.ModelConfig` that are not the
 #: learner's, :class:`~alta.learner.LearnerConfig`), and the loop. Every other key (method, head,
 #: alpha, beta, buffer, optimiser, schedule, ...) may differ between members.
-SHARED_KEYS = ("seed", "device", "data.",
+SHARED_KEYS = ("seed", "device", "protocol", "deterministic", "data.",
                *(f"model.{f.name}" for f in dataclasses.fields(ModelConfig)
                  if f.name not in {g.name for g in dataclasses.fields(LearnerConfig)}),
                "train.epochs", "train.batch_size", "train.train_cache", "eval.every", "eval.batch_size")
@@ -814,6 +1041,9 @@ def run_group_experiment(
             f"these configs cannot run as one group: they must train something and agree on "
             f"{', '.join(SHARED_KEYS)} (a trailing dot: the whole section); plan groups with alta.experiment.plan_groups"
         )
+    if dist.is_distributed():
+        raise ConfigError("run groups do not support data-parallel training (torchrun): run the group in one "
+                          "process (without torchrun), or each configuration on its own with `torchrun ... alta run`")
     if stop_after is not None:
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     _check_backbone_name(configs[0].model.visual)
@@ -821,11 +1051,14 @@ def run_group_experiment(
     with contextlib.ExitStack() as stack:
         run_dirs = [stack.enter_context(claim_run_dir(path, config, resume=again))
                     for config, path, again in zip(configs, output_dirs, resumes)]
+        stack.enter_context(translate_allocation_errors(f"the run group in {', '.join(map(str, output_dirs))}"))
         summaries: list[dict[str, Any] | None] = [None] * len(configs)
         for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
             if run_dir.resume:
                 _check_resumed_config(config, run_dir.path)
-                summaries[i] = read_finished_summary(run_dir.path)
+                summaries[i] = summary = read_finished_summary(run_dir.path)
+                if summary is not None and not finish_complete_run(run_dir.path, summary, config=config, plots=plots):
+                    logger.info("the run in %s is already complete; nothing to resume", run_dir.path)
         todo = [i for i, summary in enumerate(summaries) if summary is None]
         if todo:
             ran = _run_group([configs[i] for i in todo], [run_dirs[i] for i in todo], device=device, started=started,
@@ -845,10 +1078,10 @@ class _GroupMemberRun:
         self.experiment = Experiment(config, device=device, shared=shared)
         self.num = len(self.experiment.experiences)
         run_dir.mark_started()
-        write_text(run_dir.path / "config.yaml", config.to_yaml())
+        write_text(run_dir.path / "config.yaml", config.to_yaml(), parents=False)
         self.checkpoint = run_dir.path / CHECKPOINT_NAME
         self.start_experience, self.start_epoch, self.zeroshot, self.elapsed_before = 0, 0, None, 0.0
-        self.result = StreamResult.empty(self.num)
+        self.result = StreamResult.empty(self.num, len(self.experiment.eval_experiences))
         if run_dir.resume and self.checkpoint.is_file():
             state = read_checkpoint(self.checkpoint, config_hash=config.fingerprint(), num_experiences=self.num)
             self.result = restore_checkpoint(state, objects=self.experiment.objects())
@@ -863,13 +1096,18 @@ class _GroupMemberRun:
         return self.elapsed_before + (time.perf_counter() - self.started)
 
     def writers(self, *, group: dict[str, Any], plots: bool) -> list[Callback]:
+        """The member's writers, as :func:`_run` builds them (the folder guard first, what writes on
+        the main process only); no loggers (``--logger``) in a group."""
         path = self.run_dir.path
+        main = dist.is_main_process()
         return [
-            MetricsWriter(path / "metrics.jsonl"),
-            Checkpointer(self.checkpoint, self.experiment, elapsed=self.elapsed, zeroshot=self.zeroshot),
+            MainProcessOnly([FolderGuard(self.run_dir),
+                             MetricsWriter(path / "metrics.jsonl"),
+                             Checkpointer(self.checkpoint, self.experiment, elapsed=self.elapsed,
+                                          zeroshot=self.zeroshot)]),
             SummaryWriter(path / "summary.json", self.experiment, elapsed=self.elapsed, zeroshot=self.zeroshot,
-                          extra={"group": group}),
-            *([PlotWriter(path)] if plots else []),
+                          write=main, extra={"group": group}),
+            MainProcessOnly([PlotWriter(path)] if plots else []),
         ]
 
 
@@ -878,6 +1116,8 @@ def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torc
     """The body of :func:`run_group_experiment` for the members not complete yet."""
     from .group import GroupMember, run_group
 
+    if configs[0].deterministic:  # before the first CUDA kernel (a shared key: every member agrees)
+        logger.info("deterministic kernels: %s", set_deterministic())
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     members: list[_GroupMemberRun] = []
@@ -909,7 +1149,8 @@ def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torc
                                    callbacks=[*callbacks[id(m)], *extra.get(id(m), []), *(bars if i == 0 else [])])
                        for i, m in enumerate(part)],
                       members[0].experiment.experiences, loop=loop, cache=members[0].experiment.cache,
-                      start_experience=start[0], start_epoch=start[1])
+                      start_experience=start[0], start_epoch=start[1],
+                      eval_experiences=members[0].experiment.eval_experiences)
         except _StopRequested:  # raised after the last member's checkpoint: every member has its own
             stopped = True
     if stopped:

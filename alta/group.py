@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import distributed as _dist
 from .cache import FeatureCache
 from .callbacks import Callback, as_callback_list
 from .errors import ConfigError
@@ -145,12 +146,16 @@ def run_group(
         One :class:`~alta.training.StreamResult` per member, in order, with (T, K) matrices.
 
     Raises:
-        ConfigError: no member, no experience or evaluation experience, members sharing a learner, optimizer, buffer or
+        ConfigError: data-parallel training (``loop.distributed`` under torchrun), no member, no
+            experience or evaluation experience, members sharing a learner, optimizer, buffer or
             schedule, members on different backbone objects, a member that trains nothing, or a
             start position outside the stream.
     """
     backbone = _check_members(members)
     loop = LoopConfig() if loop is None else loop
+    if loop.distributed and _dist.is_distributed():
+        raise ConfigError("run_group does not support data-parallel training (loop.distributed under torchrun): run "
+                          "the group in one process, or each configuration on its own with run_stream")
     if eval_experiences is None:
         eval_experiences = getattr(experiences, "eval_experiences", None)
     experiences = list(experiences)
@@ -163,7 +168,7 @@ def run_group(
     if not evals:
         raise ConfigError("run_group needs at least one evaluation experience, got none")
     if cache is None:
-        cache = FeatureCache()
+        cache = FeatureCache(distributed=loop.distributed)
     covered = _covered_evaluations(experiences, evals)
     results = [m.result if m.result is not None else StreamResult.empty(num, len(evals)) for m in members]
     callbacks = [as_callback_list(m.callbacks) for m in members]

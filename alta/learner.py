@@ -46,7 +46,7 @@ from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, chec
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
 from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
-from .replay import check_memory, replay_terms
+from .replay import GlobalSizes, check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,6 +171,8 @@ class LearnerConfig(ConfigSection):
         truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
         snapshot_timing: ``end`` (the context after an experience's final step) or
             ``last_forward`` (the context before it, as the reference code snapshots).
+        w1_raw_names: Class names verbatim in w1, underscores kept (the reference code's
+            "a photo of a aquarium_fish"); the learned prompt always reads them as spaces.
     """
 
     _SECTION: ClassVar[str] = "model"
@@ -185,6 +187,7 @@ class LearnerConfig(ConfigSection):
     adapter_reduction: int = 16
     truncate_text: bool = True
     snapshot_timing: str = "end"
+    w1_raw_names: bool = False
 
     def __post_init__(self) -> None:
         set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
@@ -197,6 +200,8 @@ class LearnerConfig(ConfigSection):
         if not isinstance(self.truncate_text, bool):
             raise ConfigError(f"config key 'model.truncate_text' must be true or false, got {self.truncate_text!r}")
         check_choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
+        if not isinstance(self.w1_raw_names, bool):
+            raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
         _check_template(self.template)
 
     def learner_options(self) -> dict[str, Any]:
@@ -274,6 +279,10 @@ class CrossModalLearner(nn.Module):
             after the experience's final optimiser step; or ``"last_forward"``, the prompts of
             the last training forward, i.e. the context *before* the final step, which is what
             the reference code snapshots.
+        w1_raw_names: Build the hand-written prompts w1 from ``class_names`` exactly as given,
+            underscores kept ("a photo of a aquarium_fish"), as the reference code does; the
+            learned prompt always reads underscores as spaces. Default ``False``: readable names
+            in both prompts.
 
     Raises:
         ConfigError: a backbone missing members of the protocol (named in the message), unknown
@@ -283,7 +292,7 @@ class CrossModalLearner(nn.Module):
         ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
         ``logits_from_features(f1)``: f1 (B, D) -> logits (B, C).
 
-    Example:
+    Examples:
         >>> learner = CrossModalLearner.from_pretrained(
         ...     "tiny-vit", class_names=["cat", "dog"], method="alta")  # doctest: +SKIP
     """
@@ -304,12 +313,14 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
+        w1_raw_names: bool = LearnerConfig.w1_raw_names,
     ) -> None:
         super().__init__()
         check_backbone(backbone)
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
-                                truncate_text=truncate_text, snapshot_timing=snapshot_timing)  # validates each once
+                                truncate_text=truncate_text, snapshot_timing=snapshot_timing,
+                                w1_raw_names=w1_raw_names)  # validates each once
         spec = get_method(options.method)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
@@ -325,12 +336,14 @@ class CrossModalLearner(nn.Module):
         self.template = template
         self.truncate_text = bool(truncate_text)
         self.snapshot_timing = snapshot_timing
+        self.w1_raw_names = w1_raw_names
         self.seed = seed
         device = backbone.device
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
-        tokens = tokenize_class_prompts(backbone, names, template=template)
+        w1_names = list(class_names) if w1_raw_names else names  # raw: the reference's text_input
+        tokens = tokenize_class_prompts(backbone, w1_names, template=template)
         self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
 
         self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
@@ -388,6 +401,7 @@ class CrossModalLearner(nn.Module):
         seed: int = 0,
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
+        w1_raw_names: bool = LearnerConfig.w1_raw_names,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 
@@ -413,6 +427,7 @@ class CrossModalLearner(nn.Module):
             seed: Seed of the adapter's initial weights.
             truncate_text: Run the text encoder only up to the longest EOT position.
             snapshot_timing: When prompt snapshots are taken (see :class:`CrossModalLearner`).
+            w1_raw_names: Class names verbatim (underscores kept) in the hand-written prompt.
 
         Raises:
             BackboneError: unknown backbone or weights unavailable offline.
@@ -426,7 +441,7 @@ class CrossModalLearner(nn.Module):
             backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
             replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
             adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
-            snapshot_timing=snapshot_timing,
+            snapshot_timing=snapshot_timing, w1_raw_names=w1_raw_names,
         )
 
     # ================================================================ properties
@@ -547,9 +562,7 @@ class CrossModalLearner(nn.Module):
         if self.snapshot_timing == "last_forward" and self._last_forward_w2 is not None:
             features = self._last_forward_w2[classes]  # (N, D): the context before the final step
         else:
-            features = F.normalize(
-                self.prompt_learner.encode(self.backbone, classes, truncate=self.truncate_text), dim=-1
-            )  # (N, D)
+            features = self.encode_prompts(classes)  # (N, D)
         self.snapshot_features[classes] = features
         self.snapshotted[classes] = True
         self._refresh()
@@ -583,7 +596,20 @@ class CrossModalLearner(nn.Module):
             self._refresh()
         return self._learning_ids
 
-    def text_features(self, *, grad: bool = True) -> TextFeatures:
+    def encode_prompts(self, class_ids: torch.Tensor) -> torch.Tensor:
+        """Normalised learned-prompt features w2 of ``class_ids`` with the current context.
+
+        Raises:
+            StateError: the method has no learned prompt.
+
+        Shape:
+            class_ids: (N,); returns (N, D).
+        """
+        if self.prompt_learner is None:
+            raise StateError(f"method {self.method.name!r} has no learned prompt to encode")
+        return F.normalize(self.prompt_learner.encode(self.backbone, class_ids, truncate=self.truncate_text), dim=-1)
+
+    def text_features(self, *, grad: bool = True, encode_prompts=None) -> TextFeatures:
         """Normalised class text features for the current state.
 
         w2 is computed from the context vectors only for :meth:`learning_classes`; snapshotted
@@ -593,6 +619,10 @@ class CrossModalLearner(nn.Module):
         Args:
             grad: Track gradients to the context vectors (``False`` for evaluation or when the
                 text branch is not updated).
+            encode_prompts: Computes the normalised w2 of the learning classes from their ids,
+                (N,) -> (N, D); default :meth:`encode_prompts`.
+                :func:`alta.distributed.text_features` passes one that encodes C/N classes per
+                rank and all-gathers the features.
 
         Returns:
             :class:`TextFeatures` with w1 and w2 of shape (C, D) (``None`` where unused).
@@ -604,10 +634,9 @@ class CrossModalLearner(nn.Module):
             if ids.numel() == 0:
                 w2 = self.snapshot_features
             else:
+                encode = self.encode_prompts if encode_prompts is None else encode_prompts
                 with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                    fresh = F.normalize(
-                        self.prompt_learner.encode(self.backbone, ids, truncate=self.truncate_text), dim=-1
-                    )  # (N, D)
+                    fresh = encode(ids)  # (N, D)
                     if ids.numel() == self.num_classes:
                         w2 = fresh  # every class is learning (first experience, head="all")
                     else:
@@ -749,6 +778,8 @@ class CrossModalLearner(nn.Module):
         *,
         memory: Mapping[str, torch.Tensor] | None = None,
         branches: Iterable[str] | None = None,
+        text: TextFeatures | None = None,
+        sizes: GlobalSizes | None = None,
     ) -> "StepLoss":
         """The training loss of the method on a batch and, optionally, a replayed memory.
 
@@ -764,6 +795,13 @@ class CrossModalLearner(nn.Module):
                 or ``None``.
             branches: Branches whose parameters get gradients (default: every branch of the
                 method; see :meth:`active_branches`).
+            text: This step's text features, already computed (:meth:`text_features` with
+                ``grad="text" in branches``); ``None`` computes them here.
+            sizes: The batch and memory are one rank's shards of a global batch of these sizes
+                (data-parallel training, :func:`alta.distributed.train_step`): every term is this
+                shard's contribution, sums divided by the global counts, so that the losses (and
+                gradients) of all ranks add up to those of the global batch. ``None``: means over
+                this batch.
 
         Returns:
             A :class:`StepLoss`: the loss with its graph, its detached terms, and what the
@@ -782,11 +820,15 @@ class CrossModalLearner(nn.Module):
         f1 = self._as_features(inputs)  # (B, D)
         labels = self._check_labels(labels, f1.shape[0])  # (B,)
 
-        text = self.text_features(grad="text" in active)  # once per step, shared with replay
+        if text is None:
+            text = self.text_features(grad="text" in active)  # once per step, shared with replay
         if self.snapshot_timing == "last_forward" and text.w2 is not None:
             self._last_forward_w2 = text.w2.detach()  # pre-step prompts, as the reference snapshots
         logits = self.logits_from_features(f1, text, adapter_grad="image" in active)  # (B, C)
-        ce = F.cross_entropy(logits, labels)
+        if sizes is None:
+            ce = F.cross_entropy(logits, labels)
+        else:  # this shard's contribution to the mean over the global batch
+            ce = F.cross_entropy(logits, labels, reduction="sum") / max(sizes.batch, 1)
         loss = ce
         zero = ce.detach().new_zeros(())
         replay_ce, replay_mse = zero, zero
@@ -794,7 +836,7 @@ class CrossModalLearner(nn.Module):
             stored = check_memory(memory, embed_dim=self.embed_dim, num_classes=self.num_classes,
                                   device=self.device, backbone=self.backbone.name)
             z_b = self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)  # (M, C)
-            replay_ce, replay_mse = replay_terms(z_b, stored, seen_only=self.head == "seen")
+            replay_ce, replay_mse = replay_terms(z_b, stored, seen_only=self.head == "seen", sizes=sizes)
             loss = loss + self.alpha * replay_ce + self.beta * replay_mse
         return StepLoss(
             loss=loss, ce=ce.detach(), replay_ce=replay_ce.detach(), replay_mse=replay_mse.detach(),

@@ -22,6 +22,15 @@ Definitions (T experiences, 0-based):
   initialised model; for CLIP-based learners alta uses **zero-shot CLIP** as ``b``, so FWT
   measures what training on earlier experiences adds to (or removes from) zero-shot accuracy on
   later ones.
+
+From a class-IL confusion matrix ``M[i, j]`` (test samples of class i predicted as class j, C x C,
+as :func:`alta.evaluate` counts it):
+
+- per-class accuracy: ``M[c, c] / sum_j M[c, j]`` (NaN for a class without test samples);
+- old-class / new-class accuracy after experience t: the accuracy over the samples of the classes
+  of experiences ``k < t`` (old) and of experience t (new), the stability / plasticity split of
+  class-incremental learning (e.g. Masana et al., "Class-Incremental Learning: Survey and
+  Performance Evaluation on Image Classification", TPAMI 2023). Sample-weighted, unlike ``A_t``.
 """
 
 from __future__ import annotations
@@ -40,7 +49,18 @@ __all__ = [
     "backward_transfer",
     "forward_transfer",
     "summarize",
+    "per_class_accuracy",
+    "old_new_accuracy",
 ]
+
+
+def _confusion(M) -> np.ndarray:
+    M = np.asarray(M)
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] == 0:
+        raise ShapeError(f"the confusion matrix must be square C x C with C >= 1, got shape {M.shape}")
+    if (M < 0).any():
+        raise ShapeError("the confusion matrix holds sample counts and cannot be negative")
+    return M
 
 
 def _matrix(R) -> np.ndarray:
@@ -156,3 +176,48 @@ def summarize(R, *, baseline: Sequence[float] | None = None) -> dict[str, float 
         "bwt": backward_transfer(R),
         "fwt": forward_transfer(R, baseline) if baseline is not None else float("nan"),
     }
+
+
+def per_class_accuracy(confusion) -> np.ndarray:
+    """Class-IL accuracy (%) of every class from a confusion matrix (NaN without test samples).
+
+    Args:
+        confusion: ``M[i, j]`` = test samples of class i predicted as j.
+
+    Shape:
+        confusion: (C, C); returns (C,).
+    """
+    M = _confusion(confusion)
+    totals = M.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, 100.0 * np.diag(M) / totals, np.nan)
+
+
+def old_new_accuracy(confusion, class_to_experience, experience: int) -> dict[str, float]:
+    """Class-IL accuracy (%) on the classes of earlier experiences (old) and of ``experience`` (new).
+
+    Args:
+        confusion: The class-IL confusion matrix after training through ``experience``.
+        class_to_experience: Experience index of every class.
+        experience: t, the experience just trained.
+
+    Returns:
+        ``{"old": ..., "new": ...}``, each the accuracy over the test samples of those classes
+        (``old`` is NaN for t = 0, and either is NaN when its classes have no test samples).
+
+    Raises:
+        ShapeError: ``class_to_experience`` does not have one entry per class.
+
+    Shape:
+        confusion: (C, C); class_to_experience: (C,).
+    """
+    M = _confusion(confusion)
+    owner = np.asarray(class_to_experience).reshape(-1)
+    if owner.shape[0] != M.shape[0]:
+        raise ShapeError(f"class_to_experience has {owner.shape[0]} entries but the confusion matrix {M.shape[0]} classes")
+
+    def accuracy(rows: np.ndarray) -> float:
+        total = M[rows].sum()
+        return float(100.0 * np.diag(M)[rows].sum() / total) if total > 0 else float("nan")
+
+    return {"old": accuracy(owner < experience), "new": accuracy(owner == experience)}

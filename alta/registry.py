@@ -41,7 +41,7 @@ class Registry(Generic[T]):
         kind: What the registry holds, used in error messages (e.g. ``"method"``).
         plural: Plural of ``kind`` for messages; derived by :func:`pluralize` when omitted.
 
-    Example:
+    Examples:
         >>> methods = Registry("method")
         >>> @methods.register("mlp")
         ... def make_mlp(): ...

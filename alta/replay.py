@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .errors import ShapeError
 
-__all__ = ["REPLAY_FIELDS", "ReplayBatch", "check_buffer_fields", "check_memory", "replay_terms"]
+__all__ = ["REPLAY_FIELDS", "ReplayBatch", "GlobalSizes", "check_buffer_fields", "check_memory", "replay_terms"]
 
 REPLAY_FIELDS = ("labels", "image_features", "logits", "experience_ids")
 
@@ -43,6 +43,27 @@ class ReplayBatch:
     image_features: torch.Tensor
     labels: torch.Tensor
     logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class GlobalSizes:
+    """The sizes of the global batch a shard belongs to (data-parallel training, :mod:`alta.distributed`).
+
+    With them, :meth:`~alta.CrossModalLearner.loss` returns this shard's *contribution* to the
+    loss of the global batch: sums over the shard divided by the global counts, so that the
+    contributions of all ranks add up to the single-process loss of the global batch, and so do
+    their gradients.
+
+    Attributes:
+        batch: B, samples of the global training batch (all ranks together).
+        memory: M, replayed items over all ranks (0 without replay).
+        memory_elements: Stored logits the replay MSE averages over: ``M * C``, or, with
+            ``head="seen"``, the finite ones (a 0-dim tensor is accepted: no host-device sync).
+    """
+
+    batch: int
+    memory: int = 0
+    memory_elements: int | torch.Tensor = 0
 
 
 def check_buffer_fields(fields) -> None:
@@ -103,7 +124,9 @@ def check_memory(
     )
 
 
-def replay_terms(logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def replay_terms(
+    logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool, sizes: GlobalSizes | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two DER++ replay terms: ``CE(z_b, y_b)`` and ``MSE(z_b, z_b_stored)``.
 
     Args:
@@ -111,6 +134,9 @@ def replay_terms(logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool) 
         memory: The stored labels and logits.
         seen_only: The head scores seen classes only (``head="seen"``): stored logits of classes
             not yet scored when the item was stored are ``-inf`` and left out of the MSE.
+        sizes: The memory is one rank's shard of a replay batch of ``sizes.memory`` items:
+            return this shard's contribution (sums divided by the global counts). ``None``: the
+            plain means over ``memory``.
 
     Returns:
         ``(replay_ce, replay_mse)``, 0-dim tensors with their graph.
@@ -118,12 +144,18 @@ def replay_terms(logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool) 
     Shape:
         logits: (M, C); returns two 0-dim tensors.
     """
-    replay_ce = F.cross_entropy(logits, memory.labels)
     stored = memory.logits
+    if sizes is None:
+        replay_ce = F.cross_entropy(logits, memory.labels)
+    else:
+        replay_ce = F.cross_entropy(logits, memory.labels, reduction="sum") / max(sizes.memory, 1)
     if seen_only:  # compare only classes that were scored when the item was stored
         finite = torch.isfinite(stored)
         diff = torch.where(finite, logits - stored.nan_to_num(0.0, 0.0, 0.0), torch.zeros_like(logits))
-        replay_mse = diff.pow(2).sum() / finite.sum().clamp_min(1)
-    else:
+        count = finite.sum() if sizes is None else torch.as_tensor(sizes.memory_elements, device=logits.device)
+        replay_mse = diff.pow(2).sum() / count.clamp_min(1)
+    elif sizes is None:
         replay_mse = F.mse_loss(logits, stored)
+    else:
+        replay_mse = F.mse_loss(logits, stored, reduction="sum") / max(int(sizes.memory_elements), 1)
     return replay_ce, replay_mse

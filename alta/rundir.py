@@ -31,9 +31,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 
-__all__ = ["RUN_FILES", "RunDir", "claim_run_dir", "check_output_dir"]
+__all__ = ["RUN_FILES", "RunDir", "claim_run_dir", "claim_run_dir_on_main", "check_output_dir"]
 
 logger = logging.getLogger("alta.run")
 
@@ -74,6 +74,11 @@ class RunDir:
         self._fd = lock_fd
         self._created = created
         self._wrote_config = wrote_config
+        try:
+            st = os.fstat(lock_fd) if lock_fd is not None else os.stat(path)
+            self._identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:  # pragma: no cover - the folder was just claimed
+            self._identity = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r}, resume={self.resume}, held={self.held})"
@@ -82,6 +87,37 @@ class RunDir:
     def held(self) -> bool:
         """Whether this process still holds the folder's lock."""
         return self._fd is not None
+
+    def check_present(self) -> None:
+        """Check that the folder is still the one claimed (a run calls it before it writes).
+
+        Raises:
+            OutputError: the folder was deleted or renamed (or replaced by another folder) since
+                it was claimed; the message says where it went when the system can tell.
+        """
+        try:
+            st = os.stat(self.path)
+            same = self._identity is None or (st.st_dev, st.st_ino) == self._identity
+        except OSError:
+            same = False
+        if same:
+            return
+        now = None
+        if self._fd is not None:
+            try:
+                now = os.readlink(f"/proc/self/fd/{self._fd}")  # Linux: where the claimed folder is now
+            except OSError:
+                now = None
+        if now is not None and not now.endswith(" (deleted)") and Path(now) != self.path.absolute():
+            where = (f"it was renamed to {now}; the run stopped so that nothing is written elsewhere. Continue it "
+                     f"there with `alta run --resume {now}`")
+        elif now is not None and now.endswith(" (deleted)"):
+            where = "it was deleted, with the run's results and checkpoint; start a new run"
+        else:
+            where = ("it was deleted or renamed; if it was renamed, continue the run from its new place with "
+                     "`alta run --resume NEW_PLACE`")
+        raise OutputError(f"the output folder {self.path} of this run is gone: {where}. alta never re-creates a "
+                          f"run folder behind your back (it would hold an incomplete, unresumable run)")
 
     def mark_started(self) -> None:
         """Results are being written: the folder is kept whatever happens next."""
@@ -384,3 +420,34 @@ def claim_run_dir(output_dir: str | os.PathLike, config: Any, *, resume: bool = 
             return claimed
     raise ConfigError(f"no free output folder among {path} and {path.name}-2 .. -{_MAX_NAMES}; choose an "
                       f"--output-dir")
+
+
+def claim_run_dir_on_main(output_dir: str | os.PathLike, config: Any, *, resume: bool = False,
+                          next_free: bool = False) -> RunDir:
+    """:func:`claim_run_dir` for a run on one process or on N (``torchrun``).
+
+    Rank 0 claims the folder (lock, ``config.yaml``) and tells the other ranks which folder it
+    got, or why it got none; they then hold an unlocked :class:`RunDir` of the same folder
+    (rank 0 alone writes into it, see :mod:`alta.distributed`). Every rank must call it. In one
+    process it is :func:`claim_run_dir`.
+
+    Raises:
+        ConfigError: as :func:`claim_run_dir`, on every rank (with rank 0's message).
+    """
+    from . import distributed as dist
+
+    if not dist.is_distributed():
+        return claim_run_dir(output_dir, config, resume=resume, next_free=next_free)
+    claimed, outcome = None, None
+    if dist.is_main_process():
+        try:
+            claimed = claim_run_dir(output_dir, config, resume=resume, next_free=next_free)
+            outcome = ("claimed", str(claimed.path))
+        except ConfigError as exc:
+            outcome = ("refused", str(exc))
+    outcome = dist.broadcast_object(outcome)
+    if outcome[0] == "refused":
+        raise ConfigError(outcome[1])
+    if claimed is not None:
+        return claimed
+    return RunDir(Path(outcome[1]), resume=resume, lock_fd=None, created=[], wrote_config=False)

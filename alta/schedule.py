@@ -42,7 +42,7 @@ class AlternatingSchedule:
     Raises:
         ConfigError: for an unknown mode, unit or start, or a period < 1.
 
-    Example:
+    Examples:
         >>> schedule = AlternatingSchedule("alternate", period=2)
         >>> turns = []
         >>> for _ in range(4):

@@ -23,15 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .protocols import protocol_deviations
 from . import metrics
 from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUMMARY_FORMAT", "build_summary", "format_table", "save_plots", "environment", "peak_memory",
-           "random_backbone_note"]
+__all__ = ["SUMMARY_FORMAT", "AGGREGATE_FORMAT", "aggregate_summaries", "save_aggregate_plot", "CONFUSION_NAME",
+           "PLOT_FILES", "build_summary", "save_confusion", "experience_end_metrics", "format_table", "save_plots",
+           "environment", "peak_memory", "random_backbone_note"]
 
 SUMMARY_FORMAT = "alta.run-summary"
+CONFUSION_NAME = "confusion.npz"  # the class-IL confusion matrix after each experience (int32, compressed)
+PLOT_FILES = ("accuracy_matrix.png", "accuracy_curve.png")  # what save_plots always writes
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
 
@@ -96,6 +100,8 @@ def build_summary(
     device: torch.device,
     output_dir: Path,
     buffer_size: int,
+    parameters: dict[str, int] | None = None,
+    determinism: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The contents of ``summary.json``.
 
@@ -105,20 +111,29 @@ def build_summary(
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
         method: The :class:`~alta.methods.MethodSpec`.
-        stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``class_names``,
-            ``num_train``, ``num_test``.
+        stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``split``,
+            ``joint``, ``eval_classes_per_experience``, ``class_order``, ``class_order_source``,
+            ``class_names``, ``class_names_source``, ``names_look_like_identifiers``,
+            ``num_train``, ``num_test`` (:meth:`alta.experiment.Experiment.stream_info`).
         num_trainable_parameters: Trainable scalars of the learner.
         wall_time_s: Wall time of the run (all sessions).
         device: The device used.
         output_dir: Where the results are.
         buffer_size: Capacity of the buffer used (0: none).
+        parameters: ``{"trainable": ..., "total": ...}`` (:func:`alta.evaluation.parameter_counts`).
+        determinism: PyTorch's determinism settings in force (:func:`alta.seeding.determinism_state`).
 
     Returns:
-        A JSON-ready dict (NaN written as ``null``).
+        A JSON-ready dict (NaN written as ``null``). A joint run's (1, K) matrices (K
+        experiences of the sequential split) get Avg = Last = the mean of the row and no
+        forgetting, BWT or FWT.
     """
     matrices = {"class_il": result.class_il, "task_il": result.task_il}
+    joint = np.asarray(result.class_il).shape[0] != np.asarray(result.class_il).shape[1]
     per_setting = {
-        s: metrics.summarize(matrices[s], baseline=zeroshot[s] if zeroshot else None) for s in SETTINGS
+        s: _joint_metrics(matrices[s]) if joint else metrics.summarize(matrices[s],
+                                                                       baseline=zeroshot[s] if zeroshot else None)
+        for s in SETTINGS
     }
     headline_key = config.eval.il_setting.replace("-", "_")
     summary = {
@@ -126,6 +141,8 @@ def build_summary(
         "version": 1,
         "complete": True,
         "config": config.name,
+        "protocol": config.protocol,
+        "protocol_deviations": protocol_deviations(config),
         **stream_info,
         "method": method.name,
         "formula": method.formula,
@@ -147,7 +164,10 @@ def build_summary(
             "setting": config.eval.il_setting,
             **{key: per_setting[headline_key][key] for key in ("avg_accuracy", "last_accuracy", "forgetting")},
         },
+        **experience_end_metrics(result),
         "num_trainable_parameters": int(num_trainable_parameters),
+        "parameters": parameters,
+        "deterministic": determinism,
         # every sample of every training batch once per epoch (replayed buffer items not counted)
         "train_steps": sum(stats.get("steps", 0) for epochs in result.history for stats in epochs),
         "train_samples": sum(stats.get("samples", 0) for epochs in result.history for stats in epochs),
@@ -157,6 +177,156 @@ def build_summary(
         "output_dir": str(output_dir),
     }
     return _clean(summary)
+
+
+def _joint_metrics(R) -> dict[str, Any]:
+    """The summary entries of a joint run: one training experience evaluated on the K
+    experiences of the sequential split, a (1, K) row (:func:`alta.metrics.summarize` takes
+    square matrices only).
+
+    Avg and Last are both the mean of the row (after the one training step every class has been
+    seen, so Avg's mean over steps is that step's mean over experiences), the number a continual
+    run's Last is compared with; forgetting, BWT and FWT need later steps and are NaN.
+
+    Shape:
+        R: (1, K).
+    """
+    row = np.asarray(R, dtype=float)[-1]
+    mean = float(row.mean())
+    return {"accuracy_after_each": [mean], "avg_accuracy": mean, "last_accuracy": mean,
+            "forgetting": float("nan"), "bwt": float("nan"), "fwt": float("nan")}
+
+
+def experience_end_metrics(result) -> dict[str, Any]:
+    """Top-5, old/new-class and per-class accuracy from a result's end-of-experience evaluations.
+
+    Returns:
+        ``top5_accuracy``: class-IL top-5 accuracy on each experience after the last one, and its
+        mean (``top5_mean``); ``old_new_accuracy``: ``{"old": [...], "new": [...]}`` after each
+        experience (old ``None`` after the first); ``per_class_accuracy``: class-IL accuracy of
+        every class after the last experience (from its confusion matrix, see ``confusion.npz``).
+    """
+    ends = {r["experience"]: r for r in result.evaluations if "new_class_accuracy" in r}
+    last = ends.get(max(ends)) if ends else None
+    confusion = next((m for m in reversed(result.confusion) if m is not None), None)
+    T = result.class_il.shape[0]
+    return {
+        "top5_accuracy": list(last["class_il_top5"]) if last and "class_il_top5" in last else None,
+        "top5_mean": last.get("class_il_top5_mean") if last else None,
+        "old_new_accuracy": {
+            "old": [ends[t]["old_class_accuracy"] if t in ends else None for t in range(T)],
+            "new": [ends[t]["new_class_accuracy"] if t in ends else None for t in range(T)],
+        },
+        "per_class_accuracy": metrics.per_class_accuracy(confusion).tolist() if confusion is not None else None,
+    }
+
+
+def save_confusion(result, path: Path, *, parents: bool = True) -> Path | None:
+    """Write the class-IL confusion matrix after each experience to ``path`` (``.npz``, int32,
+    compressed: arrays ``after_experience_<t>``, (C, C) each); ``None`` when none was measured."""
+    arrays = {f"after_experience_{t}": np.asarray(m, dtype=np.int32) for t, m in enumerate(result.confusion)
+              if m is not None}
+    if not arrays:
+        return None
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()), parents=parents)
+
+
+AGGREGATE_FORMAT = "alta.seed-aggregate"
+# What an aggregate averages over seeds: per setting, these scalars and these per-experience lists.
+AGGREGATED_SCALARS = ("avg_accuracy", "last_accuracy", "forgetting", "bwt", "fwt")
+# Keys that must agree between the seeds of one group (only the seed may differ).
+_GROUP_KEYS = ("protocol", "dataset", "num_experiences", "classes_per_experience", "class_names", "method", "il_setting", "head",
+               "buffer_size", "epochs", "train_cache", "schedule")
+
+
+def _mean_std(values: list) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; ``None`` for one value) of the finite values."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if len(finite) < len(values) or not finite:  # a seed without the value: not comparable
+        return {"mean": None, "std": None, "n": len(finite)}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
+            "n": len(finite)}
+
+
+def aggregate_summaries(summaries: list[dict[str, Any]], *, run_dirs: list[str] | None = None) -> dict[str, Any]:
+    """Mean ± sample standard deviation over the runs of one experiment with different seeds.
+
+    Args:
+        summaries: The ``summary.json`` of each seed's run (same configuration but the seed).
+        run_dirs: Their folders, recorded in the aggregate.
+
+    Returns:
+        ``aggregate.json``'s contents: for each setting (``class_il``, ``task_il``) and each of
+        Avg, Last, forgetting, BWT, FWT a ``{"mean", "std", "n"}``; the same per experience for
+        the accuracies after the last experience (``last_row``) and after each experience
+        (``accuracy_after_each``); the seeds and what the runs share.
+
+    Raises:
+        ConfigError: fewer than one summary, or runs that differ in more than their seed.
+    """
+    from .errors import ConfigError
+
+    if not summaries:
+        raise ConfigError("aggregate_summaries needs the summary of at least one run")
+    first = summaries[0]
+    for key in (*_GROUP_KEYS, "backbone"):
+        values = [s.get(key) if key != "backbone" else (s["backbone"].get("name"), s["backbone"].get("fingerprint"))
+                  for s in summaries]
+        if any(v != values[0] for v in values[1:]):
+            raise ConfigError(f"the runs of a seed group must differ only in their seed, but their {key!r} differ: "
+                              f"{values}")
+    out: dict[str, Any] = {
+        "format": AGGREGATE_FORMAT,
+        "version": 1,
+        "seeds": [s["seed"] for s in summaries],
+        "num_runs": len(summaries),
+        "run_dirs": list(run_dirs) if run_dirs is not None else [s.get("output_dir") for s in summaries],
+        **{key: first.get(key) for key in _GROUP_KEYS},
+        "config": first.get("config"),
+        "formula": first.get("formula"),
+        "backbone": first.get("backbone"),
+        "pretrained": first.get("pretrained"),
+    }
+    T = first["num_experiences"]
+    for key in AGGREGATED_SCALARS:
+        out[key] = {s: _mean_std([run[key][s] for run in summaries]) for s in SETTINGS}
+    out["last_row"] = {s: [_mean_std([run["accuracy_matrix"][s][-1][k] for run in summaries]) for k in range(T)]
+                       for s in SETTINGS}
+    out["accuracy_after_each"] = {
+        s: [_mean_std([run["accuracy_after_each"][s][t] for run in summaries]) for t in range(len(
+            first["accuracy_after_each"][s]))] for s in SETTINGS}
+    return _clean(out)
+
+
+def save_aggregate_plot(aggregate: dict[str, Any], path: Path) -> Path | None:
+    """Mean accuracy after each experience over the seeds, with a ± one-std band (``None``
+    without matplotlib)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.info("matplotlib is not installed: no aggregate plot (pip install 'alta[plot]')")
+        return None
+    figure = Figure(figsize=(5.5, 4))
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for setting in SETTINGS:
+        points = aggregate["accuracy_after_each"][setting]
+        x = np.arange(1, len(points) + 1)
+        mean = np.array([np.nan if p["mean"] is None else p["mean"] for p in points])
+        std = np.array([0.0 if p["std"] is None else p["std"] for p in points])
+        ax.plot(x, mean, marker="o", label=f"{_LABELS[setting]} (mean of {aggregate['num_runs']} seeds)")
+        ax.fill_between(x, mean - std, mean + std, alpha=0.25)
+    ax.set_xticks(np.arange(1, len(points) + 1))
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("experiences learned")
+    ax.set_ylabel("mean accuracy on seen experiences (%)")
+    ax.set_title(f"{aggregate['method']} on {aggregate['dataset']}, seeds {aggregate['seeds']} (± 1 std)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save_figure(figure, path)
 
 
 def random_backbone_note(backbone: dict[str, Any]) -> str:
@@ -185,7 +355,11 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"alta run {summary['config']!r}: {summary['dataset']}, {T} experience{'s' if T != 1 else ''} x "
         f"{'/'.join(str(c) for c in sorted(set(summary['classes_per_experience'])))} classes, "
-        f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience",
+        f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience"
+        + (f" (joint: evaluated on the {len(summary['eval_classes_per_experience'])} experiences of the "
+           f"sequential split)" if summary.get("joint") else ""),
+        f"class order {summary.get('class_order_source', 'native')}, class names from "
+        f"{summary.get('class_names_source', 'dataset')}: {_names_preview(summary.get('class_names', []))}",
         f"method {summary['method']} ({summary['formula']}), head {summary['head']!r}, "
         f"buffer {summary['buffer_size'] or 'off'}, seed {summary['seed']}",
         f"backbone {backbone['name']} ({kind}, {backbone['input_resolution']} px), device {summary['device']['type']}, "
@@ -194,7 +368,8 @@ def format_table(summary: dict[str, Any]) -> str:
         "Accuracy (%) on each experience after the last one",
     ]
     label_width = 18
-    head = "setting".ljust(label_width) + "".join(f"{'exp ' + str(k + 1):>7}" for k in range(T))
+    K = len(summary["accuracy_matrix"][headline][-1])  # K = T, or the sequential split of a joint run
+    head = "setting".ljust(label_width) + "".join(f"{'exp ' + str(k + 1):>7}" for k in range(K))
     head += " |" + "".join(f"{name:>8}" for name in ("Avg", "Last", "Forget", "BWT", "FWT"))
     lines += [head, "-" * len(head)]
     for setting in SETTINGS:
@@ -214,6 +389,10 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append(row)
     lines.append(f"* headline setting ({summary['il_setting']}); Avg = mean accuracy after each experience, "
                  f"Last = after the last, FWT against zero-shot CLIP")
+    if summary.get("names_look_like_identifiers"):
+        lines += ["", "!! NOTE: the class names look like identifiers (WordNet ids or numbers): CLIP read prompts such "
+                      "as 'a photo of a n01440764'. Give readable names: --class-names FILE (one name per line, or "
+                      "'folder<TAB>name' lines such as Tiny-ImageNet's words.txt)"]
     if not summary["pretrained"]:
         bar = "!" * 100
         lines += ["", bar, "!! NOTE: " + random_backbone_note(backbone), bar]
@@ -221,13 +400,27 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
-    """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files.
+def _names_preview(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)})" if len(names) > limit else "")
+
+
+def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, parents: bool = True) -> list[Path]:
+    """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files
+    (:data:`PLOT_FILES`); with ``confusion`` (C, C), the class-IL confusion matrix after the last
+    experience too (``confusion_matrix.png``, rows normalised to the share of each true class).
 
     Skipped (returns ``[]``, logged) when matplotlib is not installed.
 
+    Args:
+        summary: The contents of ``summary.json``.
+        output_dir: Where the plots go.
+        parents: Create ``output_dir`` if needed (``False`` in a run: its folder must exist).
+
     Returns:
         The files written.
+
+    Raises:
+        OutputError: a plot cannot be written.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -248,19 +441,19 @@ def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
     for ax, setting in zip(axes, SETTINGS):
         matrix = np.array([[np.nan if v is None else v for v in row] for row in summary["accuracy_matrix"][setting]])
         image = ax.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
-        for t in range(T):
-            for k in range(T):
+        for t in range(matrix.shape[0]):
+            for k in range(matrix.shape[1]):
                 if T <= 12 and np.isfinite(matrix[t, k]):
                     ax.text(k, t, f"{matrix[t, k]:.0f}", ha="center", va="center", fontsize=8,
                             color="white" if matrix[t, k] < 60 else "black")
-        ax.set_xticks(ticks, tick_labels)
+        ax.set_xticks(range(matrix.shape[1]), [str(k + 1) for k in range(matrix.shape[1])])
         ax.set_yticks(ticks, tick_labels)
         ax.set_xlabel("evaluated on experience k")
         ax.set_ylabel("after training experience t")
         ax.set_title(f"{_LABELS[setting]} accuracy R[t, k] (%)")
     figure.colorbar(image, ax=list(axes), shrink=0.8)
     figure.suptitle(title)
-    written.append(_save_figure(figure, output_dir / "accuracy_matrix.png"))
+    written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[0], parents=parents))
 
     figure = Figure(figsize=(5.5, 4))
     FigureCanvasAgg(figure)
@@ -272,7 +465,9 @@ def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
     zeroshot = summary.get("zeroshot_accuracy")
     if zeroshot:
         for setting, style in zip(SETTINGS, ("--", ":")):
-            running = np.cumsum(zeroshot[setting]) / x  # zero-shot mean over the experiences seen so far
+            values = np.asarray(zeroshot[setting], dtype=float)
+            # zero-shot mean over the experiences seen so far (a joint run has seen them all)
+            running = np.cumsum(values)[: len(x)] / x if len(values) == len(x) else np.full(len(x), values.mean())
             ax.plot(x, running, style, color="gray", label=f"zero-shot {_LABELS[setting]}")
     ax.set_xticks(x)
     ax.set_ylim(0, 100)
@@ -281,11 +476,43 @@ def save_plots(summary: dict[str, Any], output_dir: Path) -> list[Path]:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    written.append(_save_figure(figure, output_dir / "accuracy_curve.png"))
+    written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[1], parents=parents))
+    if confusion is not None:
+        written.append(_confusion_plot(np.asarray(confusion), summary.get("class_names"), title,
+                                       Path(output_dir) / "confusion_matrix.png", parents=parents))
     return written
 
 
-def _save_figure(figure, path: Path) -> Path:
+def _confusion_plot(confusion: np.ndarray, class_names, title: str, path: Path, *, parents: bool = True) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    C = confusion.shape[0]
+    totals = confusion.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(totals > 0, 100.0 * confusion / totals, np.nan)  # (C, C), % of each true class
+    size = min(4.0 + 0.3 * C, 16.0)
+    figure = Figure(figsize=(size + 1.2, size))
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    image = ax.imshow(share, vmin=0, vmax=100, cmap="viridis")
+    if C <= 20:
+        labels = list(class_names) if class_names and len(class_names) == C else [str(c) for c in range(C)]
+        ax.set_xticks(range(C), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(C), labels, fontsize=7)
+        for i in range(C):
+            for j in range(C):
+                if confusion[i, j]:
+                    ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=6,
+                            color="white" if share[i, j] < 60 else "black")
+    ax.set_xlabel("predicted class (class-IL)")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion after the last experience\n{title}", fontsize=9)
+    figure.colorbar(image, ax=ax, shrink=0.8, label="% of the true class")
+    return _save_figure(figure, path, parents=parents)
+
+
+def _save_figure(figure, path: Path, *, parents: bool = True) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()), parents=parents)

@@ -35,13 +35,16 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from . import distributed as _dist
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
 from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
+from .divergence import DivergenceMonitor, check_step
 from .errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
+from .metrics import old_new_accuracy
 from .replay import check_buffer_fields
 from .schedule import AlternatingSchedule
 from .seeding import SeededItems, derive_seed
@@ -78,11 +81,15 @@ class LoopConfig:
         eval_before_snapshot: Evaluate the experience just trained before
             ``learner.end_experience`` snapshots its prompts, as the reference code does
             (``main.py`` evaluates inside its epoch loop; default ``False``: after).
+        distributed: Run data-parallel over the ranks of the process group (torchrun; see
+            :mod:`alta.distributed`): each rank trains on its shard of every global batch of
+            ``batch_size``, features are cached and evaluations counted on shards. The results
+            are those of one process. Without a process group it changes nothing.
 
     Raises:
         ConfigError: a value out of range (the message names the field).
 
-    Example:
+    Examples:
         >>> LoopConfig(epochs=5, train_cache="fixed").batch_size
         32
     """
@@ -95,6 +102,7 @@ class LoopConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
     eval_before_snapshot: bool = False
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs", low=1)
@@ -114,8 +122,9 @@ class LoopConfig:
         check_int(self.eval_batch_size, "eval_batch_size", low=1, high=MAX_BATCH_SIZE,
                   why="test images per forward pass (default 256; it does not change results)")
         check_int(self.num_workers, "num_workers", low=0)
-        if not isinstance(self.eval_before_snapshot, bool):
-            raise ConfigError(f"eval_before_snapshot must be True or False, got {self.eval_before_snapshot!r}")
+        for name in ("eval_before_snapshot", "distributed"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config key {name!r} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LoopConfig":
@@ -137,6 +146,27 @@ class LoopConfig:
 _NO_REPLAY_LOGGED: set[str] = set()
 
 
+def check_step_objects(optimizer, buffer) -> None:
+    """The checks of a training step's optimizer and buffer (shared with :mod:`alta.distributed`).
+
+    Raises:
+        ConfigError: not an optimizer; a buffer that is not a :class:`~alta.MemoryBuffer`.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
+            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
+        )
+    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
+        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+
+
+def _log_ignored_buffer(learner, buffer) -> None:
+    if buffer is not None and not learner.method.replay and learner.method.name not in _NO_REPLAY_LOGGED:
+        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
+        _NO_REPLAY_LOGGED.add(learner.method.name)
+
+
 def train_step(
     learner,
     inputs: torch.Tensor,
@@ -145,6 +175,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     buffer=None,
     schedule=None,
+    check_finite: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of the method, then offer the batch to the buffer.
 
@@ -161,12 +192,18 @@ def train_step(
         buffer: Memory buffer for replay, or ``None`` (no replay: the sgd lower bound).
         schedule: Which branch learns (:class:`~alta.AlternatingSchedule`; default: both, the
             reference behaviour).
+        check_finite: Refuse a non-finite loss or gradient (the update is not made: parameters,
+            optimiser, buffer and schedule stay as they were) and check the parameters after the
+            update, raising :class:`~alta.errors.TrainingError` (see :mod:`alta.divergence`).
+            Two host-device syncs per step; the loops pass ``False`` and check once per epoch.
 
     Returns:
-        Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
-        ``replay_mse`` (0 without replay) and ``correct`` (right predictions in the batch).
+        Detached 0-dim tensors (no host-device sync with ``check_finite=False``): ``loss``,
+        ``ce``, ``replay_ce``, ``replay_mse`` (0 without replay) and ``correct`` (right
+        predictions in the batch).
 
     Raises:
+        TrainingError: with ``check_finite``, a non-finite loss, gradient or updated parameter.
         StateError: before ``learner.begin_experience``.
         ConfigError: a bad optimizer, buffer or schedule; a method that trains nothing.
         ShapeError: wrong image size, feature dimension or label shape; a buffer of other fields.
@@ -174,18 +211,10 @@ def train_step(
     Shape:
         inputs: (B, 3, R, R) or (B, D); labels: (B,).
     """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ConfigError(
-            f"optimizer must be a torch.optim.Optimizer over learner.trainable_parameters(), got "
-            f"{type(optimizer).__name__}; build one with alta.build_optimizer(learner)"
-        )
-    if buffer is not None and not all(hasattr(buffer, a) for a in ("add", "sample", "is_empty", "fields")):
-        raise ConfigError(f"buffer must be an alta.MemoryBuffer or None, got {type(buffer).__name__}")
+    check_step_objects(optimizer, buffer)
     branches = learner.active_branches(schedule)
     replay = buffer is not None and learner.method.replay
-    if buffer is not None and not replay and learner.method.name not in _NO_REPLAY_LOGGED:
-        logger.info("method %s does not replay; the buffer is ignored (as in the reference code)", learner.method.name)
-        _NO_REPLAY_LOGGED.add(learner.method.name)
+    _log_ignored_buffer(learner, buffer)
     if replay:
         check_buffer_fields(buffer.fields)
     memory = buffer.sample(learner.replay_batch_size) if replay and not buffer.is_empty() else None
@@ -193,7 +222,18 @@ def train_step(
     out = learner.loss(inputs, labels, memory=memory, branches=branches)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
+    if check_finite:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        lr = optimizer.param_groups[0]["lr"]
+        try:
+            check_step("gradients", loss=out.loss.detach(), tensors=[p.grad for p in params if p.grad is not None],
+                       lr=lr)
+        except Exception:
+            optimizer.zero_grad(set_to_none=True)
+            raise
     optimizer.step()  # parameters of inactive branches have no gradient: SGD leaves them untouched
+    if check_finite:
+        check_step("parameters", loss=out.loss.detach(), tensors=[p.detach() for p in params], lr=lr)
 
     if replay:
         buffer.add(**out.memory_items())  # the pre-step logits, as the reference stores them
@@ -213,8 +253,14 @@ def epoch_batches(
     cache: FeatureCache | None = None,
     num_workers: int = LoopConfig.num_workers,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled training batches of one epoch of ``experience``.
+
+    With ``world_size`` N > 1, the part of every global batch that rank ``rank`` trains on
+    (:func:`alta.distributed.shard_range`: contiguous, in rank order): the shards of all ranks
+    concatenate to the single-process batch, and a rank loads only its own images.
 
     Args:
         experience: An :class:`~alta.data.Experience`.
@@ -227,10 +273,12 @@ def epoch_batches(
             it across epochs, which is the point).
         num_workers: DataLoader workers (``"none"`` mode and cache filling).
         drop_last: Drop a last incomplete batch.
+        rank: This process's rank (data-parallel training).
+        world_size: N, the number of processes; 1: the whole batch.
 
     Yields:
         ``(inputs, labels)``: images (B, 3, R, R) in mode ``"none"``, frozen image features
-        (B, D) otherwise; labels (B,).
+        (B, D) otherwise; labels (B,). With N > 1, b = this rank's part of B rows (possibly 0).
 
     Raises:
         ConfigError: a bad value (checked by :class:`LoopConfig`), or an experience without
@@ -243,11 +291,17 @@ def epoch_batches(
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
     generator = torch.Generator().manual_seed(epoch_seed)
+    pin = backbone.device.type == "cuda"
     if kind == "none":
-        loader = DataLoader(_SeededItems(experience.train, epoch_seed), batch_size=batch_size, shuffle=True,
-                            generator=generator,
-                            num_workers=num_workers, drop_last=drop_last,
-                            pin_memory=backbone.device.type == "cuda")
+        items = _SeededItems(experience.train, epoch_seed)
+        if world_size == 1:
+            loader = DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
+                                num_workers=num_workers, drop_last=drop_last, pin_memory=pin)
+        else:  # the single-process loader's order, from a loader of indices (same sampler, same draws)
+            order = DataLoader(range(len(items)), batch_size=batch_size, shuffle=True, generator=generator,
+                               drop_last=drop_last)
+            local = [_local_part(batch.tolist(), rank, world_size) for batch in order]
+            loader = _ShardLoader(items, local, num_workers=num_workers, pin_memory=pin)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(epoch_seed)  # random transforms in the main process use the global RNG
             yield from loader
@@ -273,7 +327,41 @@ def epoch_batches(
         order = torch.arange(labels.shape[0], device=device)
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
+        if world_size > 1:
+            idx = _local_part(idx, rank, world_size)
         yield features[idx], labels[idx]
+
+
+def _local_part(batch, rank: int, world_size: int):
+    """Rank ``rank``'s contiguous part of a global batch (a list or a tensor of indices)."""
+    from .distributed import shard_range
+
+    part = shard_range(len(batch), rank=rank, world_size=world_size)
+    return batch[part.start : part.stop]
+
+
+class _ShardLoader:
+    """Loads one rank's parts of the global batches; an empty part (a last global batch smaller
+    than N) is yielded as empty tensors shaped like the samples."""
+
+    def __init__(self, dataset: Dataset, parts: list[list[int]], *, num_workers: int, pin_memory: bool) -> None:
+        self.dataset, self.parts = dataset, parts
+        # its own generator: without one, a DataLoader draws its workers' seed from the global RNG
+        self.loader = DataLoader(dataset, batch_sampler=[p for p in parts if p], num_workers=num_workers,
+                                 pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+
+    def __iter__(self):
+        loaded = iter(self.loader)
+        example = None
+        for part in self.parts:
+            if part:
+                example = next(loaded)
+                yield example
+                continue
+            if example is None:
+                image, _ = self.dataset[0]
+                example = (torch.as_tensor(image).unsqueeze(0), torch.zeros(1, dtype=torch.long))
+            yield example[0][:0], example[1][:0]
 
 
 class _SeededItems(SeededItems):
@@ -295,12 +383,25 @@ class StreamResult:
             :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
         history: Per-epoch training statistics, one list per experience begun (the list of the
             current experience grows epoch by epoch).
+        confusion: The class-IL confusion matrix of the evaluation at the end of each experience
+            (over the test samples of every experience of the stream; rows: true class, columns:
+            predicted), or ``None`` where not measured. See :mod:`alta.metrics` for per-class
+            and old/new-class accuracies.
+
+    Shape:
+        class_il, task_il: (T, T); confusion: T entries of (C, C) int64.
     """
 
     class_il: np.ndarray
     task_il: np.ndarray
     evaluations: list[dict] = field(default_factory=list)
     history: list[list[dict]] = field(default_factory=list)
+    confusion: list[np.ndarray | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = self.class_il.shape[0] - len(self.confusion)
+        if missing > 0:  # e.g. restored from a checkpoint that did not keep them
+            self.confusion = list(self.confusion) + [None] * missing
 
     @classmethod
     def empty(cls, num_experiences: int, num_eval_experiences: int | None = None) -> "StreamResult":
@@ -360,17 +461,20 @@ def fit_experience(
     Raises:
         ConfigError: ``start_epoch`` outside ``[0, epochs]``; a ``result`` without the history
             of the experiences before this one.
+        TrainingError: a non-finite loss or parameter in an epoch (checked once per epoch,
+            before ``on_epoch_end``; see :mod:`alta.divergence`).
     """
     loop = LoopConfig() if loop is None else loop
     trainer = ExperienceTrainer(learner, optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=schedule,
                                 loop=loop, callbacks=callbacks, result=result)
     trainer.begin(experience, start_epoch=start_epoch)
     if cache is None and loop.train_cache != "none":
-        cache = FeatureCache()
+        cache = FeatureCache(distributed=loop.distributed)
     for epoch in range(start_epoch, loop.epochs):
         trainer.begin_epoch(epoch)
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
-                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers)
+                                seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers,
+                                rank=trainer.rank, world_size=trainer.world_size)
         for inputs, labels in batches:
             trainer.step(inputs, labels)
         trainer.end_epoch()
@@ -406,7 +510,9 @@ class ExperienceTrainer:
         self.callbacks = as_callback_list(callbacks)
         self.history: list[dict] = []
         self._experience = self._epoch = -1
-        self._num_steps = 0
+        self._num_steps = self._num_samples = 0
+        self.parallel = loop.distributed and _dist.is_distributed()
+        self.rank, self.world_size = (_dist.get_rank(), _dist.get_world_size()) if self.parallel else (0, 1)
 
     def begin(self, experience, *, start_epoch: int = 0) -> None:
         """``learner.begin_experience`` and ``on_experience_start``; ``start_epoch`` > 0 on resume.
@@ -434,7 +540,8 @@ class ExperienceTrainer:
         self.learner.train()
         self.learner.begin_experience(experience)
         self._experience = t
-        self._num_steps = math.ceil(len(experience.train) / self.loop.batch_size)
+        self._num_samples = len(experience.train)
+        self._num_steps = math.ceil(self._num_samples / self.loop.batch_size)
         self.callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
 
     def begin_epoch(self, epoch: int) -> None:
@@ -442,26 +549,43 @@ class ExperienceTrainer:
         self._epoch = epoch
         self._sums: dict[str, torch.Tensor] = {}
         self._steps, self._seen = 0, 0
+        self._monitor = DivergenceMonitor()
         self._lr = self.optimizer.param_groups[0]["lr"]
         self.callbacks.on_epoch_start(experience=self._experience, epoch=epoch, num_epochs=self.loop.epochs,
                                       num_steps=self._num_steps)
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """One :func:`train_step` on a batch (images (B, 3, R, R) or frozen features (B, D)), then
-        ``on_step_end``; returns the step's detached statistics."""
-        out = train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,
-                         schedule=self.schedule)
+        ``on_step_end``; returns the step's detached statistics.
+
+        With ``loop.distributed`` under torchrun the batch is this rank's shard of the global batch
+        (:func:`epoch_batches` with :attr:`rank` and :attr:`world_size`) and the step is
+        :func:`alta.distributed.train_step`. The loss is checked once per epoch (:meth:`end_epoch`),
+        not per step (:mod:`alta.divergence`)."""
+        global_size = min(self.loop.batch_size, self._num_samples - self._steps * self.loop.batch_size)
+        if self.parallel:
+            out = _dist.train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,
+                                   schedule=self.schedule, shard_sizes=_dist.split_sizes(global_size, self.world_size))
+        else:
+            out = train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,
+                             schedule=self.schedule, check_finite=False)
+        self._monitor.update(self._steps, out["loss"])
         for key, value in out.items():
             self._sums[key] = self._sums[key] + value if key in self._sums else value  # on device: no sync per step
         self.callbacks.on_step_end(experience=self._experience, epoch=self._epoch, step=self._steps, outputs=out)
         self._steps += 1
-        self._seen += int(labels.shape[0])
+        self._seen += global_size
         return out
 
     def end_epoch(self) -> dict:
-        """The epoch's statistics into the history, the learning rate and schedule stepped, then
-        ``on_epoch_end``; returns the statistics."""
+        """The epoch's statistics checked for divergence (:class:`~alta.TrainingError` on a
+        non-finite loss or parameter), into the history, the learning rate and schedule stepped,
+        then ``on_epoch_end``; returns the statistics."""
         stats = _epoch_stats(self._sums, epoch=self._epoch, steps=self._steps, seen=self._seen, lr=self._lr)
+        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
+        self._monitor.check(mean_loss=stats["loss"] if self._steps else 0.0,
+                            parameters=self.learner.trainable_parameters(), experience=self._experience,
+                            epoch=self._epoch, lr=self._lr)
         self.history.append(stats)
         if self.scheduler is not None:
             self.scheduler.step()
@@ -484,7 +608,8 @@ class _PeriodicEvaluation(Callback):
         every, epochs = self.loop.eval_every, self.loop.epochs
         if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
             seen = evaluate(self.learner, self.evals[: self.covered[experience]],
-                            batch_size=self.loop.eval_batch_size, num_workers=self.loop.num_workers, cache=self.cache)
+                            batch_size=self.loop.eval_batch_size, num_workers=self.loop.num_workers, cache=self.cache,
+                            distributed=self.loop.distributed)
             _record(result, experience, epoch, seen, stats, self.callbacks)
 
 
@@ -511,7 +636,10 @@ def run_stream(
     of the accuracy matrices (the entries k > t feed forward transfer). Test features are cached
     (exact), so evaluations after the first cost only the heads. With
     ``loop.eval_before_snapshot`` the end-of-experience evaluation comes before
-    ``learner.end_experience`` (the reference code's order).
+    ``learner.end_experience`` (the reference code's order). Each record holds the top-1 and
+    top-5 accuracies; the end-of-experience record also the old-class and new-class accuracy
+    (``old_class_accuracy``, ``new_class_accuracy``; ``None`` where there are no such classes),
+    and ``result.confusion[t]`` its confusion matrix.
 
     Args:
         learner: The :class:`~alta.CrossModalLearner`.
@@ -557,7 +685,9 @@ def run_stream(
     if result is None:
         result = StreamResult.empty(num, len(evals))
     if cache is None:
-        cache = FeatureCache()
+        cache = FeatureCache(distributed=loop.distributed)
+    if loop.distributed and _dist.is_distributed():
+        _check_ranks_agree(learner, buffer)
     covered = _covered_evaluations(experiences, evals)
     periodic = _PeriodicEvaluation(learner, evals, covered, loop=loop, cache=cache, callbacks=callbacks)
     epoch_callbacks = [periodic, *callbacks]
@@ -578,18 +708,34 @@ def run_stream(
 def _finish_experience(learner, evals: Sequence, experience, t: int, *, covered: int, loop: LoopConfig,
                        cache: FeatureCache | None, result: StreamResult, history: list[dict], callbacks) -> None:
     """The end of training experience ``t`` (``experience``) in :func:`run_stream`: evaluate every
-    evaluation experience (row t of the accuracy matrices), ``learner.end_experience`` first or,
-    with ``loop.eval_before_snapshot``, after; record the evaluation of the ``covered`` leading
-    evaluation experiences; ``on_experience_end``."""
-    full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache)
+    evaluation experience (row t of the accuracy matrices and the confusion matrix; sharded over
+    the ranks with ``loop.distributed``), ``learner.end_experience`` first or, with
+    ``loop.eval_before_snapshot``, after; record the evaluation of the ``covered`` leading
+    evaluation experiences with the old/new-class accuracy; ``on_experience_end``."""
+    full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache,
+                    distributed=loop.distributed)
     if loop.eval_before_snapshot:
         learner.end_experience(experience)
     result.class_il[t, :] = full.class_il
     result.task_il[t, :] = full.task_il
-    k = covered
-    seen = EvaluationResult(full.experiences[:k], full.class_il[:k], full.task_il[:k], full.num_samples[:k])
-    _record(result, t, loop.epochs - 1, seen, history[-1] if history else {}, callbacks)
+    result.confusion[t] = full.confusion
+    split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
+             for k, v in old_new_accuracy(full.confusion, experience.class_to_experience, t).items()}
+    _record(result, t, loop.epochs - 1, full.first(covered), history[-1] if history else {}, callbacks,
+            old_class_accuracy=split["old"], new_class_accuracy=split["new"])
     callbacks.on_experience_end(experience=t, result=result)
+
+
+def _check_ranks_agree(learner, buffer) -> None:
+    """Refuse a data-parallel run whose ranks start from different states (other seeds, another
+    checkpoint): they would train apart silently."""
+    params = [p.detach().double().reshape(-1) for p in learner.trainable_parameters()]
+    flat = torch.cat(params) if params else torch.zeros(1, dtype=torch.float64)
+    summary = [float(flat.sum()), float(flat.pow(2).sum()), float(int(learner.experience_index))]
+    if buffer is not None:
+        summary += [float(len(buffer)), float(buffer.num_seen), float(buffer.seed % 2**31)]
+    _dist.check_same_on_all_ranks(torch.tensor(summary, dtype=torch.float64),
+                                  what="the learner's trainable parameters or the buffer (its seed, its contents)")
 
 
 def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
@@ -607,8 +753,8 @@ def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:
 
 
 def _record(result: StreamResult, experience: int, epoch: int, evaluation: EvaluationResult, stats: dict,
-            callbacks) -> None:
-    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss")}
+            callbacks, **extra) -> None:
+    record = {"experience": experience, "epoch": epoch + 1, **evaluation.as_dict(), "loss": stats.get("loss"), **extra}
     result.evaluations.append(record)
     callbacks.on_evaluation(record=record)
 
@@ -655,7 +801,8 @@ class TrainConfig(ConfigSection):
         """The :class:`LoopConfig` of a run with these values, its ``seed``, its
         :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
-                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers)
+                          eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers,
+                          eval_before_snapshot=evaluation.before_snapshot)
 
     def build_schedule(self) -> AlternatingSchedule:
         """A fresh :class:`~alta.AlternatingSchedule` with these values."""

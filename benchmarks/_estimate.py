@@ -49,7 +49,8 @@ FAMILY_REFERENCE = {"resnet": "RN50", "vit": "ViT-B/32"}
 def protocol_counts(config) -> dict[str, Any]:
     """The work of one run at full dataset size (the config's own limits applied)."""
     sizes = FULL_DATASETS[config.data.dataset]
-    T = config.data.num_experiences or sizes["experiences"]
+    # training experiences (a joint run trains once on every class; its evaluations cover every class)
+    T = 1 if config.data.joint else config.data.num_experiences or sizes["experiences"]
     train_per_class = min(sizes["train_per_class"], config.data.max_train_per_class or math.inf)
     test_per_class = min(sizes["test_per_class"], config.data.max_test_per_class or math.inf)
     num_train, num_test = sizes["classes"] * train_per_class, sizes["classes"] * test_per_class

@@ -287,8 +287,7 @@ def cell_config(spec: TableSpec, row: Row, column: Column, scale: Scale, *, seed
     stand_in = None
     if plan.stand_in:
         overrides.update(plan.stand_in)
-        if config.data.num_experiences == 1:  # joint: keep one experience of every class
-            overrides.update({"data.num_experiences": 1, "data.classes_per_experience": None})
+        # a joint config keeps data.joint: one experience of every class, evaluated on the stand-in's split
         stand_in = f"{plan.label or plan.stand_in.get('data.dataset')} instead of {column.label}"
     overrides.update({"seed": seed, "device": device})
     final_dataset = overrides.get("data.dataset", config.data.dataset)

@@ -14,7 +14,11 @@ guarded so that one failure does not hide the others:
 3. equivalence: ``tests/test_reference_equivalence.py``'s check of every method, run on CUDA in
    fp32 with a tolerance of 1e-4 (instead of 1e-5 on the CPU); plus the fp16 difference between
    alta and the reference loop, reported (not asserted);
-4. speed: ``benchmarks/speed.py`` with random-weight RN50 and ViT-B/16 (real size) at 100
+4. distributed: ``benchmarks/distributed.py --check`` under torchrun (2 NCCL ranks with 2+ GPUs;
+   2 gloo ranks sharing the GPU and a 1-rank NCCL start with one GPU): 2 processes give the
+   1-process logits, buffer and cached features; then its step and feature-extraction
+   throughput with random-weight ViT-B/16 at 100 / 200 / 1,000 classes;
+5. speed: ``benchmarks/speed.py`` with random-weight RN50 and ViT-B/16 (real size) at 100
    classes, caches ``none`` and ``fixed``: images/s, speed-ups, projected whole-protocol time.
 
 Everything lands in ``gpu-check.json`` (+ ``speed-cuda-*.json/.md/.log``) in the output folder; the
@@ -185,6 +189,40 @@ def check_equivalence(report: dict, setup: dict) -> None:
     }
 
 
+def check_distributed(report: dict, setup: dict, out: Path) -> None:
+    """torchrun + NCCL: 2 processes against 1 (logits, buffer, cached features), then the step and
+    feature-extraction throughput of ``benchmarks/distributed.py`` on this device.
+
+    With 2+ GPUs the 2 ranks use NCCL, one GPU each. With one GPU (NCCL refuses two ranks on the
+    same GPU) the equivalence runs 2 gloo ranks sharing it, NCCL is initialised by a 1-rank
+    torchrun, and the throughput is measured for 1 process only (the baseline of the projection).
+    """
+    script = str(HERE / "distributed.py")
+    cuda = setup["device"] == "cuda"
+    gpus = torch.cuda.device_count() if cuda else 0
+    backend = "nccl" if gpus >= 2 else "gloo"
+    result: dict = {"gpus": gpus}
+    base = [sys.executable, script, "--device", setup["device"], "--threads", "1"]
+    runs = {
+        "equivalence": base + ["--check", "--procs", "2", "--backend", backend, "--backbone", "tiny-vit",
+                               "--classes", "100"],
+        "nccl_one_rank": (base + ["--check", "--procs", "1", "--backend", "nccl", "--backbone", "tiny-vit",
+                                  "--classes", "100"]) if cuda else None,
+        "throughput": base + ["--procs", *(["1", "2"] if gpus >= 2 or not cuda else ["1"]),
+                              "--backbone", setup["vit"], "--classes", "100", "200", "1000",
+                              "--steps", str(setup["steps"]), "--warmup", str(setup["warmup"]), "--out", str(out)]
+                      + (["--backend", "nccl"] if gpus >= 2 else []),
+    }
+    for name, command in runs.items():
+        if command is None:
+            continue
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        (out / f"distributed-{name}.log").write_text(done.stdout[-20000:] + "\n" + done.stderr[-20000:])
+        result[name] = {"exit": done.returncode, "tail": done.stdout[-1500:]}
+    result["ok"] = all(v["exit"] == 0 for k, v in result.items() if isinstance(v, dict))
+    report["distributed"] = result
+
+
 def run_speed(report: dict, setup: dict, out: Path, deadline: float) -> None:
     runs = {}
     for name, tag in ((setup["rn"], "rn"), (setup["vit"], "vit")):
@@ -233,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     deadline = start + BUDGET_S
     failed = False
-    for name, check in (("precision", check_precision), ("syncs", check_syncs), ("equivalence", check_equivalence)):
+    checks = (("precision", check_precision), ("syncs", check_syncs), ("equivalence", check_equivalence),
+              ("distributed", lambda report, setup: check_distributed(report, setup, out)))
+    for name, check in checks:
         t0 = time.monotonic()
         try:
             check(report, setup)
@@ -249,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     failed |= not report["speed_ok"]
     report["total_seconds"] = round(time.monotonic() - start, 1)
     (out / "gpu-check.json").write_text(json.dumps(report, indent=2, default=str))
-    print(json.dumps({k: report[k] for k in ("precision", "syncs", "equivalence", "speed")}, indent=1, default=str)[:6000])
+    print(json.dumps({k: report[k] for k in ("precision", "syncs", "equivalence", "distributed", "speed")}, indent=1,
+                     default=str)[:6000])
     print(f"wrote {out / 'gpu-check.json'} in {report['total_seconds']} s")
     return 1 if failed else 0
 

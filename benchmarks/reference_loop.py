@@ -1,13 +1,14 @@
-"""A straightforward re-implementation of the ALTA reference code's per-step computation.
+"""A straightforward re-implementation of the ALTA reference code's loop.
 
 Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
 Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA (``main.py``,
-``models/coop.py``, ``models/customclip.py``, ``utils/fea_buffer.py``), built on CoOp and
-mammoth. Written from reading that code, for two uses:
+``models/coop.py``, ``models/customclip.py``, ``utils/fea_buffer.py``, ``utils/lr_scheduler.py``;
+commit aae43b0), built on CoOp and mammoth. Written from reading that code, for two uses:
 
 - the **oracle** of ``tests/test_reference_equivalence.py``: alta's
   :class:`~alta.CrossModalLearner` must give the same logits, losses, parameter updates and
-  accuracies as this loop, for every method;
+  accuracies as this loop, step by step and over free-running runs of several experiences
+  under alta's ``reference`` protocol (:mod:`alta.protocols`), for every method;
 - the **baseline** of ``benchmarks/speed.py``: alta's training step is timed against this one.
 
 It therefore does, on purpose, everything the reference does at every step, and none of alta's
@@ -22,17 +23,29 @@ savings:
 - the image encoder runs on every training batch (no feature cache);
 - evaluation runs the full forward (image encoder + text encoder) for every test batch.
 
+And it follows the reference's loop (``main.py``, :meth:`ReferenceLoop.run`) where it matters:
+
+- **Evaluation point.** The evaluation after an experience's last epoch runs *inside* the epoch
+  loop, every ``test_epochs`` (10) epochs, on the test sets of the experiences seen so far:
+  the experience just trained is scored with its live context, after the final optimiser step.
+- **Snapshot timing.** There is no end-of-experience hook: at the start of experience t the
+  reference sets ``text_input = prompts[:t * k]``, the token-level prompts returned by the last
+  training forward of experience t-1, i.e. the context *before* that experience's final step
+  (:meth:`ReferenceLoop.begin_experience`). The last experience is never snapshotted.
+- **Class names.** w1 is tokenised from the raw class names ("a photo of a aquarium_fish");
+  only the learned prompt replaces underscores by spaces (``MyPromptLearner``).
+- **Learning rate.** The optimiser is built at lr 0.002 with a warm-up scheduler whose
+  construction sets the rate to 1e-5, and the loop never steps it
+  (:func:`reference_optimizer`): every step runs at 1e-5.
+
 Only alta's frozen :class:`~alta.ClipBackbone` model object (the same ``clip.model.CLIP``), the
 tokenizer (``clip.tokenize``) and :class:`~alta.MemoryBuffer` (so that, built with the same seed,
 both loops draw the same replay items) are shared with the library; nothing of alta's learner,
-prompt learner or method table is used for the computation.
+prompt learner or method table is used for the computation. Training batches are given by the
+caller (``run(batches=...)``), so both loops can see the same batches.
 
 Where this loop deliberately differs from the original code (as alta does):
 
-- **Snapshot timing.** The original snapshots the ``prompts`` tensor returned by the last
-  training forward of an experience, i.e. the context as it was BEFORE the experience's final
-  optimizer step. alta and this loop snapshot the context AFTER the final step
-  (:meth:`ReferenceLoop.end_experience`). A deliberate, documented one-step difference.
 - **Precision.** The original converts the whole model, trainable parameters included, to fp16
   (``convert_weights``). Here the context vectors and the adapter stay in float32 and the frozen
   encoders run in the backbone's precision (fp32 on the CPU), as in alta.
@@ -43,6 +56,8 @@ Where this loop deliberately differs from the original code (as alta does):
 - **Class-to-experience map.** Snapshotted classes are kept in a boolean mask rather than the
   original's "first t * k classes" slice, so any class order works (same result for the
   contiguous orders the original supports).
+- **Data.** Shuffling and augmentation are the caller's (the original draws them from torch's
+  global RNG through its DataLoaders).
 
 The trainable parameters are initialised like alta's (context from the token embeddings of
 ``ctx_init``; adapter ``Linear(D, D/16) -> ReLU -> Linear(D/16, D)`` built under
@@ -52,7 +67,7 @@ The trainable parameters are initialised like alta's (context from the token emb
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +76,7 @@ from torch.utils.data import DataLoader
 
 from alta.backbones import ClipBackbone, import_clip
 
-__all__ = ["ReferenceLoop", "REFERENCE_METHODS"]
+__all__ = ["ReferenceLoop", "REFERENCE_METHODS", "reference_optimizer"]
 
 # method -> (uses learned prompt, uses adapter, replays, snapshots), as in main.py / coop.py
 REFERENCE_METHODS: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -82,12 +97,39 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
+def reference_optimizer(
+    params: Iterable[nn.Parameter], *, lr: float = 0.002, momentum: float = 0.9, weight_decay: float = 5e-4,
+    epochs: int = 30, warmup_lr: float = 1e-5,
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
+    """The reference's optimiser and scheduler (``utils/optimizer.py``, ``utils/lr_scheduler.py``).
+
+    SGD at ``lr`` (0.002 in every config) wrapped in one constant warm-up epoch at ``warmup_lr``
+    (1e-5) before a cosine schedule over ``epochs``. Building the warm-up scheduler sets the
+    rate to ``warmup_lr``; ``main.py`` never calls ``scheduler.step()``, so every step of the
+    run trains at 1e-5. Built here from torch's own schedulers (constant factor, then cosine);
+    what matters is that nothing steps them.
+
+    Returns:
+        ``(optimizer, scheduler)``; ``optimizer.param_groups[0]["lr"] == warmup_lr``.
+    """
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    schedulers = torch.optim.lr_scheduler
+    scheduler = schedulers.SequentialLR(
+        optimizer,
+        [schedulers.ConstantLR(optimizer, factor=warmup_lr / lr, total_iters=1),
+         schedulers.CosineAnnealingLR(optimizer, T_max=epochs)],
+        milestones=[1],
+    )
+    return optimizer, scheduler
+
+
 class ReferenceLoop(nn.Module):
     """The reference code's model and training step, computed the reference's way.
 
     Args:
         backbone: A frozen :class:`~alta.ClipBackbone` (only its ``model`` is used).
-        class_names: One name per class, in label order (underscores become spaces).
+        class_names: One name per class, in label order, as the reference spells them: w1 uses
+            them verbatim, the learned prompt with underscores replaced by spaces.
         method: One of :data:`REFERENCE_METHODS` (``"alta"`` means ``oritext_mlp2cprompt_oriimg``).
         alpha, beta: Replay loss weights (0.4 in the reference configs).
         replay_batch_size: Items drawn from the buffer per step (the reference uses the batch size, 32).
@@ -128,11 +170,11 @@ class ReferenceLoop(nn.Module):
         self.logit_scale = self.clip.logit_scale.detach().float().exp()  # s, frozen
         device = backbone.device
         clip = import_clip()
-        names = [name.replace("_", " ") for name in class_names]
+        names = [name.replace("_", " ") for name in class_names]  # MyPromptLearner's copy only
         num_classes = len(names)
 
-        # w1 input: tokenised hand-written prompts, re-encoded at every forward (main.py text_input)
-        self.register_buffer("text_input", clip.tokenize([template.format(n) for n in names]).to(device))
+        # w1 input: hand-written prompts of the RAW names, re-encoded at every forward (text_input)
+        self.register_buffer("text_input", clip.tokenize([template.format(n) for n in class_names]).to(device))
 
         # MyPromptLearner / PromptLearner (CoOp, class token at the end), 77 positions
         ctx_init = ctx_init.replace("_", " ")
@@ -165,6 +207,7 @@ class ReferenceLoop(nn.Module):
         self.register_buffer("snapshot_prompts", torch.zeros_like(embedding))  # (C, 77, W)
         self.register_buffer("snapshotted", torch.zeros(num_classes, dtype=torch.bool, device=device))
         self.register_buffer("class_to_experience", torch.full((num_classes,), -1, dtype=torch.long, device=device))
+        self.last_prompts: torch.Tensor | None = None  # (C, 77, W): ``prompts`` of the last training forward
 
     # ------------------------------------------------------------------ parameters
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -233,29 +276,35 @@ class ReferenceLoop(nn.Module):
         Shape:
             f1: (B, D); returns (B, C).
         """
+        return self._forward_mlp(f1)[0]
+
+    def _forward_mlp(self, f1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, prompts)`` as the reference's models return them (``prompts``: the
+        token-level prompts (C, 77, W) the learned text was encoded from, ``None`` without one)."""
         s, m = self.logit_scale, self.method
         f1_n = _normalize(f1)
         if m == "zeroshot":
-            return s * f1_n @ _normalize(self.encode_text_w1()).t()
+            return s * f1_n @ _normalize(self.encode_text_w1()).t(), None
         if m in ("mlp", "resmlp"):
             x = self.mlp_visual(f1)
             image = _normalize(x if m == "mlp" else x + f1)
-            return s * image @ _normalize(self.encode_text_w1()).t()
-        w2 = _normalize(self.text_encoder(self.prompts()))  # (C, D)
+            return s * image @ _normalize(self.encode_text_w1()).t(), None
+        prompts = self.prompts()
+        w2 = _normalize(self.text_encoder(prompts))  # (C, D)
         if m in ("sprompt", "cprompt"):
-            return s * f1_n @ w2.t()
+            return s * f1_n @ w2.t(), prompts
         if m == "cprompt_oriprompt":
-            return s * f1_n @ w2.t() + s * f1_n @ _normalize(self.encode_text_w1()).t()
+            return s * f1_n @ w2.t() + s * f1_n @ _normalize(self.encode_text_w1()).t(), prompts
         if m == "cprompt_mlp":
-            return s * _normalize(self.mlp_visual(f1)) @ w2.t()
+            return s * _normalize(self.mlp_visual(f1)) @ w2.t(), prompts
         if m == "cprompt_resmlp":
-            return s * _normalize(self.mlp_visual(f1) + f1) @ w2.t()
+            return s * _normalize(self.mlp_visual(f1) + f1) @ w2.t(), prompts
         if m == "oriclip2cprompt_mlp":
             logits1 = s * f1_n @ _normalize(self.encode_text_w1()).t()
-            return logits1 + s * _normalize(self.mlp_visual(f1)) @ w2.t()
+            return logits1 + s * _normalize(self.mlp_visual(f1)) @ w2.t(), prompts
         # oritext_mlp2cprompt_oriimg (ALTA): f1 . w2 + f2 . w1
         logits1 = s * f1_n @ w2.t()
-        return logits1 + s * _normalize(self.mlp_visual(f1)) @ _normalize(self.encode_text_w1()).t()
+        return logits1 + s * _normalize(self.mlp_visual(f1)) @ _normalize(self.encode_text_w1()).t(), prompts
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``model(x, text_input)``: image encoder, then all text features, then logits.
@@ -266,24 +315,21 @@ class ReferenceLoop(nn.Module):
         return self.forward_mlp(self.forward_features(images))
 
     # ------------------------------------------------------------------ stream
-    def begin_experience(self, experience) -> None:
-        """Record the class -> experience map (for the buffer's experience ids and task-IL)."""
-        self.class_to_experience.copy_(torch.as_tensor(experience.class_to_experience, dtype=torch.long))
-
     @torch.no_grad()
-    def end_experience(self, experience) -> None:
-        """Freeze the token-level prompts of the experience's classes (snapshot methods only).
+    def begin_experience(self, experience) -> None:
+        """Start an experience as ``main.py`` does at the top of its task loop.
 
-        Taken with the context AFTER the experience's final optimizer step (the original takes
-        the ``prompts`` of the last training forward, before that step; see the module
-        docstring).
+        Records the class -> experience map (for the buffer's experience ids and task-IL), and,
+        for the snapshot methods, freezes the prompts of every class of the earlier experiences
+        from the ``prompts`` of the last training forward (``text_input = prompts[:t * k]``):
+        the context as it was *before* the previous experience's final optimiser step.
         """
-        if not self.snapshot:
+        self.class_to_experience.copy_(torch.as_tensor(experience.class_to_experience, dtype=torch.long))
+        if not self.snapshot or self.last_prompts is None:
             return
-        classes = torch.as_tensor(list(experience.classes), dtype=torch.long, device=self.snapshotted.device)
-        classes = classes[~self.snapshotted[classes]]
-        self.snapshot_prompts[classes] = self.prompts()[classes].detach()
-        self.snapshotted[classes] = True
+        earlier = (self.class_to_experience < int(experience.index)) & ~self.snapshotted  # (C,)
+        self.snapshot_prompts[earlier] = self.last_prompts[earlier]
+        self.snapshotted |= earlier
 
     # ------------------------------------------------------------------ training (main.py)
     def training_step(self, images: torch.Tensor, labels: torch.Tensor, *, optimizer, buffer=None) -> dict:
@@ -299,7 +345,9 @@ class ReferenceLoop(nn.Module):
         """
         labels = labels.to(self.backbone.device)
         f1 = self.forward_features(images)  # (B, D)
-        logits = self.forward_mlp(f1)  # (B, C)
+        logits, prompts = self._forward_mlp(f1)  # (B, C); the replay forward's prompts are dropped
+        if prompts is not None:
+            self.last_prompts = prompts.detach()
         ce = F.cross_entropy(logits, labels)
         loss = ce
         zero = torch.zeros((), device=logits.device)
@@ -323,6 +371,60 @@ class ReferenceLoop(nn.Module):
         correct = (logits.detach().argmax(dim=1) == labels).sum()
         return {"loss": loss.detach(), "ce": ce.detach(), "replay_ce": replay_ce.detach(),
                 "replay_mse": replay_mse.detach(), "correct": correct}
+
+    # ------------------------------------------------------------------ the loop (main.py)
+    def run(
+        self,
+        experiences: Sequence,
+        *,
+        optimizer: torch.optim.Optimizer,
+        epochs: int,
+        batches: Callable[[object, int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+        buffer=None,
+        eval_every: int = 10,
+        eval_batch_size: int = 32,
+        on_step: Callable[[object, int, dict], None] | None = None,
+        on_evaluation: Callable[[dict], None] | None = None,
+    ) -> list[dict]:
+        """``main.py``'s task and epoch loops.
+
+        For each experience: :meth:`begin_experience` (the snapshot of the earlier classes),
+        then ``epochs`` epochs of :meth:`training_step` over ``batches(experience, epoch)``; after
+        every epoch with ``(epoch + 1) % eval_every == 0`` (and ``eval_every > 0``), the test sets
+        of the experiences seen so far are evaluated, inside the epoch loop. No scheduler is
+        stepped (the reference never steps its own).
+
+        Args:
+            experiences: The stream.
+            optimizer: From :func:`reference_optimizer`, built once for the run.
+            epochs: Epochs per experience (``OPTIM.MAX_EPOCH``, 30).
+            batches: ``batches(experience, epoch)`` -> the epoch's ``(images, labels)`` batches.
+            buffer: The replay buffer (replay methods), or ``None``.
+            eval_every: ``eval.test_epochs`` (10); 0 never evaluates.
+            eval_batch_size: Test batch size (the reference's test loaders use the training
+                batch size, 32).
+            on_step: Called as ``on_step(experience, epoch, outputs)`` after each step.
+            on_evaluation: Called with each evaluation record, before training goes on.
+
+        Returns:
+            One record per evaluation: ``experience``, ``epoch`` (1-based), ``class_il``,
+            ``task_il`` (lists over the experiences seen so far, in %).
+        """
+        evaluations = []
+        for t, experience in enumerate(experiences):
+            self.begin_experience(experience)
+            for epoch in range(epochs):
+                for images, labels in batches(experience, epoch):
+                    out = self.training_step(images, labels, optimizer=optimizer, buffer=buffer)
+                    if on_step is not None:
+                        on_step(experience, epoch, out)
+                if eval_every > 0 and (epoch + 1) % eval_every == 0:
+                    record = {"experience": t, "epoch": epoch + 1,
+                              **self.evaluate(experiences[: t + 1], batch_size=eval_batch_size)}
+                    evaluations.append(record)
+                    if on_evaluation is not None:
+                        on_evaluation(record)
+        return evaluations
 
     # ------------------------------------------------------------------ evaluation (main.py)
     @torch.no_grad()

@@ -20,6 +20,16 @@ def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Tests (and the in-process CLI) may set torch's thread count: give it back after each."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def shared_data_root() -> Path | None:
     """The shared real-data folder: $ALTA_DATA_ROOT, else ../shared/data beside the repo."""
     env = os.environ.get("ALTA_DATA_ROOT")

@@ -31,3 +31,13 @@ def synthetic_experiences(num_experiences=2, classes_per_experience=2, per_class
         images = torch.randn(labels.shape[0], 3, resolution, resolution, generator=g)
         out.append(FakeExperience(t, classes, mapping, TensorDataset(images, labels), TensorDataset(images, labels)))
     return out
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``alta`` in-process: (exit status, stdout, stderr); no traceback may be printed."""
+    from alta.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out, err
+    return code, out, err

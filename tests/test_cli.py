@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from alta.cli import build_parser, main, resolve_run_config
+from alta.cli import build_parser, resolve_run_config
 from alta.cli.config import (
     RunConfig,
     apply_overrides,
@@ -31,24 +31,14 @@ from alta.experiment import run_experiment
 from alta.rundir import claim_run_dir
 from alta.errors import ConfigError
 
+from helpers import run_cli
+
 # A few images per class and one epoch: each digits run takes seconds on a CPU.
 QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=24", "--set", "data.max_test_per_class=12",
          "--no-progress", "--no-plots", "--threads", "1"]
 REFERENCE_CONFIGS = [f"{kind}_{data}" for data in ("cifar10", "cifar100", "tiny") for kind in ("il", "sgd", "joint")]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out
-    return code, out, err
 
 
 def quick_config(**overrides) -> RunConfig:
@@ -130,9 +120,10 @@ def test_shipped_configs_are_the_reference_ones():
         kind, data = name.split("_")
         dataset, num_classes, num_tasks = splits[data]
         assert config.name == name and config.data.dataset == dataset
-        experiences = 1 if kind == "joint" else num_tasks
+        # the joint upper bound trains once on every class and is evaluated on the sequential split
+        assert config.data.joint == (kind == "joint")
         assert (config.data.num_experiences, config.data.classes_per_experience) == (
-            experiences, num_classes // experiences)
+            num_tasks, num_classes // num_tasks)
         assert config.train.epochs == (100 if kind == "joint" else 30)
         assert config.buffer.enabled == (kind == "il") and config.buffer.size == 200
         assert (config.train.batch_size, config.optim.lr, config.optim.momentum, config.optim.weight_decay) == (
@@ -391,8 +382,6 @@ def test_a_run_killed_mid_experience_resumes_after_its_last_epoch(tmp_path, caps
 
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
     import alta.experiment as experiment
-    from alta.callbacks import Callback
-
     from alta.callbacks import Callback
 
     real = experiment.run_stream

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alta.data import DataRootError, list_datasets, load_sources
+from alta.data import DataRootError, ScenarioStream, list_datasets, load_sources, reference_class_names
 from alta.data.datasets import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -497,3 +497,54 @@ def test_eight_bit_modes_are_unchanged(tmp_path):
     source = ImageFileSource([tmp_path / "g.png", tmp_path / "g.tif"], [0, 0], ["x"], identity="t")
     for index in (0, 1):
         assert np.array_equal(np.asarray(source[index][0])[..., 0], gray)
+
+
+# ---- the reference code's class names ----------------------------------------------------------
+
+
+def test_reference_class_names_keep_cifar_spelling_and_ship_the_curated_tiny_list():
+    cifar100 = reference_class_names("seq-cifar100")
+    assert cifar100 == list(CIFAR100_CLASSES) and "aquarium_fish" in cifar100  # underscores kept
+    assert reference_class_names("seq-cifar10") == list(CIFAR10_CLASSES)
+    tiny = reference_class_names("seq-tinyimagenet")
+    assert len(tiny) == len(set(tiny)) == 200
+    assert tiny[:3] == ["Egyptian Mau", "fishing casting reel", "volleyball"]
+    assert tiny[-1] == "African bush elephant" and "potter's wheel" in tiny
+    assert not any(name.startswith("#") or name != name.strip() for name in tiny)  # header skipped
+    assert reference_class_names("digits") is None  # not a benchmark of the reference code
+    with pytest.raises(ConfigError, match="seq-tinyimagenet"):
+        reference_class_names("seq-tinyimagnet")
+
+
+def test_reference_tiny_names_line_up_with_wnids(tiny_imagenet_root):
+    """Line k names wnid k: most names are a words.txt synonym of the wnid at the same position."""
+    wnids = (tiny_imagenet_root / "wnids.txt").read_text().split()
+    synonyms = {}
+    for line in (tiny_imagenet_root / "words.txt").read_text(encoding="utf-8").splitlines():
+        wnid, _, text = line.partition("\t")
+        synonyms[wnid] = [s.strip().lower() for s in text.split(",")]
+    tiny = reference_class_names("seq-tinyimagenet")
+    first = [synonyms[w][0] for w in wnids]
+    assert sum(name.lower() != f for name, f in zip(tiny, first)) == 41  # the names that tokenise differently
+    listed = sum(name.lower() in synonyms[w] for name, w in zip(tiny, wnids))
+    shifted = sum(name.lower() in synonyms[w] for name, w in zip(tiny, wnids[1:] + wnids[:1]))
+    assert listed >= 170 and shifted <= 5
+
+
+def test_stream_takes_the_reference_names(tiny_imagenet_root):
+    stream = ScenarioStream.from_name("seq-tinyimagenet", root=tiny_imagenet_root, transform="plain",
+                                      resolution=32, class_names=reference_class_names("seq-tinyimagenet"))
+    assert stream.class_names[0] == "Egyptian Mau" and stream[0].class_names[0] == "Egyptian Mau"
+    default = ScenarioStream.from_name("seq-tinyimagenet", root=tiny_imagenet_root, transform="plain", resolution=32)
+    assert default.class_names[0] == "Egyptian cat"
+    with pytest.raises(DataError, match="3 names but the dataset has 200"):
+        ScenarioStream.from_name("seq-tinyimagenet", root=tiny_imagenet_root, class_names=["a", "b", "c"])
+
+
+def test_stream_class_names_override_offline():
+    names = [f"digit_{k}" for k in range(10)]
+    stream = ScenarioStream.from_name("digits", transform="plain", resolution=8, class_names=names)
+    assert stream.class_names == names and stream[1].class_names == ["digit_2", "digit_3"]
+    assert ScenarioStream.from_name("digits", transform="plain", resolution=8).class_names[0] == "zero"
+    with pytest.raises(DataError, match="9 names but the dataset has 10"):
+        ScenarioStream.from_name("digits", transform="plain", resolution=8, class_names=names[:9])

@@ -196,18 +196,70 @@ def test_python_scripts_shown_exist(where, command):
         assert (REPO / argv[1]).is_file(), f"{where}: `{command}` runs {argv[1]}, which does not exist"
 
 
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory) -> Path:
+    """The site, built once with ``mkdocs build --strict`` (skips without the docs toolchain)."""
     missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
                if importlib.util.find_spec(m.split(".")[0]) is None
                or (m == "mkdocstrings_handlers.python" and importlib.util.find_spec(m) is None)]
     if missing:
         pytest.skip(f"the docs toolchain is not installed ({', '.join(missing)}); "
                     f"install it with `pip install -e .[docs]`")
+    site = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
-         "--site-dir", str(tmp_path / "site")],
+         "--site-dir", str(site)],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    assert (tmp_path / "site" / "index.html").is_file()
+    return site
+
+
+def test_mkdocs_build_strict(built_site):
+    assert (built_site / "index.html").is_file()
+
+
+def _render_check():
+    spec = importlib.util.spec_from_file_location("check_docs_render", REPO / "tools" / "check_docs_render.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_render_check_flags_an_example_rendered_as_a_quote():
+    """The DOM analysis of tools/check_docs_render.py, on what a browser showed before the fix
+    (a singular ``Example:`` heading: the doctest read as a nested Markdown quote)."""
+    check = _render_check()
+    expected = [("alta.LoopConfig", line) for line in
+                check.example_lines('Examples:\n    >>> LoopConfig(epochs=5)  # doctest: +SKIP\n    32\n')]
+    assert expected == [("alta.LoopConfig", ">>> LoopConfig(epochs=5)")]
+    as_quote = {"pres": [], "prose": "Example LoopConfig(epochs=5) # doctest: +SKIP 32", "quotes": 3}
+    faults = check.analyse_page("api/training", as_quote, expected).faults
+    assert len(faults) == 3 and "shown as prose" in faults[0] and "doctest flag" in faults[1]
+    as_code = {"pres": [">>> LoopConfig(epochs=5)\n32\n"], "prose": "Examples:", "quotes": 0}
+    report = check.analyse_page("api/training", as_code, expected)
+    assert report.ok and report.code_lines == 1
+
+
+def test_singular_example_headings_are_read_as_examples_sections():
+    spec = importlib.util.spec_from_file_location("example_sections", DOCS / "_ext" / "example_sections.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Summary.\n\n    Example:\n        >>> f()\n\n    Example: a prose admonition.\n"
+    assert module.pluralise_example_headings(text) == text.replace("Example:\n", "Examples:\n", 1)
+
+
+def test_api_pages_show_every_docstring_example_as_a_code_block(built_site, tmp_path):
+    """Open each API page in headless Chromium (Debian's chromium + chromium-driver) and check
+    the live DOM: every docstring example line is a line of a code block (skips without them)."""
+    check = _render_check()
+    if not check.find_executable(check.CHROMIUM_NAMES) or not check.find_executable(check.CHROMEDRIVER_NAMES):
+        pytest.skip("chromium / chromedriver not installed (apt-get install -y chromium chromium-driver)")
+    reports = check.check_site(built_site, screenshots=tmp_path / "shots")
+    assert {r.page for r in reports} >= {"api/core", "api/training", "api/data"}
+    assert sum(r.code_lines for r in reports) > 10  # the check found examples to check
+    assert all(r.ok for r in reports), "\n".join(f for r in reports for f in r.faults)
+    for report in reports:  # one real PNG per page
+        assert Path(report.screenshot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

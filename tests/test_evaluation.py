@@ -112,3 +112,57 @@ def test_two_in_memory_datasets_with_equal_labels_get_distinct_cache_entries(tin
     a = cache.features(tiny_clip, streams[0][0].test).features
     b = cache.features(tiny_clip, streams[1][0].test).features
     assert not torch.equal(a, b) and cache.misses == 2
+
+
+def test_top5_and_confusion_match_an_independent_computation(tiny_clip):
+    """Top-5 from a full sort of the logits, the confusion matrix from scikit-learn; the top-1
+    accuracies are the confusion matrix's diagonal share."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    from alta import ScenarioStream
+
+    stream = ScenarioStream.from_name("digits", resolution=32)  # 5 experiences x 2 classes
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names, seed=0)
+    learner.begin_experience(stream[0])
+    result = evaluate(learner, stream, batch_size=64, cache=FeatureCache())
+    labels_all, predicted_all = [], []
+    for t, experience in enumerate(stream):
+        loader = torch.utils.data.DataLoader(experience.test, batch_size=500)
+        images, labels = next(iter(loader))
+        with torch.no_grad():
+            logits = learner(images)  # (N, C)
+        ranked = logits.argsort(dim=1, descending=True)[:, :5]  # (N, 5)
+        top5 = 100.0 * (ranked == labels[:, None]).any(1).float().mean().item()
+        assert result.class_il_top5[t] == pytest.approx(top5)
+        assert result.class_il_top5[t] >= result.class_il[t]
+        labels_all.append(labels)
+        predicted_all.append(logits.argmax(1))
+    expected = confusion_matrix(torch.cat(labels_all), torch.cat(predicted_all), labels=list(range(10)))
+    np.testing.assert_array_equal(result.confusion, expected)
+    owner = np.asarray(stream.class_to_experience)
+    for t in range(len(stream)):
+        rows = result.confusion[owner == t]
+        assert result.class_il[t] == pytest.approx(100.0 * np.trace(result.confusion[owner == t][:, owner == t])
+                                                   / rows.sum())
+    record = result.as_dict()
+    assert record["class_il_top5"] == list(result.class_il_top5) and "confusion" not in record
+
+
+def test_top5_is_everything_when_the_head_has_at_most_five_classes(tiny_clip):
+    exps = synthetic_experiences(2, 2, per_class=5)
+    learner = CrossModalLearner(tiny_clip, class_names=["w", "x", "y", "z"], method="alta")
+    learner.begin_experience(exps[0])
+    assert evaluate(learner, exps).class_il_top5 == (100.0, 100.0)
+
+
+def test_parameter_counts(tiny_clip):
+    from alta.evaluation import parameter_counts
+
+    learner = CrossModalLearner(tiny_clip, class_names=["w", "x", "y", "z"], method="alta")
+    counts = parameter_counts(learner)
+    backbone = sum(p.numel() for p in tiny_clip.parameters())
+    assert counts["trainable"] == learner.num_trainable_parameters() > 0
+    assert counts["total"] == backbone + counts["trainable"]
+    frozen = parameter_counts(CrossModalLearner(tiny_clip, class_names=["w", "x"], method="zeroshot"))
+    assert frozen == {"trainable": 0, "total": backbone}

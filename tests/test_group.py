@@ -190,3 +190,14 @@ def test_run_group_refuses_what_members_must_not_share(tiny_clip):
         run_group([], list(stream))
     with pytest.raises(ConfigError, match="at least one experience"):
         run_group([a], [])
+
+
+def test_run_group_refuses_data_parallel_training_under_torchrun(tiny_clip, monkeypatch):
+    import alta.distributed
+    from alta.training import LoopConfig
+
+    stream, experiences = _small_stream()
+    a = _member(tiny_clip, stream, "alta", 20, None, epochs=1)
+    monkeypatch.setattr(alta.distributed, "is_distributed", lambda: True)
+    with pytest.raises(ConfigError, match="does not support data-parallel"):
+        run_group([a], experiences, loop=LoopConfig(epochs=1, distributed=True))

@@ -360,6 +360,31 @@ def test_snapshot_timing_last_forward_keeps_the_pre_step_context(tiny_clip):
         make(tiny_clip, snapshot_timing="later")
 
 
+def test_w1_raw_names_keeps_underscores_in_the_hand_written_prompt_only(tiny_clip):
+    """The reference builds w1 from the raw name ("a photo of a maple_tree") and its learned
+    prompt from the readable one ("a photo of a maple tree.")."""
+    raw = ["cat", "maple_tree", "sweet_pepper"]
+    readable = CrossModalLearner(tiny_clip, class_names=raw, method="alta")
+    verbatim = CrossModalLearner(tiny_clip, class_names=raw, method="alta", w1_raw_names=True)
+    model = tiny_clip.model
+    with torch.no_grad():
+        expected_raw = F.normalize(direct_text_features(model, [f"a photo of a {n}" for n in raw]), dim=-1)
+        expected_readable = F.normalize(
+            direct_text_features(model, [f"a photo of a {n.replace('_', ' ')}" for n in raw]), dim=-1)
+        torch.testing.assert_close(verbatim.w1, expected_raw, rtol=0, atol=1e-5)
+        torch.testing.assert_close(readable.w1, expected_readable, rtol=0, atol=1e-5)
+        assert (verbatim.w1[1:] - readable.w1[1:]).abs().max() > 1e-3  # the knob changes w1 ...
+        torch.testing.assert_close(verbatim.w1[0], readable.w1[0])  # ... only for names with underscores
+        lw2 = verbatim.text_features(grad=False).w2
+        torch.testing.assert_close(lw2, readable.text_features(grad=False).w2, rtol=0, atol=0)  # w2 unchanged
+    assert verbatim.class_names == ["cat", "maple tree", "sweet pepper"]
+    with pytest.raises(ConfigError, match="w1_raw_names"):
+        make(tiny_clip, w1_raw_names="yes")
+    from alta.learner import ModelConfig
+
+    assert ModelConfig.from_dict({"w1_raw_names": True}).learner_options()["w1_raw_names"] is True  # run config
+
+
 def test_state_of_other_class_names_or_backbone_is_refused_and_leaves_learner_unchanged(tiny_clip, tiny_clip_rn):
     from alta.errors import CheckpointError
 

@@ -66,3 +66,26 @@ def test_unmeasured_upper_triangle_is_allowed_but_lower_is_not():
         average_accuracy(partial)
     with pytest.raises(ShapeError, match="square"):
         average_accuracy(np.zeros((2, 3)))
+
+
+def test_per_class_and_old_new_accuracy_from_a_confusion_matrix():
+    import numpy as np
+
+    from alta.errors import ShapeError
+    from alta.metrics import old_new_accuracy, per_class_accuracy
+
+    #             predicted: 0  1  2  3
+    M = np.array([[8, 2, 0, 0],   # class 0: 10 samples, 8 right
+                  [1, 3, 0, 0],   # class 1: 4 samples, 3 right
+                  [0, 0, 5, 5],   # class 2: 10, 5
+                  [0, 0, 0, 0]])  # class 3: no test samples
+    np.testing.assert_allclose(per_class_accuracy(M), [80.0, 75.0, 50.0, np.nan])
+    owner = [0, 0, 1, 1]
+    split = old_new_accuracy(M, owner, 1)
+    assert split["old"] == pytest.approx(100 * 11 / 14) and split["new"] == pytest.approx(50.0)
+    first = old_new_accuracy(M, owner, 0)
+    assert np.isnan(first["old"]) and first["new"] == pytest.approx(100 * 11 / 14)
+    with pytest.raises(ShapeError, match="3 entries"):
+        old_new_accuracy(M, [0, 0, 1], 1)
+    with pytest.raises(ShapeError, match="square"):
+        per_class_accuracy(np.zeros((2, 3)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from alta import ScenarioStream
@@ -254,6 +255,49 @@ def test_learner_forward_with_labels_is_the_loss(tiny_clip):
     assert torch.equal(a.loss.detach(), b.loss.detach()) and a.loss.requires_grad
     assert set(a.memory_items()) == {"labels", "image_features", "logits", "experience_ids"}
     assert learner(images).shape == (8, learner.num_classes)
+
+
+def test_run_stream_keeps_a_confusion_matrix_and_old_new_accuracy_per_experience(tiny_clip):
+    import numpy as np
+
+    result, _ = _tiny_run(tiny_clip, epochs=1)
+    ends = [r for r in result.evaluations if "new_class_accuracy" in r]
+    assert [r["experience"] for r in ends] == [0, 1]
+    assert ends[0]["old_class_accuracy"] is None  # no old classes after the first experience
+    for t, record in enumerate(ends):
+        M = result.confusion[t]
+        assert M.shape == (10, 10) and M.sum() == sum(ends[1]["num_samples"])  # every test sample of the 2 experiences
+        assert record["new_class_accuracy"] == pytest.approx(result.class_il[t, t])
+        assert record["class_il_top5"][t] >= record["class_il"][t]
+    # old classes after experience 1: the samples of experience 0
+    assert ends[1]["old_class_accuracy"] == pytest.approx(result.class_il[1, 0])
+    assert np.diag(result.confusion[1])[:2].sum() == round(result.class_il[1, 0] * ends[1]["num_samples"][0] / 100)
+
+
+def test_set_deterministic_sets_and_reports_the_flags_and_a_run_still_works(tiny_clip, monkeypatch):
+    """The reference's cuDNN flags plus torch.use_deterministic_algorithms; alta's loop has no
+    operation without a deterministic kernel (it would raise) and gives the same numbers."""
+    import numpy as np
+
+    from alta.seeding import CUBLAS_WORKSPACE_CONFIG, determinism_state, set_deterministic
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = determinism_state()
+    try:
+        state = set_deterministic()
+        assert state == {"deterministic_algorithms": True, "warn_only": False, "cudnn_deterministic": True,
+                         "cudnn_benchmark": False, "cublas_workspace_config": CUBLAS_WORKSPACE_CONFIG}
+        assert state == determinism_state()
+        strict, _ = _tiny_run(tiny_clip, epochs=1)
+    finally:
+        off = set_deterministic(False)
+        torch.backends.cudnn.benchmark = before["cudnn_benchmark"]
+    assert not off["deterministic_algorithms"] and not off["cudnn_deterministic"]
+    default, _ = _tiny_run(tiny_clip, epochs=1)
+    np.testing.assert_array_equal(strict.class_il, default.class_il)
+    assert strict.evaluations == default.evaluations
+
+
 def test_joint_upper_bound_is_evaluated_per_sequential_experience(tiny_clip):
     from alta import CrossModalLearner, LoopConfig, build_optimizer, evaluate, run_stream
 

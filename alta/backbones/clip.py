@@ -418,13 +418,19 @@ def _download(url: str, target: Path, *, timeout: float) -> None:
     digest = hashlib.sha256()
 
     def writer(handle):
-        with urllib.request.urlopen(url, timeout=timeout) as source:
+        from tqdm.auto import tqdm
+
+        with urllib.request.urlopen(url, timeout=timeout) as source, tqdm(
+            total=int(source.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+            unit_divisor=1024, desc=f"downloading {target.name}", disable=None,  # None: only on a terminal
+        ) as progress:
             while True:
                 block = source.read(1 << 20)
                 if not block:
                     break
                 digest.update(block)
                 handle.write(block)
+                progress.update(len(block))
         if digest.hexdigest() != expected:
             raise BackboneError(f"downloaded {url} but its SHA256 does not match; try again")
 

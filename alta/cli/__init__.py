@@ -11,6 +11,9 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
              --visual RN50 --buffer_size 500 --seed 1 --data-root data/cifar10
     alta run --resume runs/il_cifar10-...      # continue an interrupted run
     alta run --method alta,mlp,cprompt --buffer-size 200,500   # a run group: six runs in one pass
+    alta run --seeds 0 1 2 --output-dir runs/g  # a run per seed + aggregate.json (mean ± std)
+    alta report runs/g runs/h                  # Markdown (--format latex|csv) table side by side
+    alta config show --config il_cifar10 --visual ViT-B/16   # the resolved config, no run
     alta list methods|backbones|datasets|configs
 
 This module only turns argv into a :class:`~alta.experiment.RunConfig` and prints; the work is
@@ -20,9 +23,12 @@ done by :func:`alta.experiment.run_experiment`, which scripts can call directly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,6 +57,7 @@ can be set with --set SECTION.KEY=VALUE (see a config.yaml for the keys).
 # command-line destination -> configuration key
 _FLAG_KEYS = {
     "method": "model.method",
+    "protocol": "protocol",
     "il_setting": "eval.il_setting",
     "visual": "model.visual",
     "pretrained": "model.pretrained",
@@ -60,6 +67,10 @@ _FLAG_KEYS = {
     "data_root": "data.root",
     "download": "data.download",
     "num_experiences": "data.num_experiences",
+    "split": "data.split",
+    "initial_classes": "data.initial_classes",
+    "class_order": "data.class_order",
+    "class_names": "data.class_names",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "optim.lr",
@@ -72,6 +83,7 @@ _FLAG_KEYS = {
     "train_cache": "train.train_cache",
     "device": "device",
     "num_workers": "data.num_workers",
+    "deterministic": "deterministic",
 }
 _FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in _FLAG_KEYS}
 # the reference's per-dataset folders (arguments.py)
@@ -105,6 +117,14 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected an integer or integers separated by commas, got {text!r}") from None
 
 
+def _logger_names(text: str) -> tuple[str, ...]:
+    """``--logger csv,tensorboard`` -> ("csv", "tensorboard") (names checked by the run)."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected logger names such as csv,tensorboard,wandb, got {text!r}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``alta`` argument parser (subcommands ``run`` and ``list``)."""
     parser = _Parser(
@@ -114,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`alta run` with no arguments runs an offline demo; `alta run --help` lists its options.",
     )
     parser.add_argument("--version", action="version", version=_version_text())
-    commands = parser.add_subparsers(dest="command", metavar="{run,list}", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="{run,list,report,config}", parser_class=_Parser)
 
     run = commands.add_parser(
         "run", help="run (or resume) a continual-learning experiment",
@@ -122,6 +142,62 @@ def build_parser() -> argparse.ArgumentParser:
                     "accuracy every --eval-every epochs and after every experience, and write the results.",
         epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_config_arguments(run)
+
+    where = run.add_argument_group("execution and output")
+    where.add_argument("--device", metavar="DEV", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
+    where.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="CPU threads for torch (default: 1 for the tiny backbones on CPU, else torch's "
+                            "choice; OMP_NUM_THREADS is respected)")
+    where.add_argument("--output-dir", dest="output_dir", metavar="DIR",
+                       help="results folder (default runs/<config>-<method>-<time>)")
+    where.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
+    where.add_argument("--stop-after", dest="stop_after", type=_positive_int, metavar="N",
+                       help="stop after N experiences (checkpoint kept; continue with --resume)")
+    where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
+    where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
+    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only (the result table is still printed)")
+    where.add_argument("--logger", dest="loggers", type=_logger_names, default=(), metavar="NAMES",
+                       help="also log to csv (evaluations.csv), tensorboard (tensorboard/) and/or wandb (offline "
+                            "with WANDB_MODE=offline), comma-separated, e.g. --logger csv,tensorboard")
+    where.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                       help="run once per seed, each in OUTPUT/seed-S (resumable: the same command continues), "
+                            "then write OUTPUT/aggregate.json (mean ± sample std) and its plot")
+    run.set_defaults(handler=_cmd_run)
+
+    report = commands.add_parser(
+        "report", help="tabulate finished runs or seed groups side by side",
+        description="Print a table of runs (summary.json) or seed groups (aggregate.json, mean ± std): Avg, Last, "
+                    "forgetting and BWT for class-IL and task-IL. Runs of different protocols, class orders or "
+                    "backbone weights are refused unless --allow-mixed.")
+    report.add_argument("folders", nargs="+", metavar="DIR", help="run folders or `alta run --seeds` folders")
+    report.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown", help="default markdown")
+    report.add_argument("--allow-mixed", action="store_true",
+                        help="tabulate runs that are not comparable anyway (the table notes the differences)")
+    report.set_defaults(handler=_cmd_report)
+
+    config = commands.add_parser("config", help="show the resolved configuration without running",
+                                 description="Configuration tools.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="{show}", parser_class=_Parser,
+                                            required=True)
+    show = config_commands.add_parser(
+        "show", help="print the resolved configuration (YAML) of --config with the given options",
+        description="Print the configuration `alta run` would use with the same options, as its config.yaml "
+                    "holds it, without running anything.")
+    _add_config_arguments(show)
+    show.set_defaults(handler=_cmd_config_show)
+
+    listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",
+                                  description="List the names alta knows.")
+    listing.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "configs"),
+                         help="what to list (default: everything)")
+    listing.set_defaults(handler=_cmd_list)
+    return parser
+
+
+def _add_config_arguments(run: argparse.ArgumentParser) -> None:
+    """The options that build a configuration (``alta run`` and ``alta config show``)."""
     what = run.add_argument_group("experiment (the reference's vocabulary)")
     what.add_argument("--config", "--config-file", dest="config", metavar="NAME|FILE",
                       help="shipped config (`alta list configs`; default: default, the offline demo) or a YAML file; "
@@ -130,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mlp, resmlp, sprompt, cprompt, cprompt_oriprompt, cprompt_mlp, cprompt_resmlp, "
                            "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot; several "
                            "(comma-separated) run as one run group")
+    what.add_argument("--protocol", choices=("paper", "reference"),
+                      help="paper (default: the method as described) or reference (the authors' released loop, "
+                           "each quirk: see docs/reproducing.md); flags given with it still win")
     what.add_argument("--il-setting", "--il_setting", dest="il_setting", choices=("class-il", "task-il"),
                       help="headline setting (both are always computed; default class-il)")
     what.add_argument("--visual", metavar="BACKBONE",
@@ -151,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="let torchvision download CIFAR-10/100 or Fashion-MNIST into --data-root")
     data.add_argument("--num-experiences", dest="num_experiences", type=int, metavar="T",
                       help="number of experiences (default: the config's / the benchmark's split)")
+    data.add_argument("--split", metavar="B<base>-Inc<inc>",
+                      help="the split as the CLIP continual-learning papers write it: B0-Inc10 (every experience 10 "
+                           "classes), B50-Inc10 (50, then 10 per experience), B11-Inc10 (101 classes: 11 + 10 x 9)")
+    data.add_argument("--initial-classes", dest="initial_classes", type=int, metavar="N",
+                      help="classes of the first experience (the others split the rest evenly)")
+    data.add_argument("--class-order", dest="class_order", metavar="NAME|FILE",
+                      help="class order: icarl-1993 (iCaRL/PyCIL, NumPy seed 1993), dytox-cifar100, or a file of "
+                           "class ids; --set data.class_order=[...] for a list, data.class_order_seed=N for a seeded "
+                           "permutation (default: the dataset's order)")
+    data.add_argument("--class-names", dest="class_names", metavar="FILE",
+                      help="readable class names for CLIP's prompts: a file with one name per line in label order, "
+                           "or 'folder<TAB>name' lines (Tiny-ImageNet's words.txt, for WordNet-id folders)")
     data.add_argument("--num-workers", dest="num_workers", type=int, metavar="N",
                       help="DataLoader worker processes (default 0)")
     for dest in _REFERENCE_DIRS:
@@ -177,31 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "views:K (K augmented views encoded once)")
     training.add_argument("--eval-every", dest="eval_every", type=int, metavar="N",
                           help="evaluate every N epochs (default 10; 0 = only after each experience)")
+    training.add_argument("--deterministic", action="store_true", default=None,
+                          help="deterministic kernels: the reference's cuDNN flags plus "
+                               "torch.use_deterministic_algorithms (recorded in summary.json)")
     training.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="set any config key, e.g. --set data.max_train_per_class=100 (repeatable)")
-
-    where = run.add_argument_group("execution and output")
-    where.add_argument("--device", metavar="DEV", help="auto (default: CUDA when available), cpu, cuda, cuda:N")
-    where.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="CPU threads for torch (default: 1 for the tiny backbones on CPU, else torch's "
-                            "choice; OMP_NUM_THREADS is respected)")
-    where.add_argument("--output-dir", dest="output_dir", metavar="DIR",
-                       help="results folder (default runs/<config>-<method>-<time>)")
-    where.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last checkpoint")
-    where.add_argument("--stop-after", dest="stop_after", type=_positive_int, metavar="N",
-                       help="stop after N experiences (checkpoint kept; continue with --resume)")
-    where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
-    where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
-    where.add_argument("-q", "--quiet", action="store_true", help="log warnings only (the result table is still printed)")
-    run.set_defaults(handler=_cmd_run)
-
-    listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",
-                                  description="List the names alta knows.")
-    listing.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "configs"),
-                         help="what to list (default: everything)")
-    listing.set_defaults(handler=_cmd_list)
-    return parser
 
 
 def _version_text() -> str:
@@ -225,10 +296,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Configuration keys set on the command line (flags first, then --set in order)."""
     from .config import parse_override
 
-    out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest) is not None}
+    out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None}
     several = [f"{_FLAG_NAMES[d]} {getattr(args, d)}" for d in ("method", "buffer_size")
-               if isinstance(getattr(args, d), tuple) and len(getattr(args, d)) > 1
-               or isinstance(getattr(args, d), str) and "," in getattr(args, d)]
+               if isinstance(getattr(args, d, None), tuple) and len(getattr(args, d)) > 1
+               or isinstance(getattr(args, d, None), str) and "," in getattr(args, d)]
     if several:
         from ..errors import ConfigError
 
@@ -268,6 +339,7 @@ def resolve_run_config(args: argparse.Namespace):
         saved = load_run_config(saved_path)
         base = load_config(args.config) if args.config else saved
         candidate = _apply(base, _reference_dirs(args, base, overrides), overrides)
+        _refuse_ignored(candidate, overrides)
         diff = config_differences(saved, candidate)
         if diff:
             details = "; ".join(
@@ -281,6 +353,7 @@ def resolve_run_config(args: argparse.Namespace):
         return dataclasses.replace(candidate, name=saved.name), run_dir, True
     config = load_config(args.config or DEFAULT_CONFIG)
     config = _apply(config, _reference_dirs(args, config, overrides), overrides)
+    _refuse_ignored(config, overrides)
     # the default name is claimed atomically when the run starts (the next free -2, -3, ... if taken)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config, unique=False)
     return config, output_dir, False
@@ -292,6 +365,11 @@ def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
     from ..errors import ConfigError
     from .config import apply_overrides
 
+    from ..protocols import apply_protocol
+
+    if "protocol" in values:  # the protocol's knobs first, so that the other flags win
+        values = dict(values)
+        config = apply_protocol(config, values.pop("protocol"))
     try:
         return apply_overrides(config, values)
     except ConfigError as exc:
@@ -302,16 +380,62 @@ def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
 
 
 def _reference_dirs(args: argparse.Namespace, config, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Map the reference's --cifar10_dir / --cifar100_dir / --tinyimagenet_dir to data.root."""
+    """Map the reference's --cifar10_dir / --cifar100_dir / --tinyimagenet_dir to data.root.
+
+    Raises:
+        ConfigError: the folder of another dataset than the run's (it would be ignored), or a
+            folder that contradicts --data-root.
+    """
     from ..data import DATASETS
+    from ..errors import ConfigError
 
     dataset = DATASETS.resolve(overrides.get("data.dataset", config.data.dataset))
     out = dict(overrides)
     for dest, name in _REFERENCE_DIRS.items():
         value = getattr(args, dest, None)
-        if value is not None and name == dataset and "data.root" not in out:
-            out["data.root"] = value
+        if value is None:
+            continue
+        if name != dataset:
+            raise ConfigError(f"--{dest} {value} is the folder of {name} but this run's dataset is {dataset}, so it "
+                              f"would be ignored; give the data folder with --data-root DIR")
+        if "data.root" in out and out["data.root"] != value:
+            raise ConfigError(f"--{dest} {value} and --data-root {out['data.root']} both give the data folder; give "
+                              f"one of them")
+        out["data.root"] = value
     return out
+
+
+# buffer keys that only matter when the run replays (buffer.size 0 says "no replay" and agrees)
+_BUFFER_KEYS = ("buffer.size", "buffer.policy")
+
+
+def _refuse_ignored(config, overrides: dict[str, Any]) -> None:
+    """Refuse values given on the command line that this run would ignore (they would be recorded
+    in config.yaml as if used). Values inside a config file stay as the file gives them.
+
+    A buffer size for a method that does not replay is only warned about: the reference README's
+    command line (``--method cprompt ... --buffer_size 500``) passes one to every method.
+
+    Raises:
+        ConfigError: ``--buffer-size`` / ``buffer.policy`` for a config without replay
+            (``buffer.replay: false``, the ``sgd_*`` and ``joint_*`` bounds).
+    """
+    from ..errors import ConfigError
+    from ..methods import METHODS
+
+    given = [k for k in _BUFFER_KEYS if k in overrides and not (k == "buffer.size" and overrides[k] == 0)]
+    if not given:
+        return
+    flags = " and ".join(flag_for_key(k, overrides) for k in given)
+    if not config.buffer.replay:
+        raise ConfigError(
+            f"{flags} would be ignored: config {config.name!r} has no replay (buffer.replay: false, as the sgd_* "
+            f"lower bound and the joint_* upper bound); drop it, or use a config with replay (e.g. --config "
+            f"il_cifar10) or --set buffer.replay=true")
+    spec = METHODS.get(config.model.method)
+    if not spec.replay:
+        logging.getLogger("alta.cli").warning("%s is ignored: method %s does not replay (as in the reference code)",
+                                              flags, spec.name)
 
 
 def flag_for_key(key: str, overrides: dict[str, Any]) -> str:
@@ -364,37 +488,96 @@ def _set_threads(args: argparse.Namespace, config) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import distributed as dist
+    from ..errors import ConfigError, OutputError, ResourceError, TrainingError
     from ..experiment import run_experiment
     from ..summary import format_table
-    from ..rundir import claim_run_dir
+    from ..rundir import claim_run_dir_on_main
 
+    if args.seeds is not None and (args.resume or args.seed is not None):
+        raise ConfigError("--seeds runs one experiment per seed: drop "
+                          + ("--resume (run the same --seeds command again to continue the group)" if args.resume
+                             else f"--seed {args.seed}"))
+    dist.init_from_env()  # under torchrun: one run on N processes; without it, a no-op
+    if args.seeds is not None and dist.is_distributed():
+        raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
+                          "per seed (--seed N), each on all the processes")
     variants = run_variants(args)
     if len(variants) > 1 or (args.resume and (Path(args.resume) / GROUP_FILE).is_file()):
+        if dist.is_distributed():
+            raise ConfigError("a run group (several --method or --buffer-size values) runs in one process; under "
+                              "torchrun start one run per configuration, each on all the processes")
+        if args.seeds is not None:
+            raise ConfigError("--seeds takes one configuration; give one --method and one --buffer-size (or run "
+                              "the group once per --seed N)")
+        if args.loggers:
+            raise ConfigError("--logger is not supported for a run group; each member still writes metrics.jsonl "
+                              "and summary.json (run a member alone to log it)")
         return _cmd_run_group(args, variants)
     args = variants[0]
     config, output_dir, resume = resolve_run_config(args)
     _set_threads(args, config)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if args.seeds is not None:
+        return _run_seed_group(args, config, output_dir, progress=progress)
     # Claim the folder before anything slow (a file or an unwritable place is refused at once; of two
     # runs started on one folder exactly one gets it); a run that fails before its first result gives
     # it back.
-    run_dir = claim_run_dir(output_dir, config, resume=resume, next_free=not resume and not args.output_dir)
+    run_dir = claim_run_dir_on_main(output_dir, config, resume=resume, next_free=not resume and not args.output_dir)
     output_dir = run_dir.path
+    main = dist.is_main_process()
+    if not main:
+        logging.getLogger("alta").setLevel(logging.WARNING)  # rank 0 logs the run; the others warn only
+    if dist.is_distributed():
+        # torchrun stops the other ranks with SIGTERM when one fails: say so, and how to resume
+        signal.signal(signal.SIGTERM, _stopped_by_launcher)
+        logging.getLogger("alta.cli").info("rank %d of %d (%s), results in %s", dist.get_rank(),
+                                           dist.get_world_size(), torch.distributed.get_backend(), output_dir)
     try:
         with run_dir:
             summary = run_experiment(config, output_dir=run_dir, resume=resume, progress=progress, plots=args.plots,
-                                     stop_after=args.stop_after)
-    except KeyboardInterrupt:
+                                     stop_after=args.stop_after, loggers=args.loggers)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main)
+        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file():
-            print(f"\nalta: interrupted. The last complete checkpoint is {checkpoint}; continue with:\n"
+            print(f"\nalta: {what}. The last complete checkpoint is {checkpoint}; continue with:\n"
                   f"  alta run --resume {output_dir}", file=sys.stderr)
         elif (output_dir / "config.yaml").is_file():
-            print(f"\nalta: interrupted before the first experience ended: no checkpoint yet. "
+            print(f"\nalta: {what} before the first epoch ended: no checkpoint yet. "
                   f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
         else:
-            print("\nalta: interrupted before the run started; nothing was written.", file=sys.stderr)
-        return 130
+            print(f"\nalta: {what} before the run started; nothing was written.", file=sys.stderr)
+        return _interrupt_status(exc)
+    except (TrainingError, OutputError, ResourceError) as exc:  # the run started: say how to go on
+        print(f"alta: error: {exc}", file=sys.stderr)
+        checkpoint = output_dir / "checkpoint.pt"
+        if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
+            resume_command = (f"torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}"
+                              if dist.is_distributed() else f"alta run --resume {output_dir}")
+            print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
+                  f"with:\n  {resume_command}", file=sys.stderr)
+        return 1
+    except (_StoppedByLauncher, RuntimeError) as exc:
+        if not dist.is_distributed() or not (isinstance(exc, (_StoppedByLauncher, torch.distributed.DistError))
+                                             or _PEER_LOST.search(str(exc))):
+            raise
+        reason = ("stopped by torchrun" if isinstance(exc, _StoppedByLauncher)
+                  else f"a collective failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        checkpoint = output_dir / "checkpoint.pt"
+        where = (f"The last complete checkpoint is {checkpoint}" if checkpoint.is_file()
+                 else "No checkpoint was written yet")
+        print(f"\nalta: rank {dist.get_rank()} of {dist.get_world_size()}: {reason}: another rank failed or "
+              f"left; its error is above (torchrun names the rank). {where}; continue with:\n"
+              f"  torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}",
+              file=sys.stderr)
+        return 1
+    if dist.is_distributed():
+        torch.distributed.destroy_process_group()
+    if not main:
+        return 0  # rank 0 reports
     if not summary.get("complete"):
         print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
               f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
@@ -471,6 +654,56 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
     return 0
 
 
+def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progress: bool) -> int:
+    """``alta run --seeds S...``: a run per seed in OUTPUT/seed-S, then the aggregate."""
+    from ..experiment import AGGREGATE_NAME, run_seeds
+    from ..report import check_comparable, format_markdown, load_rows
+
+    if not args.output_dir:  # one folder for the group; the runs go inside it
+        output_dir = output_dir.with_name(output_dir.name + "-seeds")
+    aggregate = run_seeds(config, args.seeds, output_dir=output_dir, progress=progress, plots=args.plots,
+                          stop_after=args.stop_after, loggers=args.loggers)
+    if not aggregate.get("complete", True):
+        print(f"stopped in {aggregate['stopped_in']}; continue the group with the same command "
+              f"(--output-dir {output_dir})")
+        return 0
+    rows = load_rows([output_dir])
+    print(format_markdown(rows, check_comparable(rows)))
+    print(f"\naggregate: {output_dir / AGGREGATE_NAME}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ..report import FORMATS, check_comparable, load_rows
+
+    rows = load_rows(args.folders)
+    notes = check_comparable(rows, allow_mixed=args.allow_mixed)
+    print(FORMATS[args.format](rows, notes))
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .config import DEFAULT_CONFIG, load_config
+
+    overrides = _overrides(args)
+    config = load_config(args.config or DEFAULT_CONFIG)
+    config = _apply(config, _reference_dirs(args, config, overrides), overrides)
+    print(config.to_yaml(), end="")
+    return 0
+
+
+# how gloo and NCCL say that another rank is gone (gloo raises a plain RuntimeError)
+_PEER_LOST = re.compile(r"Connection (closed|reset)|remote worker|peer|NCCL|[Tt]imed? ?out", re.IGNORECASE)
+
+
+class _StoppedByLauncher(Exception):
+    """SIGTERM from torchrun, which stops every rank when one fails."""
+
+
+def _stopped_by_launcher(signum, frame) -> None:
+    raise _StoppedByLauncher()
+
+
 # --------------------------------------------------------------------------------------------
 # alta list
 # --------------------------------------------------------------------------------------------
@@ -522,6 +755,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm and other schedulers send): handled like Ctrl-C, exit status 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _interrupt_status(exc: BaseException) -> int:
+    """128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the command runs, SIGTERM raises :class:`_Terminated` (a ``KeyboardInterrupt``)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # not the main thread (main() called from a thread): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Handler(logging.StreamHandler):
     """Logs to the current ``sys.stderr`` (looked up at every record, so captured streams work)."""
 
@@ -534,6 +794,13 @@ class _Handler(logging.StreamHandler):
         pass
 
 
+def _rank_tag() -> str:
+    """`` (rank r of N)`` in a data-parallel run, else nothing: which process an error is from."""
+    from .. import distributed as dist
+
+    return f" (rank {dist.get_rank()} of {dist.get_world_size()})" if dist.is_distributed() else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alta`` console script.
 
@@ -542,8 +809,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 2 for usage and configuration errors, 1 for other errors
-        alta detects (missing data, weights unavailable offline, damaged checkpoints), 130 when
-        interrupted.
+        alta detects (missing data, weights unavailable offline, damaged checkpoints, a diverged
+        run, a full disk), 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM, handled
+        like Ctrl-C: what is complete is checkpointed and the resume command printed).
     """
     parser = build_parser()
     try:
@@ -565,24 +833,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm(loggers=[log]):
+        with _sigterm_as_interrupt(), logging_redirect_tqdm(loggers=[log]):
             return args.handler(args)
-    except KeyboardInterrupt:
-        print("\nalta: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"\nalta: {'terminated (SIGTERM)' if isinstance(exc, _Terminated) else 'interrupted'}", file=sys.stderr)
+        return _interrupt_status(exc)
     except ConfigError as exc:
-        print(f"alta: error: {exc}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)
         return 2
     except AltaError as exc:
         from ..data import DataRootError
 
-        print(f"alta: error: {exc}{_DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}{_DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"alta: error: {exc}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)
         return 1
     except MemoryError:
-        print("alta: error: out of memory; use a smaller --batch-size, eval.batch_size or buffer.size (--set KEY=N), "
+        print(f"alta: error{_rank_tag()}: out of memory; use a smaller --batch-size, eval.batch_size or buffer.size (--set KEY=N), "
               "a smaller backbone, or fewer --num-workers", file=sys.stderr)
         return 1
     finally:

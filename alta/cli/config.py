@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..config import case_hint, coerce, unknown_key_error
+from ..config import case_hint, coerce, field_hints, unknown_key_error
 from ..errors import ConfigError
 from ..experiment import OPERATIONAL_KEYS, RunConfig, flatten, safe_run_name
 
@@ -45,12 +45,23 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, Any]) -> RunConfi
     """A new config with dotted keys replaced (``{"train.epochs": 1, "seed": 3}``).
 
     ``config`` is not modified; sections are rebuilt with :func:`dataclasses.replace`, so every
-    value is validated again.
+    value is validated again. A key of a mapping-valued field is set with one more dot
+    (``data.options.split_seed``). A key that fixes the split (``data.split``,
+    ``data.num_experiences``, ``data.classes_per_experience``, ``data.initial_classes``) replaces
+    the config's whole split: the split keys not given in ``overrides`` are cleared; the same
+    holds for the class order (``data.class_order``, ``data.class_order_seed``).
 
     Raises:
         ConfigError: unknown key (lists the valid ones) or invalid value.
     """
-    hints = typing.get_type_hints(RunConfig)
+    from ..data.stream import DataConfig
+
+    hints = field_hints(RunConfig)
+    for group in (DataConfig.SPLIT_KEYS, DataConfig.ORDER_KEYS):
+        keys = {f"data.{k}" for k in group}
+        if keys & set(overrides):
+            cleared = {k[len("data."):]: None for k in keys - set(overrides)}
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, **cleared))
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if section not in hints:
@@ -59,10 +70,14 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, Any]) -> RunConfi
         if is_dataclass(hint):
             if not name:
                 raise ConfigError(f"override {key!r} names a whole section; give a key inside it, e.g. '{section}.{fields(hint)[0].name}'")
-            sub_hints = typing.get_type_hints(hint)
-            if name not in sub_hints:
-                raise unknown_key_error(name, f"{section}.", [f.name for f in fields(hint)], RunConfig)
+            sub_hints = field_hints(hint)
+            name, _, item = name.partition(".")
+            if name not in sub_hints or (item and typing.get_origin(sub_hints[name]) is not dict):
+                raise unknown_key_error(name + (f".{item}" if item else ""), f"{section}.",
+                                        [f.name for f in fields(hint)], RunConfig)
             current = getattr(config, section)
+            if item:  # data.options.split_seed=1
+                value = {**getattr(current, name), item: value}
             new = dataclasses.replace(current, **{name: coerce(value, sub_hints[name], key)})
             config = dataclasses.replace(config, **{section: new})
         else:
@@ -201,6 +216,8 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
     stem = safe_run_name(stem)
+    if "base" in data:
+        data = _with_base(data, source, chain=(str(source),))
     if is_reference_format(data):
         data = translate_reference_config(data, name=stem)
     elif "name" not in data:
@@ -211,6 +228,36 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         return RunConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, section by section (a value in ``over`` wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def _with_base(data: Mapping[str, Any], source, *, chain: tuple[str, ...]) -> dict[str, Any]:
+    """Resolve ``base: NAME`` (a shipped config or a YAML file, itself possibly with a base): the
+    file's keys on top of the base's. The base's ``name`` is not inherited."""
+    data = dict(data)
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{source}: 'base' must name a shipped config (`alta list configs`) or a YAML file, "
+                          f"got {base!r}; e.g. base: default")
+    beside = Path(str(source)).parent / base  # a file named relative to the config that names it
+    text, base_source = _resolve_source(beside if Path(str(source)).is_file() and beside.is_file() else base)
+    if str(base_source) in chain:
+        raise ConfigError(f"{source}: 'base: {base}' makes a cycle ({' -> '.join(chain)} -> {base_source}); "
+                          f"a base cannot start from itself")
+    parent = _load_yaml(text, base_source)
+    if not isinstance(parent, Mapping):
+        raise ConfigError(f"{source}: its base {base_source} does not hold a mapping of sections")
+    if "base" in parent:
+        parent = _with_base(parent, base_source, chain=(*chain, str(base_source)))
+    parent = {k: v for k, v in parent.items() if k != "name"}
+    return _merge(parent, data)
 
 
 class _DuplicateKey(Exception):

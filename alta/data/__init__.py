@@ -6,7 +6,7 @@ any labelled dataset into experiences. :mod:`alta.data.protocols` reads the fiel
 vocabulary (``B50-Inc10`` splits, named class orders such as ``icarl-1993``, class-name files).
 """
 
-from .datasets import DATASETS, DataRootError, list_datasets, load_sources
+from .datasets import DATASETS, DataRootError, list_datasets, load_sources, reference_class_names
 from .protocols import CLASS_ORDERS, Split, list_class_orders, parse_split, read_class_names
 from .stream import Experience, ExperienceDataset, ScenarioStream
 from .transforms import (
@@ -34,5 +34,6 @@ __all__ = [
     "make_transform",
     "parse_split",
     "read_class_names",
+    "reference_class_names",
     "to_rgb8",
 ]

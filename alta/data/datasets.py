@@ -81,6 +81,7 @@ __all__ = [
     "list_datasets",
     "load_sources",
     "read_idx",
+    "reference_class_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,51 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 # Where the Debian package ``dataset-fashion-mnist`` installs the original idx files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+# The class names the ALTA reference code prompts with (github.com/vijaylee/ALTA,
+# datasets/__init__.py, get_classnames): the dataset's own spelling for CIFAR (underscores kept)
+# and a curated list for Tiny-ImageNet, shipped as a data file with its source in its header.
+_REFERENCE_NAMES_FILES = {"seq-tinyimagenet": "tinyimagenet_reference_names.txt"}
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_names_file(filename: str) -> tuple[str, ...]:
+    from importlib import resources
+
+    text = (resources.files("alta.data") / filename).read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def reference_class_names(name: str) -> list[str] | None:
+    """The class names the ALTA reference code uses for a stream, one per original label.
+
+    CIFAR-10 and CIFAR-100 keep the dataset's spelling (``"aquarium_fish"``: the reference's
+    hand-written prompt w1 keeps the underscore, its learned prompt replaces it); Tiny-ImageNet
+    uses the reference's 200 curated names in ``wnids.txt`` order (``"Egyptian Mau"``, where
+    alta's loader reads the first ``words.txt`` synonym, ``"Egyptian cat"``).
+
+    Args:
+        name: A stream name of :func:`list_datasets` (aliases accepted).
+
+    Returns:
+        The names in original label order, or ``None`` for a stream the reference code does
+        not have (``digits``, ``fashion-mnist``, ``image-folder``).
+
+    Raises:
+        ConfigError: an unknown stream name (the message lists the valid ones).
+
+    References:
+        github.com/vijaylee/ALTA, ``datasets/__init__.py`` (``get_classnames``), commit aae43b0.
+    """
+    canonical = DATASETS.resolve(name)
+    if canonical == "seq-cifar10":
+        return list(CIFAR10_CLASSES)
+    if canonical == "seq-cifar100":
+        return list(CIFAR100_CLASSES)
+    if canonical in _REFERENCE_NAMES_FILES:
+        return list(_reference_names_file(_REFERENCE_NAMES_FILES[canonical]))
+    return None
 
 
 class DataRootError(DataError):
@@ -316,6 +362,10 @@ class DatasetSpec:
         classes_per_experience: Default split of the benchmark (``None``: the caller must choose).
         description: One line for listings.
         options: Names of the dataset-specific options ``load`` accepts (e.g. ``split_seed``).
+        takes_root: Whether ``load`` reads a data root (``digits`` does not: a root given to it
+            would be ignored, so a run refuses one).
+        can_download: Whether ``download=True`` does anything (torchvision's CIFAR-10/100 and
+            Fashion-MNIST); a run refuses ``download`` elsewhere.
     """
 
     name: str
@@ -323,6 +373,25 @@ class DatasetSpec:
     classes_per_experience: int | None
     description: str = ""
     options: tuple[str, ...] = ()
+    takes_root: bool = True
+    can_download: bool = False
+
+    def check_options(self, options: Mapping[str, object] | None) -> None:
+        """Refuse options this dataset does not take.
+
+        Raises:
+            ConfigError: an unknown option (names the dataset's options and the closest one).
+        """
+        unknown = sorted(set(options or {}) - set(self.options))
+        if unknown:
+            import difflib
+
+            close = [difflib.get_close_matches(k, self.options, n=1) for k in unknown]
+            hint = "; ".join(f"did you mean {c[0]!r}?" for c in close if c)
+            raise ConfigError(
+                f"dataset {self.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
+                f"{list(self.options) or 'none'}{'; ' + hint if hint else ''}"
+            )
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -360,24 +429,16 @@ def load_sources(
     """
     spec = DATASETS.get(name)
     options = dict(options or {})
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        import difflib
-
-        close = [difflib.get_close_matches(k, spec.options, n=1) for k in unknown]
-        hint = "; ".join(f"did you mean {c[0]!r}?" for c in close if c)
-        raise ConfigError(
-            f"dataset {spec.name!r} takes no option {', '.join(map(repr, unknown))}; its options: "
-            f"{list(spec.options) or 'none'}{'; ' + hint if hint else ''}"
-        )
+    spec.check_options(options)
     path = None if root is None else Path(root).expanduser().resolve()
     return spec.load(path, download=bool(download), **options)
 
 
 def _register(name: str, classes_per_experience: int | None, description: str,
-              options: tuple[str, ...] = ()):
+              options: tuple[str, ...] = (), *, takes_root: bool = True, can_download: bool = False):
     def decorator(load):
-        DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description, options))
+        DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description, options,
+                                       takes_root=takes_root, can_download=can_download))
         return load
 
     return decorator
@@ -604,13 +665,13 @@ def _cifar(
     raise _layout_error(dataset, root, "no CIFAR data found", layouts, can_download=True)
 
 
-@_register("seq-cifar10", 2, "CIFAR-10, 5 experiences x 2 classes, native class order")
+@_register("seq-cifar10", 2, "CIFAR-10, 5 experiences x 2 classes, native class order", can_download=True)
 def _load_cifar10(root: Path | None, *, download: bool):
     return _cifar("seq-cifar10", root, download=download, torchvision_dir="cifar-10-batches-py",
                   tv_class="CIFAR10", known=CIFAR10_CLASSES)
 
 
-@_register("seq-cifar100", 10, "CIFAR-100 fine labels, 10 experiences x 10 classes")
+@_register("seq-cifar100", 10, "CIFAR-100 fine labels, 10 experiences x 10 classes", can_download=True)
 def _load_cifar100(root: Path | None, *, download: bool):
     return _cifar("seq-cifar100", root, download=download, torchvision_dir="cifar-100-python",
                   tv_class="CIFAR100", known=CIFAR100_CLASSES)
@@ -735,7 +796,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return out
 
 
-@_register("digits", 2, "scikit-learn's 1,797 8x8 digits (offline, no files), 5 x 2")
+@_register("digits", 2, "scikit-learn's 1,797 8x8 digits (offline, no files), 5 x 2", takes_root=False)
 def _load_digits(root: Path | None, *, download: bool):
     train_x, train_y, test_x, test_y = _digits_arrays()
     return (
@@ -810,7 +871,7 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-@_register("fashion-mnist", 2, "Fashion-MNIST, 5 experiences x 2 classes")
+@_register("fashion-mnist", 2, "Fashion-MNIST, 5 experiences x 2 classes", can_download=True)
 def _load_fashion_mnist(root: Path | None, *, download: bool):
     if root is None and DEBIAN_FASHION_MNIST.is_dir():
         root = DEBIAN_FASHION_MNIST

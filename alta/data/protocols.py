@@ -102,7 +102,7 @@ def parse_split(text: str) -> Split:
     Raises:
         ConfigError: ``text`` is not a string of that form, or the increment is 0.
 
-    Example:
+    Examples:
         >>> parse_split("B50-Inc10")
         Split(base=50, increment=10)
         >>> parse_split("B0-Inc10").initial_classes is None
@@ -280,7 +280,7 @@ def identifier_names(names: Sequence[str]) -> list[str]:
 
     CLIP reads class names as text, so "a photo of a n01440764" carries no meaning.
 
-    Example:
+    Examples:
         >>> identifier_names(["n01440764", "tench", "007"])
         ['n01440764', '007']
     """

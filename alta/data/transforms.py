@@ -330,7 +330,7 @@ def make_transform(
         ConfigError: unknown preset (lists the valid ones), bad resolution, unknown dataset
             statistics, or only one of ``mean``/``std``.
 
-    Example:
+    Examples:
         >>> make_transform("clip", train=False, resolution=224)  # doctest: +ELLIPSIS
         Compose(...)
     """

@@ -1,0 +1,193 @@
+"""Comparison tables of finished runs and seed groups, the way papers tabulate class-IL / task-IL.
+
+Each folder given is either one run (its ``summary.json``) or a seed group of
+:func:`alta.experiment.run_seeds` (its ``aggregate.json``: mean ± sample std over the seeds).
+Rows are compared only when they measure the same thing: the same protocol (``paper`` or
+``reference``, dataset, number of experiences, classes per experience), the same class order and the same backbone weights
+(name and fingerprint). Mixing them is refused unless asked (``allow_mixed=True``, ``alta report
+--allow-mixed``), since a table of incomparable numbers reads as a comparison.
+
+Metrics (Avg, Last, forgetting, BWT) are defined in :mod:`alta.metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError
+
+__all__ = ["Row", "load_rows", "check_comparable", "format_markdown", "format_latex", "format_csv", "FORMATS",
+           "COLUMNS"]
+
+SETTINGS = ("class_il", "task_il")
+_LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
+# (metric key, column title) per setting
+COLUMNS = (("avg_accuracy", "Avg"), ("last_accuracy", "Last"), ("forgetting", "Forget"), ("bwt", "BWT"))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a comparison: a run or a seed group.
+
+    Attributes:
+        label: The folder's name.
+        kind: ``"run"`` or ``"seeds"``.
+        source: The summary or aggregate read.
+        values: ``values[setting][metric] = (mean, std or None)``.
+    """
+
+    label: str
+    kind: str
+    source: dict[str, Any]
+    values: dict[str, dict[str, tuple[float | None, float | None]]]
+
+    @property
+    def protocol(self) -> tuple:
+        s = self.source
+        return (s.get("protocol"), s.get("dataset"), s.get("num_experiences"),
+                tuple(s.get("classes_per_experience") or ()))
+
+    @property
+    def class_order(self) -> tuple:
+        return tuple(self.source.get("class_names") or ())
+
+    @property
+    def weights(self) -> tuple:
+        backbone = self.source.get("backbone") or {}
+        return (backbone.get("name"), backbone.get("fingerprint"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def load_rows(folders: Sequence[str | Path]) -> list[Row]:
+    """A :class:`Row` per folder: a seed group when it holds ``aggregate.json``, else a run's
+    ``summary.json``.
+
+    Raises:
+        ConfigError: no folder, or a folder with neither file (or an unfinished run).
+    """
+    if not folders:
+        raise ConfigError("alta report needs at least one run or seed-group folder")
+    rows = []
+    for folder in map(Path, folders):
+        if (folder / "aggregate.json").is_file():
+            data = _read(folder / "aggregate.json")
+            values = {s: {m: (data[m][s]["mean"], data[m][s]["std"]) for m, _ in COLUMNS} for s in SETTINGS}
+            rows.append(Row(folder.name, "seeds", data, values))
+        elif (folder / "summary.json").is_file():
+            data = _read(folder / "summary.json")
+            if data.get("complete") is not True:
+                raise ConfigError(f"{folder}: the run is not complete; finish it with `alta run --resume {folder}`")
+            values = {s: {m: (data[m][s], None) for m, _ in COLUMNS} for s in SETTINGS}
+            rows.append(Row(folder.name, "run", data, values))
+        else:
+            raise ConfigError(f"{folder} holds neither summary.json (a finished `alta run`) nor aggregate.json (an "
+                              f"`alta run --seeds ...` group); pass the folder of a run or of a seed group")
+    return rows
+
+
+def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[str]:
+    """Check that the rows measure the same thing.
+
+    Returns:
+        The differences found (empty when comparable); with ``allow_mixed`` they are returned
+        for a note under the table instead of refused.
+
+    Raises:
+        ConfigError: rows of different protocols, class orders or backbone weights, without
+            ``allow_mixed``.
+    """
+    problems = []
+    for name, key in (("protocol (paper/reference, dataset, experiences, classes per experience)", "protocol"),
+                      ("class order", "class_order"), ("backbone weights (name, fingerprint)", "weights")):
+        groups: dict[tuple, list[str]] = {}
+        for row in rows:
+            groups.setdefault(getattr(row, key), []).append(row.label)
+        if len(groups) > 1:
+            described = "; ".join(f"{', '.join(labels)}: {value if key != 'class_order' else 'order ' + str(i + 1)}"
+                                  for i, (value, labels) in enumerate(groups.items()))
+            problems.append(f"different {name}: {described}")
+    if problems and not allow_mixed:
+        raise ConfigError("these runs are not comparable: " + " | ".join(problems)
+                          + ". Compare runs of one protocol, class order and backbone, or pass --allow-mixed to "
+                            "tabulate them anyway (the table then says so)")
+    return problems
+
+
+def _cell(value: tuple[float | None, float | None], *, pm: str) -> str:
+    mean, std = value
+    if mean is None:
+        return "-"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} {pm} {std:.1f}"
+
+
+def _describe(row: Row) -> tuple[str, str, str]:
+    s = row.source
+    seeds = ",".join(str(x) for x in s["seeds"]) if row.kind == "seeds" else str(s.get("seed"))
+    return s.get("method", "?"), str(s.get("buffer_size", "?")), seeds
+
+
+def format_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
+    """A Markdown table: one row per run or group, Avg / Last / Forget / BWT for class-IL and
+    task-IL (mean ± std for seed groups)."""
+    head = ["run", "method", "buffer", "seeds"] + [f"{_LABELS[s]} {title}" for s in SETTINGS for _, title in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|"]
+    for row in rows:
+        cells = [row.label, *_describe(row)] + [_cell(row.values[s][m], pm="±") for s in SETTINGS for m, _ in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += _footer(rows, notes)
+    return "\n".join(lines)
+
+
+def _footer(rows: Sequence[Row], notes: Sequence[str]) -> list[str]:
+    first = rows[0].source
+    out = ["", f"{first.get('dataset')}, {first.get('num_experiences')} experiences; accuracies in %, "
+               f"seed groups as mean ± sample std."]
+    out += [f"NOTE (--allow-mixed): {note}" for note in notes]
+    if any(not r.source.get("pretrained") for r in rows):
+        out.append("NOTE: random-weight backbone(s): these numbers only show that the pipeline runs.")
+    return out
+
+
+def format_latex(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
+    """The same table as a LaTeX ``tabular`` (booktabs rules)."""
+    def tex(text: str) -> str:
+        return text.replace("_", r"\_").replace("%", r"\%")
+
+    spec = "llrl" + "r" * (2 * len(COLUMNS))
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(["", "", "", ""] + [rf"\multicolumn{{{len(COLUMNS)}}}{{c}}{{{_LABELS[s]}}}" for s in SETTINGS])
+             + r" \\",
+             " & ".join(["run", "method", "buffer", "seeds"] + [title for _ in SETTINGS for _, title in COLUMNS])
+             + r" \\", r"\midrule"]
+    for row in rows:
+        cells = [tex(row.label), *map(tex, _describe(row))]
+        cells += [_cell(row.values[s][m], pm=r"$\pm$") for s in SETTINGS for m, _ in COLUMNS]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {line}" for line in _footer(rows, notes) if line]
+    return "\n".join(lines)
+
+
+def format_csv(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
+    """The table as CSV, with separate mean and std columns."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["run", "kind", "method", "buffer", "seeds"]
+                    + [f"{s}_{m}_{part}" for s in SETTINGS for m, _ in COLUMNS for part in ("mean", "std")])
+    for row in rows:
+        values = [("" if v is None else v) for s in SETTINGS for m, _ in COLUMNS for v in row.values[s][m]]
+        writer.writerow([row.label, row.kind, *_describe(row), *values])
+    return text.getvalue()
+
+
+FORMATS = {"markdown": format_markdown, "latex": format_latex, "csv": format_csv}

@@ -1,0 +1,84 @@
+"""``torchrun --nproc_per_node 2 -m alta run``: one run on 2 processes (gloo on the CPU).
+
+Each test launches torchrun (two fresh Python processes importing torch: ~20 s on the 2-core CI
+machine), so there are few of them; the library side of the data-parallel run is checked in
+tests/test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alta.cli import main as alta_main
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ["--epochs", "2", "--eval-every", "1", "--num-experiences", "2", "--set", "data.max_train_per_class=24",
+         "--set", "data.max_test_per_class=12", "--no-progress", "--no-plots", "--threads", "1"]
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_resume_under_torchrun_gives_the_uninterrupted_result(tmp_path, capsys):
+    split, full = tmp_path / "split", tmp_path / "full"
+    assert alta_main(["run", *QUICK, "--output-dir", str(split), "--stop-after", "1"]) == 0  # 1 process, stopped
+    done = torchrun("-m", "alta", "run", "--resume", str(split), "--no-progress", "--no-plots", cwd=tmp_path)  # 2 processes resume
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("results: ") == 1  # rank 0 alone reports
+    assert alta_main(["run", *QUICK, "--output-dir", str(full)]) == 0  # 1 process, uninterrupted
+    capsys.readouterr()
+
+    resumed, reference = (json.loads((d / "summary.json").read_text()) for d in (split, full))
+    for setting in ("class_il", "task_il"):
+        for row_a, row_b in zip(resumed["accuracy_matrix"][setting], reference["accuracy_matrix"][setting]):
+            assert all(abs(a - b) <= 0.1 for a, b in zip(row_a, row_b)), (setting, resumed["accuracy_matrix"])
+    lines = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == len(expected) == 4  # rank 0 alone appended: no line twice
+    for mine, theirs in zip(lines, expected):
+        assert (mine["experience"], mine["epoch"]) == (theirs["experience"], theirs["epoch"])
+        assert all(abs(a - b) <= 0.1 for a, b in zip(mine["class_il"], theirs["class_il"]))
+    assert sorted(p.name for p in split.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in full.iterdir() if not p.name.startswith("."))
+
+
+FAILING = '''
+import sys
+from alta import distributed as dist
+from alta.errors import DataError
+
+step, calls = dist.train_step, []
+
+
+def failing_step(*args, **kwargs):  # rank 1 fails at its third step
+    calls.append(1)
+    if dist.get_rank() == 1 and len(calls) == 3:
+        raise DataError("injected failure on rank 1")
+    return step(*args, **kwargs)
+
+
+dist.train_step = failing_step
+from alta.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow
+def test_a_failing_rank_stops_the_run_with_a_message_on_rank_0(tmp_path):
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    done = torchrun(str(script), "run", *QUICK, "--output-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "alta: error (rank 1 of 2): injected failure on rank 1" in done.stderr
+    assert "alta: rank 0 of 2:" in done.stderr and "another rank failed" in done.stderr
+    assert f"-m alta run --resume {tmp_path / 'run'}" in done.stderr
