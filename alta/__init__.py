@@ -28,6 +28,7 @@ from .errors import (
     StateError,
 )
 from .evaluation import EvaluationResult, evaluate
+from .group import GroupMember, run_group
 from .learner import CrossModalLearner
 from .methods import get_method, list_methods
 from .optim import build_optimizer
@@ -55,6 +56,8 @@ __all__ = [
     "evaluate",
     "fit_experience",
     "run_stream",
+    "run_group",
+    "GroupMember",
     "LoopConfig",
     "Callback",
     "callbacks",

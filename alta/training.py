@@ -49,7 +49,8 @@ from .replay import check_buffer_fields
 from .schedule import AlternatingSchedule
 from .seeding import SeededItems, derive_seed
 
-__all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "run_stream", "StreamResult", "TrainConfig", "derive_seed"]
+__all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "ExperienceTrainer", "run_stream",
+           "StreamResult", "TrainConfig", "derive_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -464,66 +465,134 @@ def fit_experience(
             before ``on_epoch_end``; see :mod:`alta.divergence`).
     """
     loop = LoopConfig() if loop is None else loop
-    callbacks = as_callback_list(callbacks)
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= loop.epochs:
-        raise ConfigError(f"start_epoch must be an integer in [0, {loop.epochs}] (epochs), got {start_epoch!r}")
-    t = int(experience.index)
-    if result is None:
-        history: list[dict] = []
-    else:
-        if len(result.history) == t:
-            result.history.append([])
-        if len(result.history) != t + 1:
-            raise ConfigError(
-                f"result holds the history of {len(result.history)} experience(s) but experience {t} is next; pass "
-                f"the StreamResult of this run (resumed from its checkpoint)"
-            )
-        history = result.history[t]
-    learner.train()
-    learner.begin_experience(experience)
-    callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
-    parallel = loop.distributed and _dist.is_distributed()
-    rank, world_size = (_dist.get_rank(), _dist.get_world_size()) if parallel else (0, 1)
+    trainer = ExperienceTrainer(learner, optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=schedule,
+                                loop=loop, callbacks=callbacks, result=result)
+    trainer.begin(experience, start_epoch=start_epoch)
     if cache is None and loop.train_cache != "none":
         cache = FeatureCache(distributed=loop.distributed)
-    num_samples = len(experience.train)
-    num_steps = math.ceil(num_samples / loop.batch_size)
     for epoch in range(start_epoch, loop.epochs):
-        callbacks.on_epoch_start(experience=t, epoch=epoch, num_epochs=loop.epochs, num_steps=num_steps)
-        sums: dict[str, torch.Tensor] = {}
-        steps, seen = 0, 0
-        monitor = DivergenceMonitor()
-        lr = optimizer.param_groups[0]["lr"]
+        trainer.begin_epoch(epoch)
         batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, batch_size=loop.batch_size,
                                 seed=loop.seed, train_cache=loop.train_cache, cache=cache, num_workers=loop.num_workers,
-                                rank=rank, world_size=world_size)
+                                rank=trainer.rank, world_size=trainer.world_size)
         for inputs, labels in batches:
-            global_size = min(loop.batch_size, num_samples - steps * loop.batch_size)
-            if parallel:
-                out = _dist.train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
-                                       shard_sizes=_dist.split_sizes(global_size, world_size))
-            else:
-                out = train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule,
-                                 check_finite=False)
-            monitor.update(steps, out["loss"])
-            for key, value in out.items():
-                sums[key] = sums[key] + value if key in sums else value  # stays on device: no sync per step
-            callbacks.on_step_end(experience=t, epoch=epoch, step=steps, outputs=out)
-            steps += 1
-            seen += global_size
-        stats = _epoch_stats(sums, epoch=epoch, steps=steps, seen=seen, lr=lr)
-        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
-        monitor.check(mean_loss=stats["loss"] if steps else 0.0, parameters=learner.trainable_parameters(),
-                      experience=t, epoch=epoch, lr=lr)
-        history.append(stats)
-        if scheduler is not None:
-            scheduler.step()
-        if schedule is not None:
-            schedule.end_epoch()
-        callbacks.on_epoch_end(experience=t, epoch=epoch, stats=stats, result=result)
+            trainer.step(inputs, labels)
+        trainer.end_epoch()
     if end_experience:
         learner.end_experience(experience)
-    return history
+    return trainer.history
+
+
+class ExperienceTrainer:
+    """One learner's part of the loop over an experience, in the order :func:`fit_experience`
+    calls them: :meth:`begin`, then per epoch :meth:`begin_epoch`, :meth:`step` per batch and
+    :meth:`end_epoch`.
+
+    :func:`fit_experience` drives one of them over the batches of :func:`epoch_batches`;
+    :func:`alta.group.run_group` drives K of them over the same batches (one image-encoder
+    forward per step for all K), so both loops are the same code.
+
+    Args:
+        learner: The :class:`~alta.CrossModalLearner`.
+        optimizer: Its optimizer (see :func:`train_step`).
+        scheduler: Its learning-rate scheduler, stepped at every :meth:`end_epoch`, or ``None``.
+        buffer: Its memory buffer, or ``None``.
+        schedule: Its :class:`~alta.AlternatingSchedule`, or ``None``.
+        loop: The loop's settings (epochs, batch size).
+        callbacks: Get ``on_experience_start``, ``on_epoch_start``, ``on_step_end``, ``on_epoch_end``.
+        result: The run's partial :class:`StreamResult` (statistics go to its ``history``), or ``None``.
+    """
+
+    def __init__(self, learner, *, optimizer, scheduler=None, buffer=None, schedule=None, loop: LoopConfig,
+                 callbacks: Sequence[Callback] | Callback | None = None, result: StreamResult | None = None) -> None:
+        self.learner, self.optimizer, self.scheduler = learner, optimizer, scheduler
+        self.buffer, self.schedule, self.loop, self.result = buffer, schedule, loop, result
+        self.callbacks = as_callback_list(callbacks)
+        self.history: list[dict] = []
+        self._experience = self._epoch = -1
+        self._num_steps = self._num_samples = 0
+        self.parallel = loop.distributed and _dist.is_distributed()
+        self.rank, self.world_size = (_dist.get_rank(), _dist.get_world_size()) if self.parallel else (0, 1)
+
+    def begin(self, experience, *, start_epoch: int = 0) -> None:
+        """``learner.begin_experience`` and ``on_experience_start``; ``start_epoch`` > 0 on resume.
+
+        Raises:
+            ConfigError: ``start_epoch`` outside ``[0, epochs]``; a ``result`` without the history
+                of the experiences before this one.
+        """
+        epochs = self.loop.epochs
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= epochs:
+            raise ConfigError(f"start_epoch must be an integer in [0, {epochs}] (epochs), got {start_epoch!r}")
+        t = int(experience.index)
+        if self.result is None:
+            self.history = []
+        else:
+            history = self.result.history
+            if len(history) == t:
+                history.append([])
+            if len(history) != t + 1:
+                raise ConfigError(
+                    f"result holds the history of {len(history)} experience(s) but experience {t} is next; pass "
+                    f"the StreamResult of this run (resumed from its checkpoint)"
+                )
+            self.history = history[t]
+        self.learner.train()
+        self.learner.begin_experience(experience)
+        self._experience = t
+        self._num_samples = len(experience.train)
+        self._num_steps = math.ceil(self._num_samples / self.loop.batch_size)
+        self.callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """``on_epoch_start``; the statistics of epoch ``epoch`` start from zero."""
+        self._epoch = epoch
+        self._sums: dict[str, torch.Tensor] = {}
+        self._steps, self._seen = 0, 0
+        self._monitor = DivergenceMonitor()
+        self._lr = self.optimizer.param_groups[0]["lr"]
+        self.callbacks.on_epoch_start(experience=self._experience, epoch=epoch, num_epochs=self.loop.epochs,
+                                      num_steps=self._num_steps)
+
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One :func:`train_step` on a batch (images (B, 3, R, R) or frozen features (B, D)), then
+        ``on_step_end``; returns the step's detached statistics.
+
+        With ``loop.distributed`` under torchrun the batch is this rank's shard of the global batch
+        (:func:`epoch_batches` with :attr:`rank` and :attr:`world_size`) and the step is
+        :func:`alta.distributed.train_step`. The loss is checked once per epoch (:meth:`end_epoch`),
+        not per step (:mod:`alta.divergence`)."""
+        global_size = min(self.loop.batch_size, self._num_samples - self._steps * self.loop.batch_size)
+        if self.parallel:
+            out = _dist.train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,
+                                   schedule=self.schedule, shard_sizes=_dist.split_sizes(global_size, self.world_size))
+        else:
+            out = train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,
+                             schedule=self.schedule, check_finite=False)
+        self._monitor.update(self._steps, out["loss"])
+        for key, value in out.items():
+            self._sums[key] = self._sums[key] + value if key in self._sums else value  # on device: no sync per step
+        self.callbacks.on_step_end(experience=self._experience, epoch=self._epoch, step=self._steps, outputs=out)
+        self._steps += 1
+        self._seen += global_size
+        return out
+
+    def end_epoch(self) -> dict:
+        """The epoch's statistics checked for divergence (:class:`~alta.TrainingError` on a
+        non-finite loss or parameter), into the history, the learning rate and schedule stepped,
+        then ``on_epoch_end``; returns the statistics."""
+        stats = _epoch_stats(self._sums, epoch=self._epoch, steps=self._steps, seen=self._seen, lr=self._lr)
+        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
+        self._monitor.check(mean_loss=stats["loss"] if self._steps else 0.0,
+                            parameters=self.learner.trainable_parameters(), experience=self._experience,
+                            epoch=self._epoch, lr=self._lr)
+        self.history.append(stats)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.schedule is not None:
+            self.schedule.end_epoch()
+        self.callbacks.on_epoch_end(experience=self._experience, epoch=self._epoch, stats=stats, result=self.result)
+        return stats
 
 
 class _PeriodicEvaluation(Callback):
@@ -630,20 +699,31 @@ def run_stream(
             loop=loop, cache=cache, callbacks=epoch_callbacks, start_epoch=start_epoch if t == start_experience else 0,
             result=result, end_experience=not loop.eval_before_snapshot,
         )
-        full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache,
-                        distributed=loop.distributed)
-        if loop.eval_before_snapshot:
-            learner.end_experience(experiences[t])
-        result.class_il[t, :] = full.class_il
-        result.task_il[t, :] = full.task_il
-        result.confusion[t] = full.confusion
-        split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
-                 for k, v in old_new_accuracy(full.confusion, experiences[t].class_to_experience, t).items()}
-        _record(result, t, loop.epochs - 1, full.first(covered[t]), history[-1] if history else {}, callbacks,
-                old_class_accuracy=split["old"], new_class_accuracy=split["new"])
-        callbacks.on_experience_end(experience=t, result=result)
+        _finish_experience(learner, evals, experiences[t], t, covered=covered[t], loop=loop, cache=cache,
+                           result=result, history=history, callbacks=callbacks)
     callbacks.on_run_end(result=result)
     return result
+
+
+def _finish_experience(learner, evals: Sequence, experience, t: int, *, covered: int, loop: LoopConfig,
+                       cache: FeatureCache | None, result: StreamResult, history: list[dict], callbacks) -> None:
+    """The end of training experience ``t`` (``experience``) in :func:`run_stream`: evaluate every
+    evaluation experience (row t of the accuracy matrices and the confusion matrix; sharded over
+    the ranks with ``loop.distributed``), ``learner.end_experience`` first or, with
+    ``loop.eval_before_snapshot``, after; record the evaluation of the ``covered`` leading
+    evaluation experiences with the old/new-class accuracy; ``on_experience_end``."""
+    full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache,
+                    distributed=loop.distributed)
+    if loop.eval_before_snapshot:
+        learner.end_experience(experience)
+    result.class_il[t, :] = full.class_il
+    result.task_il[t, :] = full.task_il
+    result.confusion[t] = full.confusion
+    split = {k: None if math.isnan(v) else v  # JSON null: no old classes at t = 0
+             for k, v in old_new_accuracy(full.confusion, experience.class_to_experience, t).items()}
+    _record(result, t, loop.epochs - 1, full.first(covered), history[-1] if history else {}, callbacks,
+            old_class_accuracy=split["old"], new_class_accuracy=split["new"])
+    callbacks.on_experience_end(experience=t, result=result)
 
 
 def _check_ranks_agree(learner, buffer) -> None:

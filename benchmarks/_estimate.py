@@ -193,12 +193,25 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds:,.0f} s"
 
 
+def shared_seconds(counts: Mapping[str, Any], costs: Mapping[str, Any], *, epochs: int) -> float:
+    """The part of a run's projected time that a run group pays once for all its members: the
+    frozen image encoder, on the training images of every step (mode ``none``: ``epochs x
+    N_train`` images) or once per cached image, and on the test images."""
+    in_steps = epochs * counts["num_train"] if counts["cache"] == "none" and counts["steps"] else 0
+    return (in_steps + counts["encoded_images"]) * costs["t_img"]
+
+
 def estimate(names: Sequence[str], cells_by_table: Mapping[str, list], speed: SpeedCosts) -> dict[str, Any]:
-    """Per table: every run with its counts and projected seconds, and the table's total."""
+    """Per table: every run with its counts and projected seconds, the table's total, and the
+    total when its runs are trained in run groups (:func:`alta.experiment.plan_groups`): each
+    group pays :func:`shared_seconds` once instead of once per member."""
+    from alta.experiment import plan_groups
+
     out = {}
     for name in names:
         runs, total, missing = [], 0.0, set()
-        for cell in tables.unique_runs(cells_by_table[name]):
+        unique = tables.unique_runs(cells_by_table[name])
+        for cell in unique:
             config = cell.config
             counts = protocol_counts(config)
             num_classes = FULL_DATASETS[config.data.dataset]["classes"]
@@ -209,8 +222,13 @@ def estimate(names: Sequence[str], cells_by_table: Mapping[str, list], speed: Sp
             else:
                 total += seconds
             runs.append({"cell": cell.name, "backbone": config.model.visual, "dataset": config.data.dataset,
-                         "counts": counts, "costs": costs, "seconds": seconds})
-        out[name] = {"runs": runs, "total_s": total, "num_runs": len(runs), "unprojected_backbones": sorted(missing)}
+                         "counts": counts, "costs": costs, "seconds": seconds,
+                         "shared_s": shared_seconds(counts, costs, epochs=config.train.epochs) if costs else None})
+        groups = plan_groups([c.config for c in unique])
+        saved = sum((len(g) - 1) * runs[g[0]]["shared_s"] for g in groups if runs[g[0]]["shared_s"] is not None)
+        out[name] = {"runs": runs, "total_s": total, "num_runs": len(runs), "unprojected_backbones": sorted(missing),
+                     "grouped_total_s": total - saved, "num_groups": len(groups),
+                     "group_sizes": [len(g) for g in groups]}
     return out
 
 
@@ -233,15 +251,21 @@ def render(result: Mapping[str, Any], speed: SpeedCosts, *, command: str) -> str
         "",
         "Data loading and augmentation are not included. Every seed is a run.",
         "",
-        "| table | runs | training steps | images encoded outside steps | projected time | not projected |",
-        "|---|---:|---:|---:|---:|---|",
+        "| table | runs | training steps | images encoded outside steps | projected time | projected, run groups "
+        "(groups) | not projected |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for name, table in result.items():
         steps = sum(r["counts"]["steps"] for r in table["runs"])
         encoded = sum(r["counts"]["encoded_images"] for r in table["runs"])
         label = "cost (= main + ablation + backbones, shared runs once)" if name == "cost" else name
         lines.append(f"| {label} | {table['num_runs']} | {steps:,} | {encoded:,} | {_hours(table['total_s'])} | "
+                     f"{_hours(table['grouped_total_s'])} ({table['num_groups']}) | "
                      f"{', '.join(table['unprojected_backbones']) or '—'} |")
+    lines += ["", "Run groups (`benchmarks/run.py` groups the runs that share stream, seed, batch size, epochs, cache "
+              "mode and backbone, the default): a group pays the frozen image encoder once for all its members, on "
+              "the images of every training step (cache mode `none`) or on the images it caches, and on the test "
+              "images; the rest of each run (text encoder, heads, backward, evaluation heads) is paid per member."]
     lines += ["", "Per run (first seed; the other seeds cost the same):", "",
               "| run | steps | t_step (s) | t_img (s) | projected | costs from |", "|---|---:|---:|---:|---:|---|"]
     seen = set()

@@ -462,6 +462,11 @@ def now() -> str:
 def run_cost(summary: Mapping[str, Any], *, batch_size: int) -> dict[str, Any]:
     """Wall time, training images, steps, images/s and peak memory of a run, from its summary.
 
+    A run trained in a run group (``summary["group"]``) shares its wall time with the group's other
+    members: ``wall_time_s`` is the group's, ``wall_time_share_s`` the group's divided by its
+    ``group_size`` (the cost of the cell when the group's cost is spread evenly; 1 and the whole
+    wall time for a run alone).
+
     Training images = each sample of each training batch once per epoch (replayed buffer items and
     test images not counted), and steps, as counted by the run (``train_samples``,
     ``train_steps`` of the summary); summaries written before those were recorded fall back to
@@ -479,8 +484,12 @@ def run_cost(summary: Mapping[str, Any], *, batch_size: int) -> dict[str, Any]:
         images = epochs * num_train
         steps = T * epochs * math.ceil(num_train / T / batch_size)
     memory = summary.get("peak_memory") or {}
+    group = summary.get("group") or {}
+    size = int(group.get("size", 1))
     return {
         "wall_time_s": wall,
+        "group_size": size,
+        "wall_time_share_s": wall / size,
         "train_images": images,
         "train_steps": steps,
         "images_per_s": images / wall if images and wall > 0 else None,
@@ -495,7 +504,10 @@ def metric_value(record: Mapping[str, Any], key: str) -> float | None:
     experiences, same run) or ``cost.<field>`` (:func:`run_cost`). ``None`` when undefined."""
     group, _, name = key.partition(".")
     if group == "cost":
-        value = record["cost"].get(name)
+        cost = record["cost"]
+        value = cost.get(name)
+        if value is None and name in ("group_size", "wall_time_share_s"):  # recorded before run groups: alone
+            value = 1 if name == "group_size" else cost.get("wall_time_s")
     else:
         summary = record["summary"]
         if name == "zeroshot":
@@ -533,6 +545,8 @@ def _backbone_label(record: Mapping[str, Any]) -> str:
 def _cell_entry(cells: Sequence[Cell], records: Mapping[str, dict], metrics: Sequence[str],
                 num_seeds: int) -> dict[str, Any]:
     """The aggregated entry of one (row, column) over its seeds (``records``: cell key -> record)."""
+    if not cells:
+        return {"status": "not run", "reason": "left out of this command (benchmarks/run.py --rows / --columns)"}
     skipped = [c for c in cells if c.config is None]
     if skipped:
         return {"status": "not run", "reason": skipped[0].skip}
@@ -611,6 +625,7 @@ def build_table(spec: TableSpec, scale: Scale, cells: Sequence[Cell], *, store: 
                          "cells": {"run": _cell_entry(group, records, metrics, len(seeds))}}
             first_of[keys] = entry_row
             table["rows"].append(entry_row)
+        table["groups"] = _groups_overview(done, {c.key: c for c in cells})
         return table
     for row in spec.rows:
         entry_row = {"key": row.key, "label": row.label, "group": row.group,
@@ -624,6 +639,22 @@ def build_table(spec: TableSpec, scale: Scale, cells: Sequence[Cell], *, store: 
             entry_row["cells"][column.key] = _cell_entry(group, records, metrics, len(seeds))
         table["rows"].append(entry_row)
     return table
+
+
+def _groups_overview(done: Sequence[Mapping[str, Any]], cells: Mapping[str, Cell]) -> list[dict[str, Any]]:
+    """The run groups the done cells were trained in: size, wall time, members (the cost of a group)."""
+    groups: dict[tuple, dict[str, Any]] = {}
+    for record in done:
+        group = record.get("group") or record["summary"].get("group")
+        if not group:
+            continue
+        entry = groups.setdefault(tuple(group["output_dirs"]), {
+            "size": int(group["size"]), "wall_time_s": 0.0, "members": [], "seed": record["seed"],
+            "backbone": record["backbone"]["name"], "train_cache": record["summary"].get("train_cache")})
+        entry["wall_time_s"] = max(entry["wall_time_s"], float(record["summary"]["wall_time_s"]))  # the last to end
+        cell = cells.get(record["planned_key"])
+        entry["members"].append(f"{cell.table}/{cell.row}/{cell.column}" if cell else record["summary"]["method"])
+    return sorted(groups.values(), key=lambda g: (g["seed"], -g["size"]))
 
 
 def _runs_overview(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -661,7 +692,7 @@ def _runs_overview(done: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _number(key: str, value: float) -> str:
     """Accuracies with one decimal; costs as whole numbers, wall time with one decimal."""
-    if key.startswith("cost.") and key != "cost.wall_time_s":
+    if key.startswith("cost.") and key not in ("cost.wall_time_s", "cost.wall_time_share_s"):
         return f"{value:,.0f}"
     return f"{value:,.1f}"
 
@@ -814,6 +845,17 @@ def render_markdown(table: Mapping[str, Any]) -> str:
                         cells.append("—" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value)))
 
                 lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if is_cost and table.get("groups"):
+        lines += ["## Run groups", "",
+                  "Cells trained together by `benchmarks/run.py` (the default: one pass over the frozen encoders for "
+                  "the cells that share stream, seed, batch size, epochs, cache mode and backbone). A group's wall "
+                  "time is its cost; the cost per cell above is its share.", "",
+                  "| seed | backbone | cache | size | wall time (s) | per cell (s) | members |",
+                  "|---:|---|---|---:|---:|---:|---|"]
+        for g in table["groups"]:
+            lines.append(f"| {g['seed']} | {g['backbone']} | {g['train_cache']} | {g['size']} | "
+                         f"{g['wall_time_s']:,.1f} | {g['wall_time_s'] / g['size']:,.1f} | {', '.join(g['members'])} |")
         lines.append("")
     if notes.texts:
         lines += ["Notes:", ""] + [f"[{i + 1}] {text}  " for i, text in enumerate(notes.texts)] + [""]

@@ -5,6 +5,7 @@
     python benchmarks/run.py all --scale smoke --out /tmp/smoke    # every cell, seconds each
     python benchmarks/run.py main --scale full --data-root /data --device cuda
     python benchmarks/run.py all --scale full --estimate           # projected time, runs nothing
+    python benchmarks/run.py all --scale full --dispatch slurm --slurm-partition gpu   # a Slurm job per group
 
 The tables (main, ablation, backbones, cost) are data: ``benchmarks/tables/<table>.yaml``; the
 scales (smoke, cpu, full) are in ``benchmarks/tables/scales.yaml``. Every cell is one run of
@@ -16,7 +17,14 @@ files into one ``--out``). A run interrupted half-way resumes from its last comp
 (its folder under ``--work-dir`` holds the checkpoint). After every run the tables are rewritten:
 ``<out>/<table>.json`` and ``<out>/<table>.md``.
 
-At scales ``cpu`` and ``full`` every run has a process of its own (so that its peak memory is its
+Cells that share the stream, the seed, the batch size, the epochs, the cache mode and the
+backbone are run together as a run group (:func:`alta.experiment.run_group_experiment`: one pass
+over the frozen encoders, each cell's own folder and record, the numbers it gets alone);
+``--no-group`` runs every cell on its own. ``--dispatch slurm`` sends each group (or lone cell)
+to Slurm as one job through submitit, ``--dispatch local`` runs the same jobs here through
+submitit's local executor; the tables are rewritten as results arrive.
+
+At scales ``cpu`` and ``full`` every run (or group) has a process of its own (so that its peak memory is its
 own, and a crash cannot take the table down); ``--no-isolate`` runs them in this process.
 ``full`` loads pretrained CLIP weights: offline without them it stops at the first run with the
 library's message.
@@ -26,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -101,7 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     add("--assume-gpu", metavar="IMAGES_PER_S,STEP_MS",
         help="--estimate from ASSUMED GPU costs instead of measurements: the RN50 image encoder's throughput (other "
              "backbones scaled by FLOPs) and the rest of a training step in ms, e.g. 2000,15")
-    add("--cell-job", type=Path, help=argparse.SUPPRESS)  # internal: run one cell (the child process)
+    grouping = parser.add_mutually_exclusive_group()
+    grouping.add_argument("--group", dest="group", action="store_true", default=True,
+                          help="run the cells that share stream, seed, batch size, epochs, cache mode and backbone "
+                               "as one run group: one pass over the frozen encoders for all of them, the same numbers "
+                               "(default)")
+    grouping.add_argument("--no-group", dest="group", action="store_false", help="run every cell on its own")
+    add("--max-group-size", type=int, metavar="K", help="at most K cells per group (default: no limit)")
+    add("--rows", metavar="ROW,...", help="only these rows of the tables (their keys; default: every row)")
+    add("--columns", metavar="COLUMN,...", help="only these columns (dataset keys; default: every column)")
+    add("--dispatch", choices=("here", "local", "slurm"), default="here",
+        help="here: on this machine, one unit after the other (default); slurm: one Slurm job per group (or lone "
+             "cell) through submitit, the tables rewritten as results arrive; local: the same through submitit's "
+             "local executor (jobs run here, in parallel)")
+    add("--jobs-dir", type=Path, metavar="DIR",
+        help="submitit's folder for job scripts and logs (default: WORK_DIR/submitit)")
+    add("--slurm-partition", metavar="NAME", help="Slurm partition of the jobs")
+    add("--slurm-time", type=int, default=240, metavar="MIN", help="time limit of one job in minutes (default 240)")
+    add("--slurm-gpus", type=int, default=1, metavar="N", help="GPUs per job (default 1: one group per GPU)")
+    add("--slurm-cpus", type=int, default=8, metavar="N", help="CPUs per job (DataLoader workers; default 8)")
+    add("--max-parallel", type=int, metavar="N",
+        help="at most N jobs at once (slurm: the job array's parallelism; local: default 1, or one per --local-gpus)")
+    add("--local-gpus", metavar="I,J,...",
+        help="local dispatch on a machine with several GPUs: one job (group) per GPU at a time, pinned with "
+             "CUDA_VISIBLE_DEVICES")
+    add("--job", type=Path, help=argparse.SUPPRESS)  # internal: run one unit (the child process, a submitit job)
     return parser
 
 
@@ -146,18 +180,46 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
     Raises:
         BackboneError, DataError, ...: what :func:`run_experiment` raises.
     """
-    import torch
-
     from alta.experiment import run_experiment
 
     config = RunConfig.from_dict(job["config"])  # keys added to alta since the plan take their defaults
-    threads = _threads_for(config, job.get("threads"))
-    if threads is not None:
-        torch.set_num_threads(threads)
+    _set_threads(config, job.get("threads"))
     run_dir = Path(job["run_dir"])
     resumed = (run_dir / "config.yaml").is_file()
     started_at = tables.now()
     summary = run_experiment(config, output_dir=run_dir, resume=resumed, progress=False, plots=False)
+    return _write_record(job, config, summary, resumed=resumed, started_at=started_at)
+
+
+def execute_group(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run (or resume) the cells of one group together (:func:`alta.experiment.run_group_experiment`)
+    and write each cell's record; returns the records.
+
+    Raises:
+        BackboneError, DataError, ...: what :func:`run_group_experiment` raises.
+    """
+    from alta.experiment import run_group_experiment
+
+    configs = [RunConfig.from_dict(job["config"]) for job in jobs]
+    _set_threads(configs[0], jobs[0].get("threads"))
+    run_dirs = [Path(job["run_dir"]) for job in jobs]
+    resumed = [(d / "config.yaml").is_file() for d in run_dirs]
+    started_at = tables.now()
+    summaries = run_group_experiment(configs, run_dirs, resume=resumed, progress=False, plots=False)
+    return [_write_record(job, config, summary, resumed=r, started_at=started_at)
+            for job, config, summary, r in zip(jobs, configs, summaries, resumed)]
+
+
+def _set_threads(config: RunConfig, threads: int | None) -> None:
+    import torch
+
+    threads = _threads_for(config, threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _write_record(job: dict[str, Any], config: RunConfig, summary: dict[str, Any], *, resumed: bool,
+                  started_at: str) -> dict[str, Any]:
     record = {
         "format": tables.CELL_FORMAT,
         "version": 1,
@@ -181,16 +243,18 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
             "max_test_per_class": config.data.max_test_per_class,
         },
         "cost": tables.run_cost(summary, batch_size=config.train.batch_size),
+        "group": summary.get("group"),
         "peak_memory_scope": ("this run's own process" if job["isolated"] else
                               "the whole benchmark process (runs in-process: earlier runs included)"),
         "isolated": job["isolated"],
+        "dispatch": job.get("dispatch", "here"),
         "resumed": resumed,
         "machine": tables.machine(),
         "git": job.get("git"),
         "command": job["command"],
         "started_at": started_at,
         "finished_at": tables.now(),
-        "run_dir": str(run_dir),
+        "run_dir": str(job["run_dir"]),
         "config": config.to_dict(),
         "summary": summary,
     }
@@ -204,21 +268,30 @@ def _error_record(job: dict[str, Any], status: str, error: BaseException) -> dic
             "error": f"{type(error).__name__}: {error}", "finished_at": tables.now(), "config": job["config"]}
 
 
+def execute_unit(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One cell alone (:func:`execute`) or a group (:func:`execute_group`)."""
+    return [execute(jobs[0])] if len(jobs) == 1 else execute_group(jobs)
+
+
 def run_child(job_path: Path) -> int:
-    """The child process of an isolated cell: exit 0 done, 3 missing weights, 4 missing data, 1 other."""
-    job = json.loads(job_path.read_text(encoding="utf-8"))
+    """The process of an isolated unit (a cell or a group; also a submitit job): exit 0 done,
+    3 missing weights, 4 missing data, 1 other."""
+    unit = json.loads(job_path.read_text(encoding="utf-8"))
+    jobs = unit["cells"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s %(message)s")
     try:
-        execute(job)
+        execute_unit(jobs)
     except BackboneError as exc:
-        write_json(Path(job["run_dir"]) / "bench-error.json", {"type": "BackboneError", "message": str(exc)})
+        write_json(job_path.with_name("bench-error.json"), {"type": "BackboneError", "message": str(exc)})
         return 3
     except DataError as exc:
-        write_json(job["cell_path"], _error_record(job, "unavailable", exc))
+        for job in jobs:
+            write_json(job["cell_path"], _error_record(job, "unavailable", exc))
         return 4
-    except Exception as exc:  # noqa: BLE001 - reported in the cell record and the log
+    except Exception as exc:  # noqa: BLE001 - reported in the cell records and the log
         traceback.print_exc()
-        write_json(job["cell_path"], _error_record(job, "failed", exc))
+        for job in jobs:
+            write_json(job["cell_path"], _error_record(job, "failed", exc))
         return 1
     return 0
 
@@ -227,50 +300,94 @@ class StopAll(Exception):
     """Raised when a run cannot start for a reason that every later run shares (missing weights)."""
 
 
-def run_cell(cell: tables.Cell, *, out_dir: Path, work_dir: Path, scale: str, isolate: bool, threads: int | None,
-             command: str) -> dict[str, Any]:
-    """Run one cell (in a child process when ``isolate``); returns its record.
+def unit_jobs(cells: Sequence[tables.Cell], *, out_dir: Path, work_dir: Path, scale: str, isolate: bool,
+              threads: int | None, command: str, dispatch: str = "here") -> list[dict[str, Any]]:
+    """The job of each cell of a unit (its config, run folder, record path, provenance)."""
+    jobs = []
+    for cell in cells:
+        run_dir = work_dir / cell.key[:16]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        jobs.append({
+            "key": cell.key, "config": cell.config.to_dict(), "run_dir": str(run_dir),
+            "cell_path": str(tables.cell_path(out_dir, cell.key)), "scale": scale, "stand_in": cell.stand_in,
+            "requested_by": {"table": cell.table, "row": cell.row, "column": cell.column, "seed": cell.seed},
+            "threads": threads, "isolated": isolate, "command": command, "git": tables.git_revision(),
+            "dispatch": dispatch,
+        })
+    return jobs
+
+
+def unit_folder(work_dir: Path, cells: Sequence[tables.Cell]) -> Path:
+    """Where a unit's job file and log live: the cell's run folder, or ``groups/<id>`` for a group."""
+    if len(cells) == 1:
+        return work_dir / cells[0].key[:16]
+    ident = hashlib.sha256("".join(sorted(c.key for c in cells)).encode()).hexdigest()[:16]
+    return work_dir / "groups" / ident
+
+
+def write_unit(cells: Sequence[tables.Cell], jobs: Sequence[dict[str, Any]], *, work_dir: Path) -> Path:
+    folder = unit_folder(work_dir, cells)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ("bench-job.json" if len(cells) == 1 else "bench-group-job.json")
+    write_json(path, {"cells": list(jobs)})
+    (folder / "bench-error.json").unlink(missing_ok=True)
+    return path
+
+
+def collect(cells: Sequence[tables.Cell], jobs: Sequence[dict[str, Any]], *, out_dir: Path, code: int | None,
+            log: Path) -> list[dict[str, Any]]:
+    """The records a unit's process left (an error record for a cell it did not write).
+
+    Raises:
+        StopAll: the unit could not load its backbone (exit code 3).
+    """
+    error_file = log.with_name("bench-error.json")
+    if code == 3 or error_file.is_file():
+        raise StopAll(json.loads(error_file.read_text(encoding="utf-8"))["message"])
+    records = []
+    for cell, job in zip(cells, jobs):
+        path = tables.cell_path(out_dir, cell.key)
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if record is None or (code == 0) != (record.get("status") == "done"):
+            tail = log.read_text(encoding="utf-8").splitlines()[-15:] if log.is_file() else []
+            error = RuntimeError(f"the unit's process exited with code {code}; log {log}: " + " | ".join(tail))
+            record = _error_record(job, "failed", error)
+            write_json(path, record)
+        records.append(record)
+    return records
+
+
+def run_unit(cells: Sequence[tables.Cell], *, out_dir: Path, work_dir: Path, scale: str, isolate: bool,
+             threads: int | None, command: str) -> list[dict[str, Any]]:
+    """Run one cell, or the cells of one group together (in a child process when ``isolate``);
+    returns their records.
 
     Raises:
         StopAll: pretrained weights are missing (the library's message).
     """
-    run_dir = work_dir / cell.key[:16]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    job = {
-        "key": cell.key, "config": cell.config.to_dict(), "run_dir": str(run_dir),
-        "cell_path": str(tables.cell_path(out_dir, cell.key)), "scale": scale, "stand_in": cell.stand_in,
-        "requested_by": {"table": cell.table, "row": cell.row, "column": cell.column, "seed": cell.seed},
-        "threads": threads, "isolated": isolate, "command": command, "git": tables.git_revision(),
-    }
+    jobs = unit_jobs(cells, out_dir=out_dir, work_dir=work_dir, scale=scale, isolate=isolate, threads=threads,
+                     command=command)
+    folder = unit_folder(work_dir, cells)
+    folder.mkdir(parents=True, exist_ok=True)
     if not isolate:
-        with _log_to(run_dir / "bench-log.txt"):
+        with _log_to(folder / "bench-log.txt"):
             try:
-                return execute(job)
+                return execute_unit(jobs)
             except BackboneError as exc:
                 raise StopAll(str(exc)) from None
             except DataError as exc:
-                record = _error_record(job, "unavailable", exc)
+                records = [_error_record(job, "unavailable", exc) for job in jobs]
             except AltaError as exc:
-                record = _error_record(job, "failed", exc)
-        write_json(job["cell_path"], record)
-        return record
-    job_path = run_dir / "bench-job.json"
-    write_json(job_path, job)
-    (run_dir / "bench-error.json").unlink(missing_ok=True)
-    with open(run_dir / "bench-log.txt", "a", encoding="utf-8") as log:
-        code = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cell-job", str(job_path)],
+                records = [_error_record(job, "failed", exc) for job in jobs]
+        for job, record in zip(jobs, records):
+            write_json(job["cell_path"], record)
+        return records
+    job_path = write_unit(cells, jobs, work_dir=work_dir)
+    log_path = folder / "bench-log.txt"
+    with open(log_path, "a", encoding="utf-8") as log:
+        code = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--job", str(job_path)],
                               stdout=log, stderr=subprocess.STDOUT, check=False).returncode
-    if code == 3:
-        raise StopAll(json.loads((run_dir / "bench-error.json").read_text(encoding="utf-8"))["message"])
-    path = tables.cell_path(out_dir, cell.key)
-    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    if record is None or (code == 0) != (record.get("status") == "done"):
-        tail = (run_dir / "bench-log.txt").read_text(encoding="utf-8").splitlines()[-15:]
-        error = RuntimeError(f"the run's process exited with code {code}; log {run_dir / 'bench-log.txt'}: "
-                             + " | ".join(tail))
-        record = _error_record(job, "failed", error)
-        write_json(path, record)
-    return record
+    return collect(cells, jobs, out_dir=out_dir, code=code, log=log_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,15 +409,16 @@ def _brief(record: dict[str, Any]) -> str:
     if record.get("status") != "done":
         return f"{record.get('status')}: {record.get('error')}"
     s = record["summary"]
-    return (f"done in {s['wall_time_s']:.0f} s: Last class-IL {s['last_accuracy']['class_il']:.1f}, "
+    group = f" (its group of {s['group']['size']})" if s.get("group") else ""
+    return (f"done in {s['wall_time_s']:.0f} s{group}: Last class-IL {s['last_accuracy']['class_il']:.1f}, "
             f"task-IL {s['last_accuracy']['task_il']:.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.cell_job is not None:
-        return run_child(args.cell_job)
+    if args.job is not None:
+        return run_child(args.job)
     if args.table is None:
         build_parser().error("give a table: main, ablation, backbones, cost or all")
     scales = tables.load_scales()
@@ -323,6 +441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 weights_dir=args.weights_dir, offline=args.offline, num_workers=args.num_workers)
         for name in names
     }
+    rows = set(args.rows.split(",")) if args.rows else None
+    columns = set(args.columns.split(",")) if args.columns else None
+    if rows or columns:
+        cells_by_table = {name: [c for c in cells if (rows is None or c.row in rows)
+                                 and (columns is None or c.column in columns)]
+                          for name, cells in cells_by_table.items()}
     every_cell = [c for name in names for c in cells_by_table[name]]
     todo = sorted(tables.unique_runs(every_cell), key=lambda c: c.seed)
     store = tables.CellStore(out_dir)
@@ -345,32 +469,156 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     pending = [c for c in todo if not store.is_done(c)]
+    units = plan_units(pending, group=args.group, max_size=args.max_group_size)
+    where = {"here": "a process each" if isolate else "in this process", "local": "submitit's local executor",
+             "slurm": "Slurm jobs through submitit"}[args.dispatch]
     print(f"scale {scale.name}: {len(todo)} distinct runs for {', '.join(names)}, {len(todo) - len(pending)} already "
-          f"done, {len(pending)} to run ({'a process each' if isolate else 'in this process'}); results in {out_dir}",
+          f"done, {len(pending)} to run as {len(units)} unit(s) ({_sizes(units)}; {where}); results in {out_dir}",
           flush=True)
+
+    def rewrite() -> None:
+        write_tables(names, scale, cells_by_table, out_dir=out_dir, command=command, seeds=seeds)
+
+    started = time.perf_counter()
+    if args.dispatch != "here":
+        code = dispatch(units, args=args, out_dir=out_dir, work_dir=work_dir, scale=scale.name, command=command,
+                        on_result=rewrite)
+        print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s; tables: "
+              + ", ".join(str(out_dir / f"{n}.md") for n in names))
+        return code
     failures = 0
-    started = last_written = time.perf_counter()
-    for index, cell in enumerate(pending, 1):
-        stand_in = f" [{cell.stand_in}]" if cell.stand_in else ""
-        print(f"[{index}/{len(pending)}] {cell.name}{stand_in} ({cell.config.model.visual}, key {cell.key[:16]}) ...",
-              flush=True)
+    last_written = time.perf_counter()
+    for index, unit in enumerate(units, 1):
+        names_of = ", ".join(f"{c.name}{f' [{c.stand_in}]' if c.stand_in else ''}" for c in unit)
+        label = f"group of {len(unit)}: " if len(unit) > 1 else ""
+        print(f"[{index}/{len(units)}] {label}{names_of} ({unit[0].config.model.visual}) ...", flush=True)
         try:
-            record = run_cell(cell, out_dir=out_dir, work_dir=work_dir, scale=scale.name, isolate=isolate,
-                              threads=args.threads, command=command)
+            records = run_unit(unit, out_dir=out_dir, work_dir=work_dir, scale=scale.name, isolate=isolate,
+                               threads=args.threads, command=command)
         except StopAll as stop:
             print(f"\nstopped: a run could not load its backbone, and every later run would fail the same way.\n"
                   f"{stop}", file=sys.stderr)
-            write_tables(names, scale, cells_by_table, out_dir=out_dir, command=command, seeds=seeds)
+            rewrite()
             return 2
-        failures += record.get("status") != "done"
-        print(f"    {_brief(record)}", flush=True)
+        for cell, record in zip(unit, records):
+            failures += record.get("status") != "done"
+            print(f"    {cell.row}/{cell.column}/seed {cell.seed}: {_brief(record)}", flush=True)
         if time.perf_counter() - last_written > 30:  # a long table shows its progress as it goes
-            write_tables(names, scale, cells_by_table, out_dir=out_dir, command=command, seeds=seeds)
+            rewrite()
             last_written = time.perf_counter()
-    write_tables(names, scale, cells_by_table, out_dir=out_dir, command=command, seeds=seeds)
+    rewrite()
     print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s ({failures} not done); tables: "
           + ", ".join(str(out_dir / f"{n}.md") for n in names))
     return 1 if failures else 0
+
+
+def _executor(args: argparse.Namespace, folder: Path):
+    """submitit's executor for ``--dispatch``: Slurm (one job per unit) or local (jobs on this machine)."""
+    import submitit
+
+    if args.dispatch == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=args.slurm_time)
+        return executor
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params: dict[str, Any] = {"timeout_min": args.slurm_time, "gpus_per_node": args.slurm_gpus,
+                              "cpus_per_task": args.slurm_cpus, "tasks_per_node": 1, "nodes": 1,
+                              "name": "alta-benchmark"}
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.max_parallel:
+        params["slurm_array_parallelism"] = args.max_parallel
+    executor.update_parameters(**params)
+    return executor
+
+
+def dispatch(units: Sequence[Sequence[tables.Cell]], *, args: argparse.Namespace, out_dir: Path, work_dir: Path,
+             scale: str, command: str, on_result) -> int:
+    """Run every unit (a group, or a lone cell) as one submitit job and rewrite the tables as their
+    results arrive. A job runs ``python benchmarks/run.py --job FILE``, the process an isolated unit
+    runs here, so a job is resumable as a local run is: run the command again and the done cells are
+    skipped, the others continue from their checkpoints.
+
+    Returns:
+        0 when every cell is done, 1 when some failed, 2 when a backbone could not be loaded.
+    """
+    import submitit
+
+    folder = args.jobs_dir or work_dir / "submitit"
+    executor = _executor(args, folder)
+    gpus = [g for g in (args.local_gpus or "").split(",") if g]
+    parallel = args.max_parallel or (len(gpus) if args.dispatch == "local" and gpus else
+                                     1 if args.dispatch == "local" else len(units))
+    queue = []
+    for unit in units:
+        jobs = unit_jobs(unit, out_dir=out_dir, work_dir=work_dir, scale=scale, isolate=True, threads=args.threads,
+                         command=command, dispatch=args.dispatch)
+        queue.append((unit, jobs, write_unit(unit, jobs, work_dir=work_dir)))
+
+    def submit(item, gpu: str | None):
+        _, _, path = item
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None
+        function = submitit.helpers.CommandFunction([sys.executable, str(Path(__file__).resolve()), "--job", str(path)],
+                                                    verbose=False, cwd=str(tables.REPO), env=env)
+        return executor.submit(function)
+
+    running: list[tuple[Any, Any, str | None]] = []
+    failures, stopped, free = 0, None, list(gpus)
+    if args.dispatch == "slurm":
+        with executor.batch():  # one Slurm job array
+            submitted = [(item, submit(item, None)) for item in queue]
+        running = [(item, job, None) for item, job in submitted]
+        queue = []
+        print(f"submitted {len(running)} job(s) to Slurm: {running[0][1].job_id.split('_')[0] if running else '-'} "
+              f"(logs in {folder})", flush=True)
+    while queue or running:
+        while queue and len(running) < parallel and stopped is None:
+            gpu = free.pop(0) if gpus else None
+            item = queue.pop(0)
+            running.append((item, submit(item, gpu), gpu))
+        time.sleep(1.0 if args.dispatch == "local" else 15.0)
+        for entry in [e for e in running if e[1].done()]:
+            running.remove(entry)
+            (unit, jobs, path), job, gpu = entry
+            if gpu is not None:
+                free.append(gpu)
+            error = job.exception()
+            try:
+                records = collect(unit, jobs, out_dir=out_dir, code=0 if error is None else 1,
+                                  log=path.with_name("bench-log.txt"))
+            except StopAll as stop:
+                stopped = str(stop)
+                continue
+            for cell, record in zip(unit, records):
+                failures += record.get("status") != "done"
+                print(f"    job {job.job_id}: {cell.name}: {_brief(record)}", flush=True)
+            on_result()
+        if stopped is not None and not running:
+            queue = []
+    on_result()
+    if stopped is not None:
+        print(f"\nstopped: a run could not load its backbone, and every later run would fail the same way.\n"
+              f"{stopped}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+def plan_units(cells: Sequence[tables.Cell], *, group: bool, max_size: int | None = None) -> list[list[tables.Cell]]:
+    """The cells to run together: groups of :func:`alta.experiment.plan_groups` (same stream, seed,
+    batch size, epochs, cache mode and backbone), or one cell each without ``group``."""
+    if not group:
+        return [[c] for c in cells]
+    from alta.experiment import plan_groups
+
+    return [[cells[i] for i in indices] for indices in plan_groups([c.config for c in cells], max_size=max_size)]
+
+
+def _sizes(units: Sequence[Sequence[Any]]) -> str:
+    groups = [len(u) for u in units if len(u) > 1]
+    alone = sum(1 for u in units if len(u) == 1)
+    parts = ([f"{len(groups)} group(s) of {', '.join(map(str, groups))}"] if groups else []) + (
+        [f"{alone} alone"] if alone else [])
+    return " and ".join(parts) or "nothing"
 
 
 if __name__ == "__main__":

@@ -183,7 +183,10 @@ def test_alta_command_lines_are_valid(where, command):
     except SystemExit as exc:
         raise AssertionError(f"{where}: `{command}` is rejected by the CLI parser: {stderr.getvalue()}") from exc
     if args.command == "run" and not args.resume:
-        resolve_run_config(args)  # raises ConfigError for an unknown config, flag value or --set key
+        from alta.cli import run_variants
+
+        for variant in run_variants(args):  # several methods or buffer sizes: a run group
+            resolve_run_config(variant)  # raises ConfigError for an unknown config, flag value or --set key
 
 
 @pytest.mark.parametrize("where,command", shell_commands("python "), ids=[w for w, _ in shell_commands("python ")])

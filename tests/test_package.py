@@ -29,6 +29,8 @@ EXPECTED_ALL = {
     "callbacks",
     "distributed",
     "run_stream",
+    "run_group",
+    "GroupMember",
     "metrics",
     "protocols",
     "ClipBackbone",

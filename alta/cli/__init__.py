@@ -10,6 +10,7 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta run --config-file configs/il_cifar10.yaml --method cprompt --il_setting task-il \\
              --visual RN50 --buffer_size 500 --seed 1 --data-root data/cifar10
     alta run --resume runs/il_cifar10-...      # continue an interrupted run
+    alta run --method alta,mlp,cprompt --buffer-size 200,500   # a run group: six runs in one pass
     alta run --seeds 0 1 2 --output-dir runs/g  # a run per seed + aggregate.json (mean ± std)
     alta report runs/g runs/h                  # Markdown (--format latex|csv) table side by side
     alta config show --config il_cifar10 --visual ViT-B/16   # the resolved config, no run
@@ -34,7 +35,7 @@ from typing import Any, Sequence
 
 from .._version import __version__
 
-__all__ = ["main", "build_parser", "resolve_run_config"]
+__all__ = ["main", "build_parser", "resolve_run_config", "run_variants"]
 
 _EPILOG_RUN = """\
 examples:
@@ -44,6 +45,9 @@ examples:
            --visual RN50 --buffer_size 500 --seed 1 --data-root DIR
   alta run --config il_cifar10 --data-root DIR --visual tiny-vit --epochs 1   (quick check)
   alta run --resume runs/il_cifar10-oritext_mlp2cprompt_oriimg-20250101-120000
+  alta run --config il_cifar10 --data-root DIR --method alta,mlp,cprompt --buffer-size 200,500
+           a run group: the six runs in one pass over the frozen encoders, each in its own folder
+           under runs/<config>-group-<time>/ (alta run --resume on that folder continues them all)
 
 Results go to --output-dir (default runs/<config>-<method>-<time>): config.yaml, metrics.jsonl,
 summary.json, checkpoint.pt and plots. Flags override the values of --config; every other key
@@ -103,6 +107,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """``--buffer-size 200`` or ``--buffer-size 200,500,5120`` (several: a run group)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or integers separated by commas, got {text!r}") from None
 
 
 def _logger_names(text: str) -> tuple[str, ...]:
@@ -190,9 +202,10 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     what.add_argument("--config", "--config-file", dest="config", metavar="NAME|FILE",
                       help="shipped config (`alta list configs`; default: default, the offline demo) or a YAML file; "
                            "configs/NAME.yaml resolves to the shipped NAME when no such file exists")
-    what.add_argument("--method", metavar="METHOD",
+    what.add_argument("--method", metavar="METHOD[,METHOD...]",
                       help="mlp, resmlp, sprompt, cprompt, cprompt_oriprompt, cprompt_mlp, cprompt_resmlp, "
-                           "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot")
+                           "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot; several "
+                           "(comma-separated) run as one run group")
     what.add_argument("--protocol", choices=("paper", "reference"),
                       help="paper (default: the method as described) or reference (the authors' released loop, "
                            "each quirk: see docs/reproducing.md); flags given with it still win")
@@ -205,8 +218,9 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     what.add_argument("--pretrained", metavar="TAG|FILE",
                       help="weights of an open_clip: backbone, e.g. laion400m_e32, or a weights file "
                            "(default: random weights)")
-    what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=int, metavar="N",
-                      help="memory buffer capacity (default 200; 0 = no replay)")
+    what.add_argument("--buffer-size", "--buffer_size", dest="buffer_size", type=_int_list, metavar="N[,N...]",
+                      help="memory buffer capacity (default 200; 0 = no replay); several (comma-separated) run as "
+                           "one run group")
     what.add_argument("--seed", type=int, metavar="N", help="run seed (default 42)")
 
     data = run.add_argument_group("data")
@@ -283,6 +297,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     from .config import parse_override
 
     out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None}
+    several = [f"{_FLAG_NAMES[d]} {getattr(args, d)}" for d in ("method", "buffer_size")
+               if isinstance(getattr(args, d, None), tuple) and len(getattr(args, d)) > 1
+               or isinstance(getattr(args, d, None), str) and "," in getattr(args, d)]
+    if several:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{', '.join(several)} names several runs (a run group); resolve them one at a time "
+                          f"(alta.cli.run_variants)")
+    if isinstance(out.get("buffer.size"), tuple):
+        out["buffer.size"] = out["buffer.size"][0]
     for text in args.overrides:
         key, value = parse_override(text)
         out[key] = value
@@ -439,6 +463,30 @@ def _tiny_on_cpu(config) -> bool:
     return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
 
 
+def run_variants(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One namespace per run the command line asks for: several ``--method`` s or
+    ``--buffer-size`` s give their product (a run group), else the command line itself."""
+    methods = args.method.split(",") if args.method else [None]
+    sizes = list(args.buffer_size) if args.buffer_size is not None else [None]
+    if len(methods) == 1 and len(sizes) == 1:
+        return [argparse.Namespace(**{**vars(args), "method": methods[0], "buffer_size": sizes[0]})]
+    return [argparse.Namespace(**{**vars(args), "method": m, "buffer_size": b}) for m in methods for b in sizes]
+
+
+def _set_threads(args: argparse.Namespace, config) -> None:
+    import torch
+
+    threads = args.threads
+    if threads is None and _tiny_on_cpu(config) and not any(os.environ.get(v) for v in _THREAD_VARIABLES):
+        # Tiny backbones gain nothing from intra-op threads, and several threads on a busy machine
+        # slow them down many times over (measured: 10 ms vs 200 ms per training step).
+        threads = 1
+        logging.getLogger("alta.cli").info("using 1 CPU thread for the tiny backbone %r (--threads N to change)",
+                                           config.model.visual)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
@@ -456,16 +504,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and dist.is_distributed():
         raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
                           "per seed (--seed N), each on all the processes")
+    variants = run_variants(args)
+    if len(variants) > 1 or (args.resume and (Path(args.resume) / GROUP_FILE).is_file()):
+        if dist.is_distributed():
+            raise ConfigError("a run group (several --method or --buffer-size values) runs in one process; under "
+                              "torchrun start one run per configuration, each on all the processes")
+        if args.seeds is not None:
+            raise ConfigError("--seeds takes one configuration; give one --method and one --buffer-size (or run "
+                              "the group once per --seed N)")
+        if args.loggers:
+            raise ConfigError("--logger is not supported for a run group; each member still writes metrics.jsonl "
+                              "and summary.json (run a member alone to log it)")
+        return _cmd_run_group(args, variants)
+    args = variants[0]
     config, output_dir, resume = resolve_run_config(args)
-    threads = args.threads
-    if threads is None and _tiny_on_cpu(config) and not any(os.environ.get(v) for v in _THREAD_VARIABLES):
-        # Tiny backbones gain nothing from intra-op threads, and several threads on a busy machine
-        # slow them down many times over (measured: 10 ms vs 200 ms per training step).
-        threads = 1
-        logging.getLogger("alta.cli").info("using 1 CPU thread for the tiny backbone %r (--threads N to change)",
-                                           config.model.visual)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    _set_threads(args, config)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     if args.seeds is not None:
         return _run_seed_group(args, config, output_dir, progress=progress)
@@ -530,6 +583,74 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
         return 0
     print(format_table(summary))
+    return 0
+
+
+GROUP_FILE = "group.json"
+
+
+def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace]) -> int:
+    """``alta run`` with several methods or buffer sizes: the runs in run groups, each in its own
+    folder under one group folder (with ``group.json``); ``--resume`` on that folder continues them."""
+    import json
+    from datetime import datetime
+
+    from ..errors import ConfigError
+    from ..experiment import load_saved_config, plan_groups, run_experiment, run_group_experiment
+    from ..io import write_json
+    from ..summary import format_table
+
+    if args.resume:
+        root = Path(args.resume)
+        if _overrides(args) or args.output_dir or args.config:
+            raise ConfigError(f"--resume {root} continues a run group with its members' saved configurations; drop "
+                              f"the other options (resume one member alone with --resume {root}/MEMBER)")
+        names = json.loads((root / GROUP_FILE).read_text(encoding="utf-8"))["members"]
+        folders = [root / name for name in names]
+        configs = [load_saved_config(f / "config.yaml") if (f / "config.yaml").is_file() else None for f in folders]
+        missing = [str(f) for f, c in zip(folders, configs) if c is None]
+        if missing:
+            raise ConfigError(f"cannot resume the run group {root}: {', '.join(missing)} never started (no "
+                              f"config.yaml); start the group again in another --output-dir")
+        resumes = [True] * len(configs)
+    else:
+        configs, names = [], []
+        several_sizes = args.buffer_size is not None and len(args.buffer_size) > 1
+        for variant in variants:
+            config, _, _ = resolve_run_config(argparse.Namespace(**{**vars(variant), "output_dir": None}))
+            name = config.model.method + (f"-buffer{config.buffer.size}" if several_sizes else "")
+            if name in names:
+                raise ConfigError(f"the run group asks for {name} twice; give each method and buffer size once")
+            configs.append(config)
+            names.append(name)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        root = Path(args.output_dir) if args.output_dir else Path("runs") / f"{configs[0].name}-group-{stamp}"
+        if (root / GROUP_FILE).exists():
+            raise ConfigError(f"{root} already holds a run group; continue it with `alta run --resume {root}` or "
+                              f"choose another --output-dir")
+        write_json(root / GROUP_FILE, {"format": "alta.run-group", "members": names})
+        folders = [root / name for name in names]
+        resumes = [False] * len(configs)
+    _set_threads(args, configs[0])
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    summaries: list[dict | None] = [None] * len(configs)
+    for indices in plan_groups(configs):
+        chosen = [configs[i] for i in indices]
+        if len(indices) == 1:  # a run that trains nothing (zero-shot CLIP), or alone in its group
+            i = indices[0]
+            summaries[i] = run_experiment(configs[i], output_dir=folders[i], resume=resumes[i], progress=progress,
+                                          plots=args.plots, stop_after=args.stop_after)
+        else:
+            for i, summary in zip(indices, run_group_experiment(
+                    chosen, [folders[i] for i in indices], resume=[resumes[i] for i in indices], progress=progress,
+                    plots=args.plots, stop_after=args.stop_after)):
+                summaries[i] = summary
+    for name, folder, summary in zip(names, folders, summaries):
+        print(f"== {name} ({folder})")
+        print(format_table(summary) if summary.get("complete") else
+              f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences")
+    if not all(s.get("complete") for s in summaries):
+        print(f"continue with: alta run --resume {root}")
     return 0
 
 

@@ -1,0 +1,34 @@
+"""`alta run --method a,b --buffer-size x,y`: one run group, a folder per run, resumable as a group."""
+
+from __future__ import annotations
+
+import json
+
+from alta.cli import main
+
+QUICK = ["--epochs", "1", "--eval-every", "0", "--train-cache", "fixed", "--set", "data.max_train_per_class=8",
+         "--set", "data.max_test_per_class=4", "--no-plots", "-q"]
+KEYS = ("accuracy_matrix", "avg_accuracy", "last_accuracy", "forgetting", "method", "buffer_size", "train_steps")
+
+
+def test_several_methods_and_buffer_sizes_run_as_one_group_and_resume(tmp_path, capsys):
+    root = tmp_path / "group"
+    code = main(["run", "--method", "alta,mlp", "--buffer-size", "20,40", "--output-dir", str(root),
+                 "--stop-after", "2", *QUICK])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "stopped after 2 of 5 experiences" in out and f"alta run --resume {root}" in out
+    names = json.loads((root / "group.json").read_text())["members"]
+    assert names == ["oritext_mlp2cprompt_oriimg-buffer20", "oritext_mlp2cprompt_oriimg-buffer40", "mlp-buffer20",
+                     "mlp-buffer40"]
+    assert not any((root / n / "summary.json").exists() for n in names)
+    assert main(["run", "--resume", str(root), "-q", "--no-plots"]) == 0
+    capsys.readouterr()
+    summaries = {n: json.loads((root / n / "summary.json").read_text()) for n in names}
+    assert all(s["group"]["size"] == 4 for s in summaries.values())
+    assert [s["buffer_size"] for s in summaries.values()] == [20, 40, 20, 40]
+    # a member gives what its own `alta run` gives
+    alone = tmp_path / "alone"
+    assert main(["run", "--method", "mlp", "--buffer-size", "40", "--output-dir", str(alone), *QUICK]) == 0
+    single = json.loads((alone / "summary.json").read_text())
+    assert {k: single[k] for k in KEYS} == {k: summaries["mlp-buffer40"][k] for k in KEYS}
