@@ -57,6 +57,7 @@ from .training import (
     _covered_evaluations,
     _PeriodicEvaluation,
     epoch_batches,
+    stream_experiences,
 )
 
 __all__ = ["GroupMember", "run_group"]
@@ -156,17 +157,9 @@ def run_group(
     if loop.distributed and _dist.is_distributed():
         raise ConfigError("run_group does not support data-parallel training (loop.distributed under torchrun): run "
                           "the group in one process, or each configuration on its own with run_stream")
-    if eval_experiences is None:
-        eval_experiences = getattr(experiences, "eval_experiences", None)
-    experiences = list(experiences)
+    experiences, evals = stream_experiences(experiences, eval_experiences, start_experience=start_experience,
+                                            caller="run_group")
     num = len(experiences)
-    evals = experiences if eval_experiences is None else list(eval_experiences)
-    if num == 0:
-        raise ConfigError("run_group needs at least one experience, got none")
-    if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
-        raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
-    if not evals:
-        raise ConfigError("run_group needs at least one evaluation experience, got none")
     if cache is None:
         cache = FeatureCache(distributed=loop.distributed)
     covered = _covered_evaluations(experiences, evals)

@@ -671,17 +671,9 @@ def run_stream(
     """
     loop = LoopConfig() if loop is None else loop
     callbacks = as_callback_list(callbacks)
-    if eval_experiences is None:
-        eval_experiences = getattr(experiences, "eval_experiences", None)
-    experiences = list(experiences)
+    experiences, evals = stream_experiences(experiences, eval_experiences, start_experience=start_experience,
+                                            caller="run_stream")
     num = len(experiences)
-    evals = experiences if eval_experiences is None else list(eval_experiences)
-    if num == 0:
-        raise ConfigError("run_stream needs at least one experience, got none")
-    if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
-        raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
-    if not evals:
-        raise ConfigError("run_stream needs at least one evaluation experience, got none")
     if result is None:
         result = StreamResult.empty(num, len(evals))
     if cache is None:
@@ -736,6 +728,40 @@ def _check_ranks_agree(learner, buffer) -> None:
         summary += [float(len(buffer)), float(buffer.num_seen), float(buffer.seed % 2**31)]
     _dist.check_same_on_all_ranks(torch.tensor(summary, dtype=torch.float64),
                                   what="the learner's trainable parameters or the buffer (its seed, its contents)")
+
+
+def stream_experiences(experiences: Sequence, eval_experiences: Sequence | None, *, start_experience: int,
+                       caller: str) -> tuple[list, list]:
+    """The training and evaluation experiences of a loop over a stream (:func:`run_stream`,
+    :func:`alta.group.run_group`), checked once.
+
+    Args:
+        experiences: The stream (or any sequence of experiences).
+        eval_experiences: The experiences to evaluate on, or ``None``: the stream's
+            ``eval_experiences`` (a joint stream's sequential split) when it has them, else
+            ``experiences``.
+        start_experience: First experience to train.
+        caller: The loop's name, for the messages.
+
+    Returns:
+        ``(experiences, evals)`` as lists.
+
+    Raises:
+        ConfigError: no experience or evaluation experience, or ``start_experience`` outside
+            ``[0, T)``.
+    """
+    if eval_experiences is None:
+        eval_experiences = getattr(experiences, "eval_experiences", None)
+    experiences = list(experiences)
+    num = len(experiences)
+    evals = experiences if eval_experiences is None else list(eval_experiences)
+    if num == 0:
+        raise ConfigError(f"{caller} needs at least one experience, got none")
+    if isinstance(start_experience, bool) or not isinstance(start_experience, int) or not 0 <= start_experience < num:
+        raise ConfigError(f"start_experience must be an integer in [0, {num}), got {start_experience!r}")
+    if not evals:
+        raise ConfigError(f"{caller} needs at least one evaluation experience, got none")
+    return experiences, evals
 
 
 def _covered_evaluations(experiences: Sequence, evals: Sequence) -> list[int]:

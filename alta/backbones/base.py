@@ -26,6 +26,8 @@ the exact truncated and shared-prefix text encodings from a few hooks.
 
 from __future__ import annotations
 
+import abc
+
 import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol, runtime_checkable
@@ -247,7 +249,7 @@ def hash_state(header: str, state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-class CausalTextBackbone(nn.Module):
+class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
     """Shared implementation of :class:`Backbone` for CLIP-style models whose text tower is a
     stack of pre-norm causal self-attention blocks read at the EOT token.
 
@@ -274,33 +276,42 @@ class CausalTextBackbone(nn.Module):
     context_length: int
     logit_scale: float
 
-    # ---------------------------------------------------------------- hooks
+    # ---------------------------------------------------------------- hooks (each source implements them)
+    @abc.abstractmethod
     def _encode_image(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, R, R) -> (B, D)
         raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def _token_embedding(self) -> nn.Embedding:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _positional_embedding(self) -> torch.Tensor:  # (L, W)
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _text_blocks(self) -> list[TextBlock] | None:
         """The blocks as :class:`TextBlock` views, or ``None`` when the prefix cannot be shared."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _run_text_transformer(self, x: torch.Tensor) -> torch.Tensor:  # (N, L', W) -> (N, L', W), causal
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _ln_final(self, x: torch.Tensor) -> torch.Tensor:  # (..., W) -> (..., W) in the compute dtype
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _project_text(self, x: torch.Tensor) -> torch.Tensor:  # (N, W) -> (N, D)
         raise NotImplementedError
 
+    @abc.abstractmethod
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
