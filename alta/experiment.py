@@ -69,8 +69,8 @@ from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
 from .rundir import RUN_FILES, RunDir, claim_run_dir, claim_run_dir_on_main
 from .schedule import BRANCHES
 from .seeding import derive_seed, determinism_state, set_deterministic
-from .summary import (CONFUSION_NAME, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
-                      save_confusion, save_plots)
+from .summary import (CONFUSION_NAME, CONFUSION_PLOT, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
+                      load_last_confusion, save_confusion, save_plots)
 from .training import StreamResult, TrainConfig, run_stream
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "run_group_experiment", "group_key", "plan_groups",
@@ -310,6 +310,7 @@ class Experiment:
             self.stream, self.experiences = shared.stream, shared.experiences
             self.eval_experiences = shared.eval_experiences
         else:
+            sources = config.data.load_sources()  # missing data is reported before weights are loaded
             backbone = m.build_backbone(device=device)
             self.backbone_description = description = backbone.describe()
             logger.info("backbone %s: %s, %d px, D=%d, source %s", description["name"],
@@ -318,7 +319,7 @@ class Experiment:
             if not backbone.pretrained:
                 logger.warning("%s", random_backbone_note(description))
             self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution,
-                                                              class_names=protocol_class_names(config))
+                                                              class_names=protocol_class_names(config), sources=sources)
             experiences = self.experiences
             # a joint stream trains on one experience and is evaluated on those of the sequential split
             self.eval_experiences = config.data.subsample(self.stream.eval_experiences) if config.data.joint else experiences
@@ -581,8 +582,10 @@ def finish_complete_run(output_dir: Path, summary: dict[str, Any], *, config: Ru
                                 num_experiences=int(summary["num_experiences"]))
         write_text(metrics, "".join(json_line(r) for r in state["result"]["evaluations"]), parents=False)
         written.append(metrics)
-    if plots and not all((output_dir / name).is_file() for name in PLOT_FILES):
-        written += save_plots(summary, output_dir, parents=False)
+    confusion = load_last_confusion(output_dir / CONFUSION_NAME) if plots else None
+    expected = (*PLOT_FILES, *([CONFUSION_PLOT] if confusion is not None else []))
+    if plots and not all((output_dir / name).is_file() for name in expected):
+        written += save_plots(summary, output_dir, parents=False, confusion=confusion)
     if written:
         logger.info("the run in %s was complete but lacked %s: written now", output_dir,
                     ", ".join(p.name for p in written))
@@ -611,6 +614,11 @@ class StopAfter(Callback):
             raise ConfigError(
                 f"stop_after must be an integer >= 1 (experiences to run before stopping), got {experiences!r}")
         self.experiences, self.num = experiences, num_experiences
+
+    def on_run_start(self, *, num_experiences: int, **_: Any) -> None:  # noqa: D102
+        if self.experiences >= num_experiences:
+            logger.warning("stop after %d experience(s) asked, but the stream has %d: the run goes to its end",
+                           self.experiences, num_experiences)
 
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102
         if self.experiences <= experience + 1 < self.num:
@@ -762,7 +770,7 @@ def run_experiment(
 def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
     """Remove the temporary files an interrupted write left in ``output_dir``, then refuse a
     configuration that differs from the one saved there."""
-    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, "confusion_matrix.png"))
+    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, CONFUSION_PLOT))
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
                     ", ".join(p.name for p in removed[:5]))

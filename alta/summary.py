@@ -25,17 +25,19 @@ import torch
 
 from .protocols import protocol_deviations
 from . import metrics
+from .errors import OutputError
 from .io import atomic_write
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SUMMARY_FORMAT", "AGGREGATE_FORMAT", "aggregate_summaries", "save_aggregate_plot", "CONFUSION_NAME",
-           "PLOT_FILES", "build_summary", "save_confusion", "experience_end_metrics", "format_table", "save_plots",
+           "PLOT_FILES", "CONFUSION_PLOT", "build_summary", "save_confusion", "load_last_confusion", "experience_end_metrics", "format_table", "save_plots",
            "environment", "peak_memory", "random_backbone_note"]
 
 SUMMARY_FORMAT = "alta.run-summary"
 CONFUSION_NAME = "confusion.npz"  # the class-IL confusion matrix after each experience (int32, compressed)
 PLOT_FILES = ("accuracy_matrix.png", "accuracy_curve.png")  # what save_plots always writes
+CONFUSION_PLOT = "confusion_matrix.png"  # what save_plots writes with a confusion matrix
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
 
@@ -231,6 +233,25 @@ def save_confusion(result, path: Path, *, parents: bool = True) -> Path | None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return atomic_write(path, lambda f: f.write(buffer.getvalue()), parents=parents)
+
+
+def load_last_confusion(path: Path) -> np.ndarray | None:
+    """The class-IL confusion matrix after the last experience stored in ``path`` (written by
+    :func:`save_confusion`), (C, C) int32; ``None`` when the file is absent.
+
+    Raises:
+        OutputError: the file cannot be read as such an archive (damaged or not alta's).
+    """
+    if not Path(path).is_file():
+        return None
+    try:
+        with np.load(path) as archive:
+            names = sorted((n for n in archive.files if n.startswith("after_experience_")),
+                           key=lambda n: int(n.rsplit("_", 1)[1]))
+            return archive[names[-1]] if names else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"cannot read the confusion matrices in {path}: {exc}; delete the file to go on "
+                          "without the confusion plot") from exc
 
 
 AGGREGATE_FORMAT = "alta.seed-aggregate"
@@ -479,7 +500,7 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, par
     written.append(_save_figure(figure, Path(output_dir) / PLOT_FILES[1], parents=parents))
     if confusion is not None:
         written.append(_confusion_plot(np.asarray(confusion), summary.get("class_names"), title,
-                                       Path(output_dir) / "confusion_matrix.png", parents=parents))
+                                       Path(output_dir) / CONFUSION_PLOT, parents=parents))
     return written
 
 

@@ -71,6 +71,7 @@ def default_data_root() -> Path | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/run.py", description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Tables: benchmarks/tables/*.yaml. Scales: benchmarks/tables/scales.yaml. See benchmarks/README.md.",
     )

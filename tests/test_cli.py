@@ -160,6 +160,22 @@ def test_unknown_yaml_key_is_named(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_abbreviated_or_misspelt_option_is_refused_with_the_option_meant(tmp_path, capsys):
+    for typed, meant in (("--epoch", "--epochs"), ("--buffersize", "--buffer-size"), ("--metod", "--method")):
+        code, _, err = run_cli(capsys, "run", typed, "2", "--output-dir", str(tmp_path / "out"))
+        assert code == 2 and f"unrecognized arguments: {typed} 2; did you mean {meant} for {typed}?" in err
+    code, _, err = run_cli(capsys, "run", "--zzzz", "2")
+    assert code == 2 and "unrecognized arguments: --zzzz 2" in err and "did you mean" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_stop_after_beyond_the_stream_says_the_run_goes_to_its_end(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", *QUICK, "--set", "data.num_experiences=2", "--stop-after", "9",
+                           "--output-dir", str(tmp_path / "run"))
+    assert code == 0 and "stop after 9 experience(s) asked, but the stream has 2: the run goes to its end" in err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["complete"] is True
+
+
 def test_bad_values_and_types_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="train.epochs.*integer"):
         apply_overrides(load_config(), {"train.epochs": "many"})
@@ -463,6 +479,14 @@ def test_missing_data_root_shows_layouts_and_flags(tmp_path, capsys):
         assert code == 1
         assert "Expected one of these layouts" in err and "--data-root" in err and "--download" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_is_reported_before_pretrained_weights_are_loaded(tmp_path, capsys):
+    # the weights are absent too (and may not be downloaded): the data, checked first, is what is reported
+    code, _, err = run_cli(capsys, "run", "--config", "il_cifar10", "--visual", "RN50",
+                           "--data-root", str(tmp_path / "missing"), "--set", f"model.download_root={tmp_path}",
+                           "--set", "model.download_weights=false", "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and "no CIFAR data found" in err and "weights" not in err
 
 
 def test_pretrained_weights_offline_say_where_to_put_them(tmp_path, capsys):

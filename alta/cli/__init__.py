@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import logging
 import os
 import re
@@ -91,11 +92,42 @@ _REFERENCE_DIRS = {"cifar10_dir": "seq-cifar10", "cifar100_dir": "seq-cifar100",
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors read ``alta: error: ...`` (exit status 2)."""
+    """ArgumentParser whose errors read ``alta: error: ...`` (exit status 2) and that takes options
+    only as spelled (no prefix matching: ``--epoch`` is refused, not read as ``--epochs``, so that a
+    script keeps its meaning when an option is added)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
-        self.exit(2, f"alta: error: {message}\n")
+        self.exit(2, f"alta: error: {message}{self._suggestions(message)}\n")
+
+    def _option_strings(self) -> set[str]:
+        """Every option of this parser and of its subcommands."""
+        names = set(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    names |= sub._option_strings() if isinstance(sub, _Parser) else set(sub._option_string_actions)
+        return names
+
+    def _suggestions(self, message: str) -> str:
+        """``(did you mean --epochs?)`` for each unknown option close to a known one."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        options = self._option_strings()  # the reference's --buffer_size spellings: suggest --buffer-size
+        known = sorted(o for o in options if not ("_" in o and o.replace("_", "-") in options))
+        hints = []
+        for token in message[len(prefix):].split():
+            option = token.split("=", 1)[0]
+            if option.startswith("--"):
+                close = difflib.get_close_matches(option.replace("_", "-"), known, n=1, cutoff=0.75)
+                if close:
+                    hints.append(f"{close[0]} for {option}")
+        return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
 def _positive_int(text: str) -> int:

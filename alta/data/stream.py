@@ -51,7 +51,7 @@ from torch.utils.data import Dataset
 from ..classnames import check_distinguishable
 from ..config import ConfigSection, check_int, check_seed, resolve_name, set_canonical
 from ..errors import ConfigError, DataError
-from .datasets import DATASETS, check_class_names, load_sources, readable
+from .datasets import DATASETS, LabelledSource, check_class_names, load_sources, readable
 from .protocols import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
@@ -776,6 +776,7 @@ class ScenarioStream:
         class_names: Sequence[str] | Mapping[str, str] | str | os.PathLike | None = None,
         joint: bool = False,
         dataset_options: Mapping[str, Any] | None = None,
+        sources: tuple[LabelledSource, LabelledSource] | None = None,
     ) -> ScenarioStream:
         """Build a registered stream (see :func:`alta.data.list_datasets`).
 
@@ -813,6 +814,10 @@ class ScenarioStream:
             dataset_options: Options of the dataset (``DATASETS.get(name).options``), e.g.
                 ``{"split_seed": 1}`` (``imagenet-r``, ``caltech101``), ``{"class_list": path}``
                 (``imagenet-subset``), ``{"train_per_class": 30}`` (``caltech101``).
+            sources: The ``(train, test)`` sources of this dataset already read by
+                :func:`alta.data.load_sources` with the same ``root``, ``download`` and
+                ``dataset_options`` (read here when ``None``): a caller that checks the data
+                before a slow step (such as loading pretrained weights) reads it once.
 
         Returns:
             The stream; ``stream.name`` is ``name``.
@@ -827,7 +832,14 @@ class ScenarioStream:
         initial_classes, classes_per_experience = _apply_split(
             split, num_experiences=num_experiences, classes_per_experience=classes_per_experience,
             initial_classes=initial_classes)
-        train, test = load_sources(canonical, root=root, download=download, options=dataset_options)
+        if sources is None:
+            train, test = load_sources(canonical, root=root, download=download, options=dataset_options)
+        elif (not isinstance(sources, (tuple, list)) or len(sources) != 2
+              or not all(isinstance(part, LabelledSource) for part in sources)):
+            raise TypeError(f"sources must be the (train, test) pair returned by alta.data.load_sources, got "
+                            f"{type(sources).__name__}")
+        else:
+            train, test = sources
         names, names_source = list(train.class_names), "dataset"
         if class_names is not None:
             names, names_source = read_class_names(
@@ -1255,7 +1267,22 @@ class DataConfig(ConfigSection):
             raise ConfigError(f"config key 'data.options': {exc}") from None
         set_canonical(self, "options", dict(self.options))
 
-    def build(self, *, resolution: int, class_names=None) -> tuple[ScenarioStream, list[Experience]]:
+    def load_sources(self) -> tuple[LabelledSource, LabelledSource]:
+        """Read the dataset's ``(train, test)`` sources (file lists or arrays, no images decoded):
+        the check that the data is there, to pass to :meth:`build` as ``sources``.
+
+        Raises:
+            ConfigError: an option the dataset does not take.
+            DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
+        """
+        try:
+            return load_sources(DATASETS.resolve(self.dataset), root=self.root, download=self.download,
+                                options=self.options or None)
+        except DataError as exc:
+            raise _classify_data_error(exc) from None
+
+    def build(self, *, resolution: int, class_names=None,
+              sources: tuple[LabelledSource, LabelledSource] | None = None) -> tuple[ScenarioStream, list[Experience]]:
         """The stream at the backbone's ``resolution`` and its experiences, with the first
         ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
 
@@ -1263,6 +1290,7 @@ class DataConfig(ConfigSection):
             resolution: Image size of the backbone.
             class_names: Names replacing the dataset's when ``data.class_names`` is not set (e.g.
                 a protocol's; see :meth:`ScenarioStream.from_name`), or ``None``.
+            sources: What :meth:`load_sources` returned (read here when ``None``).
 
         Raises:
             ConfigError: a bad split, class order or class names (named by their ``data.`` key).
@@ -1278,7 +1306,7 @@ class DataConfig(ConfigSection):
                 test_transform=self.test_transform, resolution=resolution, num_experiences=self.num_experiences,
                 classes_per_experience=self.classes_per_experience, initial_classes=self.initial_classes,
                 split=self.split, class_order=class_order, seed=self.class_order_seed, class_names=names,
-                joint=self.joint, dataset_options=self.options or None,
+                joint=self.joint, dataset_options=self.options or None, sources=sources,
             )
         except DataError as exc:
             raise _classify_data_error(exc) from None
