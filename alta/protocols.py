@@ -6,7 +6,7 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA (commit aae43b
 
 Two protocols, each a frozen :class:`Protocol` whose fields are the knobs, each knob a
 :class:`Setting` with its value, a one-line reason and where the value comes from (not to be
-confused with :mod:`alta.data.protocols`, the field's vocabulary of splits and class orders):
+confused with :mod:`alta.data.splits`, the field's vocabulary of splits and class orders):
 
 - ``"paper"`` (alta's default): the method as described (the configs' learning rate and cosine
   schedule, readable class names in both prompts, the experience scored after its prompts are

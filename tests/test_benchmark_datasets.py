@@ -18,7 +18,7 @@ from PIL import Image
 
 from alta.data import ScenarioStream, load_sources
 from alta.data.datasets import IMAGE_EXTENSIONS
-from alta.data.protocols import read_name_map
+from alta.data.splits import read_name_map
 from alta.errors import ConfigError, DataError
 
 

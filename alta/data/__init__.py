@@ -2,12 +2,12 @@
 
 ALTA (Li et al., IEEE TMM 2023) is evaluated on class-incremental streams of CIFAR-10, CIFAR-100
 and Tiny-ImageNet; :class:`ScenarioStream` builds those (``ScenarioStream.from_name``) or splits
-any labelled dataset into experiences. :mod:`alta.data.protocols` reads the field's protocol
+any labelled dataset into experiences. :mod:`alta.data.splits` reads the field's
 vocabulary (``B50-Inc10`` splits, named class orders such as ``icarl-1993``, class-name files).
 """
 
 from .datasets import DATASETS, DataRootError, list_datasets, load_sources, reference_class_names
-from .protocols import CLASS_ORDERS, Split, list_class_orders, parse_split, read_class_names
+from .splits import CLASS_ORDERS, Split, list_class_orders, parse_split, read_class_names
 from .stream import Experience, ExperienceDataset, ScenarioStream
 from .transforms import (
     TRANSFORM_PRESETS,

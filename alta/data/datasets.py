@@ -1030,7 +1030,7 @@ def _check_path_option(dataset: str, option: str, value: object) -> None:
 def _packaged_name_map(filename: str) -> dict[str, str]:
     from importlib import resources
 
-    from .protocols import read_name_map
+    from .splits import read_name_map
 
     with resources.as_file(resources.files("alta.data") / filename) as path:
         return read_name_map(path)
@@ -1322,7 +1322,7 @@ def _synset_names(root: Path) -> dict[str, str] | None:
                     names[wnid] = text.split(",")[0].strip()
             return names
         if (folder / "words.txt").is_file():
-            from .protocols import read_name_map
+            from .splits import read_name_map
 
             return read_name_map(folder / "words.txt")
     return None

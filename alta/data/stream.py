@@ -14,7 +14,7 @@ Iteration keeps no state: ``for e in stream`` builds fresh :class:`Experience` o
 computed once in the constructor, so two loops over one stream never interfere.
 
 Splits and orders can be given as papers write them (``split="B50-Inc10"``,
-``class_order="icarl-1993"``, see :mod:`alta.data.protocols`). ``joint=True`` gives the joint
+``class_order="icarl-1993"``, see :mod:`alta.data.splits`). ``joint=True`` gives the joint
 upper bound: one training experience of every class, evaluated on ``stream.eval_experiences``,
 the experiences of the sequential split.
 
@@ -52,7 +52,7 @@ from ..classnames import check_distinguishable
 from ..config import ConfigSection, check_int, check_seed, resolve_name, set_canonical
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, LabelledSource, check_class_names, load_sources, readable
-from .protocols import Split, identifier_names, parse_split, read_class_names, resolve_class_order
+from .splits import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
 __all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "DataConfig", "transform_identity"]
@@ -610,7 +610,7 @@ class ScenarioStream:
             ``initial_classes`` is set).
         initial_classes: Size of the first experience; the remaining classes are split evenly.
         class_order: Class order, a permutation of the original ids (position -> id): a list,
-            tensor or array; a registered name (:func:`alta.data.protocols.list_class_orders`:
+            tensor or array; a registered name (:func:`alta.data.splits.list_class_orders`:
             ``"icarl-1993"``, the iCaRL/PyCIL order ``np.random.seed(1993);
             np.random.permutation(C)``; ``"dytox-cifar100"``, the DyTox / Continual-CLIP
             CIFAR-100 order); or the path of a file of ids.
@@ -621,7 +621,7 @@ class ScenarioStream:
         transform: Applied to training inputs ``x`` (``None``: delivered as the dataset gives
             them, e.g. a dataset that transforms by itself).
         test_transform: Applied to test inputs.
-        split: The split as papers write it, ``"B50-Inc10"`` (:func:`~alta.data.protocols.parse_split`),
+        split: The split as papers write it, ``"B50-Inc10"`` (:func:`~alta.data.splits.parse_split`),
             instead of ``initial_classes``/``classes_per_experience``.
         joint: The joint-training upper bound: one training experience holding every class,
             while :attr:`eval_experiences` keeps the experiences of the sequential split, so
@@ -1158,7 +1158,7 @@ class DataConfig(ConfigSection):
         download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``
             (refused for the other datasets, which cannot be downloaded).
         split: The split as the CLIP continual-learning papers write it, ``B50-Inc10``
-            (:func:`~alta.data.protocols.parse_split`), instead of the counts below.
+            (:func:`~alta.data.splits.parse_split`), instead of the counts below.
         num_experiences: T; ``None`` with ``classes_per_experience`` ``None`` gives the
             benchmark's split (5 x 2, 10 x 10, 10 x 20).
         classes_per_experience: Classes per experience (after the first one when

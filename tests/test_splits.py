@@ -1,4 +1,4 @@
-"""The protocol vocabulary: B<base>-Inc<increment> splits, named class orders, class-name files."""
+"""alta.data.splits: B<base>-Inc<increment> splits, named class orders, class-name files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
 from alta.data import ScenarioStream
-from alta.data.protocols import (
+from alta.data.splits import (
     CLASS_ORDERS,
     Split,
     identifier_names,

@@ -1,4 +1,4 @@
-"""The field's protocol vocabulary: split names, named class orders and class-name files.
+"""Splits, class orders and class names: the field's vocabulary for a class-incremental benchmark.
 
 Class-incremental papers with CLIP (and before them iCaRL, PODNet, DyTox, PyCIL) describe a
 benchmark by three things this module reads:
