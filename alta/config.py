@@ -31,7 +31,7 @@ import re
 import types
 import typing
 from dataclasses import fields, is_dataclass
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 from .errors import ConfigError
 
@@ -94,12 +94,17 @@ def case_hint(value: Any, candidates) -> str | None:
     return lowered[close[0]] if close else None
 
 
+def closest_choice(value: Any, choices: Sequence[str]) -> str | None:
+    """The choice closest to a refused ``value`` (spelling, then case), or ``None``."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return close[0] if close else case_hint(value, choices)
+
+
 def check_choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
     """Refuse a value not in ``choices``, suggesting the closest one."""
     if value in choices:
         return
-    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-    match = close[0] if close else case_hint(value, choices)
+    match = closest_choice(value, choices)
     hint = f"; did you mean {match!r}?" if match else "."
     raise ConfigError(f"config key {key!r} is {value!r}{hint} Valid values: {', '.join(choices)}")
 

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 import yaml
@@ -260,6 +260,13 @@ def _check_backbone_name(visual: str) -> None:
         return
     if split_source(visual)[0] != "clip":  # open_clip: and hf: names are checked by their source when loaded
         return
+    path = Path(visual).expanduser()
+    if path.suffix in (".pt", ".pth", ".bin", ".safetensors") or visual.startswith(("/", "./", "../", "~")) or (
+            path.is_dir()):  # meant as a file (CLIP names hold a slash too: ViT-B/16)
+        problem = ("is a folder, not a checkpoint file" if path.is_dir() else "not found: no such file"
+                   + (f" (nor its folder {path.parent})" if not path.parent.is_dir() else ""))
+        raise ConfigError(f"backbone checkpoint {visual!r} {problem}; give the path of a local CLIP checkpoint "
+                          f"file, or a backbone name (`alta list backbones`)")
     names = list_backbones()
     same_case = [n for n in names if n.lower() == visual.lower()]
     close = same_case or difflib.get_close_matches(visual, names, n=1, cutoff=0.5)
@@ -323,14 +330,12 @@ class Experiment:
             experiences = self.experiences
             # a joint stream trains on one experience and is evaluated on those of the sequential split
             self.eval_experiences = config.data.subsample(self.stream.eval_experiences) if config.data.joint else experiences
-            logger.info("stream %s: %d experience(s) x %s classes, %d train / %d test images at %d px", self.stream.name,
-                        len(experiences), "/".join(str(c) for c in sorted(set(self.stream.classes_per_experience))),
-                        sum(len(e.train) for e in experiences), sum(len(e.test) for e in experiences),
-                        backbone.input_resolution)
+            logger.info("stream %s: %s, %d train / %d test images at %d px", self.stream.name,
+                        _split_text([len(e.classes) for e in experiences]), sum(len(e.train) for e in experiences),
+                        sum(len(e.test) for e in experiences), backbone.input_resolution)
             if config.data.joint:
-                logger.info("joint training, evaluated per experience of the sequential split: %d experience(s) x %s "
-                            "classes", len(self.eval_experiences),
-                            "/".join(str(c) for c in sorted({len(e.classes) for e in self.eval_experiences})))
+                logger.info("joint training, evaluated per experience of the sequential split: %s",
+                            _split_text([len(e.classes) for e in self.eval_experiences]))
             logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
                         _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
         self.learner = learner = CrossModalLearner(backbone, class_names=self.stream.class_names, seed=config.seed,
@@ -485,7 +490,7 @@ class LogLines(Callback):
 
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102
         where = f"; checkpoint {self.checkpoint}" if self.checkpoint is not None else ""
-        took = f" ({self.elapsed():.0f} s)" if self.elapsed is not None else ""
+        took = f" (run time so far {self.elapsed():.0f} s)" if self.elapsed is not None else ""
         logger.info("experience %d/%d done%s%s", experience + 1, self.num, took, where)
 
 
@@ -859,6 +864,19 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                     output_dir)
         return {"complete": False, "experiences_done": done, "num_experiences": num, "output_dir": str(output_dir)}
     return summary_writer.summary
+
+
+def _split_text(sizes: Sequence[int]) -> str:
+    """The classes per experience, in order, for log lines: ``5 experiences x 2 classes``, or
+    ``4 experiences: 4 + 3 x 2 classes`` (a base experience), else every size
+    (``3 experiences: 4, 1, 5 classes``)."""
+    sizes = list(sizes)
+    count = f"{len(sizes)} experience{'s' if len(sizes) != 1 else ''}"
+    if len(set(sizes)) == 1:
+        return f"{count} x {sizes[0]} class{'es' if sizes[0] != 1 else ''}"
+    if len(set(sizes[1:])) == 1:
+        return f"{count}: {sizes[0]} + {len(sizes) - 1} x {sizes[1]} classes"
+    return f"{count}: {', '.join(map(str, sizes))} classes"
 
 
 def _short(values: list, limit: int = 10) -> str:

@@ -69,18 +69,34 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
+def _group_members(folder: Path) -> list[Path]:
+    """The member folders of a run group (``alta run --method a,b`` wrote ``group.json``)."""
+    data = _read(folder / "group.json")
+    members = data.get("members") if isinstance(data, dict) and data.get("format") == "alta.run-group" else None
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise ConfigError(f"{folder / 'group.json'} is not an alta run-group file (format 'alta.run-group' with a "
+                          f"list of members)")
+    return [folder / member for member in members]
+
+
 def load_rows(folders: Sequence[str | Path]) -> list[Row]:
-    """A :class:`Row` per folder: a seed group when it holds ``aggregate.json``, else a run's
-    ``summary.json``.
+    """A :class:`Row` per folder: a seed group when it holds ``aggregate.json``, a run's
+    ``summary.json``, or for a run group's folder (``group.json``) a row per member.
 
     Raises:
-        ConfigError: no folder, or a folder with neither file (or an unfinished run).
+        ConfigError: no folder, a missing folder, a folder with none of these files (or an
+            unfinished run).
     """
     if not folders:
         raise ConfigError("alta report needs at least one run or seed-group folder")
     rows = []
     for folder in map(Path, folders):
-        if (folder / "aggregate.json").is_file():
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: no such folder; pass the folder of a finished `alta run` (the one holding "
+                              f"its summary.json), of a seed group or of a run group")
+        if (folder / "group.json").is_file() and not (folder / "summary.json").is_file():
+            rows += load_rows(_group_members(folder))
+        elif (folder / "aggregate.json").is_file():
             data = _read(folder / "aggregate.json")
             values = {s: {m: (data[m][s]["mean"], data[m][s]["std"]) for m, _ in COLUMNS} for s in SETTINGS}
             rows.append(Row(folder.name, "seeds", data, values))
@@ -91,8 +107,9 @@ def load_rows(folders: Sequence[str | Path]) -> list[Row]:
             values = {s: {m: (data[m][s], None) for m, _ in COLUMNS} for s in SETTINGS}
             rows.append(Row(folder.name, "run", data, values))
         else:
-            raise ConfigError(f"{folder} holds neither summary.json (a finished `alta run`) nor aggregate.json (an "
-                              f"`alta run --seeds ...` group); pass the folder of a run or of a seed group")
+            raise ConfigError(f"{folder} holds neither summary.json (a finished `alta run`), aggregate.json (an "
+                              f"`alta run --seeds ...` group) nor group.json (an `alta run --method a,b` group); pass "
+                              f"the folder of a run, of a seed group or of a run group")
     return rows
 
 

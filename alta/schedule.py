@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .config import closest_choice
 from .errors import CheckpointError, ConfigError
 
 __all__ = ["AlternatingSchedule", "BRANCHES"]
@@ -56,12 +57,11 @@ class AlternatingSchedule:
     UNITS = ("step", "epoch")
 
     def __init__(self, mode: str = "crossed", *, period: int = 1, unit: str = "step", start: str = "text") -> None:
-        if mode not in self.MODES:
-            raise ConfigError(f"schedule mode must be one of {self.MODES}, got {mode!r}")
-        if unit not in self.UNITS:
-            raise ConfigError(f"schedule unit must be one of {self.UNITS}, got {unit!r}")
-        if start not in BRANCHES:
-            raise ConfigError(f"schedule start must be one of {BRANCHES}, got {start!r}")
+        for what, value, choices in (("mode", mode, self.MODES), ("unit", unit, self.UNITS), ("start", start, BRANCHES)):
+            if value not in choices:
+                match = closest_choice(value, choices)
+                raise ConfigError(f"schedule {what} must be one of {tuple(choices)}, got {value!r}"
+                                  + (f"; did you mean {match!r}?" if match else ""))
         if isinstance(period, bool) or not isinstance(period, int) or period < 1:
             raise ConfigError(f"schedule period must be an integer >= 1, got {period!r}")
         self.mode = mode

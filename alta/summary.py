@@ -11,6 +11,7 @@ and package versions.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -328,7 +329,7 @@ def save_aggregate_plot(aggregate: dict[str, Any], path: Path) -> Path | None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        logger.info("matplotlib is not installed: no aggregate plot (pip install 'alta[plot]')")
+        _no_matplotlib()
         return None
     figure = Figure(figsize=(5.5, 4))
     FigureCanvasAgg(figure)
@@ -425,6 +426,12 @@ def _names_preview(names: list[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names)})" if len(names) > limit else "")
 
 
+@functools.lru_cache(maxsize=None)
+def _no_matplotlib() -> None:
+    """Say once per process that plots are skipped (a run group or seed group has many runs)."""
+    logger.info("matplotlib is not installed: no plots (pip install 'alta[plot]' to get them)")
+
+
 def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, parents: bool = True) -> list[Path]:
     """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files
     (:data:`PLOT_FILES`); with ``confusion`` (C, C), the class-IL confusion matrix after the last
@@ -447,7 +454,7 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, par
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        logger.info("matplotlib is not installed: no plots (pip install 'alta[plot]' to get them)")
+        _no_matplotlib()
         return []
     written = []
     T = summary["num_experiences"]

@@ -169,6 +169,52 @@ def test_an_abbreviated_or_misspelt_option_is_refused_with_the_option_meant(tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_option_is_reported_by_its_subcommand(capsys):
+    code, _, err = run_cli(capsys, "config", "show", "--sett", "train.epochs=2")
+    assert code == 2 and err.startswith("usage: alta config show") and "did you mean --set for --sett?" in err
+    code, _, err = run_cli(capsys, "run", "--eposh", "2")
+    assert code == 2 and err.startswith("usage: alta run") and "did you mean --epochs for --eposh?" in err
+
+
+def test_version_is_one_line_at_any_terminal_width(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.count("\n") == 1 and out.startswith("alta ") and "python" in out
+
+
+def test_a_value_given_with_set_is_named_as_typed(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "config", "show", "--set", "train.epochs=two")
+    assert code == 2 and "(given as --set train.epochs=two)" in err
+    code, _, err = run_cli(capsys, "run", "--method", "cprompt", "--set", "train.schedule=alternat",
+                           "--output-dir", str(tmp_path / "out"))
+    assert code == 2 and "did you mean 'alternate'?" in err and "(given as --set train.schedule=alternat)" in err
+
+
+def test_missing_folders_and_files_are_named_as_missing(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--resume", str(tmp_path / "gone"))
+    assert code == 2 and f"--resume {tmp_path / 'gone'}: no such folder" in err
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "gone"))
+    assert code == 2 and f"{tmp_path / 'gone'}: no such folder" in err
+    code, _, err = run_cli(capsys, "run", "--visual", str(tmp_path / "weights" / "RN50.pt"))
+    assert code == 2 and "not found: no such file (nor its folder" in err
+    code, _, err = run_cli(capsys, "run", "--visual", str(tmp_path))
+    assert code == 2 and "is a folder, not a checkpoint file" in err
+    code, _, err = run_cli(capsys, "run", "--visual", "ViT-B/17")  # a name with a slash stays a name
+    assert code == 2 and "did you mean 'ViT-B/16'?" in err
+
+
+def test_a_data_root_one_level_too_high_names_the_folder_inside(tmp_path, capsys):
+    (tmp_path / "cifar10").mkdir()
+    code, _, err = run_cli(capsys, "run", "--config", "il_cifar10", "--visual", "tiny-vit", "--data-root",
+                           str(tmp_path), "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and f"{tmp_path} holds cifar10: is the data in there (root='{tmp_path / 'cifar10'}')?" in err
+
+
+def test_the_stream_line_gives_the_classes_of_each_experience_in_order(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", *QUICK, "--split", "B4-Inc2", "--output-dir", str(tmp_path / "run"))
+    assert code == 0 and "stream digits: 4 experiences: 4 + 3 x 2 classes" in err
+
+
 def test_stop_after_beyond_the_stream_says_the_run_goes_to_its_end(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", *QUICK, "--set", "data.num_experiences=2", "--stop-after", "9",
                            "--output-dir", str(tmp_path / "run"))
@@ -335,6 +381,7 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, ca
     assert code == 2 and "--epochs 5" in err and "started with 1" in err
     code, _, err = run_cli(capsys, "run", "--resume", str(run_dir), "--config", "il_cifar10")
     assert code == 2 and "cannot resume" in err
+    (tmp_path / "nothing").mkdir()
     code, _, err = run_cli(capsys, "run", "--resume", str(tmp_path / "nothing"))
     assert code == 2 and "no config.yaml" in err
 

@@ -32,3 +32,21 @@ def test_several_methods_and_buffer_sizes_run_as_one_group_and_resume(tmp_path, 
     assert main(["run", "--method", "mlp", "--buffer-size", "40", "--output-dir", str(alone), *QUICK]) == 0
     single = json.loads((alone / "summary.json").read_text())
     assert {k: single[k] for k in KEYS} == {k: summaries["mlp-buffer40"][k] for k in KEYS}
+
+
+def test_a_method_without_replay_runs_once_and_the_group_is_reported_by_member(tmp_path, capsys):
+    root = tmp_path / "group"
+    assert main(["run", "--method", "mlp,cprompt", "--buffer-size", "20,40", "--output-dir", str(root), *QUICK]) == 0
+    out = capsys.readouterr().out
+    names = json.loads((root / "group.json").read_text())["members"]
+    assert names == ["mlp-buffer20", "mlp-buffer40", "cprompt"]  # cprompt has no buffer: one run, not two alike
+    assert f"== the run group ({root}" in out
+    table = out.split("== the run group", 1)[1]
+    assert all(f"| {name} |" in table for name in names)
+    assert main(["report", str(root)]) == 0
+    report = capsys.readouterr().out
+    assert [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ") and "---" not in line
+            ][1:] == names
+    summary = json.loads((root / "mlp-buffer40" / "summary.json").read_text())
+    row = next(line for line in report.splitlines() if line.startswith("| mlp-buffer40 |"))
+    assert f" {summary['last_accuracy']['class_il']:.1f} " in row.split("|")

@@ -100,6 +100,21 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):  # noqa: D102 - argparse API
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the subcommand that was given, with its usage and its options
+            self._chosen_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _chosen_parser(self, parsed: argparse.Namespace) -> "_Parser":
+        """The innermost subcommand parser that ``parsed`` went through (``alta config show``)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                sub = action.choices.get(getattr(parsed, action.dest, None))
+                if isinstance(sub, _Parser):
+                    return sub._chosen_parser(parsed)
+        return self
+
     def error(self, message: str):  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
         self.exit(2, f"alta: error: {message}{self._suggestions(message)}\n")
@@ -128,6 +143,15 @@ class _Parser(argparse.ArgumentParser):
                 if close:
                     hints.append(f"{close[0]} for {option}")
         return f"; did you mean {', '.join(hints)}?" if hints else ""
+
+
+class _Version(argparse.Action):
+    """``alta --version``: the versions on one line, not wrapped to the terminal (argparse's own
+    version action wraps them)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: D102 - argparse API
+        print(_version_text())
+        parser.exit(0)
 
 
 def _positive_int(text: str) -> int:
@@ -165,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "learning with CLIP (Li et al., IEEE TMM 2023).",
         epilog="`alta run` with no arguments runs an offline demo; `alta run --help` lists its options.",
     )
-    parser.add_argument("--version", action="version", version=_version_text())
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the versions of alta and of its libraries")
     commands = parser.add_subparsers(dest="command", metavar="{run,list,report,config}", parser_class=_Parser)
 
     run = commands.add_parser(
@@ -324,11 +348,20 @@ def _version_text() -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class _Overrides(dict):
+    """Configuration keys set on the command line; ``from_set``: those whose value came from ``--set``
+    (so that a message names the spelling the user typed)."""
+
+    from_set: set[str]
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Configuration keys set on the command line (flags first, then --set in order)."""
     from .config import parse_override
 
-    out = {key: getattr(args, dest) for dest, key in _FLAG_KEYS.items() if getattr(args, dest, None) is not None}
+    out = _Overrides((key, getattr(args, dest)) for dest, key in _FLAG_KEYS.items()
+                     if getattr(args, dest, None) is not None)
+    out.from_set = set()
     several = [f"{_FLAG_NAMES[d]} {getattr(args, d)}" for d in ("method", "buffer_size")
                if isinstance(getattr(args, d, None), tuple) and len(getattr(args, d)) > 1
                or isinstance(getattr(args, d, None), str) and "," in getattr(args, d)]
@@ -342,6 +375,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for text in args.overrides:
         key, value = parse_override(text)
         out[key] = value
+        out.from_set.add(key)
     return out
 
 
@@ -362,7 +396,10 @@ def resolve_run_config(args: argparse.Namespace):
             raise ConfigError(f"--resume {run_dir} continues the run in that folder; drop --output-dir "
                               f"{args.output_dir} (or use it without --resume for a new run)")
         saved_path = run_dir / "config.yaml"
-        if run_dir.exists() and not run_dir.is_dir():
+        if not run_dir.exists():
+            raise ConfigError(f"--resume {run_dir}: no such folder; expected the folder of an earlier `alta run` (the "
+                              f"one holding its config.yaml), e.g. one listed by `ls runs/`")
+        if not run_dir.is_dir():
             raise ConfigError(f"--resume {run_dir} is a file; expected the folder of an earlier `alta run` (the one "
                               f"holding its config.yaml)")
         if not saved_path.is_file():
@@ -473,7 +510,7 @@ def _refuse_ignored(config, overrides: dict[str, Any]) -> None:
 def flag_for_key(key: str, overrides: dict[str, Any]) -> str:
     """How a configuration key was set on the command line, for messages."""
     for dest, mapped in _FLAG_KEYS.items():
-        if mapped == key and key in overrides:
+        if mapped == key and key in overrides and key not in getattr(overrides, "from_set", ()):
             return f"{_FLAG_NAMES[dest]} {overrides[key]}"
     if key in overrides:
         return f"--set {key}={overrides[key]}"
@@ -630,6 +667,7 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
     from ..errors import ConfigError
     from ..experiment import load_saved_config, plan_groups, run_experiment, run_group_experiment
     from ..io import write_json
+    from ..methods import METHODS
     from ..summary import format_table
 
     if args.resume:
@@ -650,7 +688,13 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
         several_sizes = args.buffer_size is not None and len(args.buffer_size) > 1
         for variant in variants:
             config, _, _ = resolve_run_config(argparse.Namespace(**{**vars(variant), "output_dir": None}))
-            name = config.model.method + (f"-buffer{config.buffer.size}" if several_sizes else "")
+            replays = METHODS.get(config.model.method).replay
+            if several_sizes and not replays and config.model.method in (c.model.method for c in configs):
+                continue  # a method without replay gives the same run at every buffer size: run it once
+            name = config.model.method + (f"-buffer{config.buffer.size}" if several_sizes and replays else "")
+            if several_sizes and not replays:
+                logging.getLogger("alta").info("method %s does not replay: one run for every --buffer-size",
+                                               config.model.method)
             if name in names:
                 raise ConfigError(f"the run group asks for {name} twice; give each method and buffer size once")
             configs.append(config)
@@ -683,6 +727,12 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
               f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences")
     if not all(s.get("complete") for s in summaries):
         print(f"continue with: alta run --resume {root}")
+        return 0
+    from ..report import check_comparable, format_markdown, load_rows
+
+    rows = load_rows([root])  # the members side by side, as `alta report` shows the group
+    print(f"\n== the run group ({root}; again with `alta report {root}`)")
+    print(format_markdown(rows, check_comparable(rows, allow_mixed=True)))
     return 0
 
 

@@ -453,11 +453,27 @@ def _layout_error(
     name: str, root: Path | None, problem: str, layouts: str, *, can_download: bool
 ) -> DataRootError:
     hint = " Or pass download=True to let torchvision download it into root." if can_download else ""
+    inside = _dataset_subfolders(name, root)
+    if inside:
+        hint += f" {root} holds {', '.join(inside)}: is the data in there (root={str(root / inside[0])!r})?"
     return DataRootError(
         f"{name}: {problem} (root={str(root) if root is not None else None!r}). "
         f"Expected one of these layouts under root:\n{layouts}\nFix: pass root= pointing at the "
         f"folder that holds that layout.{hint}"
     )
+
+
+def _dataset_subfolders(name: str, root: Path | None) -> list[str]:
+    """Subfolders of ``root`` named like the dataset (``cifar10/`` for ``seq-cifar10``,
+    ``tiny-imagenet-200/`` for ``seq-tinyimagenet``): a root given one level too high."""
+    if root is None or not root.is_dir():
+        return []
+    key = re.sub(r"[^a-z0-9]", "", name.lower().removeprefix("seq-"))
+    try:
+        children = sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    return [c for c in children if key and key in re.sub(r"[^a-z0-9]", "", c.lower())][:3]
 
 
 def _need_root(name: str, root: Path | None, layouts: str, *, can_download: bool) -> Path:
