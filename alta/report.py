@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["Row", "load_rows", "check_comparable", "format_markdown", "format_latex", "format_csv", "FORMATS",
-           "COLUMNS"]
+__all__ = ["Row", "load_rows", "check_comparable", "training_differences", "format_markdown", "format_latex",
+           "format_csv", "FORMATS", "COLUMNS"]
 
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
@@ -141,6 +141,24 @@ def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[
     return problems
 
 
+_TRAINING_KEYS = (("epochs", "epochs per experience"), ("train_cache", "train_cache"), ("schedule", "schedule"),
+                  ("head", "head"))
+
+
+def training_differences(rows: Sequence[Row]) -> list[str]:
+    """The training settings in which comparable rows differ (not columns of the table, so said
+    under it): epochs per experience, cache mode, schedule, head."""
+    notes = []
+    for key, what in _TRAINING_KEYS:
+        groups: dict[str, list[str]] = {}
+        for row in rows:
+            groups.setdefault(str(row.source.get(key)), []).append(row.label)
+        if len(groups) > 1:
+            notes.append(f"the runs differ in {what}: "
+                         + "; ".join(f"{value} ({', '.join(labels)})" for value, labels in groups.items()))
+    return notes
+
+
 def _cell(value: tuple[float | None, float | None], *, pm: str) -> str:
     mean, std = value
     if mean is None:
@@ -171,6 +189,7 @@ def _footer(rows: Sequence[Row], notes: Sequence[str]) -> list[str]:
     out = ["", f"{first.get('dataset')}, {first.get('num_experiences')} experiences; accuracies in %, "
                f"seed groups as mean ± sample std."]
     out += [f"NOTE (--allow-mixed): {note}" for note in notes]
+    out += [f"NOTE: {note}" for note in training_differences(rows)]
     if any(not r.source.get("pretrained") for r in rows):
         out.append("NOTE: random-weight backbone(s): these numbers only show that the pipeline runs.")
     return out

@@ -113,6 +113,20 @@ def test_report_refuses_runs_that_are_not_comparable(groups, tmp_path, capsys):
     assert code == 2 and "neither summary.json" in err
 
 
+def test_report_says_under_the_table_when_the_runs_were_trained_differently(groups, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "report", str(groups / "alta"), str(groups / "mlp"))
+    assert code == 0 and "differ in" not in out  # same epochs, cache mode, schedule and head
+    longer = tmp_path / "longer"
+    longer.mkdir()
+    aggregate = json.loads((groups / "mlp" / "aggregate.json").read_text())
+    aggregate["epochs"] = aggregate["epochs"] + 3
+    (longer / "aggregate.json").write_text(json.dumps(aggregate))
+    code, out, _ = run_cli(capsys, "report", str(groups / "alta"), str(longer))
+    assert code == 0
+    assert f"NOTE: the runs differ in epochs per experience: {aggregate['epochs'] - 3} (alta); {aggregate['epochs']} " \
+           "(longer)" in out
+
+
 def test_a_run_records_the_new_metrics_loggers_and_determinism(groups):
     folder = groups / "alta" / "seed-0"
     summary = json.loads((folder / "summary.json").read_text())
