@@ -621,7 +621,7 @@ class StopAfter(Callback):
         self.experiences, self.num = experiences, num_experiences
 
     def on_run_start(self, *, num_experiences: int, **_: Any) -> None:  # noqa: D102
-        if self.experiences >= num_experiences:
+        if self.experiences > num_experiences:
             logger.warning("stop after %d experience(s) asked, but the stream has %d: the run goes to its end",
                            self.experiences, num_experiences)
 
@@ -684,6 +684,9 @@ def read_finished_summary(output_dir: str | Path) -> dict[str, Any] | None:
         else:
             try:
                 format_table(summary)
+                recorded = summary.get("output_dir")
+                if not isinstance(recorded, str) or Path(recorded).resolve() != output_dir.resolve():
+                    summary["output_dir"] = str(output_dir)  # the folder was moved or copied since
                 return summary
             except Exception as exc:  # noqa: BLE001 - any missing or malformed entry
                 problem = f"it lacks results ({type(exc).__name__}: {exc})"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ConfigError
+from .rundir import GROUP_FILE, read_group_file
 
 __all__ = ["Row", "load_rows", "check_comparable", "training_differences", "format_markdown", "format_latex",
            "format_csv", "FORMATS", "COLUMNS"]
@@ -69,16 +70,6 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
-def _group_members(folder: Path) -> list[Path]:
-    """The member folders of a run group (``alta run --method a,b`` wrote ``group.json``)."""
-    data = _read(folder / "group.json")
-    members = data.get("members") if isinstance(data, dict) and data.get("format") == "alta.run-group" else None
-    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-        raise ConfigError(f"{folder / 'group.json'} is not an alta run-group file (format 'alta.run-group' with a "
-                          f"list of members)")
-    return [folder / member for member in members]
-
-
 def load_rows(folders: Sequence[str | Path]) -> list[Row]:
     """A :class:`Row` per folder: a seed group when it holds ``aggregate.json``, a run's
     ``summary.json``, or for a run group's folder (``group.json``) a row per member.
@@ -89,13 +80,19 @@ def load_rows(folders: Sequence[str | Path]) -> list[Row]:
     """
     if not folders:
         raise ConfigError("alta report needs at least one run or seed-group folder")
+    seen: dict[Path, str] = {}
+    for folder in map(Path, folders):
+        if folder.resolve() in seen:
+            raise ConfigError(f"{folder} is listed twice ({seen[folder.resolve()]} and {folder}); give each run once")
+        seen[folder.resolve()] = str(folder)
     rows = []
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise ConfigError(f"{folder}: no such folder; pass the folder of a finished `alta run` (the one holding "
-                              f"its summary.json), of a seed group or of a run group")
-        if (folder / "group.json").is_file() and not (folder / "summary.json").is_file():
-            rows += load_rows(_group_members(folder))
+            raise ConfigError(f"{folder}: {'a file' if folder.exists() else 'no such folder'}; pass the folder of a "
+                              f"finished `alta run` (the one holding its summary.json), of a seed group or of a run "
+                              f"group")
+        if (folder / GROUP_FILE).is_file() and not (folder / "summary.json").is_file():
+            rows += load_rows(read_group_file(folder))  # members are plain folder names: no recursion into itself
         elif (folder / "aggregate.json").is_file():
             data = _read(folder / "aggregate.json")
             values = {s: {m: (data[m][s]["mean"], data[m][s]["std"]) for m, _ in COLUMNS} for s in SETTINGS}
@@ -106,6 +103,9 @@ def load_rows(folders: Sequence[str | Path]) -> list[Row]:
                 raise ConfigError(f"{folder}: the run is not complete; finish it with `alta run --resume {folder}`")
             values = {s: {m: (data[m][s], None) for m, _ in COLUMNS} for s in SETTINGS}
             rows.append(Row(folder.name, "run", data, values))
+        elif (folder / "config.yaml").is_file():
+            raise ConfigError(f"{folder}: the run is not finished (no summary.json yet); finish it with "
+                              f"`alta run --resume {folder}`")
         else:
             raise ConfigError(f"{folder} holds neither summary.json (a finished `alta run`), aggregate.json (an "
                               f"`alta run --seeds ...` group) nor group.json (an `alta run --method a,b` group); pass "
@@ -147,9 +147,12 @@ _TRAINING_KEYS = (("epochs", "epochs per experience"), ("train_cache", "train_ca
 
 def training_differences(rows: Sequence[Row]) -> list[str]:
     """The training settings in which comparable rows differ (not columns of the table, so said
-    under it): epochs per experience, cache mode, schedule, head."""
+    under it): epochs per experience, cache mode, schedule mode, head (as their summaries record
+    them; a setting some rows do not record is not compared)."""
     notes = []
     for key, what in _TRAINING_KEYS:
+        if any(row.source.get(key) is None for row in rows):
+            continue
         groups: dict[str, list[str]] = {}
         for row in rows:
             groups.setdefault(str(row.source.get(key)), []).append(row.label)

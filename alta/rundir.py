@@ -451,3 +451,58 @@ def claim_run_dir_on_main(output_dir: str | os.PathLike, config: Any, *, resume:
     if claimed is not None:
         return claimed
     return RunDir(Path(outcome[1]), resume=resume, lock_fd=None, created=[], wrote_config=False)
+
+
+# -------------------------------------------------------------------------- run groups
+
+GROUP_FILE = "group.json"  # a run group's folder: the member folders, in order
+GROUP_FORMAT = "alta.run-group"
+
+
+def write_group_file(root: str | os.PathLike, members: list[str]) -> Path:
+    """Write ``root/group.json`` listing a run group's member folders (names inside ``root``),
+    atomically; creates ``root``.
+
+    Raises:
+        ConfigError: a member name that is not a plain folder name, or twice.
+    """
+    from .io import write_json
+
+    _check_members(list(members), Path(root) / GROUP_FILE)
+    return write_json(Path(root) / GROUP_FILE, {"format": GROUP_FORMAT, "members": list(members)})
+
+
+def read_group_file(root: str | os.PathLike) -> list[Path]:
+    """The member folders of the run group in ``root`` (``alta run --method a,b`` wrote its
+    ``group.json``), in order.
+
+    Raises:
+        ConfigError: no ``group.json``, or one that is not alta's (unreadable, another format,
+            members missing, empty, not plain folder names, or listed twice).
+    """
+    import json
+
+    path = Path(root) / GROUP_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{root} is not a run-group folder: no {GROUP_FILE} there") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != GROUP_FORMAT:
+        raise ConfigError(f"{path} is not an alta run-group file (expected format {GROUP_FORMAT!r}, got "
+                          f"{data.get('format') if isinstance(data, dict) else type(data).__name__!r})")
+    members = data.get("members")
+    _check_members(members, path)
+    return [Path(root) / name for name in members]
+
+
+def _check_members(members: Any, path: Path) -> None:
+    if not isinstance(members, list) or not members:
+        raise ConfigError(f"{path}: 'members' must be a non-empty list of member folder names, got {members!r}"[:300])
+    for name in members:
+        if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or os.sep in name:
+            raise ConfigError(f"{path}: member {name!r} is not a folder name inside the group's folder")
+    twice = sorted({name for name in members if members.count(name) > 1})
+    if twice:
+        raise ConfigError(f"{path}: member(s) {', '.join(twice)} listed twice; each member folder once")

@@ -106,3 +106,19 @@ def test_list_backbones_covers_the_reference_choices():
         assert name in names
     assert set(list_backbones(pretrained=False)).isdisjoint(list_backbones(pretrained=True))
     assert alta.list_backbones() == names
+
+
+def test_a_file_that_is_no_checkpoint_is_named_without_torch_advice(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(BackboneError) as info:
+        load_backbone(str(garbage))
+    message = str(info.value)
+    assert "neither a TorchScript archive nor a torch state dict" in message and "weights_only" not in message
+
+
+def test_a_checkpoint_path_with_a_tilde_is_expanded(tmp_path, monkeypatch, tiny_clip):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_backbone(tiny_clip, tmp_path / "mine.pt")
+    loaded = load_backbone("~/mine.pt")
+    assert loaded.embed_dim == tiny_clip.embed_dim and loaded.source == str(tmp_path / "mine.pt")

@@ -176,6 +176,24 @@ def test_an_unknown_option_is_reported_by_its_subcommand(capsys):
     assert code == 2 and err.startswith("usage: alta run") and "did you mean --epochs for --eposh?" in err
 
 
+def test_an_option_given_before_its_subcommand_is_named_as_misplaced(capsys):
+    code, _, err = run_cli(capsys, "--epochs", "run")
+    assert code == 2 and "--epochs goes after the subcommand" in err and "did you mean" not in err
+
+
+def test_report_refuses_a_file_and_a_folder_given_twice(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "run", *QUICK, "--output-dir", str(run_dir))[0] == 0
+    code, _, err = run_cli(capsys, "report", str(run_dir / "summary.json"))
+    assert code == 2 and "summary.json: a file" in err
+    code, _, err = run_cli(capsys, "report", str(run_dir), str(tmp_path / "." / "run"))
+    assert code == 2 and "listed twice" in err
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)  # a finished run copied elsewhere and resumed there: its own folder is named
+    code, out, _ = run_cli(capsys, "run", "--resume", str(moved), "--no-progress", "--no-plots")
+    assert code == 0 and f"results: {moved}" in out and str(run_dir) + "\n" not in out
+
+
 def test_version_is_one_line_at_any_terminal_width(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
     code, out, _ = run_cli(capsys, "--version")
@@ -208,6 +226,14 @@ def test_a_data_root_one_level_too_high_names_the_folder_inside(tmp_path, capsys
     code, _, err = run_cli(capsys, "run", "--config", "il_cifar10", "--visual", "tiny-vit", "--data-root",
                            str(tmp_path), "--output-dir", str(tmp_path / "out"))
     assert code == 1 and f"{tmp_path} holds cifar10: is the data in there (root='{tmp_path / 'cifar10'}')?" in err
+    (tmp_path / "cifar100").mkdir()  # another dataset: not offered; the exact name first
+    (tmp_path / "CIFAR10-old").mkdir()
+    code, _, err = run_cli(capsys, "run", "--config", "il_cifar10", "--visual", "tiny-vit", "--data-root",
+                           str(tmp_path), "--output-dir", str(tmp_path / "out"))
+    assert f"{tmp_path} holds cifar10, CIFAR10-old: is the data in there (root='{tmp_path / 'cifar10'}')?" in err
+    code, _, err = run_cli(capsys, "run", "--config", "il_cifar10", "--visual", "tiny-vit", "--data-root",
+                           str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out"))
+    assert code == 1 and f"{tmp_path / 'nowhere'} does not exist" in err
 
 
 def test_the_stream_line_gives_the_classes_of_each_experience_in_order(tmp_path, capsys):
@@ -220,6 +246,9 @@ def test_stop_after_beyond_the_stream_says_the_run_goes_to_its_end(tmp_path, cap
                            "--output-dir", str(tmp_path / "run"))
     assert code == 0 and "stop after 9 experience(s) asked, but the stream has 2: the run goes to its end" in err
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["complete"] is True
+    code, _, err = run_cli(capsys, "run", *QUICK, "--set", "data.num_experiences=2", "--stop-after", "2",
+                           "--output-dir", str(tmp_path / "exact"))
+    assert code == 0 and "stop after" not in err  # stopping after the last experience is the end
 
 
 def test_bad_values_and_types_are_config_errors(tmp_path):

@@ -50,3 +50,39 @@ def test_a_method_without_replay_runs_once_and_the_group_is_reported_by_member(t
     summary = json.loads((root / "mlp-buffer40" / "summary.json").read_text())
     row = next(line for line in report.splitlines() if line.startswith("| mlp-buffer40 |"))
     assert f" {summary['last_accuracy']['class_il']:.1f} " in row.split("|")
+
+
+def test_a_damaged_group_file_is_refused_by_resume_and_report_alike(tmp_path, capsys):
+    root = tmp_path / "group"
+    assert main(["run", "--method", "mlp,cprompt", "--output-dir", str(root), "--stop-after", "1", *QUICK]) == 0
+    good = (root / "group.json").read_text()
+    cases = {
+        "not json {": "cannot read",
+        '{"format": "other", "members": ["mlp", "cprompt"]}': "not an alta run-group file",
+        '{"format": "alta.run-group"}': "'members' must be a non-empty list",
+        '{"format": "alta.run-group", "members": []}': "'members' must be a non-empty list",
+        '{"format": "alta.run-group", "members": "cprompt"}': "'members' must be a non-empty list",
+        '{"format": "alta.run-group", "members": [1, 2]}': "is not a folder name",
+        '{"format": "alta.run-group", "members": ["."]}': "is not a folder name",
+        '{"format": "alta.run-group", "members": ["../x"]}': "is not a folder name",
+        '{"format": "alta.run-group", "members": ["mlp", "mlp"]}': "listed twice",
+    }
+    for text, expected in cases.items():
+        (root / "group.json").write_text(text)
+        for argv in (["run", "--resume", str(root), "-q"], ["report", str(root)]):
+            capsys.readouterr()
+            code = main(argv)
+            err = capsys.readouterr().err
+            assert code == 2 and expected in err and "Traceback" not in err, (text, argv, err)
+    (root / "group.json").write_text(good)
+    capsys.readouterr()
+    assert main(["report", str(root)]) == 2  # the members are not finished yet
+    assert "the run is not finished" in capsys.readouterr().err
+
+
+def test_repeated_values_in_a_group_are_refused(tmp_path, capsys):
+    for flags, twice in ((["--method", "cprompt,sprompt", "--buffer-size", "20,20"], "--buffer-size names 20 twice"),
+                         (["--method", "mlp,mlp"], "--method names mlp twice")):
+        assert main(["run", *flags, "--output-dir", str(tmp_path / "g"), *QUICK]) == 2
+        assert twice in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()

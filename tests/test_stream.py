@@ -561,3 +561,25 @@ def test_joint_stream_trains_once_and_evaluates_per_sequential_experience():
     assert "joint=True, eval_split=[2, 2, 2, 2, 2]" in repr(joint)
     with pytest.raises(ConfigError, match="joint must be True or False"):
         make_stream(num_experiences=5, joint=1)
+
+
+def test_from_name_reuses_sources_read_before_and_refuses_others():
+    from alta.data import load_sources
+    from alta.errors import ConfigError
+
+    train, test = load_sources("digits")
+    again = ScenarioStream.from_name("digits", sources=(train, test), resolution=32)
+    fresh = ScenarioStream.from_name("digits", resolution=32)
+    assert [(e.classes, len(e.train), len(e.test)) for e in again] == [(e.classes, len(e.train), len(e.test))
+                                                                       for e in fresh]
+    assert torch.equal(again[1].test[0][0], fresh[1].test[0][0])  # the same first test image of experience 2
+    with pytest.raises(ConfigError, match="in that order"):
+        ScenarioStream.from_name("digits", sources=(test, train))
+    with pytest.raises(ConfigError, match="in that order"):
+        ScenarioStream.from_name("digits", sources=(train, train))
+    with pytest.raises(TypeError, match="got a tuple of 1: ArraySource"):
+        ScenarioStream.from_name("digits", sources=(train,))
+    other = type(train).__new__(type(train))
+    other.__dict__.update(train.__dict__, identity="seq-cifar10|folders|/x|train")
+    with pytest.raises(ConfigError, match="sources are not 'digits'"):
+        ScenarioStream.from_name("digits", sources=(other, test))

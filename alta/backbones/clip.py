@@ -480,7 +480,7 @@ def load_clip(
                 raise BackboneError(_offline_message(name, target, f"download failed: {exc}")) from exc
         path, pretrained, label = target, True, name
     else:
-        path = Path(name)
+        path = Path(name).expanduser()
         if not path.is_file():
             close = difflib.get_close_matches(name, list_backbones(), n=1, cutoff=0.5)
             close += [n for n in list_backbones() if n.lower() == name.lower()][:1]
@@ -535,9 +535,11 @@ def _load_clip_file(path: Path) -> nn.Module:
         try:
             state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+            # torch's own text (advice to unpickle without weights_only) is in the chained exception, not here
             raise BackboneError(
-                f"could not read {path} as a CLIP checkpoint ({type(exc).__name__}: {exc}); expected an "
-                f"OpenAI .pt archive or a state dict saved with alta.backbones.save_backbone"
+                f"could not read {path} as a CLIP checkpoint: it is neither a TorchScript archive nor a torch state "
+                f"dict (torch.load: {type(exc).__name__}); expected an OpenAI .pt archive or a state dict saved with "
+                f"alta.backbones.save_backbone"
             ) from exc
     if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]

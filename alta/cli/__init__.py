@@ -136,13 +136,19 @@ class _Parser(argparse.ArgumentParser):
         options = self._option_strings()  # the reference's --buffer_size spellings: suggest --buffer-size
         known = sorted(o for o in options if not ("_" in o and o.replace("_", "-") in options))
         hints = []
+        misplaced = []
         for token in message[len(prefix):].split():
             option = token.split("=", 1)[0]
-            if option.startswith("--"):
+            if option in options:  # an option of a subcommand, given before it (`alta --epochs 2 run`)
+                misplaced.append(option)
+            elif option.startswith("--"):
                 close = difflib.get_close_matches(option.replace("_", "-"), known, n=1, cutoff=0.75)
                 if close:
                     hints.append(f"{close[0]} for {option}")
-        return f"; did you mean {', '.join(hints)}?" if hints else ""
+        text = f"; did you mean {', '.join(hints)}?" if hints else ""
+        if misplaced:
+            text += f"; {', '.join(misplaced)} go{'es' if len(misplaced) == 1 else ''} after the subcommand (alta run ...)"
+        return text
 
 
 class _Version(argparse.Action):
@@ -362,14 +368,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = _Overrides((key, getattr(args, dest)) for dest, key in _FLAG_KEYS.items()
                      if getattr(args, dest, None) is not None)
     out.from_set = set()
-    several = [f"{_FLAG_NAMES[d]} {getattr(args, d)}" for d in ("method", "buffer_size")
+    def text(value: Any) -> str:
+        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    several = [f"{_FLAG_NAMES[d]} {text(getattr(args, d))}" for d in ("method", "buffer_size")
                if isinstance(getattr(args, d, None), tuple) and len(getattr(args, d)) > 1
                or isinstance(getattr(args, d, None), str) and "," in getattr(args, d)]
     if several:
         from ..errors import ConfigError
 
-        raise ConfigError(f"{', '.join(several)} names several runs (a run group); resolve them one at a time "
-                          f"(alta.cli.run_variants)")
+        raise ConfigError(f"{', '.join(several)} names several runs (a run group, which only `alta run` starts); "
+                          f"give one value here")
     if isinstance(out.get("buffer.size"), tuple):
         out["buffer.size"] = out["buffer.size"][0]
     for text in args.overrides:
@@ -537,6 +546,12 @@ def run_variants(args: argparse.Namespace) -> list[argparse.Namespace]:
     ``--buffer-size`` s give their product (a run group), else the command line itself."""
     methods = args.method.split(",") if args.method else [None]
     sizes = list(args.buffer_size) if args.buffer_size is not None else [None]
+    for flag, values in (("--method", methods), ("--buffer-size", sizes)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{flag} names {', '.join(twice)} twice; give each value once")
     if len(methods) == 1 and len(sizes) == 1:
         return [argparse.Namespace(**{**vars(args), "method": methods[0], "buffer_size": sizes[0]})]
     return [argparse.Namespace(**{**vars(args), "method": m, "buffer_size": b}) for m in methods for b in sizes]
@@ -573,6 +588,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and dist.is_distributed():
         raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
                           "per seed (--seed N), each on all the processes")
+    from ..rundir import GROUP_FILE
+
     variants = run_variants(args)
     if len(variants) > 1 or (args.resume and (Path(args.resume) / GROUP_FILE).is_file()):
         if dist.is_distributed():
@@ -655,28 +672,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-GROUP_FILE = "group.json"
-
-
 def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace]) -> int:
     """``alta run`` with several methods or buffer sizes: the runs in run groups, each in its own
     folder under one group folder (with ``group.json``); ``--resume`` on that folder continues them."""
-    import json
     from datetime import datetime
 
     from ..errors import ConfigError
     from ..experiment import load_saved_config, plan_groups, run_experiment, run_group_experiment
-    from ..io import write_json
     from ..methods import METHODS
+    from ..rundir import GROUP_FILE, read_group_file, write_group_file
     from ..summary import format_table
 
     if args.resume:
         root = Path(args.resume)
-        if _overrides(args) or args.output_dir or args.config:
+        flags = any(getattr(args, dest, None) is not None for dest in _FLAG_KEYS) or args.overrides
+        if flags or args.output_dir or args.config:
             raise ConfigError(f"--resume {root} continues a run group with its members' saved configurations; drop "
                               f"the other options (resume one member alone with --resume {root}/MEMBER)")
-        names = json.loads((root / GROUP_FILE).read_text(encoding="utf-8"))["members"]
-        folders = [root / name for name in names]
+        folders = read_group_file(root)
+        names = [f.name for f in folders]
         configs = [load_saved_config(f / "config.yaml") if (f / "config.yaml").is_file() else None for f in folders]
         missing = [str(f) for f, c in zip(folders, configs) if c is None]
         if missing:
@@ -704,7 +718,7 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
         if (root / GROUP_FILE).exists():
             raise ConfigError(f"{root} already holds a run group; continue it with `alta run --resume {root}` or "
                               f"choose another --output-dir")
-        write_json(root / GROUP_FILE, {"format": "alta.run-group", "members": names})
+        write_group_file(root, names)
         folders = [root / name for name in names]
         resumes = [False] * len(configs)
     _set_threads(args, configs[0])

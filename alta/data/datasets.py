@@ -453,6 +453,8 @@ def _layout_error(
     name: str, root: Path | None, problem: str, layouts: str, *, can_download: bool
 ) -> DataRootError:
     hint = " Or pass download=True to let torchvision download it into root." if can_download else ""
+    if root is not None and not root.is_dir():
+        problem += f"; {root} {'is a file, not a folder' if root.exists() else 'does not exist'}"
     inside = _dataset_subfolders(name, root)
     if inside:
         hint += f" {root} holds {', '.join(inside)}: is the data in there (root={str(root / inside[0])!r})?"
@@ -468,12 +470,18 @@ def _dataset_subfolders(name: str, root: Path | None) -> list[str]:
     ``tiny-imagenet-200/`` for ``seq-tinyimagenet``): a root given one level too high."""
     if root is None or not root.is_dir():
         return []
-    key = re.sub(r"[^a-z0-9]", "", name.lower().removeprefix("seq-"))
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    key = norm(name.removeprefix("seq-"))
     try:
         children = sorted(p.name for p in root.iterdir() if p.is_dir())
     except OSError:
         return []
-    return [c for c in children if key and key in re.sub(r"[^a-z0-9]", "", c.lower())][:3]
+    # the key not followed by a digit (cifar10 is not cifar100); the exact name first
+    pattern = re.escape(key) + (r"(?!\d)" if key[-1:].isdigit() else "")
+    found = [c for c in children if key and re.search(pattern, norm(c))]
+    return sorted(found, key=lambda c: (norm(c) != key, c))[:3]
 
 
 def _need_root(name: str, root: Path | None, layouts: str, *, can_download: bool) -> Path:

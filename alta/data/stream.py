@@ -834,12 +834,8 @@ class ScenarioStream:
             initial_classes=initial_classes)
         if sources is None:
             train, test = load_sources(canonical, root=root, download=download, options=dataset_options)
-        elif (not isinstance(sources, (tuple, list)) or len(sources) != 2
-              or not all(isinstance(part, LabelledSource) for part in sources)):
-            raise TypeError(f"sources must be the (train, test) pair returned by alta.data.load_sources, got "
-                            f"{type(sources).__name__}")
         else:
-            train, test = sources
+            train, test = _check_sources(sources, canonical)
         names, names_source = list(train.class_names), "dataset"
         if class_names is not None:
             names, names_source = read_class_names(
@@ -1346,6 +1342,26 @@ def _first_per_class(dataset: ExperienceDataset, limit: int | None) -> Experienc
             keep.append(position)
     return ExperienceDataset(dataset.source, dataset.indices[keep], label_map=dataset.label_map,
                              transform=dataset.transform)
+
+
+def _check_sources(sources: Any, dataset: str) -> tuple[LabelledSource, LabelledSource]:
+    """``sources`` as :func:`~alta.data.load_sources` returns them for ``dataset``: a (train, test)
+    pair of that dataset's sources, in that order (told by their ``identity``,
+    ``<dataset>|...|<split>``)."""
+    if (not isinstance(sources, (tuple, list)) or len(sources) != 2
+            or not all(isinstance(part, LabelledSource) for part in sources)):
+        got = (f"a {type(sources).__name__} of {len(sources)}: {', '.join(type(p).__name__ for p in sources)}"
+               if isinstance(sources, (tuple, list)) else type(sources).__name__)
+        raise TypeError(f"sources must be the (train, test) pair of LabelledSource returned by "
+                        f"alta.data.load_sources({dataset!r}, ...), got {got}")
+    train, test = sources
+    other = [part.identity for part in sources if part.identity.split("|", 1)[0] != dataset]
+    if other:
+        raise ConfigError(f"sources are not {dataset!r}'s: {', '.join(map(repr, other))}; pass "
+                          f"alta.data.load_sources({dataset!r}, ...) for this dataset")
+    if train.identity.rsplit("|", 1)[-1] != "train" or test.identity.rsplit("|", 1)[-1] == "train":
+        raise ConfigError(f"sources must be (train, test) in that order, got ({train.identity!r}, {test.identity!r})")
+    return train, test
 
 
 def _classify_data_error(exc: DataError) -> Exception:
