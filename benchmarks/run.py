@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the table to make (cost reads the runs of main, ablation and backbones; all: every table)")
     add("--scale", choices=tables.SCALE_NAMES, default="cpu",
         help="smoke: seconds per cell, numbers meaningless; cpu: reduced protocol on CPU (main + ablation: about "
-             "40 minutes on 2 cores); full: the paper protocol (default: cpu)")
+             "25 minutes on 2 cores with run groups); full: the paper protocol (default: cpu)")
     add("--seeds", type=int, nargs="+", metavar="S", help="run seeds (default: the scale's; 0 1 2, smoke 0)")
     add("--data-root", type=Path, metavar="DIR",
         help="folder holding cifar10/, cifar100/, tiny-imagenet-200/ (or one dataset's own layout); default "
