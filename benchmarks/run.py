@@ -26,8 +26,9 @@ submitit's local executor; the tables are rewritten as results arrive.
 
 At scales ``cpu`` and ``full`` every run (or group) has a process of its own (so that its peak memory is its
 own, and a crash cannot take the table down); ``--no-isolate`` runs them in this process.
-``full`` loads pretrained CLIP weights: offline without them it stops at the first run with the
-library's message.
+``full`` loads pretrained CLIP weights: offline without them it stops at the first run whose data
+is there with the library's message (a run checks its data before it loads weights; a run without
+its data is marked unavailable).
 """
 
 from __future__ import annotations

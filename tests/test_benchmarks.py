@@ -160,12 +160,22 @@ def test_full_plan_is_the_shipped_protocol(tables):
 
 
 def test_full_scale_stops_at_once_without_pretrained_weights(run, tmp_path, capsys):
-    code = run.main(["main", "--scale", "full", "--seeds", "0", "--out", str(tmp_path), "--offline",
-                     "--weights-dir", str(tmp_path / "no-weights"), "--no-isolate"])
+    from PIL import Image
+
+    from alta.data.datasets import CIFAR10_CLASSES
+
+    data = tmp_path / "data"  # the data is there (one image per class and split): the weights are what is missing
+    for split in ("train", "test"):
+        for name in CIFAR10_CLASSES:
+            (data / "cifar10" / split / name).mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(data / "cifar10" / split / name / "0.png")
+    out = tmp_path / "out"
+    code = run.main(["main", "--scale", "full", "--seeds", "0", "--out", str(out), "--offline", "--data-root",
+                     str(data), "--weights-dir", str(tmp_path / "no-weights"), "--no-isolate"])
     assert code == 2
     err = capsys.readouterr().err
     assert "could not load its backbone" in err and "RN50" in err
-    table = json.loads((tmp_path / "main.json").read_text())
+    table = json.loads((out / "main.json").read_text())
     assert {e["status"] for row in table["rows"] for e in row["cells"].values()} == {"pending"}
 
 
