@@ -368,10 +368,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = _Overrides((key, getattr(args, dest)) for dest, key in _FLAG_KEYS.items()
                      if getattr(args, dest, None) is not None)
     out.from_set = set()
-    def text(value: Any) -> str:
+
+    def as_typed(value: Any) -> str:  # --buffer-size 20,40 is the tuple (20, 40)
         return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
-    several = [f"{_FLAG_NAMES[d]} {text(getattr(args, d))}" for d in ("method", "buffer_size")
+    several = [f"{_FLAG_NAMES[d]} {as_typed(getattr(args, d))}" for d in ("method", "buffer_size")
                if isinstance(getattr(args, d, None), tuple) and len(getattr(args, d)) > 1
                or isinstance(getattr(args, d, None), str) and "," in getattr(args, d)]
     if several:
