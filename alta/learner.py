@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import logging
 import string
 from collections import OrderedDict
@@ -384,24 +385,13 @@ class CrossModalLearner(nn.Module):
         visual: str,
         *,
         class_names: Sequence[str],
-        method: str = LearnerConfig.method,
-        head: str = LearnerConfig.head,
         pretrained: str | bool | None = None,
         device: str | torch.device | None = "cpu",
         precision: str = ModelConfig.precision,
         download_root: str | None = ModelConfig.download_root,
         download: bool = ModelConfig.download_weights,
         backbone_seed: int = ModelConfig.backbone_seed,
-        alpha: float = LearnerConfig.alpha,
-        beta: float = LearnerConfig.beta,
-        replay_batch_size: int = LearnerConfig.replay_batch_size,
-        ctx_init: str = LearnerConfig.ctx_init,
-        template: str = LearnerConfig.template,
-        adapter_reduction: int = LearnerConfig.adapter_reduction,
-        seed: int = 0,
-        truncate_text: bool = LearnerConfig.truncate_text,
-        snapshot_timing: str = LearnerConfig.snapshot_timing,
-        w1_raw_names: bool = LearnerConfig.w1_raw_names,
+        **options: Any,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
 
@@ -409,8 +399,6 @@ class CrossModalLearner(nn.Module):
             visual: Backbone name (``RN50``, ``ViT-B/16``, ``tiny-vit``, ``open_clip:ViT-B-16``,
                 ``hf:<id or folder>``, ...) or a local checkpoint path; see :func:`alta.load_backbone`.
             class_names: Class names of the stream, in label order.
-            method: Method variant (default ALTA).
-            head: ``"all"`` or ``"seen"``.
             pretrained: Weights of ``open_clip:``/``hf:`` backbones (a tag, a file, or ``None``/
                 ``False``; see :func:`alta.load_backbone`).
             device: Where the learner lives (``None``: CUDA when available).
@@ -418,31 +406,26 @@ class CrossModalLearner(nn.Module):
             download_root: Folder of pretrained weights (default ``~/.cache/clip``).
             download: Download missing pretrained weights (``False`` fails at once offline).
             backbone_seed: Seed of random-weight backbones.
-            alpha: Weight of the replay cross-entropy (as in :class:`CrossModalLearner`).
-            beta: Weight of the replay logit-matching MSE.
-            replay_batch_size: Items drawn from the buffer per step.
-            ctx_init: Words initialising the context vectors.
-            template: Hand-written prompt for w1.
-            adapter_reduction: Adapter bottleneck factor.
-            seed: Seed of the adapter's initial weights.
-            truncate_text: Run the text encoder only up to the longest EOT position.
-            snapshot_timing: When prompt snapshots are taken (see :class:`CrossModalLearner`).
-            w1_raw_names: Class names verbatim (underscores kept) in the hand-written prompt.
+            **options: The learner's own keyword arguments, as :class:`CrossModalLearner` takes
+                them (``method``, ``head``, ``alpha``, ``beta``, ``replay_batch_size``,
+                ``ctx_init``, ``template``, ``adapter_reduction``, ``seed``, ``truncate_text``,
+                ``snapshot_timing``, ``w1_raw_names``), with its defaults.
 
         Raises:
             BackboneError: unknown backbone or weights unavailable offline.
             ConfigError: invalid method, head or options.
+            TypeError: an option :class:`CrossModalLearner` does not take (checked before the
+                backbone is loaded).
         """
+        unknown = sorted(set(options) - _LEARNER_OPTIONS)
+        if unknown:
+            raise TypeError(f"CrossModalLearner.from_pretrained got unknown option(s) {unknown}; the learner takes "
+                            f"{sorted(_LEARNER_OPTIONS)}")
         backbone = load_backbone(
             visual, pretrained=pretrained, device=device, precision=precision, download_root=download_root,
             download=download, seed=backbone_seed
         )
-        return cls(
-            backbone, class_names=class_names, method=method, head=head, alpha=alpha, beta=beta,
-            replay_batch_size=replay_batch_size, ctx_init=ctx_init, template=template,
-            adapter_reduction=adapter_reduction, seed=seed, truncate_text=truncate_text,
-            snapshot_timing=snapshot_timing, w1_raw_names=w1_raw_names,
-        )
+        return cls(backbone, class_names=class_names, **options)
 
     # ================================================================ properties
     @property
@@ -918,3 +901,8 @@ class CrossModalLearner(nn.Module):
             f"trainable={self.num_trainable_parameters()}"
         )
 
+
+
+# the keyword arguments CrossModalLearner.from_pretrained passes through to the learner
+_LEARNER_OPTIONS = frozenset(inspect.signature(CrossModalLearner.__init__).parameters) - {"self", "backbone",
+                                                                                          "class_names"}

@@ -457,3 +457,12 @@ def test_buffer_with_foreign_fields_is_refused_before_any_update(tiny_clip):
     with pytest.raises(ShapeError, match="fields"):
         learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
     assert all(torch.equal(a, b) for a, b in zip(before, learner.trainable_parameters()))
+
+
+def test_from_pretrained_passes_the_learner_options_through_and_refuses_others():
+    from alta import CrossModalLearner
+
+    learner = CrossModalLearner.from_pretrained("tiny-vit", class_names=["cat", "dog"], method="mlp", alpha=0.25)
+    assert learner.method.name == "mlp" and learner.alpha == 0.25
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['alfa'\]"):
+        CrossModalLearner.from_pretrained("tiny-vit", class_names=["cat", "dog"], alfa=0.25)
