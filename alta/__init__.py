@@ -11,12 +11,13 @@ convenience loops, metrics, and the error hierarchy. Importing alta has no side 
 downloads nothing.
 """
 
-from . import callbacks, distributed, metrics, protocols
+from . import distributed, metrics
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
-from .cache import FeatureCache
-from .callbacks import Callback
+from .loop.cache import FeatureCache
+from .loop import callbacks
+from .loop.callbacks import Callback
 from .data import Experience, ScenarioStream, list_datasets, make_transform
 from .errors import (
     AltaError,
@@ -27,13 +28,13 @@ from .errors import (
     ShapeError,
     StateError,
 )
-from .evaluation import EvaluationResult, evaluate
-from .group import GroupMember, run_group
+from .loop.evaluation import EvaluationResult, evaluate
+from .loop.group import GroupMember, run_group
 from .learner import CrossModalLearner
 from .methods import get_method, list_methods
 from .optim import build_optimizer
 from .schedule import AlternatingSchedule
-from .training import LoopConfig, StreamResult, fit_experience, run_stream, train_step
+from .loop.training import LoopConfig, StreamResult, fit_experience, run_stream, train_step
 
 __all__ = [
     "__version__",
@@ -79,3 +80,13 @@ __all__ = [
     "ShapeError",
     "StateError",
 ]
+
+
+def __getattr__(name: str):
+    """``alta.protocols``: the run layer's named protocols, imported on first use (importing
+    alta does not load the run application)."""
+    if name == "protocols":
+        from .run import protocols
+
+        return protocols
+    raise AttributeError(f"module 'alta' has no attribute {name!r}")

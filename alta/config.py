@@ -10,9 +10,9 @@ section                                     YAML section            configures
 :class:`alta.learner.LearnerConfig`         ``model``               backbone and learner
 :class:`alta.buffer.BufferConfig`           ``buffer``              the replay memory
 :class:`alta.optim.OptimConfig`             ``optim``               SGD and its lr schedule
-:class:`alta.training.TrainConfig`          ``train``               the loop and the schedule
-:class:`alta.evaluation.EvalConfig`         ``eval``                evaluation
-:class:`alta.experiment.RunConfig`          (top level)             the whole run
+:class:`alta.loop.training.TrainConfig`          ``train``               the loop and the schedule
+:class:`alta.loop.evaluation.EvalConfig`         ``eval``                evaluation
+:class:`alta.run.experiment.RunConfig`          (top level)             the whole run
 ==========================================  ======================  =========================
 
 A section derives from :class:`ConfigSection`: its ``__post_init__`` validates each value once

@@ -484,7 +484,7 @@ def train_step(
     Shape:
         inputs: (b, 3, R, R) or (b, D); labels: (b,).
     """
-    from .training import _log_ignored_buffer, check_step_objects, train_step as single_process_step
+    from .loop.training import _log_ignored_buffer, check_step_objects, train_step as single_process_step
 
     if not is_distributed():
         return single_process_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)

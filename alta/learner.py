@@ -836,9 +836,9 @@ class CrossModalLearner(nn.Module):
         buffer: "MemoryBuffer | None" = None,
         schedule: AlternatingSchedule | None = None,
     ) -> dict[str, torch.Tensor]:
-        """One training step; the same as :func:`alta.training.train_step` (kept for
+        """One training step; the same as :func:`alta.loop.training.train_step` (kept for
         convenience: the function shows the step's parts)."""
-        from .training import train_step
+        from .loop.training import train_step
 
         return train_step(self, batch, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
 

@@ -8,7 +8,7 @@ loss of DER++ (Buzzega et al., "Dark Experience for General Continual Learning",
 
 A :class:`~alta.MemoryBuffer` used for it holds, per sample, the fields :data:`REPLAY_FIELDS`:
 the label, the frozen image feature f1 (not the image), the logits the model produced when the
-sample was offered (before the step) and the experience id. :func:`alta.training.train_step`
+sample was offered (before the step) and the experience id. :func:`alta.loop.training.train_step`
 offers every sample of every training batch, so replay starts during the first experience.
 
 Shape:

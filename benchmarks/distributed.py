@@ -55,7 +55,7 @@ class _Experience:
 def _worker(args) -> None:
     import alta
     from alta import distributed as dist
-    from alta.cache import encode_dataset
+    from alta.loop.cache import encode_dataset
 
     torch.set_num_threads(args.threads)
     dist.init_from_env(backend=args.backend)
@@ -137,7 +137,7 @@ def _check_worker(args) -> None:
     state, the buffer, and the cached features (the test suite's check, on CUDA/NCCL)."""
     import alta
     from alta import distributed as dist
-    from alta.cache import encode_dataset
+    from alta.loop.cache import encode_dataset
 
     torch.set_num_threads(args.threads)
     dist.init_from_env(backend=args.backend)

@@ -41,7 +41,7 @@ import _timing  # noqa: E402
 
 import alta  # noqa: E402
 from alta.data import ExperienceDataset  # noqa: E402
-from alta.group import GroupMember, run_group  # noqa: E402
+from alta.loop.group import GroupMember, run_group  # noqa: E402
 from alta.io import write_json, write_text  # noqa: E402
 
 METHODS = [m for m in alta.list_methods() if m != "zeroshot"]

@@ -8,7 +8,7 @@ commit aae43b0), built on CoOp and mammoth. Written from reading that code, for 
 - the **oracle** of ``tests/test_reference_equivalence.py``: alta's
   :class:`~alta.CrossModalLearner` must give the same logits, losses, parameter updates and
   accuracies as this loop, step by step and over free-running runs of several experiences
-  under alta's ``reference`` protocol (:mod:`alta.protocols`), for every method;
+  under alta's ``reference`` protocol (:mod:`alta.run.protocols`), for every method;
 - the **baseline** of ``benchmarks/speed.py``: alta's training step is timed against this one.
 
 It therefore does, on purpose, everything the reference does at every step, and none of alta's

@@ -73,8 +73,8 @@ from _timing import PeakMemory, class_names, machine, summary, sync, timed  # no
 from reference_loop import ReferenceLoop  # noqa: E402
 
 from alta import CrossModalLearner, MemoryBuffer, build_optimizer, load_backbone  # noqa: E402
-from alta.cache import parse_cache_mode  # noqa: E402
-from alta.evaluation import task_il_mask  # noqa: E402
+from alta.loop.cache import parse_cache_mode  # noqa: E402
+from alta.loop.evaluation import task_il_mask  # noqa: E402
 
 # Seq-CIFAR-100 protocol of the reference configs (configs/il_cifar100.yaml)
 PROTOCOL = {

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import alta
-from alta.training import epoch_batches
+from alta.loop.training import epoch_batches
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -27,8 +27,8 @@ from alta.cli.config import (
     load_run_config,
     parse_override,
 )
-from alta.experiment import run_experiment
-from alta.rundir import claim_run_dir
+from alta.run.experiment import run_experiment
+from alta.run.rundir import claim_run_dir
 from alta.errors import ConfigError
 
 from helpers import run_cli
@@ -428,8 +428,8 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, ca
 
 _KILL_AFTER_EPOCH = """
 import os, signal, sys
-import alta.experiment as experiment
-from alta.callbacks import Callback
+import alta.run.experiment as experiment
+from alta.loop.callbacks import Callback
 from alta.cli import main
 
 class Kill(Callback):  # runs after the Checkpointer: the process dies right after that checkpoint
@@ -473,8 +473,8 @@ def test_a_run_killed_mid_experience_resumes_after_its_last_epoch(tmp_path, caps
 
 
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
-    import alta.experiment as experiment
-    from alta.callbacks import Callback
+    import alta.run.experiment as experiment
+    from alta.loop.callbacks import Callback
 
     real = experiment.run_stream
 
@@ -692,7 +692,7 @@ def test_kill_leaves_no_stale_lock(tmp_path, capsys):
 
 
 def test_concurrent_cli_runs_never_share_a_folder(tmp_path, capsys, monkeypatch):
-    import alta.experiment as experiment
+    import alta.run.experiment as experiment
 
     ran = []
 

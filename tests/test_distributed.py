@@ -19,7 +19,7 @@ import alta
 from alta import distributed as dist
 from alta.errors import ConfigError
 from alta.replay import GlobalSizes
-from alta.training import epoch_batches
+from alta.loop.training import epoch_batches
 
 WORLD = 2
 STEP_SIZES = [13, 13, 1, 13, 5, 13, 13]  # uneven shards (7/6), an empty shard (1 -> 1/0)
@@ -171,7 +171,7 @@ def _run_stream(backbone):
     loop = alta.LoopConfig(epochs=2, eval_every=1, train_cache="fixed", seed=7, distributed=True)
     everywhere, main_only = _Recorder(), _Recorder()
     result = alta.run_stream(learner, experiences, optimizer=optimizer, scheduler=scheduler, buffer=buffer,
-                             loop=loop, callbacks=[everywhere, alta.callbacks.MainProcessOnly(main_only)])
+                             loop=loop, callbacks=[everywhere, alta.loop.callbacks.MainProcessOnly(main_only)])
     return {"class_il": result.class_il, "task_il": result.task_il, "history": result.history,
             "evaluations": result.evaluations, "buffer": buffer.data(), "events": everywhere.events,
             "main_only_events": main_only.events}
@@ -318,5 +318,5 @@ def test_ranks_built_from_different_seeds_are_refused(two_processes):
 
 def test_main_process_only_dispatches_everything_in_one_process():
     recorder = _Recorder()
-    alta.callbacks.MainProcessOnly(recorder).on_epoch_end(experience=0, epoch=3, stats={}, result=None)
+    alta.loop.callbacks.MainProcessOnly(recorder).on_epoch_end(experience=0, epoch=3, stats={}, result=None)
     assert recorder.events == [(0, 3)]

@@ -7,9 +7,9 @@ import torch
 from helpers import synthetic_experiences
 
 from alta import CrossModalLearner, evaluate
-from alta.cache import FeatureCache
+from alta.loop.cache import FeatureCache
 from alta.errors import ConfigError, StateError
-from alta.evaluation import task_il_mask
+from alta.loop.evaluation import task_il_mask
 
 
 def test_task_il_mask_uses_each_samples_own_experience():
@@ -157,7 +157,7 @@ def test_top5_is_everything_when_the_head_has_at_most_five_classes(tiny_clip):
 
 
 def test_parameter_counts(tiny_clip):
-    from alta.evaluation import parameter_counts
+    from alta.loop.evaluation import parameter_counts
 
     learner = CrossModalLearner(tiny_clip, class_names=["w", "x", "y", "z"], method="alta")
     counts = parameter_counts(learner)

@@ -1,4 +1,4 @@
-"""The run in the library: alta.experiment.run_experiment, its config sections and its callbacks."""
+"""The run in the library: alta.run.experiment.run_experiment, its config sections and its callbacks."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from alta.buffer import BufferConfig
-from alta.callbacks import EVENTS, Callback
+from alta.loop.callbacks import EVENTS, Callback
 from alta.cli.config import apply_overrides, load_config
 from alta.config import ConfigSection
 from alta.data.stream import DataConfig
 from alta.errors import ConfigError
-from alta.evaluation import EvalConfig
-from alta.experiment import RunConfig, run_experiment
+from alta.loop.evaluation import EvalConfig
+from alta.run.experiment import RunConfig, run_experiment
 from alta.learner import CrossModalLearner, LearnerConfig, ModelConfig
 from alta.optim import OptimConfig
-from alta.training import TrainConfig
+from alta.loop.training import TrainConfig
 
 
 def quick_config(**overrides) -> RunConfig:

@@ -15,9 +15,9 @@ from alta import (
     build_optimizer,
     run_stream,
 )
-from alta.callbacks import Callback
+from alta.loop.callbacks import Callback
 from alta.errors import ConfigError
-from alta.group import GroupMember, run_group
+from alta.loop.group import GroupMember, run_group
 
 # (method, buffer size, schedule): different methods, buffer sizes (none: the sgd lower bound),
 # and an alternating schedule, so that members differ in every per-member object.
@@ -194,7 +194,7 @@ def test_run_group_refuses_what_members_must_not_share(tiny_clip):
 
 def test_run_group_refuses_data_parallel_training_under_torchrun(tiny_clip, monkeypatch):
     import alta.distributed
-    from alta.training import LoopConfig
+    from alta.loop.training import LoopConfig
 
     stream, experiences = _small_stream()
     a = _member(tiny_clip, stream, "alta", 20, None, epochs=1)

@@ -1,4 +1,4 @@
-"""Run groups at the run level (alta.experiment): each member's folder holds what its own run writes."""
+"""Run groups at the run level (alta.run.experiment): each member's folder holds what its own run writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from alta.cli.config import apply_overrides, load_config
-from alta.experiment import group_key, plan_groups, run_experiment, run_group_experiment
+from alta.run.experiment import group_key, plan_groups, run_experiment, run_group_experiment
 from alta.errors import ConfigError
 
 BASE = {"train.epochs": 2, "eval.every": 1, "data.max_train_per_class": 8, "data.max_test_per_class": 4,
@@ -46,7 +46,7 @@ def test_a_group_resumes_each_member_from_its_own_checkpoint(tmp_path):
     """Stopped after experience 0, then one member finished alone by run_experiment, one member's
     checkpoint lost: the group resume skips the first, restarts the second and continues the
     third, and every member ends as the uninterrupted group."""
-    from alta.checkpoint import CHECKPOINT_NAME
+    from alta.run.checkpoint import CHECKPOINT_NAME
 
     configs = [_config(**m, **{"train.train_cache": "fixed"}) for m in MEMBERS[:3]]
     full = run_group_experiment(configs, [tmp_path / f"full{i}" for i in range(3)], plots=False)

@@ -19,10 +19,10 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, evaluate
-from alta.cache import FeatureCache
+from alta.loop.cache import FeatureCache
 from alta.errors import AltaError, CheckpointError, ConfigError, DataError, ShapeError
 from alta.metrics import summarize
-from alta.training import epoch_batches
+from alta.loop.training import epoch_batches
 
 # --------------------------------------------------------------------------------------------
 # 4: an experience without test samples is scored NaN, never 0

@@ -15,7 +15,7 @@ tiny backbone, for every method:
   shared prefix), ~1e-7 relative, and with this random tiny backbone training amplifies any
   difference (a 1e-6 perturbation of the initial parameters moves the logits by ~1e-2 within
   six steps at lr 0.002).
-- **Free-running, under the ``reference`` protocol** (:mod:`alta.protocols`): alta's
+- **Free-running, under the ``reference`` protocol** (:mod:`alta.run.protocols`): alta's
   :func:`~alta.run_stream` and ``ReferenceLoop.run`` each train three experiences of two epochs
   from the same initial state and the same batches, evaluating every epoch. The accuracy
   matrices and every evaluation must be equal, and the logits at every evaluation and the
@@ -47,7 +47,7 @@ from alta import (
     protocols,
     run_stream,
 )
-from alta.training import epoch_batches
+from alta.loop.training import epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["cat", "dog", "golden retriever", "truck", "maple_tree", "sweet_pepper"]  # raw, as the reference spells them

@@ -1,4 +1,4 @@
-"""alta.protocols (paper / reference): the paper's knobs are alta's defaults, the reference's differ where the code does."""
+"""alta.run.protocols (paper / reference): the paper's knobs are alta's defaults, the reference's differ where the code does."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refu
 
     import yaml
 
-    from alta.experiment import RunConfig
+    from alta.run.experiment import RunConfig
 
     run_dir = tmp_path / "ref"
     code, _, err = _cli(capsys, "run", "--protocol", "reference", *_QUICK, "--output-dir", str(run_dir))
@@ -148,8 +148,8 @@ def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refu
 
 
 def test_paper_is_the_default_protocol_of_a_run_and_unknown_ones_are_refused():
-    from alta.experiment import RunConfig
-    from alta.protocols import apply_protocol
+    from alta.run.experiment import RunConfig
+    from alta.run.protocols import apply_protocol
 
     assert RunConfig().protocol == "paper"
     assert apply_protocol(RunConfig(), "paper") == RunConfig()  # the defaults are the paper protocol
@@ -161,8 +161,8 @@ def test_paper_is_the_default_protocol_of_a_run_and_unknown_ones_are_refused():
 
 @pytest.mark.data
 def test_reference_protocol_gives_tinyimagenet_the_reference_names(tiny_imagenet_root):
-    from alta.experiment import RunConfig
-    from alta.protocols import apply_protocol, protocol_class_names
+    from alta.run.experiment import RunConfig
+    from alta.run.protocols import apply_protocol, protocol_class_names
 
     config = RunConfig.from_dict({"data": {"dataset": "seq-tinyimagenet", "root": str(tiny_imagenet_root)}})
     assert protocol_class_names(config) is None  # paper: the dataset's own names (words.txt)

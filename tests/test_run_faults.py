@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import alta.training as training
+import alta.loop.training as training
 from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, build_optimizer, train_step
-from alta.callbacks import Callback
-from alta.checkpoint import payload_digest, read_checkpoint
+from alta.loop.callbacks import Callback
+from alta.run.checkpoint import payload_digest, read_checkpoint
 from alta.cli.config import apply_overrides, load_config
 from alta.errors import CheckpointError, OutputError, ResourceError, TrainingError
-from alta.experiment import MetricsWriter, run_experiment
+from alta.run.experiment import MetricsWriter, run_experiment
 from alta.io import append_jsonl, atomic_write, json_line, write_json
-from alta.summary import CONFUSION_PLOT, PLOT_FILES
+from alta.run.summary import CONFUSION_PLOT, PLOT_FILES
 
 from helpers import run_cli
 

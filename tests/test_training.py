@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from alta import ScenarioStream
-from alta.cache import FeatureCache
+from alta.loop.cache import FeatureCache
 from alta.seeding import derive_seed
-from alta.training import epoch_batches
+from alta.loop.training import epoch_batches
 
 
 def test_derive_seed_is_a_valid_torch_seed_and_stable():
@@ -84,7 +84,7 @@ class _Recorder:
 
     @staticmethod
     def make():
-        from alta.callbacks import EVENTS, Callback
+        from alta.loop.callbacks import EVENTS, Callback
 
         events = []
 
@@ -150,7 +150,7 @@ def test_resume_at_an_epoch_boundary_gives_the_uninterrupted_run(tiny_clip):
 
     import numpy as np
 
-    from alta.callbacks import Callback
+    from alta.loop.callbacks import Callback
 
     full, _ = _tiny_run(tiny_clip, epochs=3)
 
@@ -171,7 +171,7 @@ def test_resume_at_an_epoch_boundary_gives_the_uninterrupted_run(tiny_clip):
                 raise KeyboardInterrupt  # the run is killed after this epoch's checkpoint
 
     capture = Capture()
-    import alta.training as training
+    import alta.loop.training as training
 
     real = training.fit_experience
 

@@ -16,8 +16,8 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta config show --config il_cifar10 --visual ViT-B/16   # the resolved config, no run
     alta list methods|backbones|datasets|configs
 
-This module only turns argv into a :class:`~alta.experiment.RunConfig` and prints; the work is
-done by :func:`alta.experiment.run_experiment`, which scripts can call directly.
+This module only turns argv into a :class:`~alta.run.experiment.RunConfig` and prints; the work is
+done by :func:`alta.run.experiment.run_experiment`, which scripts can call directly.
 """
 
 from __future__ import annotations
@@ -397,7 +397,7 @@ def resolve_run_config(args: argparse.Namespace):
     """
     from ..errors import ConfigError
     from .config import DEFAULT_CONFIG, load_config, load_run_config
-    from ..experiment import config_differences, default_output_dir
+    from ..run.experiment import config_differences, default_output_dir
 
     overrides = _overrides(args)
     if args.resume:
@@ -444,7 +444,7 @@ def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
     from ..errors import ConfigError
     from .config import apply_overrides
 
-    from ..protocols import apply_protocol
+    from ..run.protocols import apply_protocol
 
     if "protocol" in values:  # the protocol's knobs first, so that the other flags win
         values = dict(values)
@@ -537,7 +537,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _tiny_on_cpu(config) -> bool:
-    from ..experiment import resolve_device
+    from ..run.experiment import resolve_device
 
     return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
 
@@ -577,9 +577,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from .. import distributed as dist
     from ..errors import ConfigError, OutputError, ResourceError, TrainingError
-    from ..experiment import run_experiment
-    from ..summary import format_table
-    from ..rundir import claim_run_dir_on_main
+    from ..run.experiment import run_experiment
+    from ..run.summary import format_table
+    from ..run.rundir import claim_run_dir_on_main
 
     if args.seeds is not None and (args.resume or args.seed is not None):
         raise ConfigError("--seeds runs one experiment per seed: drop "
@@ -589,7 +589,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and dist.is_distributed():
         raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
                           "per seed (--seed N), each on all the processes")
-    from ..rundir import GROUP_FILE
+    from ..run.rundir import GROUP_FILE
 
     variants = run_variants(args)
     if len(variants) > 1 or (args.resume and (Path(args.resume) / GROUP_FILE).is_file()):
@@ -679,10 +679,10 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
     from datetime import datetime
 
     from ..errors import ConfigError
-    from ..experiment import load_saved_config, plan_groups, run_experiment, run_group_experiment
+    from ..run.experiment import load_saved_config, plan_groups, run_experiment, run_group_experiment
     from ..methods import METHODS
-    from ..rundir import GROUP_FILE, read_group_file, write_group_file
-    from ..summary import format_table
+    from ..run.rundir import GROUP_FILE, read_group_file, write_group_file
+    from ..run.summary import format_table
 
     if args.resume:
         root = Path(args.resume)
@@ -743,7 +743,7 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
     if not all(s.get("complete") for s in summaries):
         print(f"continue with: alta run --resume {root}")
         return 0
-    from ..report import check_comparable, format_markdown, load_rows
+    from ..run.report import check_comparable, format_markdown, load_rows
 
     rows = load_rows([root])  # the members side by side, as `alta report` shows the group
     print(f"\n== the run group ({root}; again with `alta report {root}`)")
@@ -753,8 +753,8 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
 
 def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progress: bool) -> int:
     """``alta run --seeds S...``: a run per seed in OUTPUT/seed-S, then the aggregate."""
-    from ..experiment import AGGREGATE_NAME, run_seeds
-    from ..report import check_comparable, format_markdown, load_rows
+    from ..run.experiment import AGGREGATE_NAME, run_seeds
+    from ..run.report import check_comparable, format_markdown, load_rows
 
     if not args.output_dir:  # one folder for the group; the runs go inside it
         output_dir = output_dir.with_name(output_dir.name + "-seeds")
@@ -771,7 +771,7 @@ def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progr
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ..report import FORMATS, check_comparable, load_rows
+    from ..run.report import FORMATS, check_comparable, load_rows
 
     rows = load_rows(args.folders)
     notes = check_comparable(rows, allow_mixed=args.allow_mixed)

@@ -345,7 +345,7 @@ class ExperienceDataset(Dataset):
         not identified (a ``Lambda``, a function, an object with the default ``repr``) is keyed
         to that very object in this process, so its entries are reused only with the same
         object and never across processes (:attr:`transform_identified` is then ``False`` and
-        :class:`~alta.cache.FeatureCache` keeps them off disk).
+        :class:`~alta.loop.cache.FeatureCache` keeps them off disk).
 
         Returns:
             A 64-character hex SHA-256 digest (safe as a file name).

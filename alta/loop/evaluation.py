@@ -6,7 +6,7 @@ Both settings come from the same logits (as in mammoth and the ALTA reference co
 - task-IL: logits of classes outside the sample's own experience are set to ``-inf`` before the
   argmax (the experience of each sample is looked up from its label).
 
-Accuracies are in percent; an experience without test samples scores NaN. With a :class:`~alta.cache.FeatureCache`, the frozen image features
+Accuracies are in percent; an experience without test samples scores NaN. With a :class:`~alta.loop.cache.FeatureCache`, the frozen image features
 of each test set are computed once per run and every later evaluation only runs the small heads.
 
 Each evaluation also gives the class-IL top-5 accuracy per experience and the class-IL
@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from .cache import FeatureCache
-from .config import ConfigSection, check_choice, in_section
-from .errors import ConfigError, StateError
+from ..config import ConfigSection, check_choice, in_section
+from ..errors import ConfigError, StateError
 
 __all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS", "parameter_counts", "TOP_K"]
 
@@ -203,7 +203,7 @@ def evaluate(
             "Call learner.begin_experience(experience) and train first (zero-shot CLIP can be evaluated "
             "at any time with method='zeroshot')."
         )
-    from . import distributed as dist
+    from .. import distributed as dist
 
     parallel = distributed and dist.is_distributed()
     device = learner.device

@@ -2,7 +2,7 @@
 
 ALTA (Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
 Learning", IEEE TMM 2023) freezes both CLIP encoders, and alta draws shuffling and augmentation
-from ``(seed, experience, epoch, sample)`` (:func:`alta.training.epoch_batches`). Runs that share
+from ``(seed, experience, epoch, sample)`` (:func:`alta.loop.training.epoch_batches`). Runs that share
 the stream, the seed, the batch size and the epochs therefore see the same augmented images in
 the same order, and their image-encoder forward is the same computation. A table of the paper
 (nine methods, three buffer sizes, bounds) is mostly such runs. :func:`run_group` trains K of
@@ -45,10 +45,10 @@ from typing import Any, Sequence
 
 import torch
 
-from . import distributed as _dist
+from .. import distributed as _dist
 from .cache import FeatureCache
 from .callbacks import Callback, as_callback_list
-from .errors import ConfigError
+from ..errors import ConfigError
 from .training import (
     ExperienceTrainer,
     LoopConfig,
@@ -94,7 +94,7 @@ def _check_members(members: Sequence[GroupMember]):
         raise ConfigError(f"run_group needs a non-empty list of GroupMember, got {members!r}")
     for i, member in enumerate(members):
         if not isinstance(member, GroupMember):
-            raise ConfigError(f"member {i} is a {type(member).__name__}, expected an alta.group.GroupMember")
+            raise ConfigError(f"member {i} is a {type(member).__name__}, expected an alta.loop.group.GroupMember")
         if not member.learner.method.branches:
             raise ConfigError(f"member {i} ({member.learner.method.name!r}) trains nothing; evaluate it with "
                               f"alta.evaluate instead of putting it in a run group")
@@ -144,7 +144,7 @@ def run_group(
             default the stream's ``eval_experiences``, else ``experiences``).
 
     Returns:
-        One :class:`~alta.training.StreamResult` per member, in order, with (T, K) matrices.
+        One :class:`~alta.loop.training.StreamResult` per member, in order, with (T, K) matrices.
 
     Raises:
         ConfigError: data-parallel training (``loop.distributed`` under torchrun), no member, no

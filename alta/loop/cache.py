@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .errors import ConfigError
-from .io import save_torch
-from .seeding import SeededItems, derive_seed
+from ..errors import ConfigError
+from ..io import save_torch
+from ..seeding import SeededItems, derive_seed
 
 __all__ = ["FeatureCache", "CachedFeatures", "encode_dataset", "parse_cache_mode", "CACHE_MODES"]
 
@@ -129,7 +129,7 @@ def encode_dataset(
     """
     from tqdm.auto import tqdm
 
-    from . import distributed as dist
+    from .. import distributed as dist
 
     pin = backbone.device.type == "cuda"
     parallel = distributed and dist.is_distributed()
@@ -243,7 +243,7 @@ class FeatureCache:
         Returns:
             :class:`CachedFeatures`; features (N, D) or (K, N, D).
         """
-        from . import distributed as dist
+        from .. import distributed as dist
 
         key = self.key(backbone, dataset, views=views, seed=seed)
         found = self._lookup(key, dataset, views=views)

@@ -25,7 +25,7 @@ from typing import Iterable
 
 import torch
 
-from .errors import TrainingError
+from ..errors import TrainingError
 
 __all__ = ["DivergenceMonitor", "check_step", "LIKELY_CAUSES"]
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from .protocols import protocol_deviations
-from . import metrics
-from .errors import OutputError
-from .io import atomic_write
+from .. import metrics
+from ..errors import OutputError
+from ..io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def build_summary(
     """The contents of ``summary.json``.
 
     Args:
-        config: The :class:`~alta.experiment.RunConfig`.
+        config: The :class:`~alta.run.experiment.RunConfig`.
         result: The complete :class:`alta.StreamResult`.
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
@@ -117,13 +117,13 @@ def build_summary(
         stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``split``,
             ``joint``, ``eval_classes_per_experience``, ``class_order``, ``class_order_source``,
             ``class_names``, ``class_names_source``, ``names_look_like_identifiers``,
-            ``num_train``, ``num_test`` (:meth:`alta.experiment.Experiment.stream_info`).
+            ``num_train``, ``num_test`` (:meth:`alta.run.experiment.Experiment.stream_info`).
         num_trainable_parameters: Trainable scalars of the learner.
         wall_time_s: Wall time of the run (all sessions).
         device: The device used.
         output_dir: Where the results are.
         buffer_size: Capacity of the buffer used (0: none).
-        parameters: ``{"trainable": ..., "total": ...}`` (:func:`alta.evaluation.parameter_counts`).
+        parameters: ``{"trainable": ..., "total": ...}`` (:func:`alta.loop.evaluation.parameter_counts`).
         determinism: PyTorch's determinism settings in force (:func:`alta.seeding.determinism_state`).
 
     Returns:
@@ -288,7 +288,7 @@ def aggregate_summaries(summaries: list[dict[str, Any]], *, run_dirs: list[str] 
     Raises:
         ConfigError: fewer than one summary, or runs that differ in more than their seed.
     """
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if not summaries:
         raise ConfigError("aggregate_summaries needs the summary of at least one run")

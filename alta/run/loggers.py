@@ -1,6 +1,6 @@
 """Experiment loggers as run callbacks: CSV, TensorBoard, Weights & Biases.
 
-Each is a :class:`~alta.callbacks.Callback`; pass any of them to :func:`alta.run_stream` (or
+Each is a :class:`~alta.loop.callbacks.Callback`; pass any of them to :func:`alta.run_stream` (or
 ``fit_experience``) with ``callbacks=[...]``. They write what the loop already measures, nothing
 more: per-epoch training statistics, every evaluation record (the lines of ``metrics.jsonl``:
 class-IL / task-IL accuracy per experience, their means, top-5, old/new-class accuracy) and, at
@@ -19,7 +19,7 @@ CSV file is rewritten from the resumed result's records; TensorBoard purges the 
 the resume point).
 
 Examples:
-    >>> from alta.loggers import CSVLogger, TensorBoardLogger
+    >>> from alta.run.loggers import CSVLogger, TensorBoardLogger
     >>> callbacks = [CSVLogger("runs/x/evaluations.csv"), TensorBoardLogger("runs/x/tensorboard")]
     >>> result = run_stream(learner, stream, optimizer=optimizer, callbacks=callbacks)  # doctest: +SKIP
 """
@@ -35,9 +35,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .callbacks import Callback
-from .errors import AltaError, ConfigError
-from .io import write_text
+from ..loop.callbacks import Callback
+from ..errors import AltaError, ConfigError
+from ..io import write_text
 
 __all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image"]
 
@@ -308,7 +308,7 @@ class WandbLogger(Callback):
         self._log(values, experience=t)
 
     def on_run_end(self, *, result) -> None:
-        from . import metrics
+        from .. import metrics
 
         if self.run is None:  # the run was already complete: nothing was logged
             return

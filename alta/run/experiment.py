@@ -7,7 +7,7 @@ built from alta's public pieces only::
     RunConfig ──> Experiment: backbone, stream, learner, buffer, schedule, optimizer
               ──> zero-shot baseline ──> run_stream(..., callbacks=[...]) ──> summary
 
-Everything a run writes is a :class:`~alta.callbacks.Callback`, so a user's own callback (a
+Everything a run writes is a :class:`~alta.loop.callbacks.Callback`, so a user's own callback (a
 logger, a rank-0 filter, a plot) sits beside them and sees the same events:
 
 - :class:`MetricsWriter`: ``metrics.jsonl``, one JSON object per evaluation;
@@ -22,10 +22,10 @@ Finishing is idempotent: resuming a complete run writes whatever artefact it lac
 ``metrics.jsonl``) and temporary files left by a killed write are removed when a run resumes.
 
 ``config.yaml`` (the resolved configuration) is written when the run folder is claimed
-(:func:`alta.rundir.claim_run_dir`).
+(:func:`alta.run.rundir.claim_run_dir`).
 
 Examples:
-    >>> from alta.experiment import RunConfig, run_experiment
+    >>> from alta.run.experiment import RunConfig, run_experiment
     >>> config = RunConfig.from_dict({"data": {"dataset": "digits"}, "model": {"visual": "tiny-vit"},
     ...                               "train": {"epochs": 1}})  # doctest: +SKIP
     >>> summary = run_experiment(config, output_dir="runs/quick")  # doctest: +SKIP
@@ -50,28 +50,28 @@ from typing import Any, ClassVar, Iterable, Mapping, Sequence
 import torch
 import yaml
 
-from .backbones import BACKBONES, list_backbones, split_source
-from .buffer import BufferConfig
-from .cache import FeatureCache
-from . import distributed as dist
-from .callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
+from ..backbones import BACKBONES, list_backbones, split_source
+from ..buffer import BufferConfig
+from ..loop.cache import FeatureCache
+from .. import distributed as dist
+from ..loop.callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint, save_checkpoint
-from .config import ConfigSection, build_from_dict, check_seed
-from .data.stream import DataConfig
-from .errors import ConfigError
-from .evaluation import EvalConfig, EvaluationResult, evaluate, parameter_counts
-from .io import append_jsonl, clean_temp_files, json_line, write_json, write_text
-from .resources import translate_allocation_errors
-from .learner import CrossModalLearner, LearnerConfig, ModelConfig
-from .methods import DEFAULT_METHOD, METHODS
-from .optim import OptimConfig
+from ..config import ConfigSection, build_from_dict, check_seed
+from ..data.stream import DataConfig
+from ..errors import ConfigError
+from ..loop.evaluation import EvalConfig, EvaluationResult, evaluate, parameter_counts
+from ..io import append_jsonl, clean_temp_files, json_line, write_json, write_text
+from ..resources import translate_allocation_errors
+from ..learner import CrossModalLearner, LearnerConfig, ModelConfig
+from ..methods import DEFAULT_METHOD, METHODS
+from ..optim import OptimConfig
 from .protocols import DEFAULT_PROTOCOL, list_protocols, protocol_class_names
 from .rundir import RUN_FILES, RunDir, claim_run_dir, claim_run_dir_on_main
-from .schedule import BRANCHES
-from .seeding import derive_seed, determinism_state, set_deterministic
+from ..schedule import BRANCHES
+from ..seeding import derive_seed, determinism_state, set_deterministic
 from .summary import (CONFUSION_NAME, CONFUSION_PLOT, PLOT_FILES, SUMMARY_FORMAT, build_summary, format_table, random_backbone_note,
                       load_last_confusion, save_confusion, save_plots)
-from .training import StreamResult, TrainConfig, run_stream
+from ..loop.training import StreamResult, TrainConfig, run_stream
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "run_group_experiment", "group_key", "plan_groups",
            "SHARED_KEYS", "MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter",
@@ -131,9 +131,9 @@ class RunConfig(ConfigSection):
         model: :class:`~alta.learner.ModelConfig` (backbone and learner).
         buffer: :class:`~alta.buffer.BufferConfig`.
         optim: :class:`~alta.optim.OptimConfig`.
-        train: :class:`~alta.training.TrainConfig`.
-        eval: :class:`~alta.evaluation.EvalConfig`.
-        protocol: The protocol the run follows (:mod:`alta.protocols`): ``paper`` (the method as
+        train: :class:`~alta.loop.training.TrainConfig`.
+        eval: :class:`~alta.loop.evaluation.EvalConfig`.
+        protocol: The protocol the run follows (:mod:`alta.run.protocols`): ``paper`` (the method as
             described, the default) or ``reference`` (the authors' released loop). Chosen with
             ``--protocol`` or :func:`apply_protocol`, which set its knobs; recorded in every
             run's config and summary, and a resumed run refuses a different one.
@@ -230,7 +230,7 @@ def config_differences(a: RunConfig, b: RunConfig, *, operational: bool = False)
 def default_output_dir(config: RunConfig, *, root: str | Path = "runs", unique: bool = True) -> Path:
     """``runs/<config>-<method>-<YYYYmmdd-HHMMSS>`` (with ``unique``, a suffix ``-2``, ``-3``, ...
     is added if it exists; ``alta run`` claims the name atomically instead, see
-    :func:`~alta.rundir.claim_run_dir`)."""
+    :func:`~alta.run.rundir.claim_run_dir`)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{config.name}-{config.model.method}-{stamp}"
     path, n = base, 2
@@ -365,7 +365,7 @@ class Experiment:
         return bool(self.learner.method.branches)
 
     def objects(self) -> dict[str, Any]:
-        """The objects whose states a checkpoint holds (see :data:`alta.checkpoint.STATE_KEYS`)."""
+        """The objects whose states a checkpoint holds (see :data:`alta.run.checkpoint.STATE_KEYS`)."""
         return {"learner": self.learner, "buffer": self.buffer, "schedule": self.schedule,
                 "optimizer": self.optimizer, "scheduler": self.scheduler}
 
@@ -429,7 +429,7 @@ class MetricsWriter(Callback):
 
 
 class Checkpointer(Callback):
-    """``checkpoint.pt`` after every epoch and every experience (see :mod:`alta.checkpoint`).
+    """``checkpoint.pt`` after every epoch and every experience (see :mod:`alta.run.checkpoint`).
 
     Args:
         path: The checkpoint file.
@@ -495,7 +495,7 @@ class LogLines(Callback):
 
 
 class SummaryWriter(Callback):
-    """``summary.json`` at the end of the run (:func:`alta.summary.build_summary`).
+    """``summary.json`` at the end of the run (:func:`alta.run.summary.build_summary`).
 
     Args:
         path: The file.
@@ -558,7 +558,7 @@ class FolderGuard(Callback):
     an incomplete, unresumable run. It checks before every event that writes.
 
     Args:
-        run_dir: The claimed :class:`~alta.rundir.RunDir`.
+        run_dir: The claimed :class:`~alta.run.rundir.RunDir`.
 
     Raises:
         OutputError: from any event, once the folder is gone (the message says where it went).
@@ -664,7 +664,7 @@ def read_finished_summary(output_dir: str | Path) -> dict[str, Any] | None:
         CheckpointError: a summary that is not valid JSON, not a complete summary of a run, or
             lacks results (the message says how to rebuild it).
     """
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     output_dir = Path(output_dir)
     path = output_dir / "summary.json"
@@ -718,22 +718,22 @@ def run_experiment(
 
     Args:
         config: The resolved configuration.
-        output_dir: Results folder, or a :class:`~alta.rundir.RunDir` already claimed with
-            :func:`~alta.rundir.claim_run_dir` (the caller releases it). A folder is claimed
+        output_dir: Results folder, or a :class:`~alta.run.rundir.RunDir` already claimed with
+            :func:`~alta.run.rundir.claim_run_dir` (the caller releases it). A folder is claimed
             before anything is loaded: a new run refuses a folder that holds a run or that
             another process is using, and gives the folder back if it fails before its first
             result.
         resume: Continue the run in ``output_dir`` after its last finished epoch (its
             ``config.yaml`` must match ``config`` up to operational keys such as the device or
             the data root). Without a checkpoint the run starts from the first experience.
-        callbacks: The user's :class:`~alta.callbacks.Callback` s; they receive every event of
+        callbacks: The user's :class:`~alta.loop.callbacks.Callback` s; they receive every event of
             the run, after the run's own writers (metrics, checkpoint, logs). Under torchrun they
-            run on every rank (wrap a writer in :class:`~alta.callbacks.MainProcessOnly`).
-        progress: Show tqdm progress bars (:class:`~alta.callbacks.ProgressBar` and evaluations).
+            run on every rank (wrap a writer in :class:`~alta.loop.callbacks.MainProcessOnly`).
+        progress: Show tqdm progress bars (:class:`~alta.loop.callbacks.ProgressBar` and evaluations).
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
-        loggers: Names of :data:`alta.loggers.LOGGERS` to write into the run folder as well:
+        loggers: Names of :data:`alta.run.loggers.LOGGERS` to write into the run folder as well:
             ``csv`` (``evaluations.csv``), ``tensorboard`` (``tensorboard/``), ``wandb`` (a W&B
             run under ``wandb/``, named after the folder; offline with ``WANDB_MODE=offline``).
 
@@ -904,7 +904,7 @@ def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path
     folder that already holds that run is resumed (a finished one is only read), so the same
     call continues an interrupted group. ``output_dir/aggregate.json`` then holds the mean ±
     sample standard deviation of Avg, Last, forgetting, BWT, FWT and the per-experience
-    accuracies (:func:`alta.summary.aggregate_summaries`), and ``aggregate_accuracy_curve.png``
+    accuracies (:func:`alta.run.summary.aggregate_summaries`), and ``aggregate_accuracy_curve.png``
     the accuracy after each experience with its spread.
 
     Args:
@@ -1068,7 +1068,7 @@ def run_group_experiment(
     if len(keys) != 1 or None in keys:
         raise ConfigError(
             f"these configs cannot run as one group: they must train something and agree on "
-            f"{', '.join(SHARED_KEYS)} (a trailing dot: the whole section); plan groups with alta.experiment.plan_groups"
+            f"{', '.join(SHARED_KEYS)} (a trailing dot: the whole section); plan groups with alta.run.experiment.plan_groups"
         )
     if dist.is_distributed():
         raise ConfigError("run groups do not support data-parallel training (torchrun): run the group in one "
@@ -1143,7 +1143,7 @@ class _GroupMemberRun:
 def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torch.device, started: float,
                progress: bool, plots: bool, stop_after: int | None, everyone: list[str]) -> list[dict[str, Any]]:
     """The body of :func:`run_group_experiment` for the members not complete yet."""
-    from .group import GroupMember, run_group
+    from ..loop.group import GroupMember, run_group
 
     if configs[0].deterministic:  # before the first CUDA kernel (a shared key: every member agrees)
         logger.info("deterministic kernels: %s", set_deterministic())

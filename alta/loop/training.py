@@ -9,7 +9,7 @@ Learning", IEEE TMM 2023 (reference code github.com/vijaylee/ALTA, ``main.py``).
   batch 32, the learning rate stepped once per epoch); :func:`run_stream` runs a whole stream,
   evaluating every ``eval_every`` epochs and filling the accuracy matrices. Their settings are one
   :class:`LoopConfig`; what happens around them (progress bars, logs, result files, checkpoints,
-  loggers) is :mod:`alta.callbacks`.
+  loggers) is :mod:`alta.loop.callbacks`.
 
 Training batches come from :func:`epoch_batches`, which supports three feature-cache modes:
 
@@ -37,17 +37,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import distributed as _dist
+from .. import distributed as _dist
 from .cache import FeatureCache, parse_cache_mode
 from .callbacks import Callback, as_callback_list
-from .config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
+from ..config import MAX_BATCH_SIZE, ConfigSection, check_int, check_seed, in_section
 from .divergence import DivergenceMonitor, check_step
-from .errors import ConfigError
+from ..errors import ConfigError
 from .evaluation import EvaluationResult, evaluate
-from .metrics import old_new_accuracy
-from .replay import check_buffer_fields
-from .schedule import AlternatingSchedule
-from .seeding import SeededItems, derive_seed
+from ..metrics import old_new_accuracy
+from ..replay import check_buffer_fields
+from ..schedule import AlternatingSchedule
+from ..seeding import SeededItems, derive_seed
 
 __all__ = ["LoopConfig", "train_step", "epoch_batches", "fit_experience", "ExperienceTrainer", "run_stream",
            "StreamResult", "TrainConfig", "derive_seed"]
@@ -73,7 +73,7 @@ class LoopConfig:
         seed: Run seed: shuffling, augmentation and cached views derive from
             ``(seed, experience, epoch, sample)``.
         train_cache: Training-feature cache mode: ``"none"`` (faithful: images encoded every
-            step), ``"fixed"`` or ``"views:K"`` (see :mod:`alta.training`).
+            step), ``"fixed"`` or ``"views:K"`` (see :mod:`alta.loop.training`).
         eval_every: Evaluate the experiences seen so far every this many epochs (0: only at
             experience ends).
         eval_batch_size: Test batch size.
@@ -194,7 +194,7 @@ def train_step(
             reference behaviour).
         check_finite: Refuse a non-finite loss or gradient (the update is not made: parameters,
             optimiser, buffer and schedule stay as they were) and check the parameters after the
-            update, raising :class:`~alta.errors.TrainingError` (see :mod:`alta.divergence`).
+            update, raising :class:`~alta.errors.TrainingError` (see :mod:`alta.loop.divergence`).
             Two host-device syncs per step; the loops pass ``False`` and check once per epoch.
 
     Returns:
@@ -334,7 +334,7 @@ def epoch_batches(
 
 def _local_part(batch, rank: int, world_size: int):
     """Rank ``rank``'s contiguous part of a global batch (a list or a tensor of indices)."""
-    from .distributed import shard_range
+    from ..distributed import shard_range
 
     part = shard_range(len(batch), rank=rank, world_size=world_size)
     return batch[part.start : part.stop]
@@ -380,7 +380,7 @@ class StreamResult:
             bound) it is (T, K): T training experiences, K evaluation experiences.
         task_il: The same for task-IL.
         evaluations: One record per evaluation (``experience``, ``epoch``, the
-            :class:`~alta.evaluation.EvaluationResult` as a dict, and the epoch's loss).
+            :class:`~alta.loop.evaluation.EvaluationResult` as a dict, and the epoch's loss).
         history: Per-epoch training statistics, one list per experience begun (the list of the
             current experience grows epoch by epoch).
         confusion: The class-IL confusion matrix of the evaluation at the end of each experience
@@ -446,7 +446,7 @@ def fit_experience(
         schedule: An :class:`~alta.AlternatingSchedule`, or ``None`` (both branches).
         loop: Epochs, batch size, seed, cache mode, workers (default :class:`LoopConfig`).
         cache: Feature cache for the cached modes.
-        callbacks: :class:`~alta.callbacks.Callback` s; they get ``on_experience_start``,
+        callbacks: :class:`~alta.loop.callbacks.Callback` s; they get ``on_experience_start``,
             ``on_epoch_start``, ``on_step_end`` and ``on_epoch_end``.
         start_epoch: First epoch to run (the epochs before it are done: resume).
         result: The run's partial :class:`StreamResult` (from :func:`run_stream`): the epoch
@@ -462,7 +462,7 @@ def fit_experience(
         ConfigError: ``start_epoch`` outside ``[0, epochs]``; a ``result`` without the history
             of the experiences before this one.
         TrainingError: a non-finite loss or parameter in an epoch (checked once per epoch,
-            before ``on_epoch_end``; see :mod:`alta.divergence`).
+            before ``on_epoch_end``; see :mod:`alta.loop.divergence`).
     """
     loop = LoopConfig() if loop is None else loop
     trainer = ExperienceTrainer(learner, optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=schedule,
@@ -489,7 +489,7 @@ class ExperienceTrainer:
     :meth:`end_epoch`.
 
     :func:`fit_experience` drives one of them over the batches of :func:`epoch_batches`;
-    :func:`alta.group.run_group` drives K of them over the same batches (one image-encoder
+    :func:`alta.loop.group.run_group` drives K of them over the same batches (one image-encoder
     forward per step for all K), so both loops are the same code.
 
     Args:
@@ -561,7 +561,7 @@ class ExperienceTrainer:
         With ``loop.distributed`` under torchrun the batch is this rank's shard of the global batch
         (:func:`epoch_batches` with :attr:`rank` and :attr:`world_size`) and the step is
         :func:`alta.distributed.train_step`. The loss is checked once per epoch (:meth:`end_epoch`),
-        not per step (:mod:`alta.divergence`)."""
+        not per step (:mod:`alta.loop.divergence`)."""
         global_size = min(self.loop.batch_size, self._num_samples - self._steps * self.loop.batch_size)
         if self.parallel:
             out = _dist.train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,
@@ -582,7 +582,7 @@ class ExperienceTrainer:
         non-finite loss or parameter), into the history, the learning rate and schedule stepped,
         then ``on_epoch_end``; returns the statistics."""
         stats = _epoch_stats(self._sums, epoch=self._epoch, steps=self._steps, seen=self._seen, lr=self._lr)
-        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.divergence)
+        # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.loop.divergence)
         self._monitor.check(mean_loss=stats["loss"] if self._steps else 0.0,
                             parameters=self.learner.trainable_parameters(), experience=self._experience,
                             epoch=self._epoch, lr=self._lr)
@@ -651,7 +651,7 @@ def run_stream(
         loop: The loop's settings (default :class:`LoopConfig`: the reference protocol).
         cache: Feature cache shared by training (cached modes) and evaluation; a new
             in-memory cache when ``None``.
-        callbacks: :class:`~alta.callbacks.Callback` s receiving every event of the run.
+        callbacks: :class:`~alta.loop.callbacks.Callback` s receiving every event of the run.
         result: A partial result to continue (resume); ``start_experience`` and
             ``start_epoch`` say where.
         start_experience: First experience to train (earlier ones are done).
@@ -733,7 +733,7 @@ def _check_ranks_agree(learner, buffer) -> None:
 def stream_experiences(experiences: Sequence, eval_experiences: Sequence | None, *, start_experience: int,
                        caller: str) -> tuple[list, list]:
     """The training and evaluation experiences of a loop over a stream (:func:`run_stream`,
-    :func:`alta.group.run_group`), checked once.
+    :func:`alta.loop.group.run_group`), checked once.
 
     Args:
         experiences: The stream (or any sequence of experiences).
@@ -825,7 +825,7 @@ class TrainConfig(ConfigSection):
 
     def loop(self, *, seed: int, evaluation, num_workers: int = 0) -> "LoopConfig":
         """The :class:`LoopConfig` of a run with these values, its ``seed``, its
-        :class:`~alta.evaluation.EvalConfig` and its DataLoader workers."""
+        :class:`~alta.loop.evaluation.EvalConfig` and its DataLoader workers."""
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=seed, train_cache=self.train_cache,
                           eval_every=evaluation.every, eval_batch_size=evaluation.batch_size, num_workers=num_workers,
                           eval_before_snapshot=evaluation.before_snapshot)

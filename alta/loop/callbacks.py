@@ -1,6 +1,6 @@
 """One callback protocol for the events of a continual-learning run.
 
-The loops of :mod:`alta.training` (and the run of :mod:`alta.experiment`) call the methods of
+The loops of :mod:`alta.loop.training` (and the run of :mod:`alta.run.experiment`) call the methods of
 every :class:`Callback` they are given, in the order given, at the events below. Progress logs,
 ``metrics.jsonl``, checkpoints, plots and loggers (CSV, TensorBoard, W&B) are all callbacks; so is
 anything a user writes. The base class implements every event as a no-op: subclass it and
@@ -8,7 +8,7 @@ override only what you need.
 
 Events carry data, not the loop: the experience index ``experience`` (0-based), the epoch
 ``epoch`` (0-based within the experience), plain dicts of statistics and the partial
-:class:`~alta.training.StreamResult`. A callback that needs the learner, buffer or optimizer
+:class:`~alta.loop.training.StreamResult`. A callback that needs the learner, buffer or optimizer
 (a checkpoint writer, say) is constructed with them.
 
 Order of events for a stream of T experiences, E epochs each::
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .training import StreamResult
@@ -105,7 +105,7 @@ class CallbackList(Callback):
         for item in items:
             if not isinstance(item, Callback):
                 raise ConfigError(
-                    f"callbacks must be alta.callbacks.Callback instances, got {type(item).__name__}; subclass "
+                    f"callbacks must be alta.loop.callbacks.Callback instances, got {type(item).__name__}; subclass "
                     f"Callback and override the events you need"
                 )
         self.callbacks: list[Callback] = items
@@ -163,7 +163,7 @@ class MainProcessOnly(CallbackList):
         super().__init__([callbacks] if isinstance(callbacks, Callback) else callbacks)
 
     def _dispatch(self, event: str, kwargs: dict[str, Any]) -> None:
-        from .distributed import is_main_process
+        from ..distributed import is_main_process
 
         if is_main_process():
             super()._dispatch(event, kwargs)

@@ -33,8 +33,8 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .data.datasets import DATASETS, reference_class_names
-from .registry import Registry
+from ..data.datasets import DATASETS, reference_class_names
+from ..registry import Registry
 
 __all__ = ["PROTOCOLS", "Protocol", "Setting", "TARGETS", "DEFAULT_PROTOCOL", "get_protocol", "list_protocols",
            "protocol_kwargs", "CONFIG_KEYS", "apply_protocol", "protocol_deviations", "protocol_class_names"]
@@ -237,7 +237,7 @@ PROTOCOLS.add("paper", Protocol(
     lr_schedule=Setting("cosine", "warm-up epoch, then cosine over the epochs, as the configs describe",
                         f"{REF} utils/lr_scheduler.py build_lr_scheduler (meant to be stepped)"),
     eval_before_snapshot=Setting(False, "score each experience with the prompts it keeps for the rest of the run",
-                                 "alta.training.run_stream"),
+                                 "alta.loop.training.run_stream"),
     **_SHARED,
 ))
 
@@ -308,7 +308,7 @@ def protocol_kwargs(protocol: str | Protocol = DEFAULT_PROTOCOL, *, dataset: str
     return out
 
 
-# knob -> the key of the run configuration (alta.experiment.RunConfig) it sets
+# knob -> the key of the run configuration (alta.run.experiment.RunConfig) it sets
 CONFIG_KEYS = {
     "precision": "model.precision", "head": "model.head", "template": "model.template", "ctx_init": "model.ctx_init",
     "w1_raw_names": "model.w1_raw_names", "snapshot_timing": "model.snapshot_timing", "alpha": "model.alpha",
@@ -335,11 +335,11 @@ def apply_protocol(config, name: str) -> "RunConfig":
     ``protocol`` records it. Apply user overrides after this, so they win.
 
     Args:
-        config: The :class:`~alta.experiment.RunConfig` (a shipped config, a YAML file, ...).
-        name: A protocol of :func:`alta.protocols.list_protocols`.
+        config: The :class:`~alta.run.experiment.RunConfig` (a shipped config, a YAML file, ...).
+        name: A protocol of :func:`alta.run.protocols.list_protocols`.
 
     Returns:
-        The new :class:`~alta.experiment.RunConfig` (``config`` is not changed).
+        The new :class:`~alta.run.experiment.RunConfig` (``config`` is not changed).
 
     Raises:
         ConfigError: an unknown protocol.
