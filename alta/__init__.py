@@ -15,9 +15,6 @@ from . import distributed, metrics
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
-from .loop.cache import FeatureCache
-from .loop import callbacks
-from .loop.callbacks import Callback
 from .data import Experience, ScenarioStream, list_datasets, make_transform
 from .errors import (
     AltaError,
@@ -28,13 +25,27 @@ from .errors import (
     ShapeError,
     StateError,
 )
-from .loop.evaluation import EvaluationResult, evaluate
-from .loop.group import GroupMember, run_group
 from .learner import CrossModalLearner
+from .loop import (
+    Callback,
+    DataParallelStep,
+    EvaluationResult,
+    FeatureCache,
+    GroupMember,
+    Learner,
+    LoopConfig,
+    StreamResult,
+    callbacks,
+    epoch_batches,
+    evaluate,
+    fit_experience,
+    run_group,
+    run_stream,
+    train_step,
+)
 from .methods import get_method, list_methods
 from .optim import build_optimizer
 from .schedule import AlternatingSchedule
-from .loop.training import LoopConfig, StreamResult, fit_experience, run_stream, train_step
 
 __all__ = [
     "__version__",
@@ -54,6 +65,8 @@ __all__ = [
     "build_optimizer",
     # the step, evaluation, loops, callbacks, metrics
     "train_step",
+    "DataParallelStep",
+    "epoch_batches",
     "evaluate",
     "fit_experience",
     "run_stream",
@@ -66,6 +79,7 @@ __all__ = [
     "metrics",
     "protocols",
     # supporting types
+    "Learner",
     "ClipBackbone",
     "Experience",
     "EvaluationResult",
@@ -86,7 +100,7 @@ def __getattr__(name: str):
     """``alta.protocols``: the run layer's named protocols, imported on first use (importing
     alta does not load the run application)."""
     if name == "protocols":
-        from .run import protocols
+        from .run import protocols  # noqa: PLC0415 - the lazy top-level attribute
 
         return protocols
     raise AttributeError(f"module 'alta' has no attribute {name!r}")

@@ -6,13 +6,13 @@ habit 3), in the manner of open_clip's architecture configs:
 ==========================================  ======================  =========================
 section                                     YAML section            configures
 ==========================================  ======================  =========================
-:class:`alta.data.stream.DataConfig`        ``data``                the stream
+:class:`alta.run.sections.DataConfig`        ``data``                the stream
 :class:`alta.learner.LearnerConfig`         ``model``               backbone and learner
 :class:`alta.buffer.BufferConfig`           ``buffer``              the replay memory
 :class:`alta.optim.OptimConfig`             ``optim``               SGD and its lr schedule
-:class:`alta.loop.training.TrainConfig`          ``train``               the loop and the schedule
-:class:`alta.loop.evaluation.EvalConfig`         ``eval``                evaluation
-:class:`alta.run.experiment.RunConfig`          (top level)             the whole run
+:class:`alta.run.sections.TrainConfig`          ``train``               the loop and the schedule
+:class:`alta.run.sections.EvalConfig`         ``eval``                evaluation
+:class:`alta.run.config.RunConfig`          (top level)             the whole run
 ==========================================  ======================  =========================
 
 A section derives from :class:`ConfigSection`: its ``__post_init__`` validates each value once
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import inspect
 import math
 import re
 import types
@@ -151,6 +152,19 @@ def in_section(section: str, *names: str, **renamed: str):
         for owner, key in {**{n: n for n in names}, **renamed}.items():
             message = message.replace(f"config key {owner!r}", f"config key '{section}.{key}'")
         raise ConfigError(message) from None
+
+
+def default_of(function: Any, parameter: str) -> Any:
+    """The default value of ``parameter`` in ``function``'s signature: a config section that
+    configures a function takes its defaults from there, so each is written once.
+
+    Raises:
+        KeyError: ``function`` has no such parameter, or it has no default.
+    """
+    value = inspect.signature(function).parameters[parameter].default
+    if value is inspect.Parameter.empty:
+        raise KeyError(f"{function.__qualname__}() gives {parameter!r} no default")
+    return value
 
 
 def set_canonical(instance: Any, attr: str, value: Any) -> None:

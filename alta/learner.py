@@ -36,24 +36,30 @@ import logging
 import string
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Backbone, check_backbone, load_backbone
-from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, check_seed, resolve_name, set_canonical
+from .config import (
+    MAX_BATCH_SIZE,
+    ConfigSection,
+    check_choice,
+    check_int,
+    check_number,
+    default_of,
+    resolve_name,
+    set_canonical,
+)
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
 from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
-from .replay import GlobalSizes, check_memory, replay_terms
+from .replay import check_buffer_fields, check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .buffer import MemoryBuffer
-
-__all__ = ["CrossModalLearner", "LearnerConfig", "ModelConfig", "TextFeatures", "StepLoss", "HEADS", "SNAPSHOT_TIMINGS"]
+__all__ = ["CrossModalLearner", "LearnerConfig", "TextFeatures", "StepLoss", "HEADS", "SNAPSHOT_TIMINGS"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +85,20 @@ class TextFeatures:
 
 @dataclass(frozen=True)
 class StepLoss:
-    """The loss of one training batch (:meth:`CrossModalLearner.loss`).
+    """The loss of one training batch (:meth:`CrossModalLearner.loss`), term by term.
+
+    Every term is a mean over its own items (the batch's samples, the replayed items, the
+    stored logits it compares), and ``counts`` says over how many: that is all a data-parallel
+    step needs to weigh the shards of a global batch (:class:`alta.loop.parallel.DataParallelStep`),
+    so the loss itself knows nothing of processes.
 
     Attributes:
-        loss: The total loss, with its graph (call ``backward`` on it).
-        ce: Cross-entropy of the batch, detached.
-        replay_ce: Replay cross-entropy, detached (0 without replay).
-        replay_mse: Replay logit-matching MSE, detached (0 without replay).
+        loss: The total loss ``sum(weights[k] * terms[k])``, with its graph (call ``backward``).
+        terms: Each term's value with its graph, by name (ALTA: ``ce``, ``replay_ce``,
+            ``replay_mse``; a term not computed at this step is a detached 0).
+        weights: Each term's weight in ``loss`` (ALTA: 1, alpha, beta).
+        counts: The items each term averages over (an int, or a 0-dim tensor where counting
+            would synchronise the device); 0 for a term not computed at this step.
         logits: The batch's logits, detached, (B, C) (stored in the buffer: pre-step logits).
         image_features: f1 of the batch, detached, (B, D).
         labels: The batch's labels on the learner's device, (B,).
@@ -93,9 +106,9 @@ class StepLoss:
     """
 
     loss: torch.Tensor
-    ce: torch.Tensor
-    replay_ce: torch.Tensor
-    replay_mse: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    weights: dict[str, float]
+    counts: dict[str, int | torch.Tensor]
     logits: torch.Tensor
     image_features: torch.Tensor
     labels: torch.Tensor
@@ -107,12 +120,12 @@ class StepLoss:
                 "experience_ids": self.experience_ids}
 
     def stats(self) -> dict[str, torch.Tensor]:
-        """Detached 0-dim tensors (no host-device sync): ``loss``, ``ce``, ``replay_ce``,
-        ``replay_mse`` and ``correct`` (right predictions in the batch)."""
+        """Detached 0-dim tensors (no host-device sync): ``loss``, every term by name, and
+        ``correct`` (right predictions in the batch)."""
         with torch.no_grad():
             correct = (self.logits.argmax(dim=1) == self.labels).sum()
-        return {"loss": self.loss.detach(), "ce": self.ce, "replay_ce": self.replay_ce,
-                "replay_mse": self.replay_mse, "correct": correct}
+        return {"loss": self.loss.detach(), **{name: value.detach() for name, value in self.terms.items()},
+                "correct": correct}
 
 
 def _hash64(text: str) -> int:
@@ -208,50 +221,6 @@ class LearnerConfig(ConfigSection):
     def learner_options(self) -> dict[str, Any]:
         """The keyword arguments of :class:`CrossModalLearner` this config sets."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig)}
-
-
-@dataclass(frozen=True)
-class ModelConfig(LearnerConfig):
-    """The ``model`` section of a run: the backbone (:func:`alta.load_backbone`) and the learner
-    (:class:`LearnerConfig`).
-
-    Attributes:
-        visual: Backbone (``alta list backbones``: ``RN50``, ``ViT-B/16``, ``tiny-vit``, ...,
-            ``open_clip:ViT-B-16``, ``hf:<id or folder>``) or the path of a local CLIP checkpoint.
-            Its input resolution sets the image size.
-        pretrained: Weights of an ``open_clip:`` backbone: a tag (``laion400m_e32``) or a weights
-            file; ``None``: random weights (see :func:`alta.load_backbone`).
-        precision: Frozen encoders' precision: ``auto`` (fp16 on CUDA), ``fp32``, ``fp16``, ``bf16``.
-        backbone_seed: Seed of random-weight backbones (``tiny-vit``, ``random-RN50``, ...).
-        download_root: Folder of pretrained CLIP weights (``None``: ``~/.cache/clip``).
-        download_weights: Download missing pretrained weights (needs the internet).
-    """
-
-    visual: str = "RN50"
-    pretrained: str | None = None
-    precision: str = "auto"
-    backbone_seed: int = 0
-    download_root: str | None = None
-    download_weights: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.visual, str) or not self.visual:
-            raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
-        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
-            raise ConfigError(f"config key 'model.pretrained' must be a weights tag or a file path (or null for random "
-                              f"weights), got {self.pretrained!r}")
-        check_seed(self.backbone_seed, "model.backbone_seed")
-        check_choice(self.precision, "model.precision", ("auto", "fp32", "fp16", "bf16"))
-
-    def build_backbone(self, *, device: torch.device):
-        """Load the backbone (:func:`alta.load_backbone` with these values).
-
-        Raises:
-            BackboneError: unknown backbone, weights unavailable offline.
-        """
-        return load_backbone(self.visual, pretrained=self.pretrained, device=device, precision=self.precision,
-                             download_root=self.download_root, download=self.download_weights, seed=self.backbone_seed)
 
 
 class CrossModalLearner(nn.Module):
@@ -387,10 +356,10 @@ class CrossModalLearner(nn.Module):
         class_names: Sequence[str],
         pretrained: str | bool | None = None,
         device: str | torch.device | None = "cpu",
-        precision: str = ModelConfig.precision,
-        download_root: str | None = ModelConfig.download_root,
-        download: bool = ModelConfig.download_weights,
-        backbone_seed: int = ModelConfig.backbone_seed,
+        precision: str = default_of(load_backbone, "precision"),
+        download_root: str | None = default_of(load_backbone, "download_root"),
+        download: bool = default_of(load_backbone, "download"),
+        backbone_seed: int = default_of(load_backbone, "seed"),
         **options: Any,
     ) -> "CrossModalLearner":
         """Load a CLIP backbone by name or file and build a learner on it.
@@ -451,6 +420,30 @@ class CrossModalLearner(nn.Module):
     def logit_scale(self) -> float:
         """s = exp(CLIP logit_scale), frozen."""
         return self.backbone.logit_scale
+
+    @property
+    def name(self) -> str:
+        """The method's name (``oritext_mlp2cprompt_oriimg`` for ALTA), for messages and records."""
+        return self.method.name
+
+    @property
+    def replays(self) -> bool:
+        """Whether a training step replays a memory and offers its batch to the buffer."""
+        return self.method.replay
+
+    @property
+    def trains(self) -> bool:
+        """Whether the method has parameters to train (``zeroshot`` has none)."""
+        return bool(self.method.branches)
+
+    def check_buffer(self, buffer) -> None:
+        """Refuse a buffer filled with other fields than ALTA replay stores
+        (:data:`alta.replay.REPLAY_FIELDS`).
+
+        Raises:
+            ShapeError: the buffer holds other fields.
+        """
+        check_buffer_fields(buffer.fields)
 
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by branch: ``{"text": [ctx], "image": adapter params}``.
@@ -604,7 +597,7 @@ class CrossModalLearner(nn.Module):
                 text branch is not updated).
             encode_prompts: Computes the normalised w2 of the learning classes from their ids,
                 (N,) -> (N, D); default :meth:`encode_prompts`.
-                :func:`alta.distributed.text_features` passes one that encodes C/N classes per
+                :func:`alta.loop.parallel.sharded_text_features` passes one that encodes C/N classes per
                 rank and all-gathers the features.
 
         Returns:
@@ -625,6 +618,17 @@ class CrossModalLearner(nn.Module):
                     else:
                         w2 = self.snapshot_features.index_put((ids,), fresh)  # out of place: keeps the graph
         return TextFeatures(w1=w1, w2=w2)
+
+    def classifier(self):
+        """A function from images (B, 3, R, R) or frozen image features (B, D) to logits (B, C)
+        in the learner's current state, the text features computed once for all its calls (what
+        :func:`alta.evaluate` scores with). Valid until the learner changes.
+
+        Shape:
+            the function maps (B, 3, R, R) or (B, D) to (B, C).
+        """
+        text = self.text_features(grad=False)
+        return lambda inputs: self.logits_from_features(inputs, text)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen image features f1 (unnormalised, as stored in the buffer).
@@ -762,7 +766,6 @@ class CrossModalLearner(nn.Module):
         memory: Mapping[str, torch.Tensor] | None = None,
         branches: Iterable[str] | None = None,
         text: TextFeatures | None = None,
-        sizes: GlobalSizes | None = None,
     ) -> "StepLoss":
         """The training loss of the method on a batch and, optionally, a replayed memory.
 
@@ -779,16 +782,12 @@ class CrossModalLearner(nn.Module):
             branches: Branches whose parameters get gradients (default: every branch of the
                 method; see :meth:`active_branches`).
             text: This step's text features, already computed (:meth:`text_features` with
-                ``grad="text" in branches``); ``None`` computes them here.
-            sizes: The batch and memory are one rank's shards of a global batch of these sizes
-                (data-parallel training, :func:`alta.distributed.train_step`): every term is this
-                shard's contribution, sums divided by the global counts, so that the losses (and
-                gradients) of all ranks add up to those of the global batch. ``None``: means over
-                this batch.
+                ``grad="text" in branches``; a data-parallel step passes them encoded by class over
+                the ranks); ``None`` computes them here.
 
         Returns:
-            A :class:`StepLoss`: the loss with its graph, its detached terms, and what the
-            buffer stores for this batch.
+            A :class:`StepLoss`: the loss with its graph, its terms (each a mean, with the
+            number of items it averages over), and what the buffer stores for this batch.
 
         Raises:
             StateError: before :meth:`begin_experience`.
@@ -808,39 +807,24 @@ class CrossModalLearner(nn.Module):
         if self.snapshot_timing == "last_forward" and text.w2 is not None:
             self._last_forward_w2 = text.w2.detach()  # pre-step prompts, as the reference snapshots
         logits = self.logits_from_features(f1, text, adapter_grad="image" in active)  # (B, C)
-        if sizes is None:
-            ce = F.cross_entropy(logits, labels)
-        else:  # this shard's contribution to the mean over the global batch
-            ce = F.cross_entropy(logits, labels, reduction="sum") / max(sizes.batch, 1)
+        ce = F.cross_entropy(logits, labels)
         loss = ce
         zero = ce.detach().new_zeros(())
-        replay_ce, replay_mse = zero, zero
+        terms = {"ce": ce, "replay_ce": zero, "replay_mse": zero}
+        counts: dict[str, int | torch.Tensor] = {"ce": int(labels.shape[0]), "replay_ce": 0, "replay_mse": 0}
         if memory is not None and self.method.replay:
             stored = check_memory(memory, embed_dim=self.embed_dim, num_classes=self.num_classes,
                                   device=self.device, backbone=self.backbone.name)
             z_b = self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)  # (M, C)
-            replay_ce, replay_mse = replay_terms(z_b, stored, seen_only=self.head == "seen", sizes=sizes)
-            loss = loss + self.alpha * replay_ce + self.beta * replay_mse
+            replay = replay_terms(z_b, stored, seen_only=self.head == "seen")
+            loss = loss + self.alpha * replay.ce + self.beta * replay.mse
+            terms.update(replay_ce=replay.ce, replay_mse=replay.mse)
+            counts.update(replay_ce=replay.num_items, replay_mse=replay.num_elements)
         return StepLoss(
-            loss=loss, ce=ce.detach(), replay_ce=replay_ce.detach(), replay_mse=replay_mse.detach(),
-            logits=logits.detach(), image_features=f1.detach(), labels=labels,
+            loss=loss, terms=terms, weights={"ce": 1.0, "replay_ce": self.alpha, "replay_mse": self.beta},
+            counts=counts, logits=logits.detach(), image_features=f1.detach(), labels=labels,
             experience_ids=self.class_to_experience[labels],
         )
-
-    def training_step(
-        self,
-        batch: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        optimizer: torch.optim.Optimizer,
-        buffer: "MemoryBuffer | None" = None,
-        schedule: AlternatingSchedule | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """One training step; the same as :func:`alta.loop.training.train_step` (kept for
-        convenience: the function shows the step's parts)."""
-        from .loop.training import train_step
-
-        return train_step(self, batch, labels, optimizer=optimizer, buffer=buffer, schedule=schedule)
 
     # ================================================================ state
     def state_dict(self, *args, **kwargs):

@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-
-from typing import TYPE_CHECKING
 
 from .classnames import check_distinguishable
 from .errors import ConfigError

@@ -8,7 +8,7 @@ loss of DER++ (Buzzega et al., "Dark Experience for General Continual Learning",
 
 A :class:`~alta.MemoryBuffer` used for it holds, per sample, the fields :data:`REPLAY_FIELDS`:
 the label, the frozen image feature f1 (not the image), the logits the model produced when the
-sample was offered (before the step) and the experience id. :func:`alta.loop.training.train_step`
+sample was offered (before the step) and the experience id. :func:`alta.loop.step.train_step`
 offers every sample of every training batch, so replay starts during the first experience.
 
 Shape:
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .errors import ShapeError
 
-__all__ = ["REPLAY_FIELDS", "ReplayBatch", "GlobalSizes", "check_buffer_fields", "check_memory", "replay_terms"]
+__all__ = ["REPLAY_FIELDS", "ReplayBatch", "ReplayTerms", "check_buffer_fields", "check_memory", "replay_terms"]
 
 REPLAY_FIELDS = ("labels", "image_features", "logits", "experience_ids")
 
@@ -43,27 +43,6 @@ class ReplayBatch:
     image_features: torch.Tensor
     labels: torch.Tensor
     logits: torch.Tensor
-
-
-@dataclass(frozen=True)
-class GlobalSizes:
-    """The sizes of the global batch a shard belongs to (data-parallel training, :mod:`alta.distributed`).
-
-    With them, :meth:`~alta.CrossModalLearner.loss` returns this shard's *contribution* to the
-    loss of the global batch: sums over the shard divided by the global counts, so that the
-    contributions of all ranks add up to the single-process loss of the global batch, and so do
-    their gradients.
-
-    Attributes:
-        batch: B, samples of the global training batch (all ranks together).
-        memory: M, replayed items over all ranks (0 without replay).
-        memory_elements: Stored logits the replay MSE averages over: ``M * C``, or, with
-            ``head="seen"``, the finite ones (a 0-dim tensor is accepted: no host-device sync).
-    """
-
-    batch: int
-    memory: int = 0
-    memory_elements: int | torch.Tensor = 0
 
 
 def check_buffer_fields(fields) -> None:
@@ -124,9 +103,26 @@ def check_memory(
     )
 
 
-def replay_terms(
-    logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool, sizes: GlobalSizes | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class ReplayTerms:
+    """The two DER++ replay terms of a replayed memory, each a mean over its own items.
+
+    Attributes:
+        ce: ``CE(z_b, y_b)``, the mean over the M replayed items, 0-dim with its graph.
+        mse: ``MSE(z_b, z_b_stored)``, the mean over the stored logits compared, 0-dim with its graph.
+        num_items: M, the items ``ce`` averages over.
+        num_elements: The stored logits ``mse`` averages over: ``M * C``, or with a ``seen``
+            head the finite ones (a 0-dim tensor: counting them on the host would synchronise
+            the device).
+    """
+
+    ce: torch.Tensor
+    mse: torch.Tensor
+    num_items: int
+    num_elements: int | torch.Tensor
+
+
+def replay_terms(logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool) -> ReplayTerms:
     """The two DER++ replay terms: ``CE(z_b, y_b)`` and ``MSE(z_b, z_b_stored)``.
 
     Args:
@@ -134,28 +130,26 @@ def replay_terms(
         memory: The stored labels and logits.
         seen_only: The head scores seen classes only (``head="seen"``): stored logits of classes
             not yet scored when the item was stored are ``-inf`` and left out of the MSE.
-        sizes: The memory is one rank's shard of a replay batch of ``sizes.memory`` items:
-            return this shard's contribution (sums divided by the global counts). ``None``: the
-            plain means over ``memory``.
 
     Returns:
-        ``(replay_ce, replay_mse)``, 0-dim tensors with their graph.
+        :class:`ReplayTerms`: both means, and how many items each averages over (so that the
+        shards of a data-parallel step can be weighed, :mod:`alta.loop.parallel`).
 
     Shape:
-        logits: (M, C); returns two 0-dim tensors.
+        logits: (M, C).
+
+    References:
+        Buzzega et al., "Dark Experience for General Continual Learning: a Strong, Simple
+        Baseline", NeurIPS 2020 (DER++); Li et al., IEEE TMM 2023 (reference ``main.py``).
     """
     stored = memory.logits
-    if sizes is None:
-        replay_ce = F.cross_entropy(logits, memory.labels)
-    else:
-        replay_ce = F.cross_entropy(logits, memory.labels, reduction="sum") / max(sizes.memory, 1)
+    replay_ce = F.cross_entropy(logits, memory.labels)
     if seen_only:  # compare only classes that were scored when the item was stored
         finite = torch.isfinite(stored)
         diff = torch.where(finite, logits - stored.nan_to_num(0.0, 0.0, 0.0), torch.zeros_like(logits))
-        count = finite.sum() if sizes is None else torch.as_tensor(sizes.memory_elements, device=logits.device)
+        count = finite.sum()
         replay_mse = diff.pow(2).sum() / count.clamp_min(1)
-    elif sizes is None:
-        replay_mse = F.mse_loss(logits, stored)
     else:
-        replay_mse = F.mse_loss(logits, stored, reduction="sum") / max(int(sizes.memory_elements), 1)
-    return replay_ce, replay_mse
+        count = stored.numel()
+        replay_mse = F.mse_loss(logits, stored)
+    return ReplayTerms(ce=replay_ce, mse=replay_mse, num_items=int(logits.shape[0]), num_elements=count)

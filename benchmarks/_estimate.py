@@ -203,9 +203,9 @@ def shared_seconds(counts: Mapping[str, Any], costs: Mapping[str, Any], *, epoch
 
 def estimate(names: Sequence[str], cells_by_table: Mapping[str, list], speed: SpeedCosts) -> dict[str, Any]:
     """Per table: every run with its counts and projected seconds, the table's total, and the
-    total when its runs are trained in run groups (:func:`alta.run.experiment.plan_groups`): each
+    total when its runs are trained in run groups (:func:`alta.run.groups.plan_groups`): each
     group pays :func:`shared_seconds` once instead of once per member."""
-    from alta.run.experiment import plan_groups
+    from alta.run import plan_groups
 
     out = {}
     for name in names:

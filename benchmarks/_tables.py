@@ -5,7 +5,7 @@ configs`` plus dotted overrides), columns (datasets), the metrics shown, and the
 printed beside ours, each with its source. A *scale* (``benchmarks/tables/scales.yaml``: ``smoke``,
 ``cpu``, ``full``) says how a cell becomes a run: backbone, data, epochs. :func:`plan_cells` turns
 (table, scale, seeds) into :class:`Cell` s, each holding the resolved
-:class:`~alta.cli.config.RunConfig` that :func:`alta.run.experiment.run_experiment` runs; a cell is
+:class:`~alta.cli.config.RunConfig` that :func:`alta.run.driver.run_experiment` runs; a cell is
 keyed by :meth:`RunConfig.fingerprint` (the values that determine the results: device and data
 location left out), so the same run is shared by every table that asks for it, is computed once,
 and can be computed on another machine.

@@ -12,7 +12,7 @@ and measures, on rank 0:
 2. **the training step** on cached image features (``train_cache="fixed"``: the text encoder is
    the per-step cost) at C = 100 / 200 / 1,000 learning classes (head ``all``, first
    experience: every class learning), global batch 32, a full buffer of 200: ms per step of
-   ``alta.train_step`` (N = 1) and of ``alta.distributed.train_step`` with the text encoding
+   ``alta.train_step`` (N = 1) and of ``alta.loop.parallel.DataParallelStep`` with the text encoding
    replicated on every rank or sharded by class (N > 1).
 
 Results: ``benchmarks/results/distributed-DEVICE.json`` and ``.md``, with a cost projection for
@@ -104,9 +104,9 @@ def _worker(args) -> None:
                 y = torch.randint(0, num_classes, (args.batch_size,), generator=gen).to(device)
                 if mode == "single":
                     return alta.train_step(learner, x, y, optimizer=optimizer, buffer=buffer)
-                return dist.train_step(learner, x[part.start : part.stop], y[part.start : part.stop],
-                                       optimizer=optimizer, buffer=buffer, shard_sizes=sizes,
-                                       shard_text=mode == "sharded")
+                return alta.train_step(learner, x[part.start : part.stop], y[part.start : part.stop],
+                                       optimizer=optimizer, buffer=buffer,
+                                       parallel=alta.DataParallelStep(shard_sizes=sizes, shard_text=mode == "sharded"))
 
             for _ in range(max(args.warmup, -(-200 // args.batch_size))):  # fills the buffer: replay in every timed step
                 step()
@@ -161,8 +161,9 @@ def _check_worker(args) -> None:
             start += size
             if parallel:
                 part = dist.shard_range(size)
-                dist.train_step(learner, x[part.start : part.stop], y[part.start : part.stop], optimizer=optimizer,
-                                buffer=buffer, shard_sizes=dist.split_sizes(size), shard_text=True)
+                alta.train_step(learner, x[part.start : part.stop], y[part.start : part.stop], optimizer=optimizer,
+                                buffer=buffer, parallel=alta.DataParallelStep(shard_sizes=dist.split_sizes(size),
+                                                                              shard_text=True))
             else:
                 alta.train_step(learner, x, y, optimizer=optimizer, buffer=buffer)
         with torch.no_grad():

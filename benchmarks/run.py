@@ -9,7 +9,7 @@
 
 The tables (main, ablation, backbones, cost) are data: ``benchmarks/tables/<table>.yaml``; the
 scales (smoke, cpu, full) are in ``benchmarks/tables/scales.yaml``. Every cell is one run of
-:func:`alta.run.experiment.run_experiment` with a config made by
+:func:`alta.run.driver.run_experiment` with a config made by
 :func:`~alta.cli.config.load_config` + :func:`~alta.cli.config.apply_overrides`; it is stored as
 ``<out>/cells/<key>.json``, keyed by the fingerprint of its resolved config, and skipped when it is
 already there, so a long table can be built over several invocations or machines (copy the cell
@@ -18,7 +18,7 @@ files into one ``--out``). A run interrupted half-way resumes from its last comp
 ``<out>/<table>.json`` and ``<out>/<table>.md``.
 
 Cells that share the stream, the seed, the batch size, the epochs, the cache mode and the
-backbone are run together as a run group (:func:`alta.run.experiment.run_group_experiment`: one pass
+backbone are run together as a run group (:func:`alta.run.groups.run_group_experiment`: one pass
 over the frozen encoders, each cell's own folder and record, the numbers it gets alone);
 ``--no-group`` runs every cell on its own. ``--dispatch slurm`` sends each group (or lone cell)
 to Slurm as one job through submitit, ``--dispatch local`` runs the same jobs here through
@@ -150,7 +150,7 @@ def _threads_for(config: RunConfig, threads: int | None) -> int | None:
     """The CLI's rule: one torch thread for the tiny backbones on CPU unless told otherwise."""
     if threads is not None:
         return threads
-    from alta.run.experiment import resolve_device
+    from alta.run import resolve_device
 
     if config.model.visual in TINY_BACKBONES and resolve_device(config.device).type == "cpu":
         return 1
@@ -182,7 +182,7 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
     Raises:
         BackboneError, DataError, ...: what :func:`run_experiment` raises.
     """
-    from alta.run.experiment import run_experiment
+    from alta.run import run_experiment
 
     config = RunConfig.from_dict(job["config"])  # keys added to alta since the plan take their defaults
     _set_threads(config, job.get("threads"))
@@ -194,13 +194,13 @@ def execute(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute_group(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run (or resume) the cells of one group together (:func:`alta.run.experiment.run_group_experiment`)
+    """Run (or resume) the cells of one group together (:func:`alta.run.groups.run_group_experiment`)
     and write each cell's record; returns the records.
 
     Raises:
         BackboneError, DataError, ...: what :func:`run_group_experiment` raises.
     """
-    from alta.run.experiment import run_group_experiment
+    from alta.run import run_group_experiment
 
     configs = [RunConfig.from_dict(job["config"]) for job in jobs]
     _set_threads(configs[0], jobs[0].get("threads"))
@@ -606,11 +606,11 @@ def dispatch(units: Sequence[Sequence[tables.Cell]], *, args: argparse.Namespace
 
 
 def plan_units(cells: Sequence[tables.Cell], *, group: bool, max_size: int | None = None) -> list[list[tables.Cell]]:
-    """The cells to run together: groups of :func:`alta.run.experiment.plan_groups` (same stream, seed,
+    """The cells to run together: groups of :func:`alta.run.groups.plan_groups` (same stream, seed,
     batch size, epochs, cache mode and backbone), or one cell each without ``group``."""
     if not group:
         return [[c] for c in cells]
-    from alta.run.experiment import plan_groups
+    from alta.run import plan_groups
 
     return [[cells[i] for i in indices] for indices in plan_groups([c.config for c in cells], max_size=max_size)]
 

@@ -1,6 +1,6 @@
 """Training-step and evaluation speed of alta against the reference code's loop.
 
-Times alta's :meth:`~alta.CrossModalLearner.training_step` and the straightforward
+Times alta's :func:`alta.train_step` and the straightforward
 re-implementation of the reference code's step (``benchmarks/reference_loop.py``, the oracle of
 ``tests/test_reference_equivalence.py``) in one process, on the same data, after warm-up,
 interleaving the two loops step by step so that load from other processes hits both alike.
@@ -72,8 +72,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import PeakMemory, class_names, machine, summary, sync, timed  # noqa: E402
 from reference_loop import ReferenceLoop  # noqa: E402
 
+import alta  # noqa: E402
 from alta import CrossModalLearner, MemoryBuffer, build_optimizer, load_backbone  # noqa: E402
-from alta.loop.cache import parse_cache_mode  # noqa: E402
+from alta.loop.config import parse_cache_mode  # noqa: E402
 from alta.loop.evaluation import task_il_mask  # noqa: E402
 
 # Seq-CIFAR-100 protocol of the reference configs (configs/il_cifar100.yaml)
@@ -186,7 +187,7 @@ def measure(
         inputs = images if mode == "none" else features
 
         def step(learner=learner, optimizer=optimizer, buffer=buffer, inputs=inputs):
-            learner.training_step(inputs, labels_first, optimizer=optimizer, buffer=buffer)
+            alta.train_step(learner, inputs, labels_first, optimizer=optimizer, buffer=buffer)
 
         runners[f"alta[{mode}]"] = step
     if last_experience and num_experiences > 1:
@@ -195,7 +196,7 @@ def measure(
             inputs = images if mode == "none" else features
 
             def step_last(learner=learner, optimizer=optimizer, buffer=buffer, inputs=inputs):
-                learner.training_step(inputs, labels_last, optimizer=optimizer, buffer=buffer)
+                alta.train_step(learner, inputs, labels_last, optimizer=optimizer, buffer=buffer)
 
             runners[f"alta[{mode}] last experience"] = step_last
     reference = ReferenceLoop(backbone, class_names=names, method=method, seed=seed)

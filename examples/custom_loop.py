@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 import alta
-from alta.loop.training import epoch_batches
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     schedule = alta.AlternatingSchedule(args.schedule, period=args.period, unit=args.unit)
     optimizer, scheduler = alta.build_optimizer(learner, lr=0.002, schedule="cosine", epochs=args.epochs)
     cache = alta.FeatureCache()  # frozen image features, computed once per dataset
+    loop = alta.LoopConfig(batch_size=32, seed=args.seed, train_cache=args.train_cache)  # checked once
 
     T = stream.num_experiences
     R = np.full((T, T), np.nan)  # class-IL accuracy matrix: R[t, k] after experience t, on experience k
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     for experience in stream:
         learner.begin_experience(experience)
         for epoch in range(args.epochs):
-            for images, labels in epoch_batches(experience, backbone=backbone, epoch=epoch, batch_size=32,
-                                                seed=args.seed, train_cache=args.train_cache, cache=cache):
+            for images, labels in alta.epoch_batches(experience, backbone=backbone, epoch=epoch, loop=loop,
+                                                     cache=cache):
                 stats = alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer,
                                         schedule=schedule)
             scheduler.step()  # learning rate of the next epoch

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     stream = alta.ScenarioStream.from_name("digits", resolution=backbone.input_resolution)
     learner = alta.CrossModalLearner(backbone, class_names=stream.class_names, method="alta", seed=args.seed)
     # the buffer's seed is derived from the run seed exactly as `alta run` derives it
-    buffer_seed = alta.loop.training.derive_seed(args.seed, 1)
+    buffer_seed = alta.seeding.derive_seed(args.seed, 1)
     buffer = alta.MemoryBuffer(args.buffer_size, device=backbone.device, seed=buffer_seed) if args.buffer_size else None
     optimizer, scheduler = alta.build_optimizer(learner, lr=0.002, schedule="cosine", epochs=args.epochs)
     cache = alta.FeatureCache()  # test features are encoded once and reused by every evaluation

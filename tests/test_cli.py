@@ -27,7 +27,7 @@ from alta.cli.config import (
     load_run_config,
     parse_override,
 )
-from alta.run.experiment import run_experiment
+from alta.run import run_experiment
 from alta.run.rundir import claim_run_dir
 from alta.errors import ConfigError
 
@@ -428,7 +428,7 @@ def test_resume_refuses_contradicting_flags_and_damaged_checkpoints(tmp_path, ca
 
 _KILL_AFTER_EPOCH = """
 import os, signal, sys
-import alta.run.experiment as experiment
+import alta.run.driver as experiment
 from alta.loop.callbacks import Callback
 from alta.cli import main
 
@@ -473,7 +473,7 @@ def test_a_run_killed_mid_experience_resumes_after_its_last_epoch(tmp_path, caps
 
 
 def test_ctrl_c_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
-    import alta.run.experiment as experiment
+    import alta.run.driver as experiment
     from alta.loop.callbacks import Callback
 
     real = experiment.run_stream
@@ -600,7 +600,7 @@ def test_cifar10_config_runs_on_real_images(cifar10_root, tmp_path, capsys):
 
 def _no_backbone(monkeypatch):
     """Fail the test if a run gets as far as loading a backbone."""
-    from alta.learner import ModelConfig
+    from alta.run import ModelConfig
 
     def refuse(*args, **kwargs):
         raise AssertionError("the backbone was loaded before the error was found")
@@ -692,7 +692,7 @@ def test_kill_leaves_no_stale_lock(tmp_path, capsys):
 
 
 def test_concurrent_cli_runs_never_share_a_folder(tmp_path, capsys, monkeypatch):
-    import alta.run.experiment as experiment
+    import alta.cli as experiment  # the command line's own names
 
     ran = []
 

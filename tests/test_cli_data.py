@@ -205,7 +205,7 @@ def test_ignored_and_bad_inputs_are_refused(argv, expected, tmp_path, capsys):
 
 def test_a_refused_key_is_never_suggested_as_its_own_fix():
     from alta.config import all_keys
-    from alta.run.experiment import RunConfig
+    from alta.run import RunConfig
 
     base = load_config("default")
     for key in all_keys(RunConfig):

@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 import alta
 from alta import distributed as dist
 from alta.errors import ConfigError
-from alta.replay import GlobalSizes
-from alta.loop.training import epoch_batches
+from alta.loop import DataParallelStep, epoch_batches
+from alta.loop import parallel as loop_parallel
 
 WORLD = 2
 STEP_SIZES = [13, 13, 1, 13, 5, 13, 13]  # uneven shards (7/6), an empty shard (1 -> 1/0)
@@ -57,7 +57,8 @@ def test_without_torchrun_everything_is_the_single_process_identity(monkeypatch)
 def test_epoch_batch_shards_concatenate_to_the_single_process_batches(tiny_clip, mode):
     stream = alta.ScenarioStream.from_name("digits", resolution=32)
     experience = stream[1]
-    kwargs = dict(backbone=tiny_clip, epoch=1, batch_size=50, seed=4, train_cache=mode, cache=alta.FeatureCache())
+    kwargs = dict(backbone=tiny_clip, epoch=1, loop=alta.LoopConfig(batch_size=50, seed=4, train_cache=mode),
+                  cache=alta.FeatureCache())
     steps = 3 if mode == "none" else None  # loading images is the slow part: the first steps show the order
     whole = list(itertools.islice(epoch_batches(experience, **kwargs), steps))
     shards = [list(itertools.islice(epoch_batches(experience, rank=r, world_size=3, **kwargs), steps))
@@ -68,8 +69,10 @@ def test_epoch_batch_shards_concatenate_to_the_single_process_batches(tiny_clip,
         assert torch.equal(torch.cat([s[step][1] for s in shards]), labels)
 
 
-def test_shard_contributions_add_up_to_the_global_loss(tiny_clip):
-    """GlobalSizes: the losses (and gradients) of the shards sum to the global batch's."""
+def test_shard_terms_weighed_by_their_counts_add_up_to_the_global_loss(tiny_clip):
+    """What DataParallelStep does with a StepLoss: each shard's term, weighed by its share of the
+    term's items (``counts``), sums over the shards to the global batch's loss, and so do the
+    gradients; the loss itself knows nothing of ranks."""
     from helpers import synthetic_experiences
 
     experience = synthetic_experiences(num_experiences=2)[0]
@@ -85,14 +88,16 @@ def test_shard_contributions_add_up_to_the_global_loss(tiny_clip):
                   "labels": torch.randint(0, 2, (6,), generator=g), "logits": stored}
         full = learner.loss(f1, labels, memory=memory)
         grads_full = torch.autograd.grad(full.loss, learner.trainable_parameters())
-        elements = torch.isfinite(stored).sum() if head == "seen" else 6 * 4
-        sizes = GlobalSizes(batch=9, memory=6, memory_elements=elements)
+        shards = [(slice(0, 5), slice(0, 3)), (slice(5, 9), slice(3, 6))]
+        parts = [learner.loss(f1[b], labels[b], memory={k: v[m] for k, v in memory.items()}) for b, m in shards]
+        totals = {name: sum(float(p.counts[name]) for p in parts) for name in full.terms}
+        assert totals == {name: float(full.counts[name]) for name in full.terms}
         total, grads = 0.0, None
-        for b, m in ((slice(0, 5), slice(0, 3)), (slice(5, 9), slice(3, 6))):
-            part = learner.loss(f1[b], labels[b], memory={k: v[m] for k, v in memory.items()}, sizes=sizes)
-            g_part = torch.autograd.grad(part.loss, learner.trainable_parameters())
+        for part in parts:
+            objective = sum(part.weights[n] * part.terms[n] * float(part.counts[n]) / totals[n] for n in part.terms)
+            g_part = torch.autograd.grad(objective, learner.trainable_parameters())
             grads = g_part if grads is None else [x + y for x, y in zip(grads, g_part)]
-            total = total + part.loss.detach()
+            total = total + objective.detach()
         assert torch.allclose(total, full.loss.detach(), atol=1e-5, rtol=1e-6)
         for a, b in zip(grads, grads_full):
             assert (a - b).abs().max() <= 1e-5 * b.abs().max()
@@ -142,8 +147,9 @@ def _run_steps(backbone, *, method, head, shard_text=None, parallel: bool):
         start += size
         if parallel:
             part = dist.shard_range(size)
-            out = dist.train_step(learner, x[part.start : part.stop], y[part.start : part.stop], optimizer=optimizer,
-                                  buffer=buffer, shard_sizes=dist.split_sizes(size), shard_text=shard_text)
+            out = alta.train_step(learner, x[part.start : part.stop], y[part.start : part.stop], optimizer=optimizer,
+                                  buffer=buffer, parallel=DataParallelStep(shard_sizes=dist.split_sizes(size),
+                                                                           shard_text=shard_text))
         else:
             out = alta.train_step(learner, x, y, optimizer=optimizer, buffer=buffer)
         stats.append({k: float(v) for k, v in out.items()})
@@ -162,7 +168,7 @@ class _Recorder(alta.Callback):
 
 
 def _run_stream(backbone):
-    dist.SHARD_TEXT_MIN_CLASSES = 4  # (this worker only) the sharded text, also with snapshotted classes
+    loop_parallel.SHARD_TEXT_MIN_CLASSES = 4  # (this worker only) the sharded text, also with snapshotted classes
     stream = _stream()
     experiences = list(stream)[:2]
     learner = alta.CrossModalLearner(backbone, class_names=stream.class_names, seed=0)
@@ -187,8 +193,8 @@ def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
         labels = torch.randint(0, 2, (size,), generator=g)
         if parallel:
             part = dist.shard_range(size)
-            dist.train_step(learner, images[part.start : part.stop], labels[part.start : part.stop],
-                            optimizer=optimizer, buffer=buffer)  # shard_sizes gathered
+            alta.train_step(learner, images[part.start : part.stop], labels[part.start : part.stop],
+                            optimizer=optimizer, buffer=buffer, parallel=DataParallelStep())  # shard_sizes gathered
         else:
             alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer)
     with torch.no_grad():

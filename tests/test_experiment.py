@@ -1,4 +1,4 @@
-"""The run in the library: alta.run.experiment.run_experiment, its config sections and its callbacks."""
+"""The run in the library: alta.run.driver.run_experiment, its config sections and its callbacks."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from alta.buffer import BufferConfig
 from alta.loop.callbacks import EVENTS, Callback
 from alta.cli.config import apply_overrides, load_config
 from alta.config import ConfigSection
-from alta.data.stream import DataConfig
+from alta.run import DataConfig
 from alta.errors import ConfigError
-from alta.loop.evaluation import EvalConfig
-from alta.run.experiment import RunConfig, run_experiment
-from alta.learner import CrossModalLearner, LearnerConfig, ModelConfig
+from alta.run import EvalConfig
+from alta.run import RunConfig, run_experiment
+from alta.learner import CrossModalLearner, LearnerConfig
+from alta.run import ModelConfig
 from alta.optim import OptimConfig
-from alta.loop.training import TrainConfig
+from alta.run import TrainConfig
 
 
 def quick_config(**overrides) -> RunConfig:

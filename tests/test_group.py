@@ -194,7 +194,7 @@ def test_run_group_refuses_what_members_must_not_share(tiny_clip):
 
 def test_run_group_refuses_data_parallel_training_under_torchrun(tiny_clip, monkeypatch):
     import alta.distributed
-    from alta.loop.training import LoopConfig
+    from alta.loop import LoopConfig
 
     stream, experiences = _small_stream()
     a = _member(tiny_clip, stream, "alta", 20, None, epochs=1)

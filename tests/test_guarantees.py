@@ -22,7 +22,7 @@ from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, evaluate
 from alta.loop.cache import FeatureCache
 from alta.errors import AltaError, CheckpointError, ConfigError, DataError, ShapeError
 from alta.metrics import summarize
-from alta.loop.training import epoch_batches
+from alta.loop import LoopConfig, epoch_batches
 
 # --------------------------------------------------------------------------------------------
 # 4: an experience without test samples is scored NaN, never 0
@@ -93,8 +93,9 @@ def _random_stream(transform, num_samples: int = 12) -> ScenarioStream:
     return ScenarioStream(data, data, ["a", "b"], num_experiences=1, transform=transform, test_transform=transform)
 
 
-def _batches(stream, tiny_clip, **kwargs) -> list[torch.Tensor]:
-    return [x for x, _ in epoch_batches(stream[0], backbone=tiny_clip, epoch=0, batch_size=5, seed=3, **kwargs)]
+def _batches(stream, tiny_clip, num_workers: int = 0) -> list[torch.Tensor]:
+    loop = LoopConfig(batch_size=5, seed=3, num_workers=num_workers)
+    return [x for x, _ in epoch_batches(stream[0], backbone=tiny_clip, epoch=0, loop=loop)]
 
 
 @pytest.mark.parametrize("transform", ["custom", "random_choice"])

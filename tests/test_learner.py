@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+import alta
 import torch.nn.functional as F
 from helpers import synthetic_experiences
 
@@ -102,7 +104,7 @@ def test_trainable_parameter_counts(tiny_clip):
 def run_steps(learner, experience, optimizer, steps=3, buffer=None, schedule=None):
     images, labels = experience.train.tensors
     for _ in range(steps):
-        learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer, schedule=schedule)
+        alta.train_step(learner, images[:8], labels[:8], optimizer=optimizer, buffer=buffer, schedule=schedule)
 
 
 def test_snapshot_freezes_old_classes_and_later_classes_keep_learning(tiny_clip):
@@ -177,7 +179,7 @@ def test_alternate_schedule_updates_one_branch_at_a_time(tiny_clip):
         ctx = learner.prompt_learner.ctx.detach().clone()
         adapter = [p.detach().clone() for p in learner.adapter.parameters()]
         active = schedule.active_branches()
-        learner.training_step(images[:8], labels[:8], optimizer=optimizer, schedule=schedule)
+        alta.train_step(learner, images[:8], labels[:8], optimizer=optimizer, schedule=schedule)
         ctx_same = torch.equal(ctx, learner.prompt_learner.ctx)
         adapter_same = all(torch.equal(a, p) for a, p in zip(adapter, learner.adapter.parameters()))
         if active == {"text"}:
@@ -194,7 +196,7 @@ def test_alternate_refuses_single_branch_methods(tiny_clip):
     learner.begin_experience(exps[0])
     images, labels = exps[0].train.tensors
     with pytest.raises(ConfigError, match="trains only the image branch"):
-        learner.training_step(images[:4], labels[:4], optimizer=optimizer, schedule=AlternatingSchedule("alternate"))
+        alta.train_step(learner, images[:4], labels[:4], optimizer=optimizer, schedule=AlternatingSchedule("alternate"))
 
 
 def test_replay_fills_buffer_and_adds_loss_terms(tiny_clip):
@@ -204,13 +206,13 @@ def test_replay_fills_buffer_and_adds_loss_terms(tiny_clip):
     buffer = MemoryBuffer(10, seed=0)
     learner.begin_experience(exps[0])
     images, labels = exps[0].train.tensors
-    first = learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
+    first = alta.train_step(learner, images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
     assert float(first["replay_ce"]) == 0.0 and len(buffer) == 8  # empty buffer: no replay on step 1
     stored = buffer.sample(8)
     assert set(stored) == {"labels", "image_features", "logits", "experience_ids"}
     assert stored["image_features"].shape == (8, tiny_clip.embed_dim)
     assert stored["logits"].shape == (8, len(NAMES))
-    second = learner.training_step(images[8:16], labels[8:16], optimizer=optimizer, buffer=buffer)
+    second = alta.train_step(learner, images[8:16], labels[8:16], optimizer=optimizer, buffer=buffer)
     assert float(second["replay_ce"]) > 0 and float(second["replay_mse"]) >= 0
     expected = second["ce"] + 0.4 * second["replay_ce"] + 0.4 * second["replay_mse"]
     torch.testing.assert_close(second["loss"], expected)
@@ -226,7 +228,7 @@ def test_stored_logits_are_pre_step_logits(tiny_clip):
     images, labels = exps[0].train.tensors
     with torch.no_grad():
         before = learner(images[:4])
-    learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
+    alta.train_step(learner, images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
     data = buffer.data()
     torch.testing.assert_close(data["logits"], before, rtol=0, atol=1e-5)
     with torch.no_grad():
@@ -240,7 +242,7 @@ def test_methods_without_replay_ignore_the_buffer(tiny_clip):
     buffer = MemoryBuffer(10, seed=0)
     learner.begin_experience(exps[0])
     images, labels = exps[0].train.tensors
-    learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
+    alta.train_step(learner, images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
     assert buffer.is_empty()
 
 
@@ -256,7 +258,7 @@ def test_head_seen_masks_unseen_classes(tiny_clip):
     learner.end_experience(exps[0])
     learner.begin_experience(exps[1])
     images, labels = exps[1].train.tensors
-    out = learner.training_step(images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
+    out = alta.train_step(learner, images[:8], labels[:8], optimizer=optimizer, buffer=buffer)
     assert all(torch.isfinite(v) for v in out.values())  # stored -inf columns are left out of the MSE
 
 
@@ -266,20 +268,20 @@ def test_training_errors(tiny_clip):
     optimizer, _ = build_optimizer(learner)
     images, labels = exps[0].train.tensors
     with pytest.raises(StateError, match="begin_experience"):
-        learner.training_step(images[:4], labels[:4], optimizer=optimizer)
+        alta.train_step(learner, images[:4], labels[:4], optimizer=optimizer)
     learner.begin_experience(exps[0])
     with pytest.raises(ShapeError, match=r"\(B, 3, 32, 32\)"):
-        learner.training_step(torch.zeros(4, 3, 64, 64), labels[:4], optimizer=optimizer)
+        alta.train_step(learner, torch.zeros(4, 3, 64, 64), labels[:4], optimizer=optimizer)
     with pytest.raises(ShapeError, match="labels must have shape"):
-        learner.training_step(images[:4], labels[:3], optimizer=optimizer)
+        alta.train_step(learner, images[:4], labels[:3], optimizer=optimizer)
     with pytest.raises(ShapeError, match=r"\[0, 4\)"):
-        learner.training_step(images[:2], torch.tensor([0, 7]), optimizer=optimizer)
+        alta.train_step(learner, images[:2], torch.tensor([0, 7]), optimizer=optimizer)
     with pytest.raises(StateError, match="not begun"):
-        learner.training_step(images[:2], torch.tensor([0, 3]), optimizer=optimizer)
+        alta.train_step(learner, images[:2], torch.tensor([0, 3]), optimizer=optimizer)
     with pytest.raises(ConfigError, match="no trainable parameters"):
         zs = make(tiny_clip, method="zeroshot")
         zs.begin_experience(exps[0])
-        zs.training_step(images[:2], labels[:2], optimizer=optimizer)
+        alta.train_step(zs, images[:2], labels[:2], optimizer=optimizer)
 
 
 def test_buffer_from_another_backbone_is_rejected(tiny_clip):
@@ -292,7 +294,7 @@ def test_buffer_from_another_backbone_is_rejected(tiny_clip):
     learner.begin_experience(exps[0])
     images, labels = exps[0].train.tensors
     with pytest.raises(ShapeError, match=r"image features of shape \(64,\).*D=512"):
-        learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
+        alta.train_step(learner, images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
 
 
 @pytest.mark.parametrize("names, match", [([], "empty"), (["cat", ""], "non-empty"), (["cat", "dog", "cat"], "distinct")])
@@ -343,10 +345,10 @@ def test_snapshot_timing_last_forward_keeps_the_pre_step_context(tiny_clip):
         optimizer, _ = build_optimizer(learner, lr=0.5, schedule="constant")
         learner.begin_experience(exps[0])
         images, labels = exps[0].train.tensors
-        learner.training_step(images[:8], labels[:8], optimizer=optimizer)
+        alta.train_step(learner, images[:8], labels[:8], optimizer=optimizer)
         with torch.no_grad():
             pre_last = learner.text_features(grad=False).w2[:2].clone()  # the context before the last step
-        learner.training_step(images[8:], labels[8:], optimizer=optimizer)
+        alta.train_step(learner, images[8:], labels[8:], optimizer=optimizer)
         with torch.no_grad():
             post_last = learner.text_features(grad=False).w2[:2].clone()
         learner.end_experience(exps[0])
@@ -380,7 +382,7 @@ def test_w1_raw_names_keeps_underscores_in_the_hand_written_prompt_only(tiny_cli
     assert verbatim.class_names == ["cat", "maple tree", "sweet pepper"]
     with pytest.raises(ConfigError, match="w1_raw_names"):
         make(tiny_clip, w1_raw_names="yes")
-    from alta.learner import ModelConfig
+    from alta.run import ModelConfig
 
     assert ModelConfig.from_dict({"w1_raw_names": True}).learner_options()["w1_raw_names"] is True  # run config
 
@@ -430,13 +432,13 @@ def test_non_float_images_and_wrong_argument_types_are_refused(tiny_clip):
     learner.begin_experience(exps[0])
     images, labels = exps[0].train.tensors
     with pytest.raises(ShapeError, match="uint8"):
-        learner.training_step((images[:2] * 50).to(torch.uint8), labels[:2], optimizer=optimizer)
+        alta.train_step(learner, (images[:2] * 50).to(torch.uint8), labels[:2], optimizer=optimizer)
     with pytest.raises(ShapeError, match="empty batch"):
-        learner.training_step(images[:0], labels[:0], optimizer=optimizer)
+        alta.train_step(learner, images[:0], labels[:0], optimizer=optimizer)
     with pytest.raises(ConfigError, match="optimizer"):
-        learner.training_step(images[:2], labels[:2], optimizer=None)
+        alta.train_step(learner, images[:2], labels[:2], optimizer=None)
     with pytest.raises(ConfigError, match="schedule"):
-        learner.training_step(images[:2], labels[:2], optimizer=optimizer, schedule="alternate")
+        alta.train_step(learner, images[:2], labels[:2], optimizer=optimizer, schedule="alternate")
     with pytest.raises(ConfigError, match="list or tuple"):
         CrossModalLearner(tiny_clip, class_names={"cat", "dog"})
     with pytest.raises(ConfigError, match="non-empty"):
@@ -455,7 +457,7 @@ def test_buffer_with_foreign_fields_is_refused_before_any_update(tiny_clip):
     before = [p.detach().clone() for p in learner.trainable_parameters()]
     images, labels = exps[0].train.tensors
     with pytest.raises(ShapeError, match="fields"):
-        learner.training_step(images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
+        alta.train_step(learner, images[:4], labels[:4], optimizer=optimizer, buffer=buffer)
     assert all(torch.equal(a, b) for a, b in zip(before, learner.trainable_parameters()))
 
 

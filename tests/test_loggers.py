@@ -74,7 +74,7 @@ def test_csv_has_one_row_per_evaluation_with_the_records_values(logged):
 
 
 def test_csv_of_a_resumed_run_starts_from_the_checkpointed_records(tmp_path):
-    from alta.loop.training import StreamResult
+    from alta.loop import StreamResult
 
     done = StreamResult.empty(2)
     done.evaluations = [{"experience": 0, "epoch": 1, "experiences": [0], "class_il": [50.0], "task_il": [90.0],

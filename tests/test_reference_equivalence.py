@@ -34,6 +34,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+import alta
 from alta import (
     Callback,
     CrossModalLearner,
@@ -47,7 +48,7 @@ from alta import (
     protocols,
     run_stream,
 )
-from alta.loop.training import epoch_batches
+from alta.loop import LoopConfig, epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["cat", "dog", "golden retriever", "truck", "maple_tree", "sweet_pepper"]  # raw, as the reference spells them
@@ -163,7 +164,7 @@ def test_library_matches_the_reference_loop(tiny_clip, method):
             before = trainable(lib)
             with torch.no_grad():
                 close(lib(x), ref(x), f"logits, {where}")
-            out_lib = lib.training_step(x, y, optimizer=opt_lib, buffer=buf_lib)
+            out_lib = alta.train_step(lib, x, y, optimizer=opt_lib, buffer=buf_lib)
             out_ref = ref.training_step(x, y, optimizer=opt_ref, buffer=buf_ref)
             for key in ("loss", "ce", "replay_ce", "replay_mse", "correct"):
                 close(out_lib[key].float(), out_ref[key].float(), f"{key}, {where}")
@@ -258,8 +259,8 @@ def run_reference(backbone, experiences, method):
     steps, probes, rows = [], [], {}
 
     def batches(experience, epoch):  # the same shuffled batches as alta's loop (same seed)
-        return epoch_batches(experience, backbone=backbone, epoch=epoch, batch_size=FREE["batch_size"],
-                             seed=FREE["seed"])
+        return epoch_batches(experience, backbone=backbone, epoch=epoch,
+                             loop=LoopConfig(batch_size=FREE["batch_size"], seed=FREE["seed"]))
 
     def on_evaluation(record):
         t = record["experience"]

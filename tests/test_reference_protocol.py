@@ -120,7 +120,7 @@ def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refu
 
     import yaml
 
-    from alta.run.experiment import RunConfig
+    from alta.run import RunConfig
 
     run_dir = tmp_path / "ref"
     code, _, err = _cli(capsys, "run", "--protocol", "reference", *_QUICK, "--output-dir", str(run_dir))
@@ -131,7 +131,7 @@ def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refu
     assert saved["model"]["w1_raw_names"] is True and saved["model"]["snapshot_timing"] == "last_forward"
     assert saved["eval"]["before_snapshot"] is True
     config = RunConfig.from_dict(saved)
-    assert config.train.loop(seed=0, evaluation=config.eval).eval_before_snapshot is True
+    assert config.loop.eval_before_snapshot is True
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["protocol"] == "reference"
     assert set(summary["protocol_deviations"]) == {"epochs"}  # --epochs 2 overrides the protocol's 30
@@ -148,7 +148,7 @@ def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refu
 
 
 def test_paper_is_the_default_protocol_of_a_run_and_unknown_ones_are_refused():
-    from alta.run.experiment import RunConfig
+    from alta.run import RunConfig
     from alta.run.protocols import apply_protocol
 
     assert RunConfig().protocol == "paper"
@@ -161,7 +161,7 @@ def test_paper_is_the_default_protocol_of_a_run_and_unknown_ones_are_refused():
 
 @pytest.mark.data
 def test_reference_protocol_gives_tinyimagenet_the_reference_names(tiny_imagenet_root):
-    from alta.run.experiment import RunConfig
+    from alta.run import RunConfig
     from alta.run.protocols import apply_protocol, protocol_class_names
 
     config = RunConfig.from_dict({"data": {"dataset": "seq-tinyimagenet", "root": str(tiny_imagenet_root)}})

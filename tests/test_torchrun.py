@@ -56,8 +56,9 @@ FAILING = '''
 import sys
 from alta import distributed as dist
 from alta.errors import DataError
+from alta.loop import fit
 
-step, calls = dist.train_step, []
+step, calls = fit.train_step, []
 
 
 def failing_step(*args, **kwargs):  # rank 1 fails at its third step
@@ -67,7 +68,7 @@ def failing_step(*args, **kwargs):  # rank 1 fails at its third step
     return step(*args, **kwargs)
 
 
-dist.train_step = failing_step
+fit.train_step = failing_step
 from alta.cli import main
 sys.exit(main(sys.argv[1:]))
 '''

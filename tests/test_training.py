@@ -8,7 +8,7 @@ import torch
 from alta import ScenarioStream
 from alta.loop.cache import FeatureCache
 from alta.seeding import derive_seed
-from alta.loop.training import epoch_batches
+from alta.loop import LoopConfig, epoch_batches
 
 
 def test_derive_seed_is_a_valid_torch_seed_and_stable():
@@ -23,8 +23,8 @@ def test_cache_modes_yield_the_same_samples_and_views_differ(tiny_clip):
     cache = FeatureCache()
     seen = {}
     for mode in ("none", "fixed", "views:3"):
-        batches = list(epoch_batches(experience, backbone=tiny_clip, epoch=0, batch_size=64, seed=5,
-                                     train_cache=mode, cache=cache))
+        batches = list(epoch_batches(experience, backbone=tiny_clip, epoch=0, cache=cache,
+                                     loop=LoopConfig(batch_size=64, seed=5, train_cache=mode)))
         labels = torch.cat([y for _, y in batches])
         assert sorted(labels.tolist()) == sorted(experience.train.targets.tolist())  # every sample once
         seen[mode] = batches
@@ -38,9 +38,9 @@ def test_cache_modes_yield_the_same_samples_and_views_differ(tiny_clip):
 
 def test_epoch_batches_are_reproducible(tiny_clip):
     stream = ScenarioStream.from_name("digits", resolution=32)
-    a = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=2, seed=9)))
-    b = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=2, seed=9)))
-    c = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=3, seed=9)))
+    a = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=2, loop=LoopConfig(seed=9))))
+    b = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=2, loop=LoopConfig(seed=9))))
+    c = next(iter(epoch_batches(stream[1], backbone=tiny_clip, epoch=3, loop=LoopConfig(seed=9))))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
 
@@ -71,9 +71,9 @@ def test_loops_refuse_bad_values(tiny_clip):
 def test_augmentation_does_not_depend_on_the_number_of_workers(tiny_clip):
     """Each sample's random transform is drawn from (seed, experience, epoch, index)."""
     stream = ScenarioStream.from_name("digits", resolution=32)
-    kwargs = dict(backbone=tiny_clip, epoch=1, batch_size=50, seed=4)
-    in_process = list(epoch_batches(stream[2], num_workers=0, **kwargs))
-    with_workers = list(epoch_batches(stream[2], num_workers=2, **kwargs))
+    kwargs = dict(backbone=tiny_clip, epoch=1)
+    in_process = list(epoch_batches(stream[2], loop=LoopConfig(batch_size=50, seed=4, num_workers=0), **kwargs))
+    with_workers = list(epoch_batches(stream[2], loop=LoopConfig(batch_size=50, seed=4, num_workers=2), **kwargs))
     assert len(in_process) == len(with_workers)
     for (a, y), (b, z) in zip(in_process, with_workers):
         assert torch.equal(y, z) and torch.equal(a, b)
@@ -171,7 +171,7 @@ def test_resume_at_an_epoch_boundary_gives_the_uninterrupted_run(tiny_clip):
                 raise KeyboardInterrupt  # the run is killed after this epoch's checkpoint
 
     capture = Capture()
-    import alta.loop.training as training
+    import alta.loop.fit as training
 
     real = training.fit_experience
 
@@ -222,7 +222,8 @@ def test_train_step_is_the_custom_loop_of_the_docs(tiny_clip):
         learner.begin_experience(stream[0])
         losses = []
         for epoch in range(2):
-            for images, labels in epoch_batches(stream[0], backbone=tiny_clip, epoch=epoch, batch_size=50, seed=2):
+            for images, labels in epoch_batches(stream[0], backbone=tiny_clip, epoch=epoch,
+                                                loop=LoopConfig(batch_size=50, seed=2)):
                 if by_parts:
                     memory = None if buffer.is_empty() else buffer.sample(learner.replay_batch_size)
                     out = learner.loss(images, labels, memory=memory, branches=learner.active_branches(schedule))
@@ -249,7 +250,7 @@ def test_learner_forward_with_labels_is_the_loss(tiny_clip):
     stream = ScenarioStream.from_name("digits", resolution=32)
     learner = CrossModalLearner(tiny_clip, class_names=stream.class_names, seed=0)
     learner.begin_experience(stream[0])
-    images, labels = next(iter(epoch_batches(stream[0], backbone=tiny_clip, epoch=0, batch_size=8)))
+    images, labels = next(iter(epoch_batches(stream[0], backbone=tiny_clip, epoch=0, loop=LoopConfig(batch_size=8))))
     a = learner(images, labels)
     b = learner.loss(images, labels)
     assert torch.equal(a.loss.detach(), b.loss.detach()) and a.loss.requires_grad

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import BackboneError, ConfigError
 from .base import PRECISIONS, CausalTextBackbone, TextBlock, causal_blocks, check_precision, hash_state
+from .clip import import_clip
 
 __all__ = ["HFClipBackbone", "load_hf", "import_transformers"]
 
@@ -100,8 +101,6 @@ class HFClipBackbone(CausalTextBackbone):
         """
         length = self.context_length
         if self.tokenizer is None:
-            from .clip import import_clip  # noqa: PLC0415
-
             try:
                 return import_clip().tokenize(texts, context_length=length)
             except RuntimeError as exc:

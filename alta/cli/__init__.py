@@ -16,8 +16,8 @@ Learning", IEEE TMM 2023; reference code github.com/vijaylee/ALTA. The reference
     alta config show --config il_cifar10 --visual ViT-B/16   # the resolved config, no run
     alta list methods|backbones|datasets|configs
 
-This module only turns argv into a :class:`~alta.run.experiment.RunConfig` and prints; the work is
-done by :func:`alta.run.experiment.run_experiment`, which scripts can call directly.
+This module only turns argv into a :class:`~alta.run.config.RunConfig` and prints; the work is
+done by :func:`alta.run.driver.run_experiment`, which scripts can call directly.
 """
 
 from __future__ import annotations
@@ -34,7 +34,36 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import distributed as dist
 from .._version import __version__
+from ..backbones import default_download_root, list_backbones
+from ..data import DATASETS, DataRootError
+from ..errors import AltaError, ConfigError, OutputError, ResourceError, TrainingError
+from ..methods import DEFAULT_METHOD, METHODS, get_method, list_methods
+from ..run import (
+    AGGREGATE_NAME,
+    config_differences,
+    default_output_dir,
+    load_saved_config,
+    plan_groups,
+    resolve_device,
+    run_experiment,
+    run_group_experiment,
+    run_seeds,
+)
+from ..run.protocols import apply_protocol
+from ..run.report import FORMATS, check_comparable, format_markdown, load_rows
+from ..run.rundir import GROUP_FILE, claim_run_dir_on_main, read_group_file, write_group_file
+from ..run.summary import format_table
+from .config import (
+    DEFAULT_CONFIG,
+    apply_overrides,
+    config_description,
+    list_configs,
+    load_config,
+    load_run_config,
+    parse_override,
+)
 
 __all__ = ["main", "build_parser", "resolve_run_config", "run_variants"]
 
@@ -363,7 +392,6 @@ class _Overrides(dict):
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Configuration keys set on the command line (flags first, then --set in order)."""
-    from .config import parse_override
 
     out = _Overrides((key, getattr(args, dest)) for dest, key in _FLAG_KEYS.items()
                      if getattr(args, dest, None) is not None)
@@ -376,7 +404,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
                if isinstance(getattr(args, d, None), tuple) and len(getattr(args, d)) > 1
                or isinstance(getattr(args, d, None), str) and "," in getattr(args, d)]
     if several:
-        from ..errors import ConfigError
 
         raise ConfigError(f"{', '.join(several)} names several runs (a run group, which only `alta run` starts); "
                           f"give one value here")
@@ -395,9 +422,6 @@ def resolve_run_config(args: argparse.Namespace):
     Raises:
         ConfigError: unknown config, invalid values, flags that contradict a resumed run.
     """
-    from ..errors import ConfigError
-    from .config import DEFAULT_CONFIG, load_config, load_run_config
-    from ..run.experiment import config_differences, default_output_dir
 
     overrides = _overrides(args)
     if args.resume:
@@ -441,10 +465,7 @@ def resolve_run_config(args: argparse.Namespace):
 def _apply(config, values: dict[str, Any], overrides: dict[str, Any]):
     """:func:`~alta.cli.config.apply_overrides`; an error about a value given on the command line
     says which flag gave it (the value is checked once, by the section that owns it)."""
-    from ..errors import ConfigError
-    from .config import apply_overrides
 
-    from ..run.protocols import apply_protocol
 
     if "protocol" in values:  # the protocol's knobs first, so that the other flags win
         values = dict(values)
@@ -465,8 +486,6 @@ def _reference_dirs(args: argparse.Namespace, config, overrides: dict[str, Any])
         ConfigError: the folder of another dataset than the run's (it would be ignored), or a
             folder that contradicts --data-root.
     """
-    from ..data import DATASETS
-    from ..errors import ConfigError
 
     dataset = DATASETS.resolve(overrides.get("data.dataset", config.data.dataset))
     out = dict(overrides)
@@ -499,8 +518,6 @@ def _refuse_ignored(config, overrides: dict[str, Any]) -> None:
         ConfigError: ``--buffer-size`` / ``buffer.policy`` for a config without replay
             (``buffer.replay: false``, the ``sgd_*`` and ``joint_*`` bounds).
     """
-    from ..errors import ConfigError
-    from ..methods import METHODS
 
     given = [k for k in _BUFFER_KEYS if k in overrides and not (k == "buffer.size" and overrides[k] == 0)]
     if not given:
@@ -537,7 +554,6 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _tiny_on_cpu(config) -> bool:
-    from ..run.experiment import resolve_device
 
     return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
 
@@ -550,7 +566,6 @@ def run_variants(args: argparse.Namespace) -> list[argparse.Namespace]:
     for flag, values in (("--method", methods), ("--buffer-size", sizes)):
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:
-            from ..errors import ConfigError
 
             raise ConfigError(f"{flag} names {', '.join(twice)} twice; give each value once")
     if len(methods) == 1 and len(sizes) == 1:
@@ -575,11 +590,6 @@ def _set_threads(args: argparse.Namespace, config) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import distributed as dist
-    from ..errors import ConfigError, OutputError, ResourceError, TrainingError
-    from ..run.experiment import run_experiment
-    from ..run.summary import format_table
-    from ..run.rundir import claim_run_dir_on_main
 
     if args.seeds is not None and (args.resume or args.seed is not None):
         raise ConfigError("--seeds runs one experiment per seed: drop "
@@ -589,7 +599,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and dist.is_distributed():
         raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
                           "per seed (--seed N), each on all the processes")
-    from ..run.rundir import GROUP_FILE
 
     variants = run_variants(args)
     if len(variants) > 1 or (args.resume and (Path(args.resume) / GROUP_FILE).is_file()):
@@ -678,11 +687,6 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
     folder under one group folder (with ``group.json``); ``--resume`` on that folder continues them."""
     from datetime import datetime
 
-    from ..errors import ConfigError
-    from ..run.experiment import load_saved_config, plan_groups, run_experiment, run_group_experiment
-    from ..methods import METHODS
-    from ..run.rundir import GROUP_FILE, read_group_file, write_group_file
-    from ..run.summary import format_table
 
     if args.resume:
         root = Path(args.resume)
@@ -743,7 +747,6 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
     if not all(s.get("complete") for s in summaries):
         print(f"continue with: alta run --resume {root}")
         return 0
-    from ..run.report import check_comparable, format_markdown, load_rows
 
     rows = load_rows([root])  # the members side by side, as `alta report` shows the group
     print(f"\n== the run group ({root}; again with `alta report {root}`)")
@@ -753,8 +756,6 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
 
 def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progress: bool) -> int:
     """``alta run --seeds S...``: a run per seed in OUTPUT/seed-S, then the aggregate."""
-    from ..run.experiment import AGGREGATE_NAME, run_seeds
-    from ..run.report import check_comparable, format_markdown, load_rows
 
     if not args.output_dir:  # one folder for the group; the runs go inside it
         output_dir = output_dir.with_name(output_dir.name + "-seeds")
@@ -771,7 +772,6 @@ def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progr
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ..run.report import FORMATS, check_comparable, load_rows
 
     rows = load_rows(args.folders)
     notes = check_comparable(rows, allow_mixed=args.allow_mixed)
@@ -780,7 +780,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    from .config import DEFAULT_CONFIG, load_config
 
     overrides = _overrides(args)
     config = load_config(args.config or DEFAULT_CONFIG)
@@ -807,10 +806,6 @@ def _stopped_by_launcher(signum, frame) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..backbones import default_download_root, list_backbones
-    from ..data import DATASETS
-    from ..methods import DEFAULT_METHOD, get_method, list_methods
-    from .config import config_description, list_configs
 
     what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs"]
     blocks = []
@@ -893,7 +888,6 @@ class _Handler(logging.StreamHandler):
 
 def _rank_tag() -> str:
     """`` (rank r of N)`` in a data-parallel run, else nothing: which process an error is from."""
-    from .. import distributed as dist
 
     return f" (rank {dist.get_rank()} of {dist.get_world_size()})" if dist.is_distributed() else ""
 
@@ -919,7 +913,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
 
-    from ..errors import AltaError, ConfigError
 
     log = logging.getLogger("alta")
     handler = _Handler()
@@ -942,7 +935,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)
         return 2
     except AltaError as exc:
-        from ..data import DataRootError
 
         print(f"alta: error{_rank_tag()}: {exc}{_DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
         return 1

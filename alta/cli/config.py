@@ -1,7 +1,7 @@
 """Configuration files of ``alta run``: shipped configs, YAML files, the reference's format, overrides.
 
 A run of ALTA (Li et al., IEEE TMM 2023; reference code github.com/vijaylee/ALTA) is described by
-one :class:`alta.run.experiment.RunConfig`, whose sections are defined next to what they configure
+one :class:`alta.run.config.RunConfig`, whose sections are defined next to what they configure
 (see :mod:`alta.config`). This module reads one from a shipped config (``alta list configs``) or
 a YAML file, in alta's format or in the reference code's own (sections
 ``dataset``/``model``/``OPTIM``/``TRAINER``/``train``/``eval``, translated by
@@ -27,8 +27,9 @@ from typing import Any, Mapping
 import yaml
 
 from ..config import case_hint, coerce, field_hints, unknown_key_error
+from ..run.sections import DataConfig
 from ..errors import ConfigError
-from ..run.experiment import OPERATIONAL_KEYS, RunConfig, flatten, safe_run_name
+from ..run.config import OPERATIONAL_KEYS, RunConfig, flatten, safe_run_name
 
 __all__ = ["RunConfig", "load_config", "apply_overrides", "parse_override", "load_run_config", "list_configs",
            "config_description", "translate_reference_config", "is_reference_format", "flatten", "OPERATIONAL_KEYS"]
@@ -54,7 +55,6 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, Any]) -> RunConfi
     Raises:
         ConfigError: unknown key (lists the valid ones) or invalid value.
     """
-    from ..data.stream import DataConfig
 
     hints = field_hints(RunConfig)
     for group in (DataConfig.SPLIT_KEYS, DataConfig.ORDER_KEYS):

@@ -65,6 +65,7 @@ from ..classnames import check_utf8
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from .transforms import to_rgb8
+from .splits import read_name_map
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -1054,7 +1055,6 @@ def _check_path_option(dataset: str, option: str, value: object) -> None:
 def _packaged_name_map(filename: str) -> dict[str, str]:
     from importlib import resources
 
-    from .splits import read_name_map
 
     with resources.as_file(resources.files("alta.data") / filename) as path:
         return read_name_map(path)
@@ -1346,7 +1346,6 @@ def _synset_names(root: Path) -> dict[str, str] | None:
                     names[wnid] = text.split(",")[0].strip()
             return names
         if (folder / "words.txt").is_file():
-            from .splits import read_name_map
 
             return read_name_map(folder / "words.txt")
     return None

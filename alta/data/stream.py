@@ -34,7 +34,6 @@ References:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import logging
 import os
@@ -42,20 +41,19 @@ import re
 import secrets
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, overload
+from typing import Any, Callable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..classnames import check_distinguishable
-from ..config import ConfigSection, check_int, check_seed, resolve_name, set_canonical
 from ..errors import ConfigError, DataError
 from .datasets import DATASETS, LabelledSource, check_class_names, load_sources, readable
 from .splits import Split, identifier_names, parse_split, read_class_names, resolve_class_order
 from .transforms import _DATASET_STATS, make_transform
 
-__all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "DataConfig", "transform_identity"]
+__all__ = ["Experience", "ExperienceDataset", "ScenarioStream", "transform_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -467,7 +465,7 @@ def _split_sizes(
         valid_t = [1] if rest == 0 else [1 + d for d in _divisors(rest)]
         valid_k = _divisors(rest) if rest else []
     hint = (
-        f"; or set initial_classes so that the remaining classes divide evenly"
+        "; or set initial_classes so that the remaining classes divide evenly"
         if initial_classes is None
         else f"; or change initial_classes={initial_classes} (the {rest} remaining classes are split "
              "evenly over the other experiences)"
@@ -1138,212 +1136,6 @@ def _resolve_transform(spec, *, train: bool, resolution: int, dataset: str | Non
     )
 
 
-MAX_NUM_WORKERS = 64
-
-
-@dataclass(frozen=True)
-class DataConfig(ConfigSection):
-    """The stream of a run (YAML section ``data``): the arguments of :meth:`ScenarioStream.from_name`.
-
-    Attributes:
-        dataset: A name of ``alta list datasets`` (``seq-cifar10``, ``seq-cifar100``,
-            ``seq-tinyimagenet``, ``digits``, ``fashion-mnist``, ``image-folder``,
-            ``imagenet-r``, ``cub200``, ``caltech101``, ``imagenet-subset``).
-        root: Folder holding the data (``None``: none). Refused for a dataset that reads no
-            files (``digits``): it would be ignored.
-        download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``
-            (refused for the other datasets, which cannot be downloaded).
-        split: The split as the CLIP continual-learning papers write it, ``B50-Inc10``
-            (:func:`~alta.data.splits.parse_split`), instead of the counts below.
-        num_experiences: T; ``None`` with ``classes_per_experience`` ``None`` gives the
-            benchmark's split (5 x 2, 10 x 10, 10 x 20).
-        classes_per_experience: Classes per experience (after the first one when
-            ``initial_classes`` is set; ``None``: from ``num_experiences``).
-        initial_classes: Classes of the first experience (101 classes: 11, then 10 x 9).
-        class_order: Class order: a list of original ids, a named order (``icarl-1993``, the
-            iCaRL/PyCIL NumPy permutation under seed 1993; ``dytox-cifar100``) or the path of a
-            file of ids. ``None`` with ``class_order_seed`` ``None``: the native order (ALTA's).
-        class_order_seed: Draw the class order as a seeded permutation (``torch.randperm``).
-        class_names: Readable class names for CLIP's prompts: a list in label order, a
-            ``{folder: name}`` mapping, or the path of a file with one name per line or
-            ``folder<TAB>name`` lines (Tiny-ImageNet's ``words.txt``). ``None``: the dataset's.
-        joint: The joint upper bound: one experience with every class, evaluated per
-            experience of the sequential split given by the keys above (its row of the accuracy
-            matrix lines up with a continual run's).
-        options: Options of the dataset (``alta list datasets``), e.g. ``{split_seed: 1}`` for
-            ``imagenet-r``/``caltech101``, ``{class_list: FILE}`` for ``imagenet-subset``.
-        transform: Training transform preset (``reference``: the reference code's
-            RandomResizedCrop + flip with the dataset's mean/std; ``clip``; ``plain``).
-        test_transform: Test transform preset (``None``: the test side of ``transform``).
-        max_train_per_class: Keep only the first N training images of every class (quick
-            runs; ``None``: all).
-        max_test_per_class: Keep only the first N test images of every class.
-        num_workers: DataLoader worker processes.
-    """
-
-    _SECTION: ClassVar[str] = "data"
-    # the keys that fix the split: one of them set on top of a config replaces the config's split
-    SPLIT_KEYS: ClassVar[tuple[str, ...]] = ("split", "num_experiences", "classes_per_experience", "initial_classes")
-    ORDER_KEYS: ClassVar[tuple[str, ...]] = ("class_order", "class_order_seed")
-
-    dataset: str = "seq-cifar10"
-    root: str | None = None
-    download: bool = False
-    split: str | None = None
-    num_experiences: int | None = None
-    classes_per_experience: int | None = None
-    initial_classes: int | None = None
-    class_order: tuple[int, ...] | str | None = None
-    class_order_seed: int | None = None
-    class_names: tuple[str, ...] | dict[str, str] | str | None = None
-    joint: bool = False
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    transform: str = "reference"
-    test_transform: str | None = None
-    max_train_per_class: int | None = None
-    max_test_per_class: int | None = None
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        from .transforms import TRANSFORM_PRESETS
-
-        set_canonical(self, "dataset", resolve_name(DATASETS, self.dataset, "data.dataset"))
-        spec = DATASETS.get(self.dataset)
-        if self.root is not None and not spec.takes_root:
-            raise ConfigError(
-                f"config key 'data.root' is {self.root!r} but dataset {self.dataset!r} reads no files, so the "
-                f"root would be ignored; drop data.root (--data-root), or choose a dataset that reads it, e.g. "
-                f"--dataset image-folder for your own train/<class>/ + test/<class>/ folders"
-            )
-        if self.download and not spec.can_download:
-            can = ", ".join(n for n in DATASETS.names() if DATASETS.get(n).can_download)
-            raise ConfigError(
-                f"config key 'data.download' is true but dataset {self.dataset!r} cannot be downloaded (only "
-                f"{can} can); drop data.download (--download) and put the files under data.root (--data-root)"
-            )
-        set_canonical(self, "transform", resolve_name(TRANSFORM_PRESETS, self.transform, "data.transform"))
-        if self.test_transform is not None:
-            set_canonical(self, "test_transform",
-                          resolve_name(TRANSFORM_PRESETS, self.test_transform, "data.test_transform"))
-        for key in ("num_experiences", "classes_per_experience", "initial_classes", "max_train_per_class",
-                    "max_test_per_class"):
-            check_int(getattr(self, key), f"data.{key}", low=1, optional=True)
-        check_int(self.num_workers, "data.num_workers", low=0, high=MAX_NUM_WORKERS,
-                  why="DataLoader worker processes; a few per CPU core at most (0 loads in the main process)")
-        if self.split is not None:
-            try:
-                split = parse_split(self.split)
-            except ConfigError as exc:
-                raise ConfigError(f"config key 'data.split': {exc}") from None
-            counts = [f"data.{k}" for k in self.SPLIT_KEYS[1:] if getattr(self, k) is not None]
-            if counts:
-                raise ConfigError(
-                    f"config key 'data.split' is {self.split!r} but {', '.join(counts)} are set too; a split already "
-                    f"fixes the counts: give data.split alone (--split {split}), or the counts alone"
-                )
-            set_canonical(self, "split", str(split))
-        if self.class_order_seed is not None:
-            check_seed(self.class_order_seed, "data.class_order_seed")
-            if self.class_order is not None:
-                raise ConfigError(
-                    f"config keys 'data.class_order' ({self.class_order!r}) and 'data.class_order_seed' "
-                    f"({self.class_order_seed}) are both set; give one: an explicit, named or file order, or a "
-                    f"seeded permutation"
-                )
-        if isinstance(self.class_order, list):
-            set_canonical(self, "class_order", tuple(self.class_order))
-        if isinstance(self.class_names, list):
-            set_canonical(self, "class_names", tuple(self.class_names))
-        if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
-            raise ConfigError(f"config key 'data.options' must be a mapping of option names to values, got "
-                              f"{self.options!r}; e.g. --set data.options.split_seed=1")
-        try:
-            spec.check_options(self.options)
-        except ConfigError as exc:
-            raise ConfigError(f"config key 'data.options': {exc}") from None
-        set_canonical(self, "options", dict(self.options))
-
-    def load_sources(self) -> tuple[LabelledSource, LabelledSource]:
-        """Read the dataset's ``(train, test)`` sources (file lists or arrays, no images decoded):
-        the check that the data is there, to pass to :meth:`build` as ``sources``.
-
-        Raises:
-            ConfigError: an option the dataset does not take.
-            DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
-        """
-        try:
-            return load_sources(DATASETS.resolve(self.dataset), root=self.root, download=self.download,
-                                options=self.options or None)
-        except DataError as exc:
-            raise _classify_data_error(exc) from None
-
-    def build(self, *, resolution: int, class_names=None,
-              sources: tuple[LabelledSource, LabelledSource] | None = None) -> tuple[ScenarioStream, list[Experience]]:
-        """The stream at the backbone's ``resolution`` and its experiences, with the first
-        ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
-
-        Args:
-            resolution: Image size of the backbone.
-            class_names: Names replacing the dataset's when ``data.class_names`` is not set (e.g.
-                a protocol's; see :meth:`ScenarioStream.from_name`), or ``None``.
-            sources: What :meth:`load_sources` returned (read here when ``None``).
-
-        Raises:
-            ConfigError: a bad split, class order or class names (named by their ``data.`` key).
-            DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
-        """
-        class_order = list(self.class_order) if isinstance(self.class_order, tuple) else self.class_order
-        # data.class_names (the user's) wins over the names a protocol gives
-        names = class_names if self.class_names is None else (
-            list(self.class_names) if isinstance(self.class_names, tuple) else self.class_names)
-        try:
-            stream = ScenarioStream.from_name(
-                self.dataset, root=self.root, download=self.download, transform=self.transform,
-                test_transform=self.test_transform, resolution=resolution, num_experiences=self.num_experiences,
-                classes_per_experience=self.classes_per_experience, initial_classes=self.initial_classes,
-                split=self.split, class_order=class_order, seed=self.class_order_seed, class_names=names,
-                joint=self.joint, dataset_options=self.options or None, sources=sources,
-            )
-        except DataError as exc:
-            raise _classify_data_error(exc) from None
-        except ConfigError as exc:
-            message = str(exc)
-            if "config key" not in message and any(k in message for k in self.SPLIT_KEYS):
-                raise ConfigError(
-                    f"{self.dataset}: {message} (config keys data.split, data.num_experiences, "
-                    f"data.classes_per_experience, data.initial_classes; on the command line --split "
-                    f"B<base>-Inc<increment>, --num-experiences T or --initial-classes N)") from None
-            if "config key" not in message and "class_order" in message:
-                raise ConfigError(f"config key 'data.class_order': {message}") from None
-            raise
-        return stream, self.subsample(list(stream))
-
-    def subsample(self, experiences: Sequence[Experience]) -> list[Experience]:
-        """The experiences with only the first ``max_train_per_class`` / ``max_test_per_class``
-        samples of every class (all when both are ``None``)."""
-        if self.max_train_per_class is None and self.max_test_per_class is None:
-            return list(experiences)
-        return [
-            dataclasses.replace(e, train=_first_per_class(e.train, self.max_train_per_class),
-                                test=_first_per_class(e.test, self.max_test_per_class))
-            for e in experiences
-        ]
-
-
-def _first_per_class(dataset: ExperienceDataset, limit: int | None) -> ExperienceDataset:
-    """The first ``limit`` samples of every class of ``dataset`` (all when ``None``)."""
-    if limit is None:
-        return dataset
-    counts: dict[int, int] = {}
-    keep = []
-    for position, label in enumerate(dataset.targets.tolist()):
-        if counts.get(label, 0) < limit:
-            counts[label] = counts.get(label, 0) + 1
-            keep.append(position)
-    return ExperienceDataset(dataset.source, dataset.indices[keep], label_map=dataset.label_map,
-                             transform=dataset.transform)
-
-
 def _check_sources(sources: Any, dataset: str) -> tuple[LabelledSource, LabelledSource]:
     """``sources`` as :func:`~alta.data.load_sources` returns them for ``dataset``: a (train, test)
     pair of that dataset's sources, in that order (told by their ``identity``,
@@ -1362,25 +1154,3 @@ def _check_sources(sources: Any, dataset: str) -> tuple[LabelledSource, Labelled
     if train.identity.rsplit("|", 1)[-1] != "train" or test.identity.rsplit("|", 1)[-1] == "train":
         raise ConfigError(f"sources must be (train, test) in that order, got ({train.identity!r}, {test.identity!r})")
     return train, test
-
-
-def _classify_data_error(exc: DataError) -> Exception:
-    """What a :class:`DataError` of :meth:`ScenarioStream.from_name` is about: the data root
-    (:class:`~alta.data.DataRootError`, kept: the command line adds where to put the data), the
-    configuration (the class order, class names: a :class:`ConfigError`), or the data itself
-    (kept)."""
-    from .datasets import DataRootError
-
-    if isinstance(exc, DataRootError):
-        return exc
-    message = str(exc)
-    frames, tb = [], exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame.f_code.co_name)
-        tb = tb.tb_next
-    if "read_class_names" in frames or "read_name_map" in frames:
-        return ConfigError(f"config key 'data.class_names': {message}")
-    if any(name in ("_resolve_order", "_check_names") for name in frames) or message.startswith(
-            ("class_order", "class names", "class_names")):
-        return ConfigError(f"config key 'data.class_order': {message}" if "class_order" in message else message)
-    return exc

@@ -27,43 +27,16 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
+from .. import distributed as dist
 from ..errors import ConfigError
 from ..io import save_torch
 from ..seeding import SeededItems, derive_seed
 
-__all__ = ["FeatureCache", "CachedFeatures", "encode_dataset", "parse_cache_mode", "CACHE_MODES"]
+__all__ = ["FeatureCache", "CachedFeatures", "encode_dataset"]
 
 logger = logging.getLogger(__name__)
-
-CACHE_MODES = ("none", "fixed", "views:K")
-
-
-def parse_cache_mode(mode: str) -> tuple[str, int]:
-    """Parse a training-feature cache mode.
-
-    Args:
-        mode: ``"none"``, ``"fixed"`` or ``"views:K"`` with K >= 1.
-
-    Returns:
-        ``(kind, views)``: ``("none", 0)``, ``("fixed", 1)`` or ``("views", K)``.
-
-    Raises:
-        ConfigError: for anything else.
-    """
-    if mode == "none":
-        return "none", 0
-    if mode == "fixed":
-        return "fixed", 1
-    if isinstance(mode, str) and mode.startswith("views:"):
-        try:
-            k = int(mode.split(":", 1)[1])
-        except ValueError:
-            k = 0
-        if k >= 1:
-            return "views", k
-    raise ConfigError(f"feature cache mode must be 'none', 'fixed' or 'views:K' with K >= 1 (e.g. 'views:4'), got {mode!r}")
-
 
 @dataclass(frozen=True)
 class CachedFeatures:
@@ -127,10 +100,6 @@ def encode_dataset(
     Returns:
         :class:`CachedFeatures` with features (N, D) if ``views == 1`` else (K, N, D).
     """
-    from tqdm.auto import tqdm
-
-    from .. import distributed as dist
-
     pin = backbone.device.type == "cuda"
     parallel = distributed and dist.is_distributed()
     n = len(dataset)
@@ -243,8 +212,6 @@ class FeatureCache:
         Returns:
             :class:`CachedFeatures`; features (N, D) or (K, N, D).
         """
-        from .. import distributed as dist
-
         key = self.key(backbone, dataset, views=views, seed=seed)
         found = self._lookup(key, dataset, views=views)
         parallel = self.distributed and dist.is_distributed()

@@ -1,6 +1,6 @@
 """One callback protocol for the events of a continual-learning run.
 
-The loops of :mod:`alta.loop.training` (and the run of :mod:`alta.run.experiment`) call the methods of
+The loops of :mod:`alta.loop` (and the run of :mod:`alta.run.experiment`) call the methods of
 every :class:`Callback` they are given, in the order given, at the events below. Progress logs,
 ``metrics.jsonl``, checkpoints, plots and loggers (CSV, TensorBoard, W&B) are all callbacks; so is
 anything a user writes. The base class implements every event as a no-op: subclass it and
@@ -8,7 +8,7 @@ override only what you need.
 
 Events carry data, not the loop: the experience index ``experience`` (0-based), the epoch
 ``epoch`` (0-based within the experience), plain dicts of statistics and the partial
-:class:`~alta.loop.training.StreamResult`. A callback that needs the learner, buffer or optimizer
+:class:`~alta.loop.result.StreamResult`. A callback that needs the learner, buffer or optimizer
 (a checkpoint writer, say) is constructed with them.
 
 Order of events for a stream of T experiences, E epochs each::
@@ -31,12 +31,13 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+from tqdm.auto import tqdm
+
+from ..distributed import is_main_process
 from ..errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .training import StreamResult
+from .result import StreamResult
 
 __all__ = ["Callback", "CallbackList", "MainProcessOnly", "ProgressBar", "EVENTS", "as_callback_list"]
 
@@ -163,8 +164,6 @@ class MainProcessOnly(CallbackList):
         super().__init__([callbacks] if isinstance(callbacks, Callback) else callbacks)
 
     def _dispatch(self, event: str, kwargs: dict[str, Any]) -> None:
-        from ..distributed import is_main_process
-
         if is_main_process():
             super()._dispatch(event, kwargs)
 
@@ -195,8 +194,6 @@ class ProgressBar(Callback):
         self._num_experiences = num_experiences
 
     def on_epoch_start(self, *, experience: int, epoch: int, num_epochs: int, num_steps: int) -> None:
-        from tqdm.auto import tqdm
-
         of = f"/{self._num_experiences}" if self._num_experiences else ""
         self._bar = tqdm(total=num_steps, desc=f"experience {experience + 1}{of} epoch {epoch + 1}/{num_epochs}",
                          leave=self.leave, disable=self.disable, unit="batch")

@@ -20,53 +20,21 @@ numbers; they would add a dependency and a second pass over the logits for two l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
 
-from .cache import FeatureCache
-from ..config import ConfigSection, check_choice, in_section
+from .. import distributed as dist
 from ..errors import ConfigError, StateError
+from .cache import FeatureCache
 
-__all__ = ["evaluate", "EvaluationResult", "EvalConfig", "task_il_mask", "IL_SETTINGS", "parameter_counts", "TOP_K"]
+__all__ = ["evaluate", "EvaluationResult", "task_il_mask", "IL_SETTINGS", "parameter_counts", "TOP_K"]
 
 IL_SETTINGS = ("class-il", "task-il")
 TOP_K = 5  # the k of the top-k accuracy (fewer when the head has fewer classes)
-
-
-@dataclass(frozen=True)
-class EvalConfig(ConfigSection):
-    """Evaluation in a run (YAML section ``eval``, the reference's ``eval``).
-
-    Attributes:
-        every: Evaluate the experiences seen so far every this many epochs (10; 0: only at the
-            end of each experience). Both settings are computed at every evaluation.
-        batch_size: Test batch size (does not change results).
-        il_setting: The headline setting, ``class-il`` or ``task-il`` (the reference's
-            ``--il_setting``).
-        zeroshot_baseline: Evaluate zero-shot CLIP on every experience (the baseline of
-            forward transfer; cheap, it shares the cached test features).
-        before_snapshot: Score the experience just trained before its prompts are snapshotted,
-            as the reference code does (``LoopConfig.eval_before_snapshot``; set by
-            ``--protocol reference``).
-    """
-
-    _SECTION: ClassVar[str] = "eval"
-
-    every: int = 10
-    batch_size: int = 256
-    il_setting: str = "class-il"
-    zeroshot_baseline: bool = True
-    before_snapshot: bool = False
-
-    def __post_init__(self) -> None:
-        from .training import LoopConfig  # the loop owns the evaluation period, batch size and point
-
-        with in_section("eval", eval_every="every", eval_batch_size="batch_size", eval_before_snapshot="before_snapshot"):
-            LoopConfig(eval_every=self.every, eval_batch_size=self.batch_size, eval_before_snapshot=self.before_snapshot)
-        check_choice(self.il_setting, "eval.il_setting", IL_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -182,8 +150,6 @@ def evaluate(
         StateError: called before the learner began any experience (except ``zeroshot``,
             which has nothing to learn and may be evaluated at any time).
     """
-    from tqdm.auto import tqdm
-
     if hasattr(experiences, "test") and hasattr(experiences, "index"):
         experiences = [experiences]
     experiences = list(experiences)
@@ -197,19 +163,17 @@ def evaluate(
             f"the experiences come from a stream of {sorted(sizes)} classes but the learner scores "
             f"{learner.num_classes}; evaluate the learner on the stream it was built for"
         )
-    if int(learner.experience_index) < 0 and learner.method.branches:
+    if int(learner.experience_index) < 0 and learner.trains:
         raise StateError(
             "evaluate() called before any experience began: the learner has learned nothing yet. "
             "Call learner.begin_experience(experience) and train first (zero-shot CLIP can be evaluated "
             "at any time with method='zeroshot')."
         )
-    from .. import distributed as dist
-
     parallel = distributed and dist.is_distributed()
     device = learner.device
     was_training = learner.training
     learner.eval()
-    text = learner.text_features(grad=False)  # once per evaluation
+    classify = learner.classifier()  # the text features once per evaluation
     mapping = torch.as_tensor(experiences[0].class_to_experience, dtype=torch.long, device=device)  # (C,)
     num_classes = int(mapping.numel())
     top_k = min(TOP_K, num_classes)
@@ -233,7 +197,7 @@ def evaluate(
                                  pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         for inputs, labels in batches:
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
-            logits = learner.logits_from_features(inputs, text)  # (B, C); encodes images if needed
+            logits = classify(inputs)  # (B, C); encodes images if needed
             predicted = logits.argmax(dim=1)  # (B,)
             tallies[row, 0] += (predicted == labels).sum()
             tallies[row, 1] += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()

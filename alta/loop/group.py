@@ -2,7 +2,7 @@
 
 ALTA (Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
 Learning", IEEE TMM 2023) freezes both CLIP encoders, and alta draws shuffling and augmentation
-from ``(seed, experience, epoch, sample)`` (:func:`alta.loop.training.epoch_batches`). Runs that share
+from ``(seed, experience, epoch, sample)`` (:func:`alta.loop.batches.epoch_batches`). Runs that share
 the stream, the seed, the batch size and the epochs therefore see the same augmented images in
 the same order, and their image-encoder forward is the same computation. A table of the paper
 (nine methods, three buffer sizes, bounds) is mostly such runs. :func:`run_group` trains K of
@@ -46,19 +46,13 @@ from typing import Any, Sequence
 import torch
 
 from .. import distributed as _dist
+from ..errors import ConfigError
+from .batches import epoch_batches
 from .cache import FeatureCache
 from .callbacks import Callback, as_callback_list
-from ..errors import ConfigError
-from .training import (
-    ExperienceTrainer,
-    LoopConfig,
-    StreamResult,
-    _finish_experience,
-    _covered_evaluations,
-    _PeriodicEvaluation,
-    epoch_batches,
-    stream_experiences,
-)
+from .config import LoopConfig
+from .fit import ExperienceTrainer, PeriodicEvaluation, covered_evaluations, finish_experience, stream_experiences
+from .result import StreamResult
 
 __all__ = ["GroupMember", "run_group"]
 
@@ -95,8 +89,8 @@ def _check_members(members: Sequence[GroupMember]):
     for i, member in enumerate(members):
         if not isinstance(member, GroupMember):
             raise ConfigError(f"member {i} is a {type(member).__name__}, expected an alta.loop.group.GroupMember")
-        if not member.learner.method.branches:
-            raise ConfigError(f"member {i} ({member.learner.method.name!r}) trains nothing; evaluate it with "
+        if not member.learner.trains:
+            raise ConfigError(f"member {i} ({member.learner.name!r}) trains nothing; evaluate it with "
                               f"alta.evaluate instead of putting it in a run group")
     backbone = members[0].learner.backbone
     for i, member in enumerate(members):
@@ -144,7 +138,7 @@ def run_group(
             default the stream's ``eval_experiences``, else ``experiences``).
 
     Returns:
-        One :class:`~alta.loop.training.StreamResult` per member, in order, with (T, K) matrices.
+        One :class:`~alta.loop.result.StreamResult` per member, in order, with (T, K) matrices.
 
     Raises:
         ConfigError: data-parallel training (``loop.distributed`` under torchrun), no member, no
@@ -162,13 +156,13 @@ def run_group(
     num = len(experiences)
     if cache is None:
         cache = FeatureCache(distributed=loop.distributed)
-    covered = _covered_evaluations(experiences, evals)
+    covered = covered_evaluations(experiences, evals)
     results = [m.result if m.result is not None else StreamResult.empty(num, len(evals)) for m in members]
     callbacks = [as_callback_list(m.callbacks) for m in members]
     trainers = [
         ExperienceTrainer(
             m.learner, optimizer=m.optimizer, scheduler=m.scheduler, buffer=m.buffer, schedule=m.schedule, loop=loop,
-            callbacks=[_PeriodicEvaluation(m.learner, evals, covered, loop=loop, cache=cache, callbacks=cb), *cb],
+            callbacks=[PeriodicEvaluation(m.learner, evals, covered, loop=loop, cache=cache, callbacks=cb), *cb],
             result=result,
         )
         for m, cb, result in zip(members, callbacks, results)
@@ -184,9 +178,7 @@ def run_group(
         for epoch in range(first_epoch, loop.epochs):
             for trainer in trainers:
                 trainer.begin_epoch(epoch)
-            batches = epoch_batches(experience, backbone=backbone, epoch=epoch, batch_size=loop.batch_size,
-                                    seed=loop.seed, train_cache=loop.train_cache, cache=cache,
-                                    num_workers=loop.num_workers)
+            batches = epoch_batches(experience, backbone=backbone, epoch=epoch, loop=loop, cache=cache)
             for inputs, labels in batches:
                 if inputs.ndim == 4:  # mode "none": the step's one image-encoder forward, for all K
                     inputs = backbone.encode_images(inputs)  # (B, 3, R, R) -> f1 (B, D)
@@ -197,7 +189,7 @@ def run_group(
         for member, trainer, cb, result in zip(members, trainers, callbacks, results):
             if not loop.eval_before_snapshot:
                 member.learner.end_experience(experience)
-            _finish_experience(member.learner, evals, experience, t, covered=covered[t], loop=loop, cache=cache,
+            finish_experience(member.learner, evals, experience, t, covered=covered[t], loop=loop, cache=cache,
                                result=result, history=trainer.history, callbacks=cb)
     for cb, result in zip(callbacks, results):
         cb.on_run_end(result=result)

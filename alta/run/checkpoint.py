@@ -2,7 +2,7 @@
 
 A checkpoint is written (atomically, with :func:`alta.io.save_torch`) after every epoch and
 every experience of a run of ALTA (Li et al., IEEE TMM 2023) by the
-:class:`~alta.run.experiment.Checkpointer` callback, so an interrupted run loses at most one epoch. It holds the learner's trainable state (context vectors,
+:class:`~alta.run.writers.Checkpointer` callback, so an interrupted run loses at most one epoch. It holds the learner's trainable state (context vectors,
 adapter, prompt snapshots, stream position), the buffer, the alternating schedule's counters, the
 optimiser and learning-rate scheduler, the partial :class:`alta.StreamResult`, the zero-shot
 baseline, where to continue (experience, epoch) and the fingerprint of the resolved configuration.
@@ -36,7 +36,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io import save_torch
-from ..loop.training import StreamResult  # noqa: F401 - the type of results
+from ..loop.result import StreamResult
 
 __all__ = ["CHECKPOINT_NAME", "save_checkpoint", "read_checkpoint", "restore_checkpoint", "payload_digest"]
 
@@ -153,7 +153,7 @@ def save_checkpoint(
 
     Args:
         path: Checkpoint file (``<output_dir>/checkpoint.pt``).
-        config_hash: :meth:`~alta.run.experiment.RunConfig.fingerprint` of the run.
+        config_hash: :meth:`~alta.run.config.RunConfig.fingerprint` of the run.
         next_experience: The experience to continue with.
         next_epoch: The epoch of ``next_experience`` to continue with (0: its start).
         num_experiences: T.

@@ -237,7 +237,7 @@ PROTOCOLS.add("paper", Protocol(
     lr_schedule=Setting("cosine", "warm-up epoch, then cosine over the epochs, as the configs describe",
                         f"{REF} utils/lr_scheduler.py build_lr_scheduler (meant to be stepped)"),
     eval_before_snapshot=Setting(False, "score each experience with the prompts it keeps for the rest of the run",
-                                 "alta.loop.training.run_stream"),
+                                 "alta.loop.fit.run_stream"),
     **_SHARED,
 ))
 
@@ -308,7 +308,7 @@ def protocol_kwargs(protocol: str | Protocol = DEFAULT_PROTOCOL, *, dataset: str
     return out
 
 
-# knob -> the key of the run configuration (alta.run.experiment.RunConfig) it sets
+# knob -> the key of the run configuration (alta.run.config.RunConfig) it sets
 CONFIG_KEYS = {
     "precision": "model.precision", "head": "model.head", "template": "model.template", "ctx_init": "model.ctx_init",
     "w1_raw_names": "model.w1_raw_names", "snapshot_timing": "model.snapshot_timing", "alpha": "model.alpha",
@@ -328,18 +328,18 @@ def _protocol_quirks(name: str) -> dict[str, Any]:
     return {knob: setting.value for knob, setting in spec.items() if setting.value != default[knob].value}
 
 
-def apply_protocol(config, name: str) -> "RunConfig":
+def apply_protocol(config, name: str):
     """A new config following protocol ``name``: the knobs where it differs from ``paper`` take
     its values (for ``reference``: the learning rate and schedule, raw names in w1, snapshot
     timing, evaluation point; its class names are applied when the stream is built), and
     ``protocol`` records it. Apply user overrides after this, so they win.
 
     Args:
-        config: The :class:`~alta.run.experiment.RunConfig` (a shipped config, a YAML file, ...).
+        config: The :class:`~alta.run.config.RunConfig` (a shipped config, a YAML file, ...).
         name: A protocol of :func:`alta.run.protocols.list_protocols`.
 
     Returns:
-        The new :class:`~alta.run.experiment.RunConfig` (``config`` is not changed).
+        The new :class:`~alta.run.config.RunConfig` (``config`` is not changed).
 
     Raises:
         ConfigError: an unknown protocol.

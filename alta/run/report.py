@@ -1,7 +1,7 @@
 """Comparison tables of finished runs and seed groups, the way papers tabulate class-IL / task-IL.
 
 Each folder given is either one run (its ``summary.json``) or a seed group of
-:func:`alta.run.experiment.run_seeds` (its ``aggregate.json``: mean ± sample std over the seeds).
+:func:`alta.run.seeds.run_seeds` (its ``aggregate.json``: mean ± sample std over the seeds).
 Rows are compared only when they measure the same thing: the same protocol (``paper`` or
 ``reference``, dataset, number of experiences, classes per experience), the same class order and the same backbone weights
 (name and fingerprint). Mixing them is refused unless asked (``allow_mixed=True``, ``alta report

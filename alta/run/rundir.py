@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OutputError
+from .. import distributed as dist
+from ..io import write_json
+from .config import config_differences, load_saved_config
 
 __all__ = ["RUN_FILES", "RunDir", "claim_run_dir", "claim_run_dir_on_main", "check_output_dir"]
 
@@ -342,7 +345,6 @@ def _os_error(path: Path, exc: OSError) -> ConfigError:
 
 
 def _taken_error(path: Path, present: list[str], config: Any) -> ConfigError:
-    from .experiment import config_differences, load_saved_config
 
     try:
         same = not config_differences(load_saved_config(path / "config.yaml"), config)
@@ -370,7 +372,7 @@ def claim_run_dir(output_dir: str | os.PathLike, config: Any, *, resume: bool = 
 
     Args:
         output_dir: The folder.
-        config: The run's :class:`~alta.run.experiment.RunConfig` (written as ``config.yaml`` by
+        config: The run's :class:`~alta.run.config.RunConfig` (written as ``config.yaml`` by
             a new run).
         resume: Claim the existing folder of a run to continue it.
         next_free: When ``output_dir`` is in use or holds a run, try ``<output_dir>-2``,
@@ -434,7 +436,6 @@ def claim_run_dir_on_main(output_dir: str | os.PathLike, config: Any, *, resume:
     Raises:
         ConfigError: as :func:`claim_run_dir`, on every rank (with rank 0's message).
     """
-    from .. import distributed as dist
 
     if not dist.is_distributed():
         return claim_run_dir(output_dir, config, resume=resume, next_free=next_free)
@@ -466,7 +467,6 @@ def write_group_file(root: str | os.PathLike, members: list[str]) -> Path:
     Raises:
         ConfigError: a member name that is not a plain folder name, or twice.
     """
-    from ..io import write_json
 
     _check_members(list(members), Path(root) / GROUP_FILE)
     return write_json(Path(root) / GROUP_FILE, {"format": GROUP_FORMAT, "members": list(members)})

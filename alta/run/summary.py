@@ -28,6 +28,7 @@ from .protocols import protocol_deviations
 from .. import metrics
 from ..errors import OutputError
 from ..io import atomic_write
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def build_summary(
     """The contents of ``summary.json``.
 
     Args:
-        config: The :class:`~alta.run.experiment.RunConfig`.
+        config: The :class:`~alta.run.config.RunConfig`.
         result: The complete :class:`alta.StreamResult`.
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
@@ -288,7 +289,6 @@ def aggregate_summaries(summaries: list[dict[str, Any]], *, run_dirs: list[str] 
     Raises:
         ConfigError: fewer than one summary, or runs that differ in more than their seed.
     """
-    from ..errors import ConfigError
 
     if not summaries:
         raise ConfigError("aggregate_summaries needs the summary of at least one run")

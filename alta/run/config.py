@@ -1,0 +1,261 @@
+"""The configuration of a run: :class:`RunConfig`, its fingerprint, differences and files.
+
+One continual-learning run of ALTA (Li et al., "Cross-Modal Alternating Learning with
+Task-Aware Representations for Continual Learning", IEEE TMM 2023) is described by one resolved
+:class:`RunConfig`, saved as ``config.yaml`` beside its results. Its sections are the configs of
+what they build: :class:`~alta.run.sections.DataConfig`, :class:`~alta.run.sections.ModelConfig`
+(the backbone and the learner's :class:`~alta.learner.LearnerConfig`),
+:class:`~alta.buffer.BufferConfig`, :class:`~alta.optim.OptimConfig`,
+:class:`~alta.run.sections.TrainConfig` and :class:`~alta.run.sections.EvalConfig`; the loop's
+settings are one :class:`~alta.loop.LoopConfig`, built once from them (:attr:`RunConfig.loop`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+import yaml
+
+from ..buffer import BufferConfig
+from ..config import ConfigSection, build_from_dict, check_seed, set_canonical
+from ..errors import ConfigError
+from ..loop.config import LoopConfig
+from ..methods import DEFAULT_METHOD, METHODS
+from ..optim import OptimConfig
+from ..schedule import BRANCHES
+from .protocols import DEFAULT_PROTOCOL, list_protocols
+from .sections import DataConfig, EvalConfig, ModelConfig, TrainConfig
+
+__all__ = ["RunConfig", "OPERATIONAL_KEYS", "LOOP_KEYS", "flatten", "config_differences", "default_output_dir",
+           "resolve_device", "check_run_name", "safe_run_name", "load_saved_config", "MAX_NAME_LENGTH"]
+
+OPERATIONAL_KEYS = ("name", "device", "data.root", "data.download", "data.num_workers", "model.download_root",
+                    "model.download_weights")
+#: Where each field of the loop's :class:`~alta.loop.LoopConfig` is set in a run's config (the
+#: reference's vocabulary: ``train.epochs``, ``eval.every``, ...); ``distributed`` is decided when
+#: the run starts (torchrun).
+LOOP_KEYS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "seed",
+             "train_cache": "train.train_cache", "eval_every": "eval.every", "eval_batch_size": "eval.batch_size",
+             "num_workers": "data.num_workers", "eval_before_snapshot": "eval.before_snapshot"}
+MAX_NAME_LENGTH = 128
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,5}")
+
+
+def check_run_name(name: Any) -> None:
+    """A run name becomes part of a folder name (``runs/<name>-<method>-<time>``): letters,
+    digits, ``-``, ``_`` and ``.`` only, no ``..``, at most :data:`MAX_NAME_LENGTH` characters.
+
+    Raises:
+        ConfigError: any other name.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"config key 'name' must be a non-empty string, got {name!r}; e.g. --set name=my_run")
+    if len(name) > MAX_NAME_LENGTH:
+        why = f"it has {len(name)} characters"
+    elif "/" in name or "\\" in name or ".." in name:
+        why = "it holds a path separator or '..'"
+    elif not _NAME_PATTERN.fullmatch(name):
+        why = f"it holds {sorted(set(re.sub(r'[A-Za-z0-9._-]', '', name)))[0]!r}"
+    else:
+        return
+    raise ConfigError(
+        f"config key 'name' is {name!r} but {why}: a run name may only hold letters, digits, '-', '_' and '.' "
+        f"(no '..', at most {MAX_NAME_LENGTH} characters) because it becomes part of the output folder "
+        f"runs/<name>-<method>-<time>; e.g. --set name=my_run (--output-dir chooses the folder itself)"
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig(ConfigSection):
+    """Everything a run needs: the resolved configuration saved as ``config.yaml``.
+
+    Each section is the config of the object it builds, defined next to it.
+
+    Attributes:
+        name: Name of the configuration (used in the default output folder).
+        seed: Run seed (adapter initialisation, shuffling, augmentation, buffer; 42).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        deterministic: Require deterministic kernels (:func:`alta.seeding.set_deterministic`:
+            the reference's cuDNN flags plus ``torch.use_deterministic_algorithms``); what was
+            in force is recorded in the summary either way.
+        data: :class:`~alta.run.sections.DataConfig`.
+        model: :class:`~alta.run.sections.ModelConfig` (backbone and learner).
+        buffer: :class:`~alta.buffer.BufferConfig`.
+        optim: :class:`~alta.optim.OptimConfig`.
+        train: :class:`~alta.run.sections.TrainConfig`.
+        eval: :class:`~alta.run.sections.EvalConfig`.
+        protocol: The protocol the run follows (:mod:`alta.run.protocols`): ``paper`` (the method as
+            described, the default) or ``reference`` (the authors' released loop). Chosen with
+            ``--protocol`` or :func:`apply_protocol`, which set its knobs; recorded in every
+            run's config and summary, and a resumed run refuses a different one.
+    """
+
+    _SECTION: ClassVar[str] = ""
+
+    name: str = "run"
+    seed: int = 42
+    device: str = "auto"
+    protocol: str = DEFAULT_PROTOCOL
+    deterministic: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        check_run_name(self.name)
+        set_canonical(self, "_loop", self._build_loop())
+        check_seed(self.seed, "seed")
+        if not isinstance(self.protocol, str) or self.protocol not in list_protocols():
+            raise ConfigError(f"config key 'protocol' must be one of {list_protocols()}, got {self.protocol!r}: "
+                              f"'paper' is the method as described, 'reference' the authors' released loop")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"config key 'deterministic' must be true or false, got {self.deterministic!r}")
+        if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(
+                f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
+                f"got {self.device!r}; alta runs on the CPU or on CUDA GPUs, e.g. --device cpu"
+            )
+        spec = METHODS.get(self.model.method)
+        if self.train.schedule == "alternate" and spec.branches != frozenset(BRANCHES):
+            only = ", ".join(sorted(spec.branches)) or "no"
+            raise ConfigError(
+                f"train.schedule 'alternate' needs a method that trains both the text and the image branch, but "
+                f"{spec.name!r} trains only the {only} branch; use schedule 'crossed' or a method such as "
+                f"{DEFAULT_METHOD!r}"
+            )
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The loop's settings (:class:`~alta.loop.LoopConfig`), built once from the ``train``,
+        ``eval`` and ``data`` sections and the seed (:data:`LOOP_KEYS`)."""
+        return self._loop
+
+    def _build_loop(self) -> LoopConfig:
+        values = {}
+        for field_name, key in LOOP_KEYS.items():
+            section, _, attr = key.rpartition(".")
+            values[field_name] = getattr(getattr(self, section) if section else self, attr)
+        try:
+            return LoopConfig(**values)
+        except ConfigError as exc:  # name the key as the config file spells it
+            message = str(exc)
+            for field_name, key in LOOP_KEYS.items():
+                message = message.replace(f"config key {field_name!r}", f"config key {key!r}")
+            raise ConfigError(message) from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "RunConfig":
+        """Build a config from nested mappings (parsed YAML); missing keys take their defaults.
+
+        Raises:
+            ConfigError: an unknown key (named, with the closest valid key and the valid keys of
+                its section), a value of the wrong type, or an invalid value.
+        """
+        return build_from_dict(cls, data, "", cls)
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML (what ``config.yaml`` holds)."""
+        header = "# Resolved configuration of an `alta run` (every defaulted value included).\n"
+        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the values that determine the results (:data:`OPERATIONAL_KEYS` left out).
+
+        Stored in checkpoints: a checkpoint is only resumed under a configuration with the same
+        fingerprint.
+        """
+        values = flatten(self.to_dict())
+        for key in OPERATIONAL_KEYS:
+            values.pop(key, None)
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(a: RunConfig, b: RunConfig, *, operational: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ between two configs: ``{key: (a value, b value)}``.
+
+    Args:
+        a: One config.
+        b: The other.
+        operational: Include the :data:`OPERATIONAL_KEYS` (left out by default: they do not
+            change results).
+    """
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    return {k: (fa.get(k), fb.get(k)) for k in fa
+            if fa.get(k) != fb.get(k) and (operational or k not in OPERATIONAL_KEYS)}
+
+
+def default_output_dir(config: RunConfig, *, root: str | Path = "runs", unique: bool = True) -> Path:
+    """``runs/<config>-<method>-<YYYYmmdd-HHMMSS>`` (with ``unique``, a suffix ``-2``, ``-3``, ...
+    is added if it exists; ``alta run`` claims the name atomically instead, see
+    :func:`~alta.run.rundir.claim_run_dir`)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{config.name}-{config.model.method}-{stamp}"
+    path, n = base, 2
+    while unique and path.exists():
+        path = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return path
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; refuses CUDA when it is not available.
+
+    Raises:
+        ConfigError: a CUDA device was asked for on a machine without CUDA.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
+    return resolved
+
+
+def safe_run_name(stem: str) -> str:
+    """A valid run name made from any text (other characters become ``_``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
+    name = re.sub(r"\.{2,}", ".", name)[:MAX_NAME_LENGTH]
+    return name or "run"
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """The :class:`RunConfig` of a run folder's ``config.yaml`` (as :meth:`RunConfig.to_yaml`
+    wrote it). A run name an older alta accepted (with spaces, say) is made valid: the name does
+    not change results and the run stays resumable.
+
+    Raises:
+        ConfigError: a missing, unreadable or invalid file.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the run configuration {path}: {exc}") from None
+    if isinstance(data, Mapping) and isinstance(data.get("name"), str) and data["name"]:
+        data = {**data, "name": safe_run_name(data["name"])}
+    try:
+        return RunConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
