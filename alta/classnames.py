@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
-from .errors import AltaError
+import numpy as np
 
-__all__ = ["clip_reading", "check_distinguishable", "check_utf8"]
+from .errors import AltaError, DataError
+
+__all__ = ["clip_reading", "check_distinguishable", "check_utf8", "readable", "class_name_list"]
 
 
 @lru_cache(maxsize=1)
@@ -100,3 +102,39 @@ def check_distinguishable(names: Sequence[str], *, error: type[AltaError]) -> No
             "prompts and text features are identical and one label could never be predicted. Fix: give "
             "every class a name CLIP can tell apart (e.g. 'crane (bird)' and 'crane (machine)')"
         )
+
+
+def readable(name: str) -> str:
+    """A class folder/label name as CLIP prompts need it: underscores become spaces."""
+    return " ".join(name.replace("_", " ").split())
+
+
+def class_name_list(class_names: object, *, what: str) -> list[str]:
+    """``class_names`` as a list, refusing unordered containers.
+
+    Raises:
+        DataError: a set, dict, string or other non-sequence (their order is not reproducible or
+            not what the labels mean).
+    """
+    if isinstance(class_names, np.ndarray) and class_names.ndim == 1:
+        class_names = class_names.tolist()
+    if isinstance(class_names, (set, frozenset)):
+        raise DataError(
+            f"{what}: class_names is a {type(class_names).__name__}, whose order is arbitrary, so "
+            "names would not line up with labels reproducibly; expected a list or tuple with "
+            "class_names[label] naming each label. Fix: pass a list in label order (e.g. "
+            "sorted(names) if the labels follow sorted order)"
+        )
+    if isinstance(class_names, Mapping):
+        raise DataError(
+            f"{what}: class_names is a {type(class_names).__name__}; expected a list or tuple with "
+            "class_names[label] naming each label. Fix: for a {label: name} dict pass "
+            "[names[k] for k in range(len(names))]; for {name: label} pass "
+            "sorted(names, key=names.get)"
+        )
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
+        raise DataError(
+            f"{what}: class_names must be a list of strings (or a tuple; one per label), got "
+            f"{type(class_names).__name__} {class_names!r}"[:300]
+        )
+    return list(class_names)

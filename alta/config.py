@@ -7,7 +7,7 @@ habit 3), in the manner of open_clip's architecture configs:
 section                                     YAML section            configures
 ==========================================  ======================  =========================
 :class:`alta.run.sections.DataConfig`        ``data``                the stream
-:class:`alta.learner.LearnerConfig`         ``model``               backbone and learner
+:class:`alta.learner_config.LearnerConfig`         ``model``               backbone and learner
 :class:`alta.buffer.BufferConfig`           ``buffer``              the replay memory
 :class:`alta.optim.OptimConfig`             ``optim``               SGD and its lr schedule
 :class:`alta.run.sections.TrainConfig`          ``train``               the loop and the schedule

@@ -29,14 +29,12 @@ drawn from a :class:`~alta.buffer.MemoryBuffer` and ``z_b`` recomputed from ``f1
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import logging
-import string
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,27 +42,20 @@ from torch import nn
 
 from .backbones import Backbone, check_backbone, load_backbone
 from .config import (
-    MAX_BATCH_SIZE,
-    ConfigSection,
-    check_choice,
-    check_int,
-    check_number,
     default_of,
-    resolve_name,
-    set_canonical,
 )
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
-from .methods import DEFAULT_METHOD, METHODS, MethodSpec, get_method
-from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE, PromptLearner, check_class_names, tokenize_class_prompts
+from .learner_config import LearnerConfig
+from .losses import StepLoss
+from .methods import MethodSpec, get_method
+from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
 from .replay import check_buffer_fields, check_memory, replay_terms
 from .schedule import AlternatingSchedule
 
-__all__ = ["CrossModalLearner", "LearnerConfig", "TextFeatures", "StepLoss", "HEADS", "SNAPSHOT_TIMINGS"]
+__all__ = ["CrossModalLearner", "TextFeatures"]
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("all", "seen")
-SNAPSHOT_TIMINGS = ("end", "last_forward")
 
 
 @dataclass(frozen=True)
@@ -83,51 +74,6 @@ class TextFeatures:
     w2: torch.Tensor | None
 
 
-@dataclass(frozen=True)
-class StepLoss:
-    """The loss of one training batch (:meth:`CrossModalLearner.loss`), term by term.
-
-    Every term is a mean over its own items (the batch's samples, the replayed items, the
-    stored logits it compares), and ``counts`` says over how many: that is all a data-parallel
-    step needs to weigh the shards of a global batch (:class:`alta.loop.parallel.DataParallelStep`),
-    so the loss itself knows nothing of processes.
-
-    Attributes:
-        loss: The total loss ``sum(weights[k] * terms[k])``, with its graph (call ``backward``).
-        terms: Each term's value with its graph, by name (ALTA: ``ce``, ``replay_ce``,
-            ``replay_mse``; a term not computed at this step is a detached 0).
-        weights: Each term's weight in ``loss`` (ALTA: 1, alpha, beta).
-        counts: The items each term averages over (an int, or a 0-dim tensor where counting
-            would synchronise the device); 0 for a term not computed at this step.
-        logits: The batch's logits, detached, (B, C) (stored in the buffer: pre-step logits).
-        image_features: f1 of the batch, detached, (B, D).
-        labels: The batch's labels on the learner's device, (B,).
-        experience_ids: The experience of each label, (B,).
-    """
-
-    loss: torch.Tensor
-    terms: dict[str, torch.Tensor]
-    weights: dict[str, float]
-    counts: dict[str, int | torch.Tensor]
-    logits: torch.Tensor
-    image_features: torch.Tensor
-    labels: torch.Tensor
-    experience_ids: torch.Tensor
-
-    def memory_items(self) -> dict[str, torch.Tensor]:
-        """What the buffer stores for this batch: the fields of :data:`alta.replay.REPLAY_FIELDS`."""
-        return {"labels": self.labels, "image_features": self.image_features, "logits": self.logits,
-                "experience_ids": self.experience_ids}
-
-    def stats(self) -> dict[str, torch.Tensor]:
-        """Detached 0-dim tensors (no host-device sync): ``loss``, every term by name, and
-        ``correct`` (right predictions in the batch)."""
-        with torch.no_grad():
-            correct = (self.logits.argmax(dim=1) == self.labels).sum()
-        return {"loss": self.loss.detach(), **{name: value.detach() for name, value in self.terms.items()},
-                "correct": correct}
-
-
 def _hash64(text: str) -> int:
     """A signed 64-bit integer hash of ``text`` (stable across processes)."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little", signed=True)
@@ -144,83 +90,6 @@ def _adapter(dim: int, reduction: int) -> nn.Sequential:
             [("linear1", nn.Linear(dim, hidden)), ("relu", nn.ReLU(inplace=True)), ("linear2", nn.Linear(hidden, dim))]
         )
     )
-
-
-def _check_template(template: Any) -> None:
-    """``template`` must format with one class name: exactly one ``{}`` and no other braces
-    (``{{``/``}}`` stand for literal braces)."""
-    fix = ("expected a prompt with exactly one '{}' where the class name goes, e.g. 'a photo of a {}' "
-           "(write '{{' and '}}' for literal braces)")
-    if not isinstance(template, str):
-        raise ConfigError(f"config key 'model.template' must be a string, got {template!r}; {fix}")
-    try:
-        fields_ = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
-                   if name is not None]
-        template.format("x")
-    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"config key 'model.template' is {template!r}, which cannot be formatted "
-                          f"({type(exc).__name__}: {exc}); {fix}") from None
-    if fields_ != [("", "", None)]:
-        found = ", ".join("{" + n + (f"!{c}" if c else "") + (f":{s}" if s else "") + "}" for n, s, c in fields_)
-        raise ConfigError(f"config key 'model.template' is {template!r}, with the placeholders "
-                          f"[{found or 'none'}]; {fix}")
-
-
-@dataclass(frozen=True)
-class LearnerConfig(ConfigSection):
-    """The options of :class:`CrossModalLearner`, their defaults (written only here) and their
-    validation (done only here: the learner builds one of these from its arguments).
-
-    Attributes:
-        method: One of the nine method variants, ``zeroshot``, or ``alta`` (=
-            ``oritext_mlp2cprompt_oriimg``, the default).
-        head: ``all`` (logits over every class from the first experience: the paper's protocol)
-            or ``seen`` (classes not begun yet are masked).
-        alpha: Weight of the replay cross-entropy (0.4).
-        beta: Weight of the replay logit MSE (0.4).
-        replay_batch_size: Buffer items drawn per step (32).
-        ctx_init: Words initialising the context vectors (their count is N_CTX, 4).
-        template: Hand-written prompt of w1.
-        adapter_reduction: Adapter bottleneck D -> D / reduction -> D (16).
-        truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
-        snapshot_timing: ``end`` (the context after an experience's final step) or
-            ``last_forward`` (the context before it, as the reference code snapshots).
-        w1_raw_names: Class names verbatim in w1, underscores kept (the reference code's
-            "a photo of a aquarium_fish"); the learned prompt always reads them as spaces.
-    """
-
-    _SECTION: ClassVar[str] = "model"
-
-    method: str = DEFAULT_METHOD
-    head: str = "all"
-    alpha: float = 0.4
-    beta: float = 0.4
-    replay_batch_size: int = 32
-    ctx_init: str = DEFAULT_CTX_INIT
-    template: str = DEFAULT_TEMPLATE
-    adapter_reduction: int = 16
-    truncate_text: bool = True
-    snapshot_timing: str = "end"
-    w1_raw_names: bool = False
-
-    def __post_init__(self) -> None:
-        set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
-        check_choice(self.head, "model.head", HEADS)
-        check_number(self.alpha, "model.alpha", nonnegative=True)
-        check_number(self.beta, "model.beta", nonnegative=True)
-        check_int(self.replay_batch_size, "model.replay_batch_size", low=1, high=MAX_BATCH_SIZE,
-                  why="buffer items drawn per training step (default 32)")
-        check_int(self.adapter_reduction, "model.adapter_reduction", low=1)
-        if not isinstance(self.truncate_text, bool):
-            raise ConfigError(f"config key 'model.truncate_text' must be true or false, got {self.truncate_text!r}")
-        check_choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
-        if not isinstance(self.w1_raw_names, bool):
-            raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
-        _check_template(self.template)
-
-    def learner_options(self) -> dict[str, Any]:
-        """The keyword arguments of :class:`CrossModalLearner` this config sets."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig)}
 
 
 class CrossModalLearner(nn.Module):

@@ -9,14 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-import alta
 import torch.nn.functional as F
+from helpers import synthetic_experiences
 from torch import nn
 
+import alta
 from alta import ConfigError, CrossModalLearner, MemoryBuffer, build_optimizer
 from alta.backbones import BACKBONE_MEMBERS, Backbone, check_backbone
-from helpers import synthetic_experiences
 
 SOS, EOT, VOCAB = 1, 2, 97
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_benchmarks import _load
 
 ROWS = ["--rows", "sgd,alta-200", "--columns", "seq-cifar10"]  # one group of two cells at the smoke scale

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import run_cli
 
 from alta.cli import build_parser, resolve_run_config
 from alta.cli.config import (
@@ -27,11 +28,9 @@ from alta.cli.config import (
     load_run_config,
     parse_override,
 )
+from alta.errors import ConfigError
 from alta.run import run_experiment
 from alta.run.rundir import claim_run_dir
-from alta.errors import ConfigError
-
-from helpers import run_cli
 
 # A few images per class and one epoch: each digits run takes seconds on a CPU.
 QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=24", "--set", "data.max_test_per_class=12",
@@ -692,7 +691,7 @@ def test_kill_leaves_no_stale_lock(tmp_path, capsys):
 
 
 def test_concurrent_cli_runs_never_share_a_folder(tmp_path, capsys, monkeypatch):
-    import alta.cli as experiment  # the command line's own names
+    import alta.cli.commands as experiment  # the command line's own names
 
     ran = []
 
@@ -713,7 +712,9 @@ def test_concurrent_cli_runs_never_share_a_folder(tmp_path, capsys, monkeypatch)
     assert (busy / "metrics.jsonl").read_text() == "other run\n" and not ran
     # the default name taken by a run started in the same second: the next free name
     fixed = tmp_path / "runs" / "default-alta-20250101-120000"
-    monkeypatch.setattr(experiment, "default_output_dir", lambda config, **kwargs: fixed)
+    import alta.cli.resolve as resolve
+
+    monkeypatch.setattr(resolve, "default_output_dir", lambda config, **kwargs: fixed)
     with claim_run_dir(fixed, config):
         code, out, err = run_cli(capsys, "run")
     assert code == 0, err

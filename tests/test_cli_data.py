@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import run_cli
 from PIL import Image
 
 from alta.cli import build_parser, resolve_run_config
 from alta.cli.config import apply_overrides, load_config
 from alta.data.datasets import CIFAR100_CLASSES
 from alta.errors import ConfigError
-
-from helpers import run_cli
 
 # one epoch on features encoded once, no periodic evaluation, no zero-shot pass: seconds per run
 FAST = ["--visual", "tiny-vit", "--epochs", "1", "--train-cache", "fixed", "--eval-every", "0", "--set",

@@ -7,8 +7,8 @@ import torch
 from helpers import synthetic_experiences
 
 from alta import CrossModalLearner, evaluate
-from alta.loop.cache import FeatureCache
 from alta.errors import ConfigError, StateError
+from alta.loop.cache import FeatureCache
 from alta.loop.evaluation import task_il_mask
 
 

@@ -8,17 +8,14 @@ import pytest
 import torch
 
 from alta.buffer import BufferConfig
-from alta.loop.callbacks import EVENTS, Callback
 from alta.cli.config import apply_overrides, load_config
 from alta.config import ConfigSection
-from alta.run import DataConfig
 from alta.errors import ConfigError
-from alta.run import EvalConfig
-from alta.run import RunConfig, run_experiment
-from alta.learner import CrossModalLearner, LearnerConfig
-from alta.run import ModelConfig
+from alta.learner import CrossModalLearner
+from alta.learner_config import LearnerConfig
+from alta.loop.callbacks import EVENTS, Callback
 from alta.optim import OptimConfig
-from alta.run import TrainConfig
+from alta.run import DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, run_experiment
 
 
 def quick_config(**overrides) -> RunConfig:

@@ -15,8 +15,8 @@ from alta import (
     build_optimizer,
     run_stream,
 )
-from alta.loop.callbacks import Callback
 from alta.errors import ConfigError
+from alta.loop.callbacks import Callback
 from alta.loop.group import GroupMember, run_group
 
 # (method, buffer size, schedule): different methods, buffer sizes (none: the sgd lower bound),

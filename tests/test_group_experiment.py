@@ -7,8 +7,8 @@ import json
 import pytest
 
 from alta.cli.config import apply_overrides, load_config
-from alta.run import group_key, plan_groups, run_experiment, run_group_experiment
 from alta.errors import ConfigError
+from alta.run import group_key, plan_groups, run_experiment, run_group_experiment
 
 BASE = {"train.epochs": 2, "eval.every": 1, "data.max_train_per_class": 8, "data.max_test_per_class": 4,
         "train.batch_size": 16}  # digits, 5 experiences x 2 classes, one step per epoch

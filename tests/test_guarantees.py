@@ -19,10 +19,10 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, evaluate
-from alta.loop.cache import FeatureCache
 from alta.errors import AltaError, CheckpointError, ConfigError, DataError, ShapeError
-from alta.metrics import summarize
 from alta.loop import LoopConfig, epoch_batches
+from alta.loop.cache import FeatureCache
+from alta.metrics import summarize
 
 # --------------------------------------------------------------------------------------------
 # 4: an experience without test samples is scored NaN, never 0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import alta
 import torch.nn.functional as F
 from helpers import synthetic_experiences
 
+import alta
 from alta import AlternatingSchedule, CrossModalLearner, MemoryBuffer, build_optimizer, list_methods
 from alta.backbones import import_clip
 from alta.errors import ConfigError, ShapeError, StateError

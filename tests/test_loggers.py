@@ -33,8 +33,15 @@ def _has(module: str) -> bool:
 @pytest.fixture(scope="module")
 def logged(tiny_clip, tmp_path_factory):
     """The run's result and the folder each logger wrote to."""
-    from alta import AlternatingSchedule, CrossModalLearner, LoopConfig, MemoryBuffer, ScenarioStream, build_optimizer
-    from alta import run_stream
+    from alta import (
+        AlternatingSchedule,
+        CrossModalLearner,
+        LoopConfig,
+        MemoryBuffer,
+        ScenarioStream,
+        build_optimizer,
+        run_stream,
+    )
 
     root = tmp_path_factory.mktemp("loggers")
     stream = ScenarioStream.from_name("digits", resolution=32)

@@ -42,13 +42,13 @@ from alta import (
     LoopConfig,
     MemoryBuffer,
     build_optimizer,
+    epoch_batches,
     evaluate,
     get_method,
     list_methods,
     protocols,
     run_stream,
 )
-from alta.loop import LoopConfig, epoch_batches
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["cat", "dog", "golden retriever", "truck", "maple_tree", "sweet_pepper"]  # raw, as the reference spells them

@@ -21,18 +21,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli
 
 import alta.loop.fit as training  # the loop's module, whose names a test replaces
 from alta import CrossModalLearner, MemoryBuffer, ScenarioStream, build_optimizer, train_step
-from alta.loop.callbacks import Callback
-from alta.run.checkpoint import payload_digest, read_checkpoint
 from alta.cli.config import apply_overrides, load_config
 from alta.errors import CheckpointError, OutputError, ResourceError, TrainingError
-from alta.run import MetricsWriter, run_experiment
 from alta.io import append_jsonl, atomic_write, json_line, write_json
+from alta.loop.callbacks import Callback
+from alta.run import MetricsWriter, run_experiment
+from alta.run.checkpoint import payload_digest, read_checkpoint
 from alta.run.summary import CONFUSION_PLOT, PLOT_FILES
-
-from helpers import run_cli
 
 ROOT = Path(__file__).parents[1]
 QUICK = ["--epochs", "2", "--eval-every", "1", "--set", "data.max_train_per_class=16", "--set",

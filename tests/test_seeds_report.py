@@ -15,10 +15,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import run_cli
 
 from alta.cli import main
-
-from helpers import run_cli
 
 QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=16", "--set", "data.max_test_per_class=8",
          "--train-cache", "fixed", "--no-progress", "--threads", "1", "-q"]

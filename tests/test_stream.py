@@ -428,7 +428,7 @@ def test_experience_without_samples_is_refused(split):
     with pytest.raises(DataError) as info:
         ScenarioStream(data["train"], data["test"], NAMES, num_experiences=5)
     message = str(info.value)
-    assert f"experience 2 (0-based, of 5; classes 'class 4' (label 4, original id 4)" in message
+    assert "experience 2 (0-based, of 5; classes 'class 4' (label 4, original id 4)" in message
     assert f"has no {split} samples" in message and "Fix" in message
     # With a class order the message names delivered labels and original ids.
     with pytest.raises(DataError, match=r"'class 4' \(label 0, original id 4\)"):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from alta import ScenarioStream
+from alta.loop import LoopConfig, epoch_batches
 from alta.loop.cache import FeatureCache
 from alta.seeding import derive_seed
-from alta.loop import LoopConfig, epoch_batches
 
 
 def test_derive_seed_is_a_valid_torch_seed_and_stable():

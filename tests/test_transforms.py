@@ -81,7 +81,7 @@ def test_dataset_stats_values_and_fallbacks():
 
 
 def test_digits_stats_match_the_data():
-    from alta.data.datasets import _digits_arrays
+    from alta.data.datasets.digits import digits_arrays as _digits_arrays
 
     train_x, _, test_x, _ = _digits_arrays()
     pixels = np.concatenate([train_x, test_x]).astype(np.float64) / 255.0

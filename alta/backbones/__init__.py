@@ -34,9 +34,11 @@ from .clip import (
     ClipBackbone,
     default_download_root,
     import_clip,
-    list_backbones as _list_clip_names,
     load_clip,
     save_backbone,
+)
+from .clip import (
+    list_backbones as _list_clip_names,
 )
 
 __all__ = [

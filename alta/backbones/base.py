@@ -27,7 +27,6 @@ the exact truncated and shared-prefix text encodings from a few hooks.
 from __future__ import annotations
 
 import abc
-
 import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol, runtime_checkable

@@ -27,9 +27,9 @@ from typing import Any, Mapping
 import yaml
 
 from ..config import case_hint, coerce, field_hints, unknown_key_error
-from ..run.sections import DataConfig
 from ..errors import ConfigError
 from ..run.config import OPERATIONAL_KEYS, RunConfig, flatten, safe_run_name
+from ..run.sections import DataConfig
 
 __all__ = ["RunConfig", "load_config", "apply_overrides", "parse_override", "load_run_config", "list_configs",
            "config_description", "translate_reference_config", "is_reference_format", "flatten", "OPERATIONAL_KEYS"]

@@ -33,11 +33,12 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ..classnames import check_distinguishable, class_name_list, readable
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 
@@ -394,3 +395,179 @@ def read_class_names(
             "those folders to the map"
         )
     return [str(mapping[c]).strip() for c in class_ids], kind
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting helpers
+# --------------------------------------------------------------------------------------------
+
+
+def check_count(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
+        raise ConfigError(f"{name} must be a positive int or None, got {value!r}")
+    return int(value)
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def split_sizes(
+    num_classes: int,
+    *,
+    num_experiences: int | None,
+    classes_per_experience: int | None,
+    initial_classes: int | None,
+) -> list[int]:
+    """Number of classes of each experience."""
+    num_experiences = check_count(num_experiences, "num_experiences")
+    classes_per_experience = check_count(classes_per_experience, "classes_per_experience")
+    initial_classes = check_count(initial_classes, "initial_classes")
+    C = num_classes
+    if num_experiences is None and classes_per_experience is None:
+        if initial_classes == C:
+            return [C]
+        raise ConfigError(
+            f"give num_experiences or classes_per_experience to split the {C} classes into "
+            f"experiences; valid num_experiences: {divisors(C)}"
+            + (" (add initial_classes for an unevenly sized first experience)"
+               if initial_classes is None else "")
+        )
+    if initial_classes is not None and initial_classes > C:
+        raise ConfigError(
+            f"initial_classes={initial_classes} exceeds the {C} classes of the dataset; expected "
+            f"1..{C}"
+        )
+    first = initial_classes if initial_classes is not None else 0
+    rest = C - first
+    if initial_classes is None:
+        valid_t = divisors(C)
+        valid_k = divisors(C)
+    else:
+        valid_t = [1] if rest == 0 else [1 + d for d in divisors(rest)]
+        valid_k = divisors(rest) if rest else []
+    hint = (
+        "; or set initial_classes so that the remaining classes divide evenly"
+        if initial_classes is None
+        else f"; or change initial_classes={initial_classes} (the {rest} remaining classes are split "
+             "evenly over the other experiences)"
+    )
+    what = f"{C} classes" if initial_classes is None else f"{rest} classes left after initial_classes={initial_classes}"
+    if num_experiences is not None:
+        if num_experiences not in valid_t:
+            raise ConfigError(
+                f"num_experiences={num_experiences} does not split the {what} evenly; valid "
+                f"num_experiences: {valid_t}{hint}"
+            )
+        others = num_experiences - (1 if initial_classes is not None else 0)
+        size = rest // others if others else 0
+        if classes_per_experience is not None and others and classes_per_experience != size:
+            raise ConfigError(
+                f"num_experiences={num_experiences} and classes_per_experience="
+                f"{classes_per_experience} disagree: {num_experiences} experiences of the "
+                f"{C} classes" + (f" after initial_classes={initial_classes}" if initial_classes else "")
+                + f" have {size} classes each; give only one of them"
+            )
+    else:
+        assert classes_per_experience is not None
+        if classes_per_experience not in valid_k:
+            raise ConfigError(
+                f"classes_per_experience={classes_per_experience} does not split the {what} "
+                f"evenly; valid classes_per_experience: {valid_k or 'none (no classes left)'}{hint}"
+            )
+        size = classes_per_experience
+        others = rest // size
+    sizes = ([first] if initial_classes is not None else []) + [size] * others
+    assert sum(sizes) == C and all(s > 0 for s in sizes), sizes
+    return sizes
+
+
+def resolve_order(num_classes: int, class_order: Any, seed: int | None) -> tuple[list[int], str]:
+    """The class order and how it was chosen (``native``, ``seed=N``, ``explicit``, a registered
+    name such as ``icarl-1993``, or ``file:/path``)."""
+    class_order, described = resolve_class_order(class_order, num_classes)
+    if class_order is not None and seed is not None:
+        raise ConfigError(
+            f"got both class_order and seed={seed!r}; they are alternatives: pass class_order for an "
+            "explicit permutation or seed to draw one, not both"
+        )
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(
+                f"seed must be an int in [0, 2**64) or None, got {type(seed).__name__} {seed!r}"[:300]
+                + "; pass e.g. seed=1993 to draw a class order, or None for the native order"
+            )
+        if not 0 <= int(seed) < 2**64:
+            raise ConfigError(
+                f"seed must be an int in [0, 2**64) (the range torch.Generator accepts), got "
+                f"{int(seed)}; reduce it, e.g. seed % 2**64"
+            )
+        generator = torch.Generator().manual_seed(int(seed))
+        return torch.randperm(num_classes, generator=generator).tolist(), f"seed={int(seed)}"
+    if class_order is None:
+        return list(range(num_classes)), "native"
+    if isinstance(class_order, torch.Tensor):
+        class_order = class_order.tolist()
+    elif isinstance(class_order, np.ndarray):
+        class_order = class_order.tolist()
+    if isinstance(class_order, (str, bytes)) or not isinstance(class_order, Sequence):
+        raise DataError(
+            f"class_order must be a list of the {num_classes} original class ids, got "
+            f"{type(class_order).__name__} {class_order!r}"
+        )
+    order = list(class_order)
+    bad = [c for c in order if isinstance(c, bool) or not isinstance(c, (int, np.integer))]
+    if bad:
+        raise DataError(f"class_order must hold integer class ids, got {bad[:5]}")
+    order = [int(c) for c in order]
+    if sorted(order) != list(range(num_classes)):
+        duplicates = sorted({c for c in order if order.count(c) > 1})
+        missing = sorted(set(range(num_classes)) - set(order))
+        outside = sorted(c for c in set(order) if not 0 <= c < num_classes)
+        raise DataError(
+            f"class_order must be a permutation of the dataset's labels 0..{num_classes - 1}; "
+            f"received {len(order)} ids (missing: {missing[:10]}, duplicated: {duplicates[:10]}, "
+            f"out of range: {outside[:10]}). Fix: list every original class id exactly once"
+        )
+    return order, described or "explicit"
+
+
+def apply_split(
+    split: str | Split | None,
+    *,
+    num_experiences: int | None,
+    classes_per_experience: int | None,
+    initial_classes: int | None,
+) -> tuple[int | None, int | None]:
+    """``(initial_classes, classes_per_experience)`` of a ``B<base>-Inc<increment>`` split; the
+    given counts when ``split`` is ``None``.
+
+    Raises:
+        ConfigError: a split together with explicit counts (they would contradict each other).
+    """
+    if split is None:
+        return initial_classes, classes_per_experience
+    given = {k: v for k, v in (("num_experiences", num_experiences), ("initial_classes", initial_classes),
+                               ("classes_per_experience", classes_per_experience)) if v is not None}
+    if given:
+        raise ConfigError(
+            f"got split={str(split)!r} and {', '.join(f'{k}={v!r}' for k, v in given.items())}; a split "
+            "already fixes the counts. Fix: give the split alone, or the counts alone"
+        )
+    parsed = split if isinstance(split, Split) else parse_split(split)
+    return parsed.initial_classes, parsed.classes_per_experience
+
+
+def check_names(class_names: Any) -> list[str]:
+    names = class_name_list(class_names, what="ScenarioStream")
+    bad = [(i, n) for i, n in enumerate(names) if not isinstance(n, str) or not readable(n)]
+    if bad:
+        raise DataError(
+            f"class names must be non-empty strings (CLIP prompts are built from them, with "
+            f"underscores read as spaces); received {bad[:5]} (index, name). Fix: give every "
+            "label a readable name"
+        )
+    check_distinguishable(names, error=DataError)  # the same rule as CrossModalLearner's
+    return names

@@ -6,7 +6,7 @@ is the one step for both; :class:`DataParallelStep` is what it does differently 
 
 - **Shards weighed by their global counts.** The global batch is the configured batch size B
   (32 in the paper), split over the ranks (:func:`alta.distributed.split_sizes`: contiguous,
-  near-equal). Every term of the learner's :class:`~alta.learner.StepLoss` is a mean over its
+  near-equal). Every term of the learner's :class:`~alta.losses.StepLoss` is a mean over its
   own items and says how many; the hook sums those counts over the ranks (one small all-reduce)
   and weighs each rank's term by ``local / global`` items, so that the ranks' losses, and their
   gradients, add up to the single-process loss of the global batch.

@@ -79,7 +79,7 @@ class Learner(Protocol):
              branches=None):
         """The step's loss: an object with ``loss`` (with its graph), ``terms``, ``weights`` and
         ``counts`` (each term a mean over ``counts[name]`` items), ``stats()`` and
-        ``memory_items()`` (:class:`~alta.learner.StepLoss`)."""
+        ``memory_items()`` (:class:`~alta.losses.StepLoss`)."""
 
     def classifier(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function from images or frozen features to logits (B, C) in the current state."""

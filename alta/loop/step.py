@@ -46,7 +46,7 @@ class LocalStep:
         return buffer.sample(size)
 
     def loss(self, learner, inputs: torch.Tensor, labels: torch.Tensor, *, memory, branches):
-        """``(out, objective)``: the learner's :class:`~alta.learner.StepLoss` and the tensor to
+        """``(out, objective)``: the learner's :class:`~alta.losses.StepLoss` and the tensor to
         call ``backward`` on (its loss)."""
         out = learner.loss(inputs, labels, memory=memory, branches=branches)
         return out, out.loss

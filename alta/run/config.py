@@ -4,7 +4,7 @@ One continual-learning run of ALTA (Li et al., "Cross-Modal Alternating Learning
 Task-Aware Representations for Continual Learning", IEEE TMM 2023) is described by one resolved
 :class:`RunConfig`, saved as ``config.yaml`` beside its results. Its sections are the configs of
 what they build: :class:`~alta.run.sections.DataConfig`, :class:`~alta.run.sections.ModelConfig`
-(the backbone and the learner's :class:`~alta.learner.LearnerConfig`),
+(the backbone and the learner's :class:`~alta.learner_config.LearnerConfig`),
 :class:`~alta.buffer.BufferConfig`, :class:`~alta.optim.OptimConfig`,
 :class:`~alta.run.sections.TrainConfig` and :class:`~alta.run.sections.EvalConfig`; the loop's
 settings are one :class:`~alta.loop.LoopConfig`, built once from them (:attr:`RunConfig.loop`).

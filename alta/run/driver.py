@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import torch
 
 from .. import distributed as dist
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io import clean_temp_files, write_text
 from ..loop.callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from ..loop.fit import evaluate_stream, run_stream
@@ -58,7 +58,6 @@ from .writers import (
     SummaryWriter,
     finish_complete_run,
 )
-from ..errors import CheckpointError
 
 __all__ = ["run_experiment", "read_finished_summary"]
 

@@ -22,8 +22,9 @@ import torch
 from .. import distributed as dist
 from ..errors import ConfigError
 from ..io import write_text
-from ..learner import LearnerConfig
+from ..learner_config import LearnerConfig
 from ..loop.callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
+from ..loop.group import GroupMember, run_group
 from ..loop.result import StreamResult
 from ..methods import METHODS
 from ..resources import translate_allocation_errors
@@ -44,7 +45,6 @@ from .writers import (
     SummaryWriter,
     finish_complete_run,
 )
-from ..loop.group import GroupMember, run_group
 
 __all__ = ["SHARED_KEYS", "group_key", "plan_groups", "run_group_experiment"]
 
@@ -57,7 +57,7 @@ logger = logging.getLogger("alta.run")
 #: Config keys the members of a run group share (a trailing dot: the whole section): the stream,
 #: the seed, the protocol (its class names build the shared stream), the kernels' determinism
 #: (a setting of the process), the backbone (the ``model`` keys of :class:`~alta.run.sections.ModelConfig` that are not the
-#: learner's, :class:`~alta.learner.LearnerConfig`), and the loop. Every other key (method, head,
+#: learner's, :class:`~alta.learner_config.LearnerConfig`), and the loop. Every other key (method, head,
 #: alpha, beta, buffer, optimiser, schedule, ...) may differ between members.
 SHARED_KEYS = ("seed", "device", "protocol", "deterministic", "data.",
                *(f"model.{f.name}" for f in dataclasses.fields(ModelConfig)

@@ -37,10 +37,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .. import metrics
 from ..errors import AltaError, ConfigError
 from ..io import write_text
 from ..loop.callbacks import Callback
-from .. import metrics
 
 __all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image",
            "check_loggers", "build_loggers"]

@@ -31,8 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, OutputError
 from .. import distributed as dist
+from ..errors import ConfigError, OutputError
 from ..io import write_json
 from .config import config_differences, load_saved_config
 

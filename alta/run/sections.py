@@ -3,7 +3,7 @@ training loop and its evaluation.
 
 Each is a frozen dataclass with ``from_dict`` (unknown keys refused by name) and its own checks
 (:class:`~alta.config.ConfigSection`); :class:`~alta.run.config.RunConfig` holds them with the
-option sets of the pieces (:class:`~alta.learner.LearnerConfig` inside :class:`ModelConfig`,
+option sets of the pieces (:class:`~alta.learner_config.LearnerConfig` inside :class:`ModelConfig`,
 :class:`~alta.buffer.BufferConfig`, :class:`~alta.optim.OptimConfig`). The loop's values
 (epochs, batch sizes, cache mode, evaluation period) are declared here with the loop's defaults
 and validated once, by the :class:`~alta.loop.LoopConfig` the run builds from them
@@ -32,14 +32,13 @@ from ..config import (
     set_canonical,
 )
 from ..data import DATASETS, Experience, ExperienceDataset, ScenarioStream, load_sources, parse_split
-from ..data.datasets import LabelledSource
+from ..data.datasets import DataRootError, LabelledSource
+from ..data.transforms import TRANSFORM_PRESETS
 from ..errors import ConfigError, DataError
-from ..learner import LearnerConfig
+from ..learner_config import LearnerConfig
 from ..loop.config import LoopConfig
 from ..loop.evaluation import IL_SETTINGS
 from ..schedule import AlternatingSchedule
-from ..data.datasets import DataRootError
-from ..data.transforms import TRANSFORM_PRESETS
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "EvalConfig"]
 

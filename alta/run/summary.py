@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .protocols import protocol_deviations
 from .. import metrics
-from ..errors import OutputError
+from ..errors import ConfigError, OutputError
 from ..io import atomic_write
-from ..errors import ConfigError
+from .protocols import protocol_deviations
 
 logger = logging.getLogger(__name__)
 

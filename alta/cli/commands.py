@@ -1,0 +1,348 @@
+"""The subcommands of ``alta``: ``run`` (one run, a run group, a seed group), ``report``,
+``config show`` and ``list``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from .. import distributed as dist
+from ..backbones import default_download_root, list_backbones
+from ..data import DATASETS
+from ..errors import ConfigError, OutputError, ResourceError, TrainingError
+from ..methods import DEFAULT_METHOD, METHODS, get_method, list_methods
+from ..run import (
+    AGGREGATE_NAME,
+    load_saved_config,
+    plan_groups,
+    resolve_device,
+    run_experiment,
+    run_group_experiment,
+    run_seeds,
+)
+from ..run.report import FORMATS, check_comparable, format_markdown, load_rows
+from ..run.rundir import GROUP_FILE, claim_run_dir_on_main, read_group_file, write_group_file
+from ..run.summary import format_table
+from .config import (
+    DEFAULT_CONFIG,
+    config_description,
+    list_configs,
+    load_config,
+)
+from .parser import FLAG_KEYS
+from .resolve import apply_values, flag_overrides, reference_dirs, resolve_run_config
+from .signals import Terminated, interrupt_status
+
+logger = logging.getLogger("alta.run")
+
+
+DATA_HINT = (
+    "\nOn the command line: --data-root DIR gives the folder holding the data; --download lets torchvision "
+    "download CIFAR-10/100 or Fashion-MNIST into it."
+)
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _tiny_on_cpu(config) -> bool:
+
+    return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
+
+
+def run_variants(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One namespace per run the command line asks for: several ``--method`` s or
+    ``--buffer-size`` s give their product (a run group), else the command line itself."""
+    methods = args.method.split(",") if args.method else [None]
+    sizes = list(args.buffer_size) if args.buffer_size is not None else [None]
+    for flag, values in (("--method", methods), ("--buffer-size", sizes)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+
+            raise ConfigError(f"{flag} names {', '.join(twice)} twice; give each value once")
+    if len(methods) == 1 and len(sizes) == 1:
+        return [argparse.Namespace(**{**vars(args), "method": methods[0], "buffer_size": sizes[0]})]
+    return [argparse.Namespace(**{**vars(args), "method": m, "buffer_size": b}) for m in methods for b in sizes]
+
+
+def _set_threads(args: argparse.Namespace, config) -> None:
+    import torch
+
+    threads = args.threads
+    if threads is None and _tiny_on_cpu(config) and not any(os.environ.get(v) for v in _THREAD_VARIABLES):
+        # Tiny backbones gain nothing from intra-op threads, and several threads on a busy machine
+        # slow them down many times over (measured: 10 ms vs 200 ms per training step).
+        threads = 1
+        logging.getLogger("alta.cli").info("using 1 CPU thread for the tiny backbone %r (--threads N to change)",
+                                           config.model.visual)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+
+    if args.seeds is not None and (args.resume or args.seed is not None):
+        raise ConfigError("--seeds runs one experiment per seed: drop "
+                          + ("--resume (run the same --seeds command again to continue the group)" if args.resume
+                             else f"--seed {args.seed}"))
+    dist.init_from_env()  # under torchrun: one run on N processes; without it, a no-op
+    if args.seeds is not None and dist.is_distributed():
+        raise ConfigError("--seeds runs its seeds one after another in one process; under torchrun start one run "
+                          "per seed (--seed N), each on all the processes")
+
+    variants = run_variants(args)
+    if len(variants) > 1 or (args.resume and (Path(args.resume) / GROUP_FILE).is_file()):
+        if dist.is_distributed():
+            raise ConfigError("a run group (several --method or --buffer-size values) runs in one process; under "
+                              "torchrun start one run per configuration, each on all the processes")
+        if args.seeds is not None:
+            raise ConfigError("--seeds takes one configuration; give one --method and one --buffer-size (or run "
+                              "the group once per --seed N)")
+        if args.loggers:
+            raise ConfigError("--logger is not supported for a run group; each member still writes metrics.jsonl "
+                              "and summary.json (run a member alone to log it)")
+        return _cmd_run_group(args, variants)
+    args = variants[0]
+    config, output_dir, resume = resolve_run_config(args)
+    _set_threads(args, config)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if args.seeds is not None:
+        return _run_seed_group(args, config, output_dir, progress=progress)
+    # Claim the folder before anything slow (a file or an unwritable place is refused at once; of two
+    # runs started on one folder exactly one gets it); a run that fails before its first result gives
+    # it back.
+    run_dir = claim_run_dir_on_main(output_dir, config, resume=resume, next_free=not resume and not args.output_dir)
+    output_dir = run_dir.path
+    main = dist.is_main_process()
+    if not main:
+        logging.getLogger("alta").setLevel(logging.WARNING)  # rank 0 logs the run; the others warn only
+    if dist.is_distributed():
+        # torchrun stops the other ranks with SIGTERM when one fails: say so, and how to resume
+        signal.signal(signal.SIGTERM, _stopped_by_launcher)
+        logging.getLogger("alta.cli").info("rank %d of %d (%s), results in %s", dist.get_rank(),
+                                           dist.get_world_size(), torch.distributed.get_backend(), output_dir)
+    try:
+        with run_dir:
+            summary = run_experiment(config, output_dir=run_dir, resume=resume, progress=progress, plots=args.plots,
+                                     stop_after=args.stop_after, loggers=args.loggers)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main)
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        checkpoint = output_dir / "checkpoint.pt"
+        if checkpoint.is_file():
+            print(f"\nalta: {what}. The last complete checkpoint is {checkpoint}; continue with:\n"
+                  f"  alta run --resume {output_dir}", file=sys.stderr)
+        elif (output_dir / "config.yaml").is_file():
+            print(f"\nalta: {what} before the first epoch ended: no checkpoint yet. "
+                  f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
+        else:
+            print(f"\nalta: {what} before the run started; nothing was written.", file=sys.stderr)
+        return interrupt_status(exc)
+    except (TrainingError, OutputError, ResourceError) as exc:  # the run started: say how to go on
+        print(f"alta: error: {exc}", file=sys.stderr)
+        checkpoint = output_dir / "checkpoint.pt"
+        if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
+            resume_command = (f"torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}"
+                              if dist.is_distributed() else f"alta run --resume {output_dir}")
+            print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
+                  f"with:\n  {resume_command}", file=sys.stderr)
+        return 1
+    except (_StoppedByLauncher, RuntimeError) as exc:
+        if not dist.is_distributed() or not (isinstance(exc, (_StoppedByLauncher, torch.distributed.DistError))
+                                             or _PEER_LOST.search(str(exc))):
+            raise
+        reason = ("stopped by torchrun" if isinstance(exc, _StoppedByLauncher)
+                  else f"a collective failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        checkpoint = output_dir / "checkpoint.pt"
+        where = (f"The last complete checkpoint is {checkpoint}" if checkpoint.is_file()
+                 else "No checkpoint was written yet")
+        print(f"\nalta: rank {dist.get_rank()} of {dist.get_world_size()}: {reason}: another rank failed or "
+              f"left; its error is above (torchrun names the rank). {where}; continue with:\n"
+              f"  torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}",
+              file=sys.stderr)
+        return 1
+    if dist.is_distributed():
+        torch.distributed.destroy_process_group()
+    if not main:
+        return 0  # rank 0 reports
+    if not summary.get("complete"):
+        print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
+              f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
+        return 0
+    print(format_table(summary))
+    return 0
+
+
+def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace]) -> int:
+    """``alta run`` with several methods or buffer sizes: the runs in run groups, each in its own
+    folder under one group folder (with ``group.json``); ``--resume`` on that folder continues them."""
+    from datetime import datetime
+
+
+    if args.resume:
+        root = Path(args.resume)
+        flags = any(getattr(args, dest, None) is not None for dest in FLAG_KEYS) or args.overrides
+        if flags or args.output_dir or args.config:
+            raise ConfigError(f"--resume {root} continues a run group with its members' saved configurations; drop "
+                              f"the other options (resume one member alone with --resume {root}/MEMBER)")
+        folders = read_group_file(root)
+        names = [f.name for f in folders]
+        configs = [load_saved_config(f / "config.yaml") if (f / "config.yaml").is_file() else None for f in folders]
+        missing = [str(f) for f, c in zip(folders, configs) if c is None]
+        if missing:
+            raise ConfigError(f"cannot resume the run group {root}: {', '.join(missing)} never started (no "
+                              f"config.yaml); start the group again in another --output-dir")
+        resumes = [True] * len(configs)
+    else:
+        configs, names = [], []
+        several_sizes = args.buffer_size is not None and len(args.buffer_size) > 1
+        for variant in variants:
+            config, _, _ = resolve_run_config(argparse.Namespace(**{**vars(variant), "output_dir": None}))
+            replays = METHODS.get(config.model.method).replay
+            if several_sizes and not replays and config.model.method in (c.model.method for c in configs):
+                continue  # a method without replay gives the same run at every buffer size: run it once
+            name = config.model.method + (f"-buffer{config.buffer.size}" if several_sizes and replays else "")
+            if several_sizes and not replays:
+                logging.getLogger("alta").info("method %s does not replay: one run for every --buffer-size",
+                                               config.model.method)
+            if name in names:
+                raise ConfigError(f"the run group asks for {name} twice; give each method and buffer size once")
+            configs.append(config)
+            names.append(name)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        root = Path(args.output_dir) if args.output_dir else Path("runs") / f"{configs[0].name}-group-{stamp}"
+        if (root / GROUP_FILE).exists():
+            raise ConfigError(f"{root} already holds a run group; continue it with `alta run --resume {root}` or "
+                              f"choose another --output-dir")
+        write_group_file(root, names)
+        folders = [root / name for name in names]
+        resumes = [False] * len(configs)
+    _set_threads(args, configs[0])
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    summaries: list[dict | None] = [None] * len(configs)
+    for indices in plan_groups(configs):
+        chosen = [configs[i] for i in indices]
+        if len(indices) == 1:  # a run that trains nothing (zero-shot CLIP), or alone in its group
+            i = indices[0]
+            summaries[i] = run_experiment(configs[i], output_dir=folders[i], resume=resumes[i], progress=progress,
+                                          plots=args.plots, stop_after=args.stop_after)
+        else:
+            for i, summary in zip(indices, run_group_experiment(
+                    chosen, [folders[i] for i in indices], resume=[resumes[i] for i in indices], progress=progress,
+                    plots=args.plots, stop_after=args.stop_after)):
+                summaries[i] = summary
+    for name, folder, summary in zip(names, folders, summaries):
+        print(f"== {name} ({folder})")
+        print(format_table(summary) if summary.get("complete") else
+              f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences")
+    if not all(s.get("complete") for s in summaries):
+        print(f"continue with: alta run --resume {root}")
+        return 0
+
+    rows = load_rows([root])  # the members side by side, as `alta report` shows the group
+    print(f"\n== the run group ({root}; again with `alta report {root}`)")
+    print(format_markdown(rows, check_comparable(rows, allow_mixed=True)))
+    return 0
+
+
+def _run_seed_group(args: argparse.Namespace, config, output_dir: Path, *, progress: bool) -> int:
+    """``alta run --seeds S...``: a run per seed in OUTPUT/seed-S, then the aggregate."""
+
+    if not args.output_dir:  # one folder for the group; the runs go inside it
+        output_dir = output_dir.with_name(output_dir.name + "-seeds")
+    aggregate = run_seeds(config, args.seeds, output_dir=output_dir, progress=progress, plots=args.plots,
+                          stop_after=args.stop_after, loggers=args.loggers)
+    if not aggregate.get("complete", True):
+        print(f"stopped in {aggregate['stopped_in']}; continue the group with the same command "
+              f"(--output-dir {output_dir})")
+        return 0
+    rows = load_rows([output_dir])
+    print(format_markdown(rows, check_comparable(rows)))
+    print(f"\naggregate: {output_dir / AGGREGATE_NAME}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+
+    rows = load_rows(args.folders)
+    notes = check_comparable(rows, allow_mixed=args.allow_mixed)
+    print(FORMATS[args.format](rows, notes))
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+
+    overrides = flag_overrides(args)
+    config = load_config(args.config or DEFAULT_CONFIG)
+    config = apply_values(config, reference_dirs(args, config, overrides), overrides)
+    print(config.to_yaml(), end="")
+    return 0
+
+
+# how gloo and NCCL say that another rank is gone (gloo raises a plain RuntimeError)
+_PEER_LOST = re.compile(r"Connection (closed|reset)|remote worker|peer|NCCL|[Tt]imed? ?out", re.IGNORECASE)
+
+
+class _StoppedByLauncher(Exception):
+    """SIGTERM from torchrun, which stops every rank when one fails."""
+
+
+def _stopped_by_launcher(signum, frame) -> None:
+    raise _StoppedByLauncher()
+
+
+# --------------------------------------------------------------------------------------------
+# alta list
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+
+    what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs"]
+    blocks = []
+    if "methods" in what:
+        lines = ["methods (--method):"]
+        for name in list_methods():
+            spec = get_method(name)
+            flags = []
+            if name == DEFAULT_METHOD:
+                flags.append("ALTA, default, alias 'alta'")
+            flags.append("replay" if spec.replay else "no replay")
+            lines.append(f"  {name:28s} {spec.formula:36s} {spec.description} ({', '.join(flags)})")
+        blocks.append("\n".join(lines))
+    if "backbones" in what:
+        root = default_download_root()
+        lines = [f"backbones (--visual; pretrained weights are read from {root}):"]
+        for name in list_backbones(pretrained=True):
+            lines.append(f"  {name:18s} pretrained OpenAI CLIP")
+        for name in list_backbones(pretrained=False):
+            lines.append(f"  {name:18s} RANDOM weights (offline; numbers not comparable with the paper's)")
+        lines.append("  or the path of a local CLIP checkpoint file")
+        blocks.append("\n".join(lines))
+    if "datasets" in what:
+        lines = ["datasets (data.dataset / --dataset):"]
+        for name in DATASETS.names():
+            lines.append(f"  {name:18s} {DATASETS.get(name).description}")
+        blocks.append("\n".join(lines))
+    if "configs" in what:
+        lines = ["configs (--config):"]
+        for name in list_configs():
+            lines.append(f"  {name:15s} {config_description(name)}")
+        blocks.append("\n".join(lines))
+    print("\n\n".join(blocks))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+
+
+#: The function of each subcommand (``args.command``).
+HANDLERS = {"run": cmd_run, "report": cmd_report, "config": cmd_config_show, "list": cmd_list}

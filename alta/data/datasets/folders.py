@@ -1,0 +1,281 @@
+"""Readers of folder layouts shared by the dataset loaders: image files under class folders, the
+layout errors that say where the data must go, and seeded per-class train/test splits for
+datasets without an official one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ...classnames import check_utf8, readable
+from ...errors import ConfigError, DataError
+from .base import IMAGE_EXTENSIONS, DataRootError, ImageFileSource, class_key
+
+logger = logging.getLogger("alta.data.datasets")
+
+
+
+
+def layout_error(
+    name: str, root: Path | None, problem: str, layouts: str, *, can_download: bool
+) -> DataRootError:
+    hint = " Or pass download=True to let torchvision download it into root." if can_download else ""
+    if root is not None and not root.is_dir():
+        problem += f"; {root} {'is a file, not a folder' if root.exists() else 'does not exist'}"
+    inside = dataset_subfolders(name, root)
+    if inside:
+        hint += f" {root} holds {', '.join(inside)}: is the data in there (root={str(root / inside[0])!r})?"
+    return DataRootError(
+        f"{name}: {problem} (root={str(root) if root is not None else None!r}). "
+        f"Expected one of these layouts under root:\n{layouts}\nFix: pass root= pointing at the "
+        f"folder that holds that layout.{hint}"
+    )
+
+
+def dataset_subfolders(name: str, root: Path | None) -> list[str]:
+    """Subfolders of ``root`` named like the dataset (``cifar10/`` for ``seq-cifar10``,
+    ``tiny-imagenet-200/`` for ``seq-tinyimagenet``): a root given one level too high."""
+    if root is None or not root.is_dir():
+        return []
+    def norm(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    key = norm(name.removeprefix("seq-"))
+    try:
+        children = sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    # the key not followed by a digit (cifar10 is not cifar100); the exact name first
+    pattern = re.escape(key) + (r"(?!\d)" if key[-1:].isdigit() else "")
+    found = [c for c in children if key and re.search(pattern, norm(c))]
+    return sorted(found, key=lambda c: (norm(c) != key, c))[:3]
+
+
+def need_root(name: str, root: Path | None, layouts: str, *, can_download: bool) -> Path:
+    if root is None:
+        raise layout_error(name, root, "no root given", layouts, can_download=can_download)
+    return root
+
+
+SKIPPED_SHOWN = 5  # paths a skipped-files warning lists
+
+
+def list_images(folder: Path, skipped: list[tuple[str, str]] | None = None) -> list[str]:
+    """Image files under ``folder``, subfolders included, as torchvision's ImageFolder finds
+    them (``torchvision.datasets.folder.make_dataset``): ``os.walk`` following links, in sorted
+    order, names ending in one of :data:`IMAGE_EXTENSIONS` case-insensitively. Written out
+    rather than called because torchvision < 0.17 refuses empty folders, which alta reports
+    itself, naming the class.
+
+    An entry is read when it has an image extension and is (or links to) a regular file.
+    Anything else (a dangling symlink, ``notes.txt``) is appended to ``skipped`` with its reason,
+    for :func:`report_skipped`.
+    """
+    paths: list[str] = []
+    for directory, _, names in sorted(os.walk(folder, followlinks=True)):
+        for name in sorted(names):
+            path = os.path.join(directory, name)
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                reason = "no image extension"
+            elif not os.path.isfile(path):
+                reason = "dangling symlink" if os.path.islink(path) else "not a regular file"
+            else:
+                paths.append(path)
+                continue
+            if skipped is not None:
+                skipped.append((path, reason))
+    return paths
+
+
+def report_skipped(dataset: str, where: Path, skipped: list[tuple[str, str]], *, kept: int) -> None:
+    """Log one warning naming how many entries were left out of ``where`` and the first few."""
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for _, reason in skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    shown = ", ".join(f"{path} ({reason})" for path, reason in sorted(skipped)[:SKIPPED_SHOWN])
+    logger.warning(
+        "%s: skipped %d entr%s of %s that %s not image files (%s; %d images kept): %s%s. Only files "
+        "with an image extension (%s) that are, or link to, regular files are read",
+        dataset, len(skipped), "y" if len(skipped) == 1 else "ies", where, "is" if len(skipped) == 1 else "are",
+        ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())), kept, shown,
+        " ..." if len(skipped) > SKIPPED_SHOWN else "", ", ".join(IMAGE_EXTENSIONS),
+    )
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Sorted names of the class folders of ``split_dir`` (hidden entries are ignored).
+
+    Raises:
+        DataError: a folder name that is not valid UTF-8 (it could not become a class name).
+    """
+    with os.scandir(split_dir) as entries:
+        folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for name in folders:
+        check_utf8(name, what=f"class folder {str(split_dir / name)!r}", error=DataError)
+    return folders
+
+
+def find_test_dir(root: Path) -> Path | None:
+    for name in ("test", "val"):
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def folder_split(
+    split_dir: Path,
+    folders: Sequence[str],
+    *,
+    identity: str,
+    class_names: Sequence[str],
+    dataset: str,
+    class_ids: Sequence[str] | None = None,
+) -> ImageFileSource:
+    """Image files under ``split_dir/<folders[k]>/`` (subfolders included) labelled k; every
+    class needs an image.
+
+    Raises:
+        DataError: a class folder holding no image file (naming the class and the folder).
+    """
+    paths: list[str] = []
+    targets: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    for label, folder in enumerate(folders):
+        files = list_images(split_dir / folder, skipped)
+        if not files:
+            role = "training" if split_dir.name == "train" else "test"
+            raise DataError(
+                f"{dataset}: class {class_names[label]!r} has no {role} images: the folder "
+                f"{str(split_dir / folder)!r} holds no images, subfolders included (extensions read: "
+                f"{', '.join(IMAGE_EXTENSIONS)}). Every class needs at least one training and one "
+                f"test image (a class without {role} images would "
+                f"{'never be learned' if role == 'training' else 'never be evaluated'}). Fix: add "
+                "images to that folder, or remove the class's folder from every split"
+            )
+        paths.extend(files)
+        targets.extend([label] * len(files))
+    report_skipped(dataset, split_dir, skipped, kept=len(paths))
+    return ImageFileSource(paths, targets, class_names, identity=identity,
+                           class_ids=list(folders) if class_ids is None else class_ids)
+
+
+def match_folders(
+    dataset: str, split_dir: Path, known: Sequence[str], layouts: str
+) -> list[str]:
+    """Folder name of each known class (in the known, native order), matched by name."""
+    found = class_folders(split_dir)
+    by_key = {class_key(f): f for f in found}
+    missing = [c for c in known if class_key(c) not in by_key]
+    extra = sorted(set(by_key) - {class_key(c) for c in known})
+    if missing or extra:
+        raise DataRootError(
+            f"{dataset}: class folders in {str(split_dir)!r} do not match the dataset's classes; "
+            f"missing: {missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected: "
+            f"{[by_key[k] for k in extra[:10]]}. Expected one folder per class named "
+            f"{', '.join(known[:10])}{' ...' if len(known) > 10 else ''} (underscores or spaces).\n"
+            f"Layouts:\n{layouts}"
+        )
+    return [by_key[class_key(c)] for c in known]
+
+
+def named_folder_sources(
+    dataset: str, root: Path, known: Sequence[str], layouts: str
+) -> tuple[ImageFileSource, ImageFileSource]:
+    test_dir = find_test_dir(root)
+    if test_dir is None:
+        raise layout_error(dataset, root, "found train/ but no test/ or val/ beside it", layouts,
+                            can_download=False)
+    names = [readable(c) for c in known]
+    out = []
+    for split_dir in (root / "train", test_dir):
+        folders = match_folders(dataset, split_dir, known, layouts)
+        out.append(
+            folder_split(
+                split_dir,
+                folders,
+                identity=f"{dataset}|folders|{root}|{split_dir.name}",
+                class_names=names,
+                dataset=dataset,
+            )
+        )
+    return out[0], out[1]
+
+
+def check_split_options(dataset: str, split_seed: object, test_fraction: object) -> tuple[int, float]:
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or int(split_seed) < 0:
+        raise ConfigError(
+            f"{dataset}: split_seed must be an int >= 0 (the seed of the per-class train/test split), "
+            f"got {split_seed!r}"
+        )
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ConfigError(
+            f"{dataset}: test_fraction must be a number in (0, 1) (share of every class's images "
+            f"held out for test), got {test_fraction!r}"
+        )
+    return int(split_seed), float(test_fraction)
+
+
+def seeded_split(
+    dataset: str,
+    files_per_class: Sequence[Sequence[str]],
+    class_ids: Sequence[str],
+    *,
+    seed: int,
+    test_fraction: float | None = None,
+    train_per_class: int | None = None,
+) -> tuple[list[str], list[int], list[str], list[int]]:
+    """Split every class's files into train and test with a generator seeded by (seed, label).
+
+    Each class draws its own permutation from ``np.random.default_rng([seed, label])``, so a
+    class's split does not depend on the other classes. ``train_per_class`` keeps that many
+    training images per class (the rest is test); otherwise ``round(test_fraction * n)`` images
+    (at least one) are test images. Files keep their sorted order inside each side.
+
+    Raises:
+        DataError: a class with fewer than two images (it cannot be on both sides).
+    """
+    train_paths: list[str] = []
+    train_targets: list[int] = []
+    test_paths: list[str] = []
+    test_targets: list[int] = []
+    for label, files in enumerate(files_per_class):
+        n = len(files)
+        if n < 2:
+            raise DataError(
+                f"{dataset}: class {class_ids[label]!r} has {n} image(s); the seeded train/test "
+                "split needs at least two per class (one on each side). Fix: add images or remove "
+                "that class folder"
+            )
+        if train_per_class is not None:
+            num_test = n - min(train_per_class, n - 1)
+        else:
+            assert test_fraction is not None
+            num_test = min(max(1, round(test_fraction * n)), n - 1)
+        permutation = np.random.default_rng([seed, label]).permutation(n)
+        is_test = np.zeros(n, dtype=bool)
+        is_test[permutation[:num_test]] = True
+        for index, path in enumerate(files):
+            if is_test[index]:
+                test_paths.append(path)
+                test_targets.append(label)
+            else:
+                train_paths.append(path)
+                train_targets.append(label)
+    return train_paths, train_targets, test_paths, test_targets
+
+
+def check_path_option(dataset: str, option: str, value: object) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(
+            f"{dataset}: option {option} must be the path of a file, got {type(value).__name__} {value!r}"[:300]
+        )
+
+

@@ -1,0 +1,101 @@
+"""The options of :class:`~alta.CrossModalLearner`: their defaults (written only here) and their
+validation (done only here: the learner builds a :class:`LearnerConfig` from its arguments, and a
+run's ``model`` section extends it).
+
+ALTA: Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
+Learning", IEEE TMM 2023 (reference code github.com/vijaylee/ALTA, ``configs/*.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, resolve_name, set_canonical
+from .errors import ConfigError
+from .methods import DEFAULT_METHOD, METHODS
+from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE
+
+__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS"]
+
+HEADS = ("all", "seen")
+SNAPSHOT_TIMINGS = ("end", "last_forward")
+
+
+def _check_template(template: Any) -> None:
+    """``template`` must format with one class name: exactly one ``{}`` and no other braces
+    (``{{``/``}}`` stand for literal braces)."""
+    fix = ("expected a prompt with exactly one '{}' where the class name goes, e.g. 'a photo of a {}' "
+           "(write '{{' and '}}' for literal braces)")
+    if not isinstance(template, str):
+        raise ConfigError(f"config key 'model.template' must be a string, got {template!r}; {fix}")
+    try:
+        fields_ = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                   if name is not None]
+        template.format("x")
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"config key 'model.template' is {template!r}, which cannot be formatted "
+                          f"({type(exc).__name__}: {exc}); {fix}") from None
+    if fields_ != [("", "", None)]:
+        found = ", ".join("{" + n + (f"!{c}" if c else "") + (f":{s}" if s else "") + "}" for n, s, c in fields_)
+        raise ConfigError(f"config key 'model.template' is {template!r}, with the placeholders "
+                          f"[{found or 'none'}]; {fix}")
+
+
+@dataclass(frozen=True)
+class LearnerConfig(ConfigSection):
+    """The options of :class:`CrossModalLearner`, their defaults (written only here) and their
+    validation (done only here: the learner builds one of these from its arguments).
+
+    Attributes:
+        method: One of the nine method variants, ``zeroshot``, or ``alta`` (=
+            ``oritext_mlp2cprompt_oriimg``, the default).
+        head: ``all`` (logits over every class from the first experience: the paper's protocol)
+            or ``seen`` (classes not begun yet are masked).
+        alpha: Weight of the replay cross-entropy (0.4).
+        beta: Weight of the replay logit MSE (0.4).
+        replay_batch_size: Buffer items drawn per step (32).
+        ctx_init: Words initialising the context vectors (their count is N_CTX, 4).
+        template: Hand-written prompt of w1.
+        adapter_reduction: Adapter bottleneck D -> D / reduction -> D (16).
+        truncate_text: Run the text encoder only up to the last EOT token (exact, faster).
+        snapshot_timing: ``end`` (the context after an experience's final step) or
+            ``last_forward`` (the context before it, as the reference code snapshots).
+        w1_raw_names: Class names verbatim in w1, underscores kept (the reference code's
+            "a photo of a aquarium_fish"); the learned prompt always reads them as spaces.
+    """
+
+    _SECTION: ClassVar[str] = "model"
+
+    method: str = DEFAULT_METHOD
+    head: str = "all"
+    alpha: float = 0.4
+    beta: float = 0.4
+    replay_batch_size: int = 32
+    ctx_init: str = DEFAULT_CTX_INIT
+    template: str = DEFAULT_TEMPLATE
+    adapter_reduction: int = 16
+    truncate_text: bool = True
+    snapshot_timing: str = "end"
+    w1_raw_names: bool = False
+
+    def __post_init__(self) -> None:
+        set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
+        check_choice(self.head, "model.head", HEADS)
+        check_number(self.alpha, "model.alpha", nonnegative=True)
+        check_number(self.beta, "model.beta", nonnegative=True)
+        check_int(self.replay_batch_size, "model.replay_batch_size", low=1, high=MAX_BATCH_SIZE,
+                  why="buffer items drawn per training step (default 32)")
+        check_int(self.adapter_reduction, "model.adapter_reduction", low=1)
+        if not isinstance(self.truncate_text, bool):
+            raise ConfigError(f"config key 'model.truncate_text' must be true or false, got {self.truncate_text!r}")
+        check_choice(self.snapshot_timing, "model.snapshot_timing", SNAPSHOT_TIMINGS)
+        if not isinstance(self.w1_raw_names, bool):
+            raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
+        _check_template(self.template)
+
+    def learner_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`CrossModalLearner` this config sets."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig)}
