@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from alta import metrics
-from alta.run.loggers import CSVLogger, MissingExtraError, TensorBoardLogger, WandbLogger, accuracy_matrix_image
+from alta.loop.loggers import CSVLogger, MissingExtraError, TensorBoardLogger, WandbLogger, accuracy_matrix_image
 
 EPOCHS = 2
 

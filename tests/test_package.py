@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import alta
 
 EXPECTED_ALL = {
@@ -40,6 +42,7 @@ EXPECTED_ALL = {
     "StreamResult",
     "epoch_batches",
     "DataParallelStep",
+    "loggers",
     "Learner",
     "AltaError",
     "BackboneError",
@@ -77,3 +80,49 @@ def test_import_has_no_side_effects():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout == ""
+
+
+def test_the_layers_hold_and_no_module_imports_in_a_cycle():
+    """cli > run > loop > the pieces, imports only downward, no cycle (import-linter contracts in
+    pyproject.toml; CONTRIBUTING.md)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    command = shutil.which("lint-imports")
+    if command is None:
+        pytest.skip("import-linter not installed (pip install -e '.[test]')")
+    done = subprocess.run([command, "--no-cache"], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "Contracts: 2 kept, 0 broken." in done.stdout, done.stdout[-2000:]
+
+
+#: Imports a function body of the library may hold: optional third-party packages, imported where
+#: they are used, and the lazy top-level attribute ``alta.protocols`` (alta/__init__.py).
+OPTIONAL_MODULES = {"open_clip", "transformers", "wandb", "tensorboard", "submitit", "matplotlib", "timm",
+                    "torch.utils.tensorboard", "huggingface_hub", "safetensors"}
+
+
+def test_no_alta_import_inside_a_function_of_the_library():
+    import ast
+    from pathlib import Path
+
+    package = Path(alta.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and (inner.level or (inner.module or "").startswith("alta")):
+                    module = "." * inner.level + (inner.module or "")
+                    names = {a.name for a in inner.names}
+                    allowed = (path.name == "__init__.py" and path.parent == package and module == ".run") or (
+                        path.parent.name == "backbones" and (module.lstrip(".") in {"open_clip", "hf"} or (
+                            module == "." and names <= {"open_clip", "hf"})))  # optional extras, on use
+                    if not allowed:
+                        found.append(f"{path.relative_to(package.parent)}:{inner.lineno} from {module}")
+    assert not found, "alta imports inside function bodies (move them to the top of the module):\n" + "\n".join(found)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .. import distributed as dist
 from ..errors import ConfigError, StateError
 from .cache import FeatureCache
+from .protocol import check_learner
 
 __all__ = ["evaluate", "EvaluationResult", "task_il_mask", "IL_SETTINGS", "parameter_counts", "TOP_K"]
 
@@ -150,6 +151,7 @@ def evaluate(
         StateError: called before the learner began any experience (except ``zeroshot``,
             which has nothing to learn and may be evaluated at any time).
     """
+    check_learner(learner)
     if hasattr(experiences, "test") and hasattr(experiences, "index"):
         experiences = [experiences]
     experiences = list(experiences)

@@ -32,6 +32,7 @@ from .config import LoopConfig
 from .divergence import DivergenceMonitor
 from .evaluation import EvaluationResult, evaluate
 from .parallel import DataParallelStep, check_ranks_agree
+from .protocol import check_learner
 from .result import StreamResult
 from .step import train_step
 
@@ -131,6 +132,7 @@ class ExperienceTrainer:
 
     def __init__(self, learner, *, optimizer, scheduler=None, buffer=None, schedule=None, loop: LoopConfig,
                  callbacks: Sequence[Callback] | Callback | None = None, result: StreamResult | None = None) -> None:
+        check_learner(learner)
         self.learner, self.optimizer, self.scheduler = learner, optimizer, scheduler
         self.buffer, self.schedule, self.loop, self.result = buffer, schedule, loop, result
         self.callbacks = as_callback_list(callbacks)

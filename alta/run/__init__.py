@@ -9,8 +9,8 @@ and the pieces, and nothing below it imports it:
   and :func:`run_group_experiment` (:mod:`alta.run.groups`);
 - what a run writes: the writers (:mod:`alta.run.writers`), run folders
   (:mod:`alta.run.rundir`), checkpoints (:mod:`alta.run.checkpoint`), summaries and plots
-  (:mod:`alta.run.summary`), reports (:mod:`alta.run.report`) and loggers
-  (:mod:`alta.run.loggers`);
+  (:mod:`alta.run.summary`), reports (:mod:`alta.run.report`), and the loggers a run is asked
+  for (``--logger``; the logger callbacks themselves are :mod:`alta.loop.loggers`);
 - the named protocols of the paper and the reference code (:mod:`alta.run.protocols`).
 
 ALTA: Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual

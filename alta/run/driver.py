@@ -38,7 +38,6 @@ from ..seeding import set_deterministic
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint
 from .config import RunConfig, config_differences, load_saved_config, resolve_device
 from .experiment import Experiment, check_backbone_name
-from .loggers import build_loggers, check_loggers
 from .rundir import RUN_FILES, RunDir, claim_run_dir_on_main
 from .summary import (
     CONFUSION_NAME,
@@ -56,6 +55,8 @@ from .writers import (
     StopAfter,
     StopRequested,
     SummaryWriter,
+    build_loggers,
+    check_loggers,
     finish_complete_run,
 )
 
@@ -139,7 +140,7 @@ def run_experiment(
         plots: Write the PNG plots (when matplotlib is installed).
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
-        loggers: Names of :data:`alta.run.loggers.LOGGERS` to write into the run folder as well:
+        loggers: Names of :data:`alta.loop.loggers.LOGGERS` to write into the run folder as well:
             ``csv`` (``evaluations.csv``), ``tensorboard`` (``tensorboard/``), ``wandb`` (a W&B
             run under ``wandb/``, named after the folder; offline with ``WANDB_MODE=offline``).
 

@@ -18,15 +18,18 @@ Finishing is idempotent: resuming a complete run writes whatever artefact it lac
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import ConfigError
 from ..io import append_jsonl, json_line, write_json, write_text
 from ..loop.callbacks import Callback
 from ..loop.evaluation import parameter_counts
+from ..loop.loggers import LOGGERS, CSVLogger, TensorBoardLogger, WandbLogger
 from ..loop.result import StreamResult
 from ..seeding import determinism_state
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
@@ -44,7 +47,7 @@ from .summary import (
 )
 
 __all__ = ["MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter", "PlotWriter", "FolderGuard", "StopAfter",
-           "StopRequested", "finish_complete_run"]
+           "StopRequested", "finish_complete_run", "check_loggers", "build_loggers"]
 
 logger = logging.getLogger("alta.run")
 
@@ -275,3 +278,28 @@ class StopAfter(Callback):
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102
         if self.experiences <= experience + 1 < self.num:
             raise StopRequested(experience + 1)
+
+
+def check_loggers(names: Iterable[str]) -> tuple[str, ...]:
+    """The logger names, checked (an unknown one is refused with the valid ones)."""
+    names = tuple(names)
+    for name in names:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(str(name), list(LOGGERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown logger {name!r}{hint} Valid: {', '.join(LOGGERS)} (e.g. --logger csv,tensorboard)")
+    return names
+
+
+def build_loggers(names: tuple[str, ...], output_dir: Path, config) -> list[Callback]:
+    """The loggers asked for, writing into the run folder."""
+    out: list[Callback] = []
+    for name in names:
+        if name == "csv":
+            out.append(CSVLogger(output_dir / "evaluations.csv"))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(output_dir / "tensorboard"))
+        else:  # one W&B run per run folder: a resumed alta run continues it
+            run_id = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
+            out.append(WandbLogger(name=output_dir.name, run_id=run_id, dir=output_dir, config=config.to_dict()))
+    return out

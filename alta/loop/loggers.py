@@ -19,7 +19,7 @@ CSV file is rewritten from the resumed result's records; TensorBoard purges the 
 the resume point).
 
 Examples:
-    >>> from alta.run.loggers import CSVLogger, TensorBoardLogger
+    >>> from alta.loop.loggers import CSVLogger, TensorBoardLogger
     >>> callbacks = [CSVLogger("runs/x/evaluations.csv"), TensorBoardLogger("runs/x/tensorboard")]
     >>> result = run_stream(learner, stream, optimizer=optimizer, callbacks=callbacks)  # doctest: +SKIP
 """
@@ -27,13 +27,11 @@ Examples:
 from __future__ import annotations
 
 import csv
-import difflib
-import hashlib
 import io
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -42,8 +40,7 @@ from ..errors import AltaError, ConfigError
 from ..io import write_text
 from ..loop.callbacks import Callback
 
-__all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image",
-           "check_loggers", "build_loggers"]
+__all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image"]
 
 # Scalars of each epoch's statistics (fit_experience) and of each evaluation record (run_stream).
 TRAIN_KEYS = ("loss", "ce", "replay_ce", "replay_mse", "train_accuracy", "lr")
@@ -329,28 +326,3 @@ class WandbLogger(Callback):
 
 # Names for ``--logger`` (the command line builds them with the run folder).
 LOGGERS = {"csv": CSVLogger, "tensorboard": TensorBoardLogger, "wandb": WandbLogger}
-
-
-def check_loggers(names: Iterable[str]) -> tuple[str, ...]:
-    """The logger names, checked (an unknown one is refused with the valid ones)."""
-    names = tuple(names)
-    for name in names:
-        if name not in LOGGERS:
-            close = difflib.get_close_matches(str(name), list(LOGGERS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown logger {name!r}{hint} Valid: {', '.join(LOGGERS)} (e.g. --logger csv,tensorboard)")
-    return names
-
-
-def build_loggers(names: tuple[str, ...], output_dir: Path, config) -> list[Callback]:
-    """The loggers asked for, writing into the run folder."""
-    out: list[Callback] = []
-    for name in names:
-        if name == "csv":
-            out.append(CSVLogger(output_dir / "evaluations.csv"))
-        elif name == "tensorboard":
-            out.append(TensorBoardLogger(output_dir / "tensorboard"))
-        else:  # one W&B run per run folder: a resumed alta run continues it
-            run_id = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
-            out.append(WandbLogger(name=output_dir.name, run_id=run_id, dir=output_dir, config=config.to_dict()))
-    return out
