@@ -68,7 +68,7 @@ def _images(backbone, batch: int, seed: int = 0) -> torch.Tensor:
 
 
 def check_precision(report: dict, setup: dict) -> None:
-    from alta import CrossModalLearner, MemoryBuffer, build_optimizer, load_backbone
+    from alta import CrossModalLearner, MemoryBuffer, build_optimizer, load_backbone, train_step
 
     device = setup["device"]
     backbone = load_backbone(setup["vit"], device=device, seed=0)
@@ -80,7 +80,7 @@ def check_precision(report: dict, setup: dict) -> None:
     buffer = MemoryBuffer(200, device=device, seed=0)
     images = _images(backbone, 32)
     labels = torch.arange(32) % 10
-    out = [learner.training_step(images, labels, optimizer=optimizer, buffer=buffer) for _ in range(2)][-1]
+    out = [train_step(learner, images, labels, optimizer=optimizer, buffer=buffer) for _ in range(2)][-1]
     grads = {name: (p.grad.dtype, bool(torch.isfinite(p.grad).all())) for name, p in learner.named_parameters()
              if p.requires_grad and p.grad is not None}
     fp32 = load_backbone(setup["vit"], device=device, precision="fp32", seed=0)
@@ -112,7 +112,7 @@ def _experience(num_classes: int, index: int = 0):
 
 
 def check_syncs(report: dict, setup: dict, steps: int = 10) -> None:
-    from alta import CrossModalLearner, MemoryBuffer, build_optimizer, load_backbone
+    from alta import CrossModalLearner, MemoryBuffer, build_optimizer, load_backbone, train_step
 
     device = setup["device"]
     cuda = device == "cuda"
@@ -130,7 +130,7 @@ def check_syncs(report: dict, setup: dict, steps: int = 10) -> None:
         optimizer, _ = build_optimizer(learner)
         buffer = MemoryBuffer(200, device=device, seed=0)
         for _ in range(2):  # warm-up: the first step reads the learning classes' EOT positions once
-            learner.training_step(inputs, labels, optimizer=optimizer, buffer=buffer)
+            train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer)
         if cuda:
             torch.cuda.synchronize()
         with warnings.catch_warnings(record=True) as caught:
@@ -139,7 +139,7 @@ def check_syncs(report: dict, setup: dict, steps: int = 10) -> None:
                 torch.cuda.set_sync_debug_mode("warn")
             try:
                 for _ in range(steps):
-                    learner.training_step(inputs, labels, optimizer=optimizer, buffer=buffer)
+                    train_step(learner, inputs, labels, optimizer=optimizer, buffer=buffer)
             finally:
                 if cuda:
                     torch.cuda.set_sync_debug_mode("default")
