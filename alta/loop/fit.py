@@ -439,6 +439,7 @@ def evaluate_stream(
         result = StreamResult.empty(len(experiences), len(evals))
     if cache is None:
         cache = FeatureCache(distributed=loop.distributed)
+    covered = covered_evaluations(experiences, evals)
     callbacks.on_run_start(num_experiences=len(experiences), start_experience=start_experience, start_epoch=0,
                            result=result)
     for t in range(start_experience, len(experiences)):
@@ -451,10 +452,7 @@ def evaluate_stream(
         result.task_il[t, :] = full.task_il
         result.history.append([])
         result.confusion[t] = full.confusion
-        k = len(evals) if len(evals) != len(experiences) else t + 1  # a joint stream has seen every class
-        record = {"experience": t, "epoch": 0, **full.first(k).as_dict(), "loss": None}
-        result.evaluations.append(record)
-        callbacks.on_evaluation(record=record)
+        _record(result, t, -1, full.first(covered[t]), {}, callbacks)  # epoch 0: nothing trained
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result
