@@ -50,9 +50,9 @@ def _load_eurosat(root: Path | None, *, download: bool, split_seed: int = ZSCL_S
     split_seed, _ = check_split_options("eurosat", split_seed, 0.2)
     root = need_root("eurosat", root, _EUROSAT_LAYOUT, can_download=False)
     base = locate(root, ("eurosat/2750", "2750", "EuroSAT_RGB", "eurosat/EuroSAT_RGB", "eurosat"), "AnnualCrop")
-    if not base.is_dir():
-        raise layout_error("eurosat", root, "no EuroSAT class folders found", _EUROSAT_LAYOUT, can_download=False)
     classes = shipped_classes("eurosat")
+    if not any((base / folder).is_dir() for folder in classes.ids):
+        raise layout_error("eurosat", root, "no EuroSAT class folder found", _EUROSAT_LAYOUT, can_download=False)
     folders = class_folders(base)
     check_class_ids("eurosat", folders, classes.ids, where=str(base), layouts=_EUROSAT_LAYOUT)
     skipped: list[tuple[str, str]] = []

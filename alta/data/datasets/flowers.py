@@ -50,7 +50,7 @@ def _load_flowers102(root: Path | None, *, download: bool, train_split: str = "t
     ids = load_mat("flowers102", base / "setid.mat", ["trnid", "valid", "tstid"])
     sides = {"train": ["trnid"] + (["valid"] if train_split == "trainval" else []), "test": ["tstid"]}
     sources = []
-    for side, keys in sides.items():
+    for keys in sides.values():
         image_ids = np.concatenate([np.atleast_1d(ids[k]).astype(np.int64) for k in keys])
         if image_ids.size and (image_ids.min() < 1 or image_ids.max() > labels.size):
             raise DataError(f"flowers102: {base / 'setid.mat'} {'+'.join(keys)} holds image ids outside "
