@@ -44,9 +44,16 @@ class MultiDomainSource(ImageFileSource):
     """Image files of several domains sharing one label space.
 
     Args:
-        paths, targets, class_names, identity, class_ids: As :class:`ImageFileSource`.
+        paths: One image file per sample (N).
+        targets: Label of each sample (N,), shared by all domains.
+        class_names: Name of each label.
+        identity: Stable description for cache keys.
+        class_ids: What the data calls each label (the class folders).
         sample_domains: Domain of each sample, an index into ``domains`` (N,).
         domains: Name of each domain.
+
+    Raises:
+        DataError: as :class:`~alta.data.datasets.ImageFileSource`.
     """
 
     def __init__(self, paths, targets, class_names, *, identity: str, class_ids, sample_domains,
