@@ -155,11 +155,23 @@ def test_shipped_class_lists_name_their_source_and_match_their_ids():
     assert list(shipped_classes("domainnet").names)[308] == "The Eiffel Tower"
 
 
-def test_stream_takes_an_mtil_dataset_as_one_experience(mtil_root):
-    stream = ScenarioStream.from_name("dtd", root=mtil_root, num_experiences=1, resolution=16)
-    assert len(stream) == 1 and stream.class_names[30] == "polka-dotted"
+STREAM_CASES = [(name, {}) for name, _ in MTIL.values()] + [
+    ("domainnet", {}), ("domainnet", {"domains": "real"}), ("sun397", {"partition": 1}),
+    ("aircraft", {"train_split": "trainval"}), ("dtd", {"train_split": "trainval"}),
+    ("flowers102", {"train_split": "trainval"}), ("eurosat", {"split_seed": 1}),
+]
+
+
+@pytest.mark.parametrize("name, options", STREAM_CASES, ids=[f"{n}-{o}" if o else n for n, o in STREAM_CASES])
+def test_stream_takes_the_dataset_as_one_experience(mtil_root, name, options):
+    """As a run builds it (alta.run.sections.DataConfig): the sources read first, then the stream."""
+    root = mtil_root / "cifar100" if name == "seq-cifar100" else mtil_root
+    sources = load_sources(name, root=root, options=options)
+    stream = ScenarioStream.from_name(name, root=root, num_experiences=1, resolution=16, dataset_options=options,
+                                      sources=sources)
+    assert len(stream) == 1 and stream.class_names == sources[0].class_names
     images, label = stream[0].train[0]
-    assert images.shape == (3, 16, 16) and 0 <= label < 47
+    assert images.shape == (3, 16, 16) and 0 <= label < len(stream.class_names)
 
 
 # ---- the same samples as torchvision's readers (ZSCL's) -----------------------------------------
@@ -479,7 +491,7 @@ def test_few_shot_source_of_a_dataset(mtil_root):
     train, _ = load_sources("eurosat", root=mtil_root)
     five = few_shot_source(train, 5, seed=3)
     assert isinstance(five, SubsetSource) and len(five) == 50
-    assert five.class_names == train.class_names and five.identity.endswith("|shots=5|seed=3|short=all")
+    assert five.class_names == train.class_names and five.identity.endswith("|shots=5|seed=3|short=all|train")
     same = few_shot_source(load_sources("eurosat", root=mtil_root)[0], 5, seed=3)
     assert [train.paths[i] for i in five.indices] == [train.paths[i] for i in same.indices]
     assert five.indices.tolist() != few_shot_source(train, 5, seed=4).indices.tolist()

@@ -126,8 +126,9 @@ def few_shot_source(source: LabelledSource, shots: int, *, seed: int, short: str
         short: As in :func:`few_shot_indices`.
 
     Returns:
-        The subset, with the source's class names; its identity ends in
-        ``|shots=<k>|seed=<seed>|short=<rule>``, so caches keep it apart from the full source.
+        The subset, with the source's class names; its identity holds
+        ``|shots=<k>|seed=<seed>|short=<rule>|`` before the split, so caches keep it apart from the
+        full source.
 
     Raises:
         ConfigError, DataError: as :func:`few_shot_indices`.

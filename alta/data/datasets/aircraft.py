@@ -65,8 +65,8 @@ def _load_aircraft(root: Path | None, *, download: bool, train_split: str = "tra
     check_class_ids("aircraft", variants, classes.ids, where=str(base / "variants.txt"), layouts=_AIRCRAFT_LAYOUT)
     label = {variant: k for k, variant in enumerate(variants)}
     sources = []
-    for split in (train_split, "test"):
+    for side, split in (("train", train_split), ("test", "test")):
         paths, targets = read_aircraft_split(base, split, label, root)
-        sources.append(ImageFileSource(paths, targets, classes.names, identity=f"aircraft|{base}|{split}",
+        sources.append(ImageFileSource(paths, targets, classes.names, identity=f"aircraft|{base}|{split}|{side}",
                                        class_ids=classes.ids))
     return sources[0], sources[1]

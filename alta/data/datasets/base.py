@@ -135,7 +135,8 @@ class SubsetSource(LabelledSource):
     Args:
         source: The source to take samples from.
         indices: Positions in ``source`` (LongTensor or sequence of ints, shape (N,)).
-        tag: What the subset is (e.g. ``"shots=5|seed=0"``), appended to the source's identity.
+        tag: What the subset is (e.g. ``"shots=5|seed=0"``), put in the source's identity before
+            its last part, the split (``eurosat|...|shots=5|seed=0|train``), which stays last.
 
     Raises:
         DataError: an index outside ``[0, len(source))``.
@@ -152,7 +153,8 @@ class SubsetSource(LabelledSource):
         self.targets = source.targets[self.indices]
         self.class_names = list(source.class_names)
         self.class_ids = list(source.class_ids)
-        self.identity = f"{source.identity}|{tag}"
+        head, _, split = source.identity.rpartition("|")
+        self.identity = f"{head}|{tag}|{split}" if head else f"{tag}|{split}"
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         return self.source[int(self.indices[index])]

@@ -61,6 +61,6 @@ def _load_dtd(root: Path | None, *, download: bool, partition: int = 1, train_sp
                 targets.append(label[folder])
             check_listed("dtd", root, base, paths, index, _DTD_LAYOUT)
         tag = "+".join(files)
-        sources.append(ImageFileSource(paths, targets, classes.names, identity=f"dtd|{base}|{tag}",
+        sources.append(ImageFileSource(paths, targets, classes.names, identity=f"dtd|{base}|{tag}|{side}",
                                        class_ids=classes.ids))
     return sources[0], sources[1]

@@ -50,7 +50,7 @@ def _load_flowers102(root: Path | None, *, download: bool, train_split: str = "t
     ids = load_mat("flowers102", base / "setid.mat", ["trnid", "valid", "tstid"])
     sides = {"train": ["trnid"] + (["valid"] if train_split == "trainval" else []), "test": ["tstid"]}
     sources = []
-    for keys in sides.values():
+    for side, keys in sides.items():
         image_ids = np.concatenate([np.atleast_1d(ids[k]).astype(np.int64) for k in keys])
         if image_ids.size and (image_ids.min() < 1 or image_ids.max() > labels.size):
             raise DataError(f"flowers102: {base / 'setid.mat'} {'+'.join(keys)} holds image ids outside "
@@ -58,5 +58,5 @@ def _load_flowers102(root: Path | None, *, download: bool, train_split: str = "t
         paths = [str(base / "jpg" / f"image_{i:05d}.jpg") for i in image_ids.tolist()]
         check_listed("flowers102", root, base, paths, base / "setid.mat", _FLOWERS_LAYOUT)
         sources.append(ImageFileSource(paths, (labels[image_ids - 1] - 1).tolist(), classes.names,
-                                       identity=f"flowers102|{base}|{'+'.join(keys)}", class_ids=classes.ids))
+                                       identity=f"flowers102|{base}|{'+'.join(keys)}|{side}", class_ids=classes.ids))
     return sources[0], sources[1]

@@ -306,6 +306,9 @@ def require(dataset: str, root: Path, base: Path, names: Sequence[str], layouts:
         DataRootError: naming every missing path in full and the layouts expected.
     """
     absent = [str(base / n) for n in names if not (base / n).exists()]
+    if absent and len(absent) == len(names) > 1:
+        raise layout_error(dataset, root, f"no {dataset} data found: {base} holds none of {', '.join(names)}",
+                           layouts, can_download=can_download, base=base)
     if absent:
         raise layout_error(dataset, root, f"missing {', '.join(absent)}", layouts, can_download=can_download,
                            base=base)

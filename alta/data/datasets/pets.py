@@ -40,7 +40,7 @@ def _load_oxford_pet(root: Path | None, *, download: bool):
     require("oxford-pet", root, base, ("images", "annotations/trainval.txt", "annotations/test.txt"), _PETS_LAYOUT)
     classes = shipped_classes("oxford-pet")
     sources = []
-    for split in ("trainval", "test"):
+    for side, split in (("train", "trainval"), ("test", "test")):
         index = base / "annotations" / f"{split}.txt"
         paths, targets = [], []
         breeds: dict[int, str] = {}
@@ -59,6 +59,6 @@ def _load_oxford_pet(root: Path | None, *, download: bool):
         found = [breeds[label] for label in sorted(breeds)]
         check_class_ids("oxford-pet", found, classes.ids, where=str(index), layouts=_PETS_LAYOUT)
         check_listed("oxford-pet", root, base, paths, index, _PETS_LAYOUT)
-        sources.append(ImageFileSource(paths, targets, classes.names, identity=f"oxford-pet|{base}|{split}",
+        sources.append(ImageFileSource(paths, targets, classes.names, identity=f"oxford-pet|{base}|{split}|{side}",
                                        class_ids=classes.ids))
     return sources[0], sources[1]

@@ -105,8 +105,8 @@ def _load_sun397(root: Path | None, *, download: bool, partition: int | None = N
     folder = partition_folder(base, root, partition)
     label = {class_id: k for k, class_id in enumerate(class_ids)}
     sources = []
-    for side in ("Training", "Testing"):
-        index = folder / f"{side}_{partition:02d}.txt"
+    for side, prefix in (("train", "Training"), ("test", "Testing")):
+        index = folder / f"{prefix}_{partition:02d}.txt"
         require("sun397", root, folder, (index.name,), _SUN_LAYOUT)
         paths, targets = [], []
         for number, line in index_lines("sun397", index):
@@ -118,6 +118,6 @@ def _load_sun397(root: Path | None, *, download: bool, partition: int | None = N
             targets.append(label[class_id])
         check_listed("sun397", root, base, paths, index, _SUN_LAYOUT)
         sources.append(ImageFileSource(paths, targets, classes.names,
-                                       identity=f"sun397|{base}|partition={partition}|{side.lower()}",
+                                       identity=f"sun397|{base}|partition={partition}|{side}",
                                        class_ids=classes.ids))
     return sources[0], sources[1]
