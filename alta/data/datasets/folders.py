@@ -282,8 +282,6 @@ def check_path_option(dataset: str, option: str, value: object) -> None:
         )
 
 
-
-
 def locate(root: Path, subfolders: Sequence[str], marker: str) -> Path:
     """The folder of a dataset under ``root``: the first of ``root/<subfolder>`` (in the given
     order, e.g. torchvision's folder name first) and ``root`` itself that holds ``marker``.

@@ -100,8 +100,9 @@ def check_class_ids(dataset: str, found: Sequence[str], expected: Sequence[str],
     expected_keys = [class_key(e) for e in expected]
     if found_keys == expected_keys:
         return
-    missing = [e for e, k in zip(expected, expected_keys) if k not in set(found_keys)]
-    extra = [f for f, k in zip(found, found_keys) if k not in set(expected_keys)]
+    found_set, expected_set = set(found_keys), set(expected_keys)
+    missing = [e for e, k in zip(expected, expected_keys) if k not in found_set]
+    extra = [f for f, k in zip(found, found_keys) if k not in expected_set]
     if missing or extra or len(found) != len(expected):
         what = (f"missing {len(missing)}: {missing[:5]}{' ...' if len(missing) > 5 else ''}; unexpected "
                 f"{len(extra)}: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
