@@ -44,7 +44,8 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 def test_registry_names():
     assert list_datasets() == [
         "seq-cifar10", "seq-cifar100", "seq-tinyimagenet", "digits", "fashion-mnist", "image-folder",
-        "imagenet-r", "cub200", "caltech101", "imagenet-subset",
+        "imagenet-r", "cub200", "caltech101", "caltech101-zscl", "imagenet-subset", "aircraft", "dtd", "eurosat",
+        "flowers102", "food101", "mnist", "oxford-pet", "stanford-cars", "sun397", "domainnet",
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="did you mean 'seq-cifar10'"):
         load_sources("seq-cifar-10")

@@ -25,7 +25,22 @@ name                      split   layouts read under ``root``
 ``cub200``                10 x 20 ``CUB_200_2011/`` index files (official split)
 ``caltech101``            --      ``101_ObjectCategories/`` (no background; seeded or listed split)
 ``imagenet-subset``       --      ILSVRC-2012 ``train/<wnid>/`` + ``val/<wnid>/`` and a class list
+``caltech101-zscl``       --      ``101_ObjectCategories/`` as ZSCL's MTIL reads it (80/20, seed 42)
+``aircraft``              --      ``fgvc-aircraft-2013b/data/`` index files (official split)
+``dtd``                   --      ``dtd/dtd/`` or ``dtd/`` (official partition 1)
+``eurosat``               --      ``eurosat/2750/<class>/`` (ZSCL's 80/20 split, seed 42)
+``flowers102``            --      ``flowers-102/`` ``jpg/`` + ``.mat`` files (official split)
+``food101``               --      ``food-101/`` ``meta/`` + ``images/`` (official split)
+``mnist``                 5 x 2   torchvision (``MNIST/raw/``) or the four idx files
+``oxford-pet``            --      ``oxford-iiit-pet/`` ``annotations/`` + ``images/`` (official)
+``stanford-cars``         --      ``stanford_cars/`` devkit ``.mat`` files (official split)
+``sun397``                --      ``SUN397/`` (ZSCL's 80/20 split, or an official partition)
+``domainnet``             --      ``domainnet/<domain>/`` + ``<domain>_{train,test}.txt``
 ========================  ======  ============================================================
+
+The eleven datasets of MTIL (ZSCL, Zheng et al., ICCV 2023) carry ZSCL's class names, shipped as
+``alta/data/class_names/<name>.tsv`` with their source; CIFAR-100 is ``seq-cifar100``; Caltech-101
+as ZSCL reads it is ``caltech101-zscl``. docs/datasets.md shows where each dataset's files go.
 
 Files read from image folders: every file under a class folder (sub-folders walked, as
 torchvision's ImageFolder does) with an image extension (``IMAGE_EXTENSIONS``) that is, or links
@@ -43,10 +58,15 @@ References:
     L. Fei-Fei et al., "Learning Generative Visual Models from Few Training Examples", CVPR
     Workshops 2004 (Caltech-101).
     O. Russakovsky et al., "ImageNet Large Scale Visual Recognition Challenge", IJCV 2015.
+    Z. Zheng et al., "Preventing Zero-Shot Transfer Degradation in Continual Learning of
+    Vision-Language Models" (ZSCL, MTIL), ICCV 2023 (github.com/Thunderbeee/ZSCL).
+    X. Peng et al., "Moment Matching for Multi-Source Domain Adaptation" (DomainNet), ICCV 2019.
 """
 
 # the families register their datasets when imported: this order is the order of `alta list datasets`
 from . import cifar, tinyimagenet, digits, fashion_mnist, image_folder, imagenet_r, cub, caltech, imagenet  # noqa: F401, I001  # isort: skip
+# the datasets of MTIL (ZSCL, ICCV 2023) and DomainNet
+from . import aircraft, dtd, eurosat, flowers, food, mnist, pets, cars, sun397, domainnet  # noqa: F401, I001  # isort: skip
 from .base import (
     DATASETS,
     IMAGE_EXTENSIONS,
@@ -55,6 +75,7 @@ from .base import (
     DatasetSpec,
     ImageFileSource,
     LabelledSource,
+    SubsetSource,
     class_key,
     list_datasets,
     load_sources,
@@ -62,13 +83,17 @@ from .base import (
 )
 from .cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
 from .digits import DIGIT_NAMES
+from .domainnet import DOMAINNET_DOMAINS, MultiDomainSource, load_domainnet_domain
 from .fashion_mnist import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, read_idx
-from .names import reference_class_names
+from .folders import random_split_indices
+from .names import ClassList, reference_class_names, shipped_classes
 
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR100_CLASSES",
+    "ClassList",
     "DATASETS",
+    "DOMAINNET_DOMAINS",
     "DEBIAN_FASHION_MNIST",
     "DIGIT_NAMES",
     "DataRootError",
@@ -78,10 +103,15 @@ __all__ = [
     "DatasetSpec",
     "ImageFileSource",
     "LabelledSource",
+    "MultiDomainSource",
+    "SubsetSource",
     "class_key",
     "list_datasets",
+    "load_domainnet_domain",
     "load_sources",
+    "random_split_indices",
     "read_idx",
     "reference_class_names",
     "register",
+    "shipped_classes",
 ]

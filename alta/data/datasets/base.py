@@ -129,6 +129,37 @@ class ImageFileSource(LabelledSource):
         return rgb, int(self.targets[index])
 
 
+class SubsetSource(LabelledSource):
+    """The samples ``indices`` of a source, in that order, with its class names and ids.
+
+    Args:
+        source: The source to take samples from.
+        indices: Positions in ``source`` (LongTensor or sequence of ints, shape (N,)).
+        tag: What the subset is (e.g. ``"shots=5|seed=0"``), put in the source's identity before
+            its last part, the split (``eurosat|...|shots=5|seed=0|train``), which stays last.
+
+    Raises:
+        DataError: an index outside ``[0, len(source))``.
+    """
+
+    def __init__(self, source: LabelledSource, indices: Sequence[int] | torch.Tensor, *, tag: str) -> None:
+        self.source = source
+        self.indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        if self.indices.numel() and (int(self.indices.min()) < 0 or int(self.indices.max()) >= len(source)):
+            raise DataError(
+                f"{source.identity}: subset indices must lie in [0, {len(source)}), got "
+                f"[{int(self.indices.min())}, {int(self.indices.max())}]"
+            )
+        self.targets = source.targets[self.indices]
+        self.class_names = list(source.class_names)
+        self.class_ids = list(source.class_ids)
+        head, _, split = source.identity.rpartition("|")
+        self.identity = f"{head}|{tag}|{split}" if head else f"{tag}|{split}"
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return self.source[int(self.indices[index])]
+
+
 class ArraySource(LabelledSource):
     """Images held in memory as a uint8 array, returned as PIL RGB images.
 
@@ -262,10 +293,13 @@ def load_sources(
 
 
 def register(name: str, classes_per_experience: int | None, description: str,
-              options: tuple[str, ...] = (), *, takes_root: bool = True, can_download: bool = False):
+              options: tuple[str, ...] = (), *, takes_root: bool = True, can_download: bool = False,
+              aliases: tuple[str, ...] = ()):
+    """Decorator registering a loader in :data:`DATASETS` (see :class:`DatasetSpec` for the
+    arguments; ``aliases``: other names that resolve to ``name``)."""
     def decorator(load):
         DATASETS.add(name, DatasetSpec(name, load, classes_per_experience, description, options,
-                                       takes_root=takes_root, can_download=can_download))
+                                       takes_root=takes_root, can_download=can_download), aliases=aliases)
         return load
 
     return decorator

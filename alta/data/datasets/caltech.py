@@ -16,6 +16,7 @@ from ...classnames import readable
 from ...errors import ConfigError, DataError
 from .base import ImageFileSource, register
 from .folders import (
+    ZSCL_SPLIT_SEED,
     check_path_option,
     check_split_options,
     class_folders,
@@ -24,7 +25,9 @@ from .folders import (
     need_root,
     report_skipped,
     seeded_split,
+    zscl_split_sources,
 )
+from .names import check_class_ids, shipped_classes
 
 logger = logging.getLogger("alta.data.datasets")
 
@@ -38,6 +41,18 @@ _CALTECH_LAYOUT = (
 _CALTECH_NAMES = {"airplanes": "airplane", "Faces": "face", "Faces_easy": "face easy",
                   "Leopards": "leopard", "Motorbikes": "motorbike"}
 _CALTECH_BACKGROUND = "BACKGROUND_Google"
+
+
+def caltech_base(dataset: str, root: Path) -> Path:
+    """The ``101_ObjectCategories`` folder under ``root`` (or ``root`` itself holding the class folders).
+
+    Raises:
+        DataRootError: none found.
+    """
+    for base in (root / "101_ObjectCategories", root / "caltech101" / "101_ObjectCategories", root):
+        if base.is_dir() and (base.name == "101_ObjectCategories" or (base / "airplanes").is_dir()):
+            return base
+    raise layout_error(dataset, root, "no 101_ObjectCategories folder", _CALTECH_LAYOUT, can_download=False)
 
 
 def read_split_list(path: str | os.PathLike, base: Path, folders: Sequence[str], what: str
@@ -84,12 +99,7 @@ def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, 
     if (train_list is None) != (test_list is None):
         raise ConfigError("caltech101: give both train_list and test_list (user split files), or neither")
     root = need_root("caltech101", root, _CALTECH_LAYOUT, can_download=False)
-    for base in (root / "101_ObjectCategories", root / "caltech101" / "101_ObjectCategories", root):
-        if base.is_dir() and (base.name == "101_ObjectCategories" or (base / "airplanes").is_dir()):
-            break
-    else:
-        raise layout_error("caltech101", root, "no 101_ObjectCategories folder", _CALTECH_LAYOUT,
-                            can_download=False)
+    base = caltech_base("caltech101", root)
     folders = [f for f in class_folders(base) if include_background or f != _CALTECH_BACKGROUND]
     if not folders:
         raise layout_error("caltech101", root, f"{base} holds no class folders", _CALTECH_LAYOUT,
@@ -120,3 +130,32 @@ def _load_caltech101(root: Path | None, *, download: bool, split_seed: int = 0, 
     )
 
 
+@register("caltech101-zscl", None, "Caltech-101 as ZSCL's MTIL: 101 classes, ZSCL's names, 80/20 split seeded 42",
+          options=("split_seed",), aliases=("caltech101-mtil",))
+def _load_caltech101_zscl(root: Path | None, *, download: bool, split_seed: int = ZSCL_SPLIT_SEED):
+    """Caltech-101 as ZSCL (Zheng et al., ICCV 2023) reads it for MTIL: torchvision's
+    ``Caltech101`` classes (the sorted folders without ``BACKGROUND_Google``; ``Faces`` and
+    ``Faces_easy`` both kept, 101 classes), ZSCL's hand-written class names
+    (``alta/data/class_names/caltech101-zscl.tsv``: ``Faces`` -> "off-center face", ``car_side``
+    -> "side of a car") and ZSCL's split: ``random_split`` 80/20 of all images, generator seeded
+    ``split_seed`` (42, ZSCL's), over torchvision's sample order (classes in order,
+    ``image_0001.jpg`` ... within each; alta lists the image files of each folder, sorted, which is
+    the same order on the official archive). ``caltech101`` is the same images with alta's
+    per-class split and CoOp's names."""
+    split_seed, _ = check_split_options("caltech101-zscl", split_seed, 0.2)
+    root = need_root("caltech101-zscl", root, _CALTECH_LAYOUT, can_download=False)
+    base = caltech_base("caltech101-zscl", root)
+    classes = shipped_classes("caltech101-zscl")
+    folders = [f for f in class_folders(base) if f != _CALTECH_BACKGROUND]
+    check_class_ids("caltech101-zscl", folders, classes.ids, where=str(base), layouts=_CALTECH_LAYOUT)
+    skipped: list[tuple[str, str]] = []
+    files = [list_images(base / folder, skipped) for folder in folders]
+    report_skipped("caltech101-zscl", base, skipped, kept=sum(map(len, files)))
+    empty = [str(base / folder) for folder, found in zip(folders, files) if not found]
+    if empty:
+        raise layout_error("caltech101-zscl", root, f"the class folder(s) {', '.join(empty)} hold no images",
+                           _CALTECH_LAYOUT, can_download=False, base=base)
+    paths = [path for found in files for path in found]
+    targets = [label for label, found in enumerate(files) for _ in found]
+    return zscl_split_sources(paths, targets, classes.names, classes.ids, seed=split_seed,
+                              tag=f"caltech101-zscl|{base}")

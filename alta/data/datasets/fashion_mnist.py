@@ -83,7 +83,7 @@ _FASHION_LAYOUT = (
 )
 
 
-def _find_idx(folder: Path, stem: str) -> Path | None:
+def find_idx(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
             return folder / name
@@ -96,7 +96,7 @@ def _load_fashion_mnist(root: Path | None, *, download: bool):
         root = DEBIAN_FASHION_MNIST
     root = need_root("fashion-mnist", root, _FASHION_LAYOUT, can_download=True)
     for folder in (root, root / "FashionMNIST" / "raw", root / "raw"):
-        found = {s: [_find_idx(folder, f) for f in files] for s, files in _FASHION_FILES.items()}
+        found = {s: [find_idx(folder, f) for f in files] for s, files in _FASHION_FILES.items()}
         if all(p is not None for files in found.values() for p in files):
             sources = []
             for split, (images_path, labels_path) in found.items():

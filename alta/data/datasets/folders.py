@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ...classnames import check_utf8, readable
 from ...errors import ConfigError, DataError
@@ -23,12 +24,14 @@ logger = logging.getLogger("alta.data.datasets")
 
 
 def layout_error(
-    name: str, root: Path | None, problem: str, layouts: str, *, can_download: bool
+    name: str, root: Path | None, problem: str, layouts: str, *, can_download: bool, base: Path | None = None
 ) -> DataRootError:
+    """The error for data that is not where, or not as, ``layouts`` says (``base``: the dataset's
+    folder found under ``root``, when the problem is inside it)."""
     hint = " Or pass download=True to let torchvision download it into root." if can_download else ""
     if root is not None and not root.is_dir():
         problem += f"; {root} {'is a file, not a folder' if root.exists() else 'does not exist'}"
-    inside = dataset_subfolders(name, root)
+    inside = dataset_subfolders(name, root) if base is None or base == root else []
     if inside:
         hint += f" {root} holds {', '.join(inside)}: is the data in there (root={str(root / inside[0])!r})?"
     return DataRootError(
@@ -279,3 +282,137 @@ def check_path_option(dataset: str, option: str, value: object) -> None:
         )
 
 
+def locate(root: Path, subfolders: Sequence[str], marker: str) -> Path:
+    """The folder of a dataset under ``root``: the first of ``root/<subfolder>`` (in the given
+    order, e.g. torchvision's folder name first) and ``root`` itself that holds ``marker``.
+
+    When none holds it, the first of those folders that exists (so that a partial folder is
+    reported by what it lacks), else ``root``.
+    """
+    candidates = [root / s for s in subfolders] + [root]
+    for folder in candidates:
+        if (folder / marker).exists():
+            return folder
+    return next((folder for folder in candidates[:-1] if folder.is_dir()), root)
+
+
+def require(dataset: str, root: Path, base: Path, names: Sequence[str], layouts: str, *,
+            can_download: bool = False) -> None:
+    """Refuse a dataset folder that lacks any of ``names`` (files or folders, relative to ``base``).
+
+    Raises:
+        DataRootError: naming every missing path in full and the layouts expected.
+    """
+    absent = [str(base / n) for n in names if not (base / n).exists()]
+    if absent and len(absent) == len(names) > 1:
+        raise layout_error(dataset, root, f"no {dataset} data found: {base} holds none of {', '.join(names)}",
+                           layouts, can_download=can_download, base=base)
+    if absent:
+        raise layout_error(dataset, root, f"missing {', '.join(absent)}", layouts, can_download=can_download,
+                           base=base)
+
+
+CHECKED_PATHS = 64  # listed image files whose existence a loader checks, spread over the list
+
+
+def check_listed(dataset: str, root: Path, base: Path, paths: Sequence[str], index: Path | str,
+                 layouts: str) -> None:
+    """Check that image files an index file lists are there: ``CHECKED_PATHS`` of them, evenly
+    spread over the list (first and last included), so that a missing or half-extracted image
+    folder is reported at once, without a stat of every file of a large dataset. A file missing
+    elsewhere is reported when it is read (:class:`~alta.data.datasets.ImageFileSource`).
+
+    Raises:
+        DataRootError: a listed file that does not exist (named, with the index file listing it).
+    """
+    if not paths:
+        return
+    step = max(1, (len(paths) - 1) // (CHECKED_PATHS - 1))
+    for position in sorted({*range(0, len(paths), step), len(paths) - 1}):
+        if not os.path.isfile(paths[position]):
+            raise layout_error(
+                dataset, root, f"{paths[position]} is listed in {index} but is not there (is the image "
+                "folder missing or only partly extracted?)", layouts, can_download=False, base=base)
+
+
+def random_split_indices(num_samples: int, *, seed: int, train_fraction: float = 0.8) -> tuple[list[int], list[int]]:
+    """The train and test sample indices of ``torch.utils.data.random_split(dataset, [n_train,
+    n - n_train], generator=torch.Generator().manual_seed(seed))`` with ``n_train =
+    int(train_fraction * n)``: ZSCL's ``split_dataset`` (80/20, seed 42) for Caltech-101, EuroSAT
+    and SUN397, over the samples in the order the dataset lists them. Both lists come back sorted
+    (the subsets' members; ``random_split`` itself yields them in permutation order).
+
+    Source: Thunderbeee/ZSCL, ``mtil/src/datasets/collections.py`` (``ClassificationDataset.split_dataset``).
+    ``random_split`` draws ``torch.randperm(n, generator=...)``; so does this function, so the two
+    agree for the installed torch (tests/test_mtil_datasets.py checks it).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    permutation = torch.randperm(num_samples, generator=generator).tolist()
+    num_train = int(train_fraction * num_samples)
+    return sorted(permutation[:num_train]), sorted(permutation[num_train:])
+
+
+def index_lines(dataset: str, path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of the non-blank lines of an index file, stripped.
+
+    Raises:
+        DataError: the file cannot be read as UTF-8 text.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{dataset}: cannot read {path} ({type(err).__name__}: {err}); expected a text "
+                        "index file of the dataset. Fix: restore it from the dataset's archive") from err
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def load_mat(dataset: str, path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of a MATLAB file (scipy's ``loadmat``, ``squeeze_me=True``; scipy comes
+    with scikit-learn).
+
+    Raises:
+        DataError: the file is not a readable MATLAB file or lacks one of ``keys``.
+    """
+    import scipy.io
+
+    try:
+        content = scipy.io.loadmat(path, squeeze_me=True)
+    except (OSError, ValueError, TypeError, NotImplementedError) as err:
+        raise DataError(f"{dataset}: cannot read {path} as a MATLAB file ({type(err).__name__}: {err}); the "
+                        "file is corrupt or truncated. Fix: restore it from the dataset's archive") from err
+    absent = [k for k in keys if k not in content]
+    if absent:
+        present = sorted(k for k in content if not k.startswith("__"))
+        raise DataError(f"{dataset}: {path} holds no {', '.join(map(repr, absent))} (it holds {present}); "
+                        "is it the right file of the dataset? Fix: restore it from the dataset's archive")
+    return {k: content[k] for k in keys}
+
+
+def check_option_choice(dataset: str, option: str, value: object, choices: Sequence[object]) -> None:
+    """Refuse a dataset option outside ``choices``.
+
+    Raises:
+        ConfigError: naming the option, what was given and the valid values.
+    """
+    if isinstance(value, bool) or value not in choices:
+        raise ConfigError(f"{dataset}: option {option} is {value!r}; expected one of "
+                          f"{', '.join(map(repr, choices))}"[:400])
+
+
+ZSCL_SPLIT_SEED = 42  # ZSCL's split_dataset: torch.Generator().manual_seed(42)
+ZSCL_TRAIN_FRACTION = 0.8  # ZSCL's split_dataset(ratio=0.8)
+
+
+def zscl_split_sources(paths: Sequence[str], targets: Sequence[int], class_names: Sequence[str],
+                       class_ids: Sequence[str], *, seed: int, tag: str) -> tuple[ImageFileSource, ImageFileSource]:
+    """Train and test sources of ZSCL's split of a dataset without an official one:
+    ``random_split`` 80/20 over ``paths`` in the given order (:func:`random_split_indices`),
+    identities ``<tag>|zscl-split|seed=<seed>|train`` and ``...|test``."""
+    train, test = random_split_indices(len(paths), seed=seed, train_fraction=ZSCL_TRAIN_FRACTION)
+    tag = f"{tag}|zscl-split|seed={seed}"
+    return (
+        ImageFileSource([paths[i] for i in train], [targets[i] for i in train], class_names,
+                        identity=f"{tag}|train", class_ids=class_ids),
+        ImageFileSource([paths[i] for i in test], [targets[i] for i in test], class_names,
+                        identity=f"{tag}|test", class_ids=class_ids),
+    )

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import NamedTuple, Sequence
 
 from ..splits import read_name_map
-from .base import DATASETS
+from .base import DATASETS, DataRootError, class_key
 from .cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
 
 logger = logging.getLogger("alta.data.datasets")
@@ -59,6 +60,60 @@ def reference_class_names(name: str) -> list[str] | None:
     if canonical in REFERENCE_NAMES_FILES:
         return list(reference_names_file(REFERENCE_NAMES_FILES[canonical]))
     return None
+
+
+class ClassList(NamedTuple):
+    """The classes of a dataset as shipped in ``alta/data/class_names/<key>.tsv``, in label order.
+
+    Attributes:
+        ids: What the data calls each label (a folder, a line of an index file, a number).
+        names: The name CLIP reads for it.
+    """
+
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_classes(key: str) -> ClassList:
+    """The class list ``alta/data/class_names/<key>.tsv``: ``<id><TAB><name>`` lines in label
+    order after a ``#`` header that names the source. Names are kept exactly as written (ZSCL's
+    ``"head of a  crocodile"`` keeps its two spaces)."""
+    from importlib import resources
+
+    text = (resources.files("alta.data") / "class_names" / f"{key}.tsv").read_text(encoding="utf-8")
+    rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
+    assert all(len(row) == 2 for row in rows), f"class_names/{key}.tsv: every line must be <id><TAB><name>"
+    return ClassList(tuple(row[0] for row in rows), tuple(row[1] for row in rows))
+
+
+def check_class_ids(dataset: str, found: Sequence[str], expected: Sequence[str], *, where: str,
+                    layouts: str) -> None:
+    """Refuse data whose classes are not the shipped ones, in the shipped order (compared with
+    :func:`~alta.data.datasets.class_key`, so case, ``_``/space/``-`` differences pass).
+
+    Raises:
+        DataRootError: naming the missing and unexpected classes, or the first position where the
+            order differs, and ``where`` the classes were read.
+    """
+    found_keys = [class_key(f) for f in found]
+    expected_keys = [class_key(e) for e in expected]
+    if found_keys == expected_keys:
+        return
+    found_set, expected_set = set(found_keys), set(expected_keys)
+    missing = [e for e, k in zip(expected, expected_keys) if k not in found_set]
+    extra = [f for f, k in zip(found, found_keys) if k not in expected_set]
+    if missing or extra or len(found) != len(expected):
+        what = (f"missing {len(missing)}: {missing[:5]}{' ...' if len(missing) > 5 else ''}; unexpected "
+                f"{len(extra)}: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    else:
+        first = next(k for k, (a, b) in enumerate(zip(found_keys, expected_keys)) if a != b)
+        what = f"the same classes in another order: position {first} is {found[first]!r}, expected {expected[first]!r}"
+    raise DataRootError(
+        f"{dataset}: the classes in {where} are not the {len(expected)} classes of {dataset} ({what}). Is root "
+        f"holding another dataset or another version of it? Fix: point root at the official {dataset} files.\n"
+        f"Layouts:\n{layouts}"
+    )
 
 
 def packaged_name_map(filename: str) -> dict[str, str]:
