@@ -49,7 +49,7 @@ from .learner_config import LearnerConfig
 from .losses import CrossEntropy, LossInputs, ReplayCrossEntropy, ReplayMSE, StepLoss, extra_loss_terms, step_loss
 from .methods import MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
-from .replay import check_buffer_fields, check_memory, replay_terms
+from .replay import check_buffer_fields, check_memory
 from .schedule import AlternatingSchedule
 
 __all__ = ["CrossModalLearner", "TextFeatures"]
@@ -167,7 +167,8 @@ class CrossModalLearner(nn.Module):
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
                                 truncate_text=truncate_text, snapshot_timing=snapshot_timing,
-                                w1_raw_names=w1_raw_names, loss_terms=loss_terms if by_name else {})  # validates each once
+                                w1_raw_names=w1_raw_names,
+                                loss_terms=loss_terms if by_name else {})  # validates each once
         spec = get_method(options.method)
         if not isinstance(spec, MethodSpec):
             raise ConfigError(f"method {spec.name!r} is a learner plug-in, not a variant of CrossModalLearner; build "
@@ -208,7 +209,8 @@ class CrossModalLearner(nn.Module):
                               ReplayMSE(weight=self.beta, seen_only=head == "seen"))
         self._extra_terms = extra_loss_terms(options.loss_terms if by_name else loss_terms, method=self._method_terms)
         if any(isinstance(t, nn.Module) for t in self._extra_terms):  # their state (buffers) is the learner's
-            self.extra_terms = nn.ModuleDict({t.name: t for t in self._extra_terms if isinstance(t, nn.Module)}).to(device)
+            modules = {t.name: t for t in self._extra_terms if isinstance(t, nn.Module)}
+            self.extra_terms = nn.ModuleDict(modules).to(device)
 
         # Prompt snapshots: normalised w2 of frozen classes, cached once.
         self.register_buffer("snapshot_features", torch.zeros(num_classes, dim, device=device))  # (C, D)

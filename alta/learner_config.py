@@ -117,14 +117,14 @@ class LearnerConfig(ConfigSection):
         if not isinstance(spec, LearnerMethod):
             if self.method_options:
                 raise ConfigError(
-                    f"config key 'model.method_options' holds {sorted(self.method_options)}, but method {self.method!r} "
-                    f"is a variant of ALTA, configured by the other model keys (alpha, beta, head, ...); "
+                    f"config key 'model.method_options' holds {sorted(self.method_options)}, but method "
+                    f"{self.method!r} is a variant of ALTA, configured by the other model keys (alpha, beta, head, ...); "
                     f"method_options configures a learner plug-in (alta list methods)")
             return
         if self.loss_terms and not spec.takes("loss_terms"):
             raise ConfigError(f"config key 'model.loss_terms' names {sorted(self.loss_terms)}, but the factory of "
-                              f"{METHODS.describe(self.method)} takes no loss_terms argument, so its learner cannot add "
-                              f"them; drop them, or give the factory a loss_terms parameter (alta.losses.step_loss)")
+                              f"{METHODS.describe(self.method)} takes no loss_terms argument, so its learner cannot "
+                              f"add them; drop them, or give the factory a loss_terms parameter (alta.losses.step_loss)")
         try:
             signature = inspect.signature(spec.build)
         except (TypeError, ValueError):

@@ -39,7 +39,8 @@ from .registry import Registry
 from .replay import replay_ce, replay_mse
 
 __all__ = ["StepLoss", "TermValue", "LossInputs", "LossTerm", "CrossEntropy", "ReplayCrossEntropy", "ReplayMSE",
-           "LOSS_TERMS", "step_loss", "build_loss_terms", "extra_loss_terms", "check_loss_term", "normalise_loss_terms", "describe_term",
+           "LOSS_TERMS", "step_loss", "build_loss_terms", "extra_loss_terms", "check_loss_term", "normalise_loss_terms",
+           "describe_term",
            "RESERVED_NAMES"]
 
 #: Names a loss term may not take: the other statistics of a training step and epoch.
@@ -260,8 +261,8 @@ def _check_factory(name: str, factory: Any) -> Callable[..., Any]:
     except (TypeError, ValueError):
         return factory
     if not any(p.kind is p.VAR_KEYWORD or p.name == "weight" for p in signature.parameters.values()):
-        raise TypeError(f"its factory {getattr(factory, '__qualname__', factory)}{signature} takes no keyword 'weight'; "
-                        f"a loss term factory is called as factory(weight=..., **options)")
+        raise TypeError(f"its factory {getattr(factory, '__qualname__', factory)}{signature} takes no keyword "
+                        f"'weight'; a loss term factory is called as factory(weight=..., **options)")
     return factory
 
 

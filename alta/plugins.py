@@ -57,8 +57,8 @@ ENTRY_POINT_GROUPS = {
     "logger": "alta.loggers",
 }
 
-HOW_TO_REGISTER = ("register one with an entry point in group {group!r} of an installed package, or with "
-                   "`alta run --import MODULE_OR_FILE` (code that calls {registry}.add); see docs/own-method.md")
+HOW_TO_REGISTER = ("an entry point in group {group!r} of an installed package, or `alta run --import MODULE_OR_FILE` "
+                   "with code that calls {registry}.add (docs/own-method.md)")
 
 
 def file_sha256(path: str | os.PathLike | None) -> str | None:

@@ -207,7 +207,7 @@ class Registry(Generic[T]):
         raise ConfigError(
             f"unknown {self.kind} {name!r}{hint} Valid {self.kinds}: {', '.join(self.names())}"
             + (f" (aliases: {', '.join(sorted(self._aliases))})" if self._aliases else "")
-            + (f". To add one, {how}" if how else "")
+            + (f". To add one: {how}" if how else "")
         )
 
     def get(self, name: str) -> T:

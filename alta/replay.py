@@ -160,7 +160,8 @@ def replay_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
-def replay_mse(logits: torch.Tensor, stored: torch.Tensor, *, seen_only: bool) -> tuple[torch.Tensor, int | torch.Tensor]:
+def replay_mse(logits: torch.Tensor, stored: torch.Tensor, *,
+               seen_only: bool) -> tuple[torch.Tensor, int | torch.Tensor]:
     """``MSE(z_b, z_b_stored)``, the DER++ logit matching, and the number of stored logits it
     averages over.
 
