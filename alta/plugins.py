@@ -289,7 +289,7 @@ def import_plugin(spec: str | os.PathLike) -> tuple[ModuleType, PluginOrigin, li
                 module_spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001 - the plug-in's own error, named with its line
                 sys.modules.pop(name, None)
-                raise PluginError(f"--import {text} failed: {type(exc).__name__}: {exc}{_where(exc, file)}") from exc
+                raise _import_error(text, exc, file) from exc
     else:
         key = f"module:{text}"
         if key in _IMPORTED:
@@ -311,9 +311,19 @@ def import_plugin(spec: str | os.PathLike) -> tuple[ModuleType, PluginOrigin, li
             try:
                 module = importlib.import_module(text)
             except Exception as exc:  # noqa: BLE001 - the plug-in's own error, named with its line
-                raise PluginError(f"--import {text} failed: {type(exc).__name__}: {exc}{_where(exc)}") from exc
+                raise _import_error(text, exc, file) from exc
     _IMPORTED[key] = (module, origin, state.registered)
     return module, origin, state.registered
+
+
+def _import_error(spec: str, exc: Exception, file: str | None) -> PluginError:
+    """The error of an ``--import`` whose code raised: a registry's refusal as it is (it names the
+    plug-in), alta's errors with the line that raised them, anything else with its type too."""
+    if isinstance(exc, PluginError):
+        return exc
+    from_alta = type(exc).__module__ == "alta.errors"
+    what = str(exc) if from_alta else f"failed: {type(exc).__name__}: {exc}"
+    return PluginError(f"--import {spec}{':' if from_alta else ''} {what}{_where(exc, file)}")
 
 
 def imported_plugins() -> dict[str, tuple[ModuleType, PluginOrigin, list[tuple[str, str]]]]:
