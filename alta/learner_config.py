@@ -115,6 +115,11 @@ class LearnerConfig(ConfigSection):
             raise ConfigError(f"config key 'model.method_options' must be a mapping of option names to values, got "
                               f"{self.method_options!r}")
         if not isinstance(spec, LearnerMethod):
+            own = sorted(set(self.loss_terms) & {"ce", "replay_ce", "replay_mse"})
+            if own:
+                raise ConfigError(f"config key 'model.loss_terms' names {own}, which method {self.method!r} computes "
+                                  f"itself (ce, replay_ce and replay_mse, weighted 1, model.alpha and model.beta); "
+                                  f"set their weights with model.alpha / model.beta, or add other terms")
             if self.method_options:
                 raise ConfigError(
                     f"config key 'model.method_options' holds {sorted(self.method_options)}, but method "

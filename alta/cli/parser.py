@@ -60,7 +60,7 @@ FLAG_KEYS = {
     "deterministic": "deterministic",
     "loss_terms": "model.loss_terms",
 }
-FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in FLAG_KEYS}
+FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in FLAG_KEYS} | {"loss_terms": "--loss-term"}
 # the reference's per-dataset folders (arguments.py)
 REFERENCE_DIRS = {"cifar10_dir": "seq-cifar10", "cifar100_dir": "seq-cifar100", "tinyimagenet_dir": "seq-tinyimagenet"}
 
