@@ -432,7 +432,8 @@ def _check_value(term: Any, out: Any, *, check_finite: bool) -> TermValue:
             raise PluginError(f"{who} returned a count of shape {tuple(count.shape)}; {protocol}")
     elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise PluginError(f"{who} returned the count {count!r}; {protocol} (count an int >= 0)")
-    if check_finite and value.device.type == "cpu" and not bool(torch.isfinite(value.detach())):
+    empty = int(count) == 0 if value.device.type == "cpu" else False  # an empty shard's mean: NaN, weighed 0
+    if check_finite and value.device.type == "cpu" and not empty and not bool(torch.isfinite(value.detach())):
         raise TrainingError(f"{who} returned {float(value.detach())} at this step; the update was not made (parameters, "
                             f"optimiser and buffer are as they were). Fix the term, or lower its weight or the "
                             f"learning rate")
