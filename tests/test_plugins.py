@@ -414,3 +414,48 @@ def test_the_plugin_package_declares_what_the_import_file_registers():
         name, _, target = line.partition(" = ")
         assert f'.add("{name}", {target.strip(chr(34)).split(":")[1]})' in REGISTER
     assert torch.__version__  # the package imports torch and alta only
+
+
+SOURCE_AND_POLICY = '''
+from alta.backbones import SOURCES, BackboneSource, load_backbone
+from alta.buffer import BUFFER_POLICIES
+from alta.policies import BufferPolicy
+
+
+def load(identifier, *, pretrained=None, **options):
+    return load_backbone(identifier, **options)  # the tiny random-weight CLIP, under another prefix
+
+
+SOURCES.add("mirror", BackboneSource("mirror:", load, lambda: ["tiny-vit"], ""))
+
+
+class Newest(BufferPolicy):
+    """Keeps the newest items: first in, first out."""
+
+    def assign(self, *, num_seen, size, batch_size, labels, generator):
+        return [(num_seen + i) % self.capacity for i in range(batch_size)]
+
+
+BUFFER_POLICIES.add("newest", Newest)
+'''
+
+
+def test_a_backbone_source_and_a_buffer_policy_plugin_are_taken_by_name(tmp_path, capsys):
+    path = tmp_path / "source_and_policy.py"
+    path.write_text(SOURCE_AND_POLICY)
+    code, out, _ = run_cli(capsys, "list", "--import", str(path))
+    assert code == 0 and "mirror             --visual mirror:MODEL" in out
+    assert "newest             Keeps the newest items: first in, first out [plug-in: --import" in out
+    code, _, err = run_cli(capsys, "run", "--import", str(path), "--visual", "mirror:tiny-vit", "--set",
+                           "buffer.policy=newest", "--set", "buffer.size=20", "--dataset", "digits",
+                           "--num-experiences", "2", *QUICK[2:], "--set", "data.max_train_per_class=8",
+                           "--output-dir", str(tmp_path / "run"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [(p["kind"], p["name"]) for p in summary["plugins"]] == [("backbone source", "mirror"),
+                                                                    ("buffer policy", "newest")]
+    state = read_checkpoint(tmp_path / "run" / "checkpoint.pt", config_hash=load_config(tmp_path / "run")
+                            .fingerprint(), num_experiences=2)
+    buffer = state["buffer"]
+    assert buffer["policy"] == "newest" and buffer["num_seen"] == 2 * 2 * 5 * 8  # 2 experiences x 2 epochs x 40
+    assert buffer["fields"]["labels"].min() >= 5  # only the newest items: the last epoch's, classes 5-9
