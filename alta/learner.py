@@ -45,7 +45,7 @@ from .config import (
     default_of,
 )
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
-from .learner_config import LearnerConfig
+from .learner_config import NO_LOSS_TERMS, LearnerConfig
 from .losses import CrossEntropy, LossInputs, ReplayCrossEntropy, ReplayMSE, StepLoss, extra_loss_terms, step_loss
 from .methods import MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
@@ -159,7 +159,7 @@ class CrossModalLearner(nn.Module):
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
         w1_raw_names: bool = LearnerConfig.w1_raw_names,
-        loss_terms: Mapping[str, Any] | Sequence[Any] = (),
+        loss_terms: Mapping[str, Any] | Sequence[Any] = NO_LOSS_TERMS,
     ) -> None:
         super().__init__()
         check_backbone(backbone)

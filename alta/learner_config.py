@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import string
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
 from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, resolve_name, set_canonical
@@ -20,9 +21,11 @@ from .losses import normalise_loss_terms
 from .methods import DEFAULT_METHOD, METHODS, LearnerMethod
 from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE
 
-__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS"]
+__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS", "NO_LOSS_TERMS"]
 
 HEADS = ("all", "seen")
+#: The default of ``loss_terms``: none besides the method's own (an empty mapping that cannot change).
+NO_LOSS_TERMS: Mapping[str, Any] = MappingProxyType({})
 SNAPSHOT_TIMINGS = ("end", "last_forward")
 
 
@@ -87,7 +90,7 @@ class LearnerConfig(ConfigSection):
     truncate_text: bool = True
     snapshot_timing: str = "end"
     w1_raw_names: bool = False
-    loss_terms: dict[str, Any] = field(default_factory=dict)
+    loss_terms: dict[str, Any] = field(default_factory=lambda: dict(NO_LOSS_TERMS))
     method_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
