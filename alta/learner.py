@@ -664,8 +664,8 @@ class CrossModalLearner(nn.Module):
 
         ``L = CE(z, y) + alpha * CE(z_b, y_b) + beta * MSE(z_b, z_b_stored)`` (Li et al., TMM 2023,
         reference ``main.py``; the DER++ loss of Buzzega et al., NeurIPS 2020), the replay terms
-        only when ``memory`` is given and the method replays (:mod:`alta.replay`), plus the extra
-        :attr:`loss_terms`: :func:`alta.losses.step_loss` over :attr:`loss_terms`. The learned-prompt
+        only when ``memory`` is given and the method replays (:mod:`alta.replay`), then the extra
+        loss terms: :func:`alta.losses.step_loss` over :attr:`loss_terms`. The learned-prompt
         features are computed once and shared by the batch and the memory.
 
         Args:

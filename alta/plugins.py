@@ -126,14 +126,22 @@ class PluginOrigin:
         how = "--import" if self.source == "import" else "registered by"
         return f"{how} {where}{package}{digest}"
 
+    @property
+    def import_spec(self) -> str:
+        """What ``--import`` imports it again: the file of a file import, else the module's name."""
+        as_file = self.file and (self.module.startswith("_alta_import_") or self.module == Path(self.file).stem)
+        return self.file if as_file else self.module
+
     def how_to_restore(self) -> str:
         """What makes this plug-in available again (for messages)."""
         if self.source == "entry point":
             return f"install {self.distribution}=={self.version} (pip install '{self.distribution}=={self.version}')"
         if self.source == "import":
-            return f"pass --import {self.file or self.module} as when the run started"
-        return (f"register it again before resuming (it was registered by {self.file or self.module}; on the "
-                f"command line: --import {self.file or self.module})")
+            return f"pass --import {self.import_spec} as when the run started"
+        if self.file:
+            return (f"register it again before resuming: {self.file} registered it (on the command line: "
+                    f"--import {self.file})")
+        return f"register it again before resuming, as module {self.module} did"
 
 
 @dataclass
