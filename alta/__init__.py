@@ -7,8 +7,10 @@ on Multimedia, 2023 (reference code: github.com/vijaylee/ALTA).
 The public surface is what ``__all__`` lists: four core objects users wire into their own loops
 (:class:`ScenarioStream`, :class:`MemoryBuffer`, :class:`CrossModalLearner`,
 :class:`AlternatingSchedule`), the factories and listings of named things, evaluation and the
-convenience loops, metrics, and the error hierarchy. Importing alta has no side effects and
-downloads nothing.
+convenience loops, metrics, what your own method is made of (:class:`LearnerMethod`,
+:class:`LossTerm`: docs/own-method.md), and the error hierarchy. Importing alta has no side
+effects and downloads nothing; plug-ins (:mod:`alta.plugins`) are loaded at the first lookup of a
+name.
 """
 
 from . import distributed, metrics
@@ -44,7 +46,8 @@ from .loop import (
     run_stream,
     train_step,
 )
-from .methods import get_method, list_methods
+from .losses import LossTerm, TermValue
+from .methods import LearnerMethod, get_method, list_methods
 from .optim import build_optimizer
 from .schedule import AlternatingSchedule
 
@@ -80,6 +83,10 @@ __all__ = [
     "distributed",
     "metrics",
     "protocols",
+    # your own method: a learner factory, loss terms (docs/own-method.md)
+    "LearnerMethod",
+    "LossTerm",
+    "TermValue",
     # supporting types
     "Learner",
     "ClipBackbone",

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "AltaError",
     "ConfigError",
+    "PluginError",
     "DataError",
     "BackboneError",
     "ShapeError",
@@ -30,6 +31,13 @@ class AltaError(Exception):
 
 class ConfigError(AltaError, ValueError):
     """A configuration value, name or combination of options is invalid."""
+
+
+class PluginError(ConfigError):
+    """A plug-in (a method, loss term, dataset, backbone source, buffer policy or logger registered
+    by an installed package's entry point, by ``alta run --import`` or by user code) cannot be
+    loaded, does not follow its protocol, or is not the one a saved run was made with. The message
+    names the plug-in and where it comes from."""
 
 
 class DataError(AltaError, ValueError):

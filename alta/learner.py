@@ -45,11 +45,11 @@ from .config import (
     default_of,
 )
 from .errors import CheckpointError, ConfigError, ShapeError, StateError
-from .learner_config import LearnerConfig
-from .losses import StepLoss
+from .learner_config import NO_LOSS_TERMS, LearnerConfig
+from .losses import CrossEntropy, LossInputs, ReplayCrossEntropy, ReplayMSE, StepLoss, extra_loss_terms, step_loss
 from .methods import MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
-from .replay import check_buffer_fields, check_memory, replay_terms
+from .replay import check_buffer_fields, check_memory
 from .schedule import AlternatingSchedule
 
 __all__ = ["CrossModalLearner", "TextFeatures"]
@@ -122,10 +122,16 @@ class CrossModalLearner(nn.Module):
             underscores kept ("a photo of a aquarium_fish"), as the reference code does; the
             learned prompt always reads underscores as spaces. Default ``False``: readable names
             in both prompts.
+        loss_terms: Loss terms added to the method's own three (``ce``, ``replay_ce``,
+            ``replay_mse``; :mod:`alta.losses`): term objects, or ``{name: options}`` of
+            :data:`alta.losses.LOSS_TERMS`. A term with state (buffers) is checkpointed with the
+            learner (its ``state_dict``, under ``extra_terms.<name>.``).
 
     Raises:
         ConfigError: a backbone missing members of the protocol (named in the message), unknown
-            method or head, empty or duplicated class names, bad weights.
+            method or head, a method that is a learner plug-in, empty or duplicated class names,
+            bad weights, a loss term named like one of the method's.
+        PluginError: a loss term that does not follow the protocol.
 
     Shape:
         ``forward(images)``: images (B, 3, R, R) -> logits (B, C).
@@ -153,14 +159,20 @@ class CrossModalLearner(nn.Module):
         truncate_text: bool = LearnerConfig.truncate_text,
         snapshot_timing: str = LearnerConfig.snapshot_timing,
         w1_raw_names: bool = LearnerConfig.w1_raw_names,
+        loss_terms: Mapping[str, Any] | Sequence[Any] = NO_LOSS_TERMS,
     ) -> None:
         super().__init__()
         check_backbone(backbone)
+        by_name = isinstance(loss_terms, Mapping)
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
                                 truncate_text=truncate_text, snapshot_timing=snapshot_timing,
-                                w1_raw_names=w1_raw_names)  # validates each once
+                                w1_raw_names=w1_raw_names,
+                                loss_terms=loss_terms if by_name else {})  # validates each once
         spec = get_method(options.method)
+        if not isinstance(spec, MethodSpec):
+            raise ConfigError(f"method {spec.name!r} is a learner plug-in, not a variant of CrossModalLearner; build "
+                              f"its learner with its factory (alta.methods.get_method({spec.name!r}).build)")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
         names = check_class_names(class_names)
@@ -192,6 +204,13 @@ class CrossModalLearner(nn.Module):
                 self.adapter = _adapter(dim, adapter_reduction).to(device)
         else:
             self.adapter = None
+        # The loss, term by term (alta.losses): the method's own, then the extra ones.
+        self._method_terms = (CrossEntropy(), ReplayCrossEntropy(weight=self.alpha),
+                              ReplayMSE(weight=self.beta, seen_only=head == "seen"))
+        self._extra_terms = extra_loss_terms(options.loss_terms if by_name else loss_terms, method=self._method_terms)
+        if any(isinstance(t, nn.Module) for t in self._extra_terms):  # their state (buffers) is the learner's
+            modules = {t.name: t for t in self._extra_terms if isinstance(t, nn.Module)}
+            self.extra_terms = nn.ModuleDict(modules).to(device)
 
         # Prompt snapshots: normalised w2 of frozen classes, cached once.
         self.register_buffer("snapshot_features", torch.zeros(num_classes, dim, device=device))  # (C, D)
@@ -305,14 +324,19 @@ class CrossModalLearner(nn.Module):
         """Whether the method has parameters to train (``zeroshot`` has none)."""
         return bool(self.method.branches)
 
+    @property
+    def loss_terms(self) -> tuple:
+        """The terms of :meth:`loss`, in order: ``ce``, ``replay_ce``, ``replay_mse``, then the extra ones."""
+        return (*self._method_terms, *self._extra_terms)
+
     def check_buffer(self, buffer) -> None:
         """Refuse a buffer filled with other fields than ALTA replay stores
-        (:data:`alta.replay.REPLAY_FIELDS`).
+        (:data:`alta.replay.REPLAY_FIELDS`, and the fields of the extra loss terms).
 
         Raises:
             ShapeError: the buffer holds other fields.
         """
-        check_buffer_fields(buffer.fields)
+        check_buffer_fields(buffer.fields, extra=[f for t in self._extra_terms for f in t.stores])
 
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by branch: ``{"text": [ctx], "image": adapter params}``.
@@ -640,7 +664,8 @@ class CrossModalLearner(nn.Module):
 
         ``L = CE(z, y) + alpha * CE(z_b, y_b) + beta * MSE(z_b, z_b_stored)`` (Li et al., TMM 2023,
         reference ``main.py``; the DER++ loss of Buzzega et al., NeurIPS 2020), the replay terms
-        only when ``memory`` is given and the method replays (:mod:`alta.replay`). The learned-prompt
+        only when ``memory`` is given and the method replays (:mod:`alta.replay`), then the extra
+        loss terms: :func:`alta.losses.step_loss` over :attr:`loss_terms`. The learned-prompt
         features are computed once and shared by the batch and the memory.
 
         Args:
@@ -676,24 +701,18 @@ class CrossModalLearner(nn.Module):
         if self.snapshot_timing == "last_forward" and text.w2 is not None:
             self._last_forward_w2 = text.w2.detach()  # pre-step prompts, as the reference snapshots
         logits = self.logits_from_features(f1, text, adapter_grad="image" in active)  # (B, C)
-        ce = F.cross_entropy(logits, labels)
-        loss = ce
-        zero = ce.detach().new_zeros(())
-        terms = {"ce": ce, "replay_ce": zero, "replay_mse": zero}
-        counts: dict[str, int | torch.Tensor] = {"ce": int(labels.shape[0]), "replay_ce": 0, "replay_mse": 0}
+        replayed, memory_logits = None, None
         if memory is not None and self.method.replay:
             stored = check_memory(memory, embed_dim=self.embed_dim, num_classes=self.num_classes,
                                   device=self.device, backbone=self.backbone.name)
-            z_b = self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)  # (M, C)
-            replay = replay_terms(z_b, stored, seen_only=self.head == "seen")
-            loss = loss + self.alpha * replay.ce + self.beta * replay.mse
-            terms.update(replay_ce=replay.ce, replay_mse=replay.mse)
-            counts.update(replay_ce=replay.num_items, replay_mse=replay.num_elements)
-        return StepLoss(
-            loss=loss, terms=terms, weights={"ce": 1.0, "replay_ce": self.alpha, "replay_mse": self.beta},
-            counts=counts, logits=logits.detach(), image_features=f1.detach(), labels=labels,
-            experience_ids=self.class_to_experience[labels],
-        )
+            replayed = {**{k: v.to(self.device, non_blocking=True) for k, v in memory.items()},
+                        "labels": stored.labels, "image_features": stored.image_features, "logits": stored.logits}
+
+            def memory_logits() -> torch.Tensor:  # z_b (M, C), when the first replay term asks for it
+                return self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)
+        terms_inputs = LossInputs(learner=self, inputs=inputs, features=f1, labels=labels, logits=logits,
+                                  memory=replayed, memory_logits=memory_logits, branches=active)
+        return step_loss(self.loss_terms, terms_inputs, experience_ids=self.class_to_experience[labels])
 
     # ================================================================ state
     def state_dict(self, *args, **kwargs):

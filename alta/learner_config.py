@@ -9,18 +9,23 @@ Learning", IEEE TMM 2023 (reference code github.com/vijaylee/ALTA, ``configs/*.y
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import string
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
 
 from .config import MAX_BATCH_SIZE, ConfigSection, check_choice, check_int, check_number, resolve_name, set_canonical
 from .errors import ConfigError
-from .methods import DEFAULT_METHOD, METHODS
+from .losses import normalise_loss_terms
+from .methods import DEFAULT_METHOD, METHODS, LearnerMethod
 from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE
 
-__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS"]
+__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS", "NO_LOSS_TERMS"]
 
 HEADS = ("all", "seen")
+#: The default of ``loss_terms``: none besides the method's own (an empty mapping that cannot change).
+NO_LOSS_TERMS: Mapping[str, Any] = MappingProxyType({})
 SNAPSHOT_TIMINGS = ("end", "last_forward")
 
 
@@ -65,6 +70,11 @@ class LearnerConfig(ConfigSection):
             ``last_forward`` (the context before it, as the reference code snapshots).
         w1_raw_names: Class names verbatim in w1, underscores kept (the reference code's
             "a photo of a aquarium_fish"); the learned prompt always reads them as spaces.
+        loss_terms: Loss terms added to the method's own (:data:`alta.losses.LOSS_TERMS`, plug-ins
+            included): ``{name: {weight: w, option: value}}`` (or ``{name: w}``); the weight
+            defaults to the term's. Empty (the default): the method's loss alone.
+        method_options: The options of a learner plug-in (:class:`~alta.methods.LearnerMethod`),
+            passed to its factory; refused for ALTA's variants, which take the keys above.
     """
 
     _SECTION: ClassVar[str] = "model"
@@ -80,9 +90,13 @@ class LearnerConfig(ConfigSection):
     truncate_text: bool = True
     snapshot_timing: str = "end"
     w1_raw_names: bool = False
+    loss_terms: dict[str, Any] = field(default_factory=lambda: dict(NO_LOSS_TERMS))
+    method_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
+        set_canonical(self, "loss_terms", normalise_loss_terms(self.loss_terms))
+        self._check_method_options()
         check_choice(self.head, "model.head", HEADS)
         check_number(self.alpha, "model.alpha", nonnegative=True)
         check_number(self.beta, "model.beta", nonnegative=True)
@@ -96,6 +110,39 @@ class LearnerConfig(ConfigSection):
             raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
         _check_template(self.template)
 
+    def _check_method_options(self) -> None:
+        """``method_options`` only for a learner plug-in, and only options its factory takes; extra
+        loss terms only for a factory that takes them."""
+        spec = METHODS.get(self.method)
+        if not isinstance(self.method_options, Mapping):
+            raise ConfigError(f"config key 'model.method_options' must be a mapping of option names to values, got "
+                              f"{self.method_options!r}")
+        if not isinstance(spec, LearnerMethod):
+            own = sorted(set(self.loss_terms) & {"ce", "replay_ce", "replay_mse"})
+            if own:
+                raise ConfigError(f"config key 'model.loss_terms' names {own}, which method {self.method!r} computes "
+                                  f"itself (ce, replay_ce and replay_mse, weighted 1, model.alpha and model.beta); "
+                                  f"set their weights with model.alpha / model.beta, or add other terms")
+            if self.method_options:
+                raise ConfigError(
+                    f"config key 'model.method_options' holds {sorted(self.method_options)}, but method "
+                    f"{self.method!r} is a variant of ALTA, configured by the other model keys (alpha, beta, head, ...); "
+                    f"method_options configures a learner plug-in (alta list methods)")
+            return
+        if self.loss_terms and not spec.takes("loss_terms"):
+            raise ConfigError(f"config key 'model.loss_terms' names {sorted(self.loss_terms)}, but the factory of "
+                              f"{METHODS.describe(self.method)} takes no loss_terms argument, so its learner cannot "
+                              f"add them; drop them, or give the factory a loss_terms parameter (alta.losses.step_loss)")
+        try:
+            signature = inspect.signature(spec.build)
+        except (TypeError, ValueError):
+            return
+        try:
+            signature.bind(object(), class_names=["a"], seed=0, **self.method_options)
+        except TypeError as exc:
+            raise ConfigError(f"config key 'model.method_options': {METHODS.describe(self.method)} is built as "
+                              f"build{signature}, which does not take {dict(self.method_options)} ({exc})") from None
+
     def learner_options(self) -> dict[str, Any]:
         """The keyword arguments of :class:`CrossModalLearner` this config sets."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnerConfig) if f.name != "method_options"}

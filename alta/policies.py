@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import bisect
+import inspect
 import logging
 from typing import Any, ClassVar, Mapping
 
@@ -139,7 +140,18 @@ class BufferPolicy(abc.ABC):
             raise CheckpointError(f"policy {self.name!r} keeps no state, got keys {sorted(state)}")
 
 
-BUFFER_POLICIES: Registry[type[BufferPolicy]] = Registry("buffer policy")
+def _check_policy(name: str, entry: Any) -> type[BufferPolicy]:
+    """What :data:`BUFFER_POLICIES` accepts: a concrete subclass of :class:`BufferPolicy`."""
+    if not (isinstance(entry, type) and issubclass(entry, BufferPolicy)) or inspect.isabstract(entry):
+        raise TypeError(f"a buffer policy is a concrete subclass of alta.policies.BufferPolicy (implementing assign), "
+                        f"got {entry!r}")
+    return entry
+
+
+#: The storage policies by name; plug-ins: entry-point group ``alta.buffer_policies``.
+BUFFER_POLICIES: Registry[type[BufferPolicy]] = Registry("buffer policy", group="alta.buffer_policies",
+                                                         check=_check_policy,
+                                                         registry_name="alta.policies.BUFFER_POLICIES")
 
 
 def list_buffer_policies() -> list[str]:

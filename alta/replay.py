@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from .errors import ShapeError
 
-__all__ = ["REPLAY_FIELDS", "ReplayBatch", "ReplayTerms", "check_buffer_fields", "check_memory", "replay_terms"]
+__all__ = ["REPLAY_FIELDS", "ReplayBatch", "ReplayTerms", "check_buffer_fields", "check_memory", "replay_terms",
+           "replay_ce", "replay_mse"]
 
 REPLAY_FIELDS = ("labels", "image_features", "logits", "experience_ids")
 
@@ -45,18 +46,21 @@ class ReplayBatch:
     logits: torch.Tensor
 
 
-def check_buffer_fields(fields) -> None:
+def check_buffer_fields(fields, *, extra=()) -> None:
     """Refuse a buffer that holds other fields than ALTA replay stores.
 
     Args:
         fields: ``buffer.fields`` (empty for a buffer that has stored nothing yet).
+        extra: The fields the learner's extra loss terms store besides (:class:`alta.losses.LossTerm`
+            ``stores``).
 
     Raises:
         ShapeError: the buffer was filled with other fields.
     """
-    if fields and set(fields) != set(REPLAY_FIELDS):
+    expected = set(REPLAY_FIELDS) | set(extra)
+    if fields and set(fields) != expected:
         raise ShapeError(
-            f"the buffer holds the fields {sorted(fields)}, but ALTA replay stores {sorted(REPLAY_FIELDS)}; "
+            f"the buffer holds the fields {sorted(fields)}, but ALTA replay stores {sorted(expected)}; "
             f"use a new MemoryBuffer for this learner (train_step fills it)"
         )
 
@@ -142,14 +146,38 @@ def replay_terms(logits: torch.Tensor, memory: ReplayBatch, *, seen_only: bool) 
         Buzzega et al., "Dark Experience for General Continual Learning: a Strong, Simple
         Baseline", NeurIPS 2020 (DER++); Li et al., IEEE TMM 2023 (reference ``main.py``).
     """
-    stored = memory.logits
-    replay_ce = F.cross_entropy(logits, memory.labels)
+    ce = replay_ce(logits, memory.labels)
+    mse, count = replay_mse(logits, memory.logits, seen_only=seen_only)
+    return ReplayTerms(ce=ce, mse=mse, num_items=int(logits.shape[0]), num_elements=count)
+
+
+def replay_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``CE(z_b, y_b)``, the DER++ replay cross-entropy: the mean over the M replayed items.
+
+    Shape:
+        logits: (M, C); labels: (M,); returns a 0-dim tensor.
+    """
+    return F.cross_entropy(logits, labels)
+
+
+def replay_mse(logits: torch.Tensor, stored: torch.Tensor, *,
+               seen_only: bool) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """``MSE(z_b, z_b_stored)``, the DER++ logit matching, and the number of stored logits it
+    averages over.
+
+    Args:
+        logits: z_b, the current logits of the stored samples.
+        stored: z_b_stored, the logits stored with them.
+        seen_only: Leave out the stored logits that are ``-inf`` (classes not yet scored when the
+            item was stored, ``head="seen"``); their count is then a 0-dim tensor (counting on the
+            host would synchronise the device).
+
+    Shape:
+        logits, stored: (M, C); returns a 0-dim tensor and the count.
+    """
     if seen_only:  # compare only classes that were scored when the item was stored
         finite = torch.isfinite(stored)
         diff = torch.where(finite, logits - stored.nan_to_num(0.0, 0.0, 0.0), torch.zeros_like(logits))
         count = finite.sum()
-        replay_mse = diff.pow(2).sum() / count.clamp_min(1)
-    else:
-        count = stored.numel()
-        replay_mse = F.mse_loss(logits, stored)
-    return ReplayTerms(ce=replay_ce, mse=replay_mse, num_items=int(logits.shape[0]), num_elements=count)
+        return diff.pow(2).sum() / count.clamp_min(1), count
+    return F.mse_loss(logits, stored), stored.numel()

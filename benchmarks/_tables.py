@@ -165,16 +165,30 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
+def is_table_file(name: str) -> bool:
+    """Whether ``name`` is the path of a table spec of one's own (a ``.yaml`` file) rather than
+    the name of a shipped table."""
+    return name.endswith((".yaml", ".yml")) and name not in TABLE_NAMES
+
+
 @functools.lru_cache(maxsize=None)
 def load_table(name: str) -> TableSpec:
-    """Read ``benchmarks/tables/<name>.yaml``.
+    """Read ``benchmarks/tables/<name>.yaml``, or a table spec of one's own given as a path
+    (``my_table.yaml``: rows of your methods, plug-ins included, beside ALTA's).
 
     Raises:
-        ConfigError: unknown table, unknown keys (named), or rows without a config.
+        ConfigError: unknown table or missing file, unknown keys (named), or rows without a config.
     """
-    if name not in TABLE_NAMES:
-        raise ConfigError(f"unknown table {name!r}; tables: {', '.join(TABLE_NAMES)}")
-    path = TABLES_DIR / f"{name}.yaml"
+    if is_table_file(name):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"table file {name} not found; give a shipped table ({', '.join(TABLE_NAMES)}) or the "
+                              f"path of a table spec (see benchmarks/tables/ablation.yaml for the keys)")
+    elif name not in TABLE_NAMES:
+        raise ConfigError(f"unknown table {name!r}; tables: {', '.join(TABLE_NAMES)}, or the path of a table spec "
+                          f"(.yaml)")
+    else:
+        path = TABLES_DIR / f"{name}.yaml"
     data = _read_yaml(path)
     _check_keys(data, ("name", "title", "description", "columns", "rows", "metric_groups", "published", "info",
                        "from_tables"), str(path))

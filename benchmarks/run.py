@@ -6,6 +6,7 @@
     python benchmarks/run.py main --scale full --data-root /data --device cuda
     python benchmarks/run.py all --scale full --estimate           # projected time, runs nothing
     python benchmarks/run.py all --scale full --dispatch slurm --slurm-partition gpu   # a Slurm job per group
+    python benchmarks/run.py my_table.yaml --import examples/linear_probe.py --scale cpu  # your method's rows
 
 The tables (main, ablation, backbones, cost) are data: ``benchmarks/tables/<table>.yaml``; the
 scales (smoke, cpu, full) are in ``benchmarks/tables/scales.yaml``. Every cell is one run of
@@ -20,7 +21,14 @@ files into one ``--out``). A run interrupted half-way resumes from its last comp
 Cells that share the stream, the seed, the batch size, the epochs, the cache mode and the
 backbone are run together as a run group (:func:`alta.run.groups.run_group_experiment`: one pass
 over the frozen encoders, each cell's own folder and record, the numbers it gets alone);
-``--no-group`` runs every cell on its own. ``--dispatch slurm`` sends each group (or lone cell)
+``--no-group`` runs every cell on its own.
+
+Your own method: a table spec of your own (a ``.yaml`` file with the keys of
+``benchmarks/tables/ablation.yaml``) names it in its rows (``set: {model.method: linear_probe}``),
+and ``--import MODULE_OR_FILE`` registers it (as ``alta run --import`` does; an installed plug-in
+package needs nothing); the jobs of isolated runs and of submitit import it again. The cells
+record the plug-in's package version or file hash (their summaries' ``plugins``), and a cell's key
+(the fingerprint of its configuration) changes with them. ``--dispatch slurm`` sends each group (or lone cell)
 to Slurm as one job through submitit, ``--dispatch local`` runs the same jobs here through
 submitit's local executor; the tables are rewritten as results arrive.
 
@@ -53,6 +61,7 @@ import _tables as tables  # noqa: E402
 from alta.cli.config import RunConfig  # noqa: E402
 from alta.errors import AltaError, BackboneError, DataError  # noqa: E402
 from alta.io import write_json, write_text  # noqa: E402
+from alta.plugins import import_plugin  # noqa: E402
 
 TINY_BACKBONES = ("tiny-vit", "tiny-rn")
 RUN_TABLES = ("main", "ablation", "backbones")
@@ -77,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Tables: benchmarks/tables/*.yaml. Scales: benchmarks/tables/scales.yaml. See benchmarks/README.md.",
     )
     add = parser.add_argument
-    add("table", nargs="?", choices=(*tables.TABLE_NAMES, "all"),
-        help="the table to make (cost reads the runs of main, ablation and backbones; all: every table)")
+    add("table", nargs="?", metavar="{" + ",".join((*tables.TABLE_NAMES, "all")) + "} | FILE.yaml",
+        help="the table to make (cost reads the runs of main, ablation and backbones; all: every table), or a "
+             "table spec of your own")
+    add("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+        help="a module or .py file registering plug-ins (methods, loss terms, datasets, ...) the table's rows use "
+             "(repeatable); imported again by every job")
     add("--scale", choices=tables.SCALE_NAMES, default="cpu",
         help="smoke: seconds per cell, numbers meaningless; cpu: reduced protocol on CPU (main + ablation: about "
              "25 minutes on 2 cores with run groups); full: the paper protocol (default: cpu)")
@@ -275,6 +288,16 @@ def execute_unit(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [execute(jobs[0])] if len(jobs) == 1 else execute_group(jobs)
 
 
+def import_plugins(specs: Sequence[str]) -> list[str]:
+    """Import the ``--import`` modules and files (:func:`alta.plugins.import_plugin`); returns
+    them as jobs import them again (a file by its absolute path)."""
+    out = []
+    for spec in specs:
+        _, origin, _ = import_plugin(spec)
+        out.append(spec if origin.module == spec else origin.file)  # a module by its name, a file by its path
+    return out
+
+
 def run_child(job_path: Path) -> int:
     """The process of an isolated unit (a cell or a group; also a submitit job): exit 0 done,
     3 missing weights, 4 missing data, 1 other."""
@@ -282,6 +305,7 @@ def run_child(job_path: Path) -> int:
     jobs = unit["cells"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s %(message)s")
     try:
+        import_plugins(unit.get("imports") or [])
         execute_unit(jobs)
     except BackboneError as exc:
         write_json(job_path.with_name("bench-error.json"), {"type": "BackboneError", "message": str(exc)})
@@ -327,11 +351,12 @@ def unit_folder(work_dir: Path, cells: Sequence[tables.Cell]) -> Path:
     return work_dir / "groups" / ident
 
 
-def write_unit(cells: Sequence[tables.Cell], jobs: Sequence[dict[str, Any]], *, work_dir: Path) -> Path:
+def write_unit(cells: Sequence[tables.Cell], jobs: Sequence[dict[str, Any]], *, work_dir: Path,
+               imports: Sequence[str] = ()) -> Path:
     folder = unit_folder(work_dir, cells)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ("bench-job.json" if len(cells) == 1 else "bench-group-job.json")
-    write_json(path, {"cells": list(jobs)})
+    write_json(path, {"cells": list(jobs), "imports": list(imports)})
     (folder / "bench-error.json").unlink(missing_ok=True)
     return path
 
@@ -360,7 +385,7 @@ def collect(cells: Sequence[tables.Cell], jobs: Sequence[dict[str, Any]], *, out
 
 
 def run_unit(cells: Sequence[tables.Cell], *, out_dir: Path, work_dir: Path, scale: str, isolate: bool,
-             threads: int | None, command: str) -> list[dict[str, Any]]:
+             threads: int | None, command: str, imports: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Run one cell, or the cells of one group together (in a child process when ``isolate``);
     returns their records.
 
@@ -384,7 +409,7 @@ def run_unit(cells: Sequence[tables.Cell], *, out_dir: Path, work_dir: Path, sca
         for job, record in zip(jobs, records):
             write_json(job["cell_path"], record)
         return records
-    job_path = write_unit(cells, jobs, work_dir=work_dir)
+    job_path = write_unit(cells, jobs, work_dir=work_dir, imports=imports)
     log_path = folder / "bench-log.txt"
     with open(log_path, "a", encoding="utf-8") as log:
         code = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--job", str(job_path)],
@@ -401,10 +426,10 @@ def write_tables(names: Sequence[str], scale: tables.Scale, cells_by_table: dict
                  out_dir: Path, command: str, seeds: Sequence[int]) -> None:
     store = tables.CellStore(out_dir)
     for name in names:
-        table = tables.build_table(tables.load_table(name), scale, cells_by_table[name], store=store,
-                                   command=command, seeds=seeds)
-        write_json(out_dir / f"{name}.json", table)
-        write_text(out_dir / f"{name}.md", tables.render_markdown(table))
+        spec = tables.load_table(name)
+        table = tables.build_table(spec, scale, cells_by_table[name], store=store, command=command, seeds=seeds)
+        write_json(out_dir / f"{spec.name}.json", table)
+        write_text(out_dir / f"{spec.name}.md", tables.render_markdown(table))
 
 
 def _brief(record: dict[str, Any]) -> str:
@@ -422,7 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.job is not None:
         return run_child(args.job)
     if args.table is None:
-        build_parser().error("give a table: main, ablation, backbones, cost or all")
+        build_parser().error("give a table: main, ablation, backbones, cost, all or a table spec FILE.yaml")
+    if args.table not in (*tables.TABLE_NAMES, "all") and not tables.is_table_file(args.table):
+        build_parser().error(f"argument table: invalid choice: {args.table!r} (choose from "
+                             f"{', '.join((*tables.TABLE_NAMES, 'all'))}, or give a table spec FILE.yaml)")
+    imports = import_plugins(args.imports)
     scales = tables.load_scales()
     scale = scales[args.scale]
     seeds = list(args.seeds or scale.default_seeds)
@@ -484,9 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     if args.dispatch != "here":
         code = dispatch(units, args=args, out_dir=out_dir, work_dir=work_dir, scale=scale.name, command=command,
-                        on_result=rewrite)
+                        on_result=rewrite, imports=imports)
         print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s; tables: "
-              + ", ".join(str(out_dir / f"{n}.md") for n in names))
+              + ", ".join(str(out_dir / f"{tables.load_table(n).name}.md") for n in names))
         return code
     failures = 0
     last_written = time.perf_counter()
@@ -496,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{index}/{len(units)}] {label}{names_of} ({unit[0].config.model.visual}) ...", flush=True)
         try:
             records = run_unit(unit, out_dir=out_dir, work_dir=work_dir, scale=scale.name, isolate=isolate,
-                               threads=args.threads, command=command)
+                               threads=args.threads, command=command, imports=imports)
         except StopAll as stop:
             print(f"\nstopped: a run could not load its backbone, and every later run would fail the same way.\n"
                   f"{stop}", file=sys.stderr)
@@ -510,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             last_written = time.perf_counter()
     rewrite()
     print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s ({failures} not done); tables: "
-          + ", ".join(str(out_dir / f"{n}.md") for n in names))
+          + ", ".join(str(out_dir / f"{tables.load_table(n).name}.md") for n in names))
     return 1 if failures else 0
 
 
@@ -535,7 +564,7 @@ def _executor(args: argparse.Namespace, folder: Path):
 
 
 def dispatch(units: Sequence[Sequence[tables.Cell]], *, args: argparse.Namespace, out_dir: Path, work_dir: Path,
-             scale: str, command: str, on_result) -> int:
+             scale: str, command: str, on_result, imports: Sequence[str] = ()) -> int:
     """Run every unit (a group, or a lone cell) as one submitit job and rewrite the tables as their
     results arrive. A job runs ``python benchmarks/run.py --job FILE``, the process an isolated unit
     runs here, so a job is resumable as a local run is: run the command again and the done cells are
@@ -555,7 +584,7 @@ def dispatch(units: Sequence[Sequence[tables.Cell]], *, args: argparse.Namespace
     for unit in units:
         jobs = unit_jobs(unit, out_dir=out_dir, work_dir=work_dir, scale=scale, isolate=True, threads=args.threads,
                          command=command, dispatch=args.dispatch)
-        queue.append((unit, jobs, write_unit(unit, jobs, work_dir=work_dir)))
+        queue.append((unit, jobs, write_unit(unit, jobs, work_dir=work_dir, imports=imports)))
 
     def submit(item, gpu: str | None):
         _, _, path = item

@@ -81,3 +81,13 @@ def tiny_clip_rn():
     from alta.backbones import load_backbone
 
     return load_backbone("tiny-rn", device="cpu", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """What a test registers (plug-ins, ``--import``'ed files, methods added by a docs page) is
+    gone after it: every registry is restored (alta.registry.preserved)."""
+    from alta.registry import preserved
+
+    with preserved():
+        yield

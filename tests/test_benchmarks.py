@@ -218,3 +218,37 @@ def test_projection_counts_follow_the_reference_protocol(tables):
     assert joint["steps"] == 100 * math.ceil(50_000 / 32)
     costs = {"t_step": 2.0, "t_img": 0.5, "t_text_eval": 3.0, "t_head": 0.25}
     assert estimate.project({"steps": 10, "encoded_images": 4, "evaluations": 2, "scored_images": 8}, costs) == 30.0
+
+
+OWN_TABLE = """
+name: probe
+title: "Your own method beside ALTA"
+description: A linear probe (examples/linear_probe.py, a plug-in given with --import) against ALTA.
+columns:
+  - {key: seq-cifar10, label: Seq-CIFAR-10, dataset: seq-cifar10, configs: cifar10}
+rows:
+  - {key: alta, label: ALTA, config: "il_{configs}", set: {model.method: alta}}
+  - {key: probe, label: linear probe, config: "il_{configs}", set: {model.method: linear_probe}}
+metric_groups:
+  - title: "Accuracy (%)"
+    metrics:
+      - {key: class_il.last, label: Last class-IL}
+"""
+
+
+@pytest.mark.parametrize("isolate", ["--no-isolate", pytest.param("--isolate", marks=pytest.mark.slow)])
+def test_a_table_of_ones_own_rows_runs_a_plugin_method_in_its_jobs(run, tmp_path, capsys, isolate):
+    """A table spec of one's own names a plug-in method; --import registers it here (and, isolated,
+    in the job process of the run group), and the records say what code produced each cell."""
+    spec = tmp_path / "probe.yaml"
+    spec.write_text(OWN_TABLE)
+    out = tmp_path / "out"
+    code = run.main([str(spec), "--scale", "smoke", "--out", str(out), isolate, "--import",
+                     str(REPO / "examples" / "linear_probe.py")])
+    assert code == 0, capsys.readouterr().out
+    table = (out / "probe.md").read_text()
+    assert "linear probe" in table and "ALTA" in table
+    records = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    probe = next(r for r in records if r["summary"]["method"] == "linear_probe")
+    assert probe["status"] == "done" and probe["summary"]["group"]["size"] == 2  # one job ran both
+    assert probe["summary"]["plugins"][0]["file"] == str(REPO / "examples" / "linear_probe.py")

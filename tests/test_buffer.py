@@ -475,7 +475,8 @@ def test_registry_messages_pluralise_the_kind():
         "buffer policies", "methods", "boxes", "keys", "classes"]
     with pytest.raises(ConfigError) as info:
         MemoryBuffer(4, policy="zzz")
-    assert str(info.value) == "unknown buffer policy 'zzz'. Valid buffer policies: reservoir, class_balanced"
+    assert str(info.value).startswith("unknown buffer policy 'zzz'. Valid buffer policies: reservoir, class_balanced. "
+                                      "To add one: an entry point in group 'alta.buffer_policies'")
     with pytest.raises(ConfigError, match=r"; did you mean 'reservoir'\? Valid buffer policies:"):
         MemoryBuffer(4, policy="resevoir")
     with pytest.raises(ConfigError, match="valid buffer policies"):

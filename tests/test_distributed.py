@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +21,11 @@ from alta import distributed as dist
 from alta.errors import ConfigError
 from alta.loop import DataParallelStep, epoch_batches
 from alta.loop import parallel as loop_parallel
+from alta.losses import LossTerm, TermValue
+from alta.plugins import import_plugin
 
 WORLD = 2
+LINEAR_PROBE = Path(__file__).resolve().parents[1] / "examples" / "linear_probe.py"
 STEP_SIZES = [13, 13, 1, 13, 5, 13, 13]  # uneven shards (7/6), an empty shard (1 -> 1/0)
 
 
@@ -183,6 +187,28 @@ def _run_stream(backbone):
             "main_only_events": main_only.events}
 
 
+class _SquaredLogits(LossTerm):
+    """An extra loss term: the mean squared logit over the logit scale, over B * C items."""
+
+    name = "squared_logits"
+
+    def forward(self, inputs):
+        return TermValue((inputs.logits / inputs.learner.backbone.logit_scale).pow(2).mean(), inputs.logits.numel())
+
+
+def _probe_stream(backbone, *, distributed: bool):
+    """The example's learner (examples/linear_probe.py, not ALTA) with an extra loss term, through
+    run_stream: on each rank of a process group, or in one process."""
+    probe = import_plugin(LINEAR_PROBE)[0].LinearProbe
+    stream = _stream()
+    learner = probe(backbone, class_names=stream.class_names, seed=0, loss_terms=[_SquaredLogits(weight=0.5)])
+    optimizer = torch.optim.SGD(learner.trainable_parameters(), lr=0.05)
+    loop = alta.LoopConfig(epochs=2, eval_every=1, train_cache="fixed", seed=7, distributed=distributed)
+    result = alta.run_stream(learner, list(stream)[:2], optimizer=optimizer, loop=loop)
+    return {"class_il": result.class_il, "task_il": result.task_il, "history": result.history,
+            "params": [p.detach().clone() for p in learner.trainable_parameters()]}
+
+
 def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
     """Steps on images (the frozen image encoder in the step), a global batch of 1 among them:
     rank 1 then encodes an empty shard."""
@@ -235,6 +261,7 @@ def _worker(rank: int, port: int, out: str, backbone) -> None:
             "stream": _run_stream(backbone),
             "different_seeds": _different_seeds(backbone),
             "images": _image_steps(backbone, parallel=True),
+            "probe": _probe_stream(backbone, distributed=True),
         }
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     finally:
@@ -309,6 +336,23 @@ def test_run_stream_on_two_processes_gives_the_single_process_accuracy_matrices(
         assert torch.equal(got["buffer"]["labels"], buffer.data()["labels"])
         assert got["events"] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # every rank runs the callbacks...
         assert got["main_only_events"] == (got["events"] if rank == 0 else [])  # ...MainProcessOnly only rank 0
+
+
+def test_a_learner_that_is_not_alta_with_an_extra_term_gives_the_single_process_run(two_processes, tiny_clip):
+    """examples/linear_probe.py's learner, its loss the cross-entropy plus an extra LossTerm, on 2
+    processes: the shards' terms weighed by their counts give the 1-process run."""
+    reference = _probe_stream(tiny_clip, distributed=False)
+    for rank in range(WORLD):
+        got = two_processes[rank]["probe"]
+        for key in ("class_il", "task_il"):
+            assert abs(got[key] - reference[key]).max() <= 0.1, (key, got[key], reference[key])
+        for mine, theirs in zip(sum(got["history"], []), sum(reference["history"], [])):
+            for key in ("loss", "ce", "squared_logits"):
+                assert abs(mine[key] - theirs[key]) <= 1e-4 * max(1.0, abs(theirs[key])), (key, mine, theirs)
+        for a, b in zip(got["params"], reference["params"]):
+            assert _close(a, b)
+    initial = import_plugin(LINEAR_PROBE)[0].LinearProbe(tiny_clip, class_names=_stream().class_names, seed=0)
+    assert (reference["params"][0] - initial.head.weight).abs().max() > 1e-3  # it did train
 
 
 def test_image_batches_with_an_empty_shard_give_the_single_process_step(two_processes, tiny_clip):

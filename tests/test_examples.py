@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-NAMES = ["quickstart", "custom_loop", "own_dataset", "compare_methods", "visualize_features"]
+NAMES = ["quickstart", "custom_loop", "own_dataset", "compare_methods", "visualize_features", "linear_probe"]
 
 
 @contextlib.contextmanager
@@ -119,6 +119,18 @@ def test_compare_methods_rejects_a_typo(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(alta.ConfigError, match="cprompt"):
         run_main("compare_methods", ["--methods", "cpromt", "--epochs", "1"])
+
+
+def test_linear_probe_runs_beside_alta_as_a_run_group_and_is_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summaries, out = run_main("linear_probe", ["--quick", "--output-dir", "cmp"])
+    probe, alta_run = summaries["linear_probe"], summaries["oritext_mlp2cprompt_oriimg"]
+    assert probe["method"] == "linear_probe" and probe["formula"].endswith("LinearProbe")
+    assert probe["group"]["size"] == alta_run["group"]["size"] == 2  # one pass over the frozen encoder for both
+    assert probe["buffer_size"] == 0 and alta_run["buffer_size"] == 200
+    assert [p["name"] for p in probe["plugins"]] == ["linear_probe"] and "plugins" not in alta_run
+    assert "| linear_probe | linear_probe | 0 | 42 |" in out and "Plug-in code: method 'linear_probe'" in out
+    assert probe["num_trainable_parameters"] == 10 * 512 + 10  # the head: W (C, D) and b (C,)
 
 
 def test_visualize_features(tmp_path, monkeypatch):

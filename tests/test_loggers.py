@@ -103,7 +103,9 @@ def test_tensorboard_events_read_back_with_event_accumulator(logged):
     events.Reload()
     tags = events.Tags()
     assert {"train/loss", "train/lr", "eval/class_il_mean", "eval/task_il/experience_0",
-            "experience/class_il_accuracy"} <= set(tags["scalars"])
+            "experience/class_il_accuracy", "loss/ce", "loss/replay_ce", "loss/replay_mse"} <= set(tags["scalars"])
+    assert [e.value for e in events.Scalars("loss/ce")] == pytest.approx([s["ce"] for h in result.history for s in h],
+                                                                         rel=1e-6)  # every loss term, by name
     loss = events.Scalars("train/loss")
     assert [e.step for e in loss] == [1, 2, 3, 4]  # epoch_step: epochs trained so far
     assert [e.value for e in loss] == pytest.approx([s["loss"] for h in result.history for s in h], rel=1e-6)
@@ -193,6 +195,7 @@ def test_wandb_offline_run_reads_back_from_its_run_folder(logged):
     assert [row["epoch_step"] for row in evaluations] == [1, 2, 3, 4]
     train = [row for row in history if "train/loss" in row]
     assert [row["train/loss"] for row in train] == [s["loss"] for h in result.history for s in h]
+    assert [row["loss/replay_mse"] for row in train] == [s["replay_mse"] for h in result.history for s in h]
     ends = [row for row in history if "accuracy_matrix/class_il" in row]
     assert [row["experience"] for row in ends] == [0, 1]
     image = ends[-1]["accuracy_matrix/class_il"]

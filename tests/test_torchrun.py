@@ -83,3 +83,23 @@ def test_a_failing_rank_stops_the_run_with_a_message_on_rank_0(tmp_path):
     assert "alta: error (rank 1 of 2): injected failure on rank 1" in done.stderr
     assert "alta: rank 0 of 2:" in done.stderr and "another rank failed" in done.stderr
     assert f"-m alta run --resume {tmp_path / 'run'}" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_example_learner_under_torchrun_gives_the_single_process_result(tmp_path, capsys):
+    """examples/linear_probe.py (a learner that is not ALTA, given with --import) on 2 processes:
+    the accuracy matrices and the losses of the 1-process run."""
+    args = ["--import", str(REPO / "examples" / "linear_probe.py"), "--method", "linear_probe", *QUICK]
+    assert alta_main(["run", *args, "--output-dir", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    done = torchrun("-m", "alta", "run", *args, "--output-dir", str(tmp_path / "two"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
+    assert one["method"] == two["method"] == "linear_probe" and one["plugins"] == two["plugins"]
+    for setting in ("class_il", "task_il"):
+        for row_a, row_b in zip(one["accuracy_matrix"][setting], two["accuracy_matrix"][setting]):
+            assert all(abs(a - b) <= 0.1 for a, b in zip(row_a, row_b) if a is not None), (setting, one, two)
+    lines = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("one", "two")]
+    assert len(lines[0]) == len(lines[1]) == 4
+    for mine, theirs in zip(*lines):
+        assert abs(mine["loss"] - theirs["loss"]) <= 1e-4 * max(1.0, abs(theirs["loss"]))

@@ -97,8 +97,21 @@ def _hf_load(identifier, **kwargs):
     return hf.load_hf(identifier, **kwargs)
 
 
-# prefix -> source; names without a registered prefix are clip-anytorch names or files.
-SOURCES: Registry[BackboneSource] = Registry("backbone source")
+def _check_source(name: str, entry: object) -> BackboneSource:
+    """What :data:`SOURCES` accepts: a :class:`BackboneSource` whose prefix is ``"<name>:"``."""
+    if not isinstance(entry, BackboneSource):
+        raise TypeError(f"a backbone source is an alta.backbones.BackboneSource(prefix, load, list_names, extra), got "
+                        f"{type(entry).__name__} {entry!r}")
+    if entry.prefix != f"{name}:" or not callable(entry.load) or not callable(entry.list_names):
+        raise ConfigError(f"a backbone source named {name!r} has the prefix {name + ':'!r} (got {entry.prefix!r}) and "
+                          f"callable load and list_names")
+    return entry
+
+
+# prefix -> source; names without a registered prefix are clip-anytorch names or files. Plug-ins:
+# entry-point group ``alta.backbone_sources`` (``--visual <name>:<model>``).
+SOURCES: Registry[BackboneSource] = Registry("backbone source", group="alta.backbone_sources", check=_check_source,
+                                             registry_name="alta.backbones.SOURCES")
 SOURCES.add("open_clip", BackboneSource("open_clip:", _open_clip_load, _open_clip_names, "open_clip"))
 SOURCES.add("hf", BackboneSource("hf:", _hf_load, lambda: [], "hf"))
 

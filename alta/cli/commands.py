@@ -4,18 +4,24 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
 
 from .. import distributed as dist
-from ..backbones import default_download_root, list_backbones
+from ..backbones import SOURCES, default_download_root, list_backbones
+from ..buffer import BUFFER_POLICIES
 from ..data import DATASETS
 from ..errors import ConfigError, OutputError, ResourceError, TrainingError
+from ..loop.loggers import LOGGERS
+from ..losses import LOSS_TERMS
 from ..methods import DEFAULT_METHOD, METHODS, get_method, list_methods
+from ..registry import registries
 from ..run import (
     AGGREGATE_NAME,
     load_saved_config,
@@ -35,7 +41,7 @@ from .config import (
     load_config,
 )
 from .parser import FLAG_KEYS
-from .resolve import apply_values, flag_overrides, reference_dirs, resolve_run_config
+from .resolve import apply_values, flag_overrides, import_plugins, reference_dirs, resolve_run_config
 from .signals import Terminated, interrupt_status
 
 logger = logging.getLogger("alta.run")
@@ -48,6 +54,11 @@ DATA_HINT = (
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _imports(args: argparse.Namespace) -> str:
+    """`` --import X`` for every ``--import`` of the command line: a resume command needs them too."""
+    return "".join(f" --import {shlex.quote(spec)}" for spec in getattr(args, "imports", None) or ())
 
 
 def _tiny_on_cpu(config) -> bool:
@@ -87,6 +98,7 @@ def _set_threads(args: argparse.Namespace, config) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
+    import_plugins(args)  # before anything names a method or reads a saved run
 
     if args.seeds is not None and (args.resume or args.seed is not None):
         raise ConfigError("--seeds runs one experiment per seed: drop "
@@ -137,10 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file():
             print(f"\nalta: {what}. The last complete checkpoint is {checkpoint}; continue with:\n"
-                  f"  alta run --resume {output_dir}", file=sys.stderr)
+                  f"  alta run --resume {output_dir}{_imports(args)}", file=sys.stderr)
         elif (output_dir / "config.yaml").is_file():
             print(f"\nalta: {what} before the first epoch ended: no checkpoint yet. "
-                  f"`alta run --resume {output_dir}` restarts it from the first experience.", file=sys.stderr)
+                  f"`alta run --resume {output_dir}{_imports(args)}` restarts it from the first experience.",
+                  file=sys.stderr)
         else:
             print(f"\nalta: {what} before the run started; nothing was written.", file=sys.stderr)
         return interrupt_status(exc)
@@ -149,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoint = output_dir / "checkpoint.pt"
         if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
             resume_command = (f"torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}"
-                              if dist.is_distributed() else f"alta run --resume {output_dir}")
+                              if dist.is_distributed() else f"alta run --resume {output_dir}") + _imports(args)
             print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
                   f"with:\n  {resume_command}", file=sys.stderr)
         return 1
@@ -164,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  else "No checkpoint was written yet")
         print(f"\nalta: rank {dist.get_rank()} of {dist.get_world_size()}: {reason}: another rank failed or "
               f"left; its error is above (torchrun names the rank). {where}; continue with:\n"
-              f"  torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}",
+              f"  torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}{_imports(args)}",
               file=sys.stderr)
         return 1
     if dist.is_distributed():
@@ -173,7 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0  # rank 0 reports
     if not summary.get("complete"):
         print(f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences; "
-              f"checkpoint {output_dir / 'checkpoint.pt'}\ncontinue with: alta run --resume {output_dir}")
+              f"checkpoint {output_dir / 'checkpoint.pt'}\n"
+              f"continue with: alta run --resume {output_dir}{_imports(args)}")
         return 0
     print(format_table(summary))
     return 0
@@ -242,7 +256,7 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
         print(format_table(summary) if summary.get("complete") else
               f"stopped after {summary['experiences_done']} of {summary['num_experiences']} experiences")
     if not all(s.get("complete") for s in summaries):
-        print(f"continue with: alta run --resume {root}")
+        print(f"continue with: alta run --resume {root}{_imports(args)}")
         return 0
 
     rows = load_rows([root])  # the members side by side, as `alta report` shows the group
@@ -278,6 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
 
+    import_plugins(args)
     overrides = flag_overrides(args)
     config = load_config(args.config or DEFAULT_CONFIG)
     config = apply_values(config, reference_dirs(args, config, overrides), overrides)
@@ -302,9 +317,17 @@ def _stopped_by_launcher(signum, frame) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _origin(registry, name: str) -> str:
+    """`` [plug-in: package p 1.0 ...]`` for a plug-in's entry in a listing, else nothing."""
+    origin = registry.origin(name)
+    return "" if origin is None else f" [plug-in: {origin.describe()}]"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
 
-    what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs"]
+    import_plugins(args)
+    what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs", "loss-terms",
+                                          "buffer-policies", "loggers", "backbone-sources"]
     blocks = []
     if "methods" in what:
         lines = ["methods (--method):"]
@@ -314,7 +337,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             if name == DEFAULT_METHOD:
                 flags.append("ALTA, default, alias 'alta'")
             flags.append("replay" if spec.replay else "no replay")
-            lines.append(f"  {name:28s} {spec.formula:36s} {spec.description} ({', '.join(flags)})")
+            lines.append(f"  {name:28s} {spec.formula:36s} {spec.description} ({', '.join(flags)})"
+                         f"{_origin(METHODS, name)}")
         blocks.append("\n".join(lines))
     if "backbones" in what:
         root = default_download_root()
@@ -328,15 +352,43 @@ def cmd_list(args: argparse.Namespace) -> int:
     if "datasets" in what:
         lines = ["datasets (data.dataset / --dataset):"]
         for name in DATASETS.names():
-            lines.append(f"  {name:18s} {DATASETS.get(name).description}")
+            lines.append(f"  {name:18s} {DATASETS.get(name).description}{_origin(DATASETS, name)}")
         blocks.append("\n".join(lines))
     if "configs" in what:
         lines = ["configs (--config):"]
         for name in list_configs():
             lines.append(f"  {name:15s} {config_description(name)}")
         blocks.append("\n".join(lines))
+    for key, registry, title in (("loss-terms", LOSS_TERMS, "loss terms (model.loss_terms / --loss-term NAME=WEIGHT)"),
+                                 ("buffer-policies", BUFFER_POLICIES, "buffer policies (buffer.policy)"),
+                                 ("loggers", LOGGERS, "loggers (--logger)"),
+                                 ("backbone-sources", SOURCES, "backbone sources (--visual SOURCE:MODEL)")):
+        if key in what:
+            lines = [f"{title}:"]
+            for name in registry.names():
+                lines.append(f"  {name:18s} {_summary_line(registry.get(name))}{_origin(registry, name)}")
+            blocks.append("\n".join(lines))
+    if "plugins" in what:
+        lines = ["plug-ins (entry points of installed packages, --import, code):"]
+        for registry in registries():
+            for name in registry.names():
+                if registry.origin(name) is not None:
+                    lines.append(f"  {registry.kind + ' ' + repr(name):32s} {registry.origin(name).describe()}")
+        if len(lines) == 1:
+            lines.append("  none: every name comes with alta (docs/own-method.md tells how to add one)")
+        blocks.append("\n".join(lines))
     print("\n\n".join(blocks))
     return 0
+
+
+def _summary_line(entry) -> str:
+    """One line about a registry entry: a backbone source's prefix, else the first sentence of its
+    docstring (a class, a function or an object's class)."""
+    if hasattr(entry, "prefix") and hasattr(entry, "extra"):  # a BackboneSource
+        return f"--visual {entry.prefix}MODEL (pip install \"alta[{entry.extra}]\")" if entry.extra else \
+            f"--visual {entry.prefix}MODEL"
+    paragraph = (inspect.getdoc(entry) or "").strip().split("\n\n")[0].replace("\n", " ")
+    return paragraph.split(". ")[0].rstrip(".").replace("``", "")
 
 
 # --------------------------------------------------------------------------------------------

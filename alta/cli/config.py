@@ -216,6 +216,8 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
     stem = safe_run_name(stem)
+    if not fix_name and "plugins" in data:  # a run's record of its plug-ins binds that run only, not a new one
+        data = {key: value for key, value in data.items() if key != "plugins"}
     if "base" in data:
         data = _with_base(data, source, chain=(str(source),))
     if is_reference_format(data):

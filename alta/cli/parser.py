@@ -17,6 +17,8 @@ examples:
            --visual RN50 --buffer_size 500 --seed 1 --data-root DIR
   alta run --config il_cifar10 --data-root DIR --visual tiny-vit --epochs 1   (quick check)
   alta run --resume runs/il_cifar10-oritext_mlp2cprompt_oriimg-20250101-120000
+  alta run --import examples/linear_probe.py --method linear_probe,alta
+           your own method (a file or module that registers it) beside ALTA, as a run group
   alta run --config il_cifar10 --data-root DIR --method alta,mlp,cprompt --buffer-size 200,500
            a run group: the six runs in one pass over the frozen encoders, each in its own folder
            under runs/<config>-group-<time>/ (alta run --resume on that folder continues them all)
@@ -56,8 +58,9 @@ FLAG_KEYS = {
     "device": "device",
     "num_workers": "data.num_workers",
     "deterministic": "deterministic",
+    "loss_terms": "model.loss_terms",
 }
-FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in FLAG_KEYS}
+FLAG_NAMES = {dest: "--" + dest.replace("_", "-") for dest in FLAG_KEYS} | {"loss_terms": "--loss-term"}
 # the reference's per-dataset folders (arguments.py)
 REFERENCE_DIRS = {"cifar10_dir": "seq-cifar10", "cifar100_dir": "seq-cifar100", "tinyimagenet_dir": "seq-tinyimagenet"}
 
@@ -158,6 +161,31 @@ def _logger_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _loss_terms(text: str) -> dict[str, Any]:
+    """``--loss-term logit_norm=0.1,lwf`` -> {"logit_norm": 0.1, "lwf": None} (names and weights
+    checked by the config)."""
+    out: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, weight = part.partition("=")
+        try:
+            out[name.strip()] = float(weight) if sep else None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME or NAME=WEIGHT (comma-separated), got {part!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected loss term names such as logit_norm=0.1, got {text!r}")
+    return out
+
+
+_IMPORT_HELP = ("a module or a .py file whose code registers methods, loss terms, datasets, backbone sources, buffer "
+                "policies or loggers (repeatable; installed packages register through entry points without it)")
+
+#: What ``alta list`` lists.
+LISTINGS = ("methods", "backbones", "datasets", "configs", "loss-terms", "buffer-policies", "loggers",
+            "backbone-sources", "plugins")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``alta`` argument parser (subcommands ``run`` and ``list``)."""
     parser = _Parser(
@@ -218,23 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "holds it, without running anything.")
     _add_config_arguments(show)
 
-    listing = commands.add_parser("list", help="list methods, backbones, datasets or configs",
-                                  description="List the names alta knows.")
-    listing.add_argument("what", nargs="?", choices=("methods", "backbones", "datasets", "configs"),
-                         help="what to list (default: everything)")
+    listing = commands.add_parser("list", help="list methods, backbones, datasets, configs, loss terms, ...",
+                                  description="List the names alta knows, plug-ins included (with where they come "
+                                              "from).")
+    listing.add_argument("what", nargs="?", choices=LISTINGS,
+                         help="what to list (default: everything); plugins: every registered plug-in and its origin")
+    listing.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+                         help=_IMPORT_HELP)
     return parser
 
 
 def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     """The options that build a configuration (``alta run`` and ``alta config show``)."""
     what = run.add_argument_group("experiment (the reference's vocabulary)")
+    what.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+                      help=_IMPORT_HELP)
     what.add_argument("--config", "--config-file", dest="config", metavar="NAME|FILE",
                       help="shipped config (`alta list configs`; default: default, the offline demo) or a YAML file; "
                            "configs/NAME.yaml resolves to the shipped NAME when no such file exists")
     what.add_argument("--method", metavar="METHOD[,METHOD...]",
                       help="mlp, resmlp, sprompt, cprompt, cprompt_oriprompt, cprompt_mlp, cprompt_resmlp, "
-                           "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot; several "
-                           "(comma-separated) run as one run group")
+                           "oriclip2cprompt_mlp, oritext_mlp2cprompt_oriimg (= alta, the default), zeroshot, or a "
+                           "plug-in's (alta list methods); several (comma-separated) run as one run group")
     what.add_argument("--protocol", choices=("paper", "reference"),
                       help="paper (default: the method as described) or reference (the authors' released loop, "
                            "each quirk: see docs/reproducing.md); flags given with it still win")
@@ -300,6 +333,9 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     training.add_argument("--deterministic", action="store_true", default=None,
                           help="deterministic kernels: the reference's cuDNN flags plus "
                                "torch.use_deterministic_algorithms (recorded in summary.json)")
+    training.add_argument("--loss-term", dest="loss_terms", type=_loss_terms, metavar="NAME[=WEIGHT][,...]",
+                          help="add registered loss terms to the method's loss (alta list loss-terms), e.g. "
+                               "--loss-term logit_norm=0.1; sets model.loss_terms")
     training.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="set any config key, e.g. --set data.max_train_per_class=100 (repeatable)")
 

@@ -12,6 +12,7 @@ from typing import Any
 from ..data import DATASETS
 from ..errors import ConfigError
 from ..methods import METHODS
+from ..plugins import import_plugin
 from ..run import (
     config_differences,
     default_output_dir,
@@ -60,13 +61,32 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def import_plugins(args: argparse.Namespace) -> None:
+    """Import what ``--import`` names (each once per process: :func:`alta.plugins.import_plugin`),
+    logging what each registered.
+
+    Raises:
+        PluginError: a file or module that does not exist or fails to import (its error named).
+    """
+    log = logging.getLogger("alta.cli")
+    for spec in getattr(args, "imports", None) or ():
+        _, origin, registered = import_plugin(spec)
+        if registered:
+            log.info("--import %s: %s", spec, ", ".join(f"{kind} {name!r}" for kind, name in registered))
+        else:
+            log.warning("--import %s registered nothing (a plug-in calls e.g. alta.methods.METHODS.add(name, ...) "
+                        "when imported)", spec)
+
+
 def resolve_run_config(args: argparse.Namespace):
     """The configuration a ``run`` command line asks for: (config, output folder, resume?).
 
     Raises:
         ConfigError: unknown config, invalid values, flags that contradict a resumed run.
+        PluginError: an ``--import`` that fails; a resumed run whose plug-ins are missing or changed.
     """
 
+    import_plugins(args)
     overrides = flag_overrides(args)
     if args.resume:
         run_dir = Path(args.resume)

@@ -21,11 +21,12 @@ Two places check, each as cheaply as its caller allows:
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import torch
 
 from ..errors import TrainingError
+from ..losses import describe_term
 
 __all__ = ["DivergenceMonitor", "check_step", "LIKELY_CAUSES"]
 
@@ -41,7 +42,18 @@ def _all_finite(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.stack([f.to(flags[0].device) for f in flags]).all()
 
 
-def check_step(stage: str, *, loss: torch.Tensor, tensors: Iterable[torch.Tensor], lr: float) -> None:
+def _bad_terms(terms: Mapping[str, float | torch.Tensor] | None) -> str:
+    """`` The loss term plug-in 'x' (...) is NaN.``: the non-finite terms, named with their origin."""
+    bad = []
+    for name, value in (terms or {}).items():
+        value = float(value)
+        if not math.isfinite(value):
+            bad.append(f"{describe_term(name)} is {_kind(value)}")
+    return f" Non-finite: {'; '.join(bad)}." if bad else ""
+
+
+def check_step(stage: str, *, loss: torch.Tensor, tensors: Iterable[torch.Tensor], lr: float,
+               terms: Mapping[str, torch.Tensor] | None = None) -> None:
     """Raise :class:`~alta.errors.TrainingError` unless ``loss`` and ``tensors`` are finite
     (one host-device sync).
 
@@ -51,6 +63,7 @@ def check_step(stage: str, *, loss: torch.Tensor, tensors: Iterable[torch.Tensor
         loss: The step's loss (0-dim).
         tensors: The gradients or the parameters to check.
         lr: The learning rate of the step (for the message).
+        terms: The step's loss terms by name (a non-finite one is named, with its plug-in).
 
     Raises:
         TrainingError: a non-finite value.
@@ -62,7 +75,7 @@ def check_step(stage: str, *, loss: torch.Tensor, tensors: Iterable[torch.Tensor
         what = "loss" if not bool(torch.isfinite(loss).all()) else "gradient"
         raise TrainingError(
             f"train_step: the {what} is not finite (loss {float(loss):g}, learning rate {lr:g}); the update was "
-            f"refused: parameters, optimiser, buffer and schedule are unchanged. {LIKELY_CAUSES}"
+            f"refused: parameters, optimiser, buffer and schedule are unchanged.{_bad_terms(terms)} {LIKELY_CAUSES}"
         )
     raise TrainingError(
         f"train_step: the trainable parameters are not finite after the update (loss {float(loss):g}, learning "
@@ -102,7 +115,7 @@ class DivergenceMonitor:
         return value if value >= 0 else None
 
     def check(self, *, mean_loss: float, parameters: Iterable[torch.Tensor], experience: int, epoch: int,
-              lr: float) -> None:
+              lr: float, terms: Mapping[str, float] | None = None) -> None:
         """Raise :class:`~alta.errors.TrainingError` if the epoch diverged.
 
         Args:
@@ -111,6 +124,8 @@ class DivergenceMonitor:
             experience: Experience index (0-based; named 1-based in the message).
             epoch: Epoch index (0-based).
             lr: The epoch's learning rate.
+            terms: The epoch's mean of each loss term, by name (a non-finite one is named, with its
+                plug-in).
 
         Raises:
             TrainingError: a non-finite loss in the epoch, or non-finite parameters after it.
@@ -127,8 +142,8 @@ class DivergenceMonitor:
         else:
             what = f"the trainable parameters became non-finite in the last step of {where}"
         raise TrainingError(
-            f"training diverged: {what} (learning rate {lr:g}). Training stopped before this epoch's checkpoint, "
-            f"so no non-finite state was saved. {LIKELY_CAUSES}"
+            f"training diverged: {what} (learning rate {lr:g}).{_bad_terms(terms)} Training stopped before this "
+            f"epoch's checkpoint, so no non-finite state was saved. {LIKELY_CAUSES}"
         )
 
 

@@ -211,7 +211,8 @@ class ExperienceTrainer:
         # before the epoch-end callbacks: no checkpoint of a diverged epoch (alta.loop.divergence)
         self._monitor.check(mean_loss=stats["loss"] if self._steps else 0.0,
                             parameters=self.learner.trainable_parameters(), experience=self._experience,
-                            epoch=self._epoch, lr=self._lr)
+                            epoch=self._epoch, lr=self._lr,
+                            terms={k: stats[k] for k in self._sums if k not in ("loss", "correct")})
         self.history.append(stats)
         if self.scheduler is not None:
             self.scheduler.step()

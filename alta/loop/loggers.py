@@ -12,6 +12,14 @@ each experience end, the accuracy matrices so far.
 - :class:`WandbLogger`: the same to a W&B run (``pip install "alta[wandb]"``); works offline
   with ``mode="offline"`` or ``WANDB_MODE=offline`` (``wandb sync`` uploads it later).
 
+Every loss term of the epoch's statistics (``ce``, ``replay_ce``, ``replay_mse`` for ALTA, and
+any extra :class:`~alta.losses.LossTerm`) is logged as ``loss/<name>``; the loss, the training
+accuracy and the learning rate as ``train/<key>``.
+
+:data:`LOGGERS` names the loggers for ``alta run --logger``: factories
+``factory(output_dir, *, config) -> Callback``; plug-ins register with the entry-point group
+``alta.loggers``.
+
 Steps: TensorBoard and W&B plot against ``epoch_step``, the number of epochs trained in the run
 so far (experience t, epoch e of E epochs -> ``t * E + e + 1``), and the per-experience values
 against the experience index. A run resumed from a checkpoint continues the same curves (the
@@ -27,6 +35,8 @@ Examples:
 from __future__ import annotations
 
 import csv
+import hashlib
+import inspect
 import io
 import math
 import os
@@ -39,11 +49,15 @@ from .. import metrics
 from ..errors import AltaError, ConfigError
 from ..io import write_text
 from ..loop.callbacks import Callback
+from ..registry import Registry
 
-__all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image"]
+__all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image",
+           "loss_terms_of"]
 
 # Scalars of each epoch's statistics (fit_experience) and of each evaluation record (run_stream).
-TRAIN_KEYS = ("loss", "ce", "replay_ce", "replay_mse", "train_accuracy", "lr")
+TRAIN_KEYS = ("loss", "train_accuracy", "lr")
+# The epoch statistics that are not loss terms (every other key of them is one: logged as loss/<name>).
+_NOT_TERMS = frozenset({"epoch", "steps", "samples", "lr", "loss", "train_accuracy"})
 EVAL_KEYS = ("class_il_mean", "task_il_mean", "class_il_top5_mean", "old_class_accuracy", "new_class_accuracy")
 
 
@@ -113,6 +127,12 @@ def accuracy_matrix_image(R, *, title: str = "class-IL accuracy matrix") -> np.n
 
 
 _SETTING = {"class_il": "class-IL", "task_il": "task-IL"}
+
+
+def loss_terms_of(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The loss terms of an epoch's statistics (``ce``, ``replay_ce``, ... and any extra term),
+    by name, in order."""
+    return {key: value for key, value in stats.items() if key not in _NOT_TERMS}
 
 
 def _epoch_step(experience: int, epoch: int, num_epochs: int) -> int:
@@ -208,6 +228,9 @@ class TensorBoardLogger(Callback):
         for key in TRAIN_KEYS:
             if (value := _number(stats.get(key))) is not None:
                 self._writer.add_scalar(f"train/{key}", value, step)
+        for name, value in loss_terms_of(stats).items():
+            if (value := _number(value)) is not None:
+                self._writer.add_scalar(f"loss/{name}", value, step)
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:
         step = _epoch_step(record["experience"], record["epoch"] - 1, self._num_epochs)
@@ -279,7 +302,7 @@ class WandbLogger(Callback):
         )
         self.run.define_metric("epoch_step")
         self.run.define_metric("experience")
-        for pattern in ("train/*", "eval/*"):
+        for pattern in ("train/*", "loss/*", "eval/*"):
             self.run.define_metric(pattern, step_metric="epoch_step")
         for pattern in ("experience/*", "accuracy_matrix/*"):
             self.run.define_metric(pattern, step_metric="experience")
@@ -289,6 +312,7 @@ class WandbLogger(Callback):
 
     def on_epoch_end(self, *, experience: int, epoch: int, stats: dict[str, Any], result) -> None:
         values = {f"train/{key}": _number(stats.get(key)) for key in TRAIN_KEYS}
+        values.update({f"loss/{name}": _number(value) for name, value in loss_terms_of(stats).items()})
         self._log(values, epoch_step=_epoch_step(experience, epoch, self._num_epochs))
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:
@@ -324,5 +348,44 @@ class WandbLogger(Callback):
         self.run.log({**{k: v for k, v in values.items() if v is not None}, **step})
 
 
-# Names for ``--logger`` (the command line builds them with the run folder).
-LOGGERS = {"csv": CSVLogger, "tensorboard": TensorBoardLogger, "wandb": WandbLogger}
+def _csv(output_dir: Path, *, config: Mapping[str, Any]) -> CSVLogger:
+    """evaluations.csv: one row per evaluation (standard library only)."""
+    return CSVLogger(Path(output_dir) / "evaluations.csv")
+
+
+def _tensorboard(output_dir: Path, *, config: Mapping[str, Any]) -> TensorBoardLogger:
+    """tensorboard/: scalars per epoch and experience, the accuracy matrix (pip install "alta[tensorboard]")."""
+    return TensorBoardLogger(Path(output_dir) / "tensorboard")
+
+
+def _wandb(output_dir: Path, *, config: Mapping[str, Any]) -> WandbLogger:
+    """wandb/: a W&B run per run folder, continued on resume (WANDB_MODE=offline works offline)."""
+    run_id = hashlib.sha256(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+    return WandbLogger(name=Path(output_dir).name, run_id=run_id, dir=output_dir, config=dict(config))
+
+
+def _check_logger(name: str, factory: Any) -> Any:
+    """What :data:`LOGGERS` accepts: ``factory(output_dir, *, config) -> Callback`` (a
+    :class:`~alta.loop.callbacks.Callback` class taking them, or a function)."""
+    if not callable(factory):
+        raise TypeError(f"a logger is registered as a factory factory(output_dir, *, config) -> Callback, got "
+                        f"{type(factory).__name__} {factory!r}")
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return factory
+    try:
+        signature.bind(Path("."), config={})
+    except TypeError as exc:
+        raise TypeError(f"its factory{signature} cannot be called as factory(output_dir, config=...) ({exc}); a "
+                        f"logger factory gets the run folder and the run's configuration (a mapping)") from None
+    return factory
+
+
+#: Names for ``--logger``: factories ``factory(output_dir, *, config) -> Callback``, called with the
+#: run folder and the run's configuration as a mapping; plug-ins: entry-point group ``alta.loggers``.
+LOGGERS: Registry[Any] = Registry("logger", group="alta.loggers", check=_check_logger,
+                                  registry_name="alta.loop.loggers.LOGGERS")
+LOGGERS.add("csv", _csv)
+LOGGERS.add("tensorboard", _tensorboard)
+LOGGERS.add("wandb", _wandb)

@@ -154,7 +154,7 @@ def train_step(
         lr = optimizer.param_groups[0]["lr"]
         try:
             check_step("gradients", loss=stats["loss"], tensors=[p.grad for p in params if p.grad is not None],
-                       lr=lr)
+                       lr=lr, terms={k: v for k, v in stats.items() if k not in ("loss", "correct")})
         except Exception:
             optimizer.zero_grad(set_to_none=True)
             raise

@@ -23,18 +23,24 @@ from typing import Any, ClassVar, Mapping
 import torch
 import yaml
 
-from ..buffer import BufferConfig
+from ..backbones import SOURCES, split_source
+from ..buffer import BUFFER_POLICIES, BufferConfig
 from ..config import ConfigSection, build_from_dict, check_seed, set_canonical
-from ..errors import ConfigError
+from ..data import DATASETS
+from ..errors import ConfigError, PluginError
 from ..loop.config import LoopConfig
+from ..loop.loggers import LOGGERS
+from ..losses import LOSS_TERMS
 from ..methods import DEFAULT_METHOD, METHODS
 from ..optim import OptimConfig
+from ..plugins import PluginOrigin
 from ..schedule import BRANCHES
 from .protocols import DEFAULT_PROTOCOL, list_protocols
 from .sections import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
 __all__ = ["RunConfig", "OPERATIONAL_KEYS", "LOOP_KEYS", "flatten", "config_differences", "default_output_dir",
-           "resolve_device", "check_run_name", "safe_run_name", "load_saved_config", "MAX_NAME_LENGTH"]
+           "resolve_device", "check_run_name", "safe_run_name", "load_saved_config", "MAX_NAME_LENGTH",
+           "check_plugin_records", "plugin_record"]
 
 OPERATIONAL_KEYS = ("name", "device", "data.root", "data.download", "data.num_workers", "model.download_root",
                     "model.download_weights")
@@ -136,6 +142,23 @@ class RunConfig(ConfigSection):
             )
 
     @property
+    def plugins(self) -> list[dict[str, Any]]:
+        """The plug-ins this configuration uses (its method, dataset, backbone source, buffer policy
+        and extra loss terms when they do not come with alta), each as
+        :meth:`~alta.plugins.PluginOrigin.record` writes it (kind, name, source, module, package
+        and version or file and SHA-256), from the registries of this process. Written into
+        ``config.yaml`` and ``summary.json``; a resumed run refuses to continue when one is
+        missing or changed (:func:`check_plugin_records`)."""
+        uses = [(METHODS, self.model.method), (DATASETS, self.data.dataset)]
+        source = split_source(self.model.visual)[0]
+        if source != "clip":
+            uses.append((SOURCES, source))
+        if self.buffer.enabled and METHODS.get(self.model.method).replay:
+            uses.append((BUFFER_POLICIES, self.buffer.policy))
+        uses += [(LOSS_TERMS, name) for name in self.model.loss_terms]
+        return [record for registry, name in uses if (record := plugin_record(registry, name)) is not None]
+
+    @property
     def loop(self) -> LoopConfig:
         """The loop's settings (:class:`~alta.loop.LoopConfig`), built once from the ``train``,
         ``eval`` and ``data`` sections and the seed (:data:`LOOP_KEYS`)."""
@@ -158,19 +181,34 @@ class RunConfig(ConfigSection):
     def from_dict(cls, data: Mapping[str, Any] | None) -> "RunConfig":
         """Build a config from nested mappings (parsed YAML); missing keys take their defaults.
 
+        A ``plugins`` entry (what :meth:`to_yaml` records of a run's plug-ins) is checked against
+        the plug-ins registered now, before anything else (:func:`check_plugin_records`).
+
         Raises:
             ConfigError: an unknown key (named, with the closest valid key and the valid keys of
                 its section), a value of the wrong type, or an invalid value.
+            PluginError: a recorded plug-in that is not registered now, or whose version or file
+                changed.
         """
+        if isinstance(data, Mapping) and "plugins" in data:
+            data = dict(data)
+            check_plugin_records(data.pop("plugins"))
         return build_from_dict(cls, data, "", cls)
 
     def to_yaml(self) -> str:
-        """The resolved configuration as YAML (what ``config.yaml`` holds)."""
+        """The resolved configuration as YAML (what ``config.yaml`` holds), with the plug-ins it
+        uses (:attr:`plugins`) when there are any."""
         header = "# Resolved configuration of an `alta run` (every defaulted value included).\n"
-        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+        data = self.to_dict()
+        plugins = self.plugins
+        if plugins:
+            header += "# plugins: the plug-in code this run uses; a resumed run refuses other code.\n"
+            data["plugins"] = plugins
+        return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the values that determine the results (:data:`OPERATIONAL_KEYS` left out).
+        """SHA-256 of the values that determine the results (:data:`OPERATIONAL_KEYS` left out),
+        and of the identity (package version or file hash) of the plug-ins it uses, if any.
 
         Stored in checkpoints: a checkpoint is only resumed under a configuration with the same
         fingerprint.
@@ -178,7 +216,58 @@ class RunConfig(ConfigSection):
         values = flatten(self.to_dict())
         for key in OPERATIONAL_KEYS:
             values.pop(key, None)
+        plugins = self.plugins
+        if plugins:  # a run of alta's own pieces keeps the fingerprint it always had
+            values["plugins"] = [{"kind": r["kind"], "name": r["name"], **PluginOrigin.from_record(r).identity()}
+                                 for r in plugins]
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def plugin_record(registry, name: str) -> dict[str, Any] | None:
+    """The record of ``name`` in ``registry`` when it is a plug-in (``None`` for alta's own)."""
+    origin = registry.origin(name)
+    return None if origin is None else origin.record(registry.kind, registry.resolve(name))
+
+
+_PLUGIN_REGISTRIES = {registry.kind: registry for registry in (METHODS, DATASETS, SOURCES, BUFFER_POLICIES,
+                                                                 LOSS_TERMS, LOGGERS)}
+
+
+def check_plugin_records(records: Any) -> None:
+    """Refuse to continue a run whose plug-ins are not the ones it was made with.
+
+    Args:
+        records: The ``plugins`` of a run's ``config.yaml`` (:attr:`RunConfig.plugins`).
+
+    Raises:
+        PluginError: a recorded plug-in that is not registered now (the message says how to get
+            it back: the package and version to install, the file to ``--import``), or that is
+            registered from another package version or another file (SHA-256), or malformed
+            records.
+    """
+    if records is None:
+        return
+    if not isinstance(records, list) or not all(isinstance(r, Mapping) and isinstance(r.get("kind"), str)
+                                                and isinstance(r.get("name"), str) for r in records):
+        raise PluginError(f"the 'plugins' entry of a run's config.yaml must be a list of records with a kind and a "
+                          f"name (as alta wrote it), got {records!r}")
+    for record in records:
+        kind, name = record["kind"], record["name"]
+        registry = _PLUGIN_REGISTRIES.get(kind)
+        if registry is None:
+            raise PluginError(f"the run records a plug-in of the unknown kind {kind!r} ({name!r}); kinds: "
+                              f"{', '.join(_PLUGIN_REGISTRIES)}")
+        was = PluginOrigin.from_record(record)
+        if name not in registry:
+            raise PluginError(f"this run was made with the {kind} plug-in {name!r} ({was.describe()}), which is not "
+                              f"registered now: {was.how_to_restore()}, then resume again")
+        now = registry.origin(name)
+        if now is None or now.identity() != was.identity():
+            what = "alta's own" if now is None else now.describe()
+            raise PluginError(
+                f"the {kind} plug-in {name!r} changed since this run was started: it was {was.describe()}, it is now "
+                f"{what}. A resumed run continues with the code that started it: {was.how_to_restore()}; or start "
+                f"a new run in another --output-dir")
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

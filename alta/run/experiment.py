@@ -22,16 +22,20 @@ import torch
 
 from .. import distributed as dist
 from ..backbones import BACKBONES, list_backbones, split_source
-from ..errors import ConfigError
+from ..errors import AltaError, ConfigError, PluginError
 from ..learner import CrossModalLearner
 from ..loop.cache import FeatureCache
-from ..loop.evaluation import evaluate
+from ..loop.evaluation import evaluate, parameter_counts
+from ..loop.protocol import check_learner
+from ..losses import build_loss_terms
+from ..methods import METHODS, LearnerMethod
+from ..plugins import PluginOrigin
 from ..seeding import derive_seed
 from .config import RunConfig
 from .protocols import protocol_class_names
 from .summary import random_backbone_note
 
-__all__ = ["Experiment", "check_backbone_name"]
+__all__ = ["Experiment", "check_backbone_name", "build_learner"]
 
 logger = logging.getLogger("alta.run")
 
@@ -58,6 +62,41 @@ def check_backbone_name(visual: str) -> None:
         f"{', '.join(list_backbones(pretrained=True))}; random weights (offline): "
         f"{', '.join(list_backbones(pretrained=False))}; or give the path of a local CLIP checkpoint (.pt)"
     )
+
+
+def build_learner(config: RunConfig, backbone, class_names):
+    """The run's learner: a :class:`~alta.CrossModalLearner` for ALTA's variants (the ``model``
+    keys), or for a learner plug-in (:class:`~alta.methods.LearnerMethod`) what its factory builds
+    from ``build(backbone, class_names=..., seed=config.seed, **model.method_options)``, with
+    ``loss_terms=[...]`` when ``model.loss_terms`` names any.
+
+    Raises:
+        PluginError: the factory raises, or builds an object that is not a learner of the
+            :class:`alta.Learner` protocol (the missing members named).
+    """
+    m = config.model
+    spec = METHODS.get(m.method)
+    if not isinstance(spec, LearnerMethod):
+        return CrossModalLearner(backbone, class_names=class_names, seed=config.seed, **m.learner_options())
+    kwargs = dict(m.method_options)
+    if m.loss_terms:
+        kwargs["loss_terms"] = build_loss_terms(m.loss_terms)
+    try:
+        learner = spec.build(backbone, class_names=list(class_names), seed=config.seed, **kwargs)
+    except AltaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the plug-in's own error, named
+        raise PluginError(f"{METHODS.describe(spec.name)} failed to build its learner: {type(exc).__name__}: "
+                          f"{exc}") from exc
+    try:
+        check_learner(learner)
+    except ConfigError as exc:
+        raise PluginError(f"{METHODS.describe(spec.name)} built {exc}") from None
+    if bool(learner.replays) != spec.replay:
+        raise PluginError(f"{METHODS.describe(spec.name)} is registered with replay={spec.replay} but its learner "
+                          f"says replays={bool(learner.replays)}; make them agree (the run builds a buffer for a "
+                          f"method that replays)")
+    return learner
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,9 +158,8 @@ class Experiment:
                             _split_text([len(e.classes) for e in self.eval_experiences]))
             logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
                         _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
-        self.learner = learner = CrossModalLearner(backbone, class_names=self.stream.class_names, seed=config.seed,
-                                                   **m.learner_options())
-        spec = learner.method
+        self.method = spec = METHODS.get(m.method)  # a MethodSpec (ALTA's variants) or a LearnerMethod (a plug-in)
+        self.learner = learner = build_learner(config, backbone, self.stream.class_names)
         self.buffer = config.buffer.build(device=device, seed=derive_seed(config.seed, 1)) if spec.replay else None
         if config.buffer.enabled and not spec.replay:
             logger.info("method %s does not replay (as in the reference code): no buffer", spec.name)
@@ -132,8 +170,11 @@ class Experiment:
         # one cache for a run group; sharded encoding under torchrun
         self.cache = shared.cache if shared is not None else FeatureCache(distributed=dist.is_distributed())
         logger.info("method %s = %s, head %r, buffer %s, %d trainable parameters, seed %d, device %s, protocol %s",
-                    spec.name, spec.formula, m.head, self.buffer_size or "off", learner.num_trainable_parameters(),
+                    spec.name, spec.formula, m.head, self.buffer_size or "off", self.num_trainable_parameters,
                     config.seed, device, config.protocol)
+        for record in config.plugins:
+            logger.info("plug-in %s %r: %s", record["kind"], record["name"],
+                        PluginOrigin.from_record(record).describe())
 
     @property
     def buffer_size(self) -> int:
@@ -143,7 +184,12 @@ class Experiment:
     @property
     def trains(self) -> bool:
         """Whether the method trains anything (``zeroshot`` does not)."""
-        return bool(self.learner.method.branches)
+        return bool(self.method.branches)
+
+    @property
+    def num_trainable_parameters(self) -> int:
+        """Trainable scalars of the learner."""
+        return parameter_counts(self.learner)["trainable"]
 
     def objects(self) -> dict[str, Any]:
         """The objects whose states a checkpoint holds (see :data:`alta.run.checkpoint.STATE_KEYS`)."""

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigError
+from ..plugins import PluginOrigin
 from .rundir import GROUP_FILE, read_group_file
 
-__all__ = ["Row", "load_rows", "check_comparable", "training_differences", "format_markdown", "format_latex",
-           "format_csv", "FORMATS", "COLUMNS"]
+__all__ = ["Row", "load_rows", "check_comparable", "training_differences", "plugin_lines", "format_markdown",
+           "format_latex", "format_csv", "FORMATS", "COLUMNS"]
 
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
@@ -162,6 +163,20 @@ def training_differences(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
+def plugin_lines(rows: Sequence[Row]) -> list[str]:
+    """What plug-in code produced the rows (their summaries' ``plugins``), one line per plug-in
+    and version: ``method 'linear_probe': --import examples/linear_probe.py, sha256 3f2a... (rows a, b)``."""
+    seen: dict[tuple, list[str]] = {}
+    described: dict[tuple, str] = {}
+    for row in rows:
+        for record in row.source.get("plugins") or []:
+            origin = PluginOrigin.from_record(record)
+            key = (record.get("kind"), record.get("name"), tuple(sorted(origin.identity().items())))
+            seen.setdefault(key, []).append(row.label)
+            described[key] = f"{record.get('kind')} {record.get('name')!r}: {origin.describe()}"
+    return [f"{described[key]} ({', '.join(labels)})" for key, labels in seen.items()]
+
+
 def _cell(value: tuple[float | None, float | None], *, pm: str) -> str:
     mean, std = value
     if mean is None:
@@ -193,6 +208,7 @@ def _footer(rows: Sequence[Row], notes: Sequence[str]) -> list[str]:
                f"seed groups as mean ± sample std."]
     out += [f"NOTE (--allow-mixed): {note}" for note in notes]
     out += [f"NOTE: {note}" for note in training_differences(rows)]
+    out += [f"Plug-in code: {line}" for line in plugin_lines(rows)]
     if any(not r.source.get("pretrained") for r in rows):
         out.append("NOTE: random-weight backbone(s): these numbers only show that the pipeline runs.")
     return out

@@ -113,7 +113,7 @@ def build_summary(
         result: The complete :class:`alta.StreamResult`.
         zeroshot: Zero-shot CLIP accuracy per experience, per setting (the FWT baseline), or ``None``.
         backbone: ``backbone.describe()``.
-        method: The :class:`~alta.methods.MethodSpec`.
+        method: The :class:`~alta.methods.MethodSpec` (or a plug-in's :class:`~alta.methods.LearnerMethod`).
         stream_info: ``dataset``, ``num_experiences``, ``classes_per_experience``, ``split``,
             ``joint``, ``eval_classes_per_experience``, ``class_order``, ``class_order_source``,
             ``class_names``, ``class_names_source``, ``names_look_like_identifiers``,
@@ -179,6 +179,9 @@ def build_summary(
         **environment(device),
         "output_dir": str(output_dir),
     }
+    plugins = config.plugins
+    if plugins:  # the plug-in code that produced the results (package version or file hash)
+        summary["plugins"] = plugins
     return _clean(summary)
 
 
@@ -292,7 +295,7 @@ def aggregate_summaries(summaries: list[dict[str, Any]], *, run_dirs: list[str] 
     if not summaries:
         raise ConfigError("aggregate_summaries needs the summary of at least one run")
     first = summaries[0]
-    for key in (*_GROUP_KEYS, "backbone"):
+    for key in (*_GROUP_KEYS, "backbone", "plugins"):
         values = [s.get(key) if key != "backbone" else (s["backbone"].get("name"), s["backbone"].get("fingerprint"))
                   for s in summaries]
         if any(v != values[0] for v in values[1:]):
@@ -310,6 +313,8 @@ def aggregate_summaries(summaries: list[dict[str, Any]], *, run_dirs: list[str] 
         "backbone": first.get("backbone"),
         "pretrained": first.get("pretrained"),
     }
+    if first.get("plugins"):  # the seeds ran the same plug-in code (their configs agree on it)
+        out["plugins"] = first["plugins"]
     T = first["num_experiences"]
     for key in AGGREGATED_SCALARS:
         out[key] = {s: _mean_std([run[key][s] for run in summaries]) for s in SETTINGS}

@@ -18,18 +18,16 @@ Finishing is idempotent: resuming a complete run writes whatever artefact it lac
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import ConfigError
+from ..errors import AltaError, ConfigError, PluginError
 from ..io import append_jsonl, json_line, write_json, write_text
 from ..loop.callbacks import Callback
 from ..loop.evaluation import parameter_counts
-from ..loop.loggers import LOGGERS, CSVLogger, TensorBoardLogger, WandbLogger
+from ..loop.loggers import LOGGERS
 from ..loop.result import StreamResult
 from ..seeding import determinism_state
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
@@ -171,8 +169,8 @@ class SummaryWriter(Callback):
         e = self.experiment
         self.summary = build_summary(
             config=e.config, result=result, zeroshot=self.zeroshot, backbone=e.backbone_description,
-            method=e.learner.method, stream_info=e.stream_info(),
-            num_trainable_parameters=e.learner.num_trainable_parameters(), wall_time_s=self.elapsed(),
+            method=e.method, stream_info=e.stream_info(),
+            num_trainable_parameters=e.num_trainable_parameters, wall_time_s=self.elapsed(),
             device=e.device, output_dir=self.path.parent, buffer_size=e.buffer_size,
             parameters=parameter_counts(e.learner), determinism=determinism_state(),
         )
@@ -281,25 +279,36 @@ class StopAfter(Callback):
 
 
 def check_loggers(names: Iterable[str]) -> tuple[str, ...]:
-    """The logger names, checked (an unknown one is refused with the valid ones)."""
+    """The logger names (:data:`alta.loop.loggers.LOGGERS`), checked: an unknown one is refused with
+    the valid ones and how to register one."""
     names = tuple(names)
     for name in names:
         if name not in LOGGERS:
-            close = difflib.get_close_matches(str(name), list(LOGGERS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown logger {name!r}{hint} Valid: {', '.join(LOGGERS)} (e.g. --logger csv,tensorboard)")
-    return names
+            try:
+                LOGGERS.resolve(name)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (e.g. --logger csv,tensorboard)") from None
+    return tuple(LOGGERS.resolve(name) for name in names)
 
 
 def build_loggers(names: tuple[str, ...], output_dir: Path, config) -> list[Callback]:
-    """The loggers asked for, writing into the run folder."""
+    """The loggers asked for, writing into the run folder (each built by its factory with the
+    folder and the run's configuration as a mapping).
+
+    Raises:
+        PluginError: a logger plug-in whose factory raises or returns no callback.
+    """
     out: list[Callback] = []
     for name in names:
-        if name == "csv":
-            out.append(CSVLogger(output_dir / "evaluations.csv"))
-        elif name == "tensorboard":
-            out.append(TensorBoardLogger(output_dir / "tensorboard"))
-        else:  # one W&B run per run folder: a resumed alta run continues it
-            run_id = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
-            out.append(WandbLogger(name=output_dir.name, run_id=run_id, dir=output_dir, config=config.to_dict()))
+        factory = LOGGERS.get(name)
+        try:
+            built = factory(output_dir, config=config.to_dict())
+        except AltaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plug-in's own error, named
+            raise PluginError(f"{LOGGERS.describe(name)} could not be built: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(built, Callback):
+            raise PluginError(f"{LOGGERS.describe(name)} returned {type(built).__name__}, not an alta.Callback (a "
+                              f"logger subclasses alta.Callback and overrides the events it logs)")
+        out.append(built)
     return out

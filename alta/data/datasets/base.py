@@ -8,6 +8,8 @@ class names and has a stable ``identity`` for cache keys; a dataset is registere
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -252,7 +254,32 @@ class DatasetSpec:
             )
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+def _check_dataset(name: str, entry: object) -> DatasetSpec:
+    """What :data:`DATASETS` accepts: a :class:`DatasetSpec` (it takes the registered name), or a
+    loader ``load(root, *, download, **options) -> (train, test)`` (no default split; its
+    docstring's first line describes it)."""
+    if isinstance(entry, DatasetSpec):
+        return entry if entry.name == name else dataclasses.replace(entry, name=name)
+    if callable(entry):
+        doc = (inspect.getdoc(entry) or "").strip()
+        entry = DatasetSpec(name, entry, None, doc.splitlines()[0] if doc else "")
+    else:
+        raise TypeError(f"a dataset is a DatasetSpec or a loader load(root, *, download, **options) -> (train, test), "
+                        f"got {type(entry).__name__} {entry!r}")
+    try:
+        signature = inspect.signature(entry.load)
+    except (TypeError, ValueError):
+        return entry
+    try:
+        signature.bind(None, download=False, **{option: None for option in entry.options})
+    except TypeError as exc:
+        raise TypeError(f"its loader{signature} cannot be called as load(root, download=...) ({exc})") from None
+    return entry
+
+
+#: The datasets by name; plug-ins: entry-point group ``alta.datasets``.
+DATASETS: Registry[DatasetSpec] = Registry("dataset", group="alta.datasets", check=_check_dataset,
+                                           registry_name="alta.data.DATASETS")
 
 
 def list_datasets() -> list[str]:
