@@ -175,10 +175,15 @@ class RunConfig(ConfigSection):
         Stored in checkpoints: a checkpoint is only resumed under a configuration with the same
         fingerprint.
         """
+        return hashlib.sha256(json.dumps(self.result_values(), sort_keys=True).encode()).hexdigest()
+
+    def result_values(self) -> dict[str, Any]:
+        """The flattened values that determine the results (``{"train.epochs": 30, ...}``,
+        :data:`OPERATIONAL_KEYS` left out)."""
         values = flatten(self.to_dict())
         for key in OPERATIONAL_KEYS:
             values.pop(key, None)
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        return values
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
