@@ -156,18 +156,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         reason = ("stopped by torchrun" if isinstance(exc, _StoppedByLauncher)
                   else f"a collective failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-        checkpoint = output_dir / "checkpoint.pt"
-        again = f"torchrun --nproc_per_node {dist.get_world_size()} -m alta run"
-        if checkpoint.is_file():
-            advice = f"The last complete checkpoint is {checkpoint}; continue with:\n  {again} --resume {output_dir}"
-        elif (output_dir / "config.yaml").is_file():
-            advice = (f"No checkpoint was written yet; `{again} --resume {output_dir}` restarts it from the first "
-                      f"experience")
-        else:  # the run never started: its folder was given back
-            advice = (f"The run had not started: nothing was kept ({output_dir} was given back); once the cause is "
-                      f"fixed, run the same torchrun command again")
         print(f"\nalta: rank {dist.get_rank()} of {dist.get_world_size()}: {reason}: another rank failed or "
-              f"left; its error is above (torchrun names the rank). {advice}", file=sys.stderr)
+              f"left; its error is above (torchrun names the rank). "
+              f"{peer_failure_advice(output_dir, dist.get_world_size())}", file=sys.stderr)
         return 1
     if dist.is_distributed():
         torch.distributed.destroy_process_group()
@@ -179,6 +170,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print(format_table(summary))
     return 0
+
+
+def peer_failure_advice(output_dir: Path, world_size: int) -> str:
+    """How to go on after another torchrun rank failed, from what the run folder holds now: resume
+    from its checkpoint, restart it (``config.yaml`` but no checkpoint), or, for a run that never
+    started (its folder was given back), the same command again."""
+    checkpoint = output_dir / "checkpoint.pt"
+    again = f"torchrun --nproc_per_node {world_size} -m alta run"
+    if checkpoint.is_file():
+        return f"The last complete checkpoint is {checkpoint}; continue with:\n  {again} --resume {output_dir}"
+    if (output_dir / "config.yaml").is_file():
+        return f"No checkpoint was written yet; `{again} --resume {output_dir}` restarts it from the first experience"
+    return (f"The run had not started, so nothing was kept ({output_dir} was given back); once the cause is fixed, "
+            f"run the same torchrun command again")
 
 
 def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace]) -> int:
