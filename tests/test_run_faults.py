@@ -199,6 +199,37 @@ def test_non_finite_restored_state_is_refused_even_with_a_matching_digest(stoppe
         run_experiment(config, output_dir=run_dir, resume=True, plots=False)
 
 
+# a field of the wrong type, in a file whose digest was recomputed (issue 26: next_experience="2"
+# ended in a TypeError traceback): where, forged value
+_FORGED = {
+    "next_experience": "2", "next_epoch": 0.5, "num_experiences": True, "elapsed_s": "12", "config_hash": 5,
+    "zeroshot": {"class_il": "x", "task_il": []}, "learner": {"prompt": 1}, "buffer": [1], "schedule": "s",
+    "optimizer": 3, "scheduler": [], "result": [], "result.class_il": "x", "result.task_il": [["a"]],
+    "result.evaluations": [1], "result.history": [[1]], "result.confusion": [1],
+}
+
+
+@pytest.mark.parametrize("where", sorted(_FORGED))
+def test_every_restored_field_of_the_wrong_type_is_refused_cleanly(stopped_run, where, capsys):
+    from alta.cli import main
+
+    config, run_dir = stopped_run
+    checkpoint = run_dir / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    outer, _, inner = where.partition(".")
+    if inner:
+        state[outer][inner] = _FORGED[where]
+    else:
+        state[outer] = _FORGED[where]
+    state["digest"] = payload_digest(state)  # consistent: only the type check can refuse it
+    torch.save(state, checkpoint)
+    with pytest.raises(CheckpointError, match=rf"damaged: its {re.escape(where)} is "):
+        read_checkpoint(checkpoint, config_hash=config.fingerprint(), num_experiences=2)
+    assert main(["run", "--resume", str(run_dir), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"its {where} is" in err and "Traceback" not in err and "Delete" in err
+
+
 def test_an_intact_checkpoint_still_resumes(stopped_run):
     config, run_dir = stopped_run
     assert run_experiment(config, output_dir=run_dir, resume=True, plots=False)["complete"] is True
