@@ -219,6 +219,10 @@ class CrossModalLearner(nn.Module):
         self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.bool, device=device))  # (C,)
         self.register_buffer("class_to_experience", torch.full((num_classes,), -1, dtype=torch.long, device=device))
         self.register_buffer("experience_index", torch.tensor(-1, dtype=torch.long, device=device))
+        # Classes trained on before their experience began, recorded on the device for labels
+        # checked without a host-device sync (CUDA) and reported at the next experience boundary.
+        self.register_buffer("_trained_unbegun", torch.zeros(num_classes, dtype=torch.bool, device=device),
+                             persistent=False)  # (C,)
         # What a saved state must match: the class names (in label order) and the backbone weights.
         self.register_buffer("class_name_hashes", _name_hashes(names).to(device))  # (C,)
         self.register_buffer("backbone_hash", torch.tensor(_hash64(backbone.fingerprint()), device=device))
@@ -384,6 +388,7 @@ class CrossModalLearner(nn.Module):
         classes = torch.as_tensor(list(experience.classes), dtype=torch.long)
         if classes.numel() and (classes.min() < 0 or classes.max() >= self.num_classes):
             raise ConfigError(f"experience classes {classes.tolist()} are outside [0, {self.num_classes})")
+        self._raise_trained_unbegun(f"begin_experience({experience.index})")
         names = getattr(experience, "class_names", None)
         if names is not None:
             mine = [self.class_names[c] for c in classes.tolist()]
@@ -415,7 +420,10 @@ class CrossModalLearner(nn.Module):
             experience: The :class:`~alta.data.Experience` that ends.
 
         Raises:
-            StateError: if the experience's classes were never begun.
+            StateError: if the experience's classes were never begun, or if the experience
+                trained on labels of classes whose experience had not begun (labels on a
+                CUDA device are checked here rather than at every step, which would cost a
+                host-device sync each time).
         """
         classes = torch.as_tensor(list(experience.classes), dtype=torch.long, device=self.device)
         if classes.numel() and not bool(self.seen[classes].all()):
@@ -423,6 +431,7 @@ class CrossModalLearner(nn.Module):
                 f"end_experience called for experience {experience.index}, whose classes {classes.tolist()} were "
                 f"never begun; call learner.begin_experience(experience) and train on it first"
             )
+        self._raise_trained_unbegun(f"end_experience({experience.index})")
         if not (self.method.snapshot and self.prompt_learner is not None):
             return
         classes = classes[~self.snapshotted[classes]]
@@ -435,6 +444,19 @@ class CrossModalLearner(nn.Module):
         self.snapshot_features[classes] = features
         self.snapshotted[classes] = True
         self._refresh()
+
+    def _raise_trained_unbegun(self, where: str) -> None:
+        """Raise for classes that :meth:`_check_labels` recorded on the device as trained on before
+        their experience began (one host-device sync, at an experience boundary)."""
+        if not bool(self._trained_unbegun.any()):
+            return
+        classes = self._trained_unbegun.nonzero().squeeze(1).tolist()
+        self._trained_unbegun.zero_()
+        raise StateError(
+            f"{where}: the learner was trained on labels {classes[:5]}{' ...' if len(classes) > 5 else ''} of classes "
+            f"whose experience had not begun (a data leak from a later experience?); call "
+            f"learner.begin_experience(experience) for the experience of those labels before training on them"
+        )
 
     def _require_experience(self, what: str) -> None:
         if int(self.experience_index) < 0 and self.method.branches:
@@ -621,18 +643,28 @@ class CrossModalLearner(nn.Module):
             raise ShapeError(f"labels must have shape ({batch_size},) to match the batch, got {tuple(labels.shape)}")
         if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ShapeError(f"labels must be integer class ids, got dtype {labels.dtype}")
-        if labels.device.type == "cpu" and labels.numel():  # value checks only where they cost no device sync
+        on_cpu = labels.device.type == "cpu"
+        if on_cpu and labels.numel():  # value checks only where they cost no device sync
             low, high = int(labels.min()), int(labels.max())
             if low < 0 or high >= self.num_classes:
                 raise ShapeError(f"labels must lie in [0, {self.num_classes}), got values in [{low}, {high}]")
-            if self.head == "seen":
-                unseen = labels[~self._seen_cpu[labels]]
-                if unseen.numel():
-                    raise StateError(
-                        f"labels {sorted(set(unseen.tolist()))[:5]} belong to classes not begun yet; "
-                        f"call learner.begin_experience(experience) before training on it"
-                    )
-        return labels.to(self.device, dtype=torch.long, non_blocking=True)
+            unseen = labels[~self._seen_cpu[labels.long()]]
+            if unseen.numel():  # any head: training on a class not begun is a data leak
+                raise StateError(
+                    f"labels {sorted(set(unseen.tolist()))[:5]} belong to classes whose experience has not begun "
+                    f"(begun: {self._seen_cpu.nonzero().squeeze(1).tolist()[:10]}); call "
+                    f"learner.begin_experience(experience) for their experience before training on it"
+                )
+        labels = labels.to(self.device, dtype=torch.long, non_blocking=True)
+        if not on_cpu:
+            self._record_unbegun(labels)
+        return labels
+
+    def _record_unbegun(self, labels: torch.Tensor) -> None:
+        """Mark, on the device and without a sync, the classes of ``labels`` (B,) whose experience
+        has not begun; :meth:`begin_experience` and :meth:`end_experience` raise for them."""
+        hits = torch.zeros_like(self._trained_unbegun).index_fill_(0, labels, True)  # (C,)
+        self._trained_unbegun.logical_or_(hits & ~self.seen)
 
     def active_branches(self, schedule: AlternatingSchedule | None = None) -> frozenset[str]:
         """The branches that learn at this step: the method's, restricted by ``schedule``.

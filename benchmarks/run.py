@@ -48,6 +48,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -474,11 +475,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     rows = set(args.rows.split(",")) if args.rows else None
     columns = set(args.columns.split(",")) if args.columns else None
+    for flag, asked, field in (("--rows", rows, "row"), ("--columns", columns, "column")):
+        known = sorted({getattr(c, field) for name in names for c in cells_by_table[name]})
+        unknown = sorted((asked or set()) - set(known))
+        if unknown:  # a typo would drop cells without a word, and all-unknown keys write an empty table
+            return _refuse(f"{flag} {','.join(unknown)}: no such {field} key in {', '.join(names)}; valid: "
+                           f"{', '.join(known)}")
+    if args.dispatch != "here" and not args.estimate and not args.list and not args.report_only:
+        problem = _dispatch_problem(args.dispatch)
+        if problem:
+            return _refuse(problem)
     if rows or columns:
         cells_by_table = {name: [c for c in cells if (rows is None or c.row in rows)
                                  and (columns is None or c.column in columns)]
                           for name, cells in cells_by_table.items()}
     every_cell = [c for name in names for c in cells_by_table[name]]
+    if (rows or columns) and not every_cell:
+        return _refuse(f"no cell of {', '.join(names)} has one of the rows {','.join(sorted(rows or ['any']))} and one "
+                       f"of the columns {','.join(sorted(columns or ['any']))}: nothing to run or tabulate")
     todo = sorted(tables.unique_runs(every_cell), key=lambda c: c.seed)
     store = tables.CellStore(out_dir)
 
@@ -514,8 +528,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dispatch != "here":
         code = dispatch(units, args=args, out_dir=out_dir, work_dir=work_dir, scale=scale.name, command=command,
                         on_result=rewrite, imports=imports)
-        print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s; tables: "
-              + ", ".join(str(out_dir / f"{tables.load_table(n).name}.md") for n in names))
+        if code != 2:  # 2: nothing ran to the end (no cluster, the jobs refused, or no backbone), as said above
+            print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s; tables: "
+                  + ", ".join(str(out_dir / f"{tables.load_table(n).name}.md") for n in names))
         return code
     failures = 0
     last_written = time.perf_counter()
@@ -541,6 +556,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(pending)} runs in {time.perf_counter() - started:.0f} s ({failures} not done); tables: "
           + ", ".join(str(out_dir / f"{tables.load_table(n).name}.md") for n in names))
     return 1 if failures else 0
+
+
+def _refuse(message: str) -> int:
+    """Print a usage error the way argparse does and return its exit status (2)."""
+    print(f"python benchmarks/run.py: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _dispatch_problem(dispatch: str) -> str | None:
+    """Why ``--dispatch`` cannot work on this machine (submitit missing, no Slurm), or ``None``."""
+    try:
+        import submitit  # noqa: F401 - the optional cluster extra
+    except ImportError:
+        return (f"--dispatch {dispatch} sends the runs through submitit, which is not installed; install it with "
+                f"`pip install -e \".[cluster]\"`, or run here with --dispatch here (the default)")
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+    if dispatch == "slurm" and missing:
+        return (f"--dispatch slurm needs Slurm, but this machine has no {' or '.join(missing)} command; run it on a "
+                f"Slurm login node, or use --dispatch local (submitit's jobs on this machine) or --dispatch here "
+                f"(the default)")
+    return None
 
 
 def _executor(args: argparse.Namespace, folder: Path):
@@ -576,7 +612,11 @@ def dispatch(units: Sequence[Sequence[tables.Cell]], *, args: argparse.Namespace
     import submitit
 
     folder = args.jobs_dir or work_dir / "submitit"
-    executor = _executor(args, folder)
+    try:
+        executor = _executor(args, folder)
+    except RuntimeError as exc:  # submitit found no cluster after all
+        print(f"python benchmarks/run.py: error: --dispatch {args.dispatch}: {exc}", file=sys.stderr)
+        return 2
     gpus = [g for g in (args.local_gpus or "").split(",") if g]
     parallel = args.max_parallel or (len(gpus) if args.dispatch == "local" and gpus else
                                      1 if args.dispatch == "local" else len(units))
@@ -596,8 +636,14 @@ def dispatch(units: Sequence[Sequence[tables.Cell]], *, args: argparse.Namespace
     running: list[tuple[Any, Any, str | None]] = []
     failures, stopped, free = 0, None, list(gpus)
     if args.dispatch == "slurm":
-        with executor.batch():  # one Slurm job array
-            submitted = [(item, submit(item, None)) for item in queue]
+        try:
+            with executor.batch():  # one Slurm job array
+                submitted = [(item, submit(item, None)) for item in queue]
+        except (RuntimeError, OSError) as exc:  # sbatch refused the jobs (partition, limits, ...)
+            print(f"python benchmarks/run.py: error: Slurm did not take the jobs ({type(exc).__name__}: "
+                  f"{str(exc).strip()[:500]}); check --slurm-partition, --slurm-time and --slurm-gpus. The job files "
+                  f"are in {folder}; nothing ran, and the same command submits them again", file=sys.stderr)
+            return 2
         running = [(item, job, None) for item, job in submitted]
         queue = []
         print(f"submitted {len(running)} job(s) to Slurm: {running[0][1].job_id.split('_')[0] if running else '-'} "

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: torch's thread count before the tests set one: what a fresh Python (a reader running a docs
+#: page) gets
+DEFAULT_THREADS = pytest.StashKey[int]()
 
 
 def pytest_configure(config):
@@ -15,6 +18,7 @@ def pytest_configure(config):
     saves, and a second thread competing for 2 cores slows everything down."""
     import torch
 
+    config.stash[DEFAULT_THREADS] = torch.get_num_threads()
     torch.set_num_threads(1)
     # Nothing is ever downloaded in tests: open_clip and Hugging Face read only their local caches.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

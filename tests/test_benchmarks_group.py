@@ -74,3 +74,42 @@ def test_a_group_pays_the_image_encoder_once_in_the_projection():
     counts = {"cache": "none", "steps": 10, "num_train": 320, "encoded_images": 100}
     assert estimate.shared_seconds(counts, {"t_img": 0.01}, epochs=1) == pytest.approx((320 + 100) * 0.01)
     assert estimate.shared_seconds({**counts, "cache": "fixed"}, {"t_img": 0.01}, epochs=1) == pytest.approx(1.0)
+
+
+def test_unknown_rows_or_columns_are_refused_naming_the_valid_keys(run, tmp_path, capsys):
+    """Unknown --rows / --columns keys were dropped without a word (exit 0), and all-unknown keys
+    wrote an empty table."""
+    out = tmp_path / "out"
+    for flags, said in ((["--rows", "alta-200,alta-2OO"], "--rows alta-2OO: no such row key in main; valid: "),
+                        (["--rows", "nope"], "--rows nope: no such row key"),
+                        (["--columns", "seq-cifar1"], "--columns seq-cifar1: no such column key in main; valid: "
+                                                      "seq-cifar10, seq-cifar100, seq-tinyimagenet")):
+        assert run.main(["main", "--scale", "smoke", "--out", str(out), *flags]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err
+    assert not out.exists()  # no empty table
+
+
+def test_dispatch_to_slurm_without_slurm_says_so_without_a_traceback(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no sbatch, no srun
+    assert run.main(["main", "--scale", "smoke", "--out", str(tmp_path / "out"), "--dispatch", "slurm", *ROWS]) == 2
+    err = capsys.readouterr().err
+    assert "--dispatch slurm needs Slurm, but this machine has no sbatch or srun command" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_jobs_that_slurm_refuses_are_reported_without_a_traceback(run, tmp_path, capsys, monkeypatch):
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", 'echo "sbatch: error: invalid partition specified: gpux" >&2; exit 1'),
+                       ("srun", "exit 0")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    code = run.main(["main", "--scale", "smoke", "--out", str(tmp_path / "out"), "--dispatch", "slurm",
+                     "--slurm-partition", "gpux", *ROWS])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Slurm did not take the jobs" in err and "invalid partition specified: gpux" in err
+    assert "Traceback" not in err and " runs in " not in out

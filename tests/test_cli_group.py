@@ -86,3 +86,44 @@ def test_repeated_values_in_a_group_are_refused(tmp_path, capsys):
         assert main(["run", *flags, "--output-dir", str(tmp_path / "g"), *QUICK]) == 2
         assert twice in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+def test_an_interrupted_group_says_how_to_continue_and_continues_every_member(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a run group printed only "alta: interrupted"; now the resume line, as a single run
+    does, and the resume also runs the member the interrupted group never reached (zeroshot runs
+    alone, after the group of alta and mlp)."""
+    from alta.run import writers
+
+    root = tmp_path / "group"
+    save, calls = writers.Checkpointer.on_experience_end, []
+
+    def interrupted(self, *, experience, result):
+        save(self, experience=experience, result=result)
+        calls.append(experience)
+        if len(calls) == 2:  # both members checkpointed their first experience
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.Checkpointer, "on_experience_end", interrupted)
+    assert main(["run", "--method", "alta,mlp,zeroshot", "--output-dir", str(root), *QUICK]) == 130
+    err = capsys.readouterr().err
+    assert f"continue the group with:\n  alta run --resume {root}" in err
+    monkeypatch.undo()
+    assert main(["run", "--resume", str(root), "-q", "--no-plots"]) == 0
+    names = json.loads((root / "group.json").read_text())["members"]
+    assert all(json.loads((root / n / "summary.json").read_text())["complete"] for n in names)
+
+
+def test_a_group_prints_progress_per_member_and_right_buffer_words(tmp_path, capsys):
+    quick = [a for a in QUICK if a != "-q"]
+    assert main(["run", "--method", "mlp,cprompt", "--buffer-size", "20,40", "--output-dir", str(tmp_path / "g"),
+                 *quick]) == 0
+    err = capsys.readouterr().err
+    # cprompt has no buffer: one run, said so the right way round, and no buffer size named for it
+    assert "method cprompt does not replay: one run for all the --buffer-size values" in err
+    assert "one run for every --buffer-size" not in err
+    assert "cprompt (cprompt, buffer off)" in err and "mlp-buffer20 (mlp, buffer 20)" in err
+    assert "cprompt (buffer 200)" not in err
+    for member in ("mlp-buffer20", "mlp-buffer40", "cprompt"):  # a line per evaluation, as a single run prints
+        assert sum(line.startswith(f"[alta] {member}: experience ") and "class-IL" in line
+                   for line in err.splitlines()) == 5
+    assert "[alta] mlp-buffer20: loss = ce + 0.4 replay_ce + 0.4 replay_mse" in err

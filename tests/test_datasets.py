@@ -334,6 +334,59 @@ def test_image_folder_rejects_folder_names_without_letters(tmp_path):
         load_sources("image-folder", root=tmp_path)
 
 
+# Links to folders inside a class folder, or a class folder linked back into its split folder:
+# (where the link is, where it points, what the refusal says it is)
+_FOLDER_LINKS = {
+    "self-loop": ("train/cat/self", ".", "a loop"),
+    "parent loop": ("train/cat/up", "..", "a loop"),
+    "sibling loop": ("train/cat/zebras", "../zebra", "another class's folder"),
+    "outside the root": ("train/cat/extra", "{outside}", "outside the class folder"),
+    "inside the class": ("train/cat/again", "sub", "read twice"),
+    "class-folder loop": ("train/loop", "../train", "a loop"),
+    "class folder to a sibling": ("train/cat2", "cat", "two labels"),
+}
+
+
+@pytest.mark.parametrize("case", list(_FOLDER_LINKS))
+def test_links_to_folders_that_would_mislabel_images_are_refused_naming_the_link(tmp_path, case):
+    """A link that would loop, relabel another class's images or pull a foreign tree under a class
+    is refused with the link's path, never followed (os.walk(followlinks=True) read 1,312 images of
+    every class as "cat" for ``cat/up -> ..``)."""
+    root = tmp_path / "data"
+    make_image_folder(root)
+    _save(root / "train" / "cat" / "sub" / "s.png")
+    outside = tmp_path / "elsewhere"
+    _save(outside / "x.png")
+    where, target, kind = _FOLDER_LINKS[case]
+    (root / where).symlink_to(target.format(outside=outside), target_is_directory=True)
+    with pytest.raises(DataError) as info:
+        load_sources("image-folder", root=root)
+    message = str(info.value)
+    assert str(root / where) in message and kind in message and "Fix" in message
+
+
+def test_a_class_folder_linked_from_elsewhere_is_read(tmp_path):
+    """The usual way to build a subset (ImageNet-100 from ImageNet): class folders that are links
+    to folders outside the dataset root."""
+    make_image_folder(tmp_path / "data")
+    _save(tmp_path / "store" / "dog" / "a.png")
+    _save(tmp_path / "store" / "dog" / "b.png")
+    (tmp_path / "data" / "train" / "dog").symlink_to(tmp_path / "store" / "dog", target_is_directory=True)
+    (tmp_path / "data" / "test" / "dog").symlink_to(tmp_path / "store" / "dog", target_is_directory=True)
+    train, _ = load_sources("image-folder", root=tmp_path / "data")
+    assert train.class_names == ["apple tree", "cat", "dog", "zebra"]
+    assert torch.bincount(train.targets).tolist() == [3, 4, 2, 2]
+
+
+def test_a_file_link_to_itself_is_skipped_with_its_name(tmp_path, caplog):
+    make_image_folder(tmp_path)
+    (tmp_path / "train" / "cat" / "me.png").symlink_to("me.png")  # ELOOP when opened
+    with caplog.at_level("WARNING", logger="alta"):
+        train, _ = load_sources("image-folder", root=tmp_path)
+    assert torch.bincount(train.targets).tolist() == [3, 4, 2]
+    assert str(tmp_path / "train" / "cat" / "me.png") in caplog.text
+
+
 def test_cifar_folder_class_without_test_images_is_an_error(tmp_path):
     for split in ("train", "test"):
         for c in CIFAR10_CLASSES:

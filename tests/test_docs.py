@@ -10,9 +10,11 @@
   every flag and ``--set`` key valid). They are not run: most need a dataset or pretrained weights.
 - ``mkdocs build --strict`` passes (skipped when the ``docs`` extra is not installed).
 
-The pages use the tiny random-weight backbone and small data, so the whole file takes well
-under a minute on two CPU cores. Blocks run with one torch thread: the models are tiny, and on a
-busy machine torch's default thread pool slows them down many times over.
+The pages use the tiny random-weight backbone and small data, so the whole file takes about a
+minute on two CPU cores. Blocks run as written, with torch's default thread count: a page whose
+models are tiny sets one thread in its own code (``torch.set_num_threads(1)``; on a busy machine
+torch's default thread pool slows them down many times over), so that what a reader runs is what
+the page's timings measured.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULT_THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -87,11 +90,14 @@ PYTHON_PAGES = [p for p in doc_pages() if any(b.lang in ("python", "py") for b i
 
 
 @contextlib.contextmanager
-def one_torch_thread():
+def threads_of_a_fresh_python(default: int):
+    """Run a page as written: with torch's default thread count (the suite runs with one), so a
+    page whose timing needs ``torch.set_num_threads(1)`` must have it in its code; then give the
+    other tests the thread count they had."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(default)
     try:
         yield
     finally:
@@ -104,12 +110,12 @@ def test_the_docs_have_pages_with_code():
 
 
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: str(p.relative_to(DOCS)))
-def test_python_blocks_run(page, tmp_path, monkeypatch):
+def test_python_blocks_run(page, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict = {"__name__": "__main__"}
     blocks = [b for b in read_blocks(page) if b.lang in ("python", "py")]
-    with one_torch_thread():
+    with threads_of_a_fresh_python(request.config.stash[DEFAULT_THREADS]):
         for block in blocks:
             if block.skip:
                 continue
@@ -187,6 +193,71 @@ def test_alta_command_lines_are_valid(where, command):
 
         for variant in run_variants(args):  # several methods or buffer sizes: a run group
             resolve_run_config(variant)  # raises ConfigError for an unknown config, flag value or --set key
+
+
+# ---- the figures the pages quote ----------------------------------------------------------------
+
+_TIMING = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:s|ms|seconds|minutes|min|h|hours)\b")
+_DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+_NOT_MEASURED = ("default: 10 min for NCCL",)  # durations that are settings, not measurements
+
+
+def _paragraphs(page: Path) -> list[tuple[int, str]]:
+    """``(line, text)`` of every paragraph of prose (code blocks left out)."""
+    text = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), page.read_text(encoding="utf-8"), flags=re.S)
+    out, line = [], 1
+    for part in re.split(r"(\n\s*\n)", text):
+        if part.strip() and not part.isspace():
+            out.append((line, part))
+        line += part.count("\n")
+    return out
+
+
+def test_every_time_a_page_quotes_says_when_it_was_measured():
+    """A wall time in the docs (or the README) drifts as the code changes: the paragraph quoting it
+    gives the date of the measurement (and the machine), or the number is checked by a test here."""
+    undated = []
+    for page in [*doc_pages(), REPO / "README.md"]:
+        for line, text in _paragraphs(page):
+            times = [m.group(0) for m in _TIMING.finditer(text)
+                     if not any(phrase in text[max(0, m.start() - 40):m.end() + 20] for phrase in _NOT_MEASURED)]
+            if times and not _DATE.search(text):
+                undated.append(f"{page.relative_to(REPO)}:{line}: {', '.join(times)}")
+    assert not undated, "times quoted without the date of their measurement:\n" + "\n".join(undated)
+
+
+def _quickstart_table() -> list[str]:
+    page = (DOCS / "quickstart.md").read_text(encoding="utf-8")
+    start = page.index("This is the table of one run")
+    block = next(b for b in read_blocks(DOCS / "quickstart.md") if b.lang == "text" and
+                 page.count("\n", 0, start) < b.line)
+    return block.code.rstrip("\n").splitlines()
+
+
+def _without_clock(lines: list[str]) -> list[str]:
+    return [re.sub(r"wall time [\d.]+ s", "wall time (clock) s", line) for line in lines]
+
+
+def test_the_quickstart_table_shows_what_alta_run_prints_in_its_form():
+    """The cheap part of the check below, in every run of the suite: the table's lines are the
+    lines :func:`alta.run.summary.format_table` prints, in their order."""
+    lines = _quickstart_table()
+    assert lines[0].startswith("alta run 'default': digits, 5 experiences x 2 classes, 20 epochs per experience")
+    assert lines[1].startswith("class order native, class names from dataset:")
+    assert [line.split()[0] for line in lines[8:]] == ["class-IL", "task-IL", "zero-shot", "zero-shot"]
+
+
+@pytest.mark.slow
+def test_the_quickstart_table_is_what_alta_run_prints(tmp_path, capsys, monkeypatch):
+    """`alta run` as the quickstart shows it (about a minute on 2 cores): the table, but for the
+    wall time, is the page's. A change of the numbers (of the code, torch or the CPU's kernels)
+    fails here: rerun `alta run` and paste its table, with the date and the machine."""
+    from alta.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--output-dir", str(tmp_path / "run"), "--no-progress", "--no-plots"]) == 0
+    printed = capsys.readouterr().out.split("\n* headline")[0].splitlines()
+    assert _without_clock(printed) == _without_clock(_quickstart_table())
 
 
 @pytest.mark.parametrize("where,command", shell_commands("python "), ids=[w for w, _ in shell_commands("python ")])

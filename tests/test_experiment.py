@@ -133,3 +133,21 @@ def test_unknown_keys_are_refused_by_name(section, data, refused, suggested):
     else:
         assert f"did you mean {suggested!r}" in message
     assert f"did you mean {refused!r}" not in message  # never the key it refused
+
+
+def test_the_log_starts_with_what_the_loss_is_made_of_and_what_size_is_normal(tiny_clip, caplog):
+    """Loss values such as 142.7 appeared without a word: the replay MSE is on logits scaled by the
+    logit scale (s = 100), so its size is said, with the run's own weights, before the first line."""
+    from alta.run.writers import LogLines, loss_note
+
+    names = [f"class {k}" for k in range(4)]
+    alta = CrossModalLearner(tiny_clip, class_names=names, method="alta", alpha=0.5, beta=0.3)
+    note = loss_note(alta)
+    assert note.startswith("loss = ce + 0.5 replay_ce + 0.3 replay_mse") and "logit scale s = 100" in note
+    assert "0.1 in cosine is 100 in replay_mse" in note and "tens or hundreds is normal" in note
+    assert loss_note(CrossModalLearner(tiny_clip, class_names=names, method="cprompt")).startswith("loss = ce (")
+    assert loss_note(CrossModalLearner(tiny_clip, class_names=names, method="zeroshot")) is None
+    with caplog.at_level("INFO", logger="alta.run"):
+        LogLines(num_experiences=2, epochs=1, loss=note, name="alta-buffer20").on_run_start(
+            num_experiences=2, start_experience=0, start_epoch=0, result=None)
+    assert caplog.messages == [f"alta-buffer20: {note}"]

@@ -283,6 +283,70 @@ def test_training_errors(tiny_clip):
         alta.train_step(zs, images[:2], labels[:2], optimizer=optimizer)
 
 
+@pytest.mark.parametrize("head", ["all", "seen"])
+def test_train_step_refuses_labels_of_an_experience_not_begun_for_every_head(tiny_clip, head):
+    """After begin_experience(stream[0]), labels of stream[1]'s classes are a data leak: refused
+    (they were trained on without a word with head="all"), and nothing is updated."""
+    exps = synthetic_experiences(2, 2)
+    learner = make(tiny_clip, method="alta", head=head)
+    optimizer, _ = build_optimizer(learner)
+    buffer = MemoryBuffer(8, seed=0)
+    learner.begin_experience(exps[0])
+    images, labels = exps[1].train.tensors  # classes 2 and 3
+    before = [p.detach().clone() for p in learner.trainable_parameters()]
+    with pytest.raises(StateError, match=r"labels \[2, 3\] belong to classes whose experience has not begun"):
+        alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer)
+    assert all(torch.equal(a, b) for a, b in zip(before, learner.trainable_parameters())) and len(buffer) == 0
+    learner.end_experience(exps[0])
+    learner.begin_experience(exps[1])  # the loops begin an experience before training on it
+    alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer)
+    assert len(buffer) == 8
+
+
+def test_the_joint_upper_bound_trains_on_every_class_after_its_one_experience_begins(tiny_clip):
+    stream = alta.ScenarioStream.from_name("digits", resolution=32, joint=True)
+    learner = CrossModalLearner(tiny_clip, class_names=stream.class_names, method="alta")
+    optimizer, _ = build_optimizer(learner)
+    (experience,) = list(stream)
+    learner.begin_experience(experience)
+    images, labels = next(iter(torch.utils.data.DataLoader(experience.train, batch_size=200, shuffle=True,
+                                                            generator=torch.Generator().manual_seed(0))))
+    assert labels.unique().numel() == 10
+    alta.train_step(learner, images, labels, optimizer=optimizer)
+    learner.end_experience(experience)
+
+
+def test_labels_on_an_accelerator_are_checked_at_the_experience_boundary_without_a_sync(tiny_clip):
+    """Labels on a CUDA device are not read back at every step (a host-device sync); the classes
+    not begun are recorded on the device and refused at the next begin_experience or
+    end_experience. The record is exercised here on CPU tensors (what the CUDA path runs)."""
+    exps = synthetic_experiences(3, 2)
+    learner = CrossModalLearner(tiny_clip, class_names=[f"class {k}" for k in range(6)], method="alta")
+    learner.begin_experience(exps[0])
+    learner._record_unbegun(torch.tensor([0, 1, 4, 4]))  # what _check_labels does for labels on a GPU
+    learner._record_unbegun(torch.tensor([5]))
+    with pytest.raises(StateError, match=r"end_experience\(0\).*trained on labels \[4, 5\]"):
+        learner.end_experience(exps[0])
+    learner._record_unbegun(torch.tensor([3]))
+    with pytest.raises(StateError, match=r"begin_experience\(1\).*labels \[3\]"):
+        learner.begin_experience(exps[1])
+    learner.begin_experience(exps[1])  # once reported, the record is cleared
+    learner._record_unbegun(torch.tensor([0, 3]))  # begun classes are not recorded
+    learner.end_experience(exps[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_labels_of_classes_not_begun_are_refused_at_the_experience_end():
+    exps = synthetic_experiences(2, 2)
+    learner = make(alta.load_backbone("tiny-vit", device="cuda", seed=0), method="alta")
+    optimizer, _ = build_optimizer(learner)
+    learner.begin_experience(exps[0])
+    images, labels = exps[1].train.tensors
+    alta.train_step(learner, images.cuda(), labels.cuda(), optimizer=optimizer, check_finite=False)
+    with pytest.raises(StateError, match=r"trained on labels \[2, 3\]"):
+        learner.end_experience(exps[0])
+
+
 def test_buffer_from_another_backbone_is_rejected(tiny_clip):
     exps = synthetic_experiences(1, 4)
     learner = make(tiny_clip, method="alta")

@@ -218,3 +218,97 @@ def test_accuracy_matrix_image_leaves_unmeasured_cells_blank():
     R = np.array([[90.0, math.nan], [40.0, 85.0]])
     image = accuracy_matrix_image(R)
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+# ---- a resumed `alta run` writes what the uninterrupted one writes, for every logger ---------
+
+_QUICK = ["--num-experiences", "3", "--initial-classes", "4", "--epochs", "2", "--eval-every", "1", "--train-cache",
+          "fixed", "--set", "data.max_train_per_class=8", "--set", "data.max_test_per_class=4", "--set",
+          "eval.zeroshot_baseline=false", "-q", "--threads", "1", "--no-progress"]
+_ALL = [name for name, module in (("csv", "csv"), ("tensorboard", "tensorboard"), ("wandb", "wandb")) if _has(module)]
+
+
+def _logged_values(folder: Path) -> dict:
+    """What each logger of a run folder holds, read back with its own reader: the CSV text, the
+    TensorBoard scalars and image steps, the W&B history (over every offline-run folder: a resume
+    adds one) and final summary, without W&B's clock entries (``_timestamp``, ``_runtime``)."""
+    out: dict = {}
+    if (folder / "evaluations.csv").is_file():
+        out["csv"] = (folder / "evaluations.csv").read_text()
+    if (folder / "tensorboard").is_dir():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+        events.Reload()
+        out["tensorboard"] = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+        out["tensorboard images"] = {tag: [i.step for i in events.Images(tag)] for tag in events.Tags()["images"]}
+    if (folder / "wandb").is_dir():
+        history, summary = [], {}
+        for path in sorted((folder / "wandb").glob("offline-run-*/run-*.wandb")):
+            for record in _wandb_records(path):
+                kind = record.WhichOneof("record_type")
+                if kind == "history":
+                    history.append({k: v for k, v in _wandb_items(record.history.item).items()
+                                    if not k.startswith("_") and not isinstance(v, dict)})
+                elif kind == "summary":
+                    summary.update({k: v for k, v in _wandb_items(record.summary.update).items()
+                                    if "/" in k and not isinstance(v, dict) and not k.startswith("_")})
+        out["wandb"] = (history, summary)
+    return out
+
+
+def _files(folder: Path) -> list[str]:
+    """The run folder's files, logger folders by their kind (their names hold clocks and hosts)."""
+    names = set()
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        names.add(parts[0] if parts[0] in ("tensorboard", "wandb") else "/".join(parts))
+    return sorted(names)
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    for name, value in (("WANDB_MODE", "offline"), ("WANDB_SILENT", "true"), ("WANDB_CONSOLE", "off")):
+        monkeypatch.setenv(name, value)
+
+
+def test_a_resumed_run_restores_its_loggers_and_writes_what_the_uninterrupted_run_writes(tmp_path, capsys,
+                                                                                           wandb_offline):
+    """`--logger csv --stop-after 2`, then the `alta run --resume DIR` that alta prints, kept 4 of
+    10 rows of evaluations.csv: the resume now restores the loggers (and plots) it was started with."""
+    from alta.cli import main
+
+    loggers = ["--logger", ",".join(_ALL)]
+    assert main(["run", *_QUICK, *loggers, "--output-dir", str(tmp_path / "whole")]) == 0
+    assert main(["run", *_QUICK, *loggers, "--no-plots", "--output-dir", str(tmp_path / "cut"),
+                 "--stop-after", "1"]) == 0
+    assert f"alta run --resume {tmp_path / 'cut'}" in capsys.readouterr().out
+    # another logger, or plots, would write what the uninterrupted run did not: refused, saying what to pass
+    assert main(["run", "--resume", str(tmp_path / "cut"), "--logger", "csv", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"pass --logger {','.join(_ALL)} --no-plots" in err
+    assert main(["run", "--resume", str(tmp_path / "cut"), "-q", "--threads", "1", "--no-progress"]) == 0
+    whole, cut = _logged_values(tmp_path / "whole"), _logged_values(tmp_path / "cut")
+    assert set(whole) == set(cut) and len(whole["csv"].splitlines()) == 1 + 6  # a header and 3 x 2 evaluations
+    assert whole == cut
+    plots = {"accuracy_matrix.png", "accuracy_curve.png", "confusion_matrix.png"}
+    assert _files(tmp_path / "cut") == sorted(set(_files(tmp_path / "whole")) - plots)  # --no-plots was kept
+    assert (tmp_path / "whole" / "metrics.jsonl").read_text() == (tmp_path / "cut" / "metrics.jsonl").read_text()
+
+
+def test_a_run_group_logs_every_member_and_resumes_with_the_same_files(tmp_path, capsys):
+    from alta.cli import main
+
+    loggers = ["--logger", ",".join(n for n in _ALL if n != "wandb")]
+    group = ["run", "--method", "alta,mlp", *_QUICK, *loggers]
+    assert main([*group, "--output-dir", str(tmp_path / "whole")]) == 0
+    assert main([*group, "--output-dir", str(tmp_path / "cut"), "--stop-after", "2"]) == 0
+    assert main(["run", "--resume", str(tmp_path / "cut"), "-q", "--threads", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    for member in ("oritext_mlp2cprompt_oriimg", "mlp"):
+        whole, cut = tmp_path / "whole" / member, tmp_path / "cut" / member
+        assert _files(whole) == _files(cut) and "evaluations.csv" in _files(whole)
+        assert _logged_values(whole) == _logged_values(cut)
+        assert (whole / "metrics.jsonl").read_text() == (cut / "metrics.jsonl").read_text()

@@ -134,7 +134,18 @@ def test_alta_run_protocol_reference_sets_its_knobs_records_them_and_resume_refu
     assert config.loop.eval_before_snapshot is True
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["protocol"] == "reference"
-    assert set(summary["protocol_deviations"]) == {"epochs"}  # --epochs 2 overrides the protocol's 30
+    # --epochs 2 overrides the protocol's 30; the default config's digits and tiny-vit are reduced
+    # (--set data.max_*_per_class) and random: the run says so, and alta report notes it
+    assert summary["protocol_deviations"] == {
+        "epochs": {"protocol": 30, "config": 2},
+        "data.max_train_per_class": {"protocol": None, "config": 12},
+        "data.max_test_per_class": {"protocol": None, "config": 6},
+        "weights": {"protocol": "OpenAI CLIP weights (RN50, ViT-B/16, ...)", "config": "tiny-vit (random weights)"},
+    }
+    code, out, err = _cli(capsys, "report", str(run_dir))
+    assert code == 0, err
+    note = next(line for line in out.splitlines() if "does not follow protocol reference" in line)
+    assert "data.max_train_per_class 12 (protocol: none)" in note and "epochs 2 (protocol: 30)" in note
 
     code, _, err = _cli(capsys, "run", "--resume", str(run_dir), "--protocol", "paper", "--no-progress")
     assert code == 2 and "--protocol" in err and "'reference'" in err
@@ -173,3 +184,92 @@ def test_reference_protocol_gives_tinyimagenet_the_reference_names(tiny_imagenet
     assert stream.class_names == names
     own, _ = config.data.build(resolution=32)
     assert own.class_names != names  # 46 of the 200 names differ from words.txt's first synonym
+
+
+# ---- protocol_deviations: every setting that changes results ----------------------------------
+
+# A value other than the default (the paper protocol's) for every key of a run's configuration
+# that changes results; keys of the dataset's options, the split and the weights are below.
+_CHANGED = {
+    "data.class_order": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0], "data.class_order_seed": 1,
+    "data.class_names": [f"digit {k}" for k in range(10)], "data.transform": "clip", "data.test_transform": "plain",
+    "data.max_train_per_class": 100, "data.max_test_per_class": 20, "model.head": "seen", "model.alpha": 0.5,
+    "model.beta": 0.1, "model.replay_batch_size": 16, "model.ctx_init": "a picture of a",
+    "model.template": "a photo of a {}.", "model.adapter_reduction": 8, "model.truncate_text": False,
+    "model.snapshot_timing": "last_forward", "model.w1_raw_names": True, "model.precision": "fp32",
+    "buffer.size": 500, "buffer.policy": "class_balanced", "optim.lr": 0.01, "optim.momentum": 0.5,
+    "optim.weight_decay": 0.0, "optim.lr_schedule": "constant", "optim.warmup_epochs": 0, "optim.warmup_lr": 1e-4,
+    "train.epochs": 5, "train.batch_size": 16, "train.schedule": "alternate", "train.schedule_period": 2,
+    "train.schedule_unit": "epoch", "train.schedule_start": "image", "train.train_cache": "fixed", "eval.every": 5,
+    "eval.before_snapshot": True,
+}
+# the schedule's period, unit and start only act on an alternating schedule
+_NEEDS = {key: {"train.schedule": "alternate"} for key in ("train.schedule_period", "train.schedule_unit",
+                                                           "train.schedule_start")}
+
+
+def _config(values: dict):
+    from alta.run import RunConfig
+
+    nested: dict = {"data": {"dataset": "digits"}}
+    for key, value in values.items():
+        section, _, attr = key.partition(".")
+        nested.setdefault(section, {})[attr] = value
+    return RunConfig.from_dict(nested)
+
+
+def test_every_key_that_changes_results_is_tested_below():
+    from alta.run import RunConfig
+
+    keys = {".".join(k.split(".")[:2]) for k in RunConfig().result_values()} - set(protocols.EXPERIMENT_KEYS)
+    missing = keys - set(_CHANGED)
+    assert not missing, (f"config keys {sorted(missing)} change results: give each a changed value in _CHANGED "
+                         f"(protocol_deviations must report it), or add it to OPERATIONAL_KEYS (it does not change "
+                         f"results) or protocols.EXPERIMENT_KEYS (it says what a run is of)")
+
+
+@pytest.mark.parametrize("key", sorted(_CHANGED))
+@pytest.mark.parametrize("protocol", ["paper", "reference"])
+def test_changing_any_key_that_changes_results_is_a_protocol_deviation(key, protocol):
+    from alta.run.protocols import apply_protocol
+
+    base = {"model.visual": "RN50", **_NEEDS.get(key, {})}
+    followed = apply_protocol(_config(base), protocol)
+    assert protocols.protocol_deviations(followed, split=[2] * 5) == (
+        {"train.schedule": {"protocol": "crossed", "config": "alternate"}} if key in _NEEDS else {})
+    changed = apply_protocol(_config(base), protocol)
+    section, attr = key.split(".")
+    value = _CHANGED[key]
+    changed = dataclasses.replace(changed, **{section: dataclasses.replace(getattr(changed, section), **{attr: value})})
+    if getattr(getattr(followed, section), attr) == getattr(getattr(changed, section), attr):
+        changed = _config({**base, key: value})  # the protocol itself sets this key: compare paper's value
+    deviations = protocols.protocol_deviations(changed, split=[2] * 5)
+    knob = {k: name for name, k in protocols.CONFIG_KEYS.items()}.get(key, key)
+    assert knob in deviations, (key, deviations)
+    shown = deviations[knob]["config"]
+    assert shown == (list(value) if isinstance(value, tuple) else value)
+
+
+@pytest.mark.parametrize("case", ["options", "split", "random weights", "open_clip weights", "weights file"])
+def test_dataset_options_split_and_weights_other_than_the_benchmarks_are_deviations(case):
+    from alta.run import RunConfig
+
+    if case == "options":
+        config = RunConfig.from_dict({"data": {"dataset": "imagenet-r", "options": {"split_seed": 1}}})
+        assert protocols.protocol_deviations(config)["data.options"] == {"protocol": {"split_seed": 0},
+                                                                         "config": {"split_seed": 1}}
+        same = RunConfig.from_dict({"data": {"dataset": "imagenet-r", "options": {"split_seed": 0}}})
+        assert "data.options" not in protocols.protocol_deviations(same)  # the loader's default, given explicitly
+    elif case == "split":
+        config = RunConfig.from_dict({"data": {"dataset": "seq-cifar100", "split": "B50-Inc10"}})
+        assert protocols.protocol_deviations(config, split=[50] + [10] * 5)["split"] == {
+            "protocol": "10 experiences x 10 classes", "config": "6 experiences: 50 + 10 + 10 + 10 + 10 + 10 classes"}
+        assert "split" not in protocols.protocol_deviations(config, split=[10] * 10)  # B0-Inc10 is the benchmark's
+    else:
+        visual, pretrained, shown = {"random weights": ("tiny-vit", None, "tiny-vit (random weights)"),
+                                     "open_clip weights": ("open_clip:ViT-B-16", "laion400m_e32",
+                                                           "open_clip:ViT-B-16 (laion400m_e32)"),
+                                     "weights file": ("/models/my-clip.pt", None, "/models/my-clip.pt")}[case]
+        config = RunConfig.from_dict({"model": {"visual": visual, "pretrained": pretrained}})
+        assert protocols.protocol_deviations(config)["weights"]["config"] == shown
+        assert "weights" not in protocols.protocol_deviations(RunConfig.from_dict({"model": {"visual": "ViT-B/16"}}))

@@ -199,6 +199,60 @@ def test_non_finite_restored_state_is_refused_even_with_a_matching_digest(stoppe
         run_experiment(config, output_dir=run_dir, resume=True, plots=False)
 
 
+# a field of the wrong type, in a file whose digest was recomputed (issue 26: next_experience="2"
+# ended in a TypeError traceback): where, forged value
+_FORGED = {
+    "next_experience": "2", "next_epoch": 0.5, "num_experiences": True, "elapsed_s": "12", "config_hash": 5,
+    "zeroshot": {"class_il": "x", "task_il": []}, "learner": {"prompt": 1}, "buffer": [1], "schedule": "s",
+    "optimizer": 3, "scheduler": [], "result": [], "result.class_il": "x", "result.task_il": [["a"]],
+    "result.evaluations": [1], "result.history": [[1]], "result.confusion": [1],
+}
+
+
+@pytest.fixture(scope="module")
+def stopped_once(tmp_path_factory):
+    """A run stopped after its first experience, made once for the tests that copy it."""
+    config = quick_config(**{"data.num_experiences": 2, "buffer.size": 20})
+    run_dir = tmp_path_factory.mktemp("stopped") / "run"
+    run_experiment(config, output_dir=run_dir, plots=False, stop_after=1)
+    return config, run_dir
+
+
+def _forge(source: Path, target: Path, where: str) -> None:
+    """Write ``source`` to ``target`` with the field ``where`` of the wrong type and a digest that
+    matches (only the type check can refuse it)."""
+    state = torch.load(source, weights_only=True)
+    outer, _, inner = where.partition(".")
+    if inner:
+        state[outer][inner] = _FORGED[where]
+    else:
+        state[outer] = _FORGED[where]
+    state["digest"] = payload_digest(state)
+    torch.save(state, target)
+
+
+@pytest.mark.parametrize("where", sorted(_FORGED))
+def test_every_restored_field_of_the_wrong_type_is_refused_by_name(stopped_once, where, tmp_path):
+    config, run_dir = stopped_once
+    forged = tmp_path / "checkpoint.pt"
+    _forge(run_dir / "checkpoint.pt", forged, where)
+    with pytest.raises(CheckpointError, match=rf"damaged: its {re.escape(where)} is .*Delete"):
+        read_checkpoint(forged, config_hash=config.fingerprint(), num_experiences=2)
+
+
+def test_a_forged_next_experience_ends_the_resume_with_a_message(stopped_once, tmp_path, capsys):
+    """The issue's case: next_experience="2" with the digest recomputed ended in a TypeError traceback."""
+    from alta.cli import main
+
+    _, run_dir = stopped_once
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    _forge(run_dir / "checkpoint.pt", copy / "checkpoint.pt", "next_experience")
+    assert main(["run", "--resume", str(copy), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "its next_experience is str '2', expected an integer >= 0" in err and "Traceback" not in err
+
+
 def test_an_intact_checkpoint_still_resumes(stopped_run):
     config, run_dir = stopped_run
     assert run_experiment(config, output_dir=run_dir, resume=True, plots=False)["complete"] is True

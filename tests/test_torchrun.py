@@ -103,3 +103,52 @@ def test_the_example_learner_under_torchrun_gives_the_single_process_result(tmp_
     assert len(lines[0]) == len(lines[1]) == 4
     for mine, theirs in zip(*lines):
         assert abs(mine["loss"] - theirs["loss"]) <= 1e-4 * max(1.0, abs(theirs["loss"]))
+def test_the_advice_after_another_rank_failed_names_only_what_is_there(tmp_path):
+    """Rank 0 printed "continue with: torchrun ... --resume DIR" for a DIR it had already given
+    back (a rank failed before the run started)."""
+    from alta.cli.commands import peer_failure_advice
+
+    run = tmp_path / "run"
+    advice = peer_failure_advice(run, 2)  # given back: no folder
+    assert "--resume" not in advice and "run the same torchrun command again" in advice
+    run.mkdir()
+    (run / "config.yaml").write_text("name: run\n")
+    assert f"`torchrun --nproc_per_node 2 -m alta run --resume {run}` restarts it" in peer_failure_advice(run, 2)
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert f"continue with:\n  torchrun --nproc_per_node 2 -m alta run --resume {run}" in peer_failure_advice(run, 2)
+
+
+FAILING_AT_START = '''
+import sys
+from alta import distributed as dist
+from alta.errors import DataError
+from alta.run import driver
+
+build = driver.Experiment
+
+
+def failing_build(*args, **kwargs):  # rank 1 fails while the run is being built
+    if dist.get_rank() == 1:
+        raise DataError("injected failure on rank 1 before the run started")
+    return build(*args, **kwargs)
+
+
+driver.Experiment = failing_build
+from alta.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.slow
+def test_a_rank_failing_before_the_run_started_gets_no_advice_to_resume_a_folder_given_back(tmp_path):
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_AT_START)
+    run = tmp_path / "run"
+    done = torchrun(str(script), "run", *QUICK, "--output-dir", str(run), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "injected failure on rank 1 before the run started" in done.stderr
+    assert "alta: rank 0 of 2:" in done.stderr, done.stderr[-3000:]
+    if (run / "config.yaml").is_file():  # rank 0 had started: the folder is kept, and resumable
+        assert f"-m alta run --resume {run}" in done.stderr
+    else:
+        assert "--resume" not in done.stderr and "run the same torchrun command again" in done.stderr

@@ -32,7 +32,7 @@ from ..run import (
     run_seeds,
 )
 from ..run.report import FORMATS, check_comparable, format_markdown, load_rows
-from ..run.rundir import GROUP_FILE, claim_run_dir_on_main, read_group_file, write_group_file
+from ..run.rundir import GROUP_FILE, claim_run_dir, claim_run_dir_on_main, read_group_file, write_group_file
 from ..run.summary import format_table
 from .config import (
     DEFAULT_CONFIG,
@@ -117,9 +117,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.seeds is not None:
             raise ConfigError("--seeds takes one configuration; give one --method and one --buffer-size (or run "
                               "the group once per --seed N)")
-        if args.loggers:
-            raise ConfigError("--logger is not supported for a run group; each member still writes metrics.jsonl "
-                              "and summary.json (run a member alone to log it)")
         return _cmd_run_group(args, variants)
     args = variants[0]
     config, output_dir, resume = resolve_run_config(args)
@@ -172,13 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         reason = ("stopped by torchrun" if isinstance(exc, _StoppedByLauncher)
                   else f"a collective failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-        checkpoint = output_dir / "checkpoint.pt"
-        where = (f"The last complete checkpoint is {checkpoint}" if checkpoint.is_file()
-                 else "No checkpoint was written yet")
         print(f"\nalta: rank {dist.get_rank()} of {dist.get_world_size()}: {reason}: another rank failed or "
-              f"left; its error is above (torchrun names the rank). {where}; continue with:\n"
-              f"  torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}{_imports(args)}",
-              file=sys.stderr)
+              f"left; its error is above (torchrun names the rank). "
+              f"{peer_failure_advice(output_dir, dist.get_world_size(), imports=_imports(args))}", file=sys.stderr)
         return 1
     if dist.is_distributed():
         torch.distributed.destroy_process_group()
@@ -191,6 +184,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print(format_table(summary))
     return 0
+
+
+def peer_failure_advice(output_dir: Path, world_size: int, *, imports: str = "") -> str:
+    """How to go on after another torchrun rank failed, from what the run folder holds now: resume
+    from its checkpoint, restart it (``config.yaml`` but no checkpoint), or, for a run that never
+    started (its folder was given back), the same command again. ``imports``: the ``--import``
+    flags the resume needs."""
+    checkpoint = output_dir / "checkpoint.pt"
+    again = f"torchrun --nproc_per_node {world_size} -m alta run"
+    if checkpoint.is_file():
+        return (f"The last complete checkpoint is {checkpoint}; continue with:\n  {again} --resume {output_dir}"
+                f"{imports}")
+    if (output_dir / "config.yaml").is_file():
+        return (f"No checkpoint was written yet; `{again} --resume {output_dir}{imports}` restarts it from the first "
+                f"experience")
+    return (f"The run had not started, so nothing was kept ({output_dir} was given back); once the cause is fixed, "
+            f"run the same torchrun command again")
 
 
 def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace]) -> int:
@@ -223,8 +233,8 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
                 continue  # a method without replay gives the same run at every buffer size: run it once
             name = config.model.method + (f"-buffer{config.buffer.size}" if several_sizes and replays else "")
             if several_sizes and not replays:
-                logging.getLogger("alta").info("method %s does not replay: one run for every --buffer-size",
-                                               config.model.method)
+                logging.getLogger("alta").info("method %s does not replay: one run for all the --buffer-size values "
+                                               "(the buffer size changes nothing for it)", config.model.method)
             if name in names:
                 raise ConfigError(f"the run group asks for {name} twice; give each method and buffer size once")
             configs.append(config)
@@ -236,21 +246,33 @@ def _cmd_run_group(args: argparse.Namespace, variants: list[argparse.Namespace])
                               f"choose another --output-dir")
         write_group_file(root, names)
         folders = [root / name for name in names]
-        resumes = [False] * len(configs)
+        for config, folder in zip(configs, folders):  # every member's config.yaml now: the group resumes as a whole
+            with claim_run_dir(folder, config) as run_dir:
+                run_dir.mark_started()
+        resumes = [True] * len(configs)  # a member without a checkpoint starts from its first experience
     _set_threads(args, configs[0])
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     summaries: list[dict | None] = [None] * len(configs)
-    for indices in plan_groups(configs):
-        chosen = [configs[i] for i in indices]
-        if len(indices) == 1:  # a run that trains nothing (zero-shot CLIP), or alone in its group
-            i = indices[0]
-            summaries[i] = run_experiment(configs[i], output_dir=folders[i], resume=resumes[i], progress=progress,
-                                          plots=args.plots, stop_after=args.stop_after)
-        else:
-            for i, summary in zip(indices, run_group_experiment(
-                    chosen, [folders[i] for i in indices], resume=[resumes[i] for i in indices], progress=progress,
-                    plots=args.plots, stop_after=args.stop_after)):
-                summaries[i] = summary
+    try:
+        for number, indices in enumerate(plan_groups(configs), 1):
+            chosen = [configs[i] for i in indices]
+            logging.getLogger("alta").info("run group %s: part %d, %s", root, number,
+                                           ", ".join(names[i] for i in indices))
+            if len(indices) == 1:  # a run that trains nothing (zero-shot CLIP), or alone in its group
+                i = indices[0]
+                summaries[i] = run_experiment(configs[i], output_dir=folders[i], resume=resumes[i],
+                                              progress=progress, plots=args.plots, stop_after=args.stop_after,
+                                              loggers=args.loggers)
+            else:
+                for i, summary in zip(indices, run_group_experiment(
+                        chosen, [folders[i] for i in indices], resume=[resumes[i] for i in indices],
+                        progress=progress, plots=args.plots, stop_after=args.stop_after, loggers=args.loggers)):
+                    summaries[i] = summary
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see main): say how to continue, as a single run does
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\nalta: {what}. Each member of the run group keeps its last complete checkpoint; continue the "
+              f"group with:\n  alta run --resume {root}", file=sys.stderr)
+        return interrupt_status(exc)
     for name, folder, summary in zip(names, folders, summaries):
         print(f"== {name} ({folder})")
         print(format_table(summary) if summary.get("complete") else

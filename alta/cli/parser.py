@@ -217,11 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop after N experiences (checkpoint kept; continue with --resume)")
     where.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bars for epochs and evaluations (default: when stderr is a terminal)")
-    where.add_argument("--no-plots", dest="plots", action="store_false", help="do not write the PNG plots")
+    where.add_argument("--no-plots", dest="plots", action="store_const", const=False, default=None,
+                       help="do not write the PNG plots (a resumed run keeps what it was started with)")
     where.add_argument("-q", "--quiet", action="store_true", help="log warnings only (the result table is still printed)")
-    where.add_argument("--logger", dest="loggers", type=_logger_names, default=(), metavar="NAMES",
+    where.add_argument("--logger", dest="loggers", type=_logger_names, default=None, metavar="NAMES",
                        help="also log to csv (evaluations.csv), tensorboard (tensorboard/) and/or wandb (offline "
-                            "with WANDB_MODE=offline), comma-separated, e.g. --logger csv,tensorboard")
+                            "with WANDB_MODE=offline), comma-separated, e.g. --logger csv,tensorboard; in a run "
+                            "group, every member logs into its folder; a resumed run keeps the loggers it was "
+                            "started with")
     where.add_argument("--seeds", type=int, nargs="+", metavar="S",
                        help="run once per seed, each in OUTPUT/seed-S (resumable: the same command continues), "
                             "then write OUTPUT/aggregate.json (mean ± sample std) and its plot")

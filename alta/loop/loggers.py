@@ -286,7 +286,10 @@ class WandbLogger(Callback):
         self._wandb = _require("wandb", "wandb")
         if mode is not None and mode not in self.MODES:
             raise ConfigError(f"wandb mode must be one of {', '.join(self.MODES)}, got {mode!r}")
-        self.project, self.name, self.run_id, self.mode = project, name, run_id, mode
+        # WANDB_MODE read now: wandb reads it once per process, so a later run of a long-lived process
+        # (tests, notebooks) would otherwise keep the mode of the first one
+        self.project, self.name, self.run_id = project, name, run_id
+        self.mode = mode if mode is not None else os.environ.get("WANDB_MODE")
         self.dir = None if dir is None else Path(dir)
         self.config = dict(config or {})
         self.tags = list(tags or [])

@@ -240,6 +240,8 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
                if k not in state]
     if missing:
         raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}. {fix}")
+    state.setdefault("next_epoch", 0)
+    _check_types(state, path, fix)
     if state["config_hash"] != config_hash:
         raise CheckpointError(
             f"{path} belongs to a different run: its configuration fingerprint {state['config_hash'][:12]} differs "
@@ -252,8 +254,66 @@ def read_checkpoint(path: str | os.PathLike, *, config_hash: str, num_experience
             f"{num_experiences}; the data changed since the run started. {fix}"
         )
     _check_finite(state, path, fix)
-    state.setdefault("next_epoch", 0)
     return state
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_state(value: Any) -> bool:
+    """A state dict as ``state_dict()`` returns it: string keys."""
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _is_matrix(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(row, list) and all(_is_number(v) for v in row) for row in value)
+
+
+def _is_zeroshot(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and set(value) == {"class_il", "task_il"} and all(
+        isinstance(v, list) and all(_is_number(x) for x in v) for v in value.values()))
+
+
+# every field a checkpoint restores: (what it must be, how the message says it)
+_FIELD_TYPES = {
+    "config_hash": (lambda v: isinstance(v, str), "a string (a SHA-256 in hex)"),
+    "next_experience": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "next_epoch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "num_experiences": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "elapsed_s": (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a finite number of seconds >= 0"),
+    "zeroshot": (_is_zeroshot, "null or {'class_il': [numbers], 'task_il': [numbers]}"),
+    "learner": (lambda v: _is_state(v) and all(isinstance(t, torch.Tensor) for t in v.values()),
+                "a state dict of tensors"),
+    **{key: (lambda v: v is None or _is_state(v), "null or a state dict") for key in STATE_KEYS[1:]},
+    "result": (lambda v: _is_state(v) and {"class_il", "task_il", "evaluations", "history"} <= set(v),
+               "a mapping with class_il, task_il, evaluations and history"),
+    "result.class_il": (_is_matrix, "a list of rows of numbers"),
+    "result.task_il": (_is_matrix, "a list of rows of numbers"),
+    "result.evaluations": (lambda v: isinstance(v, list) and all(_is_state(r) for r in v), "a list of records"),
+    "result.history": (lambda v: isinstance(v, list) and all(isinstance(h, list) and all(_is_state(e) for e in h)
+                                                             for h in v), "a list of lists of epoch records"),
+    "result.confusion": (lambda v: isinstance(v, list) and all(m is None or isinstance(m, torch.Tensor) for m in v),
+                         "a list of tensors or nulls"),
+}
+
+
+def _check_types(state: dict[str, Any], path: Path, fix: str) -> None:
+    """Refuse a field of the wrong type (a file edited by hand, its digest recomputed): every
+    field a resume reads is checked here, so none fails later with a traceback."""
+    for name, (ok, expected) in _FIELD_TYPES.items():
+        outer, _, inner = name.partition(".")
+        if inner and (not isinstance(state.get(outer), dict) or inner not in state[outer]):
+            continue  # an optional part (result.confusion), or a result already refused
+        value = state[outer][inner] if inner else state.get(outer)
+        if not ok(value):
+            shown = repr(value) if not isinstance(value, (dict, list)) else f"a {type(value).__name__}"
+            raise CheckpointError(f"{path} is damaged: its {name} is {type(value).__name__} {shown[:80]}, expected "
+                                  f"{expected}. {fix}")
 
 
 def restore_checkpoint(state: dict[str, Any], *, objects: dict[str, Any]) -> StreamResult:

@@ -213,14 +213,20 @@ class RunConfig(ConfigSection):
         Stored in checkpoints: a checkpoint is only resumed under a configuration with the same
         fingerprint.
         """
-        values = flatten(self.to_dict())
-        for key in OPERATIONAL_KEYS:
-            values.pop(key, None)
+        values = self.result_values()
         plugins = self.plugins
         if plugins:  # a run of alta's own pieces keeps the fingerprint it always had
             values["plugins"] = [{"kind": r["kind"], "name": r["name"], **PluginOrigin.from_record(r).identity()}
                                  for r in plugins]
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+    def result_values(self) -> dict[str, Any]:
+        """The flattened values that determine the results (``{"train.epochs": 30, ...}``,
+        :data:`OPERATIONAL_KEYS` left out)."""
+        values = flatten(self.to_dict())
+        for key in OPERATIONAL_KEYS:
+            values.pop(key, None)
+        return values
 
 
 def plugin_record(registry, name: str) -> dict[str, Any] | None:

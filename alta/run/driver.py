@@ -48,6 +48,7 @@ from .summary import (
     format_table,
 )
 from .writers import (
+    OUTPUTS_NAME,
     Checkpointer,
     FolderGuard,
     LogLines,
@@ -59,6 +60,10 @@ from .writers import (
     build_loggers,
     check_loggers,
     finish_complete_run,
+    loss_note,
+    read_outputs,
+    resolve_outputs,
+    write_outputs,
 )
 
 __all__ = ["run_experiment", "read_finished_summary"]
@@ -118,9 +123,9 @@ def run_experiment(
     resume: bool = False,
     callbacks: Iterable[Callback] = (),
     progress: bool = False,
-    plots: bool = True,
+    plots: bool | None = None,
     stop_after: int | None = None,
-    loggers: Iterable[str] = (),
+    loggers: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one experiment and write its results.
 
@@ -138,12 +143,17 @@ def run_experiment(
             the run, after the run's own writers (metrics, checkpoint, logs). Under torchrun they
             run on every rank (wrap a writer in :class:`~alta.loop.callbacks.MainProcessOnly`).
         progress: Show tqdm progress bars (:class:`~alta.loop.callbacks.ProgressBar` and evaluations).
-        plots: Write the PNG plots (when matplotlib is installed).
+        plots: Write the PNG plots (when matplotlib is installed); ``None``: a new run writes
+            them, a resumed run does what it was started with.
         stop_after: End the run after this many experiences, checkpoint kept (continue later
             with ``resume=True``).
         loggers: Names of :data:`alta.loop.loggers.LOGGERS` to write into the run folder as well:
             ``csv`` (``evaluations.csv``), ``tensorboard`` (``tensorboard/``), ``wandb`` (a W&B
             run under ``wandb/``, named after the folder; offline with ``WANDB_MODE=offline``).
+            ``None``: a new run has none, a resumed run the ones it was started with. The loggers
+            and plots of a run are recorded in its ``outputs.json``; a resume restores them, so
+            that it writes the same files as the uninterrupted run, and refuses others
+            (:func:`~alta.run.writers.resolve_outputs`).
 
     Returns:
         The summary (the contents of ``summary.json``); when stopped early by ``stop_after``,
@@ -169,7 +179,7 @@ def run_experiment(
         raise ConfigError(f"{output_dir} was claimed with resume={claimed.resume} but run_experiment got "
                           f"resume={resume}")
     user = CallbackList(callbacks)
-    loggers = check_loggers(loggers)
+    loggers = None if loggers is None else check_loggers(loggers)
     if stop_after is not None:
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
     check_backbone_name(config.model.visual)
@@ -186,7 +196,7 @@ def run_experiment(
 def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
     """Remove the temporary files an interrupted write left in ``output_dir``, then refuse a
     configuration that differs from the one saved there."""
-    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, CONFUSION_PLOT))
+    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, CONFUSION_PLOT, OUTPUTS_NAME))
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
                     ", ".join(p.name for p in removed[:5]))
@@ -197,12 +207,18 @@ def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
                           f"with its saved config.yaml, or start a new run in another output folder")
 
 
-def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: float, progress: bool, plots: bool,
-         stop_after: int | None, user: CallbackList, loggers: tuple[str, ...] = ()) -> dict[str, Any]:
+def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: float, progress: bool,
+         plots: bool | None, stop_after: int | None, user: CallbackList,
+         loggers: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The body of :func:`run_experiment`, in a claimed folder."""
     output_dir = run_dir.path
     if run_dir.resume:
         _check_resumed_config(config, output_dir)
+    recorded = run_dir.resume and read_outputs(output_dir) is not None
+    loggers, plots = resolve_outputs(output_dir, resume=run_dir.resume, loggers=loggers, plots=plots)
+    if recorded and loggers:
+        logger.info("the run's loggers, as it was started: %s", ", ".join(loggers))
+    if run_dir.resume:
         summary = read_finished_summary(output_dir)
         if summary is not None:
             if not finish_complete_run(output_dir, summary, config=config, plots=plots):
@@ -218,6 +234,8 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
     run_dir.mark_started()
     if main:
         write_text(output_dir / "config.yaml", config.to_yaml(), parents=False)  # operational keys may change on resume
+        if not recorded:
+            write_outputs(output_dir, loggers, plots)
 
     result = StreamResult.empty(num, len(experiment.eval_experiences))
     start_experience, start_epoch, zeroshot, elapsed_before = 0, 0, None, 0.0
@@ -246,13 +264,14 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         MainProcessOnly([FolderGuard(run_dir),
                          MetricsWriter(output_dir / "metrics.jsonl"),
                          Checkpointer(checkpoint_path, experiment, elapsed=elapsed, zeroshot=zeroshot),
-                         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed)]),
-        *([StopAfter(stop_after, num_experiences=num)] if stop_after is not None else []),
+                         LogLines(num_experiences=num, epochs=epochs, checkpoint=checkpoint_path, elapsed=elapsed,
+                                  loss=loss_note(experiment.learner))]),
         summary_writer,
         MainProcessOnly([*([PlotWriter(output_dir)] if plots else []), *([ProgressBar()] if progress else []),
                          *build_loggers(loggers, output_dir, config)]),
     ]
-    callbacks = CallbackList([*writers, *user])
+    # the stop last: every writer, logger and user callback sees the end of the experience it stops after
+    callbacks = CallbackList([*writers, *user, *([StopAfter(stop_after, num_experiences=num)] if stop_after else [])])
     loop = config.loop.replace(distributed=dist.is_distributed())
     try:
         if start_experience >= num:

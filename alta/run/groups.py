@@ -38,12 +38,19 @@ from .sections import ModelConfig
 from .writers import (
     Checkpointer,
     FolderGuard,
+    LogLines,
     MetricsWriter,
     PlotWriter,
     StopAfter,
     StopRequested,
     SummaryWriter,
+    build_loggers,
+    check_loggers,
     finish_complete_run,
+    loss_note,
+    read_outputs,
+    resolve_outputs,
+    write_outputs,
 )
 
 __all__ = ["SHARED_KEYS", "group_key", "plan_groups", "run_group_experiment"]
@@ -103,8 +110,9 @@ def run_group_experiment(
     *,
     resume: bool | Iterable[bool] = False,
     progress: bool = False,
-    plots: bool = True,
+    plots: bool | None = None,
     stop_after: int | None = None,
+    loggers: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) several runs of one group in one pass (:func:`alta.run_group`), each
     writing its own results folder as :func:`run_experiment` does, with the same numbers.
@@ -122,8 +130,12 @@ def run_group_experiment(
         output_dirs: One results folder per member.
         resume: Continue the members in their folders: one flag for all, or one per member.
         progress: Progress bars (for the first member).
-        plots: Write each member's PNG plots (with matplotlib).
+        plots: Write each member's PNG plots (with matplotlib); ``None``: yes for a new member,
+            as it was started for a resumed one (see :func:`run_experiment`).
         stop_after: End the group after this many experiences, every member's checkpoint kept.
+        loggers: The loggers of every member (:data:`alta.loop.loggers.LOGGERS`, each writing
+            into the member's folder, as for :func:`run_experiment`); ``None``: none for a new
+            member, those it was started with for a resumed one.
 
     Returns:
         The members' summaries, in order (``{"complete": False, ...}`` for a member stopped by
@@ -151,6 +163,7 @@ def run_group_experiment(
                           "process (without torchrun), or each configuration on its own with `torchrun ... alta run`")
     if stop_after is not None:
         StopAfter(stop_after, num_experiences=2**62)  # checked before anything is loaded
+    loggers = None if loggers is None else check_loggers(loggers)
     check_backbone_name(configs[0].model.visual)
     device = resolve_device(configs[0].device)
     with contextlib.ExitStack() as stack:
@@ -158,16 +171,23 @@ def run_group_experiment(
                     for config, path, again in zip(configs, output_dirs, resumes)]
         stack.enter_context(translate_allocation_errors(f"the run group in {', '.join(map(str, output_dirs))}"))
         summaries: list[dict[str, Any] | None] = [None] * len(configs)
+        outputs: list[tuple[tuple[str, ...], bool]] = []  # each member's loggers and plots
+        recorded: list[bool] = []
         for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
             if run_dir.resume:
                 _check_resumed_config(config, run_dir.path)
+            recorded.append(run_dir.resume and read_outputs(run_dir.path) is not None)
+            outputs.append(resolve_outputs(run_dir.path, resume=run_dir.resume, loggers=loggers, plots=plots))
+            if run_dir.resume:
                 summaries[i] = summary = read_finished_summary(run_dir.path)
-                if summary is not None and not finish_complete_run(run_dir.path, summary, config=config, plots=plots):
+                if summary is not None and not finish_complete_run(run_dir.path, summary, config=config,
+                                                                    plots=outputs[i][1]):
                     logger.info("the run in %s is already complete; nothing to resume", run_dir.path)
         todo = [i for i, summary in enumerate(summaries) if summary is None]
         if todo:
             ran = _run_group([configs[i] for i in todo], [run_dirs[i] for i in todo], device=device, started=started,
-                             progress=progress, plots=plots, stop_after=stop_after,
+                             progress=progress, outputs=[outputs[i] for i in todo],
+                             recorded=[recorded[i] for i in todo], stop_after=stop_after,
                              everyone=[str(d.path) for d in run_dirs])
             for i, summary in zip(todo, ran):
                 summaries[i] = summary
@@ -178,12 +198,15 @@ class _GroupMemberRun:
     """One member of :func:`run_group_experiment`: its :class:`Experiment`, folder and position."""
 
     def __init__(self, config: RunConfig, run_dir: RunDir, *, device: torch.device, shared: Experiment | None,
-                 started: float) -> None:
+                 started: float, outputs: tuple[tuple[str, ...], bool], recorded: bool) -> None:
         self.config, self.run_dir, self.started = config, run_dir, started
+        self.loggers, self.plots = outputs
         self.experiment = Experiment(config, device=device, shared=shared)
         self.num = len(self.experiment.experiences)
         run_dir.mark_started()
         write_text(run_dir.path / "config.yaml", config.to_yaml(), parents=False)
+        if not recorded:
+            write_outputs(run_dir.path, self.loggers, self.plots)
         self.checkpoint = run_dir.path / CHECKPOINT_NAME
         self.start_experience, self.start_epoch, self.zeroshot, self.elapsed_before = 0, 0, None, 0.0
         self.result = StreamResult.empty(self.num, len(self.experiment.eval_experiences))
@@ -200,24 +223,29 @@ class _GroupMemberRun:
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.started)
 
-    def writers(self, *, group: dict[str, Any], plots: bool) -> list[Callback]:
+    def writers(self, *, group: dict[str, Any]) -> list[Callback]:
         """The member's writers, as :func:`_run` builds them (the folder guard first, what writes on
-        the main process only); no loggers (``--logger``) in a group."""
+        the main process only), its loggers included; its log lines name it."""
         path = self.run_dir.path
         main = dist.is_main_process()
+        epochs = self.config.train.epochs
         return [
             MainProcessOnly([FolderGuard(self.run_dir),
                              MetricsWriter(path / "metrics.jsonl"),
                              Checkpointer(self.checkpoint, self.experiment, elapsed=self.elapsed,
-                                          zeroshot=self.zeroshot)]),
+                                          zeroshot=self.zeroshot),
+                             LogLines(num_experiences=self.num, epochs=epochs, checkpoint=self.checkpoint,
+                                      elapsed=self.elapsed, name=path.name, loss=loss_note(self.experiment.learner))]),
             SummaryWriter(path / "summary.json", self.experiment, elapsed=self.elapsed, zeroshot=self.zeroshot,
                           write=main, extra={"group": group}),
-            MainProcessOnly([PlotWriter(path)] if plots else []),
+            MainProcessOnly([*([PlotWriter(path)] if self.plots else []),
+                             *build_loggers(self.loggers, path, self.config)]),
         ]
 
 
 def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torch.device, started: float,
-               progress: bool, plots: bool, stop_after: int | None, everyone: list[str]) -> list[dict[str, Any]]:
+               progress: bool, outputs: list[tuple[tuple[str, ...], bool]], recorded: list[bool],
+               stop_after: int | None, everyone: list[str]) -> list[dict[str, Any]]:
     """The body of :func:`run_group_experiment` for the members not complete yet."""
 
     if configs[0].deterministic:  # before the first CUDA kernel (a shared key: every member agrees)
@@ -225,14 +253,15 @@ def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torc
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     members: list[_GroupMemberRun] = []
-    for config, run_dir in zip(configs, run_dirs):
-        members.append(_GroupMemberRun(config, run_dir, device=device, started=started,
-                                       shared=members[0].experiment if members else None))
+    for config, run_dir, member_outputs, was_recorded in zip(configs, run_dirs, outputs, recorded):
+        members.append(_GroupMemberRun(config, run_dir, device=device, started=started, outputs=member_outputs,
+                                       recorded=was_recorded, shared=members[0].experiment if members else None))
     group = {"size": len(everyone), "key": group_key(configs[0]), "output_dirs": everyone,
              "methods": [c.model.method for c in configs]}
     logger.info("run group of %d: %s", len(members), ", ".join(
-        f"{c.model.method} (buffer {c.buffer.size if c.buffer.enabled else 'off'})" for c in configs))
-    callbacks = {id(m): CallbackList(m.writers(group=group, plots=plots)) for m in members}
+        f"{m.run_dir.path.name} ({m.config.model.method}, buffer {m.experiment.buffer_size or 'off'})"
+        for m in members))
+    callbacks = {id(m): CallbackList(m.writers(group=group)) for m in members}
     first = configs[0]
     loop = first.loop
     stopped = False
@@ -250,7 +279,7 @@ def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torc
             run_group([GroupMember(m.experiment.learner, optimizer=m.experiment.optimizer,
                                    scheduler=m.experiment.scheduler, buffer=m.experiment.buffer,
                                    schedule=m.experiment.schedule, result=m.result, name=m.config.model.method,
-                                   callbacks=[*callbacks[id(m)], *extra.get(id(m), []), *(bars if i == 0 else [])])
+                                   callbacks=[*callbacks[id(m)], *(bars if i == 0 else []), *extra.get(id(m), [])])
                        for i, m in enumerate(part)],
                       members[0].experiment.experiences, loop=loop, cache=members[0].experiment.cache,
                       start_experience=start[0], start_epoch=start[1],

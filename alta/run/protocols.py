@@ -30,14 +30,17 @@ confused with :mod:`alta.data.splits`, the field's vocabulary of splits and clas
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..backbones import list_backbones
 from ..data.datasets import DATASETS, reference_class_names
 from ..registry import Registry
 
 __all__ = ["PROTOCOLS", "Protocol", "Setting", "TARGETS", "DEFAULT_PROTOCOL", "get_protocol", "list_protocols",
-           "protocol_kwargs", "CONFIG_KEYS", "apply_protocol", "protocol_deviations", "protocol_class_names"]
+           "protocol_kwargs", "CONFIG_KEYS", "apply_protocol", "protocol_deviations", "protocol_class_names",
+           "EXPERIMENT_KEYS", "weights_deviation"]
 
 REF = "github.com/vijaylee/ALTA@aae43b0"
 TARGETS = ("backbone", "stream", "learner", "optimizer", "buffer", "loop")
@@ -351,23 +354,114 @@ def apply_protocol(config, name: str):
     return dataclasses.replace(config, protocol=get_protocol(name).name)
 
 
-def protocol_deviations(config) -> dict[str, dict[str, Any]]:
-    """The knobs of ``config.protocol`` whose value in ``config`` differs from the protocol's
-    (overridden by the user): ``{knob: {"protocol": value, "config": value}}``, recorded in the
-    summary so a number is never attributed to a protocol it did not follow."""
-    out = {}
+#: Keys that say what a run is *of*, not how it follows its protocol: the dataset, the method, the
+#: backbone architecture, the seed, with or without replay (the ``sgd_*`` lower bound), the joint
+#: upper bound, the headline setting, whether the zero-shot baseline is measured, the test batch
+#: size and the kernels' determinism. The split is compared as built (``split`` of
+#: :func:`protocol_deviations`), the weights by :func:`weights_deviation`; every other key that
+#: changes results is compared with the protocol.
+EXPERIMENT_KEYS = ("seed", "protocol", "deterministic", "data.dataset", "data.joint", "data.split",
+                   "data.num_experiences", "data.classes_per_experience", "data.initial_classes", "model.method",
+                   "model.visual", "model.pretrained", "model.backbone_seed", "buffer.replay", "eval.il_setting",
+                   "eval.zeroshot_baseline", "eval.batch_size")
+JOINT_EPOCHS = 100  # the epochs of the joint_* configs (the reference's configs/joint_*.yaml)
+
+
+def protocol_deviations(config, *, split=None) -> dict[str, dict[str, Any]]:
+    """Every setting of ``config`` that changes results and differs from what ``config.protocol``
+    runs: ``{name: {"protocol": value, "config": value}}``, recorded in the summary (and noted by
+    ``alta report``) so that a number is never attributed to a protocol it did not follow.
+
+    Compared are the protocol's knobs (named as in :class:`Protocol`: ``epochs``, ``lr``,
+    ``class_order``, ...; a joint run's epochs against the joint configs' 100); every other key
+    that changes results (named by its config key: ``data.max_train_per_class``,
+    ``data.class_names``, ``data.class_order_seed``, ``data.test_transform``, ``data.options``,
+    ``train.schedule``, ...) against its value in alta's default configuration, which both
+    protocols share; ``weights``: a backbone without OpenAI's CLIP weights; ``split``: a split
+    other than the dataset's benchmark split. Operational keys (device, data root, workers) and
+    :data:`EXPERIMENT_KEYS` (what the run is of) are not deviations.
+
+    Args:
+        config: A :class:`~alta.run.config.RunConfig`.
+        split: The classes of each experience of the sequential split as built (a joint run's
+            evaluation split), to compare with the dataset's benchmark split; ``None``: not
+            compared.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    knob_keys = {}
     for knob, setting in get_protocol(config.protocol).settings().items():
         key = CONFIG_KEYS.get(knob)
         if key is None:
             continue
+        knob_keys[key] = knob
         section, attr = key.split(".")
         value = getattr(getattr(config, section), attr)
-        expected = setting.value
+        expected = JOINT_EPOCHS if knob == "epochs" and config.data.joint else setting.value
         if isinstance(value, (list, tuple)) and isinstance(expected, (list, tuple)):
             value, expected = list(value), list(expected)
-        if value != expected and not (knob == "class_order" and expected is None):
-            out[knob] = {"protocol": setting.value, "config": value}
+        if value != expected:
+            out[knob] = {"protocol": expected, "config": list(value) if isinstance(value, tuple) else value}
+    default = type(config)()  # alta's defaults: the paper's values, which both protocols share outside the knobs
+    # the fields that change results (a mapping such as data.class_names is one field)
+    keys = dict.fromkeys(".".join(k.split(".")[:2]) for k in (*config.result_values(), *default.result_values()))
+    alternating = config.train.schedule != default.train.schedule
+    for key in keys:
+        if key in knob_keys or key in EXPERIMENT_KEYS or key == "data.options":
+            continue
+        if key.startswith("train.schedule_") and not alternating:
+            continue  # the period, unit and start of an alternating schedule
+        value, expected = _field(config, key), _field(default, key)
+        if value != expected:
+            out[key] = {"protocol": expected, "config": list(value) if isinstance(value, tuple) else value}
+    options = _changed_options(config.data.dataset, config.data.options)
+    if options:
+        out["data.options"] = {"protocol": {k: v for k, (v, _) in options.items()},
+                               "config": {k: v for k, (_, v) in options.items()}}
+    weights = weights_deviation(config.model.visual, config.model.pretrained)
+    if weights is not None:
+        out["weights"] = {"protocol": "OpenAI CLIP weights (RN50, ViT-B/16, ...)", "config": weights}
+    benchmark = DATASETS.get(config.data.dataset).classes_per_experience
+    if split is not None and benchmark is not None:
+        sizes = [int(n) for n in split]
+        if sizes != [benchmark] * (sum(sizes) // benchmark) or sum(sizes) % benchmark:
+            out["split"] = {"protocol": f"{sum(sizes) // benchmark} experiences x {benchmark} classes",
+                            "config": _split_text(sizes)}
     return out
+
+
+def _field(config, key: str) -> Any:
+    """The value of ``config`` at ``key`` (``"seed"``, ``"data.class_names"``)."""
+    section, _, attr = key.partition(".")
+    return getattr(getattr(config, section), attr) if attr else getattr(config, section)
+
+
+def _split_text(sizes: list[int]) -> str:
+    if len(set(sizes)) == 1:
+        return f"{len(sizes)} experiences x {sizes[0]} classes"
+    return f"{len(sizes)} experiences: {' + '.join(map(str, sizes))} classes"
+
+
+def _changed_options(dataset: str, options: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The dataset options given with a value other than the loader's default:
+    ``{name: (default, given)}``."""
+    load = DATASETS.get(dataset).load
+    changed = {}
+    for name, value in (options or {}).items():
+        parameter = inspect.signature(load).parameters.get(name)
+        default = parameter.default if parameter is not None else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or value != default:
+            changed[name] = (None if default is inspect.Parameter.empty else default, value)
+    return changed
+
+
+def weights_deviation(visual: str, pretrained: str | None) -> str | None:
+    """How a backbone's weights differ from OpenAI's CLIP weights, which both protocols use
+    (``None`` when they are OpenAI's: an OpenAI CLIP name without ``pretrained``)."""
+    if pretrained is None and visual in list_backbones(pretrained=True):
+        return None
+    if visual in list_backbones(pretrained=False):
+        return f"{visual} (random weights)"
+    return f"{visual} ({pretrained})" if pretrained is not None else visual
 
 
 def protocol_class_names(config) -> list[str] | None:

@@ -23,7 +23,8 @@ from ..errors import ConfigError
 from ..plugins import PluginOrigin
 from .rundir import GROUP_FILE, read_group_file
 
-__all__ = ["Row", "load_rows", "check_comparable", "training_differences", "plugin_lines", "format_markdown",
+__all__ = ["Row", "load_rows", "check_comparable", "training_differences", "plugin_lines", "deviation_notes",
+           "format_markdown",
            "format_latex", "format_csv", "FORMATS", "COLUMNS"]
 
 SETTINGS = ("class_il", "task_il")
@@ -177,6 +178,33 @@ def plugin_lines(rows: Sequence[Row]) -> list[str]:
     return [f"{described[key]} ({', '.join(labels)})" for key, labels in seen.items()]
 
 
+def deviation_notes(rows: Sequence[Row]) -> list[str]:
+    """What each row's run changed from the protocol it names (its summary's
+    ``protocol_deviations``: data limits, split, class order, names, templates, weights, ...),
+    rows with the same changes on one line, so a table never credits a protocol with a number it
+    did not produce."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        deviations = row.source.get("protocol_deviations") or {}
+        if deviations:
+            text = "; ".join(f"{name} {_brief(d.get('config'))} (protocol: {_brief(d.get('protocol'))})"
+                             for name, d in deviations.items())
+            groups.setdefault((str(row.source.get("protocol")), text), []).append(row.label)
+    return [f"{', '.join(labels)} {'does' if len(labels) == 1 else 'do'} not follow protocol {protocol}: {text}"
+            for (protocol, text), labels in groups.items()]
+
+
+def _brief(value: Any, limit: int = 5) -> str:
+    """A config value for a note: long lists and mappings shortened (``[3, 1, 4, 1, 5, ... (100)]``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)) and len(value) > limit:
+        return f"[{', '.join(map(str, value[:limit]))}, ... ({len(value)})]"
+    if isinstance(value, dict) and len(value) > limit:
+        return "{" + ", ".join(f"{k}: {v}" for k, v in list(value.items())[:limit]) + f", ... ({len(value)})}}"
+    return str(value)
+
+
 def _cell(value: tuple[float | None, float | None], *, pm: str) -> str:
     mean, std = value
     if mean is None:
@@ -209,6 +237,7 @@ def _footer(rows: Sequence[Row], notes: Sequence[str]) -> list[str]:
     out += [f"NOTE (--allow-mixed): {note}" for note in notes]
     out += [f"NOTE: {note}" for note in training_differences(rows)]
     out += [f"Plug-in code: {line}" for line in plugin_lines(rows)]
+    out += [f"NOTE: {note}" for note in deviation_notes(rows)]
     if any(not r.source.get("pretrained") for r in rows):
         out.append("NOTE: random-weight backbone(s): these numbers only show that the pipeline runs.")
     return out

@@ -17,6 +17,7 @@ from ..io import write_json
 from .config import RunConfig
 from .driver import run_experiment
 from .summary import aggregate_summaries, save_aggregate_plot
+from .writers import read_outputs
 
 __all__ = ["run_seeds", "seed_run_dir", "AGGREGATE_NAME"]
 
@@ -30,7 +31,7 @@ def seed_run_dir(output_dir: str | Path, seed: int) -> Path:
     return Path(output_dir) / f"seed-{seed}"
 
 
-def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path, plots: bool = True,
+def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path, plots: bool | None = None,
               **kwargs: Any) -> dict[str, Any]:
     """Run one experiment once per seed, each in its own resumable folder, then aggregate them.
 
@@ -45,7 +46,8 @@ def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path
         config: The resolved configuration (its ``seed`` is replaced by each of ``seeds``).
         seeds: Distinct seeds, at least one.
         output_dir: The group's folder.
-        plots: Write the plots (per run and the aggregate).
+        plots: Write the plots (per run and the aggregate); ``None``: as the group's runs were
+            started (a new group: yes), as :func:`run_experiment` restores them.
         **kwargs: Passed on to :func:`run_experiment` (``callbacks``, ``progress``, ``loggers``).
 
     Returns:
@@ -73,6 +75,7 @@ def run_seeds(config: RunConfig, seeds: Iterable[int], *, output_dir: str | Path
         folders.append(str(folder))
     aggregate = aggregate_summaries(summaries, run_dirs=folders)
     write_json(output_dir / AGGREGATE_NAME, aggregate)
-    if plots:
+    recorded = read_outputs(folders[0])
+    if plots if plots is not None else (recorded is None or recorded[1]):  # as the runs were started
         save_aggregate_plot(aggregate, output_dir / "aggregate_accuracy_curve.png")
     return aggregate

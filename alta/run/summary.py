@@ -145,7 +145,7 @@ def build_summary(
         "complete": True,
         "config": config.name,
         "protocol": config.protocol,
-        "protocol_deviations": protocol_deviations(config),
+        "protocol_deviations": protocol_deviations(config, split=stream_info.get("eval_classes_per_experience")),
         **stream_info,
         "method": method.name,
         "formula": method.formula,
@@ -262,8 +262,8 @@ AGGREGATE_FORMAT = "alta.seed-aggregate"
 # What an aggregate averages over seeds: per setting, these scalars and these per-experience lists.
 AGGREGATED_SCALARS = ("avg_accuracy", "last_accuracy", "forgetting", "bwt", "fwt")
 # Keys that must agree between the seeds of one group (only the seed may differ).
-_GROUP_KEYS = ("protocol", "dataset", "num_experiences", "classes_per_experience", "class_names", "method", "il_setting", "head",
-               "buffer_size", "epochs", "train_cache", "schedule")
+_GROUP_KEYS = ("protocol", "protocol_deviations", "dataset", "num_experiences", "classes_per_experience", "class_names",
+               "method", "il_setting", "head", "buffer_size", "epochs", "train_cache", "schedule")
 
 
 def _mean_std(values: list) -> dict[str, Any]:

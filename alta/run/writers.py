@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import AltaError, ConfigError, PluginError
+from ..errors import AltaError, CheckpointError, ConfigError, PluginError
 from ..io import append_jsonl, json_line, write_json, write_text
 from ..loop.callbacks import Callback
 from ..loop.evaluation import parameter_counts
@@ -45,7 +45,8 @@ from .summary import (
 )
 
 __all__ = ["MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter", "PlotWriter", "FolderGuard", "StopAfter",
-           "StopRequested", "finish_complete_run", "check_loggers", "build_loggers"]
+           "StopRequested", "finish_complete_run", "check_loggers", "build_loggers", "OUTPUTS_NAME", "read_outputs",
+           "write_outputs", "resolve_outputs", "loss_note"]
 
 logger = logging.getLogger("alta.run")
 
@@ -112,25 +113,51 @@ class Checkpointer(Callback):
         self.save(result, next_experience=experience + 1)
 
 
+def loss_note(learner) -> str | None:
+    """What the training loss of a run's log lines is made of, and what size is normal: the
+    replay MSE compares logits, which are cosine similarities scaled by CLIP's logit scale s
+    (100 for OpenAI's weights), so it is in the hundreds when the replayed logits drift by a few
+    cosine hundredths (ALTA: Li et al., IEEE TMM 2023; the DER++ loss of Buzzega et al.,
+    NeurIPS 2020). ``None`` for a learner that trains nothing or does not replay."""
+    if not learner.method.branches:
+        return None
+    if not learner.method.replay:
+        return "loss = ce (cross-entropy on the batch: about ln C at chance, near 0 when the batch is learned)"
+    s = learner.logit_scale
+    return (f"loss = ce + {learner.alpha:g} replay_ce + {learner.beta:g} replay_mse; replay_mse is the squared "
+            f"difference of logits, which are cosine similarities scaled by the logit scale s = {s:.0f}: a drift of "
+            f"0.1 in cosine is {(0.1 * s) ** 2:.0f} in replay_mse, so a loss in the tens or hundreds is normal "
+            f"(ce alone is about ln C at chance)")
+
+
 class LogLines(Callback):
-    """The log lines of ``alta run`` (logger ``alta.run``): every evaluation and every finished
-    experience.
+    """The log lines of ``alta run`` (logger ``alta.run``): what the loss is made of, then every
+    evaluation and every finished experience.
 
     Args:
         num_experiences: T.
         epochs: Epochs per experience (0 for a method that trains nothing).
         checkpoint: The checkpoint file named in the experience-end lines (``None``: none).
         elapsed: Returns the wall time of the run so far.
+        name: Prefix of every line (a run group's member: its folder name), or ``None``.
+        loss: The line said when the run starts (:func:`loss_note`), or ``None``.
     """
 
-    def __init__(self, *, num_experiences: int, epochs: int, checkpoint: Path | None = None, elapsed=None) -> None:
+    def __init__(self, *, num_experiences: int, epochs: int, checkpoint: Path | None = None, elapsed=None,
+                 name: str | None = None, loss: str | None = None) -> None:
         self.num, self.epochs, self.checkpoint, self.elapsed = num_experiences, epochs, checkpoint, elapsed
+        self.prefix = f"{name}: " if name else ""
+        self.loss = loss
+
+    def on_run_start(self, **_: Any) -> None:  # noqa: D102
+        if self.loss is not None:
+            logger.info("%s%s", self.prefix, self.loss)
 
     def on_evaluation(self, *, record: dict[str, Any]) -> None:  # noqa: D102
         accs = lambda values: " ".join(f"{v:.1f}" for v in values)  # noqa: E731
         loss = record.get("loss")
         logger.info(
-            "experience %d/%d, epoch %d/%d: class-IL %.2f [%s], task-IL %.2f [%s]%s",
+            "%sexperience %d/%d, epoch %d/%d: class-IL %.2f [%s], task-IL %.2f [%s]%s", self.prefix,
             record["experience"] + 1, self.num, record["epoch"], self.epochs, record["class_il_mean"],
             accs(record["class_il"]), record["task_il_mean"], accs(record["task_il"]),
             f", loss {loss:.4f}" if isinstance(loss, float) else "",
@@ -139,7 +166,7 @@ class LogLines(Callback):
     def on_experience_end(self, *, experience: int, result: StreamResult) -> None:  # noqa: D102
         where = f"; checkpoint {self.checkpoint}" if self.checkpoint is not None else ""
         took = f" (run time so far {self.elapsed():.0f} s)" if self.elapsed is not None else ""
-        logger.info("experience %d/%d done%s%s", experience + 1, self.num, took, where)
+        logger.info("%sexperience %d/%d done%s%s", self.prefix, experience + 1, self.num, took, where)
 
 
 class SummaryWriter(Callback):
@@ -252,7 +279,8 @@ class StopRequested(Exception):
 class StopAfter(Callback):
     """End a run after ``experiences`` experiences (checkpoint kept: continue with ``resume=True``).
 
-    Put it after the :class:`Checkpointer`.
+    Put it last, after the :class:`Checkpointer` and the loggers: the experience it stops after
+    must end for every callback before it.
 
     Args:
         experiences: Experiences to finish before stopping (>= 1).
@@ -283,12 +311,85 @@ def check_loggers(names: Iterable[str]) -> tuple[str, ...]:
     the valid ones and how to register one."""
     names = tuple(names)
     for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"logger {name!r} is named twice; give each logger once (e.g. --logger csv,tensorboard)")
         if name not in LOGGERS:
             try:
                 LOGGERS.resolve(name)
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (e.g. --logger csv,tensorboard)") from None
     return tuple(LOGGERS.resolve(name) for name in names)
+
+
+OUTPUTS_NAME = "outputs.json"  # the loggers and plots a run was started with, restored on resume
+_OUTPUTS_FORMAT = "alta.run-outputs"
+
+
+def _as_flags(loggers: Iterable[str], plots: bool) -> str:
+    """The command-line options that give these outputs (for messages)."""
+    flags = [f"--logger {','.join(loggers)}"] if loggers else []
+    return " ".join(flags + ([] if plots else ["--no-plots"])) or "no --logger and no --no-plots"
+
+
+def read_outputs(output_dir: str | Path) -> tuple[tuple[str, ...], bool] | None:
+    """The ``(loggers, plots)`` a run was started with (its ``outputs.json``); ``None`` for a
+    folder without that file (a run started by an older alta).
+
+    Raises:
+        CheckpointError: a damaged file (the message says how to go on).
+    """
+    path = Path(output_dir) / OUTPUTS_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        loggers, plots = data["loggers"], data["plots"]
+        if data.get("format") != _OUTPUTS_FORMAT or not isinstance(plots, bool) or not isinstance(loggers, list):
+            raise ValueError("unexpected contents")
+        return check_loggers(loggers), plots
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}): it records the loggers and plots the run was "
+            f"started with. Delete it and resume with the same options as the run was started with "
+            f"(--logger NAMES, --no-plots)"
+        ) from None
+
+
+def write_outputs(output_dir: str | Path, loggers: Iterable[str], plots: bool) -> Path:
+    """Record the loggers and plots of a run in its folder (``outputs.json``), for its resume."""
+    return write_json(Path(output_dir) / OUTPUTS_NAME, {"format": _OUTPUTS_FORMAT, "version": 1,
+                                                        "loggers": list(loggers), "plots": bool(plots)}, parents=False)
+
+
+def resolve_outputs(output_dir: str | Path, *, resume: bool, loggers: Iterable[str] | None,
+                    plots: bool | None) -> tuple[tuple[str, ...], bool]:
+    """The loggers and plots a run writes. A new run: as given (default: no logger, plots). A
+    resumed run: as it was started with (its ``outputs.json``), so that it writes the same files
+    as the uninterrupted run (the CSV rewritten from the checkpointed evaluations, TensorBoard
+    continuing its curves); ``None`` keeps them, a value that differs is refused.
+
+    Raises:
+        ConfigError: an unknown logger; a resume given other loggers or plots than the run was
+            started with (the message says which options to pass).
+        CheckpointError: a damaged ``outputs.json``.
+    """
+    given = None if loggers is None else check_loggers(loggers)
+    recorded = read_outputs(output_dir) if resume else None
+    if recorded is None:
+        return (given or ()), (True if plots is None else bool(plots))
+    kept_loggers, kept_plots = recorded
+    changed = []
+    if given is not None and sorted(set(given)) != sorted(set(kept_loggers)):
+        changed.append(f"loggers {', '.join(given) or 'none'} (the run has {', '.join(kept_loggers) or 'none'})")
+    if plots is not None and bool(plots) != kept_plots:
+        changed.append(f"plots {'on' if plots else 'off'} (the run has them {'on' if kept_plots else 'off'})")
+    if changed:
+        raise ConfigError(
+            f"cannot resume {output_dir} with other outputs: {'; '.join(changed)}. A resumed run writes the files the "
+            f"uninterrupted run would, so it keeps the outputs it was started with: pass {_as_flags(*recorded)}, "
+            f"or leave --logger and --no-plots out to keep them (or start a new run for other outputs)"
+        )
+    return recorded
 
 
 def build_loggers(names: tuple[str, ...], output_dir: Path, config) -> list[Callback]:

@@ -70,18 +70,38 @@ SKIPPED_SHOWN = 5  # paths a skipped-files warning lists
 
 
 def list_images(folder: Path, skipped: list[tuple[str, str]] | None = None) -> list[str]:
-    """Image files under ``folder``, subfolders included, as torchvision's ImageFolder finds
-    them (``torchvision.datasets.folder.make_dataset``): ``os.walk`` following links, in sorted
-    order, names ending in one of :data:`IMAGE_EXTENSIONS` case-insensitively. Written out
-    rather than called because torchvision < 0.17 refuses empty folders, which alta reports
-    itself, naming the class.
+    """Image files under ``folder``, subfolders included, in the order torchvision's ImageFolder
+    lists them (``torchvision.datasets.folder.make_dataset``: ``os.walk`` in sorted order, names
+    ending in one of :data:`IMAGE_EXTENSIONS` case-insensitively). Written out rather than called
+    because torchvision < 0.17 refuses empty folders, which alta reports itself, naming the class.
 
     An entry is read when it has an image extension and is (or links to) a regular file.
     Anything else (a dangling symlink, ``notes.txt``) is appended to ``skipped`` with its reason,
     for :func:`report_skipped`.
+
+    Unlike torchvision, links to folders are not followed below ``folder`` (see
+    :func:`check_folder_links`): every image under a class folder must be that class's own, so a
+    link that would loop back (``cat/up -> ..``), reach another class (``cat/dogs -> ../dog``) or
+    pull in a tree from elsewhere is refused, naming the link. ``folder`` itself may be a link
+    (a class folder linked from another disk), but not to its own split folder, one of its
+    ancestors or another folder inside it.
+
+    Raises:
+        DataError: a link to a folder inside ``folder``, or ``folder`` a link that loops back or
+            points into its own split folder.
     """
+    check_folder_links(folder)
     paths: list[str] = []
-    for directory, _, names in sorted(os.walk(folder, followlinks=True)):
+    for directory, subfolders, names in sorted(os.walk(folder)):  # links to folders are not entered
+        linked = [d for d in sorted(subfolders) if os.path.islink(os.path.join(directory, d))]
+        if linked:
+            link = os.path.join(directory, linked[0])
+            raise DataError(
+                f"{link} is a symbolic link to the folder {os.path.realpath(link)!r}{_link_kind(link, folder)}; "
+                f"alta does not follow links to folders inside a class folder ({folder}): their images would "
+                f"all be labelled with this class, and a link back up would loop. Fix: remove the link, or "
+                f"put (or link) the image files themselves in the class folder"
+            )
         for name in sorted(names):
             path = os.path.join(directory, name)
             if not name.lower().endswith(IMAGE_EXTENSIONS):
@@ -94,6 +114,48 @@ def list_images(folder: Path, skipped: list[tuple[str, str]] | None = None) -> l
             if skipped is not None:
                 skipped.append((path, reason))
     return paths
+
+
+def _link_kind(link: str, folder: Path) -> str:
+    """What a link to a folder found under ``folder`` would do if followed, for messages."""
+    target, here = os.path.realpath(link), os.path.realpath(os.path.dirname(link))
+    top = os.path.realpath(folder)
+    if _inside(here, target):
+        return " (a loop: it points to its own folder or one above it)"
+    if _inside(target, top):
+        return " inside the same class folder (its images would be read twice)"
+    if _inside(target, os.path.dirname(top)):
+        return " (another class's folder: its images would be labelled with this class too)"
+    return " outside the class folder"
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_folder_links(folder: Path) -> None:
+    """Refuse a class folder that is a link back into its own split folder: to that folder or one
+    above it (``train/loop -> ../train``: a loop, every class read again as one fake class) or to
+    another folder inside it (``train/cat -> dog``: one class's images under two labels). A link
+    to a folder elsewhere (a class folder kept on another disk) is read.
+
+    Raises:
+        DataError: such a link, naming it and its target.
+    """
+    if not os.path.islink(folder):
+        return
+    target, parent = os.path.realpath(folder), os.path.realpath(folder.parent)
+    if _inside(parent, target):
+        problem = "its own parent folder or one above it: a loop, every class would be read again under this label"
+    elif _inside(target, parent):
+        problem = "a folder inside the same parent: those images would carry two labels"
+    else:
+        return
+    raise DataError(
+        f"the class folder {folder} is a symbolic link to {target!r}, {problem}. Fix: remove the link (a class "
+        f"folder may link to a folder elsewhere, not back into {folder.parent})"
+    )
 
 
 def report_skipped(dataset: str, where: Path, skipped: list[tuple[str, str]], *, kept: int) -> None:
@@ -117,12 +179,14 @@ def class_folders(split_dir: Path) -> list[str]:
     """Sorted names of the class folders of ``split_dir`` (hidden entries are ignored).
 
     Raises:
-        DataError: a folder name that is not valid UTF-8 (it could not become a class name).
+        DataError: a folder name that is not valid UTF-8 (it could not become a class name); a
+            class folder linked back into ``split_dir`` (:func:`check_folder_links`).
     """
     with os.scandir(split_dir) as entries:
         folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     for name in folders:
         check_utf8(name, what=f"class folder {str(split_dir / name)!r}", error=DataError)
+        check_folder_links(split_dir / name)
     return folders
 
 
