@@ -118,16 +118,21 @@ def loss_note(learner) -> str | None:
     replay MSE compares logits, which are cosine similarities scaled by CLIP's logit scale s
     (100 for OpenAI's weights), so it is in the hundreds when the replayed logits drift by a few
     cosine hundredths (ALTA: Li et al., IEEE TMM 2023; the DER++ loss of Buzzega et al.,
-    NeurIPS 2020). ``None`` for a learner that trains nothing or does not replay."""
-    if not learner.method.branches:
+    NeurIPS 2020). Read from the learner's loss terms (``learner.loss_terms``, when it has them);
+    ``None`` for a learner that trains nothing."""
+    if not learner.trains:
         return None
-    if not learner.method.replay:
-        return "loss = ce (cross-entropy on the batch: about ln C at chance, near 0 when the batch is learned)"
-    s = learner.logit_scale
-    return (f"loss = ce + {learner.alpha:g} replay_ce + {learner.beta:g} replay_mse; replay_mse is the squared "
-            f"difference of logits, which are cosine similarities scaled by the logit scale s = {s:.0f}: a drift of "
-            f"0.1 in cosine is {(0.1 * s) ** 2:.0f} in replay_mse, so a loss in the tens or hundreds is normal "
-            f"(ce alone is about ln C at chance)")
+    terms = [t for t in getattr(learner, "loss_terms", ()) or () if learner.replays or t.name not in
+             ("replay_ce", "replay_mse")]
+    if not terms:
+        return f"loss = the loss of method {learner.name!r} (see its documentation for what size is normal)"
+    formula = " + ".join(t.name if t.weight == 1 else f"{t.weight:g} {t.name}" for t in terms)
+    if "replay_mse" not in {t.name for t in terms}:
+        return f"loss = {formula} (ce: the cross-entropy on the batch, about ln C at chance, near 0 when learned)"
+    s = float(getattr(learner, "logit_scale", 100.0))
+    return (f"loss = {formula}; replay_mse is the squared difference of logits, which are cosine similarities "
+            f"scaled by the logit scale s = {s:.0f}: a drift of 0.1 in cosine is {(0.1 * s) ** 2:.0f} in replay_mse, "
+            f"so a loss in the tens or hundreds is normal (ce alone is about ln C at chance)")
 
 
 class LogLines(Callback):
