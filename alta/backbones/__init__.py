@@ -8,13 +8,16 @@ learner and the feature cache use a backbone only through the :class:`Backbone` 
 - no prefix: clip-anytorch (OpenAI CLIP) names (``RN50``, ``ViT-B/16``), the random-weight
   ``tiny-vit``/``tiny-rn``/``random-*`` and clip-format ``.pt`` files: :class:`ClipBackbone`
   (:mod:`alta.backbones.clip`), always installed;
-- ``open_clip:<model>`` (``open_clip:ViT-B-16`` with ``pretrained="laion400m_e32"``):
-  :class:`~alta.backbones.open_clip.OpenClipBackbone`, ``pip install "alta[open_clip]"``;
+- ``open_clip:<model>`` (``open_clip:ViT-B-16`` with ``pretrained="laion400m_e32"``; SigLIP,
+  SigLIP 2, EVA-02, MetaCLIP, DFN, MobileCLIP, PE-Core, ViT-L/14, ...; ``open_clip:tiny-<model>``
+  for a small random-weight variant): :class:`~alta.backbones.open_clip.OpenClipBackbone`,
+  ``pip install "alta[open_clip]"``;
 - ``hf:<hub id>`` from the local cache or ``hf:/path/to/folder``:
   :class:`~alta.backbones.hf.HFClipBackbone`, ``pip install "alta[hf]"``.
 
-See ``docs/backbones.md`` for the weight tags, where files go offline and which published lines
-of work use which weights.
+:data:`FAMILIES` (:mod:`alta.backbones.families`) lists the families, their names and tags;
+``alta list backbones`` shows them with what their configs say. See ``docs/backbones.md`` for the
+weight tags, where files go offline and which published lines of work use which weights.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ import torch
 
 from ..errors import BackboneError, ConfigError
 from ..registry import Registry
-from .base import BACKBONE_MEMBERS, Backbone, CausalTextBackbone, TextBlock, check_backbone
+from .base import (
+    BACKBONE_MEMBERS,
+    OPTIONAL_MEMBERS,
+    Backbone,
+    CausalTextBackbone,
+    TextBlock,
+    backbone_option,
+    check_backbone,
+)
 from .clip import (
     BACKBONES,
     ClipArchitecture,
@@ -40,10 +51,13 @@ from .clip import (
 from .clip import (
     list_backbones as _list_clip_names,
 )
+from .families import FAMILIES, BackboneFamily, family_table
 
 __all__ = [
     "Backbone",
     "BACKBONE_MEMBERS",
+    "OPTIONAL_MEMBERS",
+    "backbone_option",
     "check_backbone",
     "CausalTextBackbone",
     "TextBlock",
@@ -58,6 +72,9 @@ __all__ = [
     "BackboneSource",
     "split_source",
     "import_clip",
+    "FAMILIES",
+    "BackboneFamily",
+    "list_families",
 ]
 
 
@@ -142,6 +159,19 @@ def list_backbones(*, pretrained: bool | None = None, source: str = "clip") -> l
         return _list_clip_names(pretrained=pretrained)
     entry = SOURCES.get(SOURCES.resolve(source))
     return [entry.prefix + n for n in entry.list_names()]
+
+
+def list_families() -> list[dict]:
+    """The backbone families alta supports (:data:`FAMILIES`), one row per model, with what
+    open_clip's configs say about each (resolution, text tower, how prompts are encoded,
+    tokenizer, where the weights go) when open_clip is installed (:func:`~alta.backbones.families.family_table`)."""
+    try:
+        from . import open_clip  # noqa: PLC0415 - optional extra, imported on use
+
+        module = open_clip.import_open_clip()
+    except BackboneError:
+        module = None
+    return family_table(module)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -14,8 +14,10 @@ cached hub id's weights; ``False`` builds seeded random weights from its ``confi
 A folder without tokenizer files, used with ``pretrained=False``, tokenizes with clip-anytorch's
 BPE, the same vocabulary as OpenAI CLIP's (HF's CLIP tokenizer reproduces it).
 
-SigLIP checkpoints (``model_type`` ``siglip``/``siglip2``) are refused: their text tower is not
-causal, pools the last token, and they score with a sigmoid and a learned bias.
+SigLIP checkpoints (``model_type`` ``siglip``/``siglip2``) are refused here with the name to use
+instead: alta loads SigLIP and SigLIP 2 through open_clip (``open_clip:ViT-B-16-SigLIP`` with
+``pretrained="webli"``, the same weights as the ``timm/`` repositories), which it proves equal to
+the library's own encoders.
 """
 
 from __future__ import annotations
@@ -184,9 +186,9 @@ def load_hf(identifier: str, *, pretrained, device: torch.device, precision: str
         raise BackboneError(f"Hugging Face model {identifier!r} is not available locally ({exc}); place {where}") from exc
     if config.model_type in ("siglip", "siglip2"):
         raise BackboneError(
-            f"{name} is a SigLIP model, which alta does not support: its text tower attends bidirectionally and "
-            f"pools the last token, and it scores with a sigmoid and a learned bias, so CoOp's EOT-read prompts and "
-            f"ALTA's softmax logits (the paper's loss) do not apply"
+            f"{name} is a {config.model_type} (SigLIP) checkpoint; the hf: source loads CLIPModel checkpoints. Load "
+            f"SigLIP through open_clip, e.g. --visual open_clip:ViT-B-16-SigLIP --pretrained webli (SigLIP 2: "
+            f"open_clip:ViT-B-16-SigLIP2); `alta list backbones` shows the SigLIP names"
         )
     if config.model_type != "clip":
         raise BackboneError(f"{name} is a {config.model_type!r} model; alta's hf: source loads CLIPModel checkpoints")
