@@ -137,6 +137,15 @@ def test_saved_hf_folder_loads_its_weights_and_tokenizer(tmp_path):
     _check_equals_library(backbone)
 
 
+def test_every_source_says_its_preprocessing(tmp_path):
+    folder = save_hf_checkpoint(tmp_path / "clip")
+    transformers.CLIPImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], resample=2,
+                                    do_center_crop=False).save_pretrained(folder)
+    assert load_backbone(f"hf:{folder}").preprocess == {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                                                        "interpolation": "bilinear", "resize_mode": "squash"}
+    assert load_backbone("tiny-vit").preprocess["mean"] == open_clip.OPENAI_DATASET_MEAN  # clip.load's transform
+
+
 def test_fingerprints_are_keyed_by_source_architecture_and_weights(open_clip_names, hf_folders):
     prints = {
         load_backbone("open_clip:alta-test-vit").fingerprint(),

@@ -57,12 +57,18 @@ class HFClipBackbone(CausalTextBackbone):
         source: Where the weights came from.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
         tokenizer: A Hugging Face tokenizer, or ``None`` for clip-anytorch's BPE.
+        preprocess: The folder's image preprocessing (``mean``, ``std``, ``interpolation``,
+            ``resize_mode``, from its ``preprocessor_config.json``), or ``None`` (not known).
+
+    Attributes:
+        preprocess: ``size`` and, when the folder has an image processor, its ``mean``, ``std``,
+            ``interpolation`` and ``resize_mode``.
     """
 
     library = "transformers"
 
     def __init__(self, model: nn.Module, *, name: str, pretrained: bool, source: str, precision: str,
-                 tokenizer) -> None:
+                 tokenizer, preprocess: dict | None = None) -> None:
         super().__init__()
         check_precision(precision)
         self.model = model.eval().to(PRECISIONS[precision])
@@ -76,7 +82,7 @@ class HFClipBackbone(CausalTextBackbone):
         self.context_length = int(config.text_config.max_position_embeddings)
         self.logit_scale = float(model.logit_scale.detach().float().exp())
         self.eos_token_id = int(config.text_config.eos_token_id)
-        self.preprocess = {"size": self.input_resolution}
+        self.preprocess = {"size": self.input_resolution, **(preprocess or {})}
         self._blocks_memo: tuple | None = None
         self._fingerprint: str | None = None
 
@@ -157,6 +163,22 @@ class HFClipBackbone(CausalTextBackbone):
         return self.model.text_projection(x)
 
 
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}  # PIL's resampling ids
+
+
+def _image_preprocess(transformers, identifier: str, kwargs: dict) -> dict:
+    """The preprocessing of the folder's ``preprocessor_config.json`` (``CLIPImageProcessor``),
+    as open_clip names it; ``{}`` when the folder has none."""
+    try:
+        processor = transformers.CLIPImageProcessor.from_pretrained(identifier, **kwargs)
+    except (OSError, ValueError, TypeError):
+        return {}
+    resample = getattr(processor.resample, "value", processor.resample)
+    return {"mean": tuple(processor.image_mean), "std": tuple(processor.image_std),
+            "interpolation": _RESAMPLE.get(resample, str(resample)),
+            "resize_mode": "shortest" if processor.do_center_crop else "squash"}
+
+
 def load_hf(identifier: str, *, pretrained, device: torch.device, precision: str, download_root, download: bool,
             seed: int) -> HFClipBackbone:
     """Build a Hugging Face CLIP backbone (the ``hf:`` source of :func:`~alta.load_backbone`,
@@ -213,5 +235,5 @@ def load_hf(identifier: str, *, pretrained, device: torch.device, precision: str
             raise BackboneError(f"{name} has no usable tokenizer files ({problem}); place {where}")
         tokenizer = None  # random weights: clip-anytorch's BPE (OpenAI CLIP's vocabulary)
     backbone = HFClipBackbone(model, name=name, pretrained=is_pretrained, source=source, precision=precision,
-                              tokenizer=tokenizer)
+                              tokenizer=tokenizer, preprocess=_image_preprocess(transformers, identifier, kwargs))
     return backbone.to(device)
