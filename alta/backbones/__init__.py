@@ -210,10 +210,12 @@ def load_backbone(
         name: A clip-anytorch name (``RN50``, ``ViT-B/16``, ...: see :func:`list_backbones`), a
             random-weight name (``tiny-vit``, ``tiny-rn``, ``random-ViT-B/32``, ...), the path of
             a local clip checkpoint (OpenAI ``.pt`` archive or state dict), an open_clip model
-            (``open_clip:ViT-B-16``, ``open_clip:RN50-quickgelu``, ...) or a Hugging Face CLIP
+            (``open_clip:ViT-B-16``, ``open_clip:ViT-B-16-SigLIP``, ``open_clip:EVA02-B-16``, ...;
+            ``open_clip:tiny-<model>``: its config at a small size, random weights; the families:
+            :func:`list_families`) or a Hugging Face CLIP
             (``hf:openai/clip-vit-base-patch32`` from the local cache, ``hf:/path/to/folder``).
         pretrained: The weights, for the sources that separate them from the name. open_clip:
-            a pretrained tag (``"laion400m_e32"``, ``"openai"``, ...) or a weights file;
+            a pretrained tag (``"laion400m_e32"``, ``"openai"``, ``"webli"``, ...) or a weights file;
             ``None`` or ``False`` builds the architecture with seeded random weights (marked
             RANDOM). Hugging Face: ``None`` loads the folder's weights, ``False`` builds random
             weights from its ``config.json``. clip-anytorch names carry their weights: leave it
@@ -222,8 +224,8 @@ def load_backbone(
         precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA, fp32 on CPU).
             Only the frozen encoders use it; trainable parameters are always fp32.
         download_root: Folder of pretrained weights (clip-anytorch and open_clip URL weights:
-            default ``~/.cache/clip``; open_clip Hugging Face weights and ``hf:`` ids: the
-            Hugging Face cache, ``$HF_HOME/hub``).
+            default ``~/.cache/clip``; open_clip Hugging Face weights, SigLIP's tokenizers and
+            ``hf:`` ids: the Hugging Face cache, ``$HF_HOME/hub``).
         download: Download missing weights. With ``False`` (or ``HF_HUB_OFFLINE=1``) a
             missing file fails at once, saying which file to place where.
         seed: Seed of the random weights of random-weight backbones.
@@ -234,8 +236,9 @@ def load_backbone(
 
     Raises:
         BackboneError: unknown name, missing weights offline, an unreadable checkpoint, weights
-            of another architecture than the name, or an unsupported model (SigLIP). The
-            message says where the weights file must be placed.
+            of another architecture than the name, a tokenizer missing offline (SigLIP), or a
+            model alta cannot prompt (CoCa, Hugging Face text towers, CLIPA), with the reason.
+            The message says where a missing file must be placed.
         ConfigError: bad device, precision or seed; ``pretrained`` given for a clip name.
     """
     device = resolve_device(device)
