@@ -38,11 +38,12 @@ TINY = {
     "MetaCLIP / DFN": "tiny-ViT-B-16-quickgelu",
     "MobileCLIP 2-S0": "tiny-MobileCLIP2-S0",
     "MobileCLIP 2-L/14": "tiny-MobileCLIP2-L-14",
+    "MobileCLIP-S2": "tiny-MobileCLIP-S2",
     "PE-Core": "tiny-PE-Core-B-16",
     "ViT-L/14": "tiny-ViT-L-14",
     "ViT-L/14@336": "tiny-ViT-L-14-336-quickgelu",
 }
-BIDIRECTIONAL = {"SigLIP", "SigLIP 2", "MobileCLIP 2-S0", "MobileCLIP 2-L/14"}
+BIDIRECTIONAL = {"SigLIP", "SigLIP 2", "MobileCLIP 2-S0", "MobileCLIP 2-L/14", "MobileCLIP-S2"}
 
 _WORDS = ["a", "photo", "of", "the", "cat", "dog", "small", "red", "fox", "x", "this", "is", "an", "image", "picture",
           "bird", "car", "plane", "ship", "truck", "horse", "deer", "frog", "big", "little"]
