@@ -215,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         families = {k: f"tiny-{v}" for k, v in families.items()}
         args.classes, args.repeats = 10, 1
+    at_start = machine()  # the date and load average when the measurement began
     rows = measure(families, num_classes=args.classes, batch_size=args.batch_size, repeats=args.repeats,
                    seed=args.seed)
     table = markdown(rows, num_classes=args.classes, batch_size=args.batch_size)
     print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine(), "num_classes": args.classes,
+        args.json.write_text(json.dumps({"machine": at_start, "finished": machine()["date"], "num_classes": args.classes,
                                          "batch_size": args.batch_size, "repeats": args.repeats, "smoke": args.smoke,
                                          "results": rows, "markdown": table}, indent=1, default=str))
     return 0
