@@ -365,8 +365,10 @@ def _hf_cached(repo_and_file: str, cache_dir) -> tuple[str | None, list[str], st
     return None, names, repo
 
 
-def _resolve_tag(open_clip, architecture: str, tag: str, *, download_root, download: bool) -> str:
-    """Local path of the weights of ``tag``; downloads only when allowed."""
+def _resolve_tag(open_clip, architecture: str, tag: str, *, download_root, download: bool,
+                 tokenizer_repo: str | None = None) -> str:
+    """Local path of the weights of ``tag``; downloads only when allowed. ``tokenizer_repo``: the
+    Hugging Face tokenizer the model needs too (SigLIP's), named in the message."""
     cfg = open_clip.get_pretrained_cfg(architecture, tag)
     hub, url = cfg.get("hf_hub", ""), cfg.get("url", "")
     if hub:
@@ -380,6 +382,8 @@ def _resolve_tag(open_clip, architecture: str, tag: str, *, download_root, downl
         where = f"{url} at {target}"
     if found:
         return found
+    if tokenizer_repo:
+        where += f"; the model's tokenizer is read from {tokenizer_repo} (`huggingface-cli download {tokenizer_repo}`)"
     if _offline(download):
         raise BackboneError(
             f"weights {tag!r} of open_clip model {architecture!r} are not available offline; place {where}, or pass "
@@ -476,7 +480,8 @@ def load_open_clip(architecture: str, *, pretrained, device: torch.device, preci
         tag_gelu = bool(open_clip.get_pretrained_cfg(base, pretrained).get("quick_gelu", False))
         if tag_gelu != quick_gelu:
             raise BackboneError(_activation_mismatch(base, f"the weights tag {pretrained!r}", tag_gelu))
-        path = _resolve_tag(open_clip, base, pretrained, download_root=download_root, download=download)
+        path = _resolve_tag(open_clip, base, pretrained, download_root=download_root, download=download,
+                            tokenizer_repo=model_cfg.get("text_cfg", {}).get("hf_tokenizer_name"))
         tag, weights, label, is_pretrained = str(pretrained), str(pretrained), path, True
     elif os.path.isfile(pretrained):
         path, weights, label, is_pretrained = pretrained, str(pretrained), str(pretrained), True
