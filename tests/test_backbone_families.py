@@ -24,6 +24,7 @@ from helpers import synthetic_experiences
 
 from alta import BackboneError, CheckpointError, ConfigError, CrossModalLearner, load_backbone
 from alta.backbones import FAMILIES, save_backbone
+from alta.prompt import PromptLearner
 
 open_clip = pytest.importorskip("open_clip")
 transformers = pytest.importorskip("transformers")
@@ -185,6 +186,16 @@ def test_bidirectional_families_switch_the_optimisations_off_and_say_why(backbon
     assert "exact only under a causal mask" in caplog.text
     described = backbone.describe()["text_tower"]
     assert described["causal"] is False and described["pool"] == backbone.pool
+    # why they are off: the same prompts encoded truncated (as a causal tower allows) are wrong
+    with torch.no_grad():
+        expected = backbone.model.encode_text(backbone.tokenize([f"a photo of a {n}." for n in NAMES]))
+    backbone.causal_text = True
+    try:
+        with torch.no_grad():
+            truncated = PromptLearner(backbone, NAMES).encode(backbone, share_prefix=False)
+    finally:
+        backbone.causal_text = False
+    assert (truncated - expected).abs().max() > 0.1 * expected.abs().max()
 
 
 def test_siglip_tokenizer_layout(backbones):
