@@ -15,7 +15,13 @@ The four representations (the paper's method figure and its reference code):
 - w2, task-aware text representation: feature of the learned prompt
   ``[SOS][ctx_1..ctx_4][class][.][EOS]`` (CoOp), (C, D).
 
-ALTA's logits are ``s*cos(f1, w2) + s*cos(f2, w1)``. When an experience ends, the prompts of its
+ALTA's logits are ``s*cos(f1, w2) + s*cos(f2, w1)``. A backbone with a learned logit bias b
+(SigLIP: the library's logits are ``s*cos + b``) adds b to each term, so that every term is the
+library's own logit of its image/text pair and the zero-shot logits equal the library's: the crossed
+pairing scores ``(s*cos(f1, w2) + b) + (s*cos(f2, w1) + b)``. The bias is the same for every class,
+so it shifts a row of logits by a constant: softmax, cross-entropy, accuracy and the replay MSE
+(both logits carry it) are unchanged; it stays in the logits a run reports and the buffer stores.
+When an experience ends, the prompts of its
 classes are frozen (prompt snapshot, reference ``MyPromptLearner``); because the text encoder is frozen too, their
 features are computed once at that moment and reused (an exact saving). The hand-written
 features w1 are computed once per run. At every training step the learned-prompt features of
@@ -40,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Backbone, check_backbone, load_backbone
+from .backbones import Backbone, backbone_option, check_backbone, load_backbone
 from .config import (
     default_of,
 )
@@ -312,6 +318,11 @@ class CrossModalLearner(nn.Module):
     def logit_scale(self) -> float:
         """s = exp(CLIP logit_scale), frozen."""
         return self.backbone.logit_scale
+
+    @property
+    def logit_bias(self) -> float | None:
+        """b, the backbone's frozen learned logit bias (SigLIP), added to every term; ``None``: none."""
+        return backbone_option(self.backbone, "logit_bias")
 
     @property
     def name(self) -> str:
@@ -586,8 +597,9 @@ class CrossModalLearner(nn.Module):
                 updated).
 
         Returns:
-            ``sum over terms of s * cos(image, text)``; with ``head="seen"``, columns of classes
-            not yet seen are ``-inf``.
+            ``sum over terms of s * cos(image, text)`` (``+ b`` per term for a backbone with a
+            logit bias b: SigLIP); with ``head="seen"``, columns of classes not yet seen are
+            ``-inf``.
 
         Shape:
             image_features: (B, D); returns (B, C).
@@ -595,7 +607,7 @@ class CrossModalLearner(nn.Module):
         f1 = self._as_features(image_features)
         if text is None:
             text = self.text_features(grad=False)
-        s = self.logit_scale
+        s, b = self.logit_scale, self.logit_bias
         images: dict[str, torch.Tensor] = {"f1": F.normalize(f1, dim=-1)}
         if self.adapter is not None:
             with torch.set_grad_enabled(adapter_grad and torch.is_grad_enabled()):
@@ -608,6 +620,8 @@ class CrossModalLearner(nn.Module):
         for image_kind, text_kind in self.method.terms:
             w = text.w1 if text_kind == "w1" else text.w2  # (C, D)
             term = s * images[image_kind] @ w.t()  # (B, C)
+            if b is not None:
+                term = term + b  # each term is the library's logit s * cos + b (SigLIP)
             logits = term if logits is None else logits + term
         if self.head == "seen":
             logits = logits.masked_fill(~self.seen, float("-inf"))
@@ -762,12 +776,22 @@ class CrossModalLearner(nn.Module):
         it was.
 
         Raises:
-            CheckpointError: not a state dict; missing or unexpected keys (with ``strict``);
-                mismatched shapes; a state saved for other class names (or another class order)
-                or for another backbone.
+            CheckpointError: not a state dict; a state saved for another backbone (another family,
+                architecture or weights: checked first); missing or unexpected keys (with
+                ``strict``); mismatched shapes; a state saved for other class names (or another
+                class order).
         """
         if not isinstance(state_dict, Mapping):
             raise CheckpointError(f"expected a learner state dict (a mapping), got {type(state_dict).__name__}")
+        saved_backbone = state_dict.get("backbone_hash")  # checked first: another backbone changes every shape too
+        if saved_backbone is not None and int(saved_backbone) != int(self.backbone_hash):
+            family = self.backbone.describe().get("family") or self.backbone.describe().get("library", "")
+            raise CheckpointError(
+                f"learner state was saved with another backbone than this one ({self.backbone.name!r}"
+                f"{f', family {family}' if family else ''}, fingerprint {self.backbone.fingerprint()}): another "
+                f"family, architecture or weights, whose features and prompts it does not fit; load the backbone it "
+                f"was trained with (the run's config.yaml and summary.json name it)"
+            )
         mine = self.state_dict()
         missing = [k for k in mine if k not in state_dict]
         unexpected = [k for k in state_dict if k not in mine and not k.startswith("backbone.")]
@@ -789,11 +813,6 @@ class CrossModalLearner(nn.Module):
             raise CheckpointError(
                 "learner state was saved for other class names or another class order; build the learner with the "
                 "class names (in label order) of the stream it was trained on"
-            )
-        if "backbone_hash" in state_dict and int(state_dict["backbone_hash"]) != int(self.backbone_hash):
-            raise CheckpointError(
-                f"learner state was saved with another backbone (this one: {self.backbone.name!r}, fingerprint "
-                f"{self.backbone.fingerprint()}); load the backbone it was trained with"
             )
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         self._refresh()

@@ -4,30 +4,46 @@
   Prompt for Vision-Language Models", IJCV 2022) as the ALTA reference code uses it: the prompt
   of class c is ``[SOS][ctx_1]..[ctx_M][tokens of c][.][EOS]`` with M context vectors shared by
   all classes, initialised from the token embeddings of "a photo of a" (M = 4), class token at
-  the end. Its text feature is read at the EOT position and projected exactly as CLIP's
-  ``encode_text`` does. This is the task-aware text representation w2 of ALTA (Li et al.,
-  IEEE TMM 2023; reference code ``models/coop.py``).
+  the end. Its text feature is read where the backbone's text tower reads it (CLIP: the EOT
+  position) and projected exactly as the library's ``encode_text`` does. This is the
+  task-aware text representation w2 of ALTA (Li et al., IEEE TMM 2023; reference code
+  ``models/coop.py``).
+
+  Other tokenizers and towers (SigLIP, SigLIP 2; :mod:`alta.backbones.open_clip`): the P special
+  tokens before the text are the backbone's ``text_prefix_length`` (1 for CLIP's [SOS], 0 for
+  SigLIP's tokenizers, which put none: the context vectors start at position 0), and the
+  tokenizer's own cleaning applies to the prompt text (SigLIP's lower-cases and removes
+  punctuation, so CoOp's trailing "." is dropped: the prompt is ``[ctx][tokens of c][EOS]``,
+  the very tokens the library encodes for "a photo of a c."). A bidirectional tower
+  (``causal_text`` false) attends to every position, padding included: its prompts are encoded
+  at all L positions, with the padding tokens the tokenizer puts there, and the shared prefix
+  and truncation (exact only under a causal mask) are switched off.
 - :func:`tokenize_class_prompts` builds the hand-written prompts "a photo of a {class}" whose
   frozen features are the task-invariant text representation w1.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from .backbones import backbone_option
 from .classnames import check_distinguishable
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backbones import Backbone
 
-__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names", "DEFAULT_TEMPLATE", "DEFAULT_CTX_INIT"]
+__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names", "check_distinct_prompts", "DEFAULT_TEMPLATE",
+           "DEFAULT_CTX_INIT"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the hand-written prompt of w1 (reference code, CoOp)
 DEFAULT_CTX_INIT = "a photo of a"  # the words initialising the 4 context vectors
+
+logger = logging.getLogger(__name__)
 
 
 def check_class_names(class_names) -> list[str]:
@@ -76,14 +92,43 @@ def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, temp
         Token ids padded to the backbone's context length L.
 
     Raises:
-        ConfigError: the template has no single ``{}``, or a prompt is longer than L tokens.
+        ConfigError: the template has no single ``{}``, a prompt is longer than L tokens, or two
+            prompts tokenize alike (:func:`check_distinct_prompts`).
 
     Shape:
         returns (C, L).
     """
     if template.count("{}") != 1:
         raise ConfigError(f"prompt template must contain exactly one '{{}}', got {template!r}")
-    return backbone.tokenize([template.format(name) for name in class_names])
+    prompts = [template.format(name) for name in class_names]
+    tokens = backbone.tokenize(prompts)
+    check_distinct_prompts(tokens, prompts, backbone=backbone)
+    return tokens
+
+
+def check_distinct_prompts(tokens: torch.Tensor, prompts: list[str], *, backbone: "Backbone") -> None:
+    """Refuse prompts of two classes that the backbone's tokenizer turns into the same tokens.
+
+    :func:`check_class_names` refuses names CLIP reads alike; other tokenizers clean more (SigLIP's
+    lower-case and drop punctuation: "T-shirt" and "tshirt" become one), so the check is repeated
+    on the tokens themselves.
+
+    Raises:
+        ConfigError: naming both prompts and how to fix them.
+
+    Shape:
+        tokens: (C, L), one row per prompt.
+    """
+    first: dict[tuple[int, ...], int] = {}
+    for i, row in enumerate(tokens.tolist()):
+        j = first.setdefault(tuple(row), i)
+        if j != i:
+            raise ConfigError(
+                f"the prompts {prompts[j]!r} (label {j}) and {prompts[i]!r} (label {i}) give the same tokens with "
+                f"the tokenizer of {backbone.name!r} (it cleans the text: case, punctuation), so their text "
+                f"features are identical and one label could never be predicted; give the classes names that "
+                f"differ in their words (e.g. 'crane bird' and 'crane machine')"
+            )
 
 
 class PromptLearner(nn.Module):
@@ -100,17 +145,21 @@ class PromptLearner(nn.Module):
             class's positions after its EOT (exact, 2.6x faster forward + backward for 100
             classes at ViT-B/32 size; see
             :meth:`~alta.backbones.Backbone.encode_prompt_embeddings`). Change it later
-            through the attribute of the same name.
+            through the attribute of the same name. Without effect on a bidirectional text
+            tower (``backbone.causal_text`` false), where it is not exact: a log line says so.
 
     Attributes:
         ctx: The learned context vectors, float32, shape (M, W).
-        token_prefix: Embedding of [SOS] per class, shape (C, 1, W) (buffer).
+        token_prefix: Embeddings of the P special tokens before the text per class ([SOS]:
+            P = 1; SigLIP: P = 0), shape (C, P, W) (buffer).
         token_suffix: Embeddings of the class tokens, ".", [EOS] and padding up to the longest
-            EOT position, shape (C, L' - 1 - M, W) (buffer).
+            EOT position, shape (C, L' - P - M, W) (buffer).
         eot_positions: Index of [EOS] in each class's prompt, shape (C,), on the CPU (their
             values set the shapes of the encoding).
         num_positions: L' = longest EOT position + 1 (an int).
         share_prefix: Whether :meth:`encode` shares the prefix by default.
+        causal: Whether the backbone's text tower is causal (truncation and the shared prefix
+            are exact); ``False``: every encoding runs all L positions, without them.
 
     Shape:
         forward(class_ids) returns token-level prompts (N, L', W) for N = len(class_ids).
@@ -134,25 +183,37 @@ class PromptLearner(nn.Module):
             raise ConfigError(f"ctx_init must be a non-empty string such as 'a photo of a', got {ctx_init!r}")
         ctx_init = ctx_init.replace("_", " ").strip()
         n_ctx = len(ctx_init.split(" "))
+        p = int(backbone_option(backbone, "text_prefix_length"))  # P special tokens before the text
+        self.causal = bool(backbone_option(backbone, "causal_text"))
 
         init_tokens = backbone.tokenize([ctx_init])  # (1, L)
         init_eot = int(backbone.eot_positions(init_tokens)[0])
-        if init_eot - 1 != n_ctx:
+        if init_eot - p != n_ctx:
             raise ConfigError(
-                f"ctx_init {ctx_init!r} has {n_ctx} words but {init_eot - 1} tokens; use words that are single "
-                f"CLIP tokens (e.g. 'a photo of a')"
+                f"ctx_init {ctx_init!r} has {n_ctx} words but {init_eot - p} tokens with the tokenizer of "
+                f"{backbone.name!r}; use words that are single tokens (e.g. 'a photo of a')"
             )
-        ctx = backbone.token_embeddings(init_tokens)[0, 1 : 1 + n_ctx].clone()  # (M, W)
+        ctx = backbone.token_embeddings(init_tokens)[0, p : p + n_ctx].clone()  # (M, W)
 
         prompts = [f"{ctx_init} {name}." for name in class_names]
         tokens = backbone.tokenize(prompts)  # (C, L)
+        check_distinct_prompts(tokens, prompts, backbone=backbone)
+        differs = (tokens[:, p : p + n_ctx] != init_tokens[:, p : p + n_ctx].to(tokens.device)).any(dim=1)
+        if bool(differs.any()):  # the tokenizer merged a context word with the class name
+            logger.warning("the tokenizer of %s splits the prompts of %d classes (e.g. %r) differently from "
+                           "ctx_init %r: their learned prompts start from ctx_init's tokens, not from the sentence's",
+                           backbone.name, int(differs.sum()), prompts[int(differs.nonzero()[0])], ctx_init)
         eot = backbone.eot_positions(tokens)  # (C,)
         n_pos = int(eot.max()) + 1  # positions any class needs; the rest is padding
         embedding = backbone.token_embeddings(tokens[:, :n_pos])  # (C, L', W)
+        if not self.causal:
+            logger.info("the text tower of %s attends bidirectionally (every position sees the padding): learned "
+                        "prompts are encoded at all %d positions, without the shared prefix or truncation, which "
+                        "are exact only under a causal mask", backbone.name, backbone.context_length)
 
         self.ctx = nn.Parameter(ctx.float())
-        self.register_buffer("token_prefix", embedding[:, :1].clone())  # (C, 1, W): [SOS]
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone())  # (C, L'-1-M, W)
+        self.register_buffer("token_prefix", embedding[:, :p].clone())  # (C, P, W): [SOS], or nothing
+        self.register_buffer("token_suffix", embedding[:, p + n_ctx :].clone())  # (C, L'-P-M, W)
         self.register_buffer("tokens", tokens.to(embedding.device), persistent=False)
         self.n_ctx = n_ctx
         self.ctx_init = ctx_init
@@ -165,7 +226,8 @@ class PromptLearner(nn.Module):
         self._host_eot_memo: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
     def forward(self, class_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Token-level prompts ``[SOS][ctx][class tokens][.][EOS]`` of the given classes.
+        """Token-level prompts ``[SOS][ctx][class tokens][.][EOS]`` of the given classes
+        (``[ctx][class tokens][EOS]`` with SigLIP's tokenizers).
 
         Args:
             class_ids: Classes to build (default: all C).
@@ -180,7 +242,7 @@ class PromptLearner(nn.Module):
         if class_ids is not None:
             prefix, suffix = prefix[class_ids], suffix[class_ids]
         ctx = self.ctx.unsqueeze(0).expand(prefix.shape[0], -1, -1)  # (N, M, W)
-        return torch.cat([prefix, ctx, suffix], dim=1)  # (N, 1 + M + S, W)
+        return torch.cat([prefix, ctx, suffix], dim=1)  # (N, P + M + S, W)
 
     def encode(
         self,
@@ -197,21 +259,23 @@ class PromptLearner(nn.Module):
             class_ids: Classes to encode (default: all C).
             truncate: Run the text transformer only up to the longest EOT position of these
                 classes (exact; ``False`` pads to L = 77 positions as the reference code does).
+                Ignored for a bidirectional tower (:attr:`causal` false): always all L.
             share_prefix: Encode the prefix [SOS] + ctx, the same for every class, once for all
                 classes instead of once per class, and skip each class's positions after its EOT
                 (exact under CLIP's causal mask; gradients to the context vectors are the same).
-                ``None``: :attr:`share_prefix`.
+                ``None``: :attr:`share_prefix`. Ignored for a bidirectional tower.
 
         Shape:
             class_ids: (N,); returns (N, D).
         """
-        share = self.share_prefix if share_prefix is None else bool(share_prefix)
+        share = (self.share_prefix if share_prefix is None else bool(share_prefix)) and self.causal
+        truncate = truncate and self.causal  # a bidirectional tower attends to the padding: all L positions
         eot = self._host_eot(class_ids)  # (N,) on the CPU
         if share:
-            prefix = torch.cat([self.token_prefix[0], self.ctx], dim=0)  # (1 + M, W): [SOS] + ctx
-            after = self.token_suffix if class_ids is None else self.token_suffix[class_ids]  # (N, L'-1-M, W)
+            prefix = torch.cat([self.token_prefix[0], self.ctx], dim=0)  # (P + M, W): [SOS] + ctx
+            after = self.token_suffix if class_ids is None else self.token_suffix[class_ids]  # (N, L'-P-M, W)
             if not truncate:
-                after = torch.cat([after, self._padding(backbone, class_ids)], dim=1)  # (N, L-1-M, W)
+                after = torch.cat([after, self._padding(backbone, class_ids)], dim=1)  # (N, L-P-M, W)
             return backbone.encode_prompt_embeddings(after, eot, truncate=truncate, prefix=prefix)
         prompts = self(class_ids)  # (N, L', W)
         if not truncate:

@@ -137,6 +137,15 @@ def test_saved_hf_folder_loads_its_weights_and_tokenizer(tmp_path):
     _check_equals_library(backbone)
 
 
+def test_every_source_says_its_preprocessing(tmp_path):
+    folder = save_hf_checkpoint(tmp_path / "clip")
+    transformers.CLIPImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], resample=2,
+                                    do_center_crop=False).save_pretrained(folder)
+    assert load_backbone(f"hf:{folder}").preprocess == {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                                                        "interpolation": "bilinear", "resize_mode": "squash"}
+    assert load_backbone("tiny-vit").preprocess["mean"] == open_clip.OPENAI_DATASET_MEAN  # clip.load's transform
+
+
 def test_fingerprints_are_keyed_by_source_architecture_and_weights(open_clip_names, hf_folders):
     prints = {
         load_backbone("open_clip:alta-test-vit").fingerprint(),
@@ -178,14 +187,17 @@ def test_weight_tags_are_checked_and_never_downloaded(tmp_path):
         load_backbone("hf:openai/clip-vit-base-patch32", download_root=tmp_path)
 
 
-def test_siglip_and_coca_are_refused_with_the_reason(tmp_path):
+def test_hf_siglip_points_to_open_clip_and_unpromptable_families_are_refused(tmp_path):
     transformers.SiglipConfig().save_pretrained(tmp_path)
-    with pytest.raises(BackboneError, match="SigLIP .* sigmoid"):
+    with pytest.raises(BackboneError, match="siglip \\(SigLIP\\) checkpoint.*open_clip:ViT-B-16-SigLIP --pretrained webli"):
         load_backbone(f"hf:{tmp_path}", pretrained=False)
-    with pytest.raises(BackboneError, match="SigLIP .* sigmoid"):  # refused from its config, before building it
-        load_backbone("open_clip:ViT-B-16-SigLIP")
-    with pytest.raises(BackboneError, match="CoCa"):
+    # refused from the config, before anything is built, each with its reason
+    with pytest.raises(BackboneError, match="coca_ViT-B-32.*CoCa"):
         load_backbone("open_clip:coca_ViT-B-32")
+    with pytest.raises(BackboneError, match="roberta-ViT-B-32.*Hugging Face model 'roberta-base'"):
+        load_backbone("open_clip:roberta-ViT-B-32")
+    with pytest.raises(BackboneError, match="ViT-L-14-CLIPA.*drops or rewrites the end-of-text token"):
+        load_backbone("open_clip:ViT-L-14-CLIPA")
 
 
 QUICK = ["--epochs", "1", "--set", "data.max_train_per_class=8", "--set", "data.max_test_per_class=4",

@@ -8,13 +8,16 @@ learner and the feature cache use a backbone only through the :class:`Backbone` 
 - no prefix: clip-anytorch (OpenAI CLIP) names (``RN50``, ``ViT-B/16``), the random-weight
   ``tiny-vit``/``tiny-rn``/``random-*`` and clip-format ``.pt`` files: :class:`ClipBackbone`
   (:mod:`alta.backbones.clip`), always installed;
-- ``open_clip:<model>`` (``open_clip:ViT-B-16`` with ``pretrained="laion400m_e32"``):
-  :class:`~alta.backbones.open_clip.OpenClipBackbone`, ``pip install "alta[open_clip]"``;
+- ``open_clip:<model>`` (``open_clip:ViT-B-16`` with ``pretrained="laion400m_e32"``; SigLIP,
+  SigLIP 2, EVA-02, MetaCLIP, DFN, MobileCLIP, PE-Core, ViT-L/14, ...; ``open_clip:tiny-<model>``
+  for a small random-weight variant): :class:`~alta.backbones.open_clip.OpenClipBackbone`,
+  ``pip install "alta[open_clip]"``;
 - ``hf:<hub id>`` from the local cache or ``hf:/path/to/folder``:
   :class:`~alta.backbones.hf.HFClipBackbone`, ``pip install "alta[hf]"``.
 
-See ``docs/backbones.md`` for the weight tags, where files go offline and which published lines
-of work use which weights.
+:data:`FAMILIES` (:mod:`alta.backbones.families`) lists the families, their names and tags;
+``alta list backbones`` shows them with what their configs say. See ``docs/backbones.md`` for the
+weight tags, where files go offline and which published lines of work use which weights.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ import torch
 
 from ..errors import BackboneError, ConfigError
 from ..registry import Registry
-from .base import BACKBONE_MEMBERS, Backbone, CausalTextBackbone, TextBlock, check_backbone
+from .base import (
+    BACKBONE_MEMBERS,
+    OPTIONAL_MEMBERS,
+    Backbone,
+    CausalTextBackbone,
+    TextBlock,
+    backbone_option,
+    check_backbone,
+)
 from .clip import (
     BACKBONES,
     ClipArchitecture,
@@ -40,10 +51,13 @@ from .clip import (
 from .clip import (
     list_backbones as _list_clip_names,
 )
+from .families import FAMILIES, BackboneFamily, family_table
 
 __all__ = [
     "Backbone",
     "BACKBONE_MEMBERS",
+    "OPTIONAL_MEMBERS",
+    "backbone_option",
     "check_backbone",
     "CausalTextBackbone",
     "TextBlock",
@@ -58,6 +72,9 @@ __all__ = [
     "BackboneSource",
     "split_source",
     "import_clip",
+    "FAMILIES",
+    "BackboneFamily",
+    "list_families",
 ]
 
 
@@ -144,6 +161,19 @@ def list_backbones(*, pretrained: bool | None = None, source: str = "clip") -> l
     return [entry.prefix + n for n in entry.list_names()]
 
 
+def list_families() -> list[dict]:
+    """The backbone families alta supports (:data:`FAMILIES`), one row per model, with what
+    open_clip's configs say about each (resolution, text tower, how prompts are encoded,
+    tokenizer, where the weights go) when open_clip is installed (:func:`~alta.backbones.families.family_table`)."""
+    try:
+        from . import open_clip  # noqa: PLC0415 - optional extra, imported on use
+
+        module = open_clip.import_open_clip()
+    except BackboneError:
+        module = None
+    return family_table(module)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` -> CUDA when available, else CPU; anything else checked and converted.
 
@@ -180,10 +210,12 @@ def load_backbone(
         name: A clip-anytorch name (``RN50``, ``ViT-B/16``, ...: see :func:`list_backbones`), a
             random-weight name (``tiny-vit``, ``tiny-rn``, ``random-ViT-B/32``, ...), the path of
             a local clip checkpoint (OpenAI ``.pt`` archive or state dict), an open_clip model
-            (``open_clip:ViT-B-16``, ``open_clip:RN50-quickgelu``, ...) or a Hugging Face CLIP
+            (``open_clip:ViT-B-16``, ``open_clip:ViT-B-16-SigLIP``, ``open_clip:EVA02-B-16``, ...;
+            ``open_clip:tiny-<model>``: its config at a small size, random weights; the families:
+            :func:`list_families`) or a Hugging Face CLIP
             (``hf:openai/clip-vit-base-patch32`` from the local cache, ``hf:/path/to/folder``).
         pretrained: The weights, for the sources that separate them from the name. open_clip:
-            a pretrained tag (``"laion400m_e32"``, ``"openai"``, ...) or a weights file;
+            a pretrained tag (``"laion400m_e32"``, ``"openai"``, ``"webli"``, ...) or a weights file;
             ``None`` or ``False`` builds the architecture with seeded random weights (marked
             RANDOM). Hugging Face: ``None`` loads the folder's weights, ``False`` builds random
             weights from its ``config.json``. clip-anytorch names carry their weights: leave it
@@ -192,8 +224,8 @@ def load_backbone(
         precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (fp16 on CUDA, fp32 on CPU).
             Only the frozen encoders use it; trainable parameters are always fp32.
         download_root: Folder of pretrained weights (clip-anytorch and open_clip URL weights:
-            default ``~/.cache/clip``; open_clip Hugging Face weights and ``hf:`` ids: the
-            Hugging Face cache, ``$HF_HOME/hub``).
+            default ``~/.cache/clip``; open_clip Hugging Face weights, SigLIP's tokenizers and
+            ``hf:`` ids: the Hugging Face cache, ``$HF_HOME/hub``).
         download: Download missing weights. With ``False`` (or ``HF_HUB_OFFLINE=1``) a
             missing file fails at once, saying which file to place where.
         seed: Seed of the random weights of random-weight backbones.
@@ -204,8 +236,9 @@ def load_backbone(
 
     Raises:
         BackboneError: unknown name, missing weights offline, an unreadable checkpoint, weights
-            of another architecture than the name, or an unsupported model (SigLIP). The
-            message says where the weights file must be placed.
+            of another architecture than the name, a tokenizer missing offline (SigLIP), or a
+            model alta cannot prompt (CoCa, Hugging Face text towers, CLIPA), with the reason.
+            The message says where a missing file must be placed.
         ConfigError: bad device, precision or seed; ``pretrained`` given for a clip name.
     """
     device = resolve_device(device)

@@ -9,10 +9,16 @@ the backbone:
 - the token embeddings of the tokenizer's ids (``tokenize``, ``eot_positions``,
   ``token_embeddings``), to build learned prompts;
 - text features of token ids (``encode_tokens``) and of token *embeddings*, optionally with a
-  shared prefix computed once (``encode_prompt_embeddings``), both read at the end-of-text (EOT)
-  position of a causal text transformer;
+  shared prefix computed once (``encode_prompt_embeddings``), read where the text tower reads
+  them: the end-of-text (EOT) position of a causal text transformer (CLIP), or the tower's own
+  pooling position (SigLIP reads its last position);
 - the sizes (``embed_dim`` D, ``token_width`` W, ``context_length`` L, ``input_resolution`` R),
   the frozen ``logit_scale``, ``device`` and ``dtype``;
+- optionally (:data:`OPTIONAL_MEMBERS`, with defaults that describe OpenAI CLIP): the frozen
+  ``logit_bias`` (SigLIP's learned bias; ``None`` for CLIP), ``text_prefix_length`` (special
+  tokens before the text: 1 for CLIP's [SOS], 0 for SigLIP's tokenizers) and ``causal_text``
+  (whether the text tower is causal, which makes the truncated and shared-prefix encodings
+  exact);
 - provenance: ``name``, ``pretrained`` (``False`` marks random weights in every output),
   ``describe()`` and a ``fingerprint()`` that keys feature caches and saved states by source,
   architecture and weights.
@@ -20,8 +26,9 @@ the backbone:
 :class:`Backbone` writes that interface down as a :class:`typing.Protocol`; any object with
 these members works (``tests/test_backbone_protocol.py`` drives the learner with a fake one).
 :class:`CausalTextBackbone` is a base class for implementations whose text tower is a stack of
-pre-norm causal self-attention blocks (OpenAI CLIP, open_clip, Hugging Face CLIP): it gives them
-the exact truncated and shared-prefix text encodings from a few hooks.
+pre-norm self-attention blocks (OpenAI CLIP, open_clip, Hugging Face CLIP): from a few hooks it
+gives them the exact truncated and shared-prefix text encodings when the tower is causal, and the
+plain full-length encoding when it attends bidirectionally (SigLIP, most MobileCLIPs).
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["Backbone", "BACKBONE_MEMBERS", "check_backbone", "TextBlock", "CausalTextBackbone", "PRECISIONS"]
+__all__ = ["Backbone", "BACKBONE_MEMBERS", "OPTIONAL_MEMBERS", "backbone_option", "check_backbone", "TextBlock",
+           "CausalTextBackbone", "PRECISIONS"]
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -57,6 +65,13 @@ class Backbone(Protocol):
         logit_scale: s, the frozen temperature multiplying cosine similarities.
         device: Where the encoders live.
         dtype: Compute dtype of the encoders.
+
+    Optional attributes (:data:`OPTIONAL_MEMBERS`; read with :func:`backbone_option`):
+        logit_bias: b, the frozen learned bias of SigLIP's logits ``s * cos + b``, or ``None``.
+        text_prefix_length: Special tokens before the text (1: CLIP's [SOS]; 0: SigLIP's).
+        causal_text: Whether the text tower is causal and read at the end of text (CLIP), so
+            its truncated and shared-prefix encodings are exact; ``False`` for bidirectional
+            towers (SigLIP, MobileCLIP-S*), which always run all L positions.
     """
 
     name: str
@@ -77,12 +92,13 @@ class Backbone(Protocol):
         """Image features (unnormalised), float32, without gradients. Shape: (B, 3, R, R) -> (B, D)."""
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """Token ids of ``texts`` padded to L, [SOS] first. Shape: returns (N, L) int64.
+        """Token ids of ``texts`` padded to L, after ``text_prefix_length`` special tokens ([SOS]
+        for CLIP). Shape: returns (N, L) int64.
 
         Raises :class:`~alta.errors.ConfigError` when a text is longer than L tokens."""
 
     def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Index of each row's end-of-text token. Shape: (N, L) -> (N,) int64."""
+        """Index of each row's end-of-text token (the one after the text). Shape: (N, L) -> (N,) int64."""
 
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
         """Float32 token embeddings, without gradients. Shape: (N, L) -> (N, L, W)."""
@@ -98,8 +114,9 @@ class Backbone(Protocol):
         truncate: bool = True,
         prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Text features of token embeddings read at ``eot_positions``, with gradients to
-        ``embeddings`` and ``prefix`` (the positions shared by every sequence).
+        """Text features of token embeddings whose ends of text are at ``eot_positions`` (where a
+        CLIP tower reads them), with gradients to ``embeddings`` and ``prefix`` (the positions
+        shared by every sequence). When ``causal_text`` is false, all L positions are needed.
 
         Shape: embeddings (N, L', W) or (N, L' - P, W) with prefix (P, W); returns (N, D)."""
 
@@ -117,6 +134,19 @@ BACKBONE_MEMBERS = (
     "device", "dtype", "encode_images", "tokenize", "eot_positions", "token_embeddings", "encode_tokens",
     "encode_prompt_embeddings", "fingerprint", "describe", "train",
 )
+
+
+#: Members a backbone may have, with the value assumed when it has not (OpenAI CLIP's): the
+#: frozen learned logit bias b, added to every logit s * cos + b (SigLIP; ``None``: no bias); the
+#: number of special tokens before the text ([SOS]: 1; SigLIP's tokenizers: 0); and whether the
+#: text tower is causal and read at the end of text, which makes the truncated and shared-prefix
+#: encodings exact (``False``: a bidirectional tower, always run at all L positions).
+OPTIONAL_MEMBERS = {"logit_bias": None, "text_prefix_length": 1, "causal_text": True}
+
+
+def backbone_option(backbone, name: str):
+    """The optional member ``name`` of ``backbone`` (:data:`OPTIONAL_MEMBERS`), or its default."""
+    return getattr(backbone, name, OPTIONAL_MEMBERS[name])
 
 
 def check_backbone(backbone) -> None:
@@ -250,7 +280,8 @@ def hash_state(header: str, state: dict[str, torch.Tensor]) -> str:
 
 class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
     """Shared implementation of :class:`Backbone` for CLIP-style models whose text tower is a
-    stack of pre-norm causal self-attention blocks read at the EOT token.
+    stack of pre-norm self-attention blocks, causal and read at the EOT token (CLIP), or
+    bidirectional (``causal_text = False``: SigLIP, most MobileCLIPs).
 
     Subclasses wrap a library's model and fill in the hooks ``_encode_image``, ``_token_embedding``
     (an ``nn.Embedding``), ``_positional_embedding``, ``_text_blocks``, ``_run_text_transformer``,
@@ -262,6 +293,12 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
     they encode. The causal mask keeps a position from attending to later ones, so the feature
     read at the EOT token does not depend on the padding after it: the truncated encoding is
     exact (``tests/test_backbones.py`` checks it against full length).
+
+    A bidirectional tower (``causal_text = False``) lets every position attend to every other,
+    the padding included, which the libraries do not mask: neither truncation nor a shared
+    prefix is exact there, so both text paths run all L positions and the prefix is encoded
+    with each sequence. Such a tower may read its feature elsewhere than at the end of text
+    (SigLIP: at position L - 1); subclasses say where with ``_readout_positions``.
     """
 
     library: str = ""  # the library that built the model, recorded by describe()
@@ -274,6 +311,9 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
     token_width: int
     context_length: int
     logit_scale: float
+    logit_bias: float | None = None  # SigLIP's learned bias (see OPTIONAL_MEMBERS)
+    text_prefix_length: int = 1  # [SOS]
+    causal_text: bool = True
 
     # ---------------------------------------------------------------- hooks (each source implements them)
     @abc.abstractmethod
@@ -295,8 +335,13 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
         raise NotImplementedError
 
     @abc.abstractmethod
-    def _run_text_transformer(self, x: torch.Tensor) -> torch.Tensor:  # (N, L', W) -> (N, L', W), causal
+    def _run_text_transformer(self, x: torch.Tensor) -> torch.Tensor:  # (N, L', W) -> (N, L', W), with its mask
         raise NotImplementedError
+
+    def _readout_positions(self, eot_positions: torch.Tensor, length: int) -> torch.Tensor:
+        """Where the tower reads each sequence's feature among ``length`` positions: at the end of
+        text (CLIP). Shape: (N,) -> (N,)."""
+        return eot_positions
 
     @abc.abstractmethod
     def _ln_final(self, x: torch.Tensor) -> torch.Tensor:  # (..., W) -> (..., W) in the compute dtype
@@ -426,6 +471,12 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
         :class:`TextBlock` (``_text_blocks`` returns ``None``) falls back to the plain encoding of
         the concatenated sequences, which gives the same features.
 
+        Bidirectional towers (``causal_text`` false): every position attends to every other, the
+        padding included, so ``truncate`` is ignored (all L positions run, as the library runs
+        them) and a ``prefix`` is encoded with each sequence (the same features, no saving).
+        The feature is read where the tower reads it (``_readout_positions``: SigLIP's last
+        position, MobileCLIP's end of text).
+
         Args:
             embeddings: Token embeddings of every sequence; without ``prefix`` all positions
                 from 0, with ``prefix`` the positions after it (from P). Only the positions up to
@@ -437,7 +488,7 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
                 and reading them from a GPU costs a host-device synchronisation.
             truncate: Run the transformer only up to the longest EOT position (exact under the
                 causal mask). ``False`` runs all L positions as the reference code does; then
-                the sequences must reach L positions.
+                the sequences must reach L positions (always, for a bidirectional tower).
             prefix: Embeddings of the leading positions shared by every sequence, or ``None``.
 
         Returns:
@@ -459,6 +510,7 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
             raise ShapeError(f"expected a shared prefix of shape (P, {self.token_width}), got {tuple(prefix.shape)}")
         num_prefix = 0 if prefix is None else prefix.shape[0]  # P
         eot_host = eot_positions.cpu()  # (N,): a no-op for positions kept on the CPU
+        truncate = truncate and self.causal_text  # a bidirectional tower attends to the padding too
         n_pos = int(eot_host.max()) + 1 if truncate else self.context_length  # L'
         if num_prefix + embeddings.shape[1] < n_pos:
             raise ShapeError(f"need at least {n_pos} token positions, got {num_prefix + embeddings.shape[1]}")
@@ -466,15 +518,15 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
             raise ShapeError(f"an EOT position lies inside the shared prefix of {num_prefix} positions")
         device, dtype = embeddings.device, self.dtype
         positions = self._positional_embedding()[:n_pos].to(dtype)  # (L', W)
-        blocks = None if prefix is None else self._text_blocks()
+        blocks = None if prefix is None or not self.causal_text else self._text_blocks()
         if blocks is None:
             if prefix is not None:  # documented fallback: encode [prefix, embeddings] in full
                 embeddings = torch.cat([prefix.unsqueeze(0).expand(embeddings.shape[0], -1, -1), embeddings], dim=1)
             x = embeddings[:, :n_pos].to(dtype) + positions  # (N, L', W)
             x = self._run_text_transformer(x)  # (N, L', W)
             x = self._ln_final(x)
-            eot = eot_host.to(device, non_blocking=True)
-            x = x[torch.arange(x.shape[0], device=device), eot]  # (N, W): EOT read-out
+            read = self._readout_positions(eot_host, n_pos).to(device, non_blocking=True)  # (N,)
+            x = x[torch.arange(x.shape[0], device=device), read]  # (N, W): EOT (or the tower's) read-out
             return self._project_text(x).float()  # (N, D)
 
         n, s = embeddings.shape[0], n_pos - num_prefix  # N sequences, S positions after the prefix
@@ -509,7 +561,7 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
             for start in range(0, tokens.shape[0], chunk_size):
                 tok = tokens[start : start + chunk_size]
                 e = eot[start : start + chunk_size]
-                n_pos = int(e.max()) + 1 if truncate else tok.shape[1]
+                n_pos = int(e.max()) + 1 if truncate and self.causal_text else tok.shape[1]
                 emb = self._token_embedding(tok[:, :n_pos]).float()
                 out.append(self.encode_prompt_embeddings(emb, e, truncate=truncate))
         return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)

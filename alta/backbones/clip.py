@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..errors import BackboneError, ConfigError
 from ..io import atomic_write
 from ..registry import Registry
@@ -257,6 +258,8 @@ class ClipBackbone(CausalTextBackbone):
         token_width: W, the text transformer width (size of one token embedding).
         context_length: L, the text context length (77 for OpenAI CLIP).
         logit_scale: s = exp(CLIP's learned logit scale), frozen (100 for OpenAI weights).
+        preprocess: clip-anytorch's preprocessing (``clip.load``'s transform): ``size``, OpenAI's
+            ``mean`` and ``std``, ``"bicubic"`` resizing of the shorter side and a center crop.
     """
 
     library = "clip-anytorch"
@@ -283,6 +286,8 @@ class ClipBackbone(CausalTextBackbone):
         self.token_width = int(model.token_embedding.weight.shape[1])
         self.context_length = int(model.context_length)
         self.logit_scale = float(model.logit_scale.detach().float().exp())
+        self.preprocess = {"size": self.input_resolution, "mean": CLIP_MEAN, "std": CLIP_STD,
+                           "interpolation": "bicubic", "resize_mode": "shortest"}
         self._fingerprint: str | None = None
         self._apply_precision()
 

@@ -14,8 +14,10 @@ cached hub id's weights; ``False`` builds seeded random weights from its ``confi
 A folder without tokenizer files, used with ``pretrained=False``, tokenizes with clip-anytorch's
 BPE, the same vocabulary as OpenAI CLIP's (HF's CLIP tokenizer reproduces it).
 
-SigLIP checkpoints (``model_type`` ``siglip``/``siglip2``) are refused: their text tower is not
-causal, pools the last token, and they score with a sigmoid and a learned bias.
+SigLIP checkpoints (``model_type`` ``siglip``/``siglip2``) are refused here with the name to use
+instead: alta loads SigLIP and SigLIP 2 through open_clip (``open_clip:ViT-B-16-SigLIP`` with
+``pretrained="webli"``, the same weights as the ``timm/`` repositories), which it proves equal to
+the library's own encoders.
 """
 
 from __future__ import annotations
@@ -55,12 +57,18 @@ class HFClipBackbone(CausalTextBackbone):
         source: Where the weights came from.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
         tokenizer: A Hugging Face tokenizer, or ``None`` for clip-anytorch's BPE.
+        preprocess: The folder's image preprocessing (``mean``, ``std``, ``interpolation``,
+            ``resize_mode``, from its ``preprocessor_config.json``), or ``None`` (not known).
+
+    Attributes:
+        preprocess: ``size`` and, when the folder has an image processor, its ``mean``, ``std``,
+            ``interpolation`` and ``resize_mode``.
     """
 
     library = "transformers"
 
     def __init__(self, model: nn.Module, *, name: str, pretrained: bool, source: str, precision: str,
-                 tokenizer) -> None:
+                 tokenizer, preprocess: dict | None = None) -> None:
         super().__init__()
         check_precision(precision)
         self.model = model.eval().to(PRECISIONS[precision])
@@ -74,7 +82,7 @@ class HFClipBackbone(CausalTextBackbone):
         self.context_length = int(config.text_config.max_position_embeddings)
         self.logit_scale = float(model.logit_scale.detach().float().exp())
         self.eos_token_id = int(config.text_config.eos_token_id)
-        self.preprocess = {"size": self.input_resolution}
+        self.preprocess = {"size": self.input_resolution, **(preprocess or {})}
         self._blocks_memo: tuple | None = None
         self._fingerprint: str | None = None
 
@@ -155,6 +163,22 @@ class HFClipBackbone(CausalTextBackbone):
         return self.model.text_projection(x)
 
 
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}  # PIL's resampling ids
+
+
+def _image_preprocess(transformers, identifier: str, kwargs: dict) -> dict:
+    """The preprocessing of the folder's ``preprocessor_config.json`` (``CLIPImageProcessor``),
+    as open_clip names it; ``{}`` when the folder has none."""
+    try:
+        processor = transformers.CLIPImageProcessor.from_pretrained(identifier, **kwargs)
+    except (OSError, ValueError, TypeError):
+        return {}
+    resample = getattr(processor.resample, "value", processor.resample)
+    return {"mean": tuple(processor.image_mean), "std": tuple(processor.image_std),
+            "interpolation": _RESAMPLE.get(resample, str(resample)),
+            "resize_mode": "shortest" if processor.do_center_crop else "squash"}
+
+
 def load_hf(identifier: str, *, pretrained, device: torch.device, precision: str, download_root, download: bool,
             seed: int) -> HFClipBackbone:
     """Build a Hugging Face CLIP backbone (the ``hf:`` source of :func:`~alta.load_backbone`,
@@ -184,9 +208,9 @@ def load_hf(identifier: str, *, pretrained, device: torch.device, precision: str
         raise BackboneError(f"Hugging Face model {identifier!r} is not available locally ({exc}); place {where}") from exc
     if config.model_type in ("siglip", "siglip2"):
         raise BackboneError(
-            f"{name} is a SigLIP model, which alta does not support: its text tower attends bidirectionally and "
-            f"pools the last token, and it scores with a sigmoid and a learned bias, so CoOp's EOT-read prompts and "
-            f"ALTA's softmax logits (the paper's loss) do not apply"
+            f"{name} is a {config.model_type} (SigLIP) checkpoint; the hf: source loads CLIPModel checkpoints. Load "
+            f"SigLIP through open_clip, e.g. --visual open_clip:ViT-B-16-SigLIP --pretrained webli (SigLIP 2: "
+            f"open_clip:ViT-B-16-SigLIP2); `alta list backbones` shows the SigLIP names"
         )
     if config.model_type != "clip":
         raise BackboneError(f"{name} is a {config.model_type!r} model; alta's hf: source loads CLIPModel checkpoints")
@@ -211,5 +235,5 @@ def load_hf(identifier: str, *, pretrained, device: torch.device, precision: str
             raise BackboneError(f"{name} has no usable tokenizer files ({problem}); place {where}")
         tokenizer = None  # random weights: clip-anytorch's BPE (OpenAI CLIP's vocabulary)
     backbone = HFClipBackbone(model, name=name, pretrained=is_pretrained, source=source, precision=precision,
-                              tokenizer=tokenizer)
+                              tokenizer=tokenizer, preprocess=_image_preprocess(transformers, identifier, kwargs))
     return backbone.to(device)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .. import distributed as dist
-from ..backbones import SOURCES, default_download_root, list_backbones
+from ..backbones import SOURCES, default_download_root, list_backbones, list_families
 from ..buffer import BUFFER_POLICIES
 from ..data import DATASETS
 from ..errors import ConfigError, OutputError, ResourceError, TrainingError
@@ -63,7 +63,8 @@ def _imports(args: argparse.Namespace) -> str:
 
 def _tiny_on_cpu(config) -> bool:
 
-    return config.model.visual in ("tiny-vit", "tiny-rn") and resolve_device(config.device).type == "cpu"
+    tiny = config.model.visual in ("tiny-vit", "tiny-rn") or config.model.visual.startswith("open_clip:tiny-")
+    return tiny and resolve_device(config.device).type == "cpu"
 
 
 def run_variants(args: argparse.Namespace) -> list[argparse.Namespace]:
@@ -371,6 +372,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             lines.append(f"  {name:18s} RANDOM weights (offline; numbers not comparable with the paper's)")
         lines.append("  or the path of a local CLIP checkpoint file")
         blocks.append("\n".join(lines))
+        blocks.append(_families_block())
     if "datasets" in what:
         lines = ["datasets (data.dataset / --dataset):"]
         for name in DATASETS.names():
@@ -411,6 +413,33 @@ def _summary_line(entry) -> str:
             f"--visual {entry.prefix}MODEL"
     paragraph = (inspect.getdoc(entry) or "").strip().split("\n\n")[0].replace("\n", " ")
     return paragraph.split(". ")[0].rstrip(".").replace("``", "")
+
+
+def _families_block() -> str:
+    """The backbone families of ``alta list backbones``: per family its source and note, per model
+    its resolution, text tower, how learned prompts are encoded, the tags whose activation fits it,
+    and where its weights and tokenizer go offline."""
+    rows = list_families()
+    header = ("backbone families (--visual MODEL --pretrained TAG; tags: weights whose architecture and activation "
+              "fit the name; prompting: how learned prompts are encoded, equal to the library's encode_text either way):")
+    lines = [header]
+    family = None
+    for row in rows:
+        if row["family"] != family:
+            family = row["family"]
+            lines.append(f"  {family} [{row['source']}]: {row['note']}")
+        facts = [f"{row['resolution']} px" if row.get("resolution") else None,
+                 f"text: {row['text_tower']}" if row.get("text_tower") else None,
+                 f"prompting: {row['prompting']}" if row.get("prompting") else None,
+                 f"tags: {', '.join(row['tags'])}" if row["tags"] else None]
+        lines.append(f"    {row['model']:34s} " + " | ".join(f for f in facts if f))
+        if row["source"] == "open_clip" and row.get("weights"):
+            lines.append(f"    {'':34s} weights: {row['weights']} | tokenizer: {row['tokenizer']}")
+    if not any(row.get("text_tower") for row in rows if row["source"] == "open_clip"):
+        lines.append('  (install open_clip, pip install "alta[open_clip]", to see what its configs say)')
+    lines.append("  a small random-weight variant of an open_clip model, offline: open_clip:tiny-<model> "
+                 "(e.g. open_clip:tiny-ViT-B-16-SigLIP, open_clip:tiny-EVA02-B-16, open_clip:tiny-ViT-L-14)")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
