@@ -16,6 +16,7 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
+from dataset_layouts import build_aircraft, build_food101, build_stanford_cars, build_sun397
 from helpers import make_suite_archive, write_image
 
 from alta.classnames import check_distinguishable, readable
@@ -50,7 +51,8 @@ def test_the_suite_is_nine_datasets_with_prooфs_counts_splits_and_aliases():
         "cars": ("B0-Inc10", "B50-Inc10"), "ucf": ("B0-Inc10", "B50-Inc10"), "aircraft": ("B0-Inc10", "B50-Inc10"),
         "food": ("B0-Inc10", "B50-Inc10"), "sun": ("B0-Inc30", "B150-Inc30")}
     assert DATASETS.resolve("cars") == "cil-cars" and suite_dataset("sun").name == "cil-sun"
-    assert is_suite_dataset("aircraft") and not is_suite_dataset("seq-cifar100") and not is_suite_dataset("nope")
+    assert is_suite_dataset("cil-aircraft") and is_suite_dataset("sun") and not is_suite_dataset("nope")
+    assert not is_suite_dataset("aircraft") and not is_suite_dataset("seq-cifar100")  # official datasets
     for spec in SUITE.values():
         assert DATASETS.get(spec.name).classes_per_experience == int(spec.splits[0].split("Inc")[1])
 
@@ -313,3 +315,28 @@ def test_the_suites_stream_maps_labels_as_pycil(archives):
     assert stream.class_names[:5] == ["road", "palm tree", "snake", "bicycle", "cloud"]
     sun = ScenarioStream.from_name("sun", root=archives, class_order="icarl-1993", split="B0-Inc30", resolution=32)
     assert sun.class_names[:3] == ["home office", "motel", "forest"] and len(sun) == 10
+
+
+@pytest.mark.parametrize("official, suite, build, count", [
+    ("stanford-cars", "cil-cars", build_stanford_cars, 196), ("aircraft", "cil-aircraft", build_aircraft, 100),
+    ("food101", "cil-food", build_food101, 101), ("sun397", "cil-sun", build_sun397, 397)])
+def test_the_full_official_datasets_and_the_suites_subsets_of_them(tmp_path, official, suite, build, count):
+    build(tmp_path)
+    full_train, full_test = load_sources(official, root=tmp_path)
+    assert len(full_train.class_names) == count  # the full dataset, its own count
+    train, test = load_sources(suite, root=tmp_path)
+    spec = SUITE[suite]
+    assert train.class_names == [c.name for c in spec.classes] and len(train.class_names) == spec.num_classes
+    for source in (train, test):  # (SUN397's seeded 80/20 split of 3 images per category may leave a side empty)
+        assert set(source.targets.tolist()) <= set(range(spec.num_classes))
+        assert len(set(source.targets.tolist())) == spec.num_classes or official == "sun397"
+        assert len(set(source.targets.tolist())) > 0.5 * spec.num_classes
+    assert train.split_info["source"].startswith("the official layout") and len(train.split_info["sha256"]) == 64
+    kept = {c for c, name in zip(full_train.class_ids, full_train.class_names)
+            if any(p == (c if official != "stanford-cars" else str(full_train.class_ids.index(c) + 1))
+                   for s in spec.classes for p in s.official.split(","))}
+    assert len(train) == sum(1 for y in full_train.targets.tolist() if full_train.class_ids[y] in kept)
+    if official == "stanford-cars":  # classes 1-100 of cars_meta.mat
+        assert kept == set(full_train.class_ids[:100])
+    if official == "sun397":
+        assert len(kept) == 325  # the categories the suite's 300 names merge

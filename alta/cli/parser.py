@@ -291,7 +291,7 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     data = run.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME",
                       help="stream name (`alta list datasets`); overrides the config's. Without --config, a dataset "
-                           "of the CLIP class-incremental suite (cars, aircraft, food, sun, ucf, cub, cil-cifar100, "
+                           "of the CLIP class-incremental suite (cars, food, sun, ucf, cub, cil-aircraft, cil-cifar100, "
                            "cil-imagenet-r, cil-objectnet) starts from the suite's preset for --split (`alta list "
                            "presets`): flags given on top of it are recorded as deviations")
     data.add_argument("--data-root", dest="data_root", metavar="DIR", help="folder holding the dataset")

@@ -23,13 +23,17 @@ dataset            alias   classes    the suite's subset
 ``cil-sun``        sun     300        the first 300 of SUN397's 362 first-level categories
 =================  ======  =========  =====================================================
 
-Where only the official layout is at hand, ``cil-imagenet-r`` reads the raw ``imagenet-r/<wnid>/``
-folder with a split file (RAPF's by default, shipped with alta), ``cil-objectnet`` the first 200
-classes of ObjectNet 1.0 (seeded 80/20 split), ``cil-ucf`` the first 100 classes of CoOp's UCF-101
-middle frames (its split file or UCF's list) and ``cil-cub`` CUB-200-2011 with its official split:
-the suite's classes and names, another image split than the archive's, which the run records
-(:attr:`~alta.data.datasets.LabelledSource.split_info`). The full official datasets are datasets
-of their own (``objectnet``, ``ucf101``, ``cub200``, ``imagenet-r``, ...), with their own counts.
+Where only the official layout is at hand, each reads the suite's classes from it, with the suite's
+names and another image split than the archive's, which the run records
+(:attr:`~alta.data.datasets.LabelledSource.split_info`): ``cil-imagenet-r`` the raw
+``imagenet-r/<wnid>/`` folder with a split file (RAPF's by default, shipped with alta),
+``cil-objectnet`` the first 200 classes of ObjectNet 1.0 (seeded 80/20 split), ``cil-ucf`` the first
+100 classes of CoOp's UCF-101 middle frames (its split file or UCF's list), ``cil-cub``
+CUB-200-2011, ``cil-cars`` Stanford Cars' devkit layout, ``cil-aircraft`` FGVC-Aircraft 2013b,
+``cil-food`` Food-101 and ``cil-sun`` SUN397 (its 325 categories merged into the suite's 300 names),
+each with its official dataset's reader and split. The full official datasets are datasets of
+their own, with their own counts (``stanford-cars`` 196, ``food101`` 101, ``sun397`` 397,
+``aircraft`` 100, ``objectnet`` 313, ``ucf101`` 101, ``cub200`` and ``imagenet-r`` 200).
 
 The suite's splits (B0-Inc10 / B50-Inc10, B0-Inc20 / B100-Inc20, B0-Inc30 / B150-Inc30), its
 class order and its protocol are in :attr:`SuiteDataset.splits` and :mod:`alta.run.presets`.
@@ -52,12 +56,13 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import DataError
-from .base import DATASETS, DataRootError, ImageFileSource, LabelledSource, register
+from .base import DATASETS, DataRootError, ImageFileSource, LabelledSource, load_sources, register
 from .cifar import CIFAR100_CLASSES, cifar_sources
 from .cub import read_cub200
 from .folders import (
     check_split_options,
     class_folders,
+    file_list_sha256,
     find_test_dir,
     folder_split,
     folders_split_info,
@@ -258,10 +263,13 @@ def subset(spec: SuiteDataset, train: ImageFileSource, test: ImageFileSource, la
         keep = [(p, label_of[y]) for p, y in zip(source.paths, source.targets.tolist()) if y in label_of]
         part = ImageFileSource([p for p, _ in keep], [y for _, y in keep], names,
                                identity=f"{spec.name}|official|{source.identity.split('|', 1)[1]}", class_ids=ids)
-        info = dict(source.split_info or {"kind": "official"})
-        info["source"] = f"the official layout, the suite's {spec.num_classes} classes ({info.get('source', 'its split')})"
-        part.split_info = info
         out.append(part)
+    info = dict(train.split_info or {"kind": "dataset", "name": "the split of " + train.identity.split("|", 1)[0] + (
+        " (" + "|".join(train.identity.split("|")[2:-1]) + ")" if len(train.identity.split("|")) > 3 else "")})
+    info.update(source=f"the official layout, the suite's {spec.num_classes} classes",
+                files_sha256=file_list_sha256(out[0], out[1], base), num_train=len(out[0]), num_test=len(out[1]))
+    info.setdefault("sha256", info["files_sha256"])
+    out[0].split_info = out[1].split_info = info
     return out[0], out[1]
 
 
@@ -316,6 +324,25 @@ def _official_cub(spec: SuiteDataset, root: Path, **_):
     return subset(spec, train, test, label_of, base)
 
 
+def _by_official_reader(dataset: str, markers: tuple[str, ...], key: Callable[[int, str], str]):
+    """A fallback that reads an official layout with that dataset's own reader (``dataset``) when
+    one of ``markers`` is under the root, and keeps the suite's classes: official class ``k`` with
+    id ``class_id`` is the suite's class whose ``official`` ids (comma-separated: SUN's merged
+    categories) hold ``key(k, class_id)``."""
+
+    def read(spec: SuiteDataset, root: Path, **_):
+        if not any((root / m).exists() for m in markers):
+            return None
+        train, test = load_sources(dataset, root=root)
+        wanted = {part: k for k, c in enumerate(spec.classes) for part in c.official.split(",")}
+        label_of = {k: wanted[key(k, cid)] for k, cid in enumerate(train.class_ids) if key(k, cid) in wanted}
+        logger.info("%s: the suite's %d classes from the official %s layout under %s, with that dataset's split",
+                    spec.name, spec.num_classes, dataset, root)
+        return subset(spec, train, test, label_of, root)
+
+    return read
+
+
 _OFFICIAL: dict[str, tuple[Callable, str]] = {
     "imagenet_r": (_official_imagenet_r, "root/imagenet-r/<wnid>/*.jpg (imagenet-r.tar), split as split_file lists "
                                          "it ('rapf': RAPF's list, shipped with alta; or a path)"),
@@ -324,6 +351,16 @@ _OFFICIAL: dict[str, tuple[Callable, str]] = {
     "ucf": (_official_ucf, "CoOp's UCF-101 middle frames (ucf101/UCF-101-midframes/ + split_zhou_UCF101.json or "
                            "ucfTrainTestlist/): the suite's 100 classes"),
     "cub": (_official_cub, "CUB_200_2011/ with its index files (official 5,994 / 5,794 split, not the suite's)"),
+    "cars": (_by_official_reader("stanford-cars", ("stanford_cars/devkit", "devkit"), lambda k, cid: str(k + 1)),
+             "Stanford Cars' devkit layout (stanford_cars/): classes 1-100 of 196 (cars_meta.mat order), the official "
+             "split"),
+    "aircraft": (_by_official_reader("aircraft", ("fgvc-aircraft-2013b", "data/variants.txt"), lambda k, cid: cid),
+                 "FGVC-Aircraft 2013b (fgvc-aircraft-2013b/data/): the 100 variants, the official split"),
+    "food": (_by_official_reader("food101", ("food-101/meta", "meta/classes.txt"), lambda k, cid: cid),
+             "Food-101 (food-101/meta/ + images/): the first 100 classes, the official split"),
+    "sun": (_by_official_reader("sun397", ("SUN397/ClassName.txt", "ClassName.txt"), lambda k, cid: cid),
+            "SUN397 (SUN397/ClassName.txt + images): the suite's 300 names merge 325 of its categories; that "
+            "dataset's split (ZSCL's 80/20, seed 42)"),
 }
 
 
