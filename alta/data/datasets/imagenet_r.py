@@ -30,6 +30,7 @@ from .folders import (
     check_path_option,
     check_split_options,
     class_folders,
+    file_list_sha256,
     file_sha256,
     find_test_dir,
     folder_split,
@@ -241,9 +242,9 @@ def _load_imagenet_r(root: Path | None, *, download: bool, split_seed: int = 0,
     train_p, train_t, test_p, test_t = seeded_split("imagenet-r", files, folders, seed=split_seed,
                                                      test_fraction=test_fraction)
     tag = f"imagenet-r|{base}|seed={split_seed}|test={test_fraction}"
-    info = {"kind": "seeded", "name": f"80/20 per class, split_seed={split_seed}, test_fraction={test_fraction}",
-            "num_train": len(train_p), "num_test": len(test_p)}
     train = ImageFileSource(train_p, train_t, class_names, identity=f"{tag}|train", class_ids=folders)
     test = ImageFileSource(test_p, test_t, class_names, identity=f"{tag}|test", class_ids=folders)
-    train.split_info = test.split_info = info
+    train.split_info = test.split_info = {
+        "kind": "seeded", "name": f"per class, split_seed={split_seed}, test_fraction={test_fraction}",
+        "num_train": len(train_p), "num_test": len(test_p), "sha256": file_list_sha256(train, test, base)}
     return train, test

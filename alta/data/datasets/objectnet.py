@@ -22,6 +22,7 @@ from .base import DataRootError, ImageFileSource, register
 from .folders import (
     check_split_options,
     class_folders,
+    file_list_sha256,
     layout_error,
     list_images,
     need_root,
@@ -92,7 +93,8 @@ def seeded_sources(dataset: str, base: Path, files: list[list[str]], folders: li
     test = ImageFileSource(test_p, test_t, names, identity=f"{tag}|test", class_ids=folders)
     train.split_info = test.split_info = {
         "kind": "seeded", "name": f"{round(100 * (1 - test_fraction))}/{round(100 * test_fraction)} per class, "
-                                  f"split_seed={split_seed}", "num_train": len(train_p), "num_test": len(test_p)}
+                                  f"split_seed={split_seed}", "num_train": len(train_p), "num_test": len(test_p),
+        "sha256": file_list_sha256(train, test, base)}
     return train, test
 
 
