@@ -80,6 +80,13 @@ def test_alta_run_starts_from_the_preset_and_flags_on_top_are_deviations(capsys)
     assert yaml.safe_load(out)["preset"] is None and yaml.safe_load(out)["model"]["visual"] == "tiny-vit"  # the demo
 
 
+def test_alta_list_presets_names_all_eighteen(capsys):
+    code, out, _ = run_cli(capsys, "list", "presets")
+    lines = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+    assert code == 0 and len(lines) == 18 and lines[0] == "cil-suite/cil-cifar100/B0-Inc10"
+    assert "cil-suite/cil-sun/B150-Inc30" in lines and "a photo of a {}, a type of aircraft." in out
+
+
 def test_a_config_file_naming_the_preset_starts_from_it(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("preset: cil-suite\ndata: {dataset: sun, split: B150-Inc30}\ntrain: {epochs: 3}\n")
