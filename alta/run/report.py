@@ -8,9 +8,9 @@ Rows are compared only when they measure the same thing: the same protocol (``pa
 --allow-mixed``), since a table of incomparable numbers reads as a comparison.
 
 Metrics (Avg, Last, forgetting, BWT) are defined in :mod:`alta.metrics`. Under a Markdown table,
-each run that has them gets the curves of the CLIP class-incremental suite per step (top-1 and
-top-5 on the classes seen so far, old / new / harmonic; :mod:`alta.run.curves`), and a run that
-departs from its preset (:mod:`alta.run.presets`) is named with its deviations.
+each run of a benchmark preset (:mod:`alta.run.presets`, the CLIP class-incremental suite) gets
+the suite's curves per step (top-1 and top-5 on the classes seen so far, old / new / harmonic;
+:mod:`alta.run.curves`) and, when it departs from its preset, its deviations.
 """
 
 from __future__ import annotations
@@ -239,11 +239,11 @@ def _pct(value: float | None) -> str:
 
 
 def curves_markdown(rows: Sequence[Row]) -> list[str]:
-    """Per run, the suite's curves after each step as a small Markdown table (top-1 and top-5 on
-    the classes seen so far, old, new, harmonic), with Avg and Last; nothing for rows without them."""
+    """Per run of a preset, the suite's curves after each step as a small Markdown table (top-1 and
+    top-5 on the classes seen so far, old, new, harmonic), with Avg and Last; nothing for other rows."""
     out = []
     for row in rows:
-        curves = row.source.get("curves") if row.kind == "run" else None
+        curves = row.source.get("curves") if row.kind == "run" and row.source.get("preset") else None
         if not curves or not curves.get("top1"):
             continue
         steps = len(curves["top1"])
