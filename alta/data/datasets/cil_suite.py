@@ -47,7 +47,9 @@ References:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import logging
 import re
 from dataclasses import dataclass
@@ -371,9 +373,20 @@ def _load(spec: SuiteDataset, root: Path | None, *, download: bool, **options) -
                          if (c / "train").is_dir() or (c / "cifar-100-python").is_dir()), root)
         train, test = cifar_sources(spec.name, root, download=download, torchvision_dir="cifar-100-python",
                                     tv_class="CIFAR100", known=CIFAR100_CLASSES)
-        for source in (train, test):
+        digest = hashlib.sha256()
+        for side, source in (("train", train), ("test", test)):
             source.class_names = [c.name for c in spec.classes]
-            source.split_info = {"kind": "official", "name": "CIFAR-100 train (50,000) / test (10,000)"}
+            if isinstance(source, ImageFileSource):
+                continue
+            digest.update(side.encode() + source.targets.numpy().tobytes() + source.images.tobytes())
+        info = {"kind": "official", "name": "CIFAR-100 train (50,000) / test (10,000)",
+                "num_train": len(train), "num_test": len(test)}
+        if isinstance(train, ImageFileSource):
+            info.update(kind="folders", sha256=file_list_sha256(train, test, Path(os.path.commonpath(train.paths[:1]
+                                                                                                      + test.paths[:1]))))
+        else:
+            info.update(sha256=digest.hexdigest(), hashed="labels and pixels of both sides")
+        train.split_info = test.split_info = info
         return train, test
     reader, official = _OFFICIAL.get(spec.key, (None, ""))
     root = need_root(spec.name, root, _layouts(spec, official), can_download=False)
