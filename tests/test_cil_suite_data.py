@@ -340,3 +340,22 @@ def test_the_full_official_datasets_and_the_suites_subsets_of_them(tmp_path, off
         assert kept == set(full_train.class_ids[:100])
     if official == "sun397":
         assert len(kept) == 325  # the categories the suite's 300 names merge
+
+
+def test_cil_cifar100_from_torchvisions_files_records_a_split_hash(tmp_path, monkeypatch):
+    import types
+
+    import torchvision.datasets as tvd
+
+    (tmp_path / "cifar100" / "cifar-100-python").mkdir(parents=True)
+
+    def fake_cifar100(root, *, train, download):
+        n = 200 if train else 100
+        return types.SimpleNamespace(data=np.full((n, 32, 32, 3), 3 if train else 4, dtype=np.uint8),
+                                     targets=[k % 100 for k in range(n)], classes=list(CIFAR100_CLASSES))
+
+    monkeypatch.setattr(tvd, "CIFAR100", fake_cifar100)
+    train, test = load_sources("cil-cifar100", root=tmp_path)  # finds cifar100/ under the root
+    assert train.class_names == [c.name for c in SUITE["cil-cifar100"].classes] and len(test) == 100
+    info = train.split_info
+    assert info["kind"] == "official" and len(info["sha256"]) == 64 and (info["num_train"], info["num_test"]) == (200, 100)
