@@ -33,6 +33,7 @@ import inspect
 import logging
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError, ConfigError, ShapeError
@@ -392,7 +393,9 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
     normalised features (not renormalised). Step k = 1..m picks, among the items not chosen yet,
     the ``i`` that minimises ``|| mu - (x_i + S) / k ||`` where ``S`` is the sum of the chosen
     features; ties go to the first such item. The result is in selection order, so its first
-    ``j`` entries are the herding choice for ``j`` exemplars.
+    ``j`` entries are the herding choice for ``j`` exemplars. Computed with NumPy in the features'
+    own precision (float32 or float64; half precision is read as float32), with PyCIL's
+    expressions, so that near-ties are broken as PyCIL breaks them.
 
     Args:
         features: The class's features in the order offered.
@@ -409,22 +412,25 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
         2017, Algorithm 4; github.com/G-U-N/PyCIL ``models/base.py`` (``_construct_exemplar``),
         the same in github.com/zhoudw-zdw/PROOF@0bb20520.
     """
-    x = features.detach().to("cpu", torch.float64)
+    x = features.detach().to("cpu")
     if x.ndim != 2:
         raise ShapeError(f"herding needs features of shape (n, D), got {tuple(x.shape)}")
-    n = x.shape[0]
-    x = x / (x.norm(dim=1, keepdim=True) + HERDING_EPSILON)  # (n, D)
-    mean = x.mean(dim=0)  # (D,)
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    vectors = x.numpy()
+    vectors = (vectors.T / (np.linalg.norm(vectors.T, axis=0) + HERDING_EPSILON)).T  # (n, D)
+    class_mean = np.mean(vectors, axis=0)  # (D,)
+    remaining = np.arange(vectors.shape[0])
     chosen: list[int] = []
-    available = torch.ones(n, dtype=torch.bool)
-    running = torch.zeros_like(mean)  # S, the sum of the chosen features
-    for k in range(1, min(m, n) + 1):
-        distance = (mean - (x + running) / k).norm(dim=1)  # (n,)
-        distance[~available] = float("inf")
-        i = int(torch.argmin(distance))  # the first minimum
-        chosen.append(i)
-        available[i] = False
-        running = running + x[i]
+    chosen_vectors: list[np.ndarray] = []
+    for k in range(1, min(m, vectors.shape[0]) + 1):
+        total = np.sum(chosen_vectors, axis=0)  # S (0.0 while nothing is chosen)
+        candidates = vectors[remaining]
+        distance = np.sqrt(np.sum((class_mean - (candidates + total) / k) ** 2, axis=1))
+        i = int(np.argmin(distance))  # the first minimum, among the items not chosen yet, in order
+        chosen.append(int(remaining[i]))
+        chosen_vectors.append(candidates[i])
+        remaining = np.delete(remaining, i)
     return chosen
 
 

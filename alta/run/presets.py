@@ -39,9 +39,10 @@ from ..data.datasets import DATASETS
 from ..data.datasets.cil_suite import SUITE, SuiteDataset, is_suite_dataset
 from ..data.splits import parse_split
 from ..errors import ConfigError
+from .protocols import CONFIG_KEYS
 
 __all__ = ["SUITE_PRESET", "PresetSetting", "preset_name", "parse_preset", "preset_settings", "preset_values",
-           "preset_nested", "preset_deviations", "describe_preset", "list_presets"]
+           "preset_nested", "preset_deviations", "describe_preset", "list_presets", "preset_owned"]
 
 SUITE_PRESET = "cil-suite"
 _PROOF = "github.com/zhoudw-zdw/PROOF@0bb20520"
@@ -213,6 +214,17 @@ def preset_deviations(config) -> dict[str, dict[str, Any]]:
         if value != setting.value:
             out[key] = {"preset": setting.value, "config": value}
     return out
+
+
+def preset_owned(config) -> set[str]:
+    """The names under which :func:`alta.run.protocols.protocol_deviations` reports what the run's
+    preset sets (its config keys, the protocol knobs they are, ``weights`` and ``split``): a run of a
+    preset follows the benchmark's protocol there, and its departures from it are
+    :func:`preset_deviations`. Empty without a preset."""
+    if getattr(config, "preset", None) is None:
+        return set()
+    keys = set(preset_settings(parse_preset(config.preset)))
+    return keys | {knob for knob, key in CONFIG_KEYS.items() if key in keys} | {"weights", "split"}
 
 
 def describe_preset(config) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from .. import metrics
 from ..errors import ConfigError, OutputError
 from ..io import atomic_write
 from .curves import CURVES_PLOT, curves_lines, curves_plot, seen_class_curves
-from .presets import describe_preset, preset_deviations
+from .presets import describe_preset, preset_deviations, preset_owned
 from .protocols import protocol_deviations
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,9 @@ def build_summary(
         "complete": True,
         "config": config.name,
         "protocol": config.protocol,
-        "protocol_deviations": protocol_deviations(config, split=stream_info.get("eval_classes_per_experience")),
+        # a preset's settings are the benchmark's protocol: departures from them are preset_deviations
+        "protocol_deviations": {k: v for k, v in protocol_deviations(
+            config, split=stream_info.get("eval_classes_per_experience")).items() if k not in preset_owned(config)},
         "preset": describe_preset(config),
         "preset_deviations": preset_deviations(config),
         **stream_info,
