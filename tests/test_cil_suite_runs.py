@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from dataset_layouts import build_aircraft, build_food101, build_stanford_cars, build_sun397
 from helpers import make_suite_archive, run_cli, write_image
 
 from alta import CrossModalLearner, LoopConfig, MemoryBuffer, ScenarioStream, build_optimizer, run_stream
@@ -171,6 +172,11 @@ LAYOUTS = {  # name: (dataset, split, how to lay it out, extra flags)
     "official-objectnet": ("cil-objectnet", "B100-Inc20", _layout_official_objectnet, ()),
     "official-ucf": ("cil-ucf", "B50-Inc10", _layout_official_ucf, ()),
     "raw-imagenet-r": ("cil-imagenet-r", "B100-Inc20", _layout_raw_imagenet_r, ("SPLIT_FILE",)),
+    # the suite's subsets of the official layouts that the MTIL datasets' readers read
+    "official-cars": ("cil-cars", "B50-Inc10", build_stanford_cars, ()),
+    "official-aircraft": ("cil-aircraft", "B50-Inc10", build_aircraft, ()),
+    "official-food": ("cil-food", "B50-Inc10", build_food101, ()),
+    "official-sun": ("cil-sun", "B150-Inc30", lambda root: build_sun397(root, per_class=5), ()),
 }
 QUICK_LAYOUTS = ("archive-cars", "official-ucf")
 
@@ -198,7 +204,7 @@ def test_alta_run_on_every_layout_with_the_suites_preset(tmp_path, capsys, layou
     assert len(curves["top1"]) == len(curves["harmonic"]) == steps == summary["num_experiences"]
     assert curves["old"][0] is None and all(v is not None for v in curves["old"][1:] + curves["new"])
     assert curves["avg"] == pytest.approx(float(np.mean(curves["top1"]))) and curves["last"] == curves["top1"][-1]
-    assert summary["split_file"]["sha256"] and summary["split_file"]["kind"] in ("folders", "file", "seeded")
+    assert summary["split_file"]["sha256"] and summary["split_file"]["kind"] in ("folders", "file", "seeded", "dataset")
     assert "harmonic mean" in out and "old classes" in out and f"preset cil-suite/{dataset}/{split}" in out
     if layout in QUICK_LAYOUTS:  # the report shows the same curves; the plot is drawn
         code, report, _ = run_cli(capsys, "report", str(out_dir))
