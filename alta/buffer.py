@@ -4,8 +4,9 @@ ALTA (Li et al., IEEE TMM 2023) replays in feature space as DER++ does: every tr
 offered to a reservoir buffer that keeps its label, its frozen CLIP image feature and the logits
 the model produced for it (plus the experience it came from). :class:`MemoryBuffer` stores any set
 of named tensors; *what* to keep is decided by a storage policy from :data:`BUFFER_POLICIES`
-(``"reservoir"``, ``"class_balanced"``), *where* it lives (preallocated tensors on one device) is
-the buffer's job, as in Avalanche's ``storage_policy.py``.
+(``"reservoir"``, ``"class_balanced"``, ``"herding"``: a fixed number of exemplars per class
+chosen by iCaRL's herding at the end of each experience), *where* it lives (preallocated tensors
+on one device) is the buffer's job, as in Avalanche's ``storage_policy.py``.
 
 Examples:
     >>> buffer = MemoryBuffer(200, seed=0)
@@ -154,18 +155,27 @@ class MemoryBuffer:
     Args:
         capacity: M, the number of items kept.
         policy: Storage policy name from :func:`list_buffer_policies`: ``"reservoir"`` (Vitter's
-            algorithm R, mammoth's and ALTA's buffer) or ``"class_balanced"`` (CBRS).
+            algorithm R, mammoth's and ALTA's buffer), ``"class_balanced"`` (CBRS) or
+            ``"herding"`` (``per_class`` exemplars per class by iCaRL's herding on
+            ``feature_field``; offered an experience's training set at its end, see
+            :attr:`offered_per`).
         device: Where the stored tensors live: ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'mps'`` or
             a ``torch.device``; checked here (an accelerator must be available now).
         seed: Seed of the buffer's own CPU ``torch.Generator`` (all insertion choices, and
             :meth:`sample` when no generator is given), an int in [0, 2**64). ``None`` draws a
             seed once from the OS (see ``buffer.seed``); the global RNG is never used.
-        label_field: Field holding integer class labels (needed by ``"class_balanced"``).
+        label_field: Field holding integer class labels (needed by ``"class_balanced"`` and
+            ``"herding"``).
+        per_class: Items kept per class, for a policy that keeps a fixed number per class
+            (``"herding"``; ``None``: the policy's default, 20); refused by the others.
+        feature_field: Field holding the features a policy with ``needs_features`` chooses by
+            (``"herding"``: the frozen image features f1).
 
     Raises:
         ConfigError: capacity not a positive int, unknown policy (lists the valid ones), bad seed,
             a device that is not one or is not available (e.g. ``'gpu'``, or ``'cuda'`` on a
-            machine without CUDA).
+            machine without CUDA), ``per_class`` for a policy that does not use it (or missing for
+            one that needs it).
 
     Examples:
         >>> buffer = MemoryBuffer(2, seed=0)
@@ -183,22 +193,26 @@ class MemoryBuffer:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         label_field: str = "labels",
+        per_class: int | None = None,
+        feature_field: str = "image_features",
     ) -> None:
         self._capacity = _check_capacity(capacity)
         self._policy_name = BUFFER_POLICIES.resolve(policy)
-        if not isinstance(label_field, str) or not label_field:
-            raise ConfigError(
-                f"label_field must be the name of a field (a non-empty str, e.g. 'labels'), got "
-                f"{label_field!r}"
-            )
+        for what, name in (("label_field", label_field), ("feature_field", feature_field)):
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"{what} must be the name of a field (a non-empty str, e.g. 'labels'), got {name!r}"
+                )
         self._device = check_device(device)
         seed = check_seed(seed)
         if seed is None:
             seed = secrets.randbits(63)
-        self._policy = BUFFER_POLICIES.get(policy)(capacity, label_field=label_field)
+        self._policy_options = _policy_options(self._policy_name, per_class)
+        self._policy = BUFFER_POLICIES.get(policy)(capacity, label_field=label_field, **self._policy_options)
         self._seed = seed
         self._generator = torch.Generator().manual_seed(seed)
         self._label_field = label_field
+        self._feature_field = feature_field
         self._storage: dict[str, torch.Tensor] = {}
         self._size = 0
         self._num_seen = 0
@@ -239,6 +253,19 @@ class MemoryBuffer:
     def label_field(self) -> str:
         """Name of the label field."""
         return self._label_field
+
+    @property
+    def per_class(self) -> int | None:
+        """Items kept per class by a per-class policy (``"herding"``), else ``None``."""
+        return getattr(self._policy, "per_class", None) if self._policy.uses_per_class else None
+
+    @property
+    def offered_per(self) -> str:
+        """When the buffer is offered items: ``"step"`` (every training batch, by
+        :func:`alta.train_step`: reservoir, class-balanced) or ``"experience"`` (an experience's
+        whole training set once, at its end, by :func:`alta.loop.exemplars.offer_experience`:
+        herding)."""
+        return self._policy.offered_per
 
     def __len__(self) -> int:
         return self._size
@@ -298,12 +325,24 @@ class MemoryBuffer:
                 f"{self._label_field!r}, got fields {sorted(fields)}; add that field or pass "
                 "label_field=<name of your label field>"
             )
+        elif self._policy.needs_features and self._feature_field not in fields:
+            raise ConfigError(
+                f"policy {self._policy_name!r} chooses by the features in field {self._feature_field!r}, got "
+                f"fields {sorted(fields)}; add that field or pass feature_field=<name of your feature field>"
+            )
         if self._policy.needs_labels:
             labels = fields[self._label_field]
             if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex:
                 raise ShapeError(
                     f"label field {self._label_field!r} must be a 1-D integer tensor (B,), got "
                     f"{labels.dtype} of shape {tuple(labels.shape)}"
+                )
+        if self._policy.needs_features:
+            features = fields[self._feature_field]
+            if features.dim() != 2 or not features.dtype.is_floating_point:
+                raise ShapeError(
+                    f"feature field {self._feature_field!r} must be a 2-D float tensor (B, D), got "
+                    f"{features.dtype} of shape {tuple(features.shape)}"
                 )
         return next(iter(sizes.values()))
 
@@ -338,12 +377,14 @@ class MemoryBuffer:
         if batch_size == 0:
             return torch.empty(0, dtype=torch.long)
         labels = fields[self._label_field].tolist() if self._policy.needs_labels else None
+        extra = {"features": fields[self._feature_field]} if self._policy.needs_features else {}
         slots = self._policy.assign(
             num_seen=self._num_seen,
             size=self._size,
             batch_size=batch_size,
             labels=labels,
             generator=self._generator,
+            **extra,
         )
         assert len(slots) == batch_size
         winner: dict[int, int] = {}  # slot -> last item of the batch written there
@@ -368,7 +409,8 @@ class MemoryBuffer:
                 self._storage[name][dst_dev] = rows
             self._size = max(self._size, int(dst.max()) + 1)
         self._num_seen += batch_size
-        assert self._size == min(self._num_seen, self._capacity), (self._size, self._num_seen)
+        assert self._size == min(self._num_seen, self._capacity) if self._policy.fills_first else (
+            self._size <= min(self._num_seen, self._capacity)), (self._size, self._num_seen)
         return torch.tensor(result, dtype=torch.long)
 
     # ---- reading --------------------------------------------------------------------------------
@@ -489,10 +531,11 @@ class MemoryBuffer:
         if not all(isinstance(name, str) for name in fields):
             raise CheckpointError(f"buffer state 'fields' must map field names to tensors, got keys {list(fields)[:5]}")
         fields = dict(fields)
-        if size != min(num_seen, self._capacity) or size < 0:
+        fills_first = self._policy.fills_first
+        if size < 0 or (size != min(num_seen, self._capacity) if fills_first else size > min(num_seen, self._capacity)):
             raise CheckpointError(
                 f"buffer state holds size={size} after num_seen={num_seen} items with capacity "
-                f"{self._capacity}; expected size = min(num_seen, capacity)"
+                f"{self._capacity}; expected size {'=' if fills_first else '<='} min(num_seen, capacity)"
             )
         for name, value in fields.items():
             if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != size:
@@ -512,7 +555,8 @@ class MemoryBuffer:
             generator.set_state(generator_state)
         except (RuntimeError, TypeError) as err:
             raise CheckpointError(f"buffer state holds an invalid generator state ({err})") from err
-        policy = BUFFER_POLICIES.get(self._policy_name)(self._capacity, label_field=self._label_field)
+        policy = BUFFER_POLICIES.get(self._policy_name)(self._capacity, label_field=self._label_field,
+                                                        **self._policy_options)
         policy.load_state_dict(policy_state, size=size, labels=labels)
 
         storage = {}
@@ -548,6 +592,23 @@ class MemoryBuffer:
         )
 
 
+def _policy_options(policy: str, per_class: object) -> dict[str, Any]:
+    """The options a policy takes beyond capacity and label field: ``per_class`` for the
+    policies that keep a fixed number of items per class.
+
+    Raises:
+        ConfigError: ``per_class`` for a policy that does not use it.
+    """
+    if BUFFER_POLICIES.get(policy).uses_per_class:
+        return {} if per_class is None else {"per_class": per_class}  # the policy checks it
+    if per_class is not None:
+        raise ConfigError(
+            f"per_class={per_class!r} is only used by policies that keep a fixed number of items per class "
+            f"(herding); policy {policy!r} fills its capacity as it goes. Drop per_class, or use policy='herding'"
+        )
+    return {}
+
+
 MAX_BUFFER_SIZE = 10_000_000
 
 
@@ -558,7 +619,11 @@ class BufferConfig(ConfigSection):
     Attributes:
         replay: Replay on (``il_*`` configs) or off (``sgd_*`` lower bound, ``joint_*``).
         size: Capacity M (200; the reference's ``--buffer_size``). 0 turns replay off.
-        policy: Storage policy: ``reservoir`` (the reference) or ``class_balanced``.
+        policy: Storage policy: ``reservoir`` (the reference), ``class_balanced`` or ``herding``
+            (``per_class`` exemplars per class by iCaRL's herding, chosen at the end of each
+            experience: the PyCIL/PROOF memory; ``size`` must hold ``per_class`` x classes).
+        per_class: Exemplars kept per class by ``herding`` (``None``: the policy's default, 20 as
+            in PROOF); refused with the other policies when the buffer is built.
     """
 
     _SECTION: ClassVar[str] = "buffer"
@@ -566,11 +631,14 @@ class BufferConfig(ConfigSection):
     replay: bool = True
     size: int = 200
     policy: str = "reservoir"
+    per_class: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.size, "buffer.size", low=0, high=MAX_BUFFER_SIZE,
                   why="stored items (the paper uses 200 to 5120; 0 turns replay off)")
         set_canonical(self, "policy", resolve_name(BUFFER_POLICIES, self.policy, "buffer.policy"))
+        check_int(self.per_class, "buffer.per_class", low=1, optional=True,
+                  why="exemplars kept per class by the herding policy (20 in PROOF)")
 
     @property
     def enabled(self) -> bool:
@@ -579,4 +647,11 @@ class BufferConfig(ConfigSection):
 
     def build(self, *, device: torch.device, seed: int) -> MemoryBuffer | None:
         """The buffer (``None`` when :attr:`enabled` is false)."""
-        return MemoryBuffer(self.size, policy=self.policy, device=device, seed=seed) if self.enabled else None
+        if not self.enabled:
+            return None
+        try:
+            return MemoryBuffer(self.size, policy=self.policy, device=device, seed=seed, per_class=self.per_class)
+        except ConfigError as exc:
+            if self.per_class is None:
+                raise
+            raise ConfigError(f"config key 'buffer.per_class': {exc}") from None

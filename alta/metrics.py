@@ -30,7 +30,12 @@ as :func:`alta.evaluate` counts it):
 - old-class / new-class accuracy after experience t: the accuracy over the samples of the classes
   of experiences ``k < t`` (old) and of experience t (new), the stability / plasticity split of
   class-incremental learning (e.g. Masana et al., "Class-Incremental Learning: Survey and
-  Performance Evaluation on Image Classification", TPAMI 2023). Sample-weighted, unlike ``A_t``.
+  Performance Evaluation on Image Classification", TPAMI 2023). Sample-weighted, unlike ``A_t``;
+  their harmonic mean ``H = 2 * old * new / (old + new)`` (:func:`harmonic_mean`).
+
+The CLIP class-incremental suite (PyCIL, PROOF) reports after each step the accuracy on the test
+samples of *all classes seen so far*, sample-weighted (:func:`seen_accuracy`), its top-1 and
+top-5 curves, Avg = the mean of the top-1 curve and Last = its final value.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ __all__ = [
     "summarize",
     "per_class_accuracy",
     "old_new_accuracy",
+    "harmonic_mean",
+    "seen_accuracy",
 ]
 
 
@@ -221,3 +228,35 @@ def old_new_accuracy(confusion, class_to_experience, experience: int) -> dict[st
         return float(100.0 * np.diag(M)[rows].sum() / total) if total > 0 else float("nan")
 
     return {"old": accuracy(owner < experience), "new": accuracy(owner == experience)}
+
+
+def harmonic_mean(old: float | None, new: float | None) -> float:
+    """Harmonic mean of the old-class and new-class accuracies, ``2 * old * new / (old + new)``
+    (0 when both are 0; NaN when either is missing, e.g. no old classes after the first step).
+
+    References:
+        PyCIL ``utils/toolkit.py`` (``accuracy``: ``harmonic``), as PROOF reports it.
+    """
+    if old is None or new is None or np.isnan(old) or np.isnan(new):
+        return float("nan")
+    return 0.0 if old + new == 0 else float(2.0 * old * new / (old + new))
+
+
+def seen_accuracy(accuracies: Sequence[float], num_samples: Sequence[int]) -> float:
+    """Accuracy over the test samples of all experiences seen so far: the per-experience
+    accuracies weighted by their test samples (PyCIL's top-1 and top-5 curves); NaN without samples.
+
+    Args:
+        accuracies: Accuracy (%) on each seen experience.
+        num_samples: Its test samples.
+
+    Raises:
+        ShapeError: lists of different lengths, or a NaN accuracy of an experience with samples.
+    """
+    a, n = np.asarray(accuracies, dtype=float), np.asarray(num_samples, dtype=float)
+    if a.shape != n.shape or a.ndim != 1:
+        raise ShapeError(f"one accuracy per experience and one sample count each, got {a.shape} and {n.shape}")
+    if np.isnan(a[n > 0]).any():
+        raise ShapeError("an experience with test samples has no accuracy (NaN)")
+    total = n.sum()
+    return float((a[n > 0] * n[n > 0]).sum() / total) if total > 0 else float("nan")

@@ -2,14 +2,25 @@
 
 A :class:`~alta.buffer.MemoryBuffer` stores named tensors; *what* to keep is decided by a policy
 registered in :data:`BUFFER_POLICIES` (``"reservoir"``: Vitter's algorithm R, as mammoth's buffer
-that ALTA's reference code uses; ``"class_balanced"``: class-balancing reservoir sampling). A
-policy sees only counters and labels, never the stored tensors (Avalanche's
+that ALTA's reference code uses; ``"class_balanced"``: class-balancing reservoir sampling;
+``"herding"``: a fixed number of exemplars per class chosen by iCaRL's herding on the frozen image
+features, as the PyCIL/PROOF line keeps its memory). A policy sees counters and labels (and, if
+it asks for them, the offered features), never the stored tensors (Avalanche's
 ``storage_policy.py`` separates them the same way).
+
+Two ways of being offered items (:attr:`BufferPolicy.offered_per`): ``"step"`` policies
+(reservoir, class-balanced) are offered every training batch by :func:`alta.train_step`;
+``"experience"`` policies (herding) are offered the whole training set of an experience once, at
+its end, by the loop (:func:`alta.loop.exemplars.offer_experience`), since herding chooses among
+all images of a class at once.
 
 References:
     J. S. Vitter, "Random Sampling with a Reservoir", ACM TOMS 11(1), 1985 (algorithm R).
     A. Chrysakis, M.-F. Moens, "Online Continual Learning from Imbalanced Data", ICML 2020
     (class-balancing reservoir sampling, CBRS).
+    S.-A. Rebuffi et al., "iCaRL: Incremental Classifier and Representation Learning", CVPR 2017
+    (herding, Algorithm 4); its PyCIL form: github.com/G-U-N/PyCIL ``models/base.py``
+    (``_construct_exemplar_unified``), as in github.com/zhoudw-zdw/PROOF@0bb20520.
     W. Li et al., "Cross-Modal Alternating Learning with Task-Aware Representations for Continual
     Learning", IEEE Transactions on Multimedia, 2023.
 """
@@ -22,12 +33,14 @@ import inspect
 import logging
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, ShapeError
 from .registry import Registry
 
-__all__ = ["BUFFER_POLICIES", "BufferPolicy", "ClassBalancedPolicy", "ReservoirPolicy", "list_buffer_policies"]
+__all__ = ["BUFFER_POLICIES", "BufferPolicy", "ClassBalancedPolicy", "HerdingPolicy", "ReservoirPolicy",
+           "herding_selection", "list_buffer_policies"]
 
 logger = logging.getLogger("alta.buffer")
 
@@ -84,8 +97,20 @@ def describe_value(value: Any) -> str:
 class BufferPolicy(abc.ABC):
     """Decides which offered items a buffer keeps and in which slots.
 
-    A policy sees only counters and labels, never the stored tensors: the buffer asks it for a
-    slot per offered item and writes the winners itself.
+    A policy sees only counters and labels (and the offered features when ``needs_features``),
+    never the stored tensors: the buffer asks it for a slot per offered item and writes the
+    winners itself.
+
+    Class attributes:
+        name: Registry name.
+        needs_labels: ``assign`` gets the offered labels.
+        needs_features: ``assign`` gets the offered features (the buffer's ``feature_field``).
+        offered_per: ``"step"``: offered every training batch (:func:`alta.train_step`);
+            ``"experience"``: offered an experience's whole training set once, at its end
+            (:func:`alta.loop.exemplars.offer_experience`).
+        fills_first: Every offered item is stored while the buffer is not full (then the buffer
+            holds ``min(num_seen, capacity)`` items, which it checks).
+        uses_per_class: The policy keeps a fixed number of items per class (``per_class``).
 
     Args:
         capacity: Number of slots of the buffer.
@@ -94,6 +119,10 @@ class BufferPolicy(abc.ABC):
 
     name: ClassVar[str] = ""
     needs_labels: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False
+    offered_per: ClassVar[str] = "step"
+    fills_first: ClassVar[bool] = True
+    uses_per_class: ClassVar[bool] = False
 
     def __init__(self, capacity: int, *, label_field: str = "labels") -> None:
         self.capacity = capacity
@@ -121,6 +150,8 @@ class BufferPolicy(abc.ABC):
             batch_size: B, items offered now.
             labels: The B labels (only for policies with ``needs_labels``).
             generator: Source of all randomness.
+            features: (B, D) features of the offered items, passed as a keyword only to policies
+                with ``needs_features``.
 
         Returns:
             B slot numbers in [-1, capacity).
@@ -155,7 +186,7 @@ BUFFER_POLICIES: Registry[type[BufferPolicy]] = Registry("buffer policy", group=
 
 
 def list_buffer_policies() -> list[str]:
-    """Names of the registered storage policies (``"reservoir"``, ``"class_balanced"``)."""
+    """Names of the registered storage policies (``"reservoir"``, ``"class_balanced"``, ``"herding"``)."""
     return BUFFER_POLICIES.names()
 
 
@@ -346,3 +377,155 @@ class ClassBalancedPolicy(BufferPolicy):
                 f"stored item, got {describe_value(value)}: {err}. The state dict is corrupt or was not "
                 "written by MemoryBuffer.state_dict()"
             ) from err
+
+
+# --------------------------------------------------------------------------------------------
+# Herding: a fixed number of exemplars per class (iCaRL, as PyCIL and PROOF keep it)
+# --------------------------------------------------------------------------------------------
+
+HERDING_EPSILON = 1e-8  # added to the feature norms before dividing, as PyCIL's EPSILON
+
+
+def herding_selection(features: torch.Tensor, m: int) -> list[int]:
+    """iCaRL's herding: the ``m`` items of one class whose running mean best follows the class mean.
+
+    Each feature is L2-normalised (norm + 1e-8); the class mean ``mu`` is the mean of the
+    normalised features (not renormalised). Step k = 1..m picks, among the items not chosen yet,
+    the ``i`` that minimises ``|| mu - (x_i + S) / k ||`` where ``S`` is the sum of the chosen
+    features; ties go to the first such item. The result is in selection order, so its first
+    ``j`` entries are the herding choice for ``j`` exemplars. Computed with NumPy in the features'
+    own precision (float32 or float64; half precision is read as float32), with PyCIL's
+    expressions, so that near-ties are broken as PyCIL breaks them.
+
+    Args:
+        features: The class's features in the order offered.
+        m: Exemplars to choose; ``min(m, n)`` are returned (PyCIL would fail for ``n < m``).
+
+    Returns:
+        Indices into ``features``, in the order herding chose them.
+
+    Shape:
+        features: (n, D).
+
+    References:
+        S.-A. Rebuffi et al., "iCaRL: Incremental Classifier and Representation Learning", CVPR
+        2017, Algorithm 4; github.com/G-U-N/PyCIL ``models/base.py`` (``_construct_exemplar``),
+        the same in github.com/zhoudw-zdw/PROOF@0bb20520.
+    """
+    x = features.detach().to("cpu")
+    if x.ndim != 2:
+        raise ShapeError(f"herding needs features of shape (n, D), got {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    vectors = x.numpy()
+    vectors = (vectors.T / (np.linalg.norm(vectors.T, axis=0) + HERDING_EPSILON)).T  # (n, D)
+    class_mean = np.mean(vectors, axis=0)  # (D,)
+    remaining = np.arange(vectors.shape[0])
+    chosen: list[int] = []
+    chosen_vectors: list[np.ndarray] = []
+    for k in range(1, min(m, vectors.shape[0]) + 1):
+        total = np.sum(chosen_vectors, axis=0)  # S (0.0 while nothing is chosen)
+        candidates = vectors[remaining]
+        distance = np.sqrt(np.sum((class_mean - (candidates + total) / k) ** 2, axis=1))
+        i = int(np.argmin(distance))  # the first minimum, among the items not chosen yet, in order
+        chosen.append(int(remaining[i]))
+        chosen_vectors.append(candidates[i])
+        remaining = np.delete(remaining, i)
+    return chosen
+
+
+@BUFFER_POLICIES.register("herding")
+class HerdingPolicy(BufferPolicy):
+    """A fixed number of exemplars per class chosen by herding on the frozen image features
+    (iCaRL, Rebuffi et al., CVPR 2017), the memory of the PyCIL/PROOF class-incremental line
+    ("20 exemplars per class").
+
+    The policy is offered an experience's whole training set at once (``offered_per =
+    "experience"``): for every class of the offer that holds no exemplars yet, in increasing label
+    order, it keeps the ``min(per_class, n_c)`` items that :func:`herding_selection` picks from
+    that class's features, in herding order, in the next free slots. Classes already stored keep
+    their exemplars (PyCIL's fixed memory, ``_construct_exemplar_unified``): offering them again
+    stores nothing. Nothing is ever replaced, and nothing is random: the choice depends only on
+    the features (the buffer's seed still drives :meth:`~alta.MemoryBuffer.sample`).
+
+    Args:
+        capacity: Slots of the buffer: at least ``per_class`` times the number of classes.
+        label_field: Name of the label field.
+        per_class: Exemplars kept per class (20, PROOF's ``memory_per_class``).
+
+    Raises:
+        ConfigError: ``per_class`` not a positive int; (at ``assign``) an offer whose new classes
+            need more slots than are free.
+    """
+
+    name = "herding"
+    needs_labels = True
+    needs_features = True
+    offered_per = "experience"
+    fills_first = False
+    uses_per_class = True
+
+    def __init__(self, capacity: int, *, label_field: str = "labels", per_class: int = 20) -> None:
+        super().__init__(capacity, label_field=label_field)
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ConfigError(
+                f"the herding policy keeps a fixed number of exemplars per class: per_class must be a positive "
+                f"int (20 in PROOF), got {per_class!r}; e.g. MemoryBuffer(2000, policy='herding', per_class=20) "
+                f"or buffer.per_class: 20"
+            )
+        self.per_class = per_class
+        self._stored: dict[int, int] = {}  # class -> exemplars stored
+
+    @property
+    def stored_counts(self) -> dict[int, int]:
+        """Exemplars stored per class."""
+        return dict(sorted(self._stored.items()))
+
+    def assign(self, *, num_seen, size, batch_size, labels, generator, features=None):
+        assert labels is not None and len(labels) == batch_size and features is not None
+        by_class: dict[int, list[int]] = {}
+        for item, c in enumerate(labels):
+            by_class.setdefault(c, []).append(item)
+        new = {c: items for c, items in sorted(by_class.items()) if c not in self._stored}
+        needed = sum(min(self.per_class, len(items)) for items in new.values())
+        if size + needed > self.capacity:
+            raise ConfigError(
+                f"the herding buffer keeps {self.per_class} exemplars per class: the {len(new)} new classes offered "
+                f"need {needed} slots but only {self.capacity - size} of its {self.capacity} are free. Make the "
+                f"buffer hold per_class x classes of the stream (buffer.size, --buffer-size)"
+            )
+        slots = [-1] * batch_size
+        for c, items in new.items():
+            index = torch.tensor(items, dtype=torch.long)
+            for position in herding_selection(features[index.to(features.device)], self.per_class):
+                slots[items[position]] = size
+                size += 1
+            self._stored[c] = min(self.per_class, len(items))
+        return slots
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"per_class": self.per_class}
+
+    def load_state_dict(self, state, *, size, labels):
+        if not isinstance(state, Mapping) or set(state) != {"per_class"}:
+            raise CheckpointError(
+                f"herding policy state must be {{'per_class': int}} as MemoryBuffer.state_dict() writes it, got "
+                f"{describe_value(state)}; the state dict is corrupt or of another policy"
+            )
+        saved = state["per_class"]
+        if saved != self.per_class or isinstance(saved, bool):
+            raise CheckpointError(
+                f"buffer state keeps {saved!r} exemplars per class but this buffer keeps {self.per_class}; build "
+                f"MemoryBuffer with per_class={saved!r} to load it"
+            )
+        stored: dict[int, int] = {}
+        for c in labels or []:
+            stored[c] = stored.get(c, 0) + 1
+        over = {c: n for c, n in stored.items() if n > self.per_class}
+        if over:
+            c, n = next(iter(sorted(over.items())))
+            raise CheckpointError(
+                f"herding buffer state stores {n} items of class {c} but keeps at most {self.per_class} per class; "
+                f"the state dict is corrupt or of another buffer"
+            )
+        self._stored = stored

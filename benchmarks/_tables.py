@@ -36,13 +36,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from alta import get_method
-from alta.cli.config import OPERATIONAL_KEYS, RunConfig, apply_overrides, flatten, load_config
+from alta.cli.config import OPERATIONAL_KEYS, RunConfig, apply_overrides, flatten, load_config, preset_config
+from alta.data.datasets.cil_suite import SUITE
 from alta.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TABLES_DIR = HERE / "tables"
-TABLE_NAMES = ("main", "ablation", "backbones", "cost")
+TABLE_NAMES = ("main", "ablation", "backbones", "cost", "cil-suite")
 SCALE_NAMES = ("smoke", "cpu", "full")
 CELL_FORMAT = "alta.benchmark-cell"
 TABLE_FORMAT = "alta.benchmark-table"
@@ -53,6 +54,8 @@ DATA_FOLDERS = {
     "seq-cifar10": ("cifar10", "cifar-10", "CIFAR10"),
     "seq-cifar100": ("cifar100", "cifar-100", "CIFAR100"),
     "seq-tinyimagenet": ("tiny-imagenet-200",),
+    # the CLIP class-incremental suite: its archives' folder names (the loaders also look inside them)
+    **{spec.name: spec.folders for spec in SUITE.values()},
 }
 
 
@@ -79,7 +82,9 @@ class Column:
 
 @dataclass(frozen=True)
 class Row:
-    """A row: a shipped config (``{configs}`` filled per column) and the overrides that make it.
+    """A row: a shipped config (``{configs}`` filled per column) and the overrides that make it;
+    ``config: preset`` starts from the suite's preset of the column's dataset and split
+    (``cil-suite/{dataset}/{configs}``, :func:`alta.cli.config.preset_config`).
 
     ``deterministic`` rows (zero-shot CLIP: nothing is trained, the seed changes nothing) run the
     first seed only.
@@ -134,12 +139,14 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class DatasetPlan:
-    """What a scale does with a dataset column: run it, run a stand-in, or skip it."""
+    """What a scale does with a dataset column: run it, run a stand-in, or skip it; ``folder``: the
+    stand-in's folder under ``--data-root`` (when its usual folder is not the one to read)."""
 
     run: bool = False
     stand_in: Mapping[str, Any] | None = None
     label: str | None = None
     skip: str | None = None
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,7 @@ def load_scales() -> dict[str, Scale]:
                         "datasets"), f"{path} scale {name!r}")
         datasets = {}
         for key, d in (s.get("datasets") or {}).items():
-            _check_keys(d, ("run", "stand_in", "label", "skip"), f"{path} scale {name!r} dataset {key!r}")
+            _check_keys(d, ("run", "stand_in", "label", "skip", "folder"), f"{path} scale {name!r} dataset {key!r}")
             datasets[key] = DatasetPlan(**d)
         scales[name] = Scale(
             name=name, description=" ".join(str(s["description"]).split()),
@@ -290,13 +297,16 @@ def cell_config(spec: TableSpec, row: Row, column: Column, scale: Scale, *, seed
     scale's overrides, its backbone substitution, its stand-in dataset, then seed, device and data
     location (the last two are operational: not part of the cell's key).
     """
-    config = load_config(row.config.format(configs=column.configs))
+    config = (preset_config(f"cil-suite/{column.dataset}/{column.configs}") if row.config == "preset"
+              else load_config(row.config.format(configs=column.configs)))
     config = apply_overrides(config, {"name": f"{spec.name}-{row.key}-{column.key}".replace("/", "-"), **row.set})
     overrides: dict[str, Any] = {}
     if scale.epochs_divisor != 1:
         overrides["train.epochs"] = max(1, round(config.train.epochs / scale.epochs_divisor))
     overrides.update(scale.set)
     overrides["model.visual"] = scale.backbone(config.model.visual)
+    if overrides["model.visual"] != config.model.visual and config.model.pretrained is not None:
+        overrides["model.pretrained"] = None  # the weights belong to the backbone replaced
     plan = scale.datasets.get(column.key, DatasetPlan(run=True))
     stand_in = None
     if plan.stand_in:
@@ -305,7 +315,8 @@ def cell_config(spec: TableSpec, row: Row, column: Column, scale: Scale, *, seed
         stand_in = f"{plan.label or plan.stand_in.get('data.dataset')} instead of {column.label}"
     overrides.update({"seed": seed, "device": device})
     final_dataset = overrides.get("data.dataset", config.data.dataset)
-    overrides["data.root"] = resolve_data_root(final_dataset, data_root)
+    overrides["data.root"] = (str(data_root / plan.folder) if plan.folder and data_root is not None
+                              else resolve_data_root(final_dataset, data_root))
     if weights_dir is not None:
         overrides["model.download_root"] = weights_dir
     if offline:
@@ -515,9 +526,13 @@ def run_cost(summary: Mapping[str, Any], *, batch_size: int) -> dict[str, Any]:
 def metric_value(record: Mapping[str, Any], key: str) -> float | None:
     """One metric of a done cell: ``class_il.last``, ``task_il.avg``, ``class_il.forgetting``,
     ``class_il.bwt``, ``class_il.fwt``, ``class_il.zeroshot`` (mean zero-shot accuracy over the
-    experiences, same run) or ``cost.<field>`` (:func:`run_cost`). ``None`` when undefined."""
+    experiences, same run), ``seen.avg`` / ``seen.last`` / ``seen.avg_top5`` / ``seen.last_top5``
+    (the class-incremental suite's curves, ``summary["curves"]``) or ``cost.<field>``
+    (:func:`run_cost`). ``None`` when undefined."""
     group, _, name = key.partition(".")
-    if group == "cost":
+    if group == "seen":
+        value = (record["summary"].get("curves") or {}).get(name)
+    elif group == "cost":
         cost = record["cost"]
         value = cost.get(name)
         if value is None and name in ("group_size", "wall_time_share_s"):  # recorded before run groups: alone

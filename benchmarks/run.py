@@ -7,8 +7,9 @@
     python benchmarks/run.py all --scale full --estimate           # projected time, runs nothing
     python benchmarks/run.py all --scale full --dispatch slurm --slurm-partition gpu   # a Slurm job per group
     python benchmarks/run.py my_table.yaml --import examples/linear_probe.py --scale cpu  # your method's rows
+    python benchmarks/run.py cil-suite --scale full --data-root /data --weights-dir W  # the CLIP CIL suite
 
-The tables (main, ablation, backbones, cost) are data: ``benchmarks/tables/<table>.yaml``; the
+The tables (main, ablation, backbones, cost, cil-suite) are data: ``benchmarks/tables/<table>.yaml``; the
 scales (smoke, cpu, full) are in ``benchmarks/tables/scales.yaml``. Every cell is one run of
 :func:`alta.run.driver.run_experiment` with a config made by
 :func:`~alta.cli.config.load_config` + :func:`~alta.cli.config.apply_overrides`; it is stored as
@@ -65,7 +66,7 @@ from alta.io import write_json, write_text  # noqa: E402
 from alta.plugins import import_plugin  # noqa: E402
 
 TINY_BACKBONES = ("tiny-vit", "tiny-rn")
-RUN_TABLES = ("main", "ablation", "backbones")
+RUN_TABLES = ("main", "ablation", "backbones", "cil-suite")
 
 
 def default_data_root() -> Path | None:
@@ -448,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.job is not None:
         return run_child(args.job)
     if args.table is None:
-        build_parser().error("give a table: main, ablation, backbones, cost, all or a table spec FILE.yaml")
+        build_parser().error("give a table: main, ablation, backbones, cost, cil-suite, all or a table spec FILE.yaml")
     if args.table not in (*tables.TABLE_NAMES, "all") and not tables.is_table_file(args.table):
         build_parser().error(f"argument table: invalid choice: {args.table!r} (choose from "
                              f"{', '.join((*tables.TABLE_NAMES, 'all'))}, or give a table spec FILE.yaml)")

@@ -41,3 +41,26 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "Traceback" not in out, err
     return code, out, err
+
+
+def write_image(path, color=(10, 20, 30), size=(4, 3)) -> None:
+    """A tiny RGB image at ``path`` (format from the extension), folders created."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def make_suite_archive(root, spec, *, train: int = 1, test: int = 1, test_dir: str = "test"):
+    """The pre-split archive of a suite dataset (``alta.data.datasets.cil_suite``) under ``root``:
+    ``root/<folder>/{train,test}/<class folder>/`` with ``train`` / ``test`` tiny images per class,
+    folders spelled as the suite's data file lists them; SUN's merged categories as sub-folders
+    (ImageFolder reads them recursively). Returns the archive folder."""
+    base = root / spec.folders[0]
+    for side, count in (("train", train), (test_dir, test)):
+        for k, cls in enumerate(spec.classes):
+            subs = [c.rsplit("/", 1)[-1] for c in cls.official.split(",")] if spec.key == "sun" else [""]
+            for j in range(count):
+                sub = subs[j % len(subs)] if len(cls.official.split(",")) > 1 else ""
+                write_image(base / side / cls.folder / sub / f"{side}_{j}.jpg", color=(k % 256, j, k // 256))
+    return base

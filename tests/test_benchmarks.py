@@ -90,7 +90,9 @@ def test_smoke_markdown_says_how_it_was_made(smoke):
 def test_cost_table_lists_each_distinct_run_once(smoke, tables):
     out, _ = smoke
     cost = json.loads((out / "cost.json").read_text())
-    records = {json.loads(p.read_text())["key"] for p in (out / "cells").glob("*.json")}
+    sources = set(tables.load_table("cost").from_tables)
+    records = {r["key"] for r in map(json.loads, (p.read_text() for p in (out / "cells").glob("*.json")))
+               if r["requested_by"]["table"] in sources}
     keys = [k for row in cost["rows"] for k in row["cells"]["run"]["keys"]]
     assert len(keys) == len(set(keys))  # a run shared by two tables (ALTA buffer 200) appears once
     assert len(cost["rows"]) == len(records)
@@ -252,3 +254,104 @@ def test_a_table_of_ones_own_rows_runs_a_plugin_method_in_its_jobs(run, tmp_path
     probe = next(r for r in records if r["summary"]["method"] == "linear_probe")
     assert probe["status"] == "done" and probe["summary"]["group"]["size"] == 2  # one job ran both
     assert probe["summary"]["plugins"][0]["file"] == str(REPO / "examples" / "linear_probe.py")
+# ---- the CLIP class-incremental suite (cil-suite.yaml) -----------------------------------------------
+
+
+def test_smoke_scale_fills_the_cil_suite_table(smoke, tables):
+    out, _ = smoke
+    spec = tables.load_table("cil-suite")
+    table = json.loads((out / "cil-suite.json").read_text())
+    assert len(spec.columns) == 18 and [r["key"] for r in table["rows"]] == ["zeroshot", "alta"]
+    for row in table["rows"]:
+        for column, entry in row["cells"].items():
+            assert entry["status"] == "done" and entry["stand_in"].startswith("digits"), (row["key"], column)
+            for key in ("seen.avg", "seen.last"):
+                assert 0.0 <= entry["metrics"][key]["mean"] <= 100.0
+    records = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    suite = [r for r in records if r["requested_by"]["table"] == "cil-suite"]
+    assert len(suite) == 36
+    for record in suite:
+        summary, column = record["summary"], record["requested_by"]["column"]
+        dataset = next(c.dataset for c in spec.columns if c.key == column)
+        assert summary["preset"]["name"] == f"cil-suite/{dataset}/{column.split('/')[1]}"
+        assert {"data.dataset", "data.split", "model.visual", "model.pretrained", "train.epochs"} <= set(
+            summary["preset_deviations"])  # the stand-in and the smoke scale, said by every cell
+        assert summary["curves"]["avg"] == tables.metric_value(record, "seen.avg")
+        if record["requested_by"]["row"] == "alta":
+            assert record["config"]["buffer"]["policy"] == "herding"
+    text = (out / "cil-suite.md").read_text()
+    assert "| PROOF [S1] | OpenCLIP ViT-B/16, LAION-400M | 64.61 | 63.60 | 86.77 |" in text
+    assert "OpenAI CLIP ViT-B/16" in text and "NOT the suite's protocol" in text
+
+
+def test_cil_suite_published_rows_say_their_weights_and_sources(tables):
+    spec = tables.load_table("cil-suite")
+    rows = {p.label: p for p in spec.published}
+    proof = rows["PROOF"].values
+    assert len(proof) == 18 and proof["cifar100/B0-Inc10"] == {"seen.avg": 86.77, "seen.last": 79.11}
+    assert proof["objectnet/B100-Inc20"] == {"seen.avg": 49.78, "seen.last": 43.81}
+    assert rows["Zero-shot CLIP"].values["aircraft/B0-Inc10"] == {"seen.avg": 26.66, "seen.last": 17.22}
+    assert rows["BOFA"].values["cars/B0-Inc10"] == {"seen.avg": 93.77, "seen.last": 89.23}
+    assert rows["ENGINE (ENGINE paper)"].values["imagenet_r/B0-Inc20"] == {"seen.last": 80.37}
+    columns = {c.key for c in spec.columns}
+    for published in spec.published:
+        assert published.backbone and published.source and published.note
+        assert set(published.values) <= columns
+    assert {p.backbone for p in spec.published} == {"OpenCLIP ViT-B/16, LAION-400M", "OpenAI CLIP ViT-B/16"}
+
+
+def test_cil_suite_cpu_plan_uses_the_real_images_this_machine_has(tables):
+    scale = tables.load_scales()["cpu"]
+    cells = tables.plan_cells(tables.load_table("cil-suite"), scale, seeds=[0, 1, 2], data_root=Path("/data"))
+    run = [c for c in cells if c.config is not None]
+    assert {c.column for c in run} == {"cifar100/B0-Inc10", "cifar100/B50-Inc10", "imagenet_r/B0-Inc20",
+                                       "imagenet_r/B100-Inc20"}
+    assert all("none of the suite's datasets" in c.skip for c in cells if c.config is None)
+    for cell in run:
+        config = cell.config
+        assert config.model.visual == "tiny-vit" and config.model.pretrained is None  # no weights for tiny-vit
+        assert config.buffer.policy == "herding" and config.preset.startswith("cil-suite/")
+        if cell.column.startswith("imagenet_r"):
+            assert config.data.dataset == "seq-tinyimagenet" and config.data.root == "/data/tiny-imagenet-200-sample"
+            assert config.data.split == cell.column.split("/")[1]  # the suite's own splits on 200 classes
+        else:
+            assert config.data.dataset == "seq-cifar10" and config.buffer.size == 200
+    full = tables.plan_cells(tables.load_table("cil-suite"), tables.load_scales()["full"], seeds=[0],
+                             data_root=Path("/data"))
+    cars = next(c for c in full if c.column == "cars/B50-Inc10" and c.row == "alta").config
+    assert (cars.data.root, cars.model.visual, cars.model.pretrained) == ("/data", "open_clip:ViT-B-16", "laion400m_e32")
+    assert not __import__("alta.run.presets", fromlist=["x"]).preset_deviations(cars)
+
+
+def test_cil_suite_full_scale_stops_at_once_without_weights(run, tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import make_suite_archive
+
+    from alta.data.datasets.cil_suite import SUITE
+
+    make_suite_archive(tmp_path / "data", SUITE["cil-cars"])  # the data is there: the weights are what is missing
+    out = tmp_path / "out"
+    code = run.main(["cil-suite", "--scale", "full", "--seeds", "0", "--out", str(out), "--offline", "--data-root",
+                     str(tmp_path / "data"), "--weights-dir", str(tmp_path / "no-weights"), "--no-isolate"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "could not load its backbone" in err and "laion400m_e32" in err
+    table = json.loads((out / "cil-suite.json").read_text())
+    statuses = {e["status"] for row in table["rows"] for e in row["cells"].values()}
+    assert "done" not in statuses
+
+
+def test_cil_suite_projection_counts_the_presets_work():
+    cost = _load("cil_suite_cost")
+    cifar = cost.counts("cil-cifar100", "B0-Inc10")
+    assert cifar["steps"] == 5 * 10 * math.ceil(5000 / 32) and cifar["encoded_images"] == 60_000  # 5 epochs, 10 steps
+    sun = cost.counts("cil-sun", "B150-Inc30")
+    assert sun["experiences"] == 6 and sun["steps_per_experience"][0] == 10 * math.ceil(16_250 * 150 / 300 / 32)
+    assert cost.counts("cil-cars", "B0-Inc10", method="zeroshot")["steps"] == 0
+    step = {"t_step": 1.0, "flops_step": 2e12, "t_eval_text": 0.5}
+    measured = {"t_img": 0.01, "flops_img": 1e10, "steps": {"C=100 first": step, "C=100 last": step}}
+    result = cost.project(measured, gpu_tflops=100.0, gpu_step_ms=10.0, seeds=1)
+    first = next(r for r in result["rows"] if r["dataset"] == "cil-cifar100" and r["method"] == "alta")
+    assert first["cpu_s"] == pytest.approx(7850 * 1.0 + 60_000 * 0.01 + 11 * 0.5)
+    assert first["gpu_s"] == pytest.approx((7850 * 2e12 + 60_000 * 1e10) / 1e14 + 7850 * 0.01)
+    assert len(result["rows"]) == 36

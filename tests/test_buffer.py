@@ -1,4 +1,4 @@
-"""MemoryBuffer: reservoir (algorithm R) and class-balanced (CBRS) policies, state, errors.
+"""MemoryBuffer: reservoir (algorithm R), class-balanced (CBRS) and herding policies, state, errors.
 
 The property tests offer random sequences of batches and give every offered item a unique id
 (its position in the stream), so that "stored", "aligned" and "no duplicate" are checkable.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import math
+
+import numpy as np
 
 import pytest
 import torch
@@ -229,7 +231,7 @@ def test_reservoir_inclusion_is_uniform_over_the_stream():
 
 
 def test_policies_registry():
-    assert list_buffer_policies() == ["reservoir", "class_balanced"]
+    assert list_buffer_policies() == ["reservoir", "class_balanced", "herding"]
     with pytest.raises(ConfigError, match="did you mean 'reservoir'"):
         MemoryBuffer(10, policy="resevoir")
     assert "reservoir" in BUFFER_POLICIES
@@ -475,8 +477,8 @@ def test_registry_messages_pluralise_the_kind():
         "buffer policies", "methods", "boxes", "keys", "classes"]
     with pytest.raises(ConfigError) as info:
         MemoryBuffer(4, policy="zzz")
-    assert str(info.value).startswith("unknown buffer policy 'zzz'. Valid buffer policies: reservoir, class_balanced. "
-                                      "To add one: an entry point in group 'alta.buffer_policies'")
+    assert str(info.value).startswith("unknown buffer policy 'zzz'. Valid buffer policies: reservoir, class_balanced, "
+                                      "herding. To add one: an entry point in group 'alta.buffer_policies'")
     with pytest.raises(ConfigError, match=r"; did you mean 'reservoir'\? Valid buffer policies:"):
         MemoryBuffer(4, policy="resevoir")
     with pytest.raises(ConfigError, match="valid buffer policies"):
@@ -485,3 +487,133 @@ def test_registry_messages_pluralise_the_kind():
     mice.add("a", 1)
     with pytest.raises(ConfigError, match="registered mice: a"):
         mice.add("a", 2)
+
+
+# ---- herding: a fixed number of exemplars per class (iCaRL) -------------------------------------
+
+
+def icarl_herding(vectors: np.ndarray, m: int) -> list[int]:
+    """iCaRL's herding written directly from the paper (Rebuffi et al., CVPR 2017, Algorithm 4)
+    in the form PyCIL and PROOF run it (models/base.py): L2-normalise (norm + 1e-8), class mean
+    not renormalised, at step k the candidate whose mean with the k - 1 chosen ones is nearest
+    to the class mean, first on ties, chosen items removed from the candidates. Returns the
+    original indices in the order chosen (at most n: PyCIL itself fails for n < m)."""
+    vectors = (vectors.T / (np.linalg.norm(vectors.T, axis=0) + 1e-8)).T
+    mean = np.mean(vectors, axis=0)
+    index = np.arange(len(vectors))
+    chosen, chosen_vectors = [], []
+    for k in range(1, min(m, len(index)) + 1):
+        total = np.sum(chosen_vectors, axis=0)  # 0.0 while nothing is chosen
+        distances = np.sqrt(np.sum((mean - (vectors + total) / k) ** 2, axis=1))
+        i = int(np.argmin(distances))
+        chosen.append(int(index[i]))
+        chosen_vectors.append(vectors[i])
+        vectors, index = np.delete(vectors, i, axis=0), np.delete(index, i)
+    return chosen
+
+
+def offer_experience_items(buffer: MemoryBuffer, labels: list[int], features: torch.Tensor, *, start: int):
+    """Offer one experience's items at once (as alta.loop.exemplars does), ids from ``start``."""
+    ids = torch.arange(start, start + len(labels), dtype=torch.long)
+    return buffer.add(labels=torch.tensor(labels, dtype=torch.long), image_features=features, ids=ids)
+
+
+experiences_strategy = st.lists(  # each experience: (its classes' labels, items per class)
+    st.tuples(st.lists(st.integers(0, 7), min_size=1, max_size=3, unique=True), st.integers(1, 9)),
+    min_size=1, max_size=4)
+
+
+@PROPERTY
+@given(n=st.integers(1, 40), dim=st.integers(1, 12), m=st.integers(1, 25), data_seed=st.integers(0, 2**31))
+def test_herding_order_equals_a_direct_icarl_implementation(n, dim, m, data_seed):
+    """On random features the herding policy keeps, in order, exactly what iCaRL's herding picks."""
+    features = torch.from_numpy(np.random.default_rng(data_seed).normal(size=(n, dim)))
+    buffer = MemoryBuffer(25, policy="herding", per_class=m, seed=0)
+    slots = offer_experience_items(buffer, [3] * n, features, start=0)
+    expected = icarl_herding(features.numpy(), m)
+    assert buffer.data()["ids"].tolist() == expected  # slot order = herding order
+    assert [int(slots[i]) for i in expected] == list(range(len(expected)))
+    assert int((slots >= 0).sum()) == min(m, n)
+
+
+def test_herding_equals_icarl_on_float32_clip_sized_features():
+    rng = np.random.default_rng(0)
+    for n in (1, 19, 20, 21, 120):
+        features = torch.from_numpy(rng.normal(size=(n, 512)).astype(np.float32))
+        buffer = MemoryBuffer(20, policy="herding", seed=0)  # per_class: the policy's 20
+        offer_experience_items(buffer, [0] * n, features, start=0)
+        assert buffer.per_class == 20
+        assert buffer.data()["ids"].tolist() == icarl_herding(features.numpy(), 20)
+
+
+@PROPERTY
+@given(experiences=experiences_strategy, per_class=st.integers(1, 6), seed=st.integers(0, 2**31),
+       data_seed=st.integers(0, 2**31))
+def test_herding_per_class_counts_are_exact_and_old_classes_keep_their_exemplars(experiences, per_class, seed,
+                                                                                 data_seed):
+    rng = np.random.default_rng(data_seed)
+    buffer = MemoryBuffer(8 * per_class, policy="herding", per_class=per_class, seed=seed)
+    offered: dict[int, int] = {}  # class -> items offered when it was first offered
+    start = 0
+    for classes, per in experiences:
+        labels = [c for c in classes for _ in range(per)]
+        before = {k: v.clone() for k, v in buffer.data().items()}
+        offer_experience_items(buffer, labels, torch.from_numpy(rng.normal(size=(len(labels), 4))), start=start)
+        start += len(labels)
+        for c in classes:
+            offered.setdefault(c, per)
+        data = buffer.data()
+        counts = torch.bincount(data["labels"], minlength=8).tolist()
+        assert counts == [min(per_class, offered[c]) if c in offered else 0 for c in range(8)]
+        for name, value in before.items():  # nothing stored is replaced or moved
+            assert torch.equal(data[name][: value.shape[0]], value)
+        assert len(buffer) <= buffer.num_seen and len(buffer) <= buffer.capacity
+
+
+@PROPERTY
+@given(experiences=experiences_strategy, seed=st.integers(0, 2**31), data_seed=st.integers(0, 2**31))
+def test_herding_is_deterministic_for_a_seed_and_resumes_identically(experiences, seed, data_seed):
+    rng = np.random.default_rng(data_seed)
+    offers = [([c for c in classes for _ in range(per)], torch.from_numpy(rng.normal(size=(len(classes) * per, 3))))
+              for classes, per in experiences]
+    a = MemoryBuffer(24, policy="herding", per_class=3, seed=seed)
+    b = MemoryBuffer(24, policy="herding", per_class=3, seed=seed)
+    other_seed = MemoryBuffer(24, policy="herding", per_class=3, seed=seed + 1)
+    half = len(offers) // 2
+    start = 0
+    for k, (labels, features) in enumerate(offers):
+        for buffer in (a, b, other_seed):
+            offer_experience_items(buffer, labels, features, start=start)
+        start += len(labels)
+        if k + 1 == half:  # b continues from its own state dict
+            blob = io.BytesIO()
+            torch.save(b.state_dict(), blob)
+            blob.seek(0)
+            b = MemoryBuffer(24, policy="herding", per_class=3, seed=0)
+            b.load_state_dict(torch.load(blob, weights_only=True))
+    for name, value in a.data().items():
+        assert torch.equal(value, b.data()[name])
+        assert torch.equal(value, other_seed.data()[name])  # herding draws nothing at random
+    if not a.is_empty():
+        assert torch.equal(a.sample(5)["ids"], b.sample(5)["ids"])
+
+
+def test_herding_is_offered_experiences_and_refuses_what_it_cannot_keep():
+    buffer = MemoryBuffer(10, policy="herding", per_class=5, seed=0)
+    assert buffer.offered_per == "experience" and MemoryBuffer(10, seed=0).offered_per == "step"
+    with pytest.raises(ConfigError, match="features in field 'image_features'"):
+        buffer.add(labels=torch.arange(3))
+    with pytest.raises(ShapeError, match="2-D float tensor"):
+        buffer.add(labels=torch.arange(3), image_features=torch.arange(3))
+    buffer.add(labels=torch.zeros(6, dtype=torch.long), image_features=torch.randn(6, 2))
+    assert len(buffer) == 5
+    with pytest.raises(ConfigError, match=r"need 10 slots but only 5 of its 10 are free.*per_class x classes"):
+        buffer.add(labels=torch.tensor([1] * 6 + [2] * 6), image_features=torch.randn(12, 2))
+    assert len(buffer) == 5 and buffer.num_seen == 6  # a refused offer changes nothing
+    with pytest.raises(ConfigError, match="per_class must be a positive int"):
+        MemoryBuffer(10, policy="herding", per_class=0)
+    with pytest.raises(ConfigError, match="only used by policies that keep a fixed number"):
+        MemoryBuffer(10, policy="class_balanced", per_class=20)
+    state = buffer.state_dict()
+    with pytest.raises(CheckpointError, match="keeps 5 exemplars per class but this buffer keeps 4"):
+        MemoryBuffer(10, policy="herding", per_class=4).load_state_dict(state)

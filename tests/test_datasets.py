@@ -46,6 +46,8 @@ def test_registry_names():
         "seq-cifar10", "seq-cifar100", "seq-tinyimagenet", "digits", "fashion-mnist", "image-folder",
         "imagenet-r", "cub200", "caltech101", "caltech101-zscl", "imagenet-subset", "aircraft", "dtd", "eurosat",
         "flowers102", "food101", "mnist", "oxford-pet", "stanford-cars", "sun397", "domainnet",
+        "objectnet", "ucf101", "cil-cifar100", "cil-cub", "cil-imagenet-r", "cil-objectnet", "cil-cars", "cil-ucf",
+        "cil-aircraft", "cil-food", "cil-sun",
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="did you mean 'seq-cifar10'"):
         load_sources("seq-cifar-10")

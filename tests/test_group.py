@@ -29,6 +29,7 @@ CONFIGS = [
     ("resmlp", 40, None),
     ("cprompt_resmlp", 200, "alternate"),
     ("alta", None, "alternate"),
+    ("alta", "herding", None),  # exemplars chosen at each experience's end (5 per class)
 ]
 
 
@@ -68,7 +69,10 @@ def _small_stream(per_class=24):
 def _member(backbone, stream, method, buffer_size, schedule, *, epochs):
     learner = CrossModalLearner(backbone, class_names=stream.class_names, method=method, seed=0)
     optimizer, scheduler = build_optimizer(learner, epochs=epochs)
-    buffer = MemoryBuffer(buffer_size, seed=3) if buffer_size else None
+    if buffer_size == "herding":
+        buffer = MemoryBuffer(5 * len(stream.class_names), policy="herding", per_class=5, seed=3)
+    else:
+        buffer = MemoryBuffer(buffer_size, seed=3) if buffer_size else None
     plan = AlternatingSchedule("alternate", period=2) if schedule else None
     return GroupMember(learner, optimizer=optimizer, scheduler=scheduler, buffer=buffer, schedule=plan,
                        callbacks=[_Counter()], name=method)

@@ -293,7 +293,7 @@ def test_a_resumed_run_restores_its_loggers_and_writes_what_the_uninterrupted_ru
     whole, cut = _logged_values(tmp_path / "whole"), _logged_values(tmp_path / "cut")
     assert set(whole) == set(cut) and len(whole["csv"].splitlines()) == 1 + 6  # a header and 3 x 2 evaluations
     assert whole == cut
-    plots = {"accuracy_matrix.png", "accuracy_curve.png", "confusion_matrix.png"}
+    plots = {"accuracy_matrix.png", "accuracy_curve.png", "confusion_matrix.png", "seen_class_curves.png"}
     assert _files(tmp_path / "cut") == sorted(set(_files(tmp_path / "whole")) - plots)  # --no-plots was kept
     assert (tmp_path / "whole" / "metrics.jsonl").read_text() == (tmp_path / "cut" / "metrics.jsonl").read_text()
 

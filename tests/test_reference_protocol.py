@@ -197,7 +197,7 @@ _CHANGED = {
     "model.beta": 0.1, "model.replay_batch_size": 16, "model.ctx_init": "a picture of a",
     "model.template": "a photo of a {}.", "model.adapter_reduction": 8, "model.truncate_text": False,
     "model.snapshot_timing": "last_forward", "model.w1_raw_names": True, "model.precision": "fp32",
-    "buffer.size": 500, "buffer.policy": "class_balanced", "optim.lr": 0.01, "optim.momentum": 0.5,
+    "buffer.size": 500, "buffer.policy": "class_balanced", "buffer.per_class": 10, "optim.lr": 0.01, "optim.momentum": 0.5,
     "optim.weight_decay": 0.0, "optim.lr_schedule": "constant", "optim.warmup_epochs": 0, "optim.warmup_lr": 1e-4,
     "train.epochs": 5, "train.batch_size": 16, "train.schedule": "alternate", "train.schedule_period": 2,
     "train.schedule_unit": "epoch", "train.schedule_start": "image", "train.train_cache": "fixed", "eval.every": 5,

@@ -17,6 +17,7 @@ from .. import distributed as dist
 from ..backbones import SOURCES, default_download_root, list_backbones, list_families
 from ..buffer import BUFFER_POLICIES
 from ..data import DATASETS
+from ..data.datasets.cil_suite import SUITE
 from ..errors import ConfigError, OutputError, ResourceError, TrainingError
 from ..loop.loggers import LOGGERS
 from ..losses import LOSS_TERMS
@@ -31,17 +32,17 @@ from ..run import (
     run_group_experiment,
     run_seeds,
 )
+from ..run.presets import preset_settings
 from ..run.report import FORMATS, check_comparable, format_markdown, load_rows
 from ..run.rundir import GROUP_FILE, claim_run_dir, claim_run_dir_on_main, read_group_file, write_group_file
 from ..run.summary import format_table
 from .config import (
-    DEFAULT_CONFIG,
     config_description,
     list_configs,
     load_config,
 )
 from .parser import FLAG_KEYS
-from .resolve import apply_values, flag_overrides, import_plugins, reference_dirs, resolve_run_config
+from .resolve import apply_values, flag_overrides, import_plugins, reference_dirs, resolve_run_config, starting_config
 from .signals import Terminated, interrupt_status
 
 logger = logging.getLogger("alta.run")
@@ -317,7 +318,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
     import_plugins(args)
     overrides = flag_overrides(args)
-    config = load_config(args.config or DEFAULT_CONFIG)
+    config = load_config(args.config) if args.config else starting_config(overrides)
     config = apply_values(config, reference_dirs(args, config, overrides), overrides)
     print(config.to_yaml(), end="")
     return 0
@@ -350,7 +351,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     import_plugins(args)
     what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs", "loss-terms",
-                                          "buffer-policies", "loggers", "backbone-sources"]
+                                          "buffer-policies", "loggers", "backbone-sources", "presets"]
     blocks = []
     if "methods" in what:
         lines = ["methods (--method):"]
@@ -400,6 +401,17 @@ def cmd_list(args: argparse.Namespace) -> int:
                     lines.append(f"  {registry.kind + ' ' + repr(name):32s} {registry.origin(name).describe()}")
         if len(lines) == 1:
             lines.append("  none: every name comes with alta (docs/own-method.md tells how to add one)")
+        blocks.append("\n".join(lines))
+    if "presets" in what:
+        lines = ["presets (the CLIP class-incremental suite; `alta run --dataset DATASET --split SPLIT` starts from "
+                 "one):"]
+        for spec in SUITE.values():
+            for split in spec.splits:
+                settings = preset_settings(f"cil-suite/{spec.name}/{split}")
+                lines.append(f"  cil-suite/{spec.name}/{split:<11s} {spec.title}: {settings['train.epochs'].value} "
+                             f"epochs, {settings['buffer.per_class'].value} exemplars/class (herding), "
+                             f"{settings['model.visual'].value} {settings['model.pretrained'].value}, "
+                             f"template {settings['model.template'].value!r}")
         blocks.append("\n".join(lines))
     print("\n\n".join(blocks))
     return 0

@@ -29,10 +29,12 @@ import yaml
 from ..config import case_hint, coerce, field_hints, unknown_key_error
 from ..errors import ConfigError
 from ..run.config import OPERATIONAL_KEYS, RunConfig, flatten, safe_run_name
+from ..run.presets import parse_preset, preset_nested, preset_values
 from ..run.sections import DataConfig
 
 __all__ = ["RunConfig", "load_config", "apply_overrides", "parse_override", "load_run_config", "list_configs",
-           "config_description", "translate_reference_config", "is_reference_format", "flatten", "OPERATIONAL_KEYS"]
+           "config_description", "translate_reference_config", "is_reference_format", "flatten", "OPERATIONAL_KEYS",
+           "preset_config"]
 
 DEFAULT_CONFIG = "default"
 
@@ -220,6 +222,11 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         data = {key: value for key, value in data.items() if key != "plugins"}
     if "base" in data:
         data = _with_base(data, source, chain=(str(source),))
+    if data.get("preset") is not None and not is_reference_format(data):
+        try:
+            data = _with_preset(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     if is_reference_format(data):
         data = translate_reference_config(data, name=stem)
     elif "name" not in data:
@@ -230,6 +237,26 @@ def _read_config(name_or_path: str | os.PathLike, *, fix_name: bool = False) -> 
         return RunConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def preset_config(name: str) -> RunConfig:
+    """The configuration a preset describes (:mod:`alta.run.presets`): alta's defaults with the
+    preset's values (``cil-suite/cil-cars/B50-Inc10``), named after it. What ``alta run --dataset
+    cars --split B50-Inc10`` starts from.
+
+    Raises:
+        ConfigError: an unknown preset.
+    """
+    full = parse_preset(name)
+    return apply_overrides(RunConfig(name=safe_run_name(full.replace("/", "_"))), preset_values(full))
+
+
+def _with_preset(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config file naming a preset (``preset: cil-suite``, completed from its ``data`` section,
+    or ``preset: cil-suite/<dataset>/<split>``): the preset's values with the file's on top."""
+    section = data.get("data") if isinstance(data.get("data"), Mapping) else {}
+    full = parse_preset(data["preset"], dataset=section.get("dataset"), split=section.get("split"))
+    return _merge(preset_nested(full), {**data, "preset": full})
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -183,7 +183,7 @@ _IMPORT_HELP = ("a module or a .py file whose code registers methods, loss terms
 
 #: What ``alta list`` lists.
 LISTINGS = ("methods", "backbones", "datasets", "configs", "loss-terms", "buffer-policies", "loggers",
-            "backbone-sources", "plugins")
+            "backbone-sources", "plugins", "presets")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,7 +289,11 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     what.add_argument("--seed", type=int, metavar="N", help="run seed (default 42)")
 
     data = run.add_argument_group("data")
-    data.add_argument("--dataset", metavar="NAME", help="stream name (`alta list datasets`); overrides the config's")
+    data.add_argument("--dataset", metavar="NAME",
+                      help="stream name (`alta list datasets`); overrides the config's. Without --config, a dataset "
+                           "of the CLIP class-incremental suite (cars, food, sun, ucf, cub, cil-aircraft, cil-cifar100, "
+                           "cil-imagenet-r, cil-objectnet) starts from the suite's preset for --split (`alta list "
+                           "presets`): flags given on top of it are recorded as deviations")
     data.add_argument("--data-root", dest="data_root", metavar="DIR", help="folder holding the dataset")
     data.add_argument("--download", action="store_true", default=None,
                       help="let torchvision download CIFAR-10/100 or Fashion-MNIST into --data-root")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DATASETS
+from ..data.datasets.cil_suite import is_suite_dataset
 from ..errors import ConfigError
 from ..methods import METHODS
 from ..plugins import import_plugin
@@ -17,6 +18,7 @@ from ..run import (
     config_differences,
     default_output_dir,
 )
+from ..run.presets import preset_name
 from ..run.protocols import apply_protocol
 from .config import (
     DEFAULT_CONFIG,
@@ -24,6 +26,7 @@ from .config import (
     load_config,
     load_run_config,
     parse_override,
+    preset_config,
 )
 from .parser import FLAG_KEYS, FLAG_NAMES, REFERENCE_DIRS
 
@@ -118,12 +121,24 @@ def resolve_run_config(args: argparse.Namespace):
                 f"contradicting options, or start a new run with another --output-dir"
             )
         return dataclasses.replace(candidate, name=saved.name), run_dir, True
-    config = load_config(args.config or DEFAULT_CONFIG)
+    config = load_config(args.config) if args.config else starting_config(overrides)
     config = apply_values(config, reference_dirs(args, config, overrides), overrides)
     _refuse_ignored(config, overrides)
     # the default name is claimed atomically when the run starts (the next free -2, -3, ... if taken)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(config, unique=False)
     return config, output_dir, False
+
+
+def starting_config(overrides: dict[str, Any]):
+    """The configuration a command line without ``--config`` starts from: the suite's preset for
+    a dataset of the CLIP class-incremental suite (``--dataset cars --split B50-Inc10``: its
+    backbone, weights, template, class order, epochs and memory; :mod:`alta.run.presets`), unless
+    ``--set preset=null``; otherwise the offline demo (:data:`DEFAULT_CONFIG`)."""
+    dataset = overrides.get("data.dataset")
+    if is_suite_dataset(dataset) and overrides.get("preset", "") is not None:
+        split = overrides.get("data.split")
+        return preset_config(preset_name(dataset, split if isinstance(split, str) else None))
+    return load_config(DEFAULT_CONFIG)
 
 
 def apply_values(config, values: dict[str, Any], overrides: dict[str, Any]):
@@ -134,6 +149,10 @@ def apply_values(config, values: dict[str, Any], overrides: dict[str, Any]):
     if "protocol" in values:  # the protocol's knobs first, so that the other flags win
         values = dict(values)
         config = apply_protocol(config, values.pop("protocol"))
+    if (config.preset is not None and "model.visual" in values and "model.pretrained" not in values
+            and config.model.pretrained is not None and values["model.visual"] != config.model.visual):
+        # the preset's weights belong to its backbone: another backbone starts without them (a deviation)
+        values = {**values, "model.pretrained": None}
     try:
         return apply_overrides(config, values)
     except ConfigError as exc:

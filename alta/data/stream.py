@@ -439,6 +439,15 @@ class ScenarioStream:
         return self._order_kind
 
     @property
+    def split_info(self) -> dict | None:
+        """Where the train/test split of the data comes from, when its loader says
+        (:attr:`~alta.data.datasets.LabelledSource.split_info`: a split file and its SHA-256, the
+        SHA-256 of a pre-split archive's file list, a seeded split), for run summaries; ``None``
+        otherwise."""
+        info = getattr(self._train, "split_info", None)
+        return dict(info) if info else None
+
+    @property
     def class_names_source(self) -> str:
         """Where the class names came from: ``dataset`` (its folders or known names), ``list``,
         ``file`` or ``map`` (given to :meth:`from_name`), ``given`` (passed to the constructor)."""

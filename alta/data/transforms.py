@@ -239,7 +239,7 @@ TRANSFORM_PRESETS: Registry[PresetBuilder] = Registry("transform preset")
 
 
 def list_transform_presets() -> list[str]:
-    """Names of the registered transform presets (``"reference"``, ``"clip"``, ``"plain"``)."""
+    """Names of the registered transform presets (``"reference"``, ``"clip"``, ``"proof"``, ``"plain"``)."""
     return TRANSFORM_PRESETS.names()
 
 
@@ -310,8 +310,10 @@ def make_transform(
             (no flip for ``"seq-cifar100"``); test: Resize + CenterCrop; both normalised with the
             dataset's mean/std, see :func:`dataset_stats`), ``"clip"`` (CLIP's preprocessing:
             bicubic Resize + CenterCrop for test, bicubic RandomResizedCrop + flip for train,
-            CLIP's mean/std) or ``"plain"`` (Resize + CenterCrop + ToTensor for both sides, no
-            augmentation, no normalisation; for tests and plots).
+            CLIP's mean/std), ``"proof"`` (the CLIP class-incremental suite's, PROOF's
+            ``build_transform``: bicubic Resize to a square, CenterCrop, CLIP's mean/std, the same
+            for training and test: no augmentation) or ``"plain"`` (Resize + CenterCrop +
+            ToTensor for both sides, no augmentation, no normalisation; for tests and plots).
         train: Build the training-side transform (with augmentation) if True.
         resolution: Output side length in pixels (the backbone's input size).
         dataset: Stream name whose statistics the ``"reference"`` preset normalises with (and
@@ -371,6 +373,17 @@ def _clip(*, train, resolution, dataset, mean, std):
         ]
     else:
         steps = [ConvertRGB(), T.Resize(resolution, interpolation=bicubic), T.CenterCrop(resolution)]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+@TRANSFORM_PRESETS.register("proof")
+def _proof(*, train, resolution, dataset, mean, std):
+    # PROOF's build_transform (github.com/zhoudw-zdw/PROOF@0bb20520 utils/data.py), the same for
+    # training and test: no augmentation, the image squeezed to a square (aspect ratio not kept)
+    if mean is None:
+        mean, std = CLIP_MEAN, CLIP_STD
+    bicubic = InterpolationMode.BICUBIC
+    steps = [ConvertRGB(), T.Resize((resolution, resolution), interpolation=bicubic), T.CenterCrop(resolution)]
     return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
 
 

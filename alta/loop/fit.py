@@ -31,6 +31,7 @@ from .callbacks import Callback, as_callback_list
 from .config import LoopConfig
 from .divergence import DivergenceMonitor
 from .evaluation import EvaluationResult, evaluate
+from .exemplars import offer_experience
 from .parallel import DataParallelStep, check_ranks_agree
 from .protocol import check_learner
 from .result import StreamResult
@@ -319,18 +320,21 @@ def run_stream(
             result=result, end_experience=not loop.eval_before_snapshot,
         )
         finish_experience(learner, evals, experiences[t], t, covered=covered[t], loop=loop, cache=cache,
-                           result=result, history=history, callbacks=callbacks)
+                           result=result, history=history, callbacks=callbacks, buffer=buffer)
     callbacks.on_run_end(result=result)
     return result
 
 
 def finish_experience(learner, evals: Sequence, experience, t: int, *, covered: int, loop: LoopConfig,
-                       cache: FeatureCache | None, result: StreamResult, history: list[dict], callbacks) -> None:
+                       cache: FeatureCache | None, result: StreamResult, history: list[dict], callbacks,
+                       buffer=None) -> None:
     """The end of training experience ``t`` (``experience``) in :func:`run_stream`: evaluate every
     evaluation experience (row t of the accuracy matrices and the confusion matrix; sharded over
     the ranks with ``loop.distributed``), ``learner.end_experience`` first or, with
     ``loop.eval_before_snapshot``, after; record the evaluation of the ``covered`` leading
-    evaluation experiences with the old/new-class accuracy; ``on_experience_end``."""
+    evaluation experiences with the old/new-class accuracy; offer the experience to a ``buffer``
+    that keeps exemplars per experience (herding, :func:`~alta.loop.exemplars.offer_experience`);
+    ``on_experience_end``."""
     full = evaluate(learner, evals, batch_size=loop.eval_batch_size, num_workers=loop.num_workers, cache=cache,
                     distributed=loop.distributed)
     if loop.eval_before_snapshot:
@@ -342,6 +346,7 @@ def finish_experience(learner, evals: Sequence, experience, t: int, *, covered: 
              for k, v in old_new_accuracy(full.confusion, experience.class_to_experience, t).items()}
     _record(result, t, loop.epochs - 1, full.first(covered), history[-1] if history else {}, callbacks,
             old_class_accuracy=split["old"], new_class_accuracy=split["new"])
+    offer_experience(learner, experience, buffer, loop=loop, cache=cache)
     callbacks.on_experience_end(experience=t, result=result)
 
 
@@ -453,7 +458,10 @@ def evaluate_stream(
         result.task_il[t, :] = full.task_il
         result.history.append([])
         result.confusion[t] = full.confusion
-        _record(result, t, -1, full.first(covered[t]), {}, callbacks)  # epoch 0: nothing trained
+        split = {key: None if math.isnan(v) else v
+                 for key, v in old_new_accuracy(full.confusion, experiences[t].class_to_experience, t).items()}
+        _record(result, t, -1, full.first(covered[t]), {}, callbacks,  # epoch 0: nothing trained
+                old_class_accuracy=split["old"], new_class_accuracy=split["new"])
         callbacks.on_experience_end(experience=t, result=result)
     callbacks.on_run_end(result=result)
     return result

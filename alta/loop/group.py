@@ -190,7 +190,7 @@ def run_group(
             if not loop.eval_before_snapshot:
                 member.learner.end_experience(experience)
             finish_experience(member.learner, evals, experience, t, covered=covered[t], loop=loop, cache=cache,
-                               result=result, history=trainer.history, callbacks=cb)
+                               result=result, history=trainer.history, callbacks=cb, buffer=member.buffer)
     for cb, result in zip(callbacks, results):
         cb.on_run_end(result=result)
     return results

@@ -162,7 +162,7 @@ def train_step(
     if check_finite:
         check_step("parameters", loss=stats["loss"], tensors=[p.detach() for p in params], lr=lr)
 
-    if replay:
+    if replay and getattr(buffer, "offered_per", "step") == "step":  # herding is offered whole experiences instead
         buffer.add(**hook.gather_items(out.memory_items()))  # the pre-step logits, as the reference stores them
     if schedule is not None:
         schedule.step()

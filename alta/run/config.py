@@ -35,6 +35,7 @@ from ..methods import DEFAULT_METHOD, METHODS
 from ..optim import OptimConfig
 from ..plugins import PluginOrigin
 from ..schedule import BRANCHES
+from .presets import parse_preset
 from .protocols import DEFAULT_PROTOCOL, list_protocols
 from .sections import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
@@ -102,6 +103,10 @@ class RunConfig(ConfigSection):
             described, the default) or ``reference`` (the authors' released loop). Chosen with
             ``--protocol`` or :func:`apply_protocol`, which set its knobs; recorded in every
             run's config and summary, and a resumed run refuses a different one.
+        preset: The benchmark protocol the run follows, or ``None``: ``cil-suite/<dataset>/<split>``
+            (:mod:`alta.run.presets`; ``cil-suite`` alone is completed from ``data.dataset`` and
+            ``data.split``). Runs started from a preset (``alta run --dataset cars --split
+            B50-Inc10``) record it; every setting that differs from it is recorded as a deviation.
     """
 
     _SECTION: ClassVar[str] = ""
@@ -110,6 +115,7 @@ class RunConfig(ConfigSection):
     seed: int = 42
     device: str = "auto"
     protocol: str = DEFAULT_PROTOCOL
+    preset: str | None = None
     deterministic: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -125,6 +131,8 @@ class RunConfig(ConfigSection):
         if not isinstance(self.protocol, str) or self.protocol not in list_protocols():
             raise ConfigError(f"config key 'protocol' must be one of {list_protocols()}, got {self.protocol!r}: "
                               f"'paper' is the method as described, 'reference' the authors' released loop")
+        if self.preset is not None:
+            set_canonical(self, "preset", parse_preset(self.preset, dataset=self.data.dataset, split=self.data.split))
         if not isinstance(self.deterministic, bool):
             raise ConfigError(f"config key 'deterministic' must be true or false, got {self.deterministic!r}")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):

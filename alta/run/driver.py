@@ -43,6 +43,7 @@ from .rundir import RUN_FILES, RunDir, claim_run_dir_on_main
 from .summary import (
     CONFUSION_NAME,
     CONFUSION_PLOT,
+    CURVES_PLOT,
     PLOT_FILES,
     SUMMARY_FORMAT,
     format_table,
@@ -196,7 +197,8 @@ def run_experiment(
 def _check_resumed_config(config: RunConfig, output_dir: Path) -> None:
     """Remove the temporary files an interrupted write left in ``output_dir``, then refuse a
     configuration that differs from the one saved there."""
-    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, CONFUSION_PLOT, OUTPUTS_NAME))
+    removed = clean_temp_files(output_dir, (*RUN_FILES, *PLOT_FILES, CONFUSION_NAME, CONFUSION_PLOT, OUTPUTS_NAME,
+                                            CURVES_PLOT))
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted write: %s", len(removed),
                     ", ".join(p.name for p in removed[:5]))

@@ -22,6 +22,7 @@ import torch
 
 from .. import distributed as dist
 from ..backbones import BACKBONES, list_backbones, split_source
+from ..config import default_of
 from ..errors import AltaError, ConfigError, PluginError
 from ..learner import CrossModalLearner
 from ..loop.cache import FeatureCache
@@ -30,8 +31,10 @@ from ..loop.protocol import check_learner
 from ..losses import build_loss_terms
 from ..methods import METHODS, LearnerMethod
 from ..plugins import PluginOrigin
+from ..policies import BUFFER_POLICIES
 from ..seeding import derive_seed
 from .config import RunConfig
+from .presets import preset_deviations
 from .protocols import protocol_class_names
 from .summary import random_backbone_note
 
@@ -158,6 +161,14 @@ class Experiment:
                             _split_text([len(e.classes) for e in self.eval_experiences]))
             logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
                         _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
+        self._check_buffer_size()
+        deviations = preset_deviations(config)
+        if deviations:
+            logger.warning("this run departs from the preset %s in %s (recorded in summary.json as preset_deviations)",
+                           config.preset, "; ".join(f"{k} {v['config']!r} (preset: {v['preset']!r})"
+                                                    for k, v in deviations.items()))
+        elif config.preset is not None:
+            logger.info("preset %s: followed in every setting", config.preset)
         self.method = spec = METHODS.get(m.method)  # a MethodSpec (ALTA's variants) or a LearnerMethod (a plug-in)
         self.learner = learner = build_learner(config, backbone, self.stream.class_names)
         self.buffer = config.buffer.build(device=device, seed=derive_seed(config.seed, 1)) if spec.replay else None
@@ -175,6 +186,24 @@ class Experiment:
         for record in config.plugins:
             logger.info("plug-in %s %r: %s", record["kind"], record["name"],
                         PluginOrigin.from_record(record).describe())
+
+    def _check_buffer_size(self) -> None:
+        """Refuse a per-class buffer (herding) too small for ``per_class`` exemplars of every class,
+        before training.
+
+        Raises:
+            ConfigError: ``buffer.size`` below ``buffer.per_class`` x the stream's classes.
+        """
+        b = self.config.buffer
+        policy = BUFFER_POLICIES.get(b.policy)
+        if not b.enabled or not policy.uses_per_class or not METHODS.get(self.config.model.method).replay:
+            return
+        per_class = b.per_class if b.per_class is not None else default_of(policy, "per_class")
+        need = per_class * self.stream.num_classes
+        if b.size < need:
+            raise ConfigError(f"config key 'buffer.size' is {b.size} but the herding buffer keeps {per_class} exemplars "
+                              f"of each of the stream's {self.stream.num_classes} classes: set buffer.size to at least "
+                              f"{need} (--buffer-size {need}), or lower buffer.per_class")
 
     @property
     def buffer_size(self) -> int:
@@ -223,6 +252,7 @@ class Experiment:
             "class_names": stream.class_names,
             "class_names_source": stream.class_names_source,
             "names_look_like_identifiers": stream.names_look_like_identifiers,
+            "split_file": stream.split_info,
             "num_train": sum(len(e.train) for e in self.experiences),
             "num_test": sum(len(e.test) for e in self.eval_experiences),
         }

@@ -360,7 +360,7 @@ def apply_protocol(config, name: str):
 #: size and the kernels' determinism. The split is compared as built (``split`` of
 #: :func:`protocol_deviations`), the weights by :func:`weights_deviation`; every other key that
 #: changes results is compared with the protocol.
-EXPERIMENT_KEYS = ("seed", "protocol", "deterministic", "data.dataset", "data.joint", "data.split",
+EXPERIMENT_KEYS = ("seed", "protocol", "preset", "deterministic", "data.dataset", "data.joint", "data.split",
                    "data.num_experiences", "data.classes_per_experience", "data.initial_classes", "model.method",
                    "model.visual", "model.pretrained", "model.backbone_seed", "buffer.replay", "eval.il_setting",
                    "eval.zeroshot_baseline", "eval.batch_size")

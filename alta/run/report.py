@@ -7,7 +7,10 @@ Rows are compared only when they measure the same thing: the same protocol (``pa
 (name and fingerprint). Mixing them is refused unless asked (``allow_mixed=True``, ``alta report
 --allow-mixed``), since a table of incomparable numbers reads as a comparison.
 
-Metrics (Avg, Last, forgetting, BWT) are defined in :mod:`alta.metrics`.
+Metrics (Avg, Last, forgetting, BWT) are defined in :mod:`alta.metrics`. Under a Markdown table,
+each run of a benchmark preset (:mod:`alta.run.presets`, the CLIP class-incremental suite) gets
+the suite's curves per step (top-1 and top-5 on the classes seen so far, old / new / harmonic;
+:mod:`alta.run.curves`) and, when it departs from its preset, its deviations.
 """
 
 from __future__ import annotations
@@ -227,7 +230,37 @@ def format_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
         cells = [row.label, *_describe(row)] + [_cell(row.values[s][m], pm="±") for s in SETTINGS for m, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _footer(rows, notes)
+    lines += curves_markdown(rows)
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def curves_markdown(rows: Sequence[Row]) -> list[str]:
+    """Per run of a preset, the suite's curves after each step as a small Markdown table (top-1 and
+    top-5 on the classes seen so far, old, new, harmonic), with Avg and Last; nothing for other rows."""
+    out = []
+    for row in rows:
+        curves = row.source.get("curves") if row.kind == "run" and row.source.get("preset") else None
+        if not curves or not curves.get("top1"):
+            continue
+        steps = len(curves["top1"])
+        out += ["", f"**{row.label}**: accuracy (%) after each step on all classes seen so far"
+                    + (f" (Avg {_pct(curves.get('avg'))}, Last {_pct(curves.get('last'))})" if curves.get("avg") is not None
+                       else ""),
+                "", "| after step | " + " | ".join(str(t + 1) for t in range(steps)) + " |",
+                "|---|" + "---:|" * steps]
+        for key, label in (("top1", "top-1"), ("top5", "top-5"), ("old", "old classes"), ("new", "new classes"),
+                           ("harmonic", "harmonic mean")):
+            out.append(f"| {label} | " + " | ".join(_pct(v) for v in curves.get(key) or [None] * steps) + " |")
+        deviations = row.source.get("preset_deviations") or {}
+        preset = row.source.get("preset") or {}
+        if deviations:
+            out += ["", f"NOTE: {row.label} departs from the preset {preset.get('name')} in "
+                        + "; ".join(f"{k} {v['config']!r} (preset {v['preset']!r})" for k, v in deviations.items())]
+    return out
 
 
 def _footer(rows: Sequence[Row], notes: Sequence[str]) -> list[str]:

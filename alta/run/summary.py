@@ -27,12 +27,14 @@ import torch
 from .. import metrics
 from ..errors import ConfigError, OutputError
 from ..io import atomic_write
+from .curves import CURVES_PLOT, curves_lines, curves_plot, seen_class_curves
+from .presets import describe_preset, preset_deviations, preset_owned
 from .protocols import protocol_deviations
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SUMMARY_FORMAT", "AGGREGATE_FORMAT", "aggregate_summaries", "save_aggregate_plot", "CONFUSION_NAME",
-           "PLOT_FILES", "CONFUSION_PLOT", "build_summary", "save_confusion", "load_last_confusion", "experience_end_metrics", "format_table", "save_plots",
+           "PLOT_FILES", "CONFUSION_PLOT", "CURVES_PLOT", "build_summary", "seen_class_curves", "save_confusion", "load_last_confusion", "experience_end_metrics", "format_table", "save_plots",
            "environment", "peak_memory", "random_backbone_note"]
 
 SUMMARY_FORMAT = "alta.run-summary"
@@ -145,7 +147,11 @@ def build_summary(
         "complete": True,
         "config": config.name,
         "protocol": config.protocol,
-        "protocol_deviations": protocol_deviations(config, split=stream_info.get("eval_classes_per_experience")),
+        # a preset's settings are the benchmark's protocol: departures from them are preset_deviations
+        "protocol_deviations": {k: v for k, v in protocol_deviations(
+            config, split=stream_info.get("eval_classes_per_experience")).items() if k not in preset_owned(config)},
+        "preset": describe_preset(config),
+        "preset_deviations": preset_deviations(config),
         **stream_info,
         "method": method.name,
         "formula": method.formula,
@@ -210,7 +216,8 @@ def experience_end_metrics(result) -> dict[str, Any]:
         ``top5_accuracy``: class-IL top-5 accuracy on each experience after the last one, and its
         mean (``top5_mean``); ``old_new_accuracy``: ``{"old": [...], "new": [...]}`` after each
         experience (old ``None`` after the first); ``per_class_accuracy``: class-IL accuracy of
-        every class after the last experience (from its confusion matrix, see ``confusion.npz``).
+        every class after the last experience (from its confusion matrix, see ``confusion.npz``);
+        ``curves``: the CLIP class-incremental suite's curves (:func:`seen_class_curves`).
     """
     ends = {r["experience"]: r for r in result.evaluations if "new_class_accuracy" in r}
     last = ends.get(max(ends)) if ends else None
@@ -224,6 +231,7 @@ def experience_end_metrics(result) -> dict[str, Any]:
             "new": [ends[t]["new_class_accuracy"] if t in ends else None for t in range(T)],
         },
         "per_class_accuracy": metrics.per_class_accuracy(confusion).tolist() if confusion is not None else None,
+        "curves": seen_class_curves(ends, T),
     }
 
 
@@ -415,6 +423,8 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append(row)
     lines.append(f"* headline setting ({summary['il_setting']}); Avg = mean accuracy after each experience, "
                  f"Last = after the last, FWT against zero-shot CLIP")
+    lines += curves_lines(summary.get("curves"), label_width, fmt=_fmt)
+    lines += _preset_lines(summary)
     if summary.get("names_look_like_identifiers"):
         lines += ["", "!! NOTE: the class names look like identifiers (WordNet ids or numbers): CLIP read prompts such "
                       "as 'a photo of a n01440764'. Give readable names: --class-names FILE (one name per line, or "
@@ -424,6 +434,24 @@ def format_table(summary: dict[str, Any]) -> str:
         lines += ["", bar, "!! NOTE: " + random_backbone_note(backbone), bar]
     lines += ["", f"results: {summary['output_dir']}"]
     return "\n".join(lines)
+
+
+def _preset_lines(summary: dict[str, Any]) -> list[str]:
+    """The preset the run follows and where it departs from it; the split file it read."""
+    lines = []
+    split = summary.get("split_file")
+    if split:
+        what = split.get("name", split.get("kind"))
+        lines += ["", f"train/test split: {split.get('kind')} {what}"
+                      + (f" (SHA-256 {split['sha256'][:16]}...)" if split.get("sha256") else "")]
+    preset = summary.get("preset")
+    if not preset:
+        return lines
+    deviations = summary.get("preset_deviations") or {}
+    if not deviations:
+        return lines + [f"preset {preset['name']}: followed in every setting"]
+    return lines + [f"!! preset {preset['name']}: this run departs from it in {len(deviations)} setting(s): "
+                    + "; ".join(f"{k} {v['config']!r} (preset {v['preset']!r})" for k, v in deviations.items())]
 
 
 def _names_preview(names: list[str], limit: int = 5) -> str:
@@ -439,7 +467,9 @@ def _no_matplotlib() -> None:
 def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, parents: bool = True) -> list[Path]:
     """Accuracy-matrix heatmaps and accuracy after each experience, as PNG files
     (:data:`PLOT_FILES`); with ``confusion`` (C, C), the class-IL confusion matrix after the last
-    experience too (``confusion_matrix.png``, rows normalised to the share of each true class).
+    experience too (``confusion_matrix.png``, rows normalised to the share of each true class);
+    with the suite's curves in the summary, top-1 / top-5 on the classes seen so far and old /
+    new / harmonic after each step (:data:`CURVES_PLOT`).
 
     Skipped (returns ``[]``, logged) when matplotlib is not installed.
 
@@ -512,6 +542,8 @@ def save_plots(summary: dict[str, Any], output_dir: Path, *, confusion=None, par
     if confusion is not None:
         written.append(_confusion_plot(np.asarray(confusion), summary.get("class_names"), title,
                                        Path(output_dir) / CONFUSION_PLOT, parents=parents))
+    if summary.get("curves"):
+        written.append(curves_plot(summary["curves"], title, Path(output_dir) / CURVES_PLOT, parents=parents))
     return written
 
 

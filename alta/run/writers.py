@@ -37,6 +37,7 @@ from .rundir import RunDir
 from .summary import (
     CONFUSION_NAME,
     CONFUSION_PLOT,
+    CURVES_PLOT,
     PLOT_FILES,
     build_summary,
     load_last_confusion,
@@ -268,7 +269,8 @@ def finish_complete_run(output_dir: Path, summary: dict[str, Any], *, config: Ru
         write_text(metrics, "".join(json_line(r) for r in state["result"]["evaluations"]), parents=False)
         written.append(metrics)
     confusion = load_last_confusion(output_dir / CONFUSION_NAME) if plots else None
-    expected = (*PLOT_FILES, *([CONFUSION_PLOT] if confusion is not None else []))
+    expected = (*PLOT_FILES, *([CONFUSION_PLOT] if confusion is not None else []),
+                *([CURVES_PLOT] if summary.get("curves") else []))
     if plots and not all((output_dir / name).is_file() for name in expected):
         written += save_plots(summary, output_dir, parents=False, confusion=confusion)
     if written:

@@ -21,7 +21,8 @@ name                      split   layouts read under ``root``
 ``fashion-mnist``         5 x 2   torchvision (``FashionMNIST/raw/``) or the four idx files
 ``image-folder``          --      ``train/<class>/**`` + ``test/<class>/**`` (or ``val/``), recursed
                                   with torchvision's ImageFolder rules
-``imagenet-r``            10 x 20 ``imagenet-r/<wnid>/`` (seeded 80/20 split per class)
+``imagenet-r``            10 x 20 ``imagenet-r/<wnid>/`` (seeded 80/20 split per class, or a split
+                                  file: ``split_file="rapf"``, RAPF's list shipped with alta)
 ``cub200``                10 x 20 ``CUB_200_2011/`` index files (official split)
 ``caltech101``            --      ``101_ObjectCategories/`` (no background; seeded or listed split)
 ``imagenet-subset``       --      ILSVRC-2012 ``train/<wnid>/`` + ``val/<wnid>/`` and a class list
@@ -36,6 +37,13 @@ name                      split   layouts read under ``root``
 ``stanford-cars``         --      ``stanford_cars/`` devkit ``.mat`` files (official split)
 ``sun397``                --      ``SUN397/`` (ZSCL's 80/20 split, or an official partition)
 ``domainnet``             --      ``domainnet/<domain>/`` + ``<domain>_{train,test}.txt``
+``objectnet``             --      ``objectnet-1.0/images/<folder>/`` + ``mappings/`` (313 classes,
+                                  seeded 80/20 split per class)
+``ucf101``                --      CoOp's ``ucf101/UCF-101-midframes/`` + its split file or UCF's
+                                  ``ucfTrainTestlist/`` (101 classes)
+``cil-<key>``             suite   the CLIP class-incremental suite's nine datasets (PROOF/C3Box
+                                  pre-split archives ``<key>/train/`` + ``test/``; see
+                                  :mod:`alta.data.datasets.cil_suite`)
 ========================  ======  ============================================================
 
 The eleven datasets of MTIL (ZSCL, Zheng et al., ICCV 2023) carry ZSCL's class names, shipped as
@@ -54,6 +62,8 @@ References:
     A. Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009 (CIFAR).
     H. Xiao et al., "Fashion-MNIST", arXiv:1708.07747, 2017.
     D. Hendrycks et al., "The Many Faces of Robustness", ICCV 2021 (ImageNet-R).
+    A. Barbu et al., "ObjectNet", NeurIPS 2019; K. Soomro et al., "UCF101", CRCV-TR-12-01, 2012.
+    D.-W. Zhou et al., "Learning without Forgetting for Vision-Language Models" (PROOF), TPAMI 2025.
     C. Wah et al., "The Caltech-UCSD Birds-200-2011 Dataset", CNS-TR-2011-001, 2011.
     L. Fei-Fei et al., "Learning Generative Visual Models from Few Training Examples", CVPR
     Workshops 2004 (Caltech-101).
@@ -67,6 +77,7 @@ References:
 from . import cifar, tinyimagenet, digits, fashion_mnist, image_folder, imagenet_r, cub, caltech, imagenet  # noqa: F401, I001  # isort: skip
 # the datasets of MTIL (ZSCL, ICCV 2023) and DomainNet
 from . import aircraft, dtd, eurosat, flowers, food, mnist, pets, cars, sun397, domainnet  # noqa: F401, I001  # isort: skip
+from . import objectnet, ucf101, cil_suite  # noqa: F401, I001  # isort: skip
 from .base import (
     DATASETS,
     IMAGE_EXTENSIONS,

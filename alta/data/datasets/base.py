@@ -58,12 +58,19 @@ class LabelledSource(Dataset):
     image), ``class_names`` (human-readable, one per original label), ``class_ids`` (what the
     data calls each label: folder names, WordNet ids; the keys of a ``folder<TAB>name`` map) and
     ``identity`` (a stable string naming dataset, root and split, used in cache keys).
+
+    ``split_info`` says where the train/test split comes from, for run summaries, when a loader
+    knows: ``{"kind": "file", "name": ..., "sha256": <of the split file>, "source": ...}`` for a
+    split file, ``{"kind": "folders", ..., "sha256": <of the file list>}`` for a split given by
+    train/ and test/ folders, ``{"kind": "seeded", ...}`` or ``{"kind": "official", ...}``;
+    ``None`` when the loader does not say.
     """
 
     targets: torch.Tensor
     class_names: list[str]
     class_ids: list[str]
     identity: str
+    split_info: dict | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])

@@ -44,7 +44,7 @@ def _cifar_layouts(torchvision_dir: str) -> str:
     )
 
 
-def _cifar(
+def cifar_sources(
     dataset: str,
     root: Path | None,
     *,
@@ -53,6 +53,8 @@ def _cifar(
     tv_class: str,
     known: Sequence[str],
 ) -> tuple[LabelledSource, LabelledSource]:
+    """CIFAR's (train, test) sources from torchvision's files (downloaded with ``download``) or
+    from ``train/<class>/`` + ``test/<class>/`` folders; ``dataset`` names them."""
     layouts = _cifar_layouts(torchvision_dir)
     root = need_root(dataset, root, layouts, can_download=True)
     if root.name == torchvision_dir:
@@ -86,11 +88,11 @@ def _cifar(
 
 @register("seq-cifar10", 2, "CIFAR-10, 5 experiences x 2 classes, native class order", can_download=True)
 def _load_cifar10(root: Path | None, *, download: bool):
-    return _cifar("seq-cifar10", root, download=download, torchvision_dir="cifar-10-batches-py",
+    return cifar_sources("seq-cifar10", root, download=download, torchvision_dir="cifar-10-batches-py",
                   tv_class="CIFAR10", known=CIFAR10_CLASSES)
 
 
 @register("seq-cifar100", 10, "CIFAR-100 fine labels, 10 experiences x 10 classes", can_download=True)
 def _load_cifar100(root: Path | None, *, download: bool):
-    return _cifar("seq-cifar100", root, download=download, torchvision_dir="cifar-100-python",
+    return cifar_sources("seq-cifar100", root, download=download, torchvision_dir="cifar-100-python",
                   tv_class="CIFAR100", known=CIFAR100_CLASSES)

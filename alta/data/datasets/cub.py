@@ -13,7 +13,7 @@ from pathlib import Path
 from ...classnames import readable
 from ...errors import DataError
 from .base import ImageFileSource, register
-from .folders import layout_error, need_root
+from .folders import file_sha256, layout_error, need_root
 
 logger = logging.getLogger("alta.data.datasets")
 
@@ -51,38 +51,53 @@ def _load_cub200(root: Path | None, *, download: bool):
     order and the names (``001.Black_footed_Albatross`` -> "Black footed Albatross"),
     ``train_test_split.txt`` the official split."""
     root = need_root("cub200", root, _CUB_LAYOUT, can_download=False)
+    found = read_cub200("cub200", root)
+    assert found is not None
+    return found[1], found[2]
+
+
+def read_cub200(dataset: str, root: Path, *, required: bool = True):
+    """``(base, train, test)`` of CUB-200-2011's official layout under ``root`` (``None`` when it is
+    absent and not ``required``).
+
+    Raises:
+        DataRootError: (``required``) index files or images missing; DataError: damaged index files.
+    """
     base = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
     absent = [f for f in (*_CUB_FILES, "images") if not (base / f).exists()]
     if absent:
-        raise layout_error("cub200", root, f"missing {', '.join(absent)}", _CUB_LAYOUT, can_download=False)
-    classes = read_index(base / "classes.txt", "cub200", 1)
+        if not required:
+            return None
+        raise layout_error(dataset, root, f"missing {', '.join(absent)}", _CUB_LAYOUT, can_download=False)
+    classes = read_index(base / "classes.txt", dataset, 1)
     numbers = sorted(int(k) for k in classes)
     if numbers != list(range(1, len(numbers) + 1)):
-        raise DataError(f"cub200: {base / 'classes.txt'} must number its classes 1..K, got {numbers[:5]}...")
+        raise DataError(f"{dataset}: {base / 'classes.txt'} must number its classes 1..K, got {numbers[:5]}...")
     folders = [classes[str(k)][0] for k in numbers]
     names = [readable(re.sub(r"^\d+\.", "", f)) for f in folders]
-    images = read_index(base / "images.txt", "cub200", 1)
-    labels = read_index(base / "image_class_labels.txt", "cub200", 1)
-    is_train = read_index(base / "train_test_split.txt", "cub200", 1)
+    images = read_index(base / "images.txt", dataset, 1)
+    labels = read_index(base / "image_class_labels.txt", dataset, 1)
+    is_train = read_index(base / "train_test_split.txt", dataset, 1)
     if not (images.keys() == labels.keys() == is_train.keys()):
         raise DataError(
-            f"cub200: images.txt, image_class_labels.txt and train_test_split.txt of {str(base)!r} list "
+            f"{dataset}: images.txt, image_class_labels.txt and train_test_split.txt of {str(base)!r} list "
             f"different image ids ({len(images)}, {len(labels)}, {len(is_train)} ids); expected the same ids"
         )
     sides: dict[bool, tuple[list[str], list[int]]] = {True: ([], []), False: ([], [])}
     for image_id in sorted(images, key=int):
         label = int(labels[image_id][0]) - 1
         if not 0 <= label < len(folders):
-            raise DataError(f"cub200: image {image_id} has label {label + 1}, outside 1..{len(folders)}")
+            raise DataError(f"{dataset}: image {image_id} has label {label + 1}, outside 1..{len(folders)}")
         flag = is_train[image_id][0]
         if flag not in ("0", "1"):
-            raise DataError(f"cub200: train_test_split.txt gives image {image_id} the flag {flag!r}; expected 0 or 1")
+            raise DataError(f"{dataset}: train_test_split.txt gives image {image_id} the flag {flag!r}; expected 0 or 1")
         paths, targets = sides[flag == "1"]
         paths.append(str(base / "images" / images[image_id][0]))
         targets.append(label)
-    return (
-        ImageFileSource(*sides[True], names, identity=f"cub200|{base}|train", class_ids=folders),
-        ImageFileSource(*sides[False], names, identity=f"cub200|{base}|test", class_ids=folders),
-    )
+    train = ImageFileSource(*sides[True], names, identity=f"{dataset}|{base}|train", class_ids=folders)
+    test = ImageFileSource(*sides[False], names, identity=f"{dataset}|{base}|test", class_ids=folders)
+    train.split_info = test.split_info = {"kind": "official", "name": "train_test_split.txt",
+                                          "sha256": file_sha256(base / "train_test_split.txt")}
+    return base, train, test
 
 

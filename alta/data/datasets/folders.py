@@ -5,6 +5,7 @@ datasets without an official one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -480,3 +481,35 @@ def zscl_split_sources(paths: Sequence[str], targets: Sequence[int], class_names
         ImageFileSource([paths[i] for i in test], [targets[i] for i in test], class_names,
                         identity=f"{tag}|test", class_ids=class_ids),
     )
+
+
+
+
+def file_list_sha256(train: ImageFileSource, test: ImageFileSource, base: Path) -> str:
+    """SHA-256 of a split as the files it holds: one line ``<side>\t<path relative to base>\t<label>``
+    per image, training images first, each side in the order read. Two copies of a dataset laid
+    out with the same split give the same value wherever they are.
+    """
+    digest = hashlib.sha256()
+    for side, source in (("train", train), ("test", test)):
+        for path, label in zip(source.paths, source.targets.tolist()):
+            relative = os.path.relpath(path, base).replace(os.sep, "/")
+            digest.update(f"{side}\t{relative}\t{label}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (split files, index files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folders_split_info(train: ImageFileSource, test: ImageFileSource, base: Path, test_dir: Path) -> dict:
+    """What a run records about a split given by ``train/`` and ``test/`` folders: the folders and
+    the SHA-256 of the file list (:func:`file_list_sha256`)."""
+    return {"kind": "folders", "name": f"{base.name}/train + {base.name}/{test_dir.name}",
+            "sha256": file_list_sha256(train, test, base), "num_train": len(train), "num_test": len(test),
+            "hashed": "one line '<train|test>\\t<path relative to the dataset folder>\\t<label>' per image"}
