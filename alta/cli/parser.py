@@ -46,6 +46,7 @@ FLAG_KEYS = {
     "class_order": "data.class_order",
     "class_names": "data.class_names",
     "epochs": "train.epochs",
+    "iterations": "train.iterations",
     "batch_size": "train.batch_size",
     "lr": "optim.lr",
     "lr_schedule": "optim.lr_schedule",
@@ -318,6 +319,10 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
 
     training = run.add_argument_group("training")
     training.add_argument("--epochs", type=int, metavar="N", help="epochs per experience (paper configs 30, joint 100; offline demo 20)")
+    training.add_argument("--iterations", type=int, metavar="N",
+                          help="training budget in optimizer steps per experience, the data cycled in shuffled "
+                               "passes (ZSCL/MoE-Adapters: 1000 at batch 64); --epochs then cuts it into rounds "
+                               "(checkpoints, learning-rate steps and --eval-every count rounds)")
     training.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help="batch size (32)")
     training.add_argument("--lr", type=float, metavar="LR", help="base learning rate (0.002)")
     training.add_argument("--lr-schedule", dest="lr_schedule", choices=("cosine", "constant"),

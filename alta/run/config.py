@@ -48,7 +48,7 @@ OPERATIONAL_KEYS = ("name", "device", "data.root", "data.download", "data.num_wo
 #: Where each field of the loop's :class:`~alta.loop.LoopConfig` is set in a run's config (the
 #: reference's vocabulary: ``train.epochs``, ``eval.every``, ...); ``distributed`` is decided when
 #: the run starts (torchrun).
-LOOP_KEYS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "seed",
+LOOP_KEYS = {"epochs": "train.epochs", "iterations": "train.iterations", "batch_size": "train.batch_size", "seed": "seed",
              "train_cache": "train.train_cache", "eval_every": "eval.every", "eval_batch_size": "eval.batch_size",
              "num_workers": "data.num_workers", "eval_before_snapshot": "eval.before_snapshot"}
 MAX_NAME_LENGTH = 128

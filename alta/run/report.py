@@ -146,7 +146,7 @@ def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[
     return problems
 
 
-_TRAINING_KEYS = (("epochs", "epochs per experience"), ("train_cache", "train_cache"), ("schedule", "schedule"),
+_TRAINING_KEYS = (("epochs", "epochs per experience"), ("iterations", "iterations per experience"), ("train_cache", "train_cache"), ("schedule", "schedule"),
                   ("head", "head"))
 
 

@@ -318,7 +318,12 @@ class TrainConfig(ConfigSection):
     <alta.run.config.RunConfig.loop>`); the schedule's by the schedule.
 
     Attributes:
-        epochs: Epochs per experience (30; joint training 100).
+        epochs: Epochs per experience (30; joint training 100); with ``iterations``, the
+            rounds the budget is cut into (the unit of checkpoints, of the learning-rate
+            schedule and of ``eval.every``).
+        iterations: Training budget in optimizer steps per experience, the data cycled in
+            shuffled passes (ZSCL and MoE-Adapters: 1000 at batch 64); ``None``: ``epochs``
+            passes over the data.
         batch_size: Training batch size (32).
         schedule: ``crossed`` (both branches every step: the reference) or ``alternate``
             (text and image branch in turns).
@@ -333,6 +338,7 @@ class TrainConfig(ConfigSection):
     _SECTION: ClassVar[str] = "train"
 
     epochs: int = LoopConfig.epochs
+    iterations: int | None = LoopConfig.iterations
     batch_size: int = LoopConfig.batch_size
     schedule: str = default_of(AlternatingSchedule, "mode")
     schedule_period: int = default_of(AlternatingSchedule, "period")

@@ -162,6 +162,7 @@ def build_summary(
         "seed": config.seed,
         "buffer_size": buffer_size,
         "epochs": config.train.epochs,
+        "iterations": config.train.iterations,
         "train_cache": config.train.train_cache,
         "schedule": config.train.schedule,
         "accuracy_matrix": {s: matrices[s] for s in SETTINGS},
@@ -389,7 +390,9 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"alta run {summary['config']!r}: {summary['dataset']}, {T} experience{'s' if T != 1 else ''} x "
         f"{'/'.join(str(c) for c in sorted(set(summary['classes_per_experience'])))} classes, "
-        f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience"
+        + (f"{summary['iterations']} iterations per experience in {summary['epochs']} rounds"
+           if summary.get("iterations") else
+           f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience")
         + (f" (joint: evaluated on the {len(summary['eval_classes_per_experience'])} experiences of the "
            f"sequential split)" if summary.get("joint") else ""),
         f"class order {summary.get('class_order_source', 'native')}, class names from "
