@@ -69,6 +69,7 @@ __all__ = [
     "harmonic_mean",
     "seen_accuracy",
     "mtil_summary",
+    "domain_il_accuracy",
 ]
 
 
@@ -328,3 +329,42 @@ def mtil_summary(R) -> dict[str, float | list[float | None]]:
         "avg_per_dataset": [float(v) for v in avg],
         "last_per_dataset": [float(v) for v in last],
     }
+
+
+def domain_il_accuracy(confusion, class_to_experience, class_to_concept) -> list[float]:
+    """Domain-IL accuracy (%) of each experience of a domain-incremental stream, from a confusion
+    matrix: a prediction is right when it names the sample's class in any domain.
+
+    In a domain-incremental stream every domain has the same classes, each domain's copy a label
+    of its own (S-Prompts' ``label + C * domain``); S-Prompts counts ``y_pred % C == y_true % C``
+    (Wang et al., "S-Prompts Learning with Pre-trained Transformers", NeurIPS 2022,
+    ``utils/toolkit.py:accuracy_domain``), which is this with ``class_to_concept = label % C``.
+
+    Args:
+        confusion: ``M[i, j]``, test samples of label i predicted as label j (the class-IL
+            confusion matrix of :func:`alta.evaluate`).
+        class_to_experience: The experience (domain) of every label.
+        class_to_concept: The class every label stands for across domains.
+
+    Returns:
+        Per experience, the accuracy over the samples of its labels (NaN without samples).
+
+    Raises:
+        ShapeError: mappings without one entry per label.
+
+    Shape:
+        confusion: (C, C); class_to_experience, class_to_concept: (C,); returns T values.
+    """
+    M = _confusion(confusion)
+    owner = np.asarray(class_to_experience).reshape(-1)
+    concept = np.asarray(class_to_concept).reshape(-1)
+    if owner.shape[0] != M.shape[0] or concept.shape[0] != M.shape[0]:
+        raise ShapeError(f"class_to_experience ({owner.shape[0]}) and class_to_concept ({concept.shape[0]}) need one "
+                         f"entry per class of the confusion matrix ({M.shape[0]})")
+    right = (concept[:, None] == concept[None, :])  # (C, C): label j names label i's class
+    out = []
+    for t in range(int(owner.max()) + 1 if owner.size else 0):
+        rows = owner == t
+        total = M[rows].sum()
+        out.append(float(100.0 * (M[rows] * right[rows]).sum() / total) if total > 0 else float("nan"))
+    return out
