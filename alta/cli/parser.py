@@ -45,6 +45,7 @@ FLAG_KEYS = {
     "initial_classes": "data.initial_classes",
     "class_order": "data.class_order",
     "class_names": "data.class_names",
+    "shots": "data.shots",
     "epochs": "train.epochs",
     "iterations": "train.iterations",
     "batch_size": "train.batch_size",
@@ -183,7 +184,7 @@ _IMPORT_HELP = ("a module or a .py file whose code registers methods, loss terms
                 "policies or loggers (repeatable; installed packages register through entry points without it)")
 
 #: What ``alta list`` lists.
-LISTINGS = ("methods", "backbones", "datasets", "configs", "loss-terms", "buffer-policies", "loggers",
+LISTINGS = ("methods", "backbones", "datasets", "sequences", "configs", "loss-terms", "buffer-policies", "loggers",
             "backbone-sources", "plugins", "presets")
 
 
@@ -291,7 +292,8 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
 
     data = run.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME",
-                      help="stream name (`alta list datasets`); overrides the config's. Without --config, a dataset "
+                      help="stream name (`alta list datasets`), or a multi-domain sequence (`alta list sequences`: "
+                           "mtil-order1, mtil-order2, xtail, ...); overrides the config's. Without --config, a dataset "
                            "of the CLIP class-incremental suite (cars, food, sun, ucf, cub, cil-aircraft, cil-cifar100, "
                            "cil-imagenet-r, cil-objectnet) starts from the suite's preset for --split (`alta list "
                            "presets`): flags given on top of it are recorded as deviations")
@@ -312,6 +314,9 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     data.add_argument("--class-names", dest="class_names", metavar="FILE",
                       help="readable class names for CLIP's prompts: a file with one name per line in label order, "
                            "or 'folder<TAB>name' lines (Tiny-ImageNet's words.txt, for WordNet-id folders)")
+    data.add_argument("--shots", type=int, metavar="N",
+                      help="multi-domain sequences: keep N training images per class (5: MTIL few-shot, 16: X-TAIL), "
+                           "drawn from data.shot_seed (default: the run's --seed)")
     data.add_argument("--num-workers", dest="num_workers", type=int, metavar="N",
                       help="DataLoader worker processes (default 0)")
     for dest in REFERENCE_DIRS:

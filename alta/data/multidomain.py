@@ -63,7 +63,7 @@ from .splits import check_names, identifier_names
 from .transforms import _DATASET_STATS, make_transform
 
 __all__ = ["Domain", "MultiDomainStream", "SequenceSpec", "SequenceEntry", "SEQUENCES",
-           "list_sequences", "STREAM_KINDS"]
+           "list_sequences", "register_sequence", "STREAM_KINDS"]
 
 STREAM_KINDS = ("task", "domain")
 
@@ -211,8 +211,9 @@ class MultiDomainStream:
         transform: str | Callable | None = "clip",
         test_transform: str | Callable | None = None,
         resolution: int = 224,
-        shots: int | None = KEEP,
+        shots: int | None = None,
         shot_seed: int = 0,
+        sources: Mapping[str, tuple[Dataset, Dataset]] | None = None,
     ) -> "MultiDomainStream":
         """Build a named sequence (:func:`list_sequences`): ``mtil-order1``, ``mtil-order2``,
         ``xtail``, the ``cpu`` stand-in ``standin``, ...
@@ -228,9 +229,10 @@ class MultiDomainStream:
             test_transform: Test transform (``None``: the test side of the preset, or the same
                 callable).
             resolution: The backbone's input size in pixels (for preset names).
-            shots: Training images per class; omitted: the sequence's default (X-TAIL: 16),
-                ``None``: every image.
+            shots: Training images kept per class (5-shot MTIL, 16-shot X-TAIL); ``None``: all.
             shot_seed: Seed of the few-shot draw.
+            sources: ``{label: (train, test)}`` already read by :meth:`sequence_sources` with
+                the same roots (read here when ``None``).
 
         Returns:
             The stream; :attr:`name` is the sequence's name.
@@ -242,19 +244,11 @@ class MultiDomainStream:
                 folder tried and the layout expected).
         """
         spec = SEQUENCES.get(name)
-        roots = dict(roots or {})
-        unknown = sorted(set(roots) - {e.dataset for e in spec.entries})
-        if unknown:
-            raise ConfigError(f"roots names {unknown}, which are not datasets of sequence {spec.name!r} "
-                              f"({[e.dataset for e in spec.entries]})")
+        if sources is None:
+            sources = cls.sequence_sources(name, root=root, roots=roots)
         domains = []
         for entry in spec.entries:
-            where = entry.root_for(root, roots.get(entry.dataset))
-            try:
-                train, test = entry.load(where)
-            except DataError as exc:
-                raise type(exc)(f"sequence {spec.name!r}, dataset {entry.dataset!r} (read from "
-                                f"{where if where is not None else 'its default location'}): {exc}") from None
+            train, test = sources[entry.label]
             stats = entry.dataset if entry.dataset in _DATASET_STATS else None
             train_tf = _resolve(transform, train=True, resolution=resolution, dataset=stats)
             test_tf = (_resolve(test_transform, train=False, resolution=resolution, dataset=stats)
@@ -264,8 +258,43 @@ class MultiDomainStream:
             domains.append(Domain(entry.label, train, test, list(train.class_names) if entry.class_names is None
                                   else list(entry.class_names), templates=entry.templates,
                                   transform=train_tf, test_transform=test_tf))
-        return cls(domains, kind=spec.kind, shots=spec.shots if shots is KEEP else shots, shot_seed=shot_seed,
-                   name=spec.name)
+        return cls(domains, kind=spec.kind, shots=shots, shot_seed=shot_seed, name=spec.name)
+
+    @staticmethod
+    def sequence_sources(name: str, *, root: str | os.PathLike | None = None,
+                         roots: Mapping[str, str | os.PathLike] | None = None) -> dict[str, tuple[Dataset, Dataset]]:
+        """Read the ``(train, test)`` sources of every dataset of a named sequence (file lists or
+        arrays, no image decoded): the check that its data is there.
+
+        Args:
+            name: A registered sequence.
+            root: Folder holding its datasets (see :meth:`from_sequence`).
+            roots: ``{dataset: folder}``, a dataset's own folder.
+
+        Returns:
+            ``{label: (train, test)}`` (:attr:`SequenceEntry.label`) in training order.
+
+        Raises:
+            ConfigError: unknown sequence, a ``roots`` key that is not one of its datasets.
+            DataError: a dataset missing or malformed (the message names the sequence, the
+                dataset and the folder tried; :class:`~alta.data.DataRootError` when the folder
+                is the problem).
+        """
+        spec = SEQUENCES.get(name)
+        roots = dict(roots or {})
+        unknown = sorted(set(roots) - {e.dataset for e in spec.entries})
+        if unknown:
+            raise ConfigError(f"roots names {unknown}, which are not datasets of sequence {spec.name!r} "
+                              f"({[e.dataset for e in spec.entries]})")
+        out = {}
+        for entry in spec.entries:
+            where = entry.root_for(root, roots.get(entry.dataset))
+            try:
+                out[entry.label] = entry.load(where)
+            except DataError as exc:
+                raise type(exc)(f"sequence {spec.name!r}, dataset {entry.dataset!r} (read from "
+                                f"{where if where is not None else 'its default location'}): {exc}") from None
+        return out
 
     # ---- the sequence ------------------------------------------------------------------------
 
@@ -490,7 +519,6 @@ class SequenceSpec:
         name: Registry name.
         entries: Its datasets in training order.
         kind: ``"task"`` or ``"domain"`` (:class:`MultiDomainStream`).
-        shots: Default training images per class (``None``: all).
         il_setting: The setting its papers report: ``task-il`` (MTIL) or ``class-il`` (X-TAIL).
         description: One line for listings.
         source: Where the sequence is defined (paper, repository and file).
@@ -499,7 +527,6 @@ class SequenceSpec:
     name: str
     entries: tuple[SequenceEntry, ...]
     kind: str
-    shots: int | None
     il_setting: str
     description: str
     source: str
@@ -513,8 +540,37 @@ def list_sequences() -> list[str]:
     return SEQUENCES.names()
 
 
-def _add(spec: SequenceSpec, aliases: tuple[str, ...] = ()) -> None:
-    SEQUENCES.add(spec.name, spec, aliases=aliases)
+def register_sequence(name: str, entries: Sequence[SequenceEntry], *, kind: str = "task", il_setting: str = "task-il",
+                      description: str = "", source: str = "", aliases: tuple[str, ...] = ()) -> SequenceSpec:
+    """Register a multi-domain sequence of registered datasets (then usable as ``data.dataset``,
+    ``--dataset`` and :meth:`MultiDomainStream.from_sequence`).
+
+    Args:
+        name: The sequence's name.
+        entries: Its datasets in training order (:class:`SequenceEntry`; labels distinct).
+        kind: ``"task"`` or ``"domain"``.
+        il_setting: The setting its results are read in (``task-il``: MTIL, ``class-il``: X-TAIL).
+        description: One line for ``alta list sequences``.
+        source: Where it is defined.
+        aliases: Other names.
+
+    Returns:
+        The :class:`SequenceSpec`.
+
+    Raises:
+        ConfigError: a name already registered, no entry, two entries of one label, a bad kind.
+    """
+    entries = tuple(entries)
+    labels = [e.label for e in entries]
+    if not entries or not all(isinstance(e, SequenceEntry) for e in entries):
+        raise ConfigError(f"sequence {name!r} needs a non-empty list of SequenceEntry")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"the datasets of sequence {name!r} need distinct labels, got {labels}")
+    if kind not in STREAM_KINDS:
+        raise ConfigError(f"kind must be one of {STREAM_KINDS}, got {kind!r}")
+    spec = SequenceSpec(name, entries, kind, il_setting, description, source)
+    SEQUENCES.add(name, spec, aliases=aliases)
+    return spec
 
 
 # The stand-in of the machines alta is tested on: the real datasets at hand, one per experience.
@@ -530,12 +586,32 @@ _STANDIN = (
                   folders=("tiny-imagenet-200", "tiny-imagenet-200-sample"),
                   templates=("a photo of a {}.", "a low resolution photo of a {}.", "a photo of the {}.")),
 )
-_add(SequenceSpec(
-    "standin", _STANDIN, "task", None, "task-il",
-    "stand-in multi-domain sequence of the data at hand: digits, Fashion-MNIST, CIFAR-10, Tiny-ImageNet "
-    "(MTIL-style; not a published benchmark)",
-    "alta (the cpu scale of benchmarks/run.py mtil); templates: alta's, written for these datasets"))
-_add(SequenceSpec(
-    "standin-xtail", _STANDIN, "task", 16, "class-il",
-    "the stand-in sequence X-TAIL-style: 16 training images per class, scored over the union of every "
-    "dataset's classes", "alta (the cpu scale of benchmarks/run.py mtil)"))
+register_sequence(
+    "standin", _STANDIN, il_setting="task-il",
+    description="stand-in sequence of the real data at hand: digits, Fashion-MNIST, CIFAR-10, the Tiny-ImageNet "
+                "sample (for MTIL-style and X-TAIL-style runs on a CPU; not a published benchmark)",
+    source="alta (the cpu scale of benchmarks/run.py mtil); templates: alta's, written for these datasets")
+
+# MTIL (ZSCL, ICCV 2023): the 11 datasets in alphabetical order (Order I), and ZSCL's permutation of
+# them (Order II: results.ipynb `statistics(order=2)`; DIKI's MTIL_order_2). Each dataset is read
+# from its torchvision folder under the root (docs/datasets.md).
+_MTIL_ORDER1 = (
+    SequenceEntry("aircraft"), SequenceEntry("caltech101"), SequenceEntry("cifar100"), SequenceEntry("dtd"),
+    SequenceEntry("eurosat"), SequenceEntry("flowers102"), SequenceEntry("food101"), SequenceEntry("mnist"),
+    SequenceEntry("oxford-pet"), SequenceEntry("stanford-cars"), SequenceEntry("sun397"),
+)
+MTIL_ORDER2 = (9, 6, 7, 8, 5, 10, 0, 1, 3, 4, 2)  # positions in Order I
+_MTIL_SOURCE = ("Zheng et al., ICCV 2023 (ZSCL); github.com/Thunderbeee/ZSCL mtil/scripts/*.sh (Order I), "
+                "mtil/results.ipynb (Order II)")
+register_sequence(
+    "mtil-order1", _MTIL_ORDER1, il_setting="task-il", aliases=("mtil",),
+    description="MTIL Order I (ZSCL): the 11 datasets, alphabetical", source=_MTIL_SOURCE)
+register_sequence(
+    "mtil-order2", tuple(_MTIL_ORDER1[k] for k in MTIL_ORDER2), il_setting="task-il",
+    description="MTIL Order II (ZSCL's permutation [9, 6, 7, 8, 5, 10, 0, 1, 3, 4, 2] of Order I)",
+    source=_MTIL_SOURCE)
+register_sequence(
+    "xtail", tuple(e for e in _MTIL_ORDER1 if e.dataset != "cifar100"), il_setting="class-il",
+    description="X-TAIL (RAIL): MTIL Order I without CIFAR100, scored over every domain's classes",
+    source="Xu et al., NeurIPS 2024 (RAIL); github.com/linghan1997/Regression-based-Analytic-Incremental-Learning "
+           "configs/analytic_clip.yaml")

@@ -127,7 +127,8 @@ class LoopConfig(ConfigSection):
                   why="optimizer steps per experience (ZSCL: 1000), or null for a budget in epochs")
         if self.iterations is not None and self.epochs > self.iterations:
             raise ConfigError(
-                f"config key 'epochs' is {self.epochs} but 'iterations' is {self.iterations}: with a budget in "
+                f"config key 'epochs' is {self.epochs} but config key 'iterations' is {self.iterations}: with a "
+                f"budget in "
                 f"iterations, epochs is the number of rounds the {self.iterations} steps are cut into (the unit of "
                 f"checkpoints, of the learning-rate schedule and of eval_every), so it must be at most "
                 f"{self.iterations}; e.g. iterations 1000 with epochs 10 (rounds of 100 steps)"

@@ -140,6 +140,12 @@ class RunConfig(ConfigSection):
                 f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
                 f"got {self.device!r}; alta runs on the CPU or on CUDA GPUs, e.g. --device cpu"
             )
+        if self.data.is_sequence and self.model.head != "all":
+            raise ConfigError(
+                f"config key 'model.head' is {self.model.head!r} but data.dataset {self.data.dataset!r} is a "
+                f"multi-domain sequence, evaluated on every dataset after every experience (the full T x T matrix, "
+                f"datasets not learned yet included): a head of seen classes cannot score those. Use head 'all'; "
+                f"model.unseen_classes chooses how classes not learned yet are scored (learned or zeroshot)")
         spec = METHODS.get(self.model.method)
         if self.train.schedule == "alternate" and spec.branches != frozenset(BRANCHES):
             only = ", ".join(sorted(spec.branches)) or "no"

@@ -470,6 +470,6 @@ def protocol_class_names(config) -> list[str] | None:
     names, CIFAR names with underscores); class names set in the config win."""
     if get_protocol(config.protocol).settings()["class_names"].value != "reference":
         return None
-    if getattr(config.data, "class_names", None) is not None:
-        return None
+    if getattr(config.data, "class_names", None) is not None or getattr(config.data, "is_sequence", False):
+        return None  # a multi-domain sequence: each dataset's own names
     return reference_class_names(config.data.dataset)
