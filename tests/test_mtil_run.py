@@ -11,8 +11,6 @@ import pytest
 from helpers import run_cli
 
 from alta.cli.config import apply_overrides, load_config
-from alta.data import SEQUENCES
-from alta.data.multidomain import SequenceEntry, SequenceSpec
 from alta.errors import ConfigError
 from alta.loop.callbacks import Callback
 from alta.run import RunConfig, run_experiment
@@ -22,15 +20,10 @@ TINY = ["--visual", "tiny-vit", "--set", "data.max_train_per_class=12", "--set",
 
 
 @pytest.fixture
-def two_digits(monkeypatch):
+def two_digits():
     """A sequence of two datasets that needs no files: scikit-learn's digits, twice (the second
-    under other templates), registered for the test only."""
-    entries = (SequenceEntry("digits", fallback="none", templates=('a photo of the number: "{}".',)),
-               SequenceEntry("digits", label="digits-again", fallback="none",
-                             templates=("a photo of a {}.", "a drawing of a {}.")))
-    monkeypatch.setitem(SEQUENCES._entries, "two-digits",
-                        SequenceSpec("two-digits", entries, "task", "task-il", "test sequence", "tests"))
-    return "two-digits"
+    under other templates)."""
+    return "digits-twice"
 
 
 def _summary(folder):
@@ -56,7 +49,7 @@ def test_an_mtil_style_run_writes_the_full_matrix_and_transfer_avg_last(tmp_path
     assert summary["headline"]["mtil_transfer"] == mtil["task_il"]["transfer"]  # task-IL: MTIL's setting
     assert mtil["zeroshot"]["task_il"]["transfer"] == pytest.approx(summary["zeroshot_accuracy"]["task_il"][1])
     assert summary["templates"] == {"digits": ['a photo of the number: "{}".'],
-                                    "digits-again": ["a photo of a {}.", "a drawing of a {}."]}
+                                    "digits-again": ["a photo of a {}.", "a drawing of the number {}."]}
     assert summary["text_templates"] == "ensemble" and summary["iterations"] == 4 and summary["train_steps"] == 8
     assert "Multi-domain metrics over the full 2 x 2 matrix" in out and "task-IL (MTIL) *" in out
     code, report, _ = run_cli(capsys, "report", str(tmp_path / "run"))

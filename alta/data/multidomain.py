@@ -587,6 +587,13 @@ _STANDIN = (
                   templates=("a photo of a {}.", "a low resolution photo of a {}.", "a photo of the {}.")),
 )
 register_sequence(
+    "digits-twice", (SequenceEntry("digits", fallback="none", templates=('a photo of the number: "{}".',)),
+                     SequenceEntry("digits", label="digits-again", fallback="none",
+                                   templates=("a photo of a {}.", "a drawing of the number {}."))),
+    il_setting="task-il",
+    description="plumbing only: scikit-learn's bundled digits twice, under two template lists (no files; for "
+                "smoke tests and examples, not a benchmark)", source="alta")
+register_sequence(
     "standin", _STANDIN, il_setting="task-il",
     description="stand-in sequence of the real data at hand: digits, Fashion-MNIST, CIFAR-10, the Tiny-ImageNet "
                 "sample (for MTIL-style and X-TAIL-style runs on a CPU; not a published benchmark)",
