@@ -121,3 +121,15 @@ def test_the_stand_in_sequence_runs_mtil_and_xtail_style(tmp_path, capsys, data_
     assert np.array(summary["accuracy_matrix"][setting]).shape == (4, 4)
     assert set(summary["mtil"][setting]) >= {"transfer", "avg", "last", "transfer_per_dataset"}
     assert "Multi-domain metrics over the full 4 x 4 matrix" in out
+
+
+def test_the_shipped_multi_domain_configs():
+    mtil, xtail = load_config("mtil"), load_config("xtail")
+    assert mtil.data.dataset == "mtil-order1" and xtail.data.dataset == "xtail" and xtail.data.shots == 16
+    assert (mtil.train.iterations, mtil.train.batch_size) == (1000, 64)  # ZSCL's and MoE-Adapters' budget
+    assert mtil.eval.il_setting == "task-il" and xtail.eval.il_setting == "class-il"
+    assert mtil.model.text_templates == "ensemble" and xtail.model.template == "a photo of a {}."
+    for config in (mtil, xtail, load_config("mtil_standin"), load_config("xtail_standin")):
+        assert config.model.head == "all" and config.eval.every == 0
+    order2 = apply_overrides(mtil, {"data.dataset": "mtil-order2", "data.shots": 5})
+    assert order2.data.dataset == "mtil-order2" and order2.data.shots == 5

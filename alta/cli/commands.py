@@ -383,8 +383,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         lines = ["multi-domain sequences (--dataset; a dataset per experience, MTIL / X-TAIL):"]
         for name in list_sequences():
             spec = SEQUENCES.get(name)
-            shots = f", {spec.shots}-shot" if spec.shots else ""
-            lines.append(f"  {name:18s} {spec.description} [{spec.il_setting}{shots}; datasets: "
+            lines.append(f"  {name:18s} {spec.description} [{spec.il_setting}; datasets: "
                          f"{', '.join(e.label for e in spec.entries)}]")
         blocks.append("\n".join(lines))
     if "configs" in what:

@@ -19,6 +19,8 @@ examples:
   alta run --resume runs/il_cifar10-oritext_mlp2cprompt_oriimg-20250101-120000
   alta run --import examples/linear_probe.py --method linear_probe,alta
            your own method (a file or module that registers it) beside ALTA, as a run group
+  alta run --config mtil --data-root DIR           MTIL Order I, a dataset per experience (--dataset mtil-order2,
+                                                   --shots 5; --config xtail: X-TAIL; alta list sequences)
   alta run --config il_cifar10 --data-root DIR --method alta,mlp,cprompt --buffer-size 200,500
            a run group: the six runs in one pass over the frozen encoders, each in its own folder
            under runs/<config>-group-<time>/ (alta run --resume on that folder continues them all)
