@@ -184,3 +184,65 @@ def test_a_run_fills_the_full_matrix_and_replays_across_datasets(digits_sources,
     assert stored["logits"].shape == (len(buffer), 20)
     assert set(stored["experience_ids"].tolist()) == {0, 1}
     assert set(stored["labels"][stored["experience_ids"] == 1].tolist()) <= set(range(10, 20))
+
+
+# ---- the named sequences on fixtures of the official layouts (tests/dataset_layouts.py) -------------
+
+MTIL_CLASSES = {"aircraft": 100, "caltech101": 101, "cifar100": 100, "dtd": 47, "eurosat": 10, "flowers102": 102,
+                "food101": 101, "mnist": 10, "oxford-pet": 37, "stanford-cars": 196, "sun397": 397}
+
+
+@pytest.fixture(scope="module")
+def mtil_root(tmp_path_factory):
+    """One root holding every MTIL layout and DomainNet, as ZSCL's --data-location (CIFAR-100 as class
+    folders in cifar100/: torchvision's pickles would need their md5 sums)."""
+    from dataset_layouts import BUILDERS, put_image
+
+    from alta.data.datasets import CIFAR100_CLASSES
+
+    root = tmp_path_factory.mktemp("mtil")
+    for build in BUILDERS.values():
+        build(root)
+    for name in CIFAR100_CLASSES:
+        put_image(root / "cifar100" / "train" / name / "0.jpg")
+        put_image(root / "cifar100" / "test" / name / "0.jpg")
+    return root
+
+
+def test_the_mtil_sequences_load_from_the_official_layouts(mtil_root):
+    from alta.data import dataset_templates
+    from alta.data.multidomain import MTIL_ORDER2
+
+    first = MultiDomainStream.from_sequence("mtil-order1", root=mtil_root, transform="plain", resolution=32)
+    assert first.domain_names == list(MTIL_CLASSES)
+    assert first.classes_per_experience == list(MTIL_CLASSES.values()) and first.num_classes == 1201
+    assert first[1].class_names[:2] == ["off-center face", "centered face"]  # ZSCL's Caltech101 names
+    assert first[10].class_names[8] == "apartment building/outdoor"
+    assert first.domain_templates["caltech101"] == dataset_templates("caltech101-zscl")  # ZSCL's 34
+    assert len(first.domain_templates["cifar100"]) == 18
+    x, y = first[7].test[0]  # MNIST: its labels follow the 561 classes of the 7 datasets before it
+    assert x.shape == (3, 32, 32) and 561 <= y < 571
+    second = MultiDomainStream.from_sequence("mtil-order2", root=mtil_root, transform="plain", resolution=32)
+    assert second.domain_names == [first.domain_names[k] for k in MTIL_ORDER2]
+    assert second.domain_names[:3] == ["stanford-cars", "food101", "mnist"]
+    xtail = MultiDomainStream.from_sequence("xtail", root=mtil_root, transform="plain", resolution=32, shots=1)
+    assert "cifar100" not in xtail.domain_names and len(xtail) == 10 and xtail.num_classes == 1101
+    for e in xtail:  # at most one image per class (a fixture's random 80/20 split leaves some classes none)
+        assert int(torch.bincount(e.train.targets).max()) == 1
+
+
+def test_domainnet_runs_domain_incrementally(mtil_root):
+    stream = MultiDomainStream.from_sequence("domainnet", root=mtil_root, transform="plain", resolution=32)
+    assert stream.kind == "domain" and stream.domain_names == ["clipart", "infograph", "painting", "quickdraw",
+                                                               "real", "sketch"]
+    assert stream.classes_per_experience == [345] * 6 and stream.num_classes == 6 * 345
+    assert stream.class_to_concept[345 * 4 + 7] == 7  # "real" copy of class 7
+    assert stream[4].class_names == stream[0].class_names
+    assert {int(y) for y in stream[1].train.targets} <= set(range(345, 2 * 345))
+
+
+def test_a_missing_dataset_of_a_sequence_is_named(tmp_path):
+    from alta.data import DataRootError
+
+    with pytest.raises(DataRootError, match="sequence 'mtil-order1', dataset 'aircraft'"):
+        MultiDomainStream.sequence_sources("mtil-order1", root=tmp_path)

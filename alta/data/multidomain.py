@@ -56,10 +56,11 @@ from ..config import check_int, check_seed
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ..seeding import derive_seed
-from .datasets import load_sources
+from .datasets import DOMAINNET_DOMAINS, load_sources
 from .experience import KEEP, Experience, ExperienceDataset, read_targets
 from .fewshot import few_shot_indices
 from .splits import check_names, identifier_names
+from .templates import dataset_templates
 from .transforms import _DATASET_STATS, make_transform
 
 __all__ = ["Domain", "MultiDomainStream", "SequenceSpec", "SequenceEntry", "SEQUENCES",
@@ -256,7 +257,7 @@ class MultiDomainStream:
                        _resolve(transform, train=False, resolution=resolution, dataset=stats)
                        if isinstance(transform, str) else transform)
             domains.append(Domain(entry.label, train, test, list(train.class_names) if entry.class_names is None
-                                  else list(entry.class_names), templates=entry.templates,
+                                  else list(entry.class_names), templates=entry.known_templates(),
                                   transform=train_tf, test_transform=test_tf))
         return cls(domains, kind=spec.kind, shots=shots, shot_seed=shot_seed, name=spec.name)
 
@@ -474,7 +475,8 @@ class SequenceEntry:
             the root itself (``fallback="root"``) or the dataset's own default location
             (``fallback="default"``, e.g. Fashion-MNIST's Debian folder).
         fallback: ``"root"``, ``"default"`` or ``"none"`` (the dataset reads no files).
-        templates: Its prompt templates (``None``: none known).
+        templates: Its prompt templates (``None``: the dataset's known list,
+            :func:`alta.data.dataset_templates`, if it has one).
         class_names: Names replacing the dataset's (``None``: the dataset's).
         options: Options of the dataset (:func:`alta.data.load_sources`).
     """
@@ -509,6 +511,13 @@ class SequenceEntry:
     def load(self, root: Path | None):
         """The dataset's ``(train, test)`` sources."""
         return load_sources(self.dataset, root=root, options=self.options or None)
+
+    def known_templates(self) -> tuple[str, ...] | None:
+        """Its templates: :attr:`templates`, else the dataset's known list
+        (:func:`alta.data.dataset_templates`: ZSCL's for the MTIL datasets), else ``None``."""
+        if self.templates is not None:
+            return tuple(self.templates)
+        return tuple(dataset_templates(self.dataset, default=())) or None
 
 
 @dataclass(frozen=True)
@@ -579,9 +588,7 @@ _STANDIN = (
     SequenceEntry("fashion-mnist", folders=("fashion-mnist", "FashionMNIST"), fallback="default",
                   templates=("a photo of a {}.", "a black and white photo of a {}.",
                              "a low resolution photo of a {}.")),
-    SequenceEntry("seq-cifar10", label="cifar10", folders=("cifar10", "cifar-10", "CIFAR10"),
-                  templates=("a photo of a {}.", "a blurry photo of a {}.", "a low resolution photo of a {}.",
-                             "a photo of the small {}.")),
+    SequenceEntry("seq-cifar10", label="cifar10", folders=("cifar10", "cifar-10", "CIFAR10")),  # ZSCL's templates
     SequenceEntry("seq-tinyimagenet", label="tinyimagenet",
                   folders=("tiny-imagenet-200", "tiny-imagenet-200-sample"),
                   templates=("a photo of a {}.", "a low resolution photo of a {}.", "a photo of the {}.")),
@@ -597,15 +604,17 @@ register_sequence(
     "standin", _STANDIN, il_setting="task-il",
     description="stand-in sequence of the real data at hand: digits, Fashion-MNIST, CIFAR-10, the Tiny-ImageNet "
                 "sample (for MTIL-style and X-TAIL-style runs on a CPU; not a published benchmark)",
-    source="alta (the cpu scale of benchmarks/run.py mtil); templates: alta's, written for these datasets")
+    source="alta (the cpu scale of benchmarks/run.py mtil); templates: ZSCL's for CIFAR-10 "
+           "(alta.data.dataset_templates), alta's for the others")
 
 # MTIL (ZSCL, ICCV 2023): the 11 datasets in alphabetical order (Order I), and ZSCL's permutation of
 # them (Order II: results.ipynb `statistics(order=2)`; DIKI's MTIL_order_2). Each dataset is read
 # from its torchvision folder under the root (docs/datasets.md).
 _MTIL_ORDER1 = (
-    SequenceEntry("aircraft"), SequenceEntry("caltech101"), SequenceEntry("cifar100"), SequenceEntry("dtd"),
-    SequenceEntry("eurosat"), SequenceEntry("flowers102"), SequenceEntry("food101"), SequenceEntry("mnist"),
-    SequenceEntry("oxford-pet"), SequenceEntry("stanford-cars"), SequenceEntry("sun397"),
+    SequenceEntry("aircraft"), SequenceEntry("caltech101-zscl", label="caltech101"),
+    SequenceEntry("seq-cifar100", label="cifar100", folders=("cifar100", "cifar-100", "CIFAR100")), SequenceEntry("dtd"), SequenceEntry("eurosat"),
+    SequenceEntry("flowers102"), SequenceEntry("food101"), SequenceEntry("mnist"), SequenceEntry("oxford-pet"),
+    SequenceEntry("stanford-cars"), SequenceEntry("sun397"),
 )
 MTIL_ORDER2 = (9, 6, 7, 8, 5, 10, 0, 1, 3, 4, 2)  # positions in Order I
 _MTIL_SOURCE = ("Zheng et al., ICCV 2023 (ZSCL); github.com/Thunderbeee/ZSCL mtil/scripts/*.sh (Order I), "
@@ -618,7 +627,17 @@ register_sequence(
     description="MTIL Order II (ZSCL's permutation [9, 6, 7, 8, 5, 10, 0, 1, 3, 4, 2] of Order I)",
     source=_MTIL_SOURCE)
 register_sequence(
-    "xtail", tuple(e for e in _MTIL_ORDER1 if e.dataset != "cifar100"), il_setting="class-il",
+    "xtail", tuple(e for e in _MTIL_ORDER1 if e.label != "cifar100"), il_setting="class-il",
     description="X-TAIL (RAIL): MTIL Order I without CIFAR100, scored over every domain's classes",
     source="Xu et al., NeurIPS 2024 (RAIL); github.com/linghan1997/Regression-based-Analytic-Incremental-Learning "
            "configs/analytic_clip.yaml")
+
+# Domain-incremental DomainNet (S-Prompts' sessions, as MoE-Adapters++ runs it): the same 345 classes in
+# each of the six domains, in the official split files' order.
+register_sequence(
+    "domainnet", tuple(SequenceEntry("domainnet", label=domain, options={"domains": [domain]})
+                       for domain in DOMAINNET_DOMAINS),
+    kind="domain", il_setting="class-il",
+    description="DomainNet, domain-incremental: the same 345 classes in each of its six domains (clipart, "
+                "infograph, painting, quickdraw, real, sketch); domain-IL accuracy in the summary",
+    source="Wang et al., NeurIPS 2022 (S-Prompts), github.com/iamwangyabin/S-Prompts utils/data.py (iDomainNet)")
