@@ -133,3 +133,15 @@ def test_the_shipped_multi_domain_configs():
         assert config.model.head == "all" and config.eval.every == 0
     order2 = apply_overrides(mtil, {"data.dataset": "mtil-order2", "data.shots": 5})
     assert order2.data.dataset == "mtil-order2" and order2.data.shots == 5
+
+
+def test_seed_groups_average_transfer_avg_last(tmp_path, capsys, two_digits):
+    code, _, err = run_cli(capsys, "run", "--dataset", two_digits, "--iterations", "2", "--epochs", "1",
+                           "--il-setting", "task-il", *TINY, "--seeds", "0", "1", "--output-dir", str(tmp_path / "g"))
+    assert code == 0, err
+    aggregate = json.loads((tmp_path / "g" / "aggregate.json").read_text())
+    runs = [_summary(tmp_path / "g" / f"seed-{s}") for s in (0, 1)]
+    assert aggregate["mtil_transfer"]["task_il"]["mean"] == pytest.approx(
+        np.mean([r["mtil_transfer"]["task_il"] for r in runs]))
+    code, report, _ = run_cli(capsys, "report", str(tmp_path / "g"))
+    assert code == 0 and "task-IL Transfer" in report
