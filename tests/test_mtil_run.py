@@ -106,6 +106,7 @@ def test_sequence_configs_refuse_what_does_not_apply(two_digits):
         class_templates(ScenarioStream.from_name("digits"), "ensemble")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, setting, shots", [("mtil_standin", "task_il", None), ("xtail_standin", "class_il", 16)])
 def test_the_stand_in_sequence_runs_mtil_and_xtail_style(tmp_path, capsys, data_root, config, setting, shots):
     """The shipped stand-in configs on the real data at hand (digits, Fashion-MNIST, CIFAR-10, the
@@ -135,6 +136,7 @@ def test_the_shipped_multi_domain_configs():
     assert order2.data.dataset == "mtil-order2" and order2.data.shots == 5
 
 
+@pytest.mark.slow
 def test_seed_groups_average_transfer_avg_last(tmp_path, capsys, two_digits):
     code, _, err = run_cli(capsys, "run", "--dataset", two_digits, "--iterations", "2", "--epochs", "1",
                            "--il-setting", "task-il", *TINY, "--seeds", "0", "1", "--output-dir", str(tmp_path / "g"))

@@ -164,8 +164,16 @@ class Experiment:
             if config.data.joint:
                 logger.info("joint training, evaluated per experience of the sequential split: %s",
                             _split_text([len(e.classes) for e in self.eval_experiences]))
-            logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
-                        _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
+            if isinstance(self.stream, MultiDomainStream):
+                logger.info("a dataset per experience (%s): %s; %s; prompts %s", self.stream.kind,
+                            ", ".join(f"{n} ({c})" for n, c in zip(self.stream.domain_names,
+                                                                  self.stream.classes_per_experience)),
+                            f"{self.stream.shots}-shot (seed {self.stream.shot_seed})" if self.stream.shots
+                            else "every training image", config.model.text_templates)
+            else:
+                logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
+                            _short(self.stream.class_order), self.stream.class_names_source,
+                            _short(self.stream.class_names))
         self._check_buffer_size()
         deviations = preset_deviations(config)
         if deviations:
