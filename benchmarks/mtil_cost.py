@@ -145,21 +145,28 @@ def measure_steps(args) -> dict:
         text_points[L] = summary([timed(text_only, device) for _ in range(args.repeats)])["median_s"]
         step_points[L] = summary([timed(step, device) for _ in range(args.repeats)])["median_s"]
         optimizer.zero_grad(set_to_none=True)
-    Ls = sorted(text_points)
-    if len(Ls) >= 2:  # least squares line through the points
-        mean_l = sum(Ls) / len(Ls)
-        mean_t = sum(text_points[L] for L in Ls) / len(Ls)
-        b = sum((L - mean_l) * (text_points[L] - mean_t) for L in Ls) / sum((L - mean_l) ** 2 for L in Ls)
-        a = mean_t - b * mean_l
-    else:
-        a, b = 0.0, text_points[Ls[0]] / Ls[0]
-    b = max(b, 0.0)  # a tiny model's prompt cost can be flat, hence a noisy slope
-    rest = sum(step_points[L] - text_points[L] for L in Ls) / len(Ls)
+    rest = sum(step_points[L] - text_points[L] for L in text_points) / len(text_points)
     return {"backbone": backbone.name, "device": str(device), "image_batch": args.image_batch,
             "batch_size": args.batch_size, "repeats": args.repeats, "t_img_s": t_img,
             "text_s": {str(L): v for L, v in text_points.items()}, "step_cached_s": {str(L): v for L, v in
                                                                                     step_points.items()},
-            "text_fit": {"a_s": a, "b_s_per_class": b}, "rest_s": max(rest, 0.0)}
+            "text_fit": fit_text(text_points), "rest_s": max(rest, 0.0)}
+
+
+def fit_text(points: dict) -> dict:
+    """``t_text(L) = a + b * L`` through the measured points (least squares), with ``a, b >= 0``:
+    a negative intercept (timing noise on a loaded machine) gives the line through the origin."""
+    t = {int(L): float(v) for L, v in points.items()}
+    Ls = sorted(t)
+    if len(Ls) >= 2:
+        mean_l, mean_t = sum(Ls) / len(Ls), sum(t.values()) / len(Ls)
+        b = sum((L - mean_l) * (t[L] - mean_t) for L in Ls) / sum((L - mean_l) ** 2 for L in Ls)
+        a = mean_t - b * mean_l
+        if a < 0:
+            a, b = 0.0, sum(L * t[L] for L in Ls) / sum(L * L for L in Ls)
+    else:
+        a, b = 0.0, t[Ls[0]] / Ls[0]
+    return {"a_s": a, "b_s_per_class": max(b, 0.0)}
 
 
 class _Experience:
@@ -249,7 +256,10 @@ def render(result: dict) -> str:
              f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores, torch threads {m['torch_threads']}, "
              f"load average at start {', '.join(f'{x:.1f}' for x in m['load_average_at_start'] or [])}; "
              f"device {result.get('device', 'cpu')}), torch {m['torch']}, git {m.get('git_commit')}, by "
-             f"`{m['command']}`. Random-weight backbones: the real architectures, hence the real costs.", ""]
+             f"`{m['command']}`"
+             + (f" (projection recomputed from those measurements by `{result['reprojected_by']}`)"
+                if result.get("reprojected_by") else "")
+             + ". Random-weight backbones: the real architectures, hence the real costs.", ""]
     for ev in result.get("evaluation", []):
         lines += [f"## The T x T evaluation with and without feature reuse ({ev['backbone']}, sequence "
                   f"`{ev['sequence']}`)", "",
@@ -323,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, help="write the results here (and a .md beside it)")
+    parser.add_argument("--from-json", type=Path, metavar="FILE",
+                        help="measure nothing: recompute the projection (e.g. with another --assume-gpu) from the "
+                             "measurements of an earlier --json and render them")
     return parser
 
 
@@ -330,6 +343,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text(encoding="utf-8"))
+        if result.get("steps"):
+            result["steps"]["text_fit"] = fit_text(result["steps"]["text_s"])
+            result["projection"] = projections(result["steps"], args)
+        result["reprojected_by"] = " ".join([Path(sys.executable).name] + sys.argv)
+        return _finish(result, args)
     result: dict = {"machine": machine(), "device": args.device}
     started = time.perf_counter()
     if args.what in ("evaluation", "all"):
@@ -341,6 +361,10 @@ def main(argv=None) -> int:
         result["steps"] = measure_steps(args)
         result["projection"] = projections(result["steps"], args)
     result["wall_time_s"] = time.perf_counter() - started
+    return _finish(result, args)
+
+
+def _finish(result: dict, args) -> int:
     text = render(result)
     print(text)
     if args.json:
