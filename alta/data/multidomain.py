@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -324,9 +325,9 @@ class MultiDomainStream:
         """``stream[k]`` -> the :class:`Experience` of dataset k; ``stream[a:b]`` -> a list."""
         if isinstance(index, slice):
             return [self._experience(k) for k in range(*index.indices(len(self)))]
-        if isinstance(index, bool) or not isinstance(index, int):
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"stream indices must be int or slice, got {type(index).__name__}")
-        k = index + len(self) if index < 0 else index
+        k = int(index) + len(self) if index < 0 else int(index)
         if not 0 <= k < len(self):
             raise IndexError(f"experience {index} out of range for a stream of {len(self)} experiences")
         return self._experience(k)

@@ -511,6 +511,7 @@ def _mtil_lines(summary: dict[str, Any], headline: str, label_width: int) -> lis
     """The MTIL / X-TAIL block of :func:`format_table`."""
     mtil = summary["mtil"]
     names = {"task_il": "task-IL (MTIL)", "class_il": "class-IL (X-TAIL)"}
+    label_width = max(label_width, len(names["class_il"]) + 3)
     datasets = ", ".join(f"{k + 1} {name}" for k, name in enumerate(mtil["datasets"]))
     shots = f", {summary['shots']}-shot (seed {summary['shot_seed']})" if summary.get("shots") else ""
     lines = [f"Multi-domain metrics over the full {len(mtil['datasets'])} x {len(mtil['datasets'])} matrix (ZSCL's "
