@@ -52,7 +52,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..classnames import check_distinguishable
 from ..config import check_int, check_seed
 from ..errors import ConfigError, DataError
 from ..registry import Registry
