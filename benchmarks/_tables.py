@@ -36,9 +36,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from alta import get_method
-from alta.cli.config import OPERATIONAL_KEYS, RunConfig, apply_overrides, flatten, load_config, preset_config
+from alta.cli.config import RunConfig, apply_overrides, flatten, load_config, preset_config
 from alta.data.datasets.cil_suite import SUITE
 from alta.data import DATASETS, SEQUENCES
+from alta.run.config import is_operational
 from alta.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
@@ -380,7 +381,7 @@ def cell_path(out_dir: Path, key: str) -> Path:
 
 def _result_values(config: Mapping[str, Any]) -> dict[str, Any]:
     values = flatten(dict(config))
-    return {k: v for k, v in values.items() if k not in OPERATIONAL_KEYS}
+    return {k: v for k, v in values.items() if not is_operational(k)}
 
 
 def config_match(stored: Mapping[str, Any], current: RunConfig) -> tuple[bool, list[str]]:

@@ -26,7 +26,7 @@ import yaml
 from ..backbones import SOURCES, split_source
 from ..buffer import BUFFER_POLICIES, BufferConfig
 from ..config import ConfigSection, build_from_dict, check_seed, set_canonical
-from ..data import DATASETS
+from ..data import DATASETS, SEQUENCES
 from ..errors import ConfigError, PluginError
 from ..loop.config import LoopConfig
 from ..loop.loggers import LOGGERS
@@ -39,12 +39,18 @@ from .presets import parse_preset
 from .protocols import DEFAULT_PROTOCOL, list_protocols
 from .sections import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
-__all__ = ["RunConfig", "OPERATIONAL_KEYS", "LOOP_KEYS", "flatten", "config_differences", "default_output_dir",
+__all__ = ["RunConfig", "OPERATIONAL_KEYS", "is_operational", "LOOP_KEYS", "flatten", "config_differences", "default_output_dir",
            "resolve_device", "check_run_name", "safe_run_name", "load_saved_config", "MAX_NAME_LENGTH",
            "check_plugin_records", "plugin_record"]
 
-OPERATIONAL_KEYS = ("name", "device", "data.root", "data.download", "data.num_workers", "model.download_root",
-                    "model.download_weights")
+OPERATIONAL_KEYS = ("name", "device", "data.root", "data.roots", "data.download", "data.num_workers",
+                    "model.download_root", "model.download_weights")
+
+
+def is_operational(key: str) -> bool:
+    """Whether a flattened config key does not change results: one of :data:`OPERATIONAL_KEYS`, or
+    a key inside one of them (``data.roots.seq-cifar10``: where one dataset of a sequence is read)."""
+    return any(key == k or key.startswith(k + ".") for k in OPERATIONAL_KEYS)
 #: Where each field of the loop's :class:`~alta.loop.LoopConfig` is set in a run's config (the
 #: reference's vocabulary: ``train.epochs``, ``eval.every``, ...); ``distributed`` is decided when
 #: the run starts (torchrun).
@@ -163,7 +169,11 @@ class RunConfig(ConfigSection):
         and version or file and SHA-256), from the registries of this process. Written into
         ``config.yaml`` and ``summary.json``; a resumed run refuses to continue when one is
         missing or changed (:func:`check_plugin_records`)."""
-        uses = [(METHODS, self.model.method), (DATASETS, self.data.dataset)]
+        if self.data.is_sequence:  # a multi-domain sequence: its datasets (plug-ins among them)
+            uses = [(METHODS, self.model.method), *((DATASETS, entry.dataset) for entry in
+                                                     SEQUENCES.get(self.data.dataset).entries)]
+        else:
+            uses = [(METHODS, self.model.method), (DATASETS, self.data.dataset)]
         source = split_source(self.model.visual)[0]
         if source != "clip":
             uses.append((SOURCES, source))
@@ -237,10 +247,7 @@ class RunConfig(ConfigSection):
     def result_values(self) -> dict[str, Any]:
         """The flattened values that determine the results (``{"train.epochs": 30, ...}``,
         :data:`OPERATIONAL_KEYS` left out)."""
-        values = flatten(self.to_dict())
-        for key in OPERATIONAL_KEYS:
-            values.pop(key, None)
-        return values
+        return {k: v for k, v in flatten(self.to_dict()).items() if not is_operational(k)}
 
 
 def plugin_record(registry, name: str) -> dict[str, Any] | None:
@@ -312,7 +319,7 @@ def config_differences(a: RunConfig, b: RunConfig, *, operational: bool = False)
     """
     fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     return {k: (fa.get(k), fb.get(k)) for k in fa
-            if fa.get(k) != fb.get(k) and (operational or k not in OPERATIONAL_KEYS)}
+            if fa.get(k) != fb.get(k) and (operational or not is_operational(k))}
 
 
 def default_output_dir(config: RunConfig, *, root: str | Path = "runs", unique: bool = True) -> Path:
