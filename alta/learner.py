@@ -195,7 +195,8 @@ class CrossModalLearner(nn.Module):
                               f"its learner with its factory (alta.methods.get_method({spec.name!r}).build)")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        groups = None if class_domains is None else [int(d) for d in torch.as_tensor(class_domains).reshape(-1).tolist()]
+        groups = (None if class_domains is None  # the dataset of every class: names distinct within one
+                  else [int(d) for d in torch.as_tensor(class_domains).reshape(-1).tolist()])
         names = check_class_names(class_names, groups=groups)
 
         self.backbone = backbone

@@ -37,8 +37,8 @@ import yaml
 
 from alta import get_method
 from alta.cli.config import RunConfig, apply_overrides, flatten, load_config, preset_config
-from alta.data.datasets.cil_suite import SUITE
 from alta.data import DATASETS, SEQUENCES
+from alta.data.datasets.cil_suite import SUITE
 from alta.errors import ConfigError
 from alta.run.config import is_operational
 

@@ -612,7 +612,8 @@ register_sequence(
 # from its torchvision folder under the root (docs/datasets.md).
 _MTIL_ORDER1 = (
     SequenceEntry("aircraft"), SequenceEntry("caltech101-zscl", label="caltech101"),
-    SequenceEntry("seq-cifar100", label="cifar100", folders=("cifar100", "cifar-100", "CIFAR100")), SequenceEntry("dtd"), SequenceEntry("eurosat"),
+    SequenceEntry("seq-cifar100", label="cifar100", folders=("cifar100", "cifar-100", "CIFAR100")),
+    SequenceEntry("dtd"), SequenceEntry("eurosat"),
     SequenceEntry("flowers102"), SequenceEntry("food101"), SequenceEntry("mnist"), SequenceEntry("oxford-pet"),
     SequenceEntry("stanford-cars"), SequenceEntry("sun397"),
 )

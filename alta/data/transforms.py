@@ -314,8 +314,9 @@ def make_transform(
             CLIP's mean/std), ``"proof"`` (the CLIP class-incremental suite's, PROOF's
             ``build_transform``: bicubic Resize to a square, CenterCrop, CLIP's mean/std, the same
             for training and test: no augmentation), ``"zscl"`` (ZSCL's MTIL preprocessing: bicubic
-            RandomResizedCrop of scale (0.9, 1.0), no flip, for train; CLIP's test side) or ``"plain"`` (Resize + CenterCrop +
-            ToTensor for both sides, no augmentation, no normalisation; for tests and plots).
+            RandomResizedCrop of scale (0.9, 1.0), no flip, for train; CLIP's test side) or
+            ``"plain"`` (Resize + CenterCrop + ToTensor for both sides, no augmentation, no
+            normalisation; for tests and plots).
         train: Build the training-side transform (with augmentation) if True.
         resolution: Output side length in pixels (the backbone's input size).
         dataset: Stream name whose statistics the ``"reference"`` preset normalises with (and
