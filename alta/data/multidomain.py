@@ -421,6 +421,18 @@ class MultiDomainStream:
         return list(range(self.num_classes))
 
     @property
+    def split_info(self) -> dict | None:
+        """The summary's one train/test split file of a stream (:attr:`ScenarioStream.split_info`):
+        ``None`` here, each dataset having its own (:attr:`domain_split_info`)."""
+        return None
+
+    @property
+    def domain_split_info(self) -> dict[str, dict]:
+        """Where each dataset's train/test split comes from, when its loader says
+        (:attr:`~alta.data.datasets.LabelledSource.split_info`), for run summaries."""
+        return {d.name: dict(info) for d in self._domains if (info := getattr(d.train, "split_info", None))}
+
+    @property
     def class_order_source(self) -> str:
         """``"native"``: every dataset keeps its own label order."""
         return "native"

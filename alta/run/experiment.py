@@ -296,7 +296,8 @@ class Experiment:
                 model.text_templates != "single" else [model.template]
                 for name, templates in stream.domain_templates.items()}
         info = {"domains": stream.domain_names, "stream_kind": stream.kind, "shots": stream.shots,
-                "shot_seed": stream.shot_seed if stream.shots is not None else None, "templates": used}
+                "shot_seed": stream.shot_seed if stream.shots is not None else None, "templates": used,
+                "domain_splits": stream.domain_split_info or None}
         if stream.kind == "domain":
             info["class_to_concept"] = stream.class_to_concept.tolist()
         return info
