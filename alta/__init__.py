@@ -5,8 +5,8 @@ Alternating Learning with Task-Aware Representations for Continual Learning", IE
 on Multimedia, 2023 (reference code: github.com/vijaylee/ALTA).
 
 The public surface is what ``__all__`` lists: four core objects users wire into their own loops
-(:class:`ScenarioStream`, :class:`MemoryBuffer`, :class:`CrossModalLearner`,
-:class:`AlternatingSchedule`), the factories and listings of named things, evaluation and the
+(:class:`ScenarioStream` and :class:`MultiDomainStream`, :class:`MemoryBuffer`,
+:class:`CrossModalLearner`, :class:`AlternatingSchedule`), the factories and listings of named things, evaluation and the
 convenience loops, metrics, what your own method is made of (:class:`LearnerMethod`,
 :class:`LossTerm`: docs/own-method.md), and the error hierarchy. Importing alta has no side
 effects and downloads nothing; plug-ins (:mod:`alta.plugins`) are loaded at the first lookup of a
@@ -17,7 +17,7 @@ from . import distributed, metrics
 from ._version import __version__
 from .backbones import ClipBackbone, list_backbones, load_backbone
 from .buffer import MemoryBuffer, list_buffer_policies
-from .data import Experience, ScenarioStream, list_datasets, make_transform
+from .data import Experience, MultiDomainStream, ScenarioStream, list_datasets, list_sequences, make_transform
 from .errors import (
     AltaError,
     BackboneError,
@@ -55,6 +55,7 @@ __all__ = [
     "__version__",
     # core objects
     "ScenarioStream",
+    "MultiDomainStream",
     "MemoryBuffer",
     "CrossModalLearner",
     "AlternatingSchedule",
@@ -64,6 +65,7 @@ __all__ = [
     "list_methods",
     "get_method",
     "list_datasets",
+    "list_sequences",
     "list_buffer_policies",
     "make_transform",
     "build_optimizer",

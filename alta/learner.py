@@ -54,7 +54,7 @@ from .errors import CheckpointError, ConfigError, ShapeError, StateError
 from .learner_config import NO_LOSS_TERMS, LearnerConfig
 from .losses import CrossEntropy, LossInputs, ReplayCrossEntropy, ReplayMSE, StepLoss, extra_loss_terms, step_loss
 from .methods import MethodSpec, get_method
-from .prompt import PromptLearner, check_class_names, tokenize_class_prompts
+from .prompt import PromptLearner, check_class_names, check_class_templates, hand_written_features
 from .replay import check_buffer_fields, check_memory
 from .schedule import AlternatingSchedule
 
@@ -132,6 +132,17 @@ class CrossModalLearner(nn.Module):
             ``replay_mse``; :mod:`alta.losses`): term objects, or ``{name: options}`` of
             :data:`alta.losses.LOSS_TERMS`. A term with state (buffers) is checkpointed with the
             learner (its ``state_dict``, under ``extra_terms.<name>.``).
+        unseen_classes: How classes of experiences not begun yet are scored (``head="all"``):
+            ``"learned"`` (the method's logits) or ``"zeroshot"`` (``n * s*cos(f1, w1)`` for a
+            method of n terms; their prompts are then not encoded before their experience).
+        class_templates: Per class, the prompt templates whose text features are averaged into
+            w1 (each feature L2-normalised, the mean normalised again: open_clip's zero-shot
+            classifier, ``build_zero_shot_classifier``), e.g. each dataset's template ensemble in
+            a multi-domain stream (``stream.class_templates``); ``None`` (for all, or for one
+            class): ``template``.
+        class_domains: The domain (dataset) of every class, or ``None``: names must then be
+            distinct within a domain only (``stream.class_to_experience`` of a multi-domain
+            stream, where "river" may be a class of two datasets).
 
     Raises:
         ConfigError: a backbone missing members of the protocol (named in the message), unknown
@@ -166,6 +177,9 @@ class CrossModalLearner(nn.Module):
         snapshot_timing: str = LearnerConfig.snapshot_timing,
         w1_raw_names: bool = LearnerConfig.w1_raw_names,
         loss_terms: Mapping[str, Any] | Sequence[Any] = NO_LOSS_TERMS,
+        unseen_classes: str = LearnerConfig.unseen_classes,
+        class_templates: Sequence[Sequence[str] | None] | None = None,
+        class_domains: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         check_backbone(backbone)
@@ -173,7 +187,7 @@ class CrossModalLearner(nn.Module):
         options = LearnerConfig(method=method, head=head, alpha=alpha, beta=beta, replay_batch_size=replay_batch_size,
                                 ctx_init=ctx_init, template=template, adapter_reduction=adapter_reduction,
                                 truncate_text=truncate_text, snapshot_timing=snapshot_timing,
-                                w1_raw_names=w1_raw_names,
+                                w1_raw_names=w1_raw_names, unseen_classes=unseen_classes,
                                 loss_terms=loss_terms if by_name else {})  # validates each once
         spec = get_method(options.method)
         if not isinstance(spec, MethodSpec):
@@ -181,7 +195,9 @@ class CrossModalLearner(nn.Module):
                               f"its learner with its factory (alta.methods.get_method({spec.name!r}).build)")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-        names = check_class_names(class_names)
+        groups = (None if class_domains is None  # the dataset of every class: names distinct within one
+                  else [int(d) for d in torch.as_tensor(class_domains).reshape(-1).tolist()])
+        names = check_class_names(class_names, groups=groups)
 
         self.backbone = backbone
         self.method: MethodSpec = spec
@@ -194,16 +210,20 @@ class CrossModalLearner(nn.Module):
         self.truncate_text = bool(truncate_text)
         self.snapshot_timing = snapshot_timing
         self.w1_raw_names = w1_raw_names
+        self.unseen_classes = unseen_classes
         self.seed = seed
         device = backbone.device
         num_classes, dim = len(names), backbone.embed_dim
 
         # w1: computed once per run (the text encoder is frozen).
         w1_names = list(class_names) if w1_raw_names else names  # raw: the reference's text_input
-        tokens = tokenize_class_prompts(backbone, w1_names, template=template)
-        self.register_buffer("w1", F.normalize(backbone.encode_tokens(tokens), dim=-1), persistent=False)  # (C, D)
+        self.class_templates = check_class_templates(class_templates, num_classes)
+        self.register_buffer("w1", hand_written_features(backbone, w1_names, template=template,
+                                                         class_templates=self.class_templates, groups=groups),
+                             persistent=False)  # (C, D)
 
-        self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init) if spec.uses_prompt else None
+        self.prompt_learner = PromptLearner(backbone, names, ctx_init=ctx_init, groups=groups) if spec.uses_prompt \
+            else None
         if spec.uses_adapter:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -240,6 +260,8 @@ class CrossModalLearner(nn.Module):
         """Recompute what changes only at experience boundaries, so the per-step path needs no
         data-dependent shapes (no host-device synchronisation on CUDA)."""
         mask = self.head_mask()
+        if self.unseen_classes == "zeroshot":  # scored zero-shot until their experience begins
+            mask = mask & self.seen
         if self.method.snapshot:
             mask = mask & ~self.snapshotted
         self._learning_ids = mask.nonzero().squeeze(1)  # (N,) on the learner's device
@@ -599,7 +621,8 @@ class CrossModalLearner(nn.Module):
         Returns:
             ``sum over terms of s * cos(image, text)`` (``+ b`` per term for a backbone with a
             logit bias b: SigLIP); with ``head="seen"``, columns of classes not yet seen are
-            ``-inf``.
+            ``-inf``; with ``unseen_classes="zeroshot"``, they are ``n * (s * cos(f1, w1) + b)``
+            (n terms).
 
         Shape:
             image_features: (B, D); returns (B, C).
@@ -623,6 +646,10 @@ class CrossModalLearner(nn.Module):
             if b is not None:
                 term = term + b  # each term is the library's logit s * cos + b (SigLIP)
             logits = term if logits is None else logits + term
+        if self.unseen_classes == "zeroshot":  # frozen CLIP for classes not begun, at the method's scale
+            zeroshot = s * images["f1"] @ self.w1.t()  # (B, C)
+            zeroshot = len(self.method.terms) * (zeroshot if b is None else zeroshot + b)
+            logits = torch.where(self.seen, logits, zeroshot)
         if self.head == "seen":
             logits = logits.masked_fill(~self.seen, float("-inf"))
         return logits

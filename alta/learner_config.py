@@ -21,12 +21,13 @@ from .losses import normalise_loss_terms
 from .methods import DEFAULT_METHOD, METHODS, LearnerMethod
 from .prompt import DEFAULT_CTX_INIT, DEFAULT_TEMPLATE
 
-__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS", "NO_LOSS_TERMS"]
+__all__ = ["LearnerConfig", "HEADS", "SNAPSHOT_TIMINGS", "NO_LOSS_TERMS", "UNSEEN_CLASSES"]
 
 HEADS = ("all", "seen")
 #: The default of ``loss_terms``: none besides the method's own (an empty mapping that cannot change).
 NO_LOSS_TERMS: Mapping[str, Any] = MappingProxyType({})
 SNAPSHOT_TIMINGS = ("end", "last_forward")
+UNSEEN_CLASSES = ("learned", "zeroshot")
 
 
 def _check_template(template: Any) -> None:
@@ -75,6 +76,11 @@ class LearnerConfig(ConfigSection):
             defaults to the term's. Empty (the default): the method's loss alone.
         method_options: The options of a learner plug-in (:class:`~alta.methods.LearnerMethod`),
             passed to its factory; refused for ALTA's variants, which take the keys above.
+        unseen_classes: How the head scores classes of experiences not begun yet (a future
+            dataset's names, with ``head="all"``): ``learned`` (default: the method's logits,
+            its current prompt context and adapter, as ALTA's protocol scores every class) or
+            ``zeroshot`` (frozen CLIP's ``s*cos(f1, w1)`` times the method's number of terms, so
+            that its scale matches; nothing learned touches a class before its experience).
     """
 
     _SECTION: ClassVar[str] = "model"
@@ -92,6 +98,7 @@ class LearnerConfig(ConfigSection):
     w1_raw_names: bool = False
     loss_terms: dict[str, Any] = field(default_factory=lambda: dict(NO_LOSS_TERMS))
     method_options: dict[str, Any] = field(default_factory=dict)
+    unseen_classes: str = "learned"
 
     def __post_init__(self) -> None:
         set_canonical(self, "method", resolve_name(METHODS, self.method, "model.method"))
@@ -109,6 +116,13 @@ class LearnerConfig(ConfigSection):
         if not isinstance(self.w1_raw_names, bool):
             raise ConfigError(f"config key 'model.w1_raw_names' must be true or false, got {self.w1_raw_names!r}")
         _check_template(self.template)
+        check_choice(self.unseen_classes, "model.unseen_classes", UNSEEN_CLASSES)
+        if self.unseen_classes == "zeroshot" and self.head != "all":
+            raise ConfigError(
+                f"config key 'model.unseen_classes' is 'zeroshot' but 'model.head' is {self.head!r}: a head of seen "
+                "classes masks the classes not begun yet, so there is nothing to score zero-shot; use head 'all' "
+                "(or unseen_classes 'learned')"
+            )
 
     def _check_method_options(self) -> None:
         """``method_options`` only for a learner plug-in, and only options its factory takes; extra

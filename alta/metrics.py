@@ -36,6 +36,16 @@ as :func:`alta.evaluate` counts it):
 The CLIP class-incremental suite (PyCIL, PROOF) reports after each step the accuracy on the test
 samples of *all classes seen so far*, sample-weighted (:func:`seen_accuracy`), its top-1 and
 top-5 curves, Avg = the mean of the top-1 curve and Last = its final value.
+
+The multi-domain protocols (MTIL, Zheng et al., "Preventing Zero-Shot Transfer Degradation in
+Continual Learning of Vision-Language Models", ICCV 2023; X-TAIL, Xu et al., NeurIPS 2024) read
+the *full* matrix, upper triangle included (the accuracy on datasets not learned yet), with their
+own Avg and Last (:func:`mtil_summary`):
+
+- Transfer: ``mean_{k >= 1} mean_{t < k} R[t, k]``, the mean over datasets 1..T-1 of the mean
+  accuracy on dataset k *before* it is learned (zero-shot ability kept);
+- Avg: ``mean_k mean_t R[t, k]``, every entry of the T x T matrix (not iCaRL's Avg above);
+- Last: ``mean_k R[T-1, k]`` (the same as Last above).
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ __all__ = [
     "old_new_accuracy",
     "harmonic_mean",
     "seen_accuracy",
+    "mtil_summary",
+    "domain_il_accuracy",
 ]
 
 
@@ -260,3 +272,99 @@ def seen_accuracy(accuracies: Sequence[float], num_samples: Sequence[int]) -> fl
         raise ShapeError("an experience with test samples has no accuracy (NaN)")
     total = n.sum()
     return float((a[n > 0] * n[n > 0]).sum() / total) if total > 0 else float("nan")
+
+
+def mtil_summary(R) -> dict[str, float | list[float | None]]:
+    """Transfer, Avg and Last of the MTIL / X-TAIL protocols, and their per-dataset values.
+
+    Exactly as ZSCL's results notebook computes them (Thunderbeee/ZSCL, ``mtil/results.ipynb``,
+    function ``statistics``; the same code as DIKI's ``utils.py:cal_MTIL_metrics``). ``R[t, k]``
+    is the accuracy on dataset k (columns in training order) after training on dataset t:
+
+    - ``transfer_per_dataset[k] = mean_{t < k} R[t, k]`` for k >= 1 (``None`` for k = 0, which
+      is never evaluated before it is learned), ``transfer`` = their mean over k = 1..T-1 (the
+      mean of the column means, not of all upper-triangle entries);
+    - ``avg_per_dataset[k] = mean_t R[t, k]`` over all T rows, ``avg`` = their mean;
+    - ``last_per_dataset[k] = R[T-1, k]``, ``last`` = their mean.
+
+    The papers print each value rounded with ``np.around(x, 1)``; these are unrounded.
+
+    Args:
+        R: The full accuracy matrix in %, every entry measured (above the diagonal too).
+
+    Returns:
+        ``{"transfer", "avg", "last", "transfer_per_dataset", "avg_per_dataset",
+        "last_per_dataset"}``; ``transfer`` is NaN when T = 1.
+
+    Raises:
+        ShapeError: a matrix that is not square, or with a NaN anywhere (every dataset must be
+            evaluated after every experience, including datasets not learned yet).
+
+    Shape:
+        R: (T, T); per-dataset lists: (T,).
+
+    References:
+        Zheng et al., "Preventing Zero-Shot Transfer Degradation in Continual Learning of
+        Vision-Language Models", ICCV 2023 (ZSCL, MTIL); Xu et al., "Advancing Cross-domain
+        Discriminability in Continual Learning of Vision-Language Models", NeurIPS 2024 (RAIL,
+        X-TAIL).
+    """
+    R = _matrix(R)
+    if np.isnan(R).any():
+        t, k = (int(i) for i in np.argwhere(np.isnan(R))[0])
+        raise ShapeError(
+            f"MTIL metrics need the full T x T accuracy matrix, but R[{t}, {k}] (dataset {k} after experience {t}) "
+            "is NaN: evaluate every dataset after every experience, including datasets not learned yet "
+            "(alta.run_stream does so)"
+        )
+    T = R.shape[0]
+    transfer = [None] + [float(R[:k, k].mean()) for k in range(1, T)]
+    avg = R.mean(axis=0)
+    last = R[-1]
+    return {
+        "transfer": float(np.mean(transfer[1:])) if T > 1 else float("nan"),
+        "avg": float(avg.mean()),
+        "last": float(last.mean()),
+        "transfer_per_dataset": transfer,
+        "avg_per_dataset": [float(v) for v in avg],
+        "last_per_dataset": [float(v) for v in last],
+    }
+
+
+def domain_il_accuracy(confusion, class_to_experience, class_to_concept) -> list[float]:
+    """Domain-IL accuracy (%) of each experience of a domain-incremental stream, from a confusion
+    matrix: a prediction is right when it names the sample's class in any domain.
+
+    In a domain-incremental stream every domain has the same classes, each domain's copy a label
+    of its own (S-Prompts' ``label + C * domain``); S-Prompts counts ``y_pred % C == y_true % C``
+    (Wang et al., "S-Prompts Learning with Pre-trained Transformers", NeurIPS 2022,
+    ``utils/toolkit.py:accuracy_domain``), which is this with ``class_to_concept = label % C``.
+
+    Args:
+        confusion: ``M[i, j]``, test samples of label i predicted as label j (the class-IL
+            confusion matrix of :func:`alta.evaluate`).
+        class_to_experience: The experience (domain) of every label.
+        class_to_concept: The class every label stands for across domains.
+
+    Returns:
+        Per experience, the accuracy over the samples of its labels (NaN without samples).
+
+    Raises:
+        ShapeError: mappings without one entry per label.
+
+    Shape:
+        confusion: (C, C); class_to_experience, class_to_concept: (C,); returns T values.
+    """
+    M = _confusion(confusion)
+    owner = np.asarray(class_to_experience).reshape(-1)
+    concept = np.asarray(class_to_concept).reshape(-1)
+    if owner.shape[0] != M.shape[0] or concept.shape[0] != M.shape[0]:
+        raise ShapeError(f"class_to_experience ({owner.shape[0]}) and class_to_concept ({concept.shape[0]}) need one "
+                         f"entry per class of the confusion matrix ({M.shape[0]})")
+    right = (concept[:, None] == concept[None, :])  # (C, C): label j names label i's class
+    out = []
+    for t in range(int(owner.max()) + 1 if owner.size else 0):
+        rows = owner == t
+        total = M[rows].sum()
+        out.append(float(100.0 * (M[rows] * right[rows]).sum() / total) if total > 0 else float("nan"))
+    return out

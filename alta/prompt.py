@@ -28,6 +28,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbones import backbone_option
@@ -37,8 +38,8 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from .backbones import Backbone
 
-__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names", "check_distinct_prompts", "DEFAULT_TEMPLATE",
-           "DEFAULT_CTX_INIT"]
+__all__ = ["PromptLearner", "tokenize_class_prompts", "check_class_names", "check_distinct_prompts",
+           "check_class_templates", "hand_written_features", "DEFAULT_TEMPLATE", "DEFAULT_CTX_INIT"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the hand-written prompt of w1 (reference code, CoOp)
 DEFAULT_CTX_INIT = "a photo of a"  # the words initialising the 4 context vectors
@@ -46,12 +47,15 @@ DEFAULT_CTX_INIT = "a photo of a"  # the words initialising the 4 context vector
 logger = logging.getLogger(__name__)
 
 
-def check_class_names(class_names) -> list[str]:
+def check_class_names(class_names, *, groups=None) -> list[str]:
     """Validate class names for prompting.
 
     Args:
         class_names: A list or tuple of non-empty strings that CLIP can tell apart (underscores
             are replaced by spaces, as CoOp does).
+        groups: The group (dataset, domain) of every class, or ``None`` (one group): names must
+            be distinct within a group only (two datasets of a multi-domain stream may both have
+            a "river").
 
     Returns:
         The names as a list, underscores replaced by spaces.
@@ -76,11 +80,20 @@ def check_class_names(class_names) -> list[str]:
             f"class names must be non-empty strings; got {bad[:5]} (index, value); give every class a "
             f"human-readable name, which CLIP reads in the prompt"
         )
-    check_distinguishable(names, error=ConfigError)  # the same rule as ScenarioStream's
+    if groups is None:
+        check_distinguishable(names, error=ConfigError)  # the same rule as ScenarioStream's
+    else:
+        groups = list(groups)
+        if len(groups) != len(names):
+            raise ConfigError(f"class_domains has {len(groups)} entries for {len(names)} class names; expected the "
+                              f"domain (dataset) of every class")
+        for group in dict.fromkeys(groups):
+            check_distinguishable([n for n, g in zip(names, groups) if g == group], error=ConfigError)
     return [n.replace("_", " ").strip() for n in names]
 
 
-def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
+def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, template: str = DEFAULT_TEMPLATE,
+                           groups: list[int] | None = None) -> torch.Tensor:
     """Tokenise one hand-written prompt per class with the backbone's tokenizer.
 
     Args:
@@ -102,16 +115,24 @@ def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, temp
         raise ConfigError(f"prompt template must contain exactly one '{{}}', got {template!r}")
     prompts = [template.format(name) for name in class_names]
     tokens = backbone.tokenize(prompts)
-    check_distinct_prompts(tokens, prompts, backbone=backbone)
+    check_distinct_prompts(tokens, prompts, backbone=backbone, groups=groups)
     return tokens
 
 
-def check_distinct_prompts(tokens: torch.Tensor, prompts: list[str], *, backbone: "Backbone") -> None:
+def check_distinct_prompts(tokens: torch.Tensor, prompts: list[str], *, backbone: "Backbone",
+                           groups: list[int] | None = None) -> None:
     """Refuse prompts of two classes that the backbone's tokenizer turns into the same tokens.
 
     :func:`check_class_names` refuses names CLIP reads alike; other tokenizers clean more (SigLIP's
     lower-case and drop punctuation: "T-shirt" and "tshirt" become one), so the check is repeated
     on the tokens themselves.
+
+    Args:
+        tokens: The prompts' tokens.
+        prompts: The prompts.
+        backbone: The backbone whose tokenizer made them.
+        groups: The group (dataset) of every prompt, or ``None`` (one group): prompts must differ
+            within a group only (two datasets of a multi-domain stream may both have a "river").
 
     Raises:
         ConfigError: naming both prompts and how to fix them.
@@ -119,9 +140,9 @@ def check_distinct_prompts(tokens: torch.Tensor, prompts: list[str], *, backbone
     Shape:
         tokens: (C, L), one row per prompt.
     """
-    first: dict[tuple[int, ...], int] = {}
+    first: dict[tuple, int] = {}
     for i, row in enumerate(tokens.tolist()):
-        j = first.setdefault(tuple(row), i)
+        j = first.setdefault((None if groups is None else groups[i], *row), i)
         if j != i:
             raise ConfigError(
                 f"the prompts {prompts[j]!r} (label {j}) and {prompts[i]!r} (label {i}) give the same tokens with "
@@ -129,6 +150,94 @@ def check_distinct_prompts(tokens: torch.Tensor, prompts: list[str], *, backbone
                 f"features are identical and one label could never be predicted; give the classes names that "
                 f"differ in their words (e.g. 'crane bird' and 'crane machine')"
             )
+
+
+def check_class_templates(class_templates, num_classes: int) -> list[tuple[str, ...] | None] | None:
+    """Validate per-class prompt templates (see :func:`hand_written_features`).
+
+    Args:
+        class_templates: ``None``, or one entry per class: ``None`` (the default template) or a
+            non-empty list of format strings with exactly one ``{}`` each.
+        num_classes: C.
+
+    Returns:
+        The templates as a list of tuples (or ``None``).
+
+    Raises:
+        ConfigError: a length other than C, an empty list, or a template without a single ``{}``.
+    """
+    if class_templates is None:
+        return None
+    if isinstance(class_templates, (str, bytes)) or not isinstance(class_templates, (list, tuple)):
+        raise ConfigError(f"class_templates must be a list with one entry per class (a list of templates or None), "
+                          f"got {type(class_templates).__name__}")
+    if len(class_templates) != num_classes:
+        raise ConfigError(f"class_templates has {len(class_templates)} entries for {num_classes} classes; expected "
+                          f"one per class (stream.class_templates)")
+    out: list[tuple[str, ...] | None] = []
+    for c, templates in enumerate(class_templates):
+        if templates is None:
+            out.append(None)
+            continue
+        if isinstance(templates, str) or not isinstance(templates, (list, tuple)) or not templates:
+            raise ConfigError(f"class_templates[{c}] must be a non-empty list of templates or None, got "
+                              f"{templates!r}")
+        bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+        if bad:
+            raise ConfigError(f"class_templates[{c}] holds {bad[0]!r}; every template needs exactly one '{{}}' where "
+                              f"the class name goes, e.g. 'a photo of a {{}}.'")
+        out.append(tuple(templates))
+    return out
+
+
+def hand_written_features(backbone: "Backbone", class_names: list[str], *, template: str = DEFAULT_TEMPLATE,
+                          class_templates: list[tuple[str, ...] | None] | None = None,
+                          groups: list[int] | None = None, chunk: int = 1024) -> torch.Tensor:
+    """The frozen text features w1 of hand-written prompts, L2-normalised.
+
+    Without ``class_templates``: one prompt per class, ``template.format(name)``. With them,
+    each class's templates are encoded, every feature L2-normalised, averaged and normalised
+    again, as open_clip's zero-shot classifier builds its weights
+    (``open_clip.zero_shot_classifier.build_zero_shot_classifier``) and ZSCL evaluates each
+    dataset with its template ensemble (Thunderbeee/ZSCL ``mtil/src/models/evaluation.py``);
+    a class of a single template gets that template's feature.
+
+    Args:
+        backbone: The frozen backbone.
+        class_names: C class names.
+        template: The template of every class without its own.
+        class_templates: Per class, its templates or ``None`` (:func:`check_class_templates`).
+        groups: The group (dataset) of every class: prompts must differ within a group only
+            (:func:`check_distinct_prompts`); ``None``: one group.
+        chunk: Prompts per text-encoder call.
+
+    Returns:
+        w1, float, (C, D).
+
+    Raises:
+        ConfigError: a prompt longer than the backbone's context.
+    """
+    if class_templates is None:
+        tokens = tokenize_class_prompts(backbone, class_names, template=template, groups=groups)
+        return F.normalize(backbone.encode_tokens(tokens), dim=-1)
+    by_templates: dict[tuple[str, ...], list[int]] = {}
+    for c, templates in enumerate(class_templates):
+        by_templates.setdefault(templates or (template,), []).append(c)
+    rows: list[torch.Tensor] = [None] * len(class_names)  # type: ignore[list-item]
+    for templates, ids in by_templates.items():
+        names = [class_names[i] for i in ids]
+        total = None
+        for t in templates:
+            tokens = tokenize_class_prompts(backbone, names, template=t,
+                                            groups=None if groups is None else [groups[i] for i in ids])
+            parts = [F.normalize(backbone.encode_tokens(tokens[i : i + chunk]), dim=-1)
+                     for i in range(0, len(names), chunk)]
+            features = torch.cat(parts)  # (n, D)
+            total = features if total is None else total + features
+        mean = total if len(templates) == 1 else F.normalize(total / len(templates), dim=-1)
+        for row, i in enumerate(ids):
+            rows[i] = mean[row]
+    return torch.stack(rows)
 
 
 class PromptLearner(nn.Module):
@@ -147,6 +256,8 @@ class PromptLearner(nn.Module):
             :meth:`~alta.backbones.Backbone.encode_prompt_embeddings`). Change it later
             through the attribute of the same name. Without effect on a bidirectional text
             tower (``backbone.causal_text`` false), where it is not exact: a log line says so.
+        groups: The group (dataset) of every class, or ``None`` (one group): prompts must differ
+            within a group only (:func:`check_distinct_prompts`).
 
     Attributes:
         ctx: The learned context vectors, float32, shape (M, W).
@@ -177,6 +288,7 @@ class PromptLearner(nn.Module):
         *,
         ctx_init: str = DEFAULT_CTX_INIT,
         share_prefix: bool = True,
+        groups: list[int] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(ctx_init, str) or not ctx_init.strip():
@@ -197,7 +309,7 @@ class PromptLearner(nn.Module):
 
         prompts = [f"{ctx_init} {name}." for name in class_names]
         tokens = backbone.tokenize(prompts)  # (C, L)
-        check_distinct_prompts(tokens, prompts, backbone=backbone)
+        check_distinct_prompts(tokens, prompts, backbone=backbone, groups=groups)
         differs = (tokens[:, p : p + n_ctx] != init_tokens[:, p : p + n_ctx].to(tokens.device)).any(dim=1)
         if bool(differs.any()):  # the tokenizer merged a context word with the class name
             logger.warning("the tokenizer of %s splits the prompts of %d classes (e.g. %r) differently from "

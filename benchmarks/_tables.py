@@ -36,14 +36,16 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from alta import get_method
-from alta.cli.config import OPERATIONAL_KEYS, RunConfig, apply_overrides, flatten, load_config, preset_config
+from alta.cli.config import RunConfig, apply_overrides, flatten, load_config, preset_config
+from alta.data import DATASETS, SEQUENCES
 from alta.data.datasets.cil_suite import SUITE
 from alta.errors import ConfigError
+from alta.run.config import is_operational
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TABLES_DIR = HERE / "tables"
-TABLE_NAMES = ("main", "ablation", "backbones", "cost", "cil-suite")
+TABLE_NAMES = ("main", "ablation", "backbones", "mtil", "cost", "cil-suite")
 SCALE_NAMES = ("smoke", "cpu", "full")
 CELL_FORMAT = "alta.benchmark-cell"
 TABLE_FORMAT = "alta.benchmark-table"
@@ -279,7 +281,10 @@ class Cell:
 
 def resolve_data_root(dataset: str, data_root: Path | None) -> str | None:
     """The ``data.root`` of a dataset: the first of its usual folder names under ``data_root``
-    (``cifar10/``, ``cifar100/``, ``tiny-imagenet-200/``), else ``data_root`` itself."""
+    (``cifar10/``, ``cifar100/``, ``tiny-imagenet-200/``), else ``data_root`` itself; for a
+    multi-domain sequence, ``data_root`` (each of its datasets is found under it)."""
+    if data_root is not None and dataset in SEQUENCES and dataset not in DATASETS:
+        return str(data_root) if any(e.fallback != "none" for e in SEQUENCES.get(dataset).entries) else None
     if data_root is None or dataset not in DATA_FOLDERS:
         return None
     for name in DATA_FOLDERS[dataset]:
@@ -299,7 +304,11 @@ def cell_config(spec: TableSpec, row: Row, column: Column, scale: Scale, *, seed
     """
     config = (preset_config(f"cil-suite/{column.dataset}/{column.configs}") if row.config == "preset"
               else load_config(row.config.format(configs=column.configs)))
-    config = apply_overrides(config, {"name": f"{spec.name}-{row.key}-{column.key}".replace("/", "-"), **row.set})
+    # a column of a multi-domain sequence (mtil-order2) runs its sequence with the row's config
+    column_data = ({"data.dataset": column.dataset} if column.dataset in SEQUENCES and column.dataset not in DATASETS
+                   and column.dataset != config.data.dataset else {})
+    config = apply_overrides(config, {"name": f"{spec.name}-{row.key}-{column.key}".replace("/", "-"), **column_data,
+                                      **row.set})
     overrides: dict[str, Any] = {}
     if scale.epochs_divisor != 1:
         overrides["train.epochs"] = max(1, round(config.train.epochs / scale.epochs_divisor))
@@ -372,7 +381,7 @@ def cell_path(out_dir: Path, key: str) -> Path:
 
 def _result_values(config: Mapping[str, Any]) -> dict[str, Any]:
     values = flatten(dict(config))
-    return {k: v for k, v in values.items() if k not in OPERATIONAL_KEYS}
+    return {k: v for k, v in values.items() if not is_operational(k)}
 
 
 def config_match(stored: Mapping[str, Any], current: RunConfig) -> tuple[bool, list[str]]:
@@ -527,8 +536,9 @@ def metric_value(record: Mapping[str, Any], key: str) -> float | None:
     """One metric of a done cell: ``class_il.last``, ``task_il.avg``, ``class_il.forgetting``,
     ``class_il.bwt``, ``class_il.fwt``, ``class_il.zeroshot`` (mean zero-shot accuracy over the
     experiences, same run), ``seen.avg`` / ``seen.last`` / ``seen.avg_top5`` / ``seen.last_top5``
-    (the class-incremental suite's curves, ``summary["curves"]``) or ``cost.<field>``
-    (:func:`run_cost`). ``None`` when undefined."""
+    (the class-incremental suite's curves, ``summary["curves"]``), the multi-domain metrics of a run
+    over a sequence (``task_il.transfer``, ``task_il.mtil_avg``, ``task_il.mtil_last``: ZSCL's Transfer,
+    Avg and Last of the full matrix) or ``cost.<field>`` (:func:`run_cost`). ``None`` when undefined."""
     group, _, name = key.partition(".")
     if group == "seen":
         value = (record["summary"].get("curves") or {}).get(name)
@@ -542,6 +552,8 @@ def metric_value(record: Mapping[str, Any], key: str) -> float | None:
         if name == "zeroshot":
             values = (summary.get("zeroshot_accuracy") or {}).get(group)
             value = sum(values) / len(values) if values else None
+        elif name in ("transfer", "mtil_avg", "mtil_last"):
+            value = (summary.get(f"mtil_{name.removeprefix('mtil_')}") or {}).get(group)
         else:
             field_name = {"last": "last_accuracy", "avg": "avg_accuracy", "forgetting": "forgetting", "bwt": "bwt",
                           "fwt": "fwt"}[name]

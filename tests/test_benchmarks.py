@@ -49,7 +49,7 @@ def smoke(run, tmp_path_factory):
 def test_smoke_scale_fills_every_cell_of_every_table(smoke, tables):
     out, code = smoke
     assert code == 0
-    for name in ("main", "ablation", "backbones"):
+    for name in ("main", "ablation", "backbones", "mtil"):
         spec = tables.load_table(name)
         table = json.loads((out / f"{name}.json").read_text())
         assert table["format"] == "alta.benchmark-table" and table["scale"] == "smoke"
@@ -60,7 +60,7 @@ def test_smoke_scale_fills_every_cell_of_every_table(smoke, tables):
                 assert entry["status"] == "done", (name, row["key"], column, entry)
                 assert entry["stand_in"].startswith("digits")
                 assert "(random init)" in entry["backbone"]
-                last = entry["metrics"]["class_il.last"]
+                last = entry["metrics"]["task_il.mtil_last" if name == "mtil" else "class_il.last"]
                 assert last["n"] == 1 and 0.0 <= last["mean"] <= 100.0
     # every distinct run has one record holding how it was obtained
     records = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
@@ -68,7 +68,7 @@ def test_smoke_scale_fills_every_cell_of_every_table(smoke, tables):
     for record in records:
         assert record["pretrained"] is False and record["backbone"]["name"] in ("tiny-vit", "tiny-rn")
         assert record["config"]["seed"] == record["seed"] == 0
-        assert record["data"]["dataset"] == "digits" and record["data"]["stand_in"]
+        assert record["data"]["dataset"] in ("digits", "digits-twice") and record["data"]["stand_in"]
         assert record["summary"]["versions"]["torch"] and record["summary"]["device"]["type"] == "cpu"
         assert record["started_at"] <= record["finished_at"]
         assert record["cost"]["wall_time_s"] > 0

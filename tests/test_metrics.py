@@ -89,3 +89,67 @@ def test_per_class_and_old_new_accuracy_from_a_confusion_matrix():
         old_new_accuracy(M, [0, 0, 1], 1)
     with pytest.raises(ShapeError, match="square"):
         per_class_accuracy(np.zeros((2, 3)))
+
+
+# ---- MTIL / X-TAIL: Transfer, Avg, Last over the full matrix ---------------------------------
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from alta.metrics import mtil_summary  # noqa: E402
+
+ZSCL_ROWS = json.loads((Path(__file__).parent / "data" / "zscl_mtil_results.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize("row", sorted(ZSCL_ROWS))
+def test_mtil_summary_reproduces_zscls_published_rows(row):
+    # ZSCL's committed matrices (mtil/results/*.npy) -> the Transfer/Avg/Last its notebook prints,
+    # rounded as it rounds them (np.around(x, 1)), and every per-dataset value
+    entry = ZSCL_ROWS[row]
+    got = mtil_summary(entry["matrix"])
+    assert [float(np.around(got[k], 1)) for k in ("transfer", "avg", "last")] == [
+        entry["published"][k] for k in ("transfer", "avg", "last")]
+    for key in ("transfer", "avg", "last"):
+        values = got[f"{key}_per_dataset"]
+        if key == "transfer":
+            assert values[0] is None  # the first dataset is never evaluated before it is learned
+            values = values[1:]
+        assert [float(np.around(v, 1)) for v in values] == entry["published_per_dataset"][key]
+
+
+def test_mtil_rows_of_both_orders_are_covered():
+    orders = {entry["order"] for entry in ZSCL_ROWS.values()}
+    assert orders == {"I", "II"}
+    assert sum(entry["order"] == "II" for entry in ZSCL_ROWS.values()) >= 3
+
+
+def test_mtil_transfer_is_the_mean_of_column_means_not_of_the_upper_triangle():
+    # column 1 has one entry above the diagonal, column 2 two: the two means differ
+    M = np.array([[50.0, 10.0, 20.0],
+                  [60.0, 70.0, 40.0],
+                  [55.0, 65.0, 80.0]])
+    got = mtil_summary(M)
+    assert got["transfer_per_dataset"] == [None, 10.0, 30.0]
+    assert got["transfer"] == pytest.approx(20.0)  # (10 + 30) / 2, not (10 + 20 + 40) / 3
+    assert got["avg"] == pytest.approx(M.mean())  # the whole matrix, upper triangle included
+    assert got["last"] == pytest.approx((55 + 65 + 80) / 3)
+    assert got["avg_per_dataset"] == pytest.approx(M.mean(axis=0).tolist())
+
+
+def test_mtil_transfer_depends_on_the_order_for_a_constant_matrix():
+    # zero-shot CLIP: every row the same vector; Transfer leaves the first dataset out
+    row = [24.3, 88.4, 68.2]
+    got = mtil_summary([row] * 3)
+    assert got["transfer"] == pytest.approx((88.4 + 68.2) / 2)
+    assert got["avg"] == pytest.approx(np.mean(row)) and got["last"] == pytest.approx(np.mean(row))
+
+
+def test_mtil_summary_needs_the_full_matrix():
+    M = np.full((3, 3), 50.0)
+    M[0, 2] = np.nan  # a dataset not evaluated before it was learned
+    with pytest.raises(ShapeError, match=r"R\[0, 2\].*including datasets not learned yet"):
+        mtil_summary(M)
+    with pytest.raises(ShapeError, match="square"):
+        mtil_summary(np.ones((2, 3)))
+    single = mtil_summary([[42.0]])
+    assert math.isnan(single["transfer"]) and single["avg"] == single["last"] == 42.0

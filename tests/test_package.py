@@ -44,6 +44,8 @@ EXPECTED_ALL = {
     "FeatureCache",
     "StreamResult",
     "epoch_batches",
+    "MultiDomainStream",
+    "list_sequences",
     "DataParallelStep",
     "loggers",
     "Learner",

@@ -201,7 +201,8 @@ _CHANGED = {
     "optim.weight_decay": 0.0, "optim.lr_schedule": "constant", "optim.warmup_epochs": 0, "optim.warmup_lr": 1e-4,
     "train.epochs": 5, "train.batch_size": 16, "train.schedule": "alternate", "train.schedule_period": 2,
     "train.schedule_unit": "epoch", "train.schedule_start": "image", "train.train_cache": "fixed", "eval.every": 5,
-    "eval.before_snapshot": True,
+    "eval.before_snapshot": True, "model.text_templates": "first", "model.unseen_classes": "zeroshot",
+    "train.iterations": 100,
 }
 # the schedule's period, unit and start only act on an alternating schedule
 _NEEDS = {key: {"train.schedule": "alternate"} for key in ("train.schedule_period", "train.schedule_unit",

@@ -99,7 +99,7 @@ def test_an_overflowing_update_in_train_step_is_not_silent(stepping, tiny_clip):
 def test_a_diverging_run_stops_before_its_checkpoint_and_the_last_good_one_resumes(tmp_path, monkeypatch):
     """NaN inputs from experience 2, epoch 2, step 3: the run stops naming them; the checkpoint
     of epoch 1 stays (finite) and a resume without the bad inputs completes."""
-    real = training.epoch_batches
+    real = training.training_batches  # the loop's batches (epochs, or rounds of an iteration budget)
 
     def poisoned(experience, *, epoch, **kwargs):
         for step, (inputs, labels) in enumerate(real(experience, epoch=epoch, **kwargs)):
@@ -107,7 +107,7 @@ def test_a_diverging_run_stops_before_its_checkpoint_and_the_last_good_one_resum
                 inputs = torch.full_like(inputs, float("nan"))
             yield inputs, labels
 
-    monkeypatch.setattr(training, "epoch_batches", poisoned)
+    monkeypatch.setattr(training, "training_batches", poisoned)
     config = quick_config(**{"data.num_experiences": 2, "train.batch_size": 8})
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingError) as caught:
@@ -120,7 +120,7 @@ def test_a_diverging_run_stops_before_its_checkpoint_and_the_last_good_one_resum
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         assert strict_json(line)["loss"] is not None  # no record of the diverged epoch
 
-    monkeypatch.setattr(training, "epoch_batches", real)
+    monkeypatch.setattr(training, "training_batches", real)
     summary = run_experiment(config, output_dir=run_dir, resume=True, plots=False)
     assert summary["complete"] is True
 

@@ -30,10 +30,10 @@ def _images() -> list[Image.Image]:
 
 
 def test_presets_are_registered():
-    assert {"reference", "clip", "plain"} <= set(list_transform_presets())
+    assert {"reference", "clip", "zscl", "plain"} <= set(list_transform_presets())
 
 
-@pytest.mark.parametrize("preset", ["reference", "clip", "plain"])
+@pytest.mark.parametrize("preset", ["reference", "clip", "zscl", "plain"])
 @pytest.mark.parametrize("train", [True, False])
 def test_every_preset_gives_rgb_tensors_of_the_resolution(preset, train):
     transform = make_transform(preset, train=train, resolution=24, dataset="seq-cifar10")
@@ -43,7 +43,7 @@ def test_every_preset_gives_rgb_tensors_of_the_resolution(preset, train):
         assert out.shape == (3, 24, 24), image.mode
 
 
-@pytest.mark.parametrize("preset", ["reference", "clip", "plain"])
+@pytest.mark.parametrize("preset", ["reference", "clip", "zscl", "plain"])
 @pytest.mark.parametrize("train", [True, False])
 def test_repr_is_deterministic_and_transforms_pickle(preset, train):
     a = make_transform(preset, train=train, resolution=32, dataset="seq-cifar100")

@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import distributed as dist
 from ..backbones import SOURCES, default_download_root, list_backbones, list_families
 from ..buffer import BUFFER_POLICIES
-from ..data import DATASETS
+from ..data import DATASETS, SEQUENCES, list_sequences
 from ..data.datasets.cil_suite import SUITE
 from ..errors import ConfigError, OutputError, ResourceError, TrainingError
 from ..loop.loggers import LOGGERS
@@ -350,7 +350,7 @@ def _origin(registry, name: str) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
 
     import_plugins(args)
-    what = [args.what] if args.what else ["methods", "backbones", "datasets", "configs", "loss-terms",
+    what = [args.what] if args.what else ["methods", "backbones", "datasets", "sequences", "configs", "loss-terms",
                                           "buffer-policies", "loggers", "backbone-sources", "presets"]
     blocks = []
     if "methods" in what:
@@ -378,6 +378,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         lines = ["datasets (data.dataset / --dataset):"]
         for name in DATASETS.names():
             lines.append(f"  {name:18s} {DATASETS.get(name).description}{_origin(DATASETS, name)}")
+        blocks.append("\n".join(lines))
+    if "sequences" in what:
+        lines = ["multi-domain sequences (--dataset; a dataset per experience, MTIL / X-TAIL):"]
+        for name in list_sequences():
+            spec = SEQUENCES.get(name)
+            lines.append(f"  {name:18s} {spec.description} [{spec.il_setting}; datasets: "
+                         f"{', '.join(e.label for e in spec.entries)}]")
         blocks.append("\n".join(lines))
     if "configs" in what:
         lines = ["configs (--config):"]

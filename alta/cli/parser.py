@@ -19,6 +19,8 @@ examples:
   alta run --resume runs/il_cifar10-oritext_mlp2cprompt_oriimg-20250101-120000
   alta run --import examples/linear_probe.py --method linear_probe,alta
            your own method (a file or module that registers it) beside ALTA, as a run group
+  alta run --config mtil --data-root DIR           MTIL Order I, a dataset per experience (--dataset mtil-order2,
+                                                   --shots 5; --config xtail: X-TAIL; alta list sequences)
   alta run --config il_cifar10 --data-root DIR --method alta,mlp,cprompt --buffer-size 200,500
            a run group: the six runs in one pass over the frozen encoders, each in its own folder
            under runs/<config>-group-<time>/ (alta run --resume on that folder continues them all)
@@ -45,7 +47,9 @@ FLAG_KEYS = {
     "initial_classes": "data.initial_classes",
     "class_order": "data.class_order",
     "class_names": "data.class_names",
+    "shots": "data.shots",
     "epochs": "train.epochs",
+    "iterations": "train.iterations",
     "batch_size": "train.batch_size",
     "lr": "optim.lr",
     "lr_schedule": "optim.lr_schedule",
@@ -182,7 +186,7 @@ _IMPORT_HELP = ("a module or a .py file whose code registers methods, loss terms
                 "policies or loggers (repeatable; installed packages register through entry points without it)")
 
 #: What ``alta list`` lists.
-LISTINGS = ("methods", "backbones", "datasets", "configs", "loss-terms", "buffer-policies", "loggers",
+LISTINGS = ("methods", "backbones", "datasets", "sequences", "configs", "loss-terms", "buffer-policies", "loggers",
             "backbone-sources", "plugins", "presets")
 
 
@@ -290,7 +294,8 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
 
     data = run.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME",
-                      help="stream name (`alta list datasets`); overrides the config's. Without --config, a dataset "
+                      help="stream name (`alta list datasets`), or a multi-domain sequence (`alta list sequences`: "
+                           "mtil-order1, mtil-order2, xtail, ...); overrides the config's. Without --config, a dataset "
                            "of the CLIP class-incremental suite (cars, food, sun, ucf, cub, cil-aircraft, cil-cifar100, "
                            "cil-imagenet-r, cil-objectnet) starts from the suite's preset for --split (`alta list "
                            "presets`): flags given on top of it are recorded as deviations")
@@ -311,6 +316,9 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
     data.add_argument("--class-names", dest="class_names", metavar="FILE",
                       help="readable class names for CLIP's prompts: a file with one name per line in label order, "
                            "or 'folder<TAB>name' lines (Tiny-ImageNet's words.txt, for WordNet-id folders)")
+    data.add_argument("--shots", type=int, metavar="N",
+                      help="multi-domain sequences: keep N training images per class (5: MTIL few-shot, 16: X-TAIL), "
+                           "drawn from data.shot_seed (default: the run's --seed)")
     data.add_argument("--num-workers", dest="num_workers", type=int, metavar="N",
                       help="DataLoader worker processes (default 0)")
     for dest in REFERENCE_DIRS:
@@ -318,6 +326,10 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
 
     training = run.add_argument_group("training")
     training.add_argument("--epochs", type=int, metavar="N", help="epochs per experience (paper configs 30, joint 100; offline demo 20)")
+    training.add_argument("--iterations", type=int, metavar="N",
+                          help="training budget in optimizer steps per experience, the data cycled in shuffled "
+                               "passes (ZSCL/MoE-Adapters: 1000 at batch 64); --epochs then cuts it into rounds "
+                               "(checkpoints, learning-rate steps and --eval-every count rounds)")
     training.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", help="batch size (32)")
     training.add_argument("--lr", type=float, metavar="LR", help="base learning rate (0.002)")
     training.add_argument("--lr-schedule", dest="lr_schedule", choices=("cosine", "constant"),

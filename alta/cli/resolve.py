@@ -170,8 +170,10 @@ def reference_dirs(args: argparse.Namespace, config, overrides: dict[str, Any]) 
             folder that contradicts --data-root.
     """
 
-    dataset = DATASETS.resolve(overrides.get("data.dataset", config.data.dataset))
     out = dict(overrides)
+    if not any(getattr(args, dest, None) is not None for dest in REFERENCE_DIRS):
+        return out
+    dataset = DATASETS.resolve(overrides.get("data.dataset", config.data.dataset))
     for dest, name in REFERENCE_DIRS.items():
         value = getattr(args, dest, None)
         if value is None:

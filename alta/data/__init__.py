@@ -6,7 +6,8 @@ any labelled dataset into experiences. :mod:`alta.data.splits` reads the field's
 vocabulary (``B50-Inc10`` splits, named class orders such as ``icarl-1993``, class-name files).
 The datasets of MTIL (ZSCL, Zheng et al., ICCV 2023) come with ZSCL's class names and prompt
 templates (:func:`dataset_templates`); :func:`few_shot_source` draws k training samples per class
-from a seed.
+from a seed. :class:`MultiDomainStream` builds the multi-domain streams of MTIL and X-TAIL (a
+dataset per experience, label spaces joined; ``MultiDomainStream.from_sequence``).
 """
 
 from .datasets import (
@@ -19,6 +20,7 @@ from .datasets import (
     reference_class_names,
 )
 from .fewshot import few_shot_indices, few_shot_source
+from .multidomain import SEQUENCES, Domain, MultiDomainStream, list_sequences
 from .splits import CLASS_ORDERS, Split, list_class_orders, parse_split, read_class_names
 from .stream import Experience, ExperienceDataset, ScenarioStream
 from .templates import SINGLE_TEMPLATE, ZSCL_DATASETS, dataset_templates, list_template_datasets
@@ -35,6 +37,9 @@ __all__ = [
     "DATASETS",
     "DOMAINNET_DOMAINS",
     "DataRootError",
+    "Domain",
+    "MultiDomainStream",
+    "SEQUENCES",
     "TRANSFORM_PRESETS",
     "ZSCL_DATASETS",
     "Experience",
@@ -49,6 +54,7 @@ __all__ = [
     "list_class_orders",
     "list_datasets",
     "list_template_datasets",
+    "list_sequences",
     "list_transform_presets",
     "load_domainnet_domain",
     "load_sources",

@@ -5,8 +5,8 @@ Learning", IEEE TMM 2023) feeds CLIP images prepared the way its reference code 
 built on mammoth) prepares them, which is *not* CLIP's own preprocessing: training images get
 ``RandomResizedCrop`` + horizontal flip (no flip for Seq-CIFAR-100) and every image is normalised
 with the *dataset's* mean/std. This module offers that protocol (``"reference"``), CLIP's own
-preprocessing (``"clip"``) and an augmentation-free, unnormalised preset for tests (``"plain"``),
-all through one registry:
+preprocessing (``"clip"``), ZSCL's MTIL preprocessing (``"zscl"``) and an augmentation-free,
+unnormalised preset for tests (``"plain"``), all through one registry:
 
     >>> t = make_transform("reference", train=True, resolution=224, dataset="seq-cifar10")
 
@@ -239,7 +239,8 @@ TRANSFORM_PRESETS: Registry[PresetBuilder] = Registry("transform preset")
 
 
 def list_transform_presets() -> list[str]:
-    """Names of the registered transform presets (``"reference"``, ``"clip"``, ``"proof"``, ``"plain"``)."""
+    """Names of the registered transform presets (``"reference"``, ``"clip"``, ``"proof"``, ``"zscl"``,
+    ``"plain"``)."""
     return TRANSFORM_PRESETS.names()
 
 
@@ -312,8 +313,10 @@ def make_transform(
             bicubic Resize + CenterCrop for test, bicubic RandomResizedCrop + flip for train,
             CLIP's mean/std), ``"proof"`` (the CLIP class-incremental suite's, PROOF's
             ``build_transform``: bicubic Resize to a square, CenterCrop, CLIP's mean/std, the same
-            for training and test: no augmentation) or ``"plain"`` (Resize + CenterCrop +
-            ToTensor for both sides, no augmentation, no normalisation; for tests and plots).
+            for training and test: no augmentation), ``"zscl"`` (ZSCL's MTIL preprocessing: bicubic
+            RandomResizedCrop of scale (0.9, 1.0), no flip, for train; CLIP's test side) or
+            ``"plain"`` (Resize + CenterCrop + ToTensor for both sides, no augmentation, no
+            normalisation; for tests and plots).
         train: Build the training-side transform (with augmentation) if True.
         resolution: Output side length in pixels (the backbone's input size).
         dataset: Stream name whose statistics the ``"reference"`` preset normalises with (and
@@ -384,6 +387,21 @@ def _proof(*, train, resolution, dataset, mean, std):
         mean, std = CLIP_MEAN, CLIP_STD
     bicubic = InterpolationMode.BICUBIC
     steps = [ConvertRGB(), T.Resize((resolution, resolution), interpolation=bicubic), T.CenterCrop(resolution)]
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+@TRANSFORM_PRESETS.register("zscl")
+def _zscl(*, train, resolution, dataset, mean, std):
+    """ZSCL's MTIL transforms (Thunderbeee/ZSCL ``mtil/clip/clip.py:_transform``): training images
+    get a bicubic ``RandomResizedCrop`` of scale (0.9, 1.0) and no flip; test images CLIP's
+    bicubic Resize + CenterCrop; both CLIP's mean/std."""
+    if mean is None:
+        mean, std = CLIP_MEAN, CLIP_STD
+    bicubic = InterpolationMode.BICUBIC
+    if train:
+        steps = [ConvertRGB(), T.RandomResizedCrop(resolution, scale=(0.9, 1.0), interpolation=bicubic)]
+    else:
+        steps = [ConvertRGB(), T.Resize(resolution, interpolation=bicubic), T.CenterCrop(resolution)]
     return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
 
 

@@ -6,7 +6,8 @@ The middle layer of alta (the pieces below it at :mod:`alta`, the run applicatio
 - :class:`LoopConfig` (:mod:`alta.loop.config`): the loops' only settings object;
 - :func:`train_step` (:mod:`alta.loop.step`) and its data-parallel hook
   :class:`DataParallelStep` (:mod:`alta.loop.parallel`);
-- :func:`epoch_batches` (:mod:`alta.loop.batches`): one epoch's batches, cached or not;
+- :func:`epoch_batches` (:mod:`alta.loop.batches`): one epoch's batches, cached or not
+  (:func:`round_batches`: one round of a budget in iterations; :func:`training_batches`: either);
 - :func:`fit_experience`, :func:`run_stream` (:mod:`alta.loop.fit`) and :func:`run_group`
   (:mod:`alta.loop.group`), returning :class:`StreamResult` (:mod:`alta.loop.result`);
 - :func:`evaluate` (:mod:`alta.loop.evaluation`), the :class:`FeatureCache`
@@ -18,7 +19,7 @@ ALTA: Li et al., "Cross-Modal Alternating Learning with Task-Aware Representatio
 Learning", IEEE TMM 2023 (reference code github.com/vijaylee/ALTA, ``main.py``).
 """
 
-from .batches import epoch_batches
+from .batches import epoch_batches, round_batches, training_batches
 from .cache import CachedFeatures, FeatureCache, encode_dataset
 from .callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from .config import CACHE_MODES, LoopConfig, parse_cache_mode
@@ -40,6 +41,8 @@ __all__ = [
     "DataParallelStep",
     "sharded_text_features",
     "epoch_batches",
+    "round_batches",
+    "training_batches",
     "fit_experience",
     "run_stream",
     "evaluate_stream",

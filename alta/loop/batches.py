@@ -8,10 +8,19 @@ encoded at every step; ``fixed`` and ``views:K``: frozen image features encoded 
 Randomness (shuffling, augmentation, view choice) is derived from ``(seed, experience, epoch)``,
 so a run resumed at an epoch boundary repeats the uninterrupted run exactly, with any
 ``num_workers`` and on any number of processes.
+
+With a training budget in iterations (``LoopConfig.iterations``, the 1,000 steps per task of ZSCL
+and MoE-Adapters), an experience is a run of shuffled passes over its data, cycled until the
+budget is spent (the last batch of a pass may be smaller, as ZSCL's loader gives it), and is cut
+into ``epochs`` rounds of equal length: :func:`round_batches` yields the steps of one round. Pass
+p is shuffled and augmented exactly as epoch p of :func:`epoch_batches`, so a budget of whole
+passes is the epoch loop, and a round that starts in the middle of a pass skips the pass's first
+batches without loading their images.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import torch
@@ -24,7 +33,7 @@ from ..seeding import SeededItems, derive_seed
 from .cache import FeatureCache
 from .config import LoopConfig
 
-__all__ = ["epoch_batches"]
+__all__ = ["epoch_batches", "round_batches", "training_batches", "round_steps"]
 
 
 def epoch_batches(
@@ -64,24 +73,116 @@ def epoch_batches(
         ConfigError: a negative epoch, or an experience without training samples.
     """
     loop = LoopConfig() if loop is None else loop
+    check_int(epoch, "epoch", low=0)
+    yield from _pass_batches(experience, backbone=backbone, epoch=epoch, loop=loop, cache=cache, drop_last=drop_last,
+                             rank=rank, world_size=world_size)
+
+
+def round_steps(experience, *, round_index: int, loop: LoopConfig) -> range:
+    """The steps of round ``round_index`` of an experience under an iteration budget: the global
+    step indices ``[r * I // E, (r + 1) * I // E)`` (I = ``loop.iterations``, E = ``loop.epochs``),
+    counted from the experience's first step."""
+    iterations, rounds = loop.iterations, loop.epochs
+    return range(round_index * iterations // rounds, (round_index + 1) * iterations // rounds)
+
+
+def round_batches(
+    experience,
+    *,
+    backbone,
+    round_index: int,
+    loop: LoopConfig,
+    cache: FeatureCache | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of one round of an experience trained for ``loop.iterations`` steps.
+
+    Step s of the experience is batch ``s mod n`` of pass ``s // n`` (n = ``ceil(N / batch_size)``
+    batches per pass, the last one smaller when ``batch_size`` does not divide N); pass p is
+    shuffled and augmented as epoch p of :func:`epoch_batches`. Round r holds the steps of
+    :func:`round_steps`.
+
+    Args:
+        experience: An :class:`~alta.data.Experience`.
+        backbone: The learner's frozen backbone (used by the cached modes).
+        round_index: r, in ``[0, loop.epochs)``.
+        loop: The loop's settings; ``loop.iterations`` must be set.
+        cache: Where cached features live (see :func:`epoch_batches`).
+        rank: This process's rank (data-parallel training).
+        world_size: N, the number of processes.
+
+    Yields:
+        ``(inputs, labels)`` as :func:`epoch_batches` does.
+
+    Raises:
+        ConfigError: ``loop.iterations`` not set, a round outside ``[0, loop.epochs)``, or an
+            experience without training samples.
+    """
+    if loop.iterations is None:
+        raise ConfigError("round_batches needs a training budget in iterations (LoopConfig(iterations=...)); use "
+                          "epoch_batches for a budget in epochs")
+    check_int(round_index, "round_index", low=0, high=loop.epochs - 1)
+    if len(experience.train) == 0:
+        raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
+    per_pass = math.ceil(len(experience.train) / loop.batch_size)
+    steps = round_steps(experience, round_index=round_index, loop=loop)
+    if not steps:
+        return
+    for p in range(steps.start // per_pass, (steps.stop - 1) // per_pass + 1):
+        start = max(steps.start - p * per_pass, 0)
+        stop = min(steps.stop - p * per_pass, per_pass)
+        yield from _pass_batches(experience, backbone=backbone, epoch=p, loop=loop, cache=cache, rank=rank,
+                                 world_size=world_size, start=start, stop=stop)
+
+
+def training_batches(
+    experience,
+    *,
+    backbone,
+    epoch: int,
+    loop: LoopConfig,
+    cache: FeatureCache | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of epoch ``epoch`` (:func:`epoch_batches`), or of round ``epoch`` when the loop
+    has a budget in iterations (:func:`round_batches`): what the loops of :mod:`alta.loop` train on."""
+    if loop.iterations is None:
+        return epoch_batches(experience, backbone=backbone, epoch=epoch, loop=loop, cache=cache, rank=rank,
+                             world_size=world_size)
+    return round_batches(experience, backbone=backbone, round_index=epoch, loop=loop, cache=cache, rank=rank,
+                         world_size=world_size)
+
+
+def _pass_batches(experience, *, backbone, epoch: int, loop: LoopConfig, cache: FeatureCache | None,
+                  drop_last: bool = False, rank: int = 0, world_size: int = 1, start: int = 0,
+                  stop: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``start`` to ``stop`` (all: 0 to ``None``) of epoch ``epoch`` of ``experience``;
+    the batches before ``start`` are never loaded."""
     batch_size, seed, num_workers = loop.batch_size, loop.seed, loop.num_workers
     kind, views = loop.cache_kind, loop.cache_views
-    check_int(epoch, "epoch", low=0)
     if len(experience.train) == 0:
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     epoch_seed = derive_seed(seed, int(experience.index), epoch)
     generator = torch.Generator().manual_seed(epoch_seed)
     pin = backbone.device.type == "cuda"
+    whole = start == 0 and stop is None
     if kind == "none":
         items = _SeededItems(experience.train, epoch_seed)
-        if world_size == 1:
+        if world_size == 1 and whole:
             loader = DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
                                 num_workers=num_workers, drop_last=drop_last, pin_memory=pin)
         else:  # the single-process loader's order, from a loader of indices (same sampler, same draws)
             order = DataLoader(range(len(items)), batch_size=batch_size, shuffle=True, generator=generator,
                                drop_last=drop_last)
-            local = [_local_part(batch.tolist(), rank, world_size) for batch in order]
-            loader = _ShardLoader(items, local, num_workers=num_workers, pin_memory=pin)
+            chosen = [batch.tolist() for batch in order][start:stop]
+            if world_size == 1:  # its own generator: a DataLoader without one draws from the global RNG
+                loader = DataLoader(items, batch_sampler=chosen, num_workers=num_workers, pin_memory=pin,
+                                    generator=torch.Generator().manual_seed(0))
+            else:
+                local = [_local_part(batch, rank, world_size) for batch in chosen]
+                loader = _ShardLoader(items, local, num_workers=num_workers, pin_memory=pin)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(epoch_seed)  # random transforms in the main process use the global RNG
             yield from loader
@@ -99,14 +200,15 @@ def epoch_batches(
         features = stored.features[choice, torch.arange(stored.features.shape[1])]  # (N, D)
     labels = stored.labels
     order = torch.randperm(labels.shape[0], generator=generator)
-    stop = labels.shape[0] - (labels.shape[0] % batch_size if drop_last else 0)
+    end = labels.shape[0] - (labels.shape[0] % batch_size if drop_last else 0)
+    starts = range(0, end, batch_size)[start:stop]
     device = backbone.device
     if device.type == "cuda":  # one copy per epoch instead of one per step
         features = features[order].to(device, non_blocking=True)
         labels = labels[order].to(device, non_blocking=True)
         order = torch.arange(labels.shape[0], device=device)
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
+    for first in starts:
+        idx = order[first : first + batch_size]
         if world_size > 1:
             idx = _local_part(idx, rank, world_size)
         yield features[idx], labels[idx]

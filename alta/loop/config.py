@@ -15,6 +15,14 @@ The training-feature cache modes (``train_cache``):
   transform (no augmentation), then only the small heads run (exact for that protocol);
 - ``"views:K"``: K augmented views per image are encoded once; every epoch draws one of them per
   image (an approximation of per-epoch augmentation).
+
+A training budget is given in epochs (ALTA's protocol) or in iterations (``iterations``: the
+optimizer steps per experience, as ZSCL and MoE-Adapters train 1,000 per task at batch 64). With
+iterations, the data is cycled in shuffled passes until the budget is spent and ``epochs`` cuts
+the budget into that many rounds of equal length; a round then plays the part of an epoch: the
+learning rate and the alternating schedule step at its end, ``eval_every`` and the statistics
+count rounds, and a checkpoint after a round resumes bit-identically
+(:func:`~alta.loop.batches.round_batches`).
 """
 
 from __future__ import annotations
@@ -71,7 +79,10 @@ class LoopConfig(ConfigSection):
     ``eval`` and ``data`` sections (:attr:`alta.run.config.RunConfig.loop`).
 
     Attributes:
-        epochs: Epochs per experience (30 in the paper; 100 for the joint upper bound).
+        epochs: Epochs per experience (30 in the paper; 100 for the joint upper bound); with
+            ``iterations``, the number of rounds the budget is cut into (at most ``iterations``).
+        iterations: Training budget in optimizer steps per experience (``None``: the budget is
+            ``epochs`` passes over the data). ZSCL and MoE-Adapters: 1,000 at batch 64.
         batch_size: Training batch size B (32).
         seed: Run seed: shuffling, augmentation and cached views derive from
             ``(seed, experience, epoch, sample)``.
@@ -100,6 +111,7 @@ class LoopConfig(ConfigSection):
     _SECTION: ClassVar[str] = ""
 
     epochs: int = 30
+    iterations: int | None = None
     batch_size: int = 32
     seed: int = 0
     train_cache: str = "none"
@@ -111,6 +123,16 @@ class LoopConfig(ConfigSection):
 
     def __post_init__(self) -> None:
         check_int(self.epochs, "epochs", low=1)
+        check_int(self.iterations, "iterations", low=1, optional=True,
+                  why="optimizer steps per experience (ZSCL: 1000), or null for a budget in epochs")
+        if self.iterations is not None and self.epochs > self.iterations:
+            raise ConfigError(
+                f"config key 'epochs' is {self.epochs} but config key 'iterations' is {self.iterations}: with a "
+                f"budget in "
+                f"iterations, epochs is the number of rounds the {self.iterations} steps are cut into (the unit of "
+                f"checkpoints, of the learning-rate schedule and of eval_every), so it must be at most "
+                f"{self.iterations}; e.g. iterations 1000 with epochs 10 (rounds of 100 steps)"
+            )
         check_int(self.batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE,
                   why="images per training step (the paper uses 32)")
         check_seed(self.seed, "seed")

@@ -25,7 +25,7 @@ import torch
 from .. import distributed as _dist
 from ..errors import ConfigError
 from ..metrics import old_new_accuracy
-from .batches import epoch_batches
+from .batches import round_steps, training_batches
 from .cache import FeatureCache
 from .callbacks import Callback, as_callback_list
 from .config import LoopConfig
@@ -101,8 +101,8 @@ def fit_experience(
         cache = FeatureCache(distributed=loop.distributed)
     for epoch in range(start_epoch, loop.epochs):
         trainer.begin_epoch(epoch)
-        batches = epoch_batches(experience, backbone=learner.backbone, epoch=epoch, loop=loop, cache=cache,
-                                rank=trainer.rank, world_size=trainer.world_size)
+        batches = training_batches(experience, backbone=learner.backbone, epoch=epoch, loop=loop, cache=cache,
+                                   rank=trainer.rank, world_size=trainer.world_size)
         for inputs, labels in batches:
             trainer.step(inputs, labels)
         trainer.end_epoch()
@@ -116,7 +116,8 @@ class ExperienceTrainer:
     calls them: :meth:`begin`, then per epoch :meth:`begin_epoch`, :meth:`step` per batch and
     :meth:`end_epoch`.
 
-    :func:`fit_experience` drives one of them over the batches of :func:`epoch_batches`;
+    :func:`fit_experience` drives one of them over the batches of
+    :func:`~alta.loop.batches.training_batches` (epochs, or rounds of an iteration budget);
     :func:`alta.loop.group.run_group` drives K of them over the same batches (one image-encoder
     forward per step for all K), so both loops are the same code.
 
@@ -169,8 +170,11 @@ class ExperienceTrainer:
         self.learner.train()
         self.learner.begin_experience(experience)
         self._experience = t
+        self._experience_object = experience
         self._num_samples = len(experience.train)
-        self._num_steps = math.ceil(self._num_samples / self.loop.batch_size)
+        self._per_pass = math.ceil(self._num_samples / self.loop.batch_size)  # batches per pass over the data
+        self._num_steps = self._per_pass
+        self._first_step = 0  # the epoch's (round's) first step, counted from the experience's first
         self.callbacks.on_experience_start(experience=t, start_epoch=start_epoch)
 
     def begin_epoch(self, epoch: int) -> None:
@@ -178,6 +182,9 @@ class ExperienceTrainer:
         self._epoch = epoch
         self._sums: dict[str, torch.Tensor] = {}
         self._steps, self._seen = 0, 0
+        if self.loop.iterations is not None:  # a round of the iteration budget
+            steps = round_steps(self._experience_object, round_index=epoch, loop=self.loop)
+            self._num_steps, self._first_step = len(steps), steps.start
         self._monitor = DivergenceMonitor()
         self._lr = self.optimizer.param_groups[0]["lr"]
         self.callbacks.on_epoch_start(experience=self._experience, epoch=epoch, num_epochs=self.loop.epochs,
@@ -191,7 +198,8 @@ class ExperienceTrainer:
         (:func:`epoch_batches` with :attr:`rank` and :attr:`world_size`) and the step runs with a
         :class:`~alta.loop.parallel.DataParallelStep`. The loss is checked once per epoch (:meth:`end_epoch`),
         not per step (:mod:`alta.loop.divergence`)."""
-        global_size = min(self.loop.batch_size, self._num_samples - self._steps * self.loop.batch_size)
+        position = (self._first_step + self._steps) % self._per_pass  # the batch's place in its pass
+        global_size = min(self.loop.batch_size, self._num_samples - position * self.loop.batch_size)
         parallel = DataParallelStep(shard_sizes=_dist.split_sizes(global_size, self.world_size)) if self.parallel \
             else None
         out = train_step(self.learner, inputs, labels, optimizer=self.optimizer, buffer=self.buffer,

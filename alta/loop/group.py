@@ -47,7 +47,7 @@ import torch
 
 from .. import distributed as _dist
 from ..errors import ConfigError
-from .batches import epoch_batches
+from .batches import training_batches
 from .cache import FeatureCache
 from .callbacks import Callback, as_callback_list
 from .config import LoopConfig
@@ -178,7 +178,7 @@ def run_group(
         for epoch in range(first_epoch, loop.epochs):
             for trainer in trainers:
                 trainer.begin_epoch(epoch)
-            batches = epoch_batches(experience, backbone=backbone, epoch=epoch, loop=loop, cache=cache)
+            batches = training_batches(experience, backbone=backbone, epoch=epoch, loop=loop, cache=cache)
             for inputs, labels in batches:
                 if inputs.ndim == 4:  # mode "none": the step's one image-encoder forward, for all K
                     inputs = backbone.encode_images(inputs)  # (B, 3, R, R) -> f1 (B, D)

@@ -26,7 +26,7 @@ import yaml
 from ..backbones import SOURCES, split_source
 from ..buffer import BUFFER_POLICIES, BufferConfig
 from ..config import ConfigSection, build_from_dict, check_seed, set_canonical
-from ..data import DATASETS
+from ..data import DATASETS, SEQUENCES
 from ..errors import ConfigError, PluginError
 from ..loop.config import LoopConfig
 from ..loop.loggers import LOGGERS
@@ -39,16 +39,22 @@ from .presets import parse_preset
 from .protocols import DEFAULT_PROTOCOL, list_protocols
 from .sections import DataConfig, EvalConfig, ModelConfig, TrainConfig
 
-__all__ = ["RunConfig", "OPERATIONAL_KEYS", "LOOP_KEYS", "flatten", "config_differences", "default_output_dir",
+__all__ = ["RunConfig", "OPERATIONAL_KEYS", "is_operational", "LOOP_KEYS", "flatten", "config_differences", "default_output_dir",
            "resolve_device", "check_run_name", "safe_run_name", "load_saved_config", "MAX_NAME_LENGTH",
            "check_plugin_records", "plugin_record"]
 
-OPERATIONAL_KEYS = ("name", "device", "data.root", "data.download", "data.num_workers", "model.download_root",
-                    "model.download_weights")
+OPERATIONAL_KEYS = ("name", "device", "data.root", "data.roots", "data.download", "data.num_workers",
+                    "model.download_root", "model.download_weights")
+
+
+def is_operational(key: str) -> bool:
+    """Whether a flattened config key does not change results: one of :data:`OPERATIONAL_KEYS`, or
+    a key inside one of them (``data.roots.seq-cifar10``: where one dataset of a sequence is read)."""
+    return any(key == k or key.startswith(k + ".") for k in OPERATIONAL_KEYS)
 #: Where each field of the loop's :class:`~alta.loop.LoopConfig` is set in a run's config (the
 #: reference's vocabulary: ``train.epochs``, ``eval.every``, ...); ``distributed`` is decided when
 #: the run starts (torchrun).
-LOOP_KEYS = {"epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "seed",
+LOOP_KEYS = {"epochs": "train.epochs", "iterations": "train.iterations", "batch_size": "train.batch_size", "seed": "seed",
              "train_cache": "train.train_cache", "eval_every": "eval.every", "eval_batch_size": "eval.batch_size",
              "num_workers": "data.num_workers", "eval_before_snapshot": "eval.before_snapshot"}
 MAX_NAME_LENGTH = 128
@@ -140,6 +146,12 @@ class RunConfig(ConfigSection):
                 f"config key 'device' must be 'auto' (CUDA when available, else the CPU), 'cpu', 'cuda' or 'cuda:N', "
                 f"got {self.device!r}; alta runs on the CPU or on CUDA GPUs, e.g. --device cpu"
             )
+        if self.data.is_sequence and self.model.head != "all":
+            raise ConfigError(
+                f"config key 'model.head' is {self.model.head!r} but data.dataset {self.data.dataset!r} is a "
+                f"multi-domain sequence, evaluated on every dataset after every experience (the full T x T matrix, "
+                f"datasets not learned yet included): a head of seen classes cannot score those. Use head 'all'; "
+                f"model.unseen_classes chooses how classes not learned yet are scored (learned or zeroshot)")
         spec = METHODS.get(self.model.method)
         if self.train.schedule == "alternate" and spec.branches != frozenset(BRANCHES):
             only = ", ".join(sorted(spec.branches)) or "no"
@@ -157,7 +169,11 @@ class RunConfig(ConfigSection):
         and version or file and SHA-256), from the registries of this process. Written into
         ``config.yaml`` and ``summary.json``; a resumed run refuses to continue when one is
         missing or changed (:func:`check_plugin_records`)."""
-        uses = [(METHODS, self.model.method), (DATASETS, self.data.dataset)]
+        if self.data.is_sequence:  # a multi-domain sequence: its datasets (plug-ins among them)
+            uses = [(METHODS, self.model.method), *((DATASETS, entry.dataset) for entry in
+                                                     SEQUENCES.get(self.data.dataset).entries)]
+        else:
+            uses = [(METHODS, self.model.method), (DATASETS, self.data.dataset)]
         source = split_source(self.model.visual)[0]
         if source != "clip":
             uses.append((SOURCES, source))
@@ -231,10 +247,7 @@ class RunConfig(ConfigSection):
     def result_values(self) -> dict[str, Any]:
         """The flattened values that determine the results (``{"train.epochs": 30, ...}``,
         :data:`OPERATIONAL_KEYS` left out)."""
-        values = flatten(self.to_dict())
-        for key in OPERATIONAL_KEYS:
-            values.pop(key, None)
-        return values
+        return {k: v for k, v in flatten(self.to_dict()).items() if not is_operational(k)}
 
 
 def plugin_record(registry, name: str) -> dict[str, Any] | None:
@@ -306,7 +319,7 @@ def config_differences(a: RunConfig, b: RunConfig, *, operational: bool = False)
     """
     fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     return {k: (fa.get(k), fb.get(k)) for k in fa
-            if fa.get(k) != fb.get(k) and (operational or k not in OPERATIONAL_KEYS)}
+            if fa.get(k) != fb.get(k) and (operational or not is_operational(k))}
 
 
 def default_output_dir(config: RunConfig, *, root: str | Path = "runs", unique: bool = True) -> Path:

@@ -23,6 +23,7 @@ import torch
 from .. import distributed as dist
 from ..backbones import BACKBONES, list_backbones, split_source
 from ..config import default_of
+from ..data import MultiDomainStream
 from ..errors import AltaError, ConfigError, PluginError
 from ..learner import CrossModalLearner
 from ..loop.cache import FeatureCache
@@ -36,6 +37,7 @@ from ..seeding import derive_seed
 from .config import RunConfig
 from .presets import preset_deviations
 from .protocols import protocol_class_names
+from .sections import class_templates
 from .summary import random_backbone_note
 
 __all__ = ["Experiment", "check_backbone_name", "build_learner"]
@@ -67,11 +69,12 @@ def check_backbone_name(visual: str) -> None:
     )
 
 
-def build_learner(config: RunConfig, backbone, class_names):
+def build_learner(config: RunConfig, backbone, class_names, **text_options):
     """The run's learner: a :class:`~alta.CrossModalLearner` for ALTA's variants (the ``model``
-    keys), or for a learner plug-in (:class:`~alta.methods.LearnerMethod`) what its factory builds
-    from ``build(backbone, class_names=..., seed=config.seed, **model.method_options)``, with
-    ``loss_terms=[...]`` when ``model.loss_terms`` names any.
+    keys, and ``text_options``: the ``class_templates`` and ``class_domains`` of the stream,
+    :meth:`Experiment.text_options`), or for a learner plug-in (:class:`~alta.methods.LearnerMethod`)
+    what its factory builds from ``build(backbone, class_names=..., seed=config.seed,
+    **model.method_options)``, with ``loss_terms=[...]`` when ``model.loss_terms`` names any.
 
     Raises:
         PluginError: the factory raises, or builds an object that is not a learner of the
@@ -80,7 +83,8 @@ def build_learner(config: RunConfig, backbone, class_names):
     m = config.model
     spec = METHODS.get(m.method)
     if not isinstance(spec, LearnerMethod):
-        return CrossModalLearner(backbone, class_names=class_names, seed=config.seed, **m.learner_options())
+        return CrossModalLearner(backbone, class_names=class_names, seed=config.seed, **text_options,
+                                 **m.learner_options())
     kwargs = dict(m.method_options)
     if m.loss_terms:
         kwargs["loss_terms"] = build_loss_terms(m.loss_terms)
@@ -149,7 +153,8 @@ class Experiment:
             if not backbone.pretrained:
                 logger.warning("%s", random_backbone_note(description))
             self.stream, self.experiences = config.data.build(resolution=backbone.input_resolution,
-                                                              class_names=protocol_class_names(config), sources=sources)
+                                                              class_names=protocol_class_names(config), sources=sources,
+                                                              seed=config.seed)
             experiences = self.experiences
             # a joint stream trains on one experience and is evaluated on those of the sequential split
             self.eval_experiences = config.data.subsample(self.stream.eval_experiences) if config.data.joint else experiences
@@ -159,8 +164,16 @@ class Experiment:
             if config.data.joint:
                 logger.info("joint training, evaluated per experience of the sequential split: %s",
                             _split_text([len(e.classes) for e in self.eval_experiences]))
-            logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
-                        _short(self.stream.class_order), self.stream.class_names_source, _short(self.stream.class_names))
+            if isinstance(self.stream, MultiDomainStream):
+                logger.info("a dataset per experience (%s): %s; %s; prompts %s", self.stream.kind,
+                            ", ".join(f"{n} ({c})" for n, c in zip(self.stream.domain_names,
+                                                                  self.stream.classes_per_experience)),
+                            f"{self.stream.shots}-shot (seed {self.stream.shot_seed})" if self.stream.shots
+                            else "every training image", config.model.text_templates)
+            else:
+                logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
+                            _short(self.stream.class_order), self.stream.class_names_source,
+                            _short(self.stream.class_names))
         self._check_buffer_size()
         deviations = preset_deviations(config)
         if deviations:
@@ -170,7 +183,7 @@ class Experiment:
         elif config.preset is not None:
             logger.info("preset %s: followed in every setting", config.preset)
         self.method = spec = METHODS.get(m.method)  # a MethodSpec (ALTA's variants) or a LearnerMethod (a plug-in)
-        self.learner = learner = build_learner(config, backbone, self.stream.class_names)
+        self.learner = learner = build_learner(config, backbone, self.stream.class_names, **self.text_options())
         self.buffer = config.buffer.build(device=device, seed=derive_seed(config.seed, 1)) if spec.replay else None
         if config.buffer.enabled and not spec.replay:
             logger.info("method %s does not replay (as in the reference code): no buffer", spec.name)
@@ -225,11 +238,26 @@ class Experiment:
         return {"learner": self.learner, "buffer": self.buffer, "schedule": self.schedule,
                 "optimizer": self.optimizer, "scheduler": self.scheduler}
 
+    @property
+    def multi_domain(self) -> bool:
+        """Whether the stream is a multi-domain sequence (a dataset per experience)."""
+        return isinstance(self.stream, MultiDomainStream)
+
+    def text_options(self) -> dict[str, Any]:
+        """The learner's ``class_templates`` (``model.text_templates``) and, for a multi-domain
+        stream, ``class_domains`` (names distinct within a dataset only)."""
+        options: dict[str, Any] = {"class_templates": class_templates(self.stream, self.config.model.text_templates)}
+        if self.multi_domain:
+            options["class_domains"] = self.stream.class_to_experience
+        return options
+
     def zeroshot_baseline(self, *, progress: bool = False) -> dict[str, list[float]]:
-        """Zero-shot CLIP accuracy on every experience (the baseline of forward transfer)."""
+        """Zero-shot CLIP accuracy on every experience (the baseline of forward transfer), with
+        the run's hand-written prompts (``model.text_templates``)."""
         m = self.config.model
         learner = CrossModalLearner(self.learner.backbone, class_names=self.stream.class_names, method="zeroshot",
-                                    head="all", template=m.template, truncate_text=m.truncate_text)
+                                    head="all", template=m.template, truncate_text=m.truncate_text,
+                                    **self.text_options())
         zs = evaluate(learner, self.eval_experiences, batch_size=self.config.loop.eval_batch_size,
                       num_workers=self.config.loop.num_workers, cache=self.cache, progress=progress,
                       distributed=dist.is_distributed())
@@ -255,7 +283,24 @@ class Experiment:
             "split_file": stream.split_info,
             "num_train": sum(len(e.train) for e in self.experiences),
             "num_test": sum(len(e.test) for e in self.eval_experiences),
+            "text_templates": self.config.model.text_templates,
+            **(self._domain_info() if self.multi_domain else {}),
         }
+
+    def _domain_info(self) -> dict[str, Any]:
+        """What the summary says about a multi-domain stream: its datasets, kind, few-shot draw
+        and the templates its w1 and zero-shot baseline used."""
+        stream, model = self.stream, self.config.model
+        used = {name: (None if templates is None else
+                       templates if model.text_templates == "ensemble" else templates[:1]) if
+                model.text_templates != "single" else [model.template]
+                for name, templates in stream.domain_templates.items()}
+        info = {"domains": stream.domain_names, "stream_kind": stream.kind, "shots": stream.shots,
+                "shot_seed": stream.shot_seed if stream.shots is not None else None, "templates": used,
+                "domain_splits": stream.domain_split_info or None}
+        if stream.kind == "domain":
+            info["class_to_concept"] = stream.class_to_concept.tolist()
+        return info
 
 
 def _split_text(sizes: Sequence[int]) -> str:

@@ -69,7 +69,8 @@ logger = logging.getLogger("alta.run")
 SHARED_KEYS = ("seed", "device", "protocol", "deterministic", "data.",
                *(f"model.{f.name}" for f in dataclasses.fields(ModelConfig)
                  if f.name not in {g.name for g in dataclasses.fields(LearnerConfig)}),
-               "train.epochs", "train.batch_size", "train.train_cache", "eval.every", "eval.batch_size")
+               "train.epochs", "train.iterations", "train.batch_size", "train.train_cache", "eval.every",
+               "eval.batch_size")
 
 
 def group_key(config: RunConfig) -> str | None:

@@ -360,7 +360,8 @@ def apply_protocol(config, name: str):
 #: size and the kernels' determinism. The split is compared as built (``split`` of
 #: :func:`protocol_deviations`), the weights by :func:`weights_deviation`; every other key that
 #: changes results is compared with the protocol.
-EXPERIMENT_KEYS = ("seed", "protocol", "preset", "deterministic", "data.dataset", "data.joint", "data.split",
+EXPERIMENT_KEYS = ("seed", "protocol", "preset", "deterministic", "data.dataset", "data.shots", "data.shot_seed",
+                   "data.joint", "data.split",
                    "data.num_experiences", "data.classes_per_experience", "data.initial_classes", "model.method",
                    "model.visual", "model.pretrained", "model.backbone_seed", "buffer.replay", "eval.il_setting",
                    "eval.zeroshot_baseline", "eval.batch_size")
@@ -413,6 +414,11 @@ def protocol_deviations(config, *, split=None) -> dict[str, dict[str, Any]]:
         value, expected = _field(config, key), _field(default, key)
         if value != expected:
             out[key] = {"protocol": expected, "config": list(value) if isinstance(value, tuple) else value}
+    if config.data.is_sequence:  # a dataset per experience: no options, no benchmark split of its own
+        weights = weights_deviation(config.model.visual, config.model.pretrained)
+        if weights is not None:
+            out["weights"] = {"protocol": "OpenAI CLIP weights (RN50, ViT-B/16, ...)", "config": weights}
+        return out
     options = _changed_options(config.data.dataset, config.data.options)
     if options:
         out["data.options"] = {"protocol": {k: v for k, (v, _) in options.items()},
@@ -470,6 +476,6 @@ def protocol_class_names(config) -> list[str] | None:
     names, CIFAR names with underscores); class names set in the config win."""
     if get_protocol(config.protocol).settings()["class_names"].value != "reference":
         return None
-    if getattr(config.data, "class_names", None) is not None:
-        return None
+    if getattr(config.data, "class_names", None) is not None or getattr(config.data, "is_sequence", False):
+        return None  # a multi-domain sequence: each dataset's own names
     return reference_class_names(config.data.dataset)

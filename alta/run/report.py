@@ -27,13 +27,20 @@ from ..plugins import PluginOrigin
 from .rundir import GROUP_FILE, read_group_file
 
 __all__ = ["Row", "load_rows", "check_comparable", "training_differences", "plugin_lines", "deviation_notes",
-           "format_markdown",
-           "format_latex", "format_csv", "FORMATS", "COLUMNS"]
+           "format_markdown", "format_latex", "format_csv", "FORMATS", "COLUMNS", "MTIL_COLUMNS", "table_columns"]
 
 SETTINGS = ("class_il", "task_il")
 _LABELS = {"class_il": "class-IL", "task_il": "task-IL"}
 # (metric key, column title) per setting
 COLUMNS = (("avg_accuracy", "Avg"), ("last_accuracy", "Last"), ("forgetting", "Forget"), ("bwt", "BWT"))
+# the columns of runs over multi-domain sequences (MTIL / X-TAIL, ZSCL's definitions)
+MTIL_COLUMNS = (("mtil_transfer", "Transfer"), ("mtil_avg", "Avg"), ("mtil_last", "Last"))
+
+
+def table_columns(rows: Sequence["Row"]) -> tuple[tuple[str, str], ...]:
+    """The columns of a table of ``rows``: :data:`MTIL_COLUMNS` when every row is a run over a
+    multi-domain sequence (Transfer, Avg and Last as ZSCL defines them), else :data:`COLUMNS`."""
+    return MTIL_COLUMNS if rows and all("mtil_transfer" in row.source for row in rows) else COLUMNS
 
 
 @dataclass(frozen=True)
@@ -100,13 +107,14 @@ def load_rows(folders: Sequence[str | Path]) -> list[Row]:
             rows += load_rows(read_group_file(folder))  # members are plain folder names: no recursion into itself
         elif (folder / "aggregate.json").is_file():
             data = _read(folder / "aggregate.json")
-            values = {s: {m: (data[m][s]["mean"], data[m][s]["std"]) for m, _ in COLUMNS} for s in SETTINGS}
+            values = {s: {m: (data[m][s]["mean"], data[m][s]["std"]) for m, _ in COLUMNS + MTIL_COLUMNS if m in data}
+                      for s in SETTINGS}
             rows.append(Row(folder.name, "seeds", data, values))
         elif (folder / "summary.json").is_file():
             data = _read(folder / "summary.json")
             if data.get("complete") is not True:
                 raise ConfigError(f"{folder}: the run is not complete; finish it with `alta run --resume {folder}`")
-            values = {s: {m: (data[m][s], None) for m, _ in COLUMNS} for s in SETTINGS}
+            values = {s: {m: (data[m][s], None) for m, _ in COLUMNS + MTIL_COLUMNS if m in data} for s in SETTINGS}
             rows.append(Row(folder.name, "run", data, values))
         elif (folder / "config.yaml").is_file():
             raise ConfigError(f"{folder}: the run is not finished (no summary.json yet); finish it with "
@@ -146,7 +154,7 @@ def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[
     return problems
 
 
-_TRAINING_KEYS = (("epochs", "epochs per experience"), ("train_cache", "train_cache"), ("schedule", "schedule"),
+_TRAINING_KEYS = (("epochs", "epochs per experience"), ("iterations", "iterations per experience"), ("train_cache", "train_cache"), ("schedule", "schedule"),
                   ("head", "head"))
 
 
@@ -223,11 +231,13 @@ def _describe(row: Row) -> tuple[str, str, str]:
 
 def format_markdown(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     """A Markdown table: one row per run or group, Avg / Last / Forget / BWT for class-IL and
-    task-IL (mean ± std for seed groups)."""
-    head = ["run", "method", "buffer", "seeds"] + [f"{_LABELS[s]} {title}" for s in SETTINGS for _, title in COLUMNS]
+    task-IL (mean ± std for seed groups); runs over multi-domain sequences: Transfer / Avg / Last
+    (:func:`table_columns`)."""
+    columns = table_columns(rows)
+    head = ["run", "method", "buffer", "seeds"] + [f"{_LABELS[s]} {title}" for s in SETTINGS for _, title in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|"]
     for row in rows:
-        cells = [row.label, *_describe(row)] + [_cell(row.values[s][m], pm="±") for s in SETTINGS for m, _ in COLUMNS]
+        cells = [row.label, *_describe(row)] + [_cell(row.values[s][m], pm="±") for s in SETTINGS for m, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _footer(rows, notes)
     lines += curves_markdown(rows)
@@ -267,6 +277,10 @@ def _footer(rows: Sequence[Row], notes: Sequence[str]) -> list[str]:
     first = rows[0].source
     out = ["", f"{first.get('dataset')}, {first.get('num_experiences')} experiences; accuracies in %, "
                f"seed groups as mean ± sample std."]
+    if table_columns(rows) is MTIL_COLUMNS:
+        out.append("Multi-domain sequence: Transfer, Avg and Last over the full T x T matrix as ZSCL defines them "
+                   "(task-IL: MTIL, each image among its own dataset's classes; class-IL: X-TAIL, among every "
+                   "dataset's classes).")
     out += [f"NOTE (--allow-mixed): {note}" for note in notes]
     out += [f"NOTE: {note}" for note in training_differences(rows)]
     out += [f"Plug-in code: {line}" for line in plugin_lines(rows)]
@@ -281,15 +295,17 @@ def format_latex(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     def tex(text: str) -> str:
         return text.replace("_", r"\_").replace("%", r"\%")
 
-    spec = "llrl" + "r" * (2 * len(COLUMNS))
+    columns = table_columns(rows)
+
+    spec = "llrl" + "r" * (2 * len(columns))
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(["", "", "", ""] + [rf"\multicolumn{{{len(COLUMNS)}}}{{c}}{{{_LABELS[s]}}}" for s in SETTINGS])
+             " & ".join(["", "", "", ""] + [rf"\multicolumn{{{len(columns)}}}{{c}}{{{_LABELS[s]}}}" for s in SETTINGS])
              + r" \\",
-             " & ".join(["run", "method", "buffer", "seeds"] + [title for _ in SETTINGS for _, title in COLUMNS])
+             " & ".join(["run", "method", "buffer", "seeds"] + [title for _ in SETTINGS for _, title in columns])
              + r" \\", r"\midrule"]
     for row in rows:
         cells = [tex(row.label), *map(tex, _describe(row))]
-        cells += [_cell(row.values[s][m], pm=r"$\pm$") for s in SETTINGS for m, _ in COLUMNS]
+        cells += [_cell(row.values[s][m], pm=r"$\pm$") for s in SETTINGS for m, _ in columns]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {line}" for line in _footer(rows, notes) if line]
     return "\n".join(lines)
@@ -297,12 +313,13 @@ def format_latex(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
 
 def format_csv(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     """The table as CSV, with separate mean and std columns."""
+    columns = table_columns(rows)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["run", "kind", "method", "buffer", "seeds"]
-                    + [f"{s}_{m}_{part}" for s in SETTINGS for m, _ in COLUMNS for part in ("mean", "std")])
+                    + [f"{s}_{m}_{part}" for s in SETTINGS for m, _ in columns for part in ("mean", "std")])
     for row in rows:
-        values = [("" if v is None else v) for s in SETTINGS for m, _ in COLUMNS for v in row.values[s][m]]
+        values = [("" if v is None else v) for s in SETTINGS for m, _ in columns for v in row.values[s][m]]
         writer.writerow([row.label, row.kind, *_describe(row), *values])
     return text.getvalue()
 

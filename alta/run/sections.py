@@ -31,7 +31,16 @@ from ..config import (
     resolve_name,
     set_canonical,
 )
-from ..data import DATASETS, Experience, ExperienceDataset, ScenarioStream, load_sources, parse_split
+from ..data import (
+    DATASETS,
+    SEQUENCES,
+    Experience,
+    ExperienceDataset,
+    MultiDomainStream,
+    ScenarioStream,
+    load_sources,
+    parse_split,
+)
 from ..data.datasets import DataRootError, LabelledSource
 from ..data.transforms import TRANSFORM_PRESETS
 from ..errors import ConfigError, DataError
@@ -40,7 +49,9 @@ from ..loop.config import LoopConfig
 from ..loop.evaluation import IL_SETTINGS
 from ..schedule import AlternatingSchedule
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "EvalConfig"]
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "TEXT_TEMPLATES", "class_templates"]
+
+TEXT_TEMPLATES = ("single", "first", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,18 @@ class DataConfig(ConfigSection):
     Attributes:
         dataset: A name of ``alta list datasets`` (``seq-cifar10``, ``seq-cifar100``,
             ``seq-tinyimagenet``, ``digits``, ``fashion-mnist``, ``image-folder``,
-            ``imagenet-r``, ``cub200``, ``caltech101``, ``imagenet-subset``).
+            ``imagenet-r``, ``cub200``, ``caltech101``, ``imagenet-subset``), or of a
+            multi-domain sequence (``alta list sequences``: ``mtil-order1``, ``xtail``, the
+            stand-in ``standin``, ...): a dataset per experience
+            (:class:`~alta.data.MultiDomainStream`); the split and class-order keys do not apply.
         root: Folder holding the data (``None``: none). Refused for a dataset that reads no
-            files (``digits``): it would be ignored.
+            files (``digits``): it would be ignored. For a sequence, the folder holding its
+            datasets (each read from its usual folder name under it, see
+            :class:`~alta.data.multidomain.SequenceEntry`).
+        roots: For a sequence, ``{dataset: folder}``: a dataset's own folder (wins over ``root``).
+        shots: For a sequence, training images kept per class (5-shot MTIL, 16-shot X-TAIL),
+            drawn from ``shot_seed``; ``None``: all of them.
+        shot_seed: Seed of the few-shot draw; ``None``: the run's seed.
         download: Let torchvision download CIFAR-10/100 or Fashion-MNIST into ``root``
             (refused for the other datasets, which cannot be downloaded).
         split: The split as the CLIP continual-learning papers write it, ``B50-Inc10``
@@ -90,6 +110,9 @@ class DataConfig(ConfigSection):
 
     dataset: str = "seq-cifar10"
     root: str | None = None
+    roots: dict[str, str] = dataclasses.field(default_factory=dict)
+    shots: int | None = None
+    shot_seed: int | None = None
     download: bool = False
     split: str | None = None
     num_experiences: int | None = None
@@ -106,9 +129,28 @@ class DataConfig(ConfigSection):
     max_test_per_class: int | None = None
     num_workers: int = LoopConfig.num_workers  # validated by the loop (RunConfig.loop)
 
-    def __post_init__(self) -> None:
+    @property
+    def is_sequence(self) -> bool:
+        """Whether ``dataset`` names a multi-domain sequence (``alta list sequences``)."""
+        return self.dataset in SEQUENCES and self.dataset not in DATASETS
 
-        set_canonical(self, "dataset", resolve_name(DATASETS, self.dataset, "data.dataset"))
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, str) and self.dataset in SEQUENCES and self.dataset not in DATASETS:
+            self._check_sequence()
+            return
+        try:
+            set_canonical(self, "dataset", resolve_name(DATASETS, self.dataset, "data.dataset"))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; multi-domain sequences (a dataset per experience): "
+                              f"{', '.join(SEQUENCES.names())}") from None
+        for key in ("shots", "shot_seed"):
+            if getattr(self, key) is not None:
+                raise ConfigError(f"config key 'data.{key}' is {getattr(self, key)!r} but dataset {self.dataset!r} is "
+                                  f"one dataset split into experiences; few-shot draws are for multi-domain "
+                                  f"sequences (`alta list sequences`), e.g. --dataset xtail --shots 16")
+        if self.roots:
+            raise ConfigError(f"config key 'data.roots' is {self.roots!r} but dataset {self.dataset!r} is one dataset; "
+                              f"give its folder with data.root (--data-root)")
         spec = DATASETS.get(self.dataset)
         if self.root is not None and not spec.takes_root:
             raise ConfigError(
@@ -162,22 +204,58 @@ class DataConfig(ConfigSection):
             raise ConfigError(f"config key 'data.options': {exc}") from None
         set_canonical(self, "options", dict(self.options))
 
+    def _check_sequence(self) -> None:
+        """The checks of a multi-domain sequence (``dataset`` a name of ``alta list sequences``)."""
+        set_canonical(self, "dataset", SEQUENCES.resolve(self.dataset))
+        spec = SEQUENCES.get(self.dataset)
+        given = [f"data.{k}" for k in (*self.SPLIT_KEYS, *self.ORDER_KEYS, "class_names") if getattr(self, k) is not None]
+        given += [f"data.{k}" for k in ("joint", "download") if getattr(self, k)]
+        given += ["data.options"] if self.options else []
+        if given:
+            raise ConfigError(
+                f"config key(s) {', '.join(given)} do not apply to the multi-domain sequence {self.dataset!r}: its "
+                f"experiences are its datasets ({', '.join(e.label for e in spec.entries)}), each with its own "
+                f"classes and names; drop them (data.shots and data.roots configure a sequence)")
+        check_int(self.shots, "data.shots", low=1, optional=True,
+                  why="training images kept per class (5: MTIL few-shot, 16: X-TAIL), or null for all")
+        if self.shot_seed is not None:
+            check_seed(self.shot_seed, "data.shot_seed")
+        if not isinstance(self.roots, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                          for k, v in self.roots.items()):
+            raise ConfigError(f"config key 'data.roots' must map dataset names to folders, got {self.roots!r}; e.g. "
+                              f"--set data.roots.seq-cifar10=/data/cifar10")
+        names = [e.dataset for e in spec.entries]
+        unknown = sorted(set(self.roots) - set(names))
+        if unknown:
+            raise ConfigError(f"config key 'data.roots' names {unknown}, not datasets of {self.dataset!r}: {names}")
+        set_canonical(self, "roots", dict(self.roots))
+        set_canonical(self, "transform", resolve_name(TRANSFORM_PRESETS, self.transform, "data.transform"))
+        if self.test_transform is not None:
+            set_canonical(self, "test_transform",
+                          resolve_name(TRANSFORM_PRESETS, self.test_transform, "data.test_transform"))
+        for key in ("max_train_per_class", "max_test_per_class"):
+            check_int(getattr(self, key), f"data.{key}", low=1, optional=True)
+
     def load_sources(self) -> tuple[LabelledSource, LabelledSource]:
         """Read the dataset's ``(train, test)`` sources (file lists or arrays, no images decoded):
         the check that the data is there, to pass to :meth:`build` as ``sources``.
+
+        For a sequence, ``{dataset: (train, test)}`` of each of its datasets.
 
         Raises:
             ConfigError: an option the dataset does not take.
             DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
         """
+        if self.is_sequence:
+            return MultiDomainStream.sequence_sources(self.dataset, root=self.root, roots=self.roots)
         try:
             return load_sources(DATASETS.resolve(self.dataset), root=self.root, download=self.download,
                                 options=self.options or None)
         except DataError as exc:
             raise _classify_data_error(exc) from None
 
-    def build(self, *, resolution: int, class_names=None,
-              sources: tuple[LabelledSource, LabelledSource] | None = None) -> tuple[ScenarioStream, list[Experience]]:
+    def build(self, *, resolution: int, class_names=None, sources=None, seed: int = 0,
+              ) -> tuple[ScenarioStream | MultiDomainStream, list[Experience]]:
         """The stream at the backbone's ``resolution`` and its experiences, with the first
         ``max_train_per_class`` / ``max_test_per_class`` samples of every class kept.
 
@@ -186,11 +264,18 @@ class DataConfig(ConfigSection):
             class_names: Names replacing the dataset's when ``data.class_names`` is not set (e.g.
                 a protocol's; see :meth:`ScenarioStream.from_name`), or ``None``.
             sources: What :meth:`load_sources` returned (read here when ``None``).
+            seed: The run's seed (the few-shot draw's when ``shot_seed`` is ``None``).
 
         Raises:
             ConfigError: a bad split, class order or class names (named by their ``data.`` key).
             DataError: missing or malformed data (:class:`~alta.data.DataRootError`: the root).
         """
+        if self.is_sequence:
+            stream = MultiDomainStream.from_sequence(
+                self.dataset, root=self.root, roots=self.roots, transform=self.transform,
+                test_transform=self.test_transform, resolution=resolution, shots=self.shots,
+                shot_seed=seed if self.shot_seed is None else self.shot_seed, sources=sources)
+            return stream, self.subsample(list(stream))
         class_order = list(self.class_order) if isinstance(self.class_order, tuple) else self.class_order
         # data.class_names (the user's) wins over the names a protocol gives
         names = class_names if self.class_names is None else (
@@ -279,6 +364,12 @@ class ModelConfig(LearnerConfig):
         backbone_seed: Seed of random-weight backbones (``tiny-vit``, ``random-RN50``, ...).
         download_root: Folder of pretrained CLIP weights (``None``: ``~/.cache/clip``).
         download_weights: Download missing pretrained weights (needs the internet).
+        text_templates: The hand-written prompts of w1 (and of the zero-shot baseline):
+            ``single`` (``model.template`` for every class, ALTA's), ``first`` (each dataset's
+            first template: ZSCL's training prompt) or ``ensemble`` (each dataset's templates,
+            their text features averaged: ZSCL's evaluation, open_clip's zero-shot classifier).
+            ``first`` and ``ensemble`` need a stream that knows its datasets' templates (a
+            multi-domain sequence).
     """
 
     visual: str = "RN50"
@@ -287,9 +378,11 @@ class ModelConfig(LearnerConfig):
     backbone_seed: int = default_of(load_backbone, "seed")
     download_root: str | None = default_of(load_backbone, "download_root")
     download_weights: bool = default_of(load_backbone, "download")
+    text_templates: str = "single"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice(self.text_templates, "model.text_templates", TEXT_TEMPLATES)
         if not isinstance(self.visual, str) or not self.visual:
             raise ConfigError(f"config key 'model.visual' must be a backbone name or a file path, got {self.visual!r}")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
@@ -308,6 +401,23 @@ class ModelConfig(LearnerConfig):
                              download_root=self.download_root, download=self.download_weights, seed=self.backbone_seed)
 
 
+def class_templates(stream, text_templates: str) -> list[tuple[str, ...] | None] | None:
+    """The learner's ``class_templates`` for ``model.text_templates`` (see :class:`ModelConfig`).
+
+    Raises:
+        ConfigError: ``first`` or ``ensemble`` for a stream whose datasets' templates are unknown.
+    """
+    if text_templates == "single":
+        return None
+    known = getattr(stream, "class_templates", None)
+    if known is None or all(t is None for t in known):
+        raise ConfigError(
+            f"config key 'model.text_templates' is {text_templates!r} but the stream {stream.name!r} does not know "
+            f"its datasets' prompt templates (the multi-domain sequences of `alta list sequences` do); use "
+            f"'single' (model.template for every class)")
+    return [t if t is None or text_templates == "ensemble" else t[:1] for t in known]
+
+
 @dataclass(frozen=True)
 class TrainConfig(ConfigSection):
     """The training loop of a run (YAML section ``train``): the loop's epochs, batch size and
@@ -318,7 +428,12 @@ class TrainConfig(ConfigSection):
     <alta.run.config.RunConfig.loop>`); the schedule's by the schedule.
 
     Attributes:
-        epochs: Epochs per experience (30; joint training 100).
+        epochs: Epochs per experience (30; joint training 100); with ``iterations``, the
+            rounds the budget is cut into (the unit of checkpoints, of the learning-rate
+            schedule and of ``eval.every``).
+        iterations: Training budget in optimizer steps per experience, the data cycled in
+            shuffled passes (ZSCL and MoE-Adapters: 1000 at batch 64); ``None``: ``epochs``
+            passes over the data.
         batch_size: Training batch size (32).
         schedule: ``crossed`` (both branches every step: the reference) or ``alternate``
             (text and image branch in turns).
@@ -333,6 +448,7 @@ class TrainConfig(ConfigSection):
     _SECTION: ClassVar[str] = "train"
 
     epochs: int = LoopConfig.epochs
+    iterations: int | None = LoopConfig.iterations
     batch_size: int = LoopConfig.batch_size
     schedule: str = default_of(AlternatingSchedule, "mode")
     schedule_period: int = default_of(AlternatingSchedule, "period")

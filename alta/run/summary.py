@@ -7,6 +7,14 @@ forward transfer (Lopez-Paz & Ranzato, NeurIPS 2017; the FWT baseline is zero-sh
 same backbone), plus everything needed to tell two runs apart: configuration name, method and
 its formula, backbone (and whether it is pretrained), head, seed, wall time, peak memory, device
 and package versions.
+
+A run over a multi-domain sequence (MTIL, X-TAIL; :class:`~alta.data.MultiDomainStream`) also
+gets the field's metrics of its full T x T matrices (:func:`alta.metrics.mtil_summary`, ZSCL's
+definitions): ``mtil`` (Transfer, Avg, Last and their per-dataset values, per setting, and those
+of zero-shot CLIP), ``mtil_transfer`` / ``mtil_avg`` / ``mtil_last`` (per setting, the shape of
+``avg_accuracy``); task-IL is MTIL's setting, class-IL X-TAIL's. A domain-incremental stream
+adds ``domain_il`` (its accuracy matrix counted from the confusion matrices,
+:func:`alta.metrics.domain_il_accuracy`).
 """
 
 from __future__ import annotations
@@ -162,6 +170,7 @@ def build_summary(
         "seed": config.seed,
         "buffer_size": buffer_size,
         "epochs": config.train.epochs,
+        "iterations": config.train.iterations,
         "train_cache": config.train.train_cache,
         "schedule": config.train.schedule,
         "accuracy_matrix": {s: matrices[s] for s in SETTINGS},
@@ -174,6 +183,7 @@ def build_summary(
             **{key: per_setting[headline_key][key] for key in ("avg_accuracy", "last_accuracy", "forgetting")},
         },
         **experience_end_metrics(result),
+        **(multi_domain_metrics(result, stream_info, zeroshot) if stream_info.get("domains") else {}),
         "num_trainable_parameters": int(num_trainable_parameters),
         "parameters": parameters,
         "deterministic": determinism,
@@ -188,7 +198,43 @@ def build_summary(
     plugins = config.plugins
     if plugins:  # the plug-in code that produced the results (package version or file hash)
         summary["plugins"] = plugins
+    if "mtil" in summary:
+        summary["headline"].update({f"mtil_{key}": summary[f"mtil_{key}"][headline_key] for key in MTIL_KEYS})
     return _clean(summary)
+
+
+MTIL_KEYS = ("transfer", "avg", "last")
+
+
+def multi_domain_metrics(result, stream_info: dict[str, Any], zeroshot: dict[str, list[float]] | None) -> dict:
+    """The summary entries of a run over a multi-domain sequence (see the module docstring).
+
+    Args:
+        result: The complete :class:`alta.StreamResult` (full (T, T) matrices).
+        stream_info: :meth:`alta.run.experiment.Experiment.stream_info` (``domains``,
+            ``classes_per_experience``, ``class_to_concept`` for a domain-incremental stream).
+        zeroshot: Zero-shot CLIP's accuracy per dataset and setting, or ``None``.
+
+    Returns:
+        ``mtil``, ``mtil_transfer``, ``mtil_avg``, ``mtil_last`` (and ``domain_il``).
+    """
+    matrices = {"class_il": result.class_il, "task_il": result.task_il}
+    per_setting = {s: metrics.mtil_summary(matrices[s]) for s in SETTINGS}
+    T = len(stream_info["domains"])
+    block: dict[str, Any] = {"datasets": stream_info["domains"], **per_setting,
+                             "definition": "ZSCL (Zheng et al., ICCV 2023) mtil/results.ipynb: Transfer = mean over "
+                                           "datasets k >= 1 of mean_{t<k} R[t, k]; Avg = mean of R; Last = mean of "
+                                           "R[T-1]"}
+    if zeroshot:  # zero-shot CLIP learns nothing: every row is its one evaluation
+        block["zeroshot"] = {s: metrics.mtil_summary([zeroshot[s]] * T) for s in SETTINGS}
+    out = {"mtil": block, **{f"mtil_{key}": {s: per_setting[s][key] for s in SETTINGS} for key in MTIL_KEYS}}
+    if stream_info.get("class_to_concept") is not None:
+        owner = np.repeat(np.arange(T), stream_info["classes_per_experience"])
+        rows = [metrics.domain_il_accuracy(m, owner, stream_info["class_to_concept"]) if m is not None
+                else [float("nan")] * T for m in result.confusion]
+        out["domain_il"] = {"accuracy_matrix": rows,
+                            "last_accuracy": float(np.mean(rows[-1])) if rows else float("nan")}
+    return out
 
 
 def _joint_metrics(R) -> dict[str, Any]:
@@ -326,6 +372,9 @@ def aggregate_summaries(summaries: list[dict[str, Any]], *, run_dirs: list[str] 
     T = first["num_experiences"]
     for key in AGGREGATED_SCALARS:
         out[key] = {s: _mean_std([run[key][s] for run in summaries]) for s in SETTINGS}
+    for key in (f"mtil_{k}" for k in MTIL_KEYS):  # runs over a multi-domain sequence
+        if all(key in run for run in summaries):
+            out[key] = {s: _mean_std([run[key][s] for run in summaries]) for s in SETTINGS}
     out["last_row"] = {s: [_mean_std([run["accuracy_matrix"][s][-1][k] for run in summaries]) for k in range(T)]
                        for s in SETTINGS}
     out["accuracy_after_each"] = {
@@ -389,7 +438,9 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"alta run {summary['config']!r}: {summary['dataset']}, {T} experience{'s' if T != 1 else ''} x "
         f"{'/'.join(str(c) for c in sorted(set(summary['classes_per_experience'])))} classes, "
-        f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience"
+        + (f"{summary['iterations']} iterations per experience in {summary['epochs']} rounds"
+           if summary.get("iterations") else
+           f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience")
         + (f" (joint: evaluated on the {len(summary['eval_classes_per_experience'])} experiences of the "
            f"sequential split)" if summary.get("joint") else ""),
         f"class order {summary.get('class_order_source', 'native')}, class names from "
@@ -425,6 +476,8 @@ def format_table(summary: dict[str, Any]) -> str:
                  f"Last = after the last, FWT against zero-shot CLIP")
     lines += curves_lines(summary.get("curves"), label_width, fmt=_fmt)
     lines += _preset_lines(summary)
+    if summary.get("mtil"):
+        lines += ["", *_mtil_lines(summary, headline, label_width)]
     if summary.get("names_look_like_identifiers"):
         lines += ["", "!! NOTE: the class names look like identifiers (WordNet ids or numbers): CLIP read prompts such "
                       "as 'a photo of a n01440764'. Give readable names: --class-names FILE (one name per line, or "
@@ -452,6 +505,31 @@ def _preset_lines(summary: dict[str, Any]) -> list[str]:
         return lines + [f"preset {preset['name']}: followed in every setting"]
     return lines + [f"!! preset {preset['name']}: this run departs from it in {len(deviations)} setting(s): "
                     + "; ".join(f"{k} {v['config']!r} (preset {v['preset']!r})" for k, v in deviations.items())]
+
+
+def _mtil_lines(summary: dict[str, Any], headline: str, label_width: int) -> list[str]:
+    """The MTIL / X-TAIL block of :func:`format_table`."""
+    mtil = summary["mtil"]
+    names = {"task_il": "task-IL (MTIL)", "class_il": "class-IL (X-TAIL)"}
+    label_width = max(label_width, len(names["class_il"]) + 3)
+    datasets = ", ".join(f"{k + 1} {name}" for k, name in enumerate(mtil["datasets"]))
+    shots = f", {summary['shots']}-shot (seed {summary['shot_seed']})" if summary.get("shots") else ""
+    lines = [f"Multi-domain metrics over the full {len(mtil['datasets'])} x {len(mtil['datasets'])} matrix (ZSCL's "
+             f"definitions); experiences: {datasets}{shots}; prompts: {summary.get('text_templates', 'single')}",
+             "setting".ljust(label_width) + "".join(f"{title:>10}" for title in ("Transfer", "Avg", "Last"))]
+    for setting in ("task_il", "class_il"):
+        mark = " *" if setting == headline else ""
+        lines.append((names[setting] + mark).ljust(label_width)
+                     + "".join("    " + _fmt(mtil[setting][key]) for key in MTIL_KEYS))
+    for setting in ("task_il", "class_il"):
+        if mtil.get("zeroshot"):
+            lines.append(f"zero-shot {_LABELS[setting]}".ljust(label_width)
+                         + "".join("    " + _fmt(mtil["zeroshot"][setting][key]) for key in MTIL_KEYS))
+    lines.append("Transfer = accuracy on each dataset before it is learned (datasets 2..T), Avg = mean of the whole "
+                 "matrix, Last = after the last dataset")
+    if summary.get("domain_il"):
+        lines.append(f"domain-IL (the right class in any domain), Last: {_fmt(summary['domain_il']['last_accuracy'])}")
+    return lines
 
 
 def _names_preview(names: list[str], limit: int = 5) -> str:
