@@ -35,11 +35,9 @@ drawn from a :class:`~alta.buffer.MemoryBuffer` and ``z_b`` recomputed from ``f1
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
@@ -50,43 +48,20 @@ from .backbones import Backbone, backbone_option, check_backbone, load_backbone
 from .config import (
     default_of,
 )
-from .errors import CheckpointError, ConfigError, ShapeError, StateError
+from .errors import ConfigError, ShapeError, StateError
 from .learner_config import NO_LOSS_TERMS, LearnerConfig
+from .learner_state import check_saved_state, hash64, name_hashes
 from .losses import CrossEntropy, LossInputs, ReplayCrossEntropy, ReplayMSE, StepLoss, extra_loss_terms, step_loss
 from .methods import MethodSpec, get_method
 from .prompt import PromptLearner, check_class_names, check_class_templates, hand_written_features
 from .replay import check_buffer_fields, check_memory
 from .schedule import AlternatingSchedule
+from .snapshots import PromptSnapshots, TextFeatures
 
 __all__ = ["CrossModalLearner", "TextFeatures"]
 
 logger = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class TextFeatures:
-    """L2-normalised class text features used to score images.
-
-    Attributes:
-        w1: Hand-written prompt features (task-invariant), or ``None`` if the method does not
-            use them. Shape (C, D).
-        w2: Learned-prompt features (task-aware): snapshots for frozen classes, the current
-            context for the others, zero rows for classes outside the head; or ``None``.
-            Shape (C, D).
-    """
-
-    w1: torch.Tensor | None
-    w2: torch.Tensor | None
-
-
-def _hash64(text: str) -> int:
-    """A signed 64-bit integer hash of ``text`` (stable across processes)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little", signed=True)
-
-
-def _name_hashes(names: Sequence[str]) -> torch.Tensor:
-    return torch.tensor([_hash64(name) for name in names], dtype=torch.long)
 
 
 def _adapter(dim: int, reduction: int) -> nn.Sequential:
@@ -98,7 +73,7 @@ def _adapter(dim: int, reduction: int) -> nn.Sequential:
     )
 
 
-class CrossModalLearner(nn.Module):
+class CrossModalLearner(PromptSnapshots, nn.Module):
     """ALTA and its variants on a frozen CLIP backbone, driven from your own loop.
 
     Args:
@@ -250,8 +225,8 @@ class CrossModalLearner(nn.Module):
         self.register_buffer("_trained_unbegun", torch.zeros(num_classes, dtype=torch.bool, device=device),
                              persistent=False)  # (C,)
         # What a saved state must match: the class names (in label order) and the backbone weights.
-        self.register_buffer("class_name_hashes", _name_hashes(names).to(device))  # (C,)
-        self.register_buffer("backbone_hash", torch.tensor(_hash64(backbone.fingerprint()), device=device))
+        self.register_buffer("class_name_hashes", name_hashes(names).to(device))  # (C,)
+        self.register_buffer("backbone_hash", torch.tensor(hash64(backbone.fingerprint()), device=device))
         self._warned_no_replay = False
         self._last_forward_w2: torch.Tensor | None = None  # (C, D), for snapshot_timing="last_forward"
         self._refresh()
@@ -467,16 +442,7 @@ class CrossModalLearner(nn.Module):
         self._raise_trained_unbegun(f"end_experience({experience.index})")
         if not (self.method.snapshot and self.prompt_learner is not None):
             return
-        classes = classes[~self.snapshotted[classes]]
-        if classes.numel() == 0:
-            return
-        if self.snapshot_timing == "last_forward" and self._last_forward_w2 is not None:
-            features = self._last_forward_w2[classes]  # (N, D): the context before the final step
-        else:
-            features = self.encode_prompts(classes)  # (N, D)
-        self.snapshot_features[classes] = features
-        self.snapshotted[classes] = True
-        self._refresh()
+        self.snapshot_prompts(classes)
 
     def _raise_trained_unbegun(self, where: str) -> None:
         """Raise for classes that :meth:`_check_labels` recorded on the device as trained on before
@@ -499,74 +465,6 @@ class CrossModalLearner(nn.Module):
             )
 
     # ================================================================ features and logits
-    def head_mask(self) -> torch.Tensor:
-        """Classes scored by the head: all of them (``"all"``) or those seen so far (``"seen"``).
-
-        Shape:
-            returns (C,) bool.
-        """
-        if self.head == "all":
-            return torch.ones_like(self.seen)
-        return self.seen.clone()
-
-    def learning_classes(self) -> torch.Tensor:
-        """Classes whose learned-prompt features follow the current context (not snapshotted,
-        inside the head).
-
-        Shape:
-            returns (N,) int64 class ids.
-        """
-        if self._learning_ids.device != self.device:  # the learner was moved with .to()
-            self._refresh()
-        return self._learning_ids
-
-    def encode_prompts(self, class_ids: torch.Tensor) -> torch.Tensor:
-        """Normalised learned-prompt features w2 of ``class_ids`` with the current context.
-
-        Raises:
-            StateError: the method has no learned prompt.
-
-        Shape:
-            class_ids: (N,); returns (N, D).
-        """
-        if self.prompt_learner is None:
-            raise StateError(f"method {self.method.name!r} has no learned prompt to encode")
-        return F.normalize(self.prompt_learner.encode(self.backbone, class_ids, truncate=self.truncate_text), dim=-1)
-
-    def text_features(self, *, grad: bool = True, encode_prompts=None) -> TextFeatures:
-        """Normalised class text features for the current state.
-
-        w2 is computed from the context vectors only for :meth:`learning_classes`; snapshotted
-        classes reuse their cached features. Call once per step and pass the result to
-        :meth:`logits_from_features` for every batch of that step.
-
-        Args:
-            grad: Track gradients to the context vectors (``False`` for evaluation or when the
-                text branch is not updated).
-            encode_prompts: Computes the normalised w2 of the learning classes from their ids,
-                (N,) -> (N, D); default :meth:`encode_prompts`.
-                :func:`alta.loop.parallel.sharded_text_features` passes one that encodes C/N classes per
-                rank and all-gathers the features.
-
-        Returns:
-            :class:`TextFeatures` with w1 and w2 of shape (C, D) (``None`` where unused).
-        """
-        w1 = self.w1 if any(t == "w1" for _, t in self.method.terms) else None
-        w2 = None
-        if self.prompt_learner is not None:
-            ids = self.learning_classes()
-            if ids.numel() == 0:
-                w2 = self.snapshot_features
-            else:
-                encode = self.encode_prompts if encode_prompts is None else encode_prompts
-                with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                    fresh = encode(ids)  # (N, D)
-                    if ids.numel() == self.num_classes:
-                        w2 = fresh  # every class is learning (first experience, head="all")
-                    else:
-                        w2 = self.snapshot_features.index_put((ids,), fresh)  # out of place: keeps the graph
-        return TextFeatures(w1=w1, w2=w2)
-
     def classifier(self):
         """A function from images (B, 3, R, R) or frozen image features (B, D) to logits (B, C)
         in the learner's current state, the text features computed once for all its calls (what
@@ -808,39 +706,9 @@ class CrossModalLearner(nn.Module):
                 ``strict``); mismatched shapes; a state saved for other class names (or another
                 class order).
         """
-        if not isinstance(state_dict, Mapping):
-            raise CheckpointError(f"expected a learner state dict (a mapping), got {type(state_dict).__name__}")
-        saved_backbone = state_dict.get("backbone_hash")  # checked first: another backbone changes every shape too
-        if saved_backbone is not None and int(saved_backbone) != int(self.backbone_hash):
-            family = self.backbone.describe().get("family") or self.backbone.describe().get("library", "")
-            raise CheckpointError(
-                f"learner state was saved with another backbone than this one ({self.backbone.name!r}"
-                f"{f', family {family}' if family else ''}, fingerprint {self.backbone.fingerprint()}): another "
-                f"family, architecture or weights, whose features and prompts it does not fit; load the backbone it "
-                f"was trained with (the run's config.yaml and summary.json name it)"
-            )
-        mine = self.state_dict()
-        missing = [k for k in mine if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in mine and not k.startswith("backbone.")]
-        if strict and (missing or unexpected):
-            raise CheckpointError(
-                f"learner state does not fit this learner (method {self.method.name!r}, {self.num_classes} classes): "
-                f"missing {missing[:5]}, unexpected {unexpected[:5]}; was it saved for another method?"
-            )
-        wrong = [
-            (k, tuple(state_dict[k].shape), tuple(v.shape))
-            for k, v in mine.items()
-            if k in state_dict and (not isinstance(state_dict[k], torch.Tensor) or state_dict[k].shape != v.shape)
-        ]
-        if wrong:
-            raise CheckpointError(f"learner state has tensors of other shapes (key, saved, expected): {wrong[:3]}")
-        if "class_name_hashes" in state_dict and not torch.equal(
-            state_dict["class_name_hashes"].cpu(), self.class_name_hashes.cpu()
-        ):
-            raise CheckpointError(
-                "learner state was saved for other class names or another class order; build the learner with the "
-                "class names (in label order) of the stream it was trained on"
-            )
+        check_saved_state(state_dict, mine=self.state_dict(), backbone=self.backbone,
+                          backbone_hash=int(self.backbone_hash), class_name_hashes=self.class_name_hashes,
+                          method=self.method.name, num_classes=self.num_classes, strict=strict)
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         self._refresh()
         return result

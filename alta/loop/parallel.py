@@ -87,7 +87,7 @@ def sharded_text_features(learner: CrossModalLearner, *, grad: bool = True, shar
             encoding is never sharded.
 
     Returns:
-        :class:`~alta.learner.TextFeatures`, the same on every rank.
+        :class:`~alta.snapshots.TextFeatures`, the same on every rank.
 
     Shape:
         returns w1, w2 of shape (C, D).
