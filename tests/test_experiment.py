@@ -151,3 +151,18 @@ def test_the_log_starts_with_what_the_loss_is_made_of_and_what_size_is_normal(ti
         LogLines(num_experiences=2, epochs=1, loss=note, name="alta-buffer20").on_run_start(
             num_experiences=2, start_experience=0, start_epoch=0, result=None)
     assert caplog.messages == [f"alta-buffer20: {note}"]
+
+
+def test_log_lines_count_rounds_of_an_iteration_budget(caplog):
+    """With a budget in iterations (train.iterations) the loop's unit is a round, not an epoch."""
+    import logging
+
+    from alta.run.writers import LogLines
+
+    record = {"experience": 0, "epoch": 2, "class_il_mean": 50.0, "class_il": [50.0], "task_il_mean": 60.0,
+              "task_il": [60.0], "loss": 0.5}
+    with caplog.at_level(logging.INFO, logger="alta.run"):
+        LogLines(num_experiences=3, epochs=4, unit="round").on_evaluation(record=record)
+        LogLines(num_experiences=3, epochs=4).on_evaluation(record=record)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("experience 1/3, round 2/4:") and lines[1].startswith("experience 1/3, epoch 2/4:")

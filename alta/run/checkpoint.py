@@ -47,8 +47,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "alta.run-checkpoint"
 # 2: adds next_epoch (epoch-level checkpoints); version 1 files are read as next_epoch 0
 # 3: adds digest (SHA-256 of the payload); versions 1 and 2 are read unverified, with a warning
-_VERSION = 3
-_READABLE = (1, 2, 3)
+# 4: confusion matrices stored sparsely (their nonzero counts): a C x C matrix per experience
+#    of a 1,201-class MTIL stream was 127 MB, rewritten at every epoch; version 3 reads as before
+_VERSION = 4
+_READABLE = (1, 2, 3, 4)
 _FINITE_KEYS = ("learner", "buffer", "optimizer")  # floating-point state that must be finite
 # the run objects whose states a checkpoint holds (None where a run has none)
 STATE_KEYS = ("learner", "buffer", "schedule", "optimizer", "scheduler")
@@ -58,13 +60,45 @@ def _matrix_to_list(matrix: np.ndarray) -> list[list[float]]:
     return [[float(v) for v in row] for row in np.asarray(matrix, dtype=float)]
 
 
+def _sparse_confusion(matrix: np.ndarray) -> dict[str, torch.Tensor]:
+    """A confusion matrix as its nonzero counts: ``shape`` (2,), flat ``index`` (nnz,) and
+    ``count`` (nnz,) int64; a matrix of C x C counts holds at most one entry per test sample."""
+    matrix = np.asarray(matrix)
+    flat = matrix.reshape(-1)
+    index = np.flatnonzero(flat)
+    return {"shape": torch.tensor(matrix.shape, dtype=torch.long), "index": torch.from_numpy(index.astype(np.int64)),
+            "count": torch.from_numpy(flat[index].astype(np.int64))}
+
+
+def _dense_confusion(stored: Any) -> np.ndarray:
+    """The matrix :func:`_sparse_confusion` stored (or a version-3 dense tensor), int64."""
+    if isinstance(stored, torch.Tensor):
+        return stored.numpy()
+    shape = tuple(int(n) for n in stored["shape"].tolist())
+    matrix = np.zeros(int(np.prod(shape)), dtype=np.int64)
+    matrix[stored["index"].numpy()] = stored["count"].numpy()
+    return matrix.reshape(shape)
+
+
+def _is_confusion(value: Any) -> bool:
+    if value is None or isinstance(value, torch.Tensor):
+        return True
+    if not (isinstance(value, dict) and set(value) == {"shape", "index", "count"}
+            and all(isinstance(v, torch.Tensor) for v in value.values())):
+        return False
+    shape, index, count = value["shape"], value["index"], value["count"]
+    return (shape.shape == (2,) and index.ndim == count.ndim == 1 and index.shape == count.shape
+            and not index.is_floating_point() and not count.is_floating_point()
+            and bool(((index >= 0) & (index < int(shape.prod()))).all()))
+
+
 def _result_state(result: StreamResult) -> dict[str, Any]:
     return {
         "class_il": _matrix_to_list(result.class_il),
         "task_il": _matrix_to_list(result.task_il),
         "evaluations": list(result.evaluations),
         "history": [list(h) for h in result.history],
-        "confusion": [None if m is None else torch.as_tensor(np.asarray(m)) for m in result.confusion],
+        "confusion": [None if m is None else _sparse_confusion(m) for m in result.confusion],
     }
 
 
@@ -74,7 +108,7 @@ def _result_from_state(state: dict[str, Any]) -> StreamResult:
         task_il=np.array(state["task_il"], dtype=float),
         evaluations=list(state["evaluations"]),
         history=[list(h) for h in state["history"]],
-        confusion=[None if m is None else m.numpy() for m in state.get("confusion", [])],
+        confusion=[None if m is None else _dense_confusion(m) for m in state.get("confusion", [])],
     )
 
 
@@ -302,8 +336,8 @@ _FIELD_TYPES = {
     "result.evaluations": (lambda v: isinstance(v, list) and all(_is_state(r) for r in v), "a list of records"),
     "result.history": (lambda v: isinstance(v, list) and all(isinstance(h, list) and all(_is_state(e) for e in h)
                                                              for h in v), "a list of lists of epoch records"),
-    "result.confusion": (lambda v: isinstance(v, list) and all(m is None or isinstance(m, torch.Tensor) for m in v),
-                         "a list of tensors or nulls"),
+    "result.confusion": (lambda v: isinstance(v, list) and all(_is_confusion(m) for m in v),
+                         "a list of nulls and confusion matrices (their shape, flat indices and counts)"),
 }
 
 

@@ -142,16 +142,20 @@ class LogLines(Callback):
 
     Args:
         num_experiences: T.
-        epochs: Epochs per experience (0 for a method that trains nothing).
+        epochs: Epochs per experience (0 for a method that trains nothing); rounds of an
+            iteration budget with ``unit="round"``.
         checkpoint: The checkpoint file named in the experience-end lines (``None``: none).
         elapsed: Returns the wall time of the run so far.
         name: Prefix of every line (a run group's member: its folder name), or ``None``.
         loss: The line said when the run starts (:func:`loss_note`), or ``None``.
+        unit: What ``epochs`` counts: ``"epoch"``, or ``"round"`` (a training budget in
+            iterations, ``train.iterations``, cut into ``epochs`` rounds).
     """
 
     def __init__(self, *, num_experiences: int, epochs: int, checkpoint: Path | None = None, elapsed=None,
-                 name: str | None = None, loss: str | None = None) -> None:
+                 name: str | None = None, loss: str | None = None, unit: str = "epoch") -> None:
         self.num, self.epochs, self.checkpoint, self.elapsed = num_experiences, epochs, checkpoint, elapsed
+        self.unit = unit
         self.prefix = f"{name}: " if name else ""
         self.loss = loss
 
@@ -163,8 +167,8 @@ class LogLines(Callback):
         accs = lambda values: " ".join(f"{v:.1f}" for v in values)  # noqa: E731
         loss = record.get("loss")
         logger.info(
-            "%sexperience %d/%d, epoch %d/%d: class-IL %.2f [%s], task-IL %.2f [%s]%s", self.prefix,
-            record["experience"] + 1, self.num, record["epoch"], self.epochs, record["class_il_mean"],
+            "%sexperience %d/%d, %s %d/%d: class-IL %.2f [%s], task-IL %.2f [%s]%s", self.prefix,
+            record["experience"] + 1, self.num, self.unit, record["epoch"], self.epochs, record["class_il_mean"],
             accs(record["class_il"]), record["task_il_mean"], accs(record["task_il"]),
             f", loss {loss:.4f}" if isinstance(loss, float) else "",
         )
