@@ -318,25 +318,24 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
     # ---------------------------------------------------------------- hooks (each source implements them)
     @abc.abstractmethod
     def _encode_image(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, R, R) -> (B, D)
-        raise NotImplementedError
+        ...
 
     @property
     @abc.abstractmethod
     def _token_embedding(self) -> nn.Embedding:
-        raise NotImplementedError
+        ...
 
     @abc.abstractmethod
     def _positional_embedding(self) -> torch.Tensor:  # (L, W)
-        raise NotImplementedError
+        ...
 
     @abc.abstractmethod
     def _text_blocks(self) -> list[TextBlock] | None:
         """The blocks as :class:`TextBlock` views, or ``None`` when the prefix cannot be shared."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def _run_text_transformer(self, x: torch.Tensor) -> torch.Tensor:  # (N, L', W) -> (N, L', W), with its mask
-        raise NotImplementedError
+        ...
 
     def _readout_positions(self, eot_positions: torch.Tensor, length: int) -> torch.Tensor:
         """Where the tower reads each sequence's feature among ``length`` positions: at the end of
@@ -345,22 +344,23 @@ class CausalTextBackbone(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _ln_final(self, x: torch.Tensor) -> torch.Tensor:  # (..., W) -> (..., W) in the compute dtype
-        raise NotImplementedError
+        ...
 
     @abc.abstractmethod
     def _project_text(self, x: torch.Tensor) -> torch.Tensor:  # (N, W) -> (N, D)
-        raise NotImplementedError
+        ...
 
     @abc.abstractmethod
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
     @abc.abstractmethod
     def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def fingerprint(self) -> str:
-        raise NotImplementedError
+        """A string that names the weights (library, architecture, source, precision)."""
 
     # ---------------------------------------------------------------- housekeeping
     @property
