@@ -37,7 +37,7 @@ At scales ``cpu`` and ``full`` every run (or group) has a process of its own (so
 own, and a crash cannot take the table down); ``--no-isolate`` runs them in this process.
 ``full`` loads pretrained CLIP weights: offline without them it stops at the first run whose data
 is there with the library's message (a run checks its data before it loads weights; a run without
-its data is marked unavailable).
+its data is marked unavailable, and so is every later run of the same data, without a process of its own).
 """
 
 from __future__ import annotations
@@ -419,6 +419,30 @@ def run_unit(cells: Sequence[tables.Cell], *, out_dir: Path, work_dir: Path, sca
     return collect(cells, jobs, out_dir=out_dir, code=code, log=log_path)
 
 
+def data_request(cell: tables.Cell) -> str:
+    """What a cell asks of the disk: its dataset, roots and dataset options (two cells with the
+    same request find the same data, or the same absence)."""
+    data = cell.config.data
+    return json.dumps({"dataset": data.dataset, "root": str(data.root), "roots": dict(data.roots),
+                       "options": dict(data.options), "download": data.download}, sort_keys=True, default=str)
+
+
+def unavailable_again(cells: Sequence[tables.Cell], missing: dict[str, str], *, out_dir: Path, work_dir: Path,
+                      scale: str, threads: int | None, command: str) -> list[dict[str, Any]]:
+    """The records of a unit whose data an earlier run of this table found absent: ``unavailable``
+    with that run's error, written without starting a process (a ``full`` table without its
+    datasets ends in seconds, not one process per cell)."""
+    jobs = unit_jobs(cells, out_dir=out_dir, work_dir=work_dir, scale=scale, isolate=False, threads=threads,
+                     command=command)
+    records = []
+    for cell, job in zip(cells, jobs):
+        record = _error_record(job, "unavailable", RuntimeError("as an earlier run of the same data found"))
+        record["error"] = missing[data_request(cell)]
+        write_json(job["cell_path"], record)
+        records.append(record)
+    return records
+
+
 # ----------------------------------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------------------------------
@@ -541,13 +565,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     failures = 0
     last_written = time.perf_counter()
+    missing: dict[str, str] = {}  # data request -> the error of the first run that found it absent
     for index, unit in enumerate(units, 1):
         names_of = ", ".join(f"{c.name}{f' [{c.stand_in}]' if c.stand_in else ''}" for c in unit)
         label = f"group of {len(unit)}: " if len(unit) > 1 else ""
         print(f"[{index}/{len(units)}] {label}{names_of} ({unit[0].config.model.visual}) ...", flush=True)
         try:
-            records = run_unit(unit, out_dir=out_dir, work_dir=work_dir, scale=scale.name, isolate=isolate,
-                               threads=args.threads, command=command, imports=imports)
+            if all(data_request(c) in missing for c in unit):  # its data is absent: seen by an earlier run
+                records = unavailable_again(unit, missing, out_dir=out_dir, work_dir=work_dir, scale=scale.name,
+                                            threads=args.threads, command=command)
+            else:
+                records = run_unit(unit, out_dir=out_dir, work_dir=work_dir, scale=scale.name, isolate=isolate,
+                                   threads=args.threads, command=command, imports=imports)
         except StopAll as stop:
             print(f"\nstopped: a run could not load its backbone, and every later run would fail the same way.\n"
                   f"{stop}", file=sys.stderr)
@@ -555,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         for cell, record in zip(unit, records):
             failures += record.get("status") != "done"
+            if record.get("status") == "unavailable":
+                missing.setdefault(data_request(cell), str(record.get("error")))
             print(f"    {cell.row}/{cell.column}/seed {cell.seed}: {_brief(record)}", flush=True)
         if time.perf_counter() - last_written > 30:  # a long table shows its progress as it goes
             rewrite()

@@ -341,6 +341,30 @@ def test_cil_suite_full_scale_stops_at_once_without_weights(run, tmp_path, capsy
     assert "done" not in statuses
 
 
+def test_a_table_without_its_data_tries_each_dataset_once(run, tmp_path, monkeypatch, capsys):
+    """A run that finds its data absent marks every later run of the same data unavailable with its
+    error, without starting it again (a full table on a machine without the datasets ends at once)."""
+    tried = []
+    execute_unit = run.execute_unit
+
+    def counting(jobs):
+        tried.append([job["config"]["data"]["dataset"] for job in jobs])
+        return execute_unit(jobs)
+
+    monkeypatch.setattr(run, "execute_unit", counting)
+    out = tmp_path / "out"
+    code = run.main(["cil-suite", "--scale", "full", "--seeds", "0", "--out", str(out), "--offline", "--data-root",
+                     str(tmp_path / "empty"), "--weights-dir", str(tmp_path / "no-weights"), "--no-isolate"])
+    assert code == 1  # runs not done, none stopped the table
+    datasets = [d for unit in tried for d in unit]
+    assert len(datasets) == len(set(datasets)) == 9  # each of the nine datasets tried once
+    table = json.loads((out / "cil-suite.json").read_text())
+    cells = [e for row in table["rows"] for e in row["cells"].values() if e["status"] != "not run"]
+    assert len(cells) > 9 and {e["status"] for e in cells} == {"unavailable"}
+    records = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert len(records) > 9 and all("DataRootError" in r["error"] for r in records)
+
+
 def test_cil_suite_projection_counts_the_presets_work():
     cost = _load("cil_suite_cost")
     cifar = cost.counts("cil-cifar100", "B0-Inc10")
