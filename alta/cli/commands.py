@@ -457,7 +457,8 @@ def _families_block() -> str:
     if not any(row.get("text_tower") for row in rows if row["source"] == "open_clip"):
         lines.append('  (install open_clip, pip install "alta[open_clip]", to see what its configs say)')
     lines.append("  a small random-weight variant of an open_clip model, offline: open_clip:tiny-<model> "
-                 "(e.g. open_clip:tiny-ViT-B-16-SigLIP, open_clip:tiny-EVA02-B-16, open_clip:tiny-ViT-L-14)")
+                 "(e.g. open_clip:tiny-EVA02-B-16, open_clip:tiny-ViT-L-14; a SigLIP variant such as "
+                 "open_clip:tiny-ViT-B-16-SigLIP still reads its tokenizer from the Hugging Face cache)")
     return "\n".join(lines)
 
 
