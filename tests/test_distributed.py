@@ -227,6 +227,27 @@ def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
         return learner.logits_from_features(probe)
 
 
+def _probe_image_steps(backbone, *, parallel: bool) -> torch.Tensor:
+    """The example's learner (not ALTA) stepped on images, a global batch of 1 among them: rank 1
+    then has an empty shard of images (the loop passes it as no features, of the backbone's D)."""
+    probe = import_plugin(LINEAR_PROBE)[0].LinearProbe
+    stream = _stream()
+    learner = probe(backbone, class_names=stream.class_names, seed=0)
+    learner.begin_experience(list(stream)[0])
+    optimizer = torch.optim.SGD(learner.trainable_parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(5)
+    for size in (5, 1, 4):
+        images = torch.randn(size, 3, 32, 32, generator=g)
+        labels = torch.randint(0, 2, (size,), generator=g)
+        if parallel:
+            part = dist.shard_range(size)
+            alta.train_step(learner, images[part.start : part.stop], labels[part.start : part.stop],
+                            optimizer=optimizer, parallel=DataParallelStep())
+        else:
+            alta.train_step(learner, images, labels, optimizer=optimizer)
+    return learner.head.weight.detach().clone()
+
+
 def _different_seeds(backbone) -> str:
     """A run whose ranks built their adapters from different seeds is refused on every rank."""
     stream = _stream()
@@ -262,6 +283,7 @@ def _worker(rank: int, port: int, out: str, backbone) -> None:
             "different_seeds": _different_seeds(backbone),
             "images": _image_steps(backbone, parallel=True),
             "probe": _probe_stream(backbone, distributed=True),
+            "probe_images": _probe_image_steps(backbone, parallel=True),
         }
         torch.save(result, os.path.join(out, f"rank{rank}.pt"))
     finally:
@@ -359,6 +381,14 @@ def test_image_batches_with_an_empty_shard_give_the_single_process_step(two_proc
     reference = _image_steps(tiny_clip, parallel=False)
     for rank in range(WORLD):
         assert _close(two_processes[rank]["images"], reference)
+
+
+def test_a_learner_that_is_not_alta_steps_on_an_empty_shard_of_images(two_processes, tiny_clip):
+    reference = _probe_image_steps(tiny_clip, parallel=False)
+    initial = import_plugin(LINEAR_PROBE)[0].LinearProbe(tiny_clip, class_names=_stream().class_names, seed=0)
+    assert (reference - initial.head.weight).abs().max() > 1e-4  # it did train
+    for rank in range(WORLD):
+        assert _close(two_processes[rank]["probe_images"], reference)
 
 
 def test_ranks_built_from_different_seeds_are_refused(two_processes):

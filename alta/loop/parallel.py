@@ -171,7 +171,7 @@ class DataParallelStep(LocalStep):
         if isinstance(learner, CrossModalLearner) and learner.prompt_learner is not None:
             kwargs["text"] = sharded_text_features(learner, grad="text" in branches, shard_text=self.shard_text)
         if isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.shape[0] == 0:
-            inputs = torch.zeros(0, learner.embed_dim, device=learner.device)  # an empty shard: no image to encode
+            inputs = torch.zeros(0, learner.backbone.embed_dim, device=learner.device)  # an empty shard: no image to encode
         out = learner.loss(inputs, labels, memory=memory, branches=branches, **kwargs)
         names = list(out.terms)
         device = dist.communication_device()
