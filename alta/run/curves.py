@@ -85,6 +85,8 @@ def curves_lines(curves: dict[str, Any] | None, width: int, *, fmt: Callable[...
         lines.append(f"Avg (mean of the top-1 curve) {fmt(curves['avg'], 0).strip()}, Last {fmt(curves['last'], 0).strip()}"
                      + (f"; top-5 Avg {fmt(curves['avg_top5'], 0).strip()}, Last {fmt(curves['last_top5'], 0).strip()}"
                         if curves.get("avg_top5") is not None else ""))
+        lines.append("(each test image weighed equally: the class-incremental suite's Avg / Last; the class-IL row "
+                     "above weighs each experience equally, so the two differ when test sets differ in size)")
     return lines
 
 

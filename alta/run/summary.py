@@ -473,7 +473,7 @@ def format_table(summary: dict[str, Any]) -> str:
             row += " |" + "  " + _fmt(None) + "  " + _fmt(float(np.mean(values))) + ("  " + _fmt(None)) * 3
             lines.append(row)
     lines.append(f"* headline setting ({summary['il_setting']}); Avg = mean accuracy after each experience, "
-                 f"Last = after the last, FWT against zero-shot CLIP")
+                 f"Last = after the last (each experience's test set weighed equally), FWT against zero-shot CLIP")
     lines += curves_lines(summary.get("curves"), label_width, fmt=_fmt)
     lines += _preset_lines(summary)
     if summary.get("mtil"):
