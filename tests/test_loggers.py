@@ -214,6 +214,24 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
         TensorBoardLogger("unused")
 
 
+@pytest.mark.parametrize("logger, module", [("tensorboard", "tensorboard"), ("wandb", "wandb")])
+@pytest.mark.parametrize("method", ["alta", "alta,mlp"])
+def test_a_logger_without_its_package_is_refused_before_the_run_starts(tmp_path, capsys, monkeypatch, logger, module,
+                                                                        method):
+    """`alta run --logger tensorboard` without tensorboard loaded the data, evaluated zero-shot CLIP
+    and left a run folder that neither finished nor resumed: now refused at once, no folder made."""
+    from alta.cli import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # not installed: its import raises ImportError
+    out = tmp_path / "run"
+    assert main(["run", *_QUICK, "--method", method, "--logger", f"csv,{logger}", "--output-dir", str(out)]) == 1  # an environment problem, not a usage error
+    captured = capsys.readouterr()
+    assert f'--logger {logger} needs the {module} package' in captured.err
+    assert f'pip install "alta[{logger}]"' in captured.err
+    assert "zero-shot" not in captured.out + captured.err  # nothing was evaluated
+    assert not out.exists()
+
+
 def test_accuracy_matrix_image_leaves_unmeasured_cells_blank():
     R = np.array([[90.0, math.nan], [40.0, 85.0]])
     image = accuracy_matrix_image(R)

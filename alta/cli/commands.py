@@ -36,6 +36,7 @@ from ..run.presets import preset_settings
 from ..run.report import FORMATS, check_comparable, format_markdown, load_rows
 from ..run.rundir import GROUP_FILE, claim_run_dir, claim_run_dir_on_main, read_group_file, write_group_file
 from ..run.summary import format_table
+from ..run.writers import check_loggers
 from .config import (
     config_description,
     list_configs,
@@ -101,6 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     import_plugins(args)  # before anything names a method or reads a saved run
+    if args.loggers is not None:
+        check_loggers(args.loggers)  # an unknown logger, or one whose package is missing, before any folder
 
     if args.seeds is not None and (args.resume or args.seed is not None):
         raise ConfigError("--seeds runs one experiment per seed: drop "

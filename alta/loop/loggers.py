@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import inspect
 import io
 import math
@@ -52,7 +53,7 @@ from ..loop.callbacks import Callback
 from ..registry import Registry
 
 __all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image",
-           "loss_terms_of"]
+           "loss_terms_of", "check_logger_packages"]
 
 # Scalars of each epoch's statistics (fit_experience) and of each evaluation record (run_stream).
 TRAIN_KEYS = ("loss", "train_accuracy", "lr")
@@ -76,6 +77,24 @@ def _require(module: str, extra: str):
             f"this logger needs the {extra} package, which is not installed ({error}); install it with "
             f"`pip install \"alta[{extra}]\"`"
         ) from error
+
+
+def check_logger_packages(name: str, factory: Any) -> None:
+    """Refuse a logger whose optional packages are not installed, before a run starts: a factory
+    names them as ``factory.requires = (("module", "extra"), ...)`` (``module`` importable,
+    installed by ``pip install "alta[extra]"``).
+
+    Raises:
+        MissingExtraError: a required module cannot be found (the message says what to install).
+    """
+    for module, extra in getattr(factory, "requires", ()):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module set to None
+            found = False
+        if not found:
+            raise MissingExtraError(f"--logger {name} needs the {module} package, which is not installed; install it "
+                                    f"with `pip install \"alta[{extra}]\"`, or leave {name} out of --logger")
 
 
 def _number(value) -> float | None:
@@ -389,6 +408,8 @@ def _check_logger(name: str, factory: Any) -> Any:
 #: run folder and the run's configuration as a mapping; plug-ins: entry-point group ``alta.loggers``.
 LOGGERS: Registry[Any] = Registry("logger", group="alta.loggers", check=_check_logger,
                                   registry_name="alta.loop.loggers.LOGGERS")
+_tensorboard.requires = (("tensorboard", "tensorboard"),)  # torch.utils.tensorboard imports it
+_wandb.requires = (("wandb", "wandb"),)
 LOGGERS.add("csv", _csv)
 LOGGERS.add("tensorboard", _tensorboard)
 LOGGERS.add("wandb", _wandb)

@@ -27,7 +27,7 @@ from ..errors import AltaError, CheckpointError, ConfigError, PluginError
 from ..io import append_jsonl, json_line, write_json, write_text
 from ..loop.callbacks import Callback
 from ..loop.evaluation import parameter_counts
-from ..loop.loggers import LOGGERS
+from ..loop.loggers import LOGGERS, check_logger_packages
 from ..loop.result import StreamResult
 from ..seeding import determinism_state
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
@@ -318,8 +318,9 @@ class StopAfter(Callback):
 
 
 def check_loggers(names: Iterable[str]) -> tuple[str, ...]:
-    """The logger names (:data:`alta.loop.loggers.LOGGERS`), checked: an unknown one is refused with
-    the valid ones and how to register one."""
+    """The logger names (:data:`alta.loop.loggers.LOGGERS`), checked before a run starts: an
+    unknown one is refused with the valid ones and how to register one, one whose optional
+    package is not installed with what to install (:class:`~alta.loop.loggers.MissingExtraError`)."""
     names = tuple(names)
     for name in names:
         if names.count(name) > 1:
@@ -329,7 +330,10 @@ def check_loggers(names: Iterable[str]) -> tuple[str, ...]:
                 LOGGERS.resolve(name)
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (e.g. --logger csv,tensorboard)") from None
-    return tuple(LOGGERS.resolve(name) for name in names)
+    names = tuple(LOGGERS.resolve(name) for name in names)
+    for name in names:
+        check_logger_packages(name, LOGGERS.get(name))
+    return names
 
 
 OUTPUTS_NAME = "outputs.json"  # the loggers and plots a run was started with, restored on resume
