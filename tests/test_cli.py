@@ -208,6 +208,16 @@ def test_a_value_given_with_set_is_named_as_typed(tmp_path, capsys):
     assert code == 2 and "did you mean 'alternate'?" in err and "(given as --set train.schedule=alternat)" in err
 
 
+def test_an_error_names_the_flag_of_the_key_it_is_about(capsys):
+    """`--set train.epoch=3 --epochs 2`: the unknown key came from --set, and the message quoted
+    'train.epochs' as a suggestion, so it was blamed on --epochs 2."""
+    code, _, err = run_cli(capsys, "config", "show", "--set", "train.epoch=3", "--epochs", "2")
+    assert code == 2 and "unknown config key 'train.epoch'; did you mean 'train.epochs'?" in err
+    assert "--epochs 2" not in err
+    code, _, err = run_cli(capsys, "config", "show", "--set", "train.batch_size=0", "--epochs", "2")
+    assert code == 2 and "(given as --set train.batch_size=0)" in err
+
+
 def test_missing_folders_and_files_are_named_as_missing(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", "--resume", str(tmp_path / "gone"))
     assert code == 2 and f"--resume {tmp_path / 'gone'}: no such folder" in err

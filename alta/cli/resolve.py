@@ -64,6 +64,9 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+_LOGGED_IMPORTS: set[tuple[str, str | None]] = set()  # the --import specs whose plug-ins were logged
+
+
 def import_plugins(args: argparse.Namespace) -> None:
     """Import what ``--import`` names (each once per process: :func:`alta.plugins.import_plugin`),
     logging what each registered.
@@ -74,6 +77,9 @@ def import_plugins(args: argparse.Namespace) -> None:
     log = logging.getLogger("alta.cli")
     for spec in getattr(args, "imports", None) or ():
         _, origin, registered = import_plugin(spec)
+        if (spec, origin.file) in _LOGGED_IMPORTS:  # a command resolves its configuration more than once
+            continue
+        _LOGGED_IMPORTS.add((spec, origin.file))
         if registered:
             log.info("--import %s: %s", spec, ", ".join(f"{kind} {name!r}" for kind, name in registered))
         else:
@@ -156,7 +162,9 @@ def apply_values(config, values: dict[str, Any], overrides: dict[str, Any]):
     try:
         return apply_overrides(config, values)
     except ConfigError as exc:
-        key = next((k for k in values if f"'{k}'" in str(exc) and k in overrides), None)
+        # the key the message is about is the first one it quotes ("unknown key 'a'; did you mean 'b'?")
+        named = sorted((str(exc).index(f"'{k}'"), k) for k in values if f"'{k}'" in str(exc) and k in overrides)
+        key = named[0][1] if named else None
         if key is None or key not in FLAG_KEYS.values():
             raise
         raise ConfigError(f"{exc} (given as {flag_for_key(key, overrides)})") from None
