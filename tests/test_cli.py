@@ -218,6 +218,15 @@ def test_an_error_names_the_flag_of_the_key_it_is_about(capsys):
     assert code == 2 and "(given as --set train.batch_size=0)" in err
 
 
+def test_missing_data_offers_download_only_for_a_dataset_that_can_be_downloaded(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--dataset", "seq-cifar100", "--data-root", str(tmp_path / "none"),
+                           "--output-dir", str(tmp_path / "a"))
+    assert code == 1 and "--data-root DIR gives the folder holding the data; --download lets torchvision" in err
+    code, _, err = run_cli(capsys, "run", "--dataset", "cars", "--split", "B50-Inc10", "--data-root",
+                           str(tmp_path / "none"), "--output-dir", str(tmp_path / "b"))
+    assert code == 1 and "--data-root DIR gives the folder holding the data." in err and "--download" not in err
+
+
 def test_missing_folders_and_files_are_named_as_missing(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", "--resume", str(tmp_path / "gone"))
     assert code == 2 and f"--resume {tmp_path / 'gone'}: no such folder" in err

@@ -31,7 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .. import distributed as dist
 from ..data import DataRootError
 from ..errors import AltaError, ConfigError
-from .commands import DATA_HINT, HANDLERS, run_variants
+from .commands import HANDLERS, data_hint, run_variants
 from .parser import build_parser
 from .resolve import resolve_run_config
 from .signals import Terminated, interrupt_status, sigterm_as_interrupt
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)
         return 2
     except AltaError as exc:
-        print(f"alta: error{_rank_tag()}: {exc}{DATA_HINT if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
+        print(f"alta: error{_rank_tag()}: {exc}{data_hint(exc) if isinstance(exc, DataRootError) else ''}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"alta: error{_rank_tag()}: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from ..backbones import SOURCES, default_download_root, list_backbones, list_fam
 from ..buffer import BUFFER_POLICIES
 from ..data import DATASETS, SEQUENCES, list_sequences
 from ..data.datasets.cil_suite import SUITE
+from ..data.datasets import DataRootError
 from ..errors import ConfigError, OutputError, ResourceError, TrainingError
 from ..loop.loggers import LOGGERS
 from ..losses import LOSS_TERMS
@@ -49,10 +50,13 @@ from .signals import Terminated, interrupt_status
 logger = logging.getLogger("alta.run")
 
 
-DATA_HINT = (
-    "\nOn the command line: --data-root DIR gives the folder holding the data; --download lets torchvision "
-    "download CIFAR-10/100 or Fashion-MNIST into it."
-)
+def data_hint(error: DataRootError) -> str:
+    """What the command line offers for data that is not where a dataset looks (appended to a
+    :class:`~alta.data.datasets.DataRootError`): ``--data-root``, and ``--download`` where it works."""
+    hint = "\nOn the command line: --data-root DIR gives the folder holding the data"
+    if error.can_download:
+        hint += "; --download lets torchvision download it into that folder"
+    return hint + "."
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")

@@ -41,7 +41,15 @@ class DataRootError(DataError):
     that do not match the dataset, data torchvision cannot find. Front ends append their "where
     to put the data" hint (e.g. the CLI's ``--data-root``/``--download``) to these errors only, not
     to errors about class orders, class names or corrupt files.
+
+    Attributes:
+        can_download: Whether the dataset can be downloaded (torchvision's CIFAR-10/100,
+            Fashion-MNIST), so that a front end may offer its download option.
     """
+
+    def __init__(self, message: str, *, can_download: bool = False) -> None:
+        super().__init__(message)
+        self.can_download = can_download
 
 
 def class_key(name: str) -> str:

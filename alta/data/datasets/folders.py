@@ -38,7 +38,8 @@ def layout_error(
     return DataRootError(
         f"{name}: {problem} (root={str(root) if root is not None else None!r}). "
         f"Expected one of these layouts under root:\n{layouts}\nFix: pass root= pointing at the "
-        f"folder that holds that layout.{hint}"
+        f"folder that holds that layout.{hint}",
+        can_download=can_download,
     )
 
 
