@@ -106,6 +106,9 @@ def test_report_refuses_runs_that_are_not_comparable(groups, tmp_path, capsys):
     (other / "aggregate.json").write_text(json.dumps(aggregate))
     code, _, err = run_cli(capsys, "report", str(groups / "alta"), str(other))
     assert code == 2 and "not comparable" in err and "class order" in err and "--allow-mixed" in err
+    names = aggregate["class_names"]  # each order is shown by its first names, not as "order 1" / "order 2"
+    assert f"classes {', '.join(names[:4])}, ... ({len(names)})" in err
+    assert f"classes {', '.join(names[::-1][:4])}, ... ({len(names)})" in err
     code, out, _ = run_cli(capsys, "report", str(groups / "alta"), str(other), "--allow-mixed")
     assert code == 0 and "NOTE (--allow-mixed): different class order" in out
     code, _, err = run_cli(capsys, "report", str(tmp_path))

@@ -126,6 +126,11 @@ def load_rows(folders: Sequence[str | Path]) -> list[Row]:
     return rows
 
 
+def _names(names: tuple, shown: int = 4) -> str:
+    """A class order for a message: its first names and its length."""
+    return "classes " + ", ".join(map(str, names[:shown])) + (", ..." if len(names) > shown else "") + f" ({len(names)})"
+
+
 def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[str]:
     """Check that the rows measure the same thing.
 
@@ -139,13 +144,13 @@ def check_comparable(rows: Sequence[Row], *, allow_mixed: bool = False) -> list[
     """
     problems = []
     for name, key in (("protocol (paper/reference, dataset, experiences, classes per experience)", "protocol"),
-                      ("class order", "class_order"), ("backbone weights (name, fingerprint)", "weights")):
+                      ("class order (the class names in the order learned)", "class_order"), ("backbone weights (name, fingerprint)", "weights")):
         groups: dict[tuple, list[str]] = {}
         for row in rows:
             groups.setdefault(getattr(row, key), []).append(row.label)
         if len(groups) > 1:
-            described = "; ".join(f"{', '.join(labels)}: {value if key != 'class_order' else 'order ' + str(i + 1)}"
-                                  for i, (value, labels) in enumerate(groups.items()))
+            described = "; ".join(f"{', '.join(labels)}: {value if key != 'class_order' else _names(value)}"
+                                  for value, labels in groups.items())
             problems.append(f"different {name}: {described}")
     if problems and not allow_mixed:
         raise ConfigError("these runs are not comparable: " + " | ".join(problems)
