@@ -95,6 +95,11 @@ class LinearProbe(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
+    @property
+    def loss_terms(self) -> tuple:
+        """The terms of the loss (the run's log says what they are and what size is normal)."""
+        return (self._ce, *self._extra)
+
     # ------------------------------------------------------------------ experiences
     def begin_experience(self, experience) -> None:
         self.class_to_experience.copy_(torch.as_tensor(experience.class_to_experience))

@@ -145,7 +145,9 @@ def test_the_log_starts_with_what_the_loss_is_made_of_and_what_size_is_normal(ti
     note = loss_note(alta)
     assert note.startswith("loss = ce + 0.5 replay_ce + 0.3 replay_mse") and "logit scale s = 100" in note
     assert "0.1 in cosine is 100 in replay_mse" in note and "tens or hundreds is normal" in note
-    assert loss_note(CrossModalLearner(tiny_clip, class_names=names, method="cprompt")).startswith("loss = ce (")
+    plain = loss_note(CrossModalLearner(tiny_clip, class_names=names, method="cprompt"))
+    assert plain.startswith("loss = ce (") and f"scaled by s = {tiny_clip.logit_scale:.0f}" in plain
+    assert "tens or hundreds are normal" in plain  # a linear probe's ce climbed from 8 to 362 without a word
     assert loss_note(CrossModalLearner(tiny_clip, class_names=names, method="zeroshot")) is None
     with caplog.at_level("INFO", logger="alta.run"):
         LogLines(num_experiences=2, epochs=1, loss=note, name="alta-buffer20").on_run_start(

@@ -128,9 +128,11 @@ def loss_note(learner) -> str | None:
     if not terms:
         return f"loss = the loss of method {learner.name!r} (see its documentation for what size is normal)"
     formula = " + ".join(t.name if t.weight == 1 else f"{t.weight:g} {t.name}" for t in terms)
+    s = float(getattr(learner, "logit_scale", getattr(getattr(learner, "backbone", None), "logit_scale", 100.0)))
     if "replay_mse" not in {t.name for t in terms}:
-        return f"loss = {formula} (ce: the cross-entropy on the batch, about ln C at chance, near 0 when learned)"
-    s = float(getattr(learner, "logit_scale", 100.0))
+        return (f"loss = {formula} (ce: the cross-entropy on the batch, about ln C at chance, near 0 when learned; "
+                f"its logits are scaled by s = {s:.0f}, so a wrong class ahead by 0.1 in cosine adds about "
+                f"{0.1 * s:.0f}: tens or hundreds are normal when the classes of earlier experiences win)")
     return (f"loss = {formula}; replay_mse is the squared difference of logits, which are cosine similarities "
             f"scaled by the logit scale s = {s:.0f}: a drift of 0.1 in cosine is {(0.1 * s) ** 2:.0f} in replay_mse, "
             f"so a loss in the tens or hundreds is normal (ce alone is about ln C at chance)")
