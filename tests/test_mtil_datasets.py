@@ -485,6 +485,12 @@ def test_few_shot_short_classes(caplog):
     assert torch.bincount(targets[repeated]).tolist() == [5, 5, 0, 5]
     with pytest.raises(DataError, match=r"fewer than shots=5 samples: label \(count\) 1 \(3\)"):
         few_shot_indices(targets, 5, seed=0, short="error")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="alta.data.fewshot"):  # the labels are named with their dataset
+        few_shot_indices(targets, 5, seed=0, name="domain 4 ('tinyimagenet')")
+    assert "few-shot domain 4 ('tinyimagenet'): 1 class(es)" in caplog.text
+    with pytest.raises(DataError, match=r"^eurosat: 1 class\(es\) have fewer"):
+        few_shot_indices(targets, 5, seed=0, short="error", name="eurosat")
     for bad in ({"shots": 0}, {"seed": -1}, {"short": "drop"}):
         with pytest.raises(ConfigError):
             few_shot_indices(targets, **{"shots": 5, "seed": 0, **bad})

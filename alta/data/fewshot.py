@@ -44,7 +44,7 @@ SHORT_CLASS_RULES = ("all", "repeat", "error")
 
 
 def few_shot_indices(targets: Sequence[int] | np.ndarray | torch.Tensor, shots: int, *, seed: int,
-                     short: str = "all") -> torch.Tensor:
+                     short: str = "all", name: str = "") -> torch.Tensor:
     """Positions of ``shots`` samples of every class, drawn from ``seed``.
 
     Each class draws from its own ``torch.Generator``, seeded from a generator seeded with
@@ -59,6 +59,7 @@ def few_shot_indices(targets: Sequence[int] | np.ndarray | torch.Tensor, shots: 
         short: For a class with fewer than ``shots`` samples: ``"all"`` keeps all of them
             (MoE-Adapters, CoOp; logged once), ``"repeat"`` draws ``shots`` with replacement
             (RAIL; the positions then repeat), ``"error"`` refuses.
+        name: What the labels are of (a dataset's name), for messages.
 
     Returns:
         LongTensor (M,) of positions into ``targets``, sorted; M = k x C when every class has
@@ -105,11 +106,12 @@ def few_shot_indices(targets: Sequence[int] | np.ndarray | torch.Tensor, shots: 
     if short_classes:
         listed = ", ".join(f"{label} ({n})" for label, n in short_classes[:5]) + (" ..." if len(short_classes) > 5 else "")
         if short == "error":
-            raise DataError(f"{len(short_classes)} class(es) have fewer than shots={shots} samples: label (count) "
+            raise DataError(f"{name + ': ' if name else ''}{len(short_classes)} class(es) have fewer than shots={shots} "
+                            f"samples: label (count) "
                             f"{listed}. Fix: lower shots, or pass short='all' (keep them all) or 'repeat' (draw "
                             "with replacement)")
-        logger.warning("few-shot: %d class(es) have fewer than %d samples and give %s: label (count) %s",
-                       len(short_classes), shots, "all of them" if short == "all" else f"{shots} drawn with replacement",
+        logger.warning("few-shot%s: %d class(es) have fewer than %d samples and give %s: label (count) %s",
+                       f" {name}" if name else "", len(short_classes), shots, "all of them" if short == "all" else f"{shots} drawn with replacement",
                        listed)
     if not picked:
         return torch.zeros(0, dtype=torch.long)

@@ -183,7 +183,7 @@ class MultiDomainStream:
                                     "samples (an empty test set would be scored 0% and distort the metrics)")
             train_indices = torch.arange(train_targets.numel())
             if shots is not None:
-                train_indices = few_shot_indices(train_targets, shots, seed=derive_seed(shot_seed, k))
+                train_indices = few_shot_indices(train_targets, shots, seed=derive_seed(shot_seed, k), name=where)
             self._offsets.append(len(self._class_names))
             self._class_names += domain_names
             self._train_targets.append(train_targets)

@@ -227,7 +227,7 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
                 logger.info("the run in %s is already complete; nothing to resume", output_dir)
             return summary
     if config.deterministic:  # before the first CUDA kernel: cuBLAS reads its setting when it starts
-        logger.info("deterministic kernels: %s", set_deterministic())
+        set_deterministic()  # it logs the settings it applied
     main = dist.is_main_process()  # under torchrun every rank runs, rank 0 alone writes
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -169,7 +169,9 @@ class Experiment:
                             ", ".join(f"{n} ({c})" for n, c in zip(self.stream.domain_names,
                                                                   self.stream.classes_per_experience)),
                             f"{self.stream.shots}-shot (seed {self.stream.shot_seed})" if self.stream.shots
-                            else "every training image", config.model.text_templates)
+                            else (f"at most {config.data.max_train_per_class} training images per class"
+                                  if config.data.max_train_per_class else "every training image"),
+                            config.model.text_templates)
             else:
                 logger.info("class order %s (%s); class names from %s: %s", self.stream.class_order_source,
                             _short(self.stream.class_order), self.stream.class_names_source,

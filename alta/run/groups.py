@@ -251,7 +251,7 @@ def _run_group(configs: list[RunConfig], run_dirs: list[RunDir], *, device: torc
     """The body of :func:`run_group_experiment` for the members not complete yet."""
 
     if configs[0].deterministic:  # before the first CUDA kernel (a shared key: every member agrees)
-        logger.info("deterministic kernels: %s", set_deterministic())
+        set_deterministic()  # it logs the settings it applied
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     members: list[_GroupMemberRun] = []
