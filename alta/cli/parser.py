@@ -238,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a table of runs (summary.json) or seed groups (aggregate.json, mean ± std): Avg, Last, "
                     "forgetting and BWT for class-IL and task-IL. Runs of different protocols, class orders or "
                     "backbone weights are refused unless --allow-mixed.")
-    report.add_argument("folders", nargs="+", metavar="DIR", help="run folders or `alta run --seeds` folders")
+    report.add_argument("folders", nargs="+", metavar="DIR",
+                        help="run folders, `alta run --seeds` folders, or run-group folders (several --method or "
+                             "--buffer-size values: one row per member)")
     report.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown", help="default markdown")
     report.add_argument("--allow-mixed", action="store_true",
                         help="tabulate runs that are not comparable anyway (the table notes the differences)")
