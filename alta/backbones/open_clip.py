@@ -504,7 +504,7 @@ def load_open_clip(architecture: str, *, pretrained, device: torch.device, preci
             model = open_clip.create_model(base, pretrained=path, precision=precision, device="cpu",
                                            pretrained_text=False, pretrained_image=False,
                                            force_preprocess_cfg=_weights_preprocess(open_clip, base, tag, meta), **sizes)
-    except Exception as exc:  # noqa: BLE001 - re-raised as BackboneError below, with its type and message
+    except Exception as exc:  # re-raised below as BackboneError (with its type and message), or as it was
         user_file = path is not None and tag is None
         if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):
             raise BackboneError(f"open_clip model {base!r} needs an image tower this version of timm lacks ({exc}); "

@@ -78,7 +78,7 @@ def _check_word(value: object, what: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{what} is {value!r}{hint} expected one of {', '.join(choices)}")
 
 
-def _check_domain(k: int, domain: "Domain") -> None:
+def _check_domain(k: int, domain: Domain) -> None:
     """Refuse a domain whose name or templates cannot be used: a name must be a non-empty string
     (it keys the results), templates ``None`` or a non-empty list of strings each with one ``{}``
     where the class name goes (a template without it gives every class the same prompt)."""
