@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ConfigError, ShapeError
+from .errors import CheckpointError, ConfigError, ShapeError, TrainingError
 from .registry import Registry
 
 __all__ = ["BUFFER_POLICIES", "BufferPolicy", "ClassBalancedPolicy", "HerdingPolicy", "ReservoirPolicy",
@@ -386,6 +386,17 @@ class ClassBalancedPolicy(BufferPolicy):
 HERDING_EPSILON = 1e-8  # added to the feature norms before dividing, as PyCIL's EPSILON
 
 
+def _check_finite_features(x: torch.Tensor) -> None:
+    """Refuse (n, D) features holding NaN or inf: herding's distances to them all compare false, so
+    it would keep arbitrary exemplars, silently."""
+    finite = torch.isfinite(x).all(dim=1)
+    if not bool(finite.all()):
+        raise TrainingError(f"herding got non-finite features (NaN or inf) for {int((~finite).sum())} of its "
+                            f"{x.shape[0]} items: herding would keep arbitrary exemplars. The backbone's image "
+                            "features are not finite (a NaN in its weights, or half precision overflowing: use "
+                            "precision='fp32')")
+
+
 def herding_selection(features: torch.Tensor, m: int) -> list[int]:
     """iCaRL's herding: the ``m`` items of one class whose running mean best follows the class mean.
 
@@ -404,6 +415,10 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
     Returns:
         Indices into ``features``, in the order herding chose them.
 
+    Raises:
+        ShapeError: features that are not (n, D).
+        TrainingError: a non-finite feature (herding would choose arbitrarily).
+
     Shape:
         features: (n, D).
 
@@ -417,6 +432,7 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
         raise ShapeError(f"herding needs features of shape (n, D), got {tuple(x.shape)}")
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
+    _check_finite_features(x)
     vectors = x.numpy()
     vectors = (vectors.T / (np.linalg.norm(vectors.T, axis=0) + HERDING_EPSILON)).T  # (n, D)
     class_mean = np.mean(vectors, axis=0)  # (D,)
@@ -483,6 +499,7 @@ class HerdingPolicy(BufferPolicy):
 
     def assign(self, *, num_seen, size, batch_size, labels, generator, features=None):
         assert labels is not None and len(labels) == batch_size and features is not None
+        _check_finite_features(features)  # before any class is stored: the buffer stays as it was
         by_class: dict[int, list[int]] = {}
         for item, c in enumerate(labels):
             by_class.setdefault(c, []).append(item)

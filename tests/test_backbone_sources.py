@@ -174,6 +174,19 @@ def test_saved_open_clip_file_loads_and_refuses_another_architecture(open_clip_n
         load_backbone("open_clip:alta-test-rn", pretrained=str(tmp_path / "plain.pt"))
 
 
+@pytest.mark.parametrize("name, content", [("garbage.pt", b"not a checkpoint"), ("empty.pt", b""),
+                                           ("half.pt", None), ("garbage.safetensors", b"xx")])
+def test_a_damaged_weights_file_is_named_not_a_bare_unpickling_error(open_clip_names, tmp_path, name, content):
+    """A damaged or truncated --pretrained file was a bare UnpicklingError / EOFError /
+    SafetensorError, or (truncated zip) reported as weights of another architecture."""
+    if content is None:  # a copy cut short: a zip archive without its central directory
+        whole = save_backbone(load_backbone("open_clip:alta-test-vit"), tmp_path / "whole.pt").read_bytes()
+        content = whole[: len(whole) // 2]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(BackboneError, match=rf"cannot read the weights file '.*{name}' \(\w+: .*damaged, truncated"):
+        load_backbone("open_clip:alta-test-vit", pretrained=str(tmp_path / name))
+
+
 def test_weight_tags_are_checked_and_never_downloaded(tmp_path):
     with pytest.raises(BackboneError, match="QuickGELU activations but open_clip:ViT-B-32 builds GELU.*ViT-B-32-quickgelu"):
         load_backbone("open_clip:ViT-B-32", pretrained="openai")

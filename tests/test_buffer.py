@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alta.buffer import BUFFER_POLICIES, MemoryBuffer, list_buffer_policies
-from alta.errors import CheckpointError, ConfigError, ShapeError, StateError
+from alta.errors import CheckpointError, ConfigError, ShapeError, StateError, TrainingError
 
 PROPERTY = settings(max_examples=60, deadline=None)
 
@@ -617,3 +617,21 @@ def test_herding_is_offered_experiences_and_refuses_what_it_cannot_keep():
     state = buffer.state_dict()
     with pytest.raises(CheckpointError, match="keeps 5 exemplars per class but this buffer keeps 4"):
         MemoryBuffer(10, policy="herding", per_class=4).load_state_dict(state)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_herding_refuses_non_finite_features_and_keeps_what_it_had(bad):
+    """A NaN feature made every distance compare false: herding kept the first items, silently."""
+    buffer = MemoryBuffer(20, policy="herding", per_class=2, seed=0)
+    buffer.add(labels=torch.zeros(4, dtype=torch.long), image_features=torch.randn(4, 3))
+    features = torch.randn(8, 3)
+    features[6, 1] = bad  # class 2's; class 1 comes first and must not be stored either
+    with pytest.raises(TrainingError, match=r"non-finite features \(NaN or inf\) for 1 of its 8 items"):
+        buffer.add(labels=torch.tensor([1] * 4 + [2] * 4), image_features=features)
+    assert len(buffer) == 2 and buffer.num_seen == 4  # the refused offer changed nothing
+    buffer.add(labels=torch.tensor([1] * 4), image_features=features[:4])
+    assert len(buffer) == 4  # class 1 was not marked stored by the refused offer
+    from alta.policies import herding_selection
+
+    with pytest.raises(TrainingError, match="non-finite"):
+        herding_selection(features[4:], 2)

@@ -262,6 +262,9 @@ def test_imagenet_r_split_files(tmp_path):
         load_sources("imagenet-r", root=tmp_path, options={"split_file": "nope"})
     with pytest.raises(ConfigError, match="alternatives"):
         load_sources("imagenet-r", root=tmp_path, options={"split_file": str(own), "split_seed": 2})
+    own.write_bytes(b"train\n\xff\xfe\n")  # not UTF-8: was a bare UnicodeDecodeError
+    with pytest.raises(DataError, match=r"cil-imagenet-r: cannot read .*my_split.txt .*UTF-8"):
+        load_sources("cil-imagenet-r", root=tmp_path, options={"split_file": str(own)})
 
 
 def test_the_suites_cub_from_the_official_layout(tmp_path, caplog):
@@ -282,6 +285,21 @@ def test_the_suites_cub_from_the_official_layout(tmp_path, caplog):
         train, test = load_sources("cub", root=tmp_path)
     assert train.class_names == [c.name for c in classes] and (len(train), len(test)) == (200, 200)
     assert "not the suite's" in caplog.text and train.split_info["kind"] == "official"
+    labels = base / "image_class_labels.txt"
+    good = labels.read_text()
+    for damaged, message in [("1 x\n", r"gives image 1 the label 'x', outside 1..200"),  # was a bare ValueError
+                             ("x 1\n", r"line 401 is 'x 1'; expected one '<id> <value>' line per id")]:
+        labels.write_text(good + damaged if damaged.startswith("x") else damaged + good.split("\n", 1)[1])
+        for name in ("cub", "cub200"):
+            with pytest.raises(DataError, match=message):
+                load_sources(name, root=tmp_path)
+    labels.write_bytes(b"\xff\xfe binary")  # was a bare UnicodeDecodeError
+    with pytest.raises(DataError, match=r"cil-cub: cannot read .*image_class_labels.txt .*UTF-8"):
+        load_sources("cub", root=tmp_path)
+    labels.write_text(good)
+    (base / "images" / classes[-1].folder / "img_1.jpg").unlink()  # listed in images.txt, not on disk
+    with pytest.raises(DataRootError, match=r"img_1.jpg is listed in .*images.txt but is not there"):
+        load_sources("cub", root=tmp_path)
 
 
 # ---- the class order of seed 1993 -------------------------------------------------------------------

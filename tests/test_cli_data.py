@@ -192,6 +192,9 @@ def test_new_data_keys_from_yaml_and_command_line(tmp_path):
                                                 "did you mean 'data.initial_classes'"]),
         (["--set", "data.dataset.x=3"], ["unknown config key 'data.dataset.x'"]),
         (["--set", "data._SECTION=x"], ["unknown config key 'data._SECTION'"]),  # a class variable is no key
+        # a misspelled sequence was answered with the closest dataset ('cil-food')
+        (["--dataset", "mtil-ordr1"], ["did you mean the multi-domain sequence 'mtil-order1'?"]),
+        (["--dataset", "xtial"], ["unknown dataset 'xtial'; did you mean the multi-domain sequence 'xtail'? Valid"]),
     ],
 )
 def test_ignored_and_bad_inputs_are_refused(argv, expected, tmp_path, capsys):

@@ -422,6 +422,22 @@ def test_tinyimagenet_class_without_val_images_is_an_error(tmp_path):
         load_sources("seq-tinyimagenet", root=tmp_path / "b")
 
 
+@pytest.mark.parametrize("damaged", ["wnids.txt", "words.txt", "val/val_annotations.txt"])
+def test_tinyimagenet_damaged_index_files_are_named(tmp_path, damaged):
+    _write_tiny(tmp_path)
+    (tmp_path / damaged).write_bytes(b"\xff\xfe\x00\x80 binary")  # not UTF-8: a bare UnicodeDecodeError before
+    with pytest.raises(DataError, match=f"seq-tinyimagenet: cannot read .*{Path(damaged).name}.*UTF-8"):
+        load_sources("seq-tinyimagenet", root=tmp_path)
+
+
+def test_tinyimagenet_validation_images_listed_but_missing_are_named(tmp_path):
+    _write_tiny(tmp_path)
+    for image in (tmp_path / "val" / "images").iterdir():
+        image.unlink()  # a half-extracted val/: reported at load, not at the first evaluation
+    with pytest.raises(DataRootError, match=r"val_0.JPEG is listed in .*val_annotations.txt but is not there"):
+        load_sources("seq-tinyimagenet", root=tmp_path)
+
+
 # ---- error kinds: only root/layout problems are DataRootError -----------------------------------
 
 

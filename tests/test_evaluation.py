@@ -7,7 +7,7 @@ import torch
 from helpers import synthetic_experiences
 
 from alta import CrossModalLearner, evaluate
-from alta.errors import ConfigError, StateError
+from alta.errors import ConfigError, StateError, TrainingError
 from alta.loop.cache import FeatureCache
 from alta.loop.evaluation import task_il_mask
 
@@ -61,6 +61,24 @@ def test_evaluate_errors(tiny_clip):
         evaluate(learner, [])
     zeroshot = CrossModalLearner(tiny_clip, class_names=["a", "b"], method="zeroshot")
     assert len(evaluate(zeroshot, exps).class_il) == 1  # zero-shot needs no training
+
+
+def test_non_finite_logits_are_refused_not_scored_as_one_class(tiny_clip):
+    """NaN image features (a NaN in the backbone's weights, fp16 overflow) gave NaN logits whose
+    argmax is class 0: evaluate() reported an accuracy for them (20% on a 5-class experience)."""
+    import copy
+
+    exps = synthetic_experiences(2, 2, per_class=5)
+    broken = copy.deepcopy(tiny_clip)
+    with torch.no_grad():
+        next(broken.model.visual.parameters()).fill_(float("nan"))
+    learner = CrossModalLearner(broken, class_names=["w", "x", "y", "z"], method="zeroshot")
+    with pytest.raises(TrainingError, match=r"non-finite logits \(NaN or \+inf\) for 10 of the 10 test images of "
+                                            r"experience 1, 10 of the 10 test images of experience 2"):
+        evaluate(learner, exps, batch_size=3)
+    seen = CrossModalLearner(tiny_clip, class_names=["w", "x", "y", "z"], head="seen")
+    seen.begin_experience(exps[0])  # -inf logits of classes not seen yet are not refused
+    assert evaluate(seen, exps).num_samples == (10, 10)
 
 
 def test_cache_never_serves_another_datasets_features(tiny_clip, tmp_path):

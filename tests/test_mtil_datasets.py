@@ -381,6 +381,28 @@ def test_another_version_of_a_dataset_is_refused(tmp_path):
     write_lines(base / "variants.txt", variants[:-1] + ["Concorde"])
     with pytest.raises(DataRootError, match=r"missing 1: \['Yak-42'\]; unexpected 1: \['Concorde'\]"):
         load_sources("aircraft", root=tmp_path)
+    write_lines(base / "variants.txt", [*variants, variants[0]])  # not "missing 0, unexpected 0"
+    with pytest.raises(DataRootError, match=r"1 listed more than once: \['707-320'\]"):
+        load_sources("aircraft", root=tmp_path)
+
+
+DAMAGED = [("aircraft", "fgvc-aircraft-2013b/data/variants.txt"), ("dtd", "dtd/dtd/labels/test1.txt"),
+           ("food101", "food-101/meta/train.txt"), ("oxford-pet", "oxford-iiit-pet/annotations/test.txt"),
+           ("sun397", "SUN397/ClassName.txt"), ("domainnet", "domainnet/clipart_train.txt"),
+           ("flowers102", "flowers-102/setid.mat"), ("flowers102", "flowers-102/imagelabels.mat"),
+           ("stanford-cars", "stanford_cars/devkit/cars_meta.mat"),
+           ("stanford-cars", "stanford_cars/cars_test_annos_withlabels.mat")]
+
+
+@pytest.mark.parametrize("name, damaged", DAMAGED, ids=[f"{n}-{Path(d).name}" for n, d in DAMAGED])
+def test_a_damaged_index_file_is_a_data_error_naming_it(tmp_path, name, damaged):
+    BUILDERS[name](tmp_path, **SMALL.get(name, {}))
+    # binary garbage (not UTF-8), or a MATLAB file cut short (scipy's MatReadError)
+    (tmp_path / damaged).write_bytes(b"MAT" if damaged.endswith(".mat") else b"\xff\xfe\x00 not an index file \x80")
+    if name == "food101":
+        (tmp_path / damaged).with_suffix(".json").unlink()  # else the .json copy is read
+    with pytest.raises(DataError, match=f"{name}: cannot read .*{Path(damaged).name}.*Fix: restore"):
+        load_sources(name, root=tmp_path)
 
 
 def test_malformed_index_lines_are_named(tmp_path):

@@ -246,3 +246,37 @@ def test_a_missing_dataset_of_a_sequence_is_named(tmp_path):
 
     with pytest.raises(DataRootError, match="sequence 'mtil-order1', dataset 'aircraft'"):
         MultiDomainStream.sequence_sources("mtil-order1", root=tmp_path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("name", "", r"domain 0 needs a name .* got ''"),
+    ("name", None, r"domain 0 needs a name .* got None"),
+    ("templates", "a photo of a {}.", r"templates must be None or a non-empty list .* got 'a photo of a \{\}.'"),
+    ("templates", (), r"templates must be None or a non-empty list"),
+    ("templates", ("a photo of a digit.",), r"template 'a photo of a digit.' needs exactly one '\{\}'"),
+    ("templates", ("a {} of a {}.",), r"needs exactly one '\{\}'"),
+])
+def test_a_domain_with_an_unusable_name_or_templates_is_refused_when_the_stream_is_built(
+        digits_sources, field, value, message):
+    """A string of templates was read one character per template, and a template without '{}'
+    gave every class the same prompt (both silently); an empty name keyed the results by ''."""
+    train, test = digits_sources
+    good = {"name": "digits", "templates": ("a photo of a {}.",)}
+    domain = Domain(**{**good, field: value}, train=train, test=test, class_names=train.class_names)
+    with pytest.raises(ConfigError, match=message):
+        MultiDomainStream([domain])
+
+
+def test_a_sequence_refuses_a_misspelled_fallback_or_setting_at_registration():
+    from alta.data.multidomain import SequenceEntry, register_sequence
+
+    with pytest.raises(ConfigError, match=r"fallback of sequence entry 'digits' is 'rot'; did you mean 'root'"):
+        SequenceEntry("digits", fallback="rot")  # was kept, and the dataset read from its default location
+    with pytest.raises(ConfigError, match=r"folders of the sequence entry 'cifar10' must be a tuple .*\('cifar10',\)"):
+        SequenceEntry("cifar10", folders="cifar10")  # was tried letter by letter
+    with pytest.raises(ConfigError, match=r"il_setting of sequence 'never-registered' is 'class_il'; did you mean "
+                                          r"'class-il'"):
+        register_sequence("never-registered", [SequenceEntry("digits", fallback="none")], il_setting="class_il")
+    from alta.data import list_sequences
+
+    assert "never-registered" not in list_sequences()

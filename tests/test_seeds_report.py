@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -113,6 +114,28 @@ def test_report_refuses_runs_that_are_not_comparable(groups, tmp_path, capsys):
     assert code == 0 and "NOTE (--allow-mixed): different class order" in out
     code, _, err = run_cli(capsys, "report", str(tmp_path))
     assert code == 2 and "neither summary.json" in err
+
+
+@pytest.mark.parametrize("kind, edit, message", [
+    ("run", lambda d: d.pop("bwt"), r"summary.json: bwt.class_il is missing; expected a number"),
+    ("run", lambda d: d["last_accuracy"].pop("task_il"), r"summary.json: last_accuracy.task_il is missing"),
+    ("run", lambda d: d["avg_accuracy"].__setitem__("class_il", "92.1"), r"avg_accuracy.class_il is '92.1'"),
+    ("run", lambda d: d.pop("format"), r"summary.json is not an alta run summary \(expected format 'alta.run-summary'"),
+    ("seeds", lambda d: d["forgetting"]["class_il"].pop("mean"), r"aggregate.json: forgetting.class_il.mean is missing"),
+    ("seeds", lambda d: d.__setitem__("format", "alta.run-summary"), r"is not an alta seed-group aggregate"),
+])
+def test_report_names_a_results_file_it_cannot_tabulate(groups, tmp_path, capsys, kind, edit, message):
+    """An edited summary or aggregate (or one of another program) is named with the key at fault,
+    not a KeyError traceback from the table."""
+    name = "summary.json" if kind == "run" else "aggregate.json"
+    source = groups / "mlp" / ("seed-0" if kind == "run" else "") / name
+    data = json.loads(source.read_text())
+    edit(data)
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / name).write_text(json.dumps(data))
+    code, _, err = run_cli(capsys, "report", str(tmp_path / "edited"))
+    assert code == 2 and re.search(message, err), err
+    assert "rerun" in err and "Traceback" not in err
 
 
 def test_report_says_under_the_table_when_the_runs_were_trained_differently(groups, tmp_path, capsys):

@@ -504,13 +504,24 @@ def load_open_clip(architecture: str, *, pretrained, device: torch.device, preci
             model = open_clip.create_model(base, pretrained=path, precision=precision, device="cpu",
                                            pretrained_text=False, pretrained_image=False,
                                            force_preprocess_cfg=_weights_preprocess(open_clip, base, tag, meta), **sizes)
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
+    except Exception as exc:  # re-raised below as BackboneError (with its type and message), or as it was
+        user_file = path is not None and tag is None
+        if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):
             raise BackboneError(f"open_clip model {base!r} needs an image tower this version of timm lacks ({exc}); "
                                 f"update it with pip install -U timm") from exc
+        if isinstance(exc, RuntimeError) and "state_dict" in str(exc):
+            raise BackboneError(
+                f"the weights {weights!r} do not match open_clip architecture {architecture!r} ({exc}); pass the model "
+                f"name they were saved from"
+            ) from exc
+        if path is None:
+            raise
+        fix = (f"copy it again, or pass a weights tag of open_clip:{base}" if user_file else
+               f"delete it so that open_clip downloads the weights of tag {tag!r} again, or place an intact copy there")
         raise BackboneError(
-            f"the weights {weights!r} do not match open_clip architecture {architecture!r} ({exc}); pass the model "
-            f"name they were saved from"
+            f"cannot read the weights file {os.fspath(path)!r} ({type(exc).__name__}: {str(exc)[:300]}); it is "
+            f"damaged, truncated or not a weights file. Expected a state dict saved with torch.save or "
+            f"alta.backbones.save_backbone, or a .safetensors file, of open_clip:{architecture}; {fix}"
         ) from exc
     backbone = OpenClipBackbone(
         model, name=name, architecture=architecture, weights=weights, pretrained=is_pretrained, source=label,

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import check_int, check_seed
+from ..config import check_int, check_seed, closest_choice
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ..seeding import derive_seed
@@ -67,6 +67,34 @@ __all__ = ["Domain", "MultiDomainStream", "SequenceSpec", "SequenceEntry", "SEQU
            "list_sequences", "register_sequence", "STREAM_KINDS"]
 
 STREAM_KINDS = ("task", "domain")
+SEQUENCE_IL_SETTINGS = ("task-il", "class-il")  # the settings a sequence's results are read in
+ENTRY_FALLBACKS = ("root", "default", "none")  # where a SequenceEntry is read when none of its folders exists
+
+
+def _check_word(value: object, what: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        match = closest_choice(value, choices)
+        hint = f"; did you mean {match!r}?" if match else ";"
+        raise ConfigError(f"{what} is {value!r}{hint} expected one of {', '.join(choices)}")
+
+
+def _check_domain(k: int, domain: Domain) -> None:
+    """Refuse a domain whose name or templates cannot be used: a name must be a non-empty string
+    (it keys the results), templates ``None`` or a non-empty list of strings each with one ``{}``
+    where the class name goes (a template without it gives every class the same prompt)."""
+    if not isinstance(domain.name, str) or not domain.name.strip():
+        raise ConfigError(f"domain {k} needs a name (a non-empty string such as 'aircraft': it names the dataset in "
+                          f"results), got {domain.name!r}")
+    templates = domain.templates
+    if templates is None:
+        return
+    if isinstance(templates, (str, bytes)) or not isinstance(templates, (list, tuple)) or not templates:
+        raise ConfigError(f"domain {k} ({domain.name!r}): templates must be None or a non-empty list of templates "
+                          f"(e.g. ['a photo of a {{}}.']), got {templates!r}"[:400])
+    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+    if bad:
+        raise ConfigError(f"domain {k} ({domain.name!r}): template {bad[0]!r} needs exactly one '{{}}' where the class "
+                          f"name goes, e.g. 'a photo of a {{}}.' (without it every class gets the same prompt)")
 
 
 @dataclass(frozen=True)
@@ -109,7 +137,8 @@ class MultiDomainStream:
         name: The stream's name in results (e.g. the sequence name).
 
     Raises:
-        ConfigError: no domain, an unknown kind, bad ``shots`` or seed, two domains of one name.
+        ConfigError: no domain, an unknown kind, bad ``shots`` or seed, two domains of one name, a
+            domain without a name, templates that are not a list of strings with one ``{}`` each.
         DataError: a domain whose class names are empty, not distinct within the domain, fewer
             than its labels, or (``kind="domain"``) not the same as the first domain's; a domain
             without training or test samples.
@@ -140,6 +169,8 @@ class MultiDomainStream:
         check_int(shots, "shots", low=1, optional=True,
                   why="training samples kept per class (5 for MTIL few-shot, 16 for X-TAIL)")
         check_seed(shot_seed, "shot_seed")
+        for k, domain in enumerate(domains):
+            _check_domain(k, domain)
         names = [d.name for d in domains]
         if len(set(names)) != len(names):
             raise ConfigError(f"the domains of a stream need distinct names, got {names}")
@@ -502,6 +533,12 @@ class SequenceEntry:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"SequenceEntry needs the name of a registered dataset, got {self.dataset!r}")
+        _check_word(self.fallback, f"the fallback of sequence entry {self.dataset!r}", ENTRY_FALLBACKS)
+        if isinstance(self.folders, str):
+            raise ConfigError(f"folders of the sequence entry {self.dataset!r} must be a tuple of folder names, got the "
+                              f"string {self.folders!r}; write ({self.folders!r},)")
         if not self.label:
             object.__setattr__(self, "label", self.dataset)
 
@@ -579,7 +616,8 @@ def register_sequence(name: str, entries: Sequence[SequenceEntry], *, kind: str 
         The :class:`SequenceSpec`.
 
     Raises:
-        ConfigError: a name already registered, no entry, two entries of one label, a bad kind.
+        ConfigError: a name already registered, no entry, two entries of one label, a bad kind or
+            ``il_setting``.
     """
     entries = tuple(entries)
     labels = [e.label for e in entries]
@@ -589,6 +627,7 @@ def register_sequence(name: str, entries: Sequence[SequenceEntry], *, kind: str 
         raise ConfigError(f"the datasets of sequence {name!r} need distinct labels, got {labels}")
     if kind not in STREAM_KINDS:
         raise ConfigError(f"kind must be one of {STREAM_KINDS}, got {kind!r}")
+    _check_word(il_setting, f"the il_setting of sequence {name!r}", SEQUENCE_IL_SETTINGS)
     spec = SequenceSpec(name, entries, kind, il_setting, description, source)
     SEQUENCES.add(name, spec, aliases=aliases)
     return spec

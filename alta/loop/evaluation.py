@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .. import distributed as dist
-from ..errors import ConfigError, StateError
+from ..errors import ConfigError, StateError, TrainingError
 from .cache import FeatureCache
 from .protocol import check_learner
 
@@ -150,6 +150,8 @@ def evaluate(
         ConfigError: no experiences given.
         StateError: called before the learner began any experience (except ``zeroshot``,
             which has nothing to learn and may be evaluated at any time).
+        TrainingError: the learner's logits of some test image hold NaN or +inf (a diverged
+            learner, or non-finite image features): accuracies would count their argmax.
     """
     check_learner(learner)
     if hasattr(experiences, "test") and hasattr(experiences, "index"):
@@ -180,8 +182,8 @@ def evaluate(
     num_classes = int(mapping.numel())
     top_k = min(TOP_K, num_classes)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)  # (C * C,), row-major
-    # per experience: correct class-IL, task-IL, class-IL top-k, total
-    tallies = torch.zeros(len(experiences), 4, dtype=torch.long, device=device)
+    # per experience: correct class-IL, task-IL, class-IL top-k, total, samples with non-finite logits
+    tallies = torch.zeros(len(experiences), 5, dtype=torch.long, device=device)
     for row, experience in enumerate(tqdm(experiences, desc="evaluating", disable=not progress, leave=False)):
         if cache is not None:
             stored = cache.features(learner.backbone, experience.test, batch_size=batch_size, num_workers=num_workers)
@@ -205,12 +207,22 @@ def evaluate(
             tallies[row, 1] += (task_il_mask(logits, labels, mapping).argmax(dim=1) == labels).sum()
             tallies[row, 2] += (logits.topk(top_k, dim=1).indices == labels.unsqueeze(1)).any(dim=1).sum()  # (B, k) -> ()
             tallies[row, 3] += labels.shape[0]
+            # NaN or +inf: argmax would pick one class for all of them (-inf marks classes not scored)
+            tallies[row, 4] += (torch.isnan(logits) | (logits == float("inf"))).any(dim=1).sum()
             confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
     if parallel:
         tallies = dist.all_reduce_sum(tallies)
         confusion = dist.all_reduce_sum(confusion)
     learner.train(was_training)
     tallies = tallies.cpu()  # one sync per evaluation
+    if bool(tallies[:, 4].any()):
+        bad = {int(e.index): (int(n), int(total)) for e, n, total in zip(experiences, tallies[:, 4], tallies[:, 3]) if n}
+        raise TrainingError(
+            "evaluation met non-finite logits (NaN or +inf) for "
+            + ", ".join(f"{n} of the {total} test images of experience {k + 1}" for k, (n, total) in bad.items())
+            + "; their argmax would be scored as a prediction of one class, so no accuracy is reported. The learner's "
+              "parameters or the backbone's image features are not finite: check the backbone's weights (a NaN in a "
+              "checkpoint), half precision overflowing (precision='fp32'), or a method whose logits diverge")
     totals = tallies[:, 3].double()
     # no test samples: nothing was measured (NaN, never 0%)
     class_il, task_il, top5 = (

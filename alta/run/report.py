@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 from ..plugins import PluginOrigin
 from .rundir import GROUP_FILE, read_group_file
+from .summary import AGGREGATE_FORMAT, SUMMARY_FORMAT
 
 __all__ = ["Row", "load_rows", "check_comparable", "training_differences", "plugin_lines", "deviation_notes",
            "format_markdown", "format_latex", "format_csv", "FORMATS", "COLUMNS", "MTIL_COLUMNS", "table_columns"]
@@ -82,13 +83,49 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
+def _values(path: Path, data: Any, *, kind: str) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """``values[setting][metric]`` of a run's ``summary.json`` (``kind="run"``) or a seed group's
+    ``aggregate.json`` (``"seeds"``): every column of :data:`COLUMNS` for both settings, and the
+    :data:`MTIL_COLUMNS` the file has.
+
+    Raises:
+        ConfigError: a file of another format, or one that lacks a column or holds a value that is
+            not a number (written by another program or version, or edited), naming the key.
+    """
+    expected = SUMMARY_FORMAT if kind == "run" else AGGREGATE_FORMAT
+    what = "run summary" if kind == "run" else "seed-group aggregate"
+    redo = ("rerun it" if kind == "run" else "rerun the seed group (alta run --seeds ...)") + \
+        " with this version of alta, or restore the file"
+    got = data.get("format") if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+    if got != expected:
+        raise ConfigError(f"{path} is not an alta {what} (expected format {expected!r}, got {got!r}); {redo}")
+    values: dict[str, dict[str, tuple[float | None, float | None]]] = {s: {} for s in SETTINGS}
+    for metric, _ in COLUMNS + MTIL_COLUMNS:
+        if metric not in data and (metric, _) in MTIL_COLUMNS:
+            continue
+        for setting in SETTINGS:
+            entry = data.get(metric)
+            entry = entry.get(setting, KeyError) if isinstance(entry, dict) else KeyError
+            if kind == "seeds":
+                entry = (entry.get("mean", KeyError), entry.get("std")) if isinstance(entry, dict) else (KeyError, None)
+            else:
+                entry = (entry, None)
+            if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in entry):
+                shown = "missing" if KeyError in entry else f"{entry[0]!r}"
+                field = f"{metric}.{setting}" + (".mean" if kind == "seeds" else "")
+                raise ConfigError(f"{path}: {field} is {shown}; expected a number (or null) in an alta {what}. "
+                                  f"The file was edited or written by another version of alta: {redo}")
+            values[setting][metric] = entry
+    return values
+
+
 def load_rows(folders: Sequence[str | Path]) -> list[Row]:
     """A :class:`Row` per folder: a seed group when it holds ``aggregate.json``, a run's
     ``summary.json``, or for a run group's folder (``group.json``) a row per member.
 
     Raises:
         ConfigError: no folder, a missing folder, a folder with none of these files (or an
-            unfinished run).
+            unfinished run), a file that is not alta's or lacks a column of the table.
     """
     if not folders:
         raise ConfigError("alta report needs at least one run or seed-group folder")
@@ -107,14 +144,12 @@ def load_rows(folders: Sequence[str | Path]) -> list[Row]:
             rows += load_rows(read_group_file(folder))  # members are plain folder names: no recursion into itself
         elif (folder / "aggregate.json").is_file():
             data = _read(folder / "aggregate.json")
-            values = {s: {m: (data[m][s]["mean"], data[m][s]["std"]) for m, _ in COLUMNS + MTIL_COLUMNS if m in data}
-                      for s in SETTINGS}
-            rows.append(Row(folder.name, "seeds", data, values))
+            rows.append(Row(folder.name, "seeds", data, _values(folder / "aggregate.json", data, kind="seeds")))
         elif (folder / "summary.json").is_file():
             data = _read(folder / "summary.json")
-            if data.get("complete") is not True:
+            if isinstance(data, dict) and data.get("format") == SUMMARY_FORMAT and data.get("complete") is not True:
                 raise ConfigError(f"{folder}: the run is not complete; finish it with `alta run --resume {folder}`")
-            values = {s: {m: (data[m][s], None) for m, _ in COLUMNS + MTIL_COLUMNS if m in data} for s in SETTINGS}
+            values = _values(folder / "summary.json", data, kind="run")
             rows.append(Row(folder.name, "run", data, values))
         elif (folder / "config.yaml").is_file():
             raise ConfigError(f"{folder}: the run is not finished (no summary.json yet); finish it with "

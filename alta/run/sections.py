@@ -16,6 +16,7 @@ Learning", IEEE TMM 2023 (reference code github.com/vijaylee/ALTA, ``configs/*.y
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -27,6 +28,7 @@ from ..config import (
     check_choice,
     check_int,
     check_seed,
+    closest_choice,
     default_of,
     resolve_name,
     set_canonical,
@@ -141,7 +143,14 @@ class DataConfig(ConfigSection):
         try:
             set_canonical(self, "dataset", resolve_name(DATASETS, self.dataset, "data.dataset"))
         except ConfigError as exc:
-            raise ConfigError(f"{exc}; multi-domain sequences (a dataset per experience): "
+            message = str(exc)
+            best = closest_choice(self.dataset, [*DATASETS.names(), *SEQUENCES.names()])
+            if isinstance(self.dataset, str) and best in SEQUENCES.names():  # 'mtil-ordr1': not 'cil-food'
+                message = re.sub(r"did you mean '[^']*'\?", f"did you mean the multi-domain sequence {best!r}?", message)
+                if best not in message:
+                    message = message.replace(f"{self.dataset!r}.", f"{self.dataset!r}; did you mean the multi-domain "
+                                              f"sequence {best!r}?", 1)
+            raise ConfigError(f"{message}; multi-domain sequences (a dataset per experience): "
                               f"{', '.join(SEQUENCES.names())}") from None
         for key in ("shots", "shot_seed"):
             if getattr(self, key) is not None:

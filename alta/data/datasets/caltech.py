@@ -23,6 +23,7 @@ from .folders import (
     layout_error,
     list_images,
     need_root,
+    read_index_text,
     report_skipped,
     seeded_split,
     zscl_split_sources,
@@ -65,7 +66,7 @@ def read_split_list(path: str | os.PathLike, base: Path, folders: Sequence[str],
     if not file.is_file():
         raise DataError(f"caltech101: {what}={os.fspath(path)!r} is not a file; expected one image path per line")
     paths, targets = [], []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_index_text("caltech101", file).splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         rel = Path(line.split()[0])

@@ -13,7 +13,7 @@ from pathlib import Path
 from ...classnames import readable
 from ...errors import DataError
 from .base import ImageFileSource, register
-from .folders import file_sha256, layout_error, need_root
+from .folders import check_listed, file_sha256, layout_error, need_root, read_index_text
 
 logger = logging.getLogger("alta.data.datasets")
 
@@ -31,17 +31,16 @@ _CUB_LAYOUT = (
 def read_index(path: Path, dataset: str, fields: int) -> dict[str, list[str]]:
     """``id field...`` lines of a CUB index file, keyed by id."""
     rows: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != fields + 1 or parts[0] in rows:
-                raise DataError(
-                    f"{dataset}: {path} line {number} is {line.strip()!r}; expected one "
-                    f"'<id> {' '.join(['<value>'] * fields)}' line per id, each id once"
-                )
-            rows[parts[0]] = parts[1:]
+    for number, line in enumerate(read_index_text(dataset, path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != fields + 1 or parts[0] in rows or not parts[0].isdigit():
+            raise DataError(
+                f"{dataset}: {path} line {number} is {line.strip()!r}; expected one "
+                f"'<id> {' '.join(['<value>'] * fields)}' line per id (a positive integer), each id once"
+            )
+        rows[parts[0]] = parts[1:]
     return rows
 
 
@@ -85,15 +84,19 @@ def read_cub200(dataset: str, root: Path, *, required: bool = True):
         )
     sides: dict[bool, tuple[list[str], list[int]]] = {True: ([], []), False: ([], [])}
     for image_id in sorted(images, key=int):
-        label = int(labels[image_id][0]) - 1
+        label = int(labels[image_id][0]) - 1 if labels[image_id][0].isdigit() else -1
         if not 0 <= label < len(folders):
-            raise DataError(f"{dataset}: image {image_id} has label {label + 1}, outside 1..{len(folders)}")
+            raise DataError(f"{dataset}: image_class_labels.txt gives image {image_id} the label "
+                            f"{labels[image_id][0]!r}, outside 1..{len(folders)} (the class ids of classes.txt). "
+                            "Fix: restore the file from CUB_200_2011.tgz")
         flag = is_train[image_id][0]
         if flag not in ("0", "1"):
             raise DataError(f"{dataset}: train_test_split.txt gives image {image_id} the flag {flag!r}; expected 0 or 1")
         paths, targets = sides[flag == "1"]
         paths.append(str(base / "images" / images[image_id][0]))
         targets.append(label)
+    check_listed(dataset, root, base, [p for paths, _ in sides.values() for p in paths], base / "images.txt",
+                 _CUB_LAYOUT)
     train = ImageFileSource(*sides[True], names, identity=f"{dataset}|{base}|train", class_ids=folders)
     test = ImageFileSource(*sides[False], names, identity=f"{dataset}|{base}|test", class_ids=folders)
     train.split_info = test.split_info = {"kind": "official", "name": "train_test_split.txt",

@@ -418,17 +418,29 @@ def random_split_indices(num_samples: int, *, seed: int, train_fraction: float =
     return sorted(permutation[:num_train]), sorted(permutation[num_train:])
 
 
+def read_index_text(dataset: str, path: str | os.PathLike) -> str:
+    """The text of an index, split or class-list file of a dataset, read as UTF-8: every loader
+    reads its text files through here, so a damaged or binary file is a :class:`DataError` naming
+    it, never a bare ``UnicodeDecodeError``.
+
+    Raises:
+        DataError: the file cannot be read, or is not UTF-8 text.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{dataset}: cannot read {os.fspath(path)} ({type(err).__name__}: {err}); expected a "
+                        "UTF-8 text file (an index or split file of the dataset). Fix: restore it from the "
+                        "dataset's archive, or rewrite it as UTF-8 text") from err
+
+
 def index_lines(dataset: str, path: Path) -> list[tuple[int, str]]:
     """``(line number, text)`` of the non-blank lines of an index file, stripped.
 
     Raises:
         DataError: the file cannot be read as UTF-8 text.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{dataset}: cannot read {path} ({type(err).__name__}: {err}); expected a text "
-                        "index file of the dataset. Fix: restore it from the dataset's archive") from err
+    text = read_index_text(dataset, path)
     return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
@@ -443,7 +455,7 @@ def load_mat(dataset: str, path: Path, keys: Sequence[str]) -> dict[str, np.ndar
 
     try:
         content = scipy.io.loadmat(path, squeeze_me=True)
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
+    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise DataError(f"{dataset}: cannot read {path} as a MATLAB file ({type(err).__name__}: {err}); the "
                         "file is corrupt or truncated. Fix: restore it from the dataset's archive") from err
     absent = [k for k in keys if k not in content]

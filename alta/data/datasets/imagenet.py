@@ -16,7 +16,7 @@ from typing import Sequence
 from ...errors import DataError
 from ..splits import read_name_map
 from .base import DataRootError, ImageFileSource, register
-from .folders import check_path_option, class_folders, folder_split, layout_error, need_root
+from .folders import check_path_option, class_folders, folder_split, layout_error, need_root, read_index_text
 
 logger = logging.getLogger("alta.data.datasets")
 
@@ -40,7 +40,7 @@ def read_class_list(path: str | os.PathLike, dataset: str) -> list[str]:
         raise DataError(f"{dataset}: class_list={os.fspath(path)!r} is not a file; expected one wnid per line")
     plain: list[str] = []
     labelled: dict[str, int] = {}
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_index_text(dataset, file).splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         tokens = line.split()
@@ -69,7 +69,7 @@ def synset_names(root: Path) -> dict[str, str] | None:
         mapping_file = folder / "LOC_synset_mapping.txt"
         if mapping_file.is_file():
             names = {}
-            for line in mapping_file.read_text(encoding="utf-8").splitlines():
+            for line in read_index_text("imagenet-subset", mapping_file).splitlines():
                 wnid, _, text = line.strip().partition(" ")
                 if wnid:
                     names[wnid] = text.split(",")[0].strip()
@@ -120,7 +120,7 @@ def _load_imagenet_subset(root: Path | None, *, download: bool, class_list: str 
                             "was found", _IMAGENET_LAYOUT, can_download=False)
     label = {w: k for k, w in enumerate(wnids)}
     paths, targets = [], []
-    for line in solution.read_text(encoding="utf-8").splitlines()[1:]:
+    for line in read_index_text("imagenet-subset", solution).splitlines()[1:]:
         image_id, _, prediction = line.partition(",")
         wnid = prediction.split(" ")[0] if prediction else ""
         if wnid in label:

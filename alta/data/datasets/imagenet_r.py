@@ -38,6 +38,7 @@ from .folders import (
     layout_error,
     list_images,
     need_root,
+    read_index_text,
     report_skipped,
     seeded_split,
 )
@@ -109,27 +110,26 @@ def read_split_file(path: Path, *, dataset: str) -> tuple[list[str], list[str], 
     sides: dict[str, list[str]] = {}
     current = None
     skipped: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            entry = line.strip()
-            if not entry:
-                continue
-            if entry in ("train", "test"):
-                if entry in sides:
-                    raise DataError(f"{dataset}: split file {str(path)!r} line {number} starts the {entry!r} list a "
-                                    f"second time; expected one 'train' and one 'test' line")
-                current = sides.setdefault(entry, [])
-                continue
-            if current is None:
-                raise DataError(f"{dataset}: split file {str(path)!r} line {number} is {entry!r} before any 'train' "
-                                f"or 'test' line; expected a line 'train', its paths, a line 'test', its paths")
-            if os.path.isabs(entry) or ".." in entry.split("/"):
-                raise DataError(f"{dataset}: split file {str(path)!r} line {number} is {entry!r}; expected a path "
-                                f"relative to the imagenet-r folder such as n01443537/art_0.jpg")
-            if not entry.lower().endswith(IMAGE_EXTENSIONS):
-                skipped.append(entry)
-                continue
-            current.append(entry)
+    for number, line in enumerate(read_index_text(dataset, path).splitlines(), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        if entry in ("train", "test"):
+            if entry in sides:
+                raise DataError(f"{dataset}: split file {str(path)!r} line {number} starts the {entry!r} list a "
+                                f"second time; expected one 'train' and one 'test' line")
+            current = sides.setdefault(entry, [])
+            continue
+        if current is None:
+            raise DataError(f"{dataset}: split file {str(path)!r} line {number} is {entry!r} before any 'train' "
+                            f"or 'test' line; expected a line 'train', its paths, a line 'test', its paths")
+        if os.path.isabs(entry) or ".." in entry.split("/"):
+            raise DataError(f"{dataset}: split file {str(path)!r} line {number} is {entry!r}; expected a path "
+                            f"relative to the imagenet-r folder such as n01443537/art_0.jpg")
+        if not entry.lower().endswith(IMAGE_EXTENSIONS):
+            skipped.append(entry)
+            continue
+        current.append(entry)
     if set(sides) != {"train", "test"}:
         raise DataError(f"{dataset}: split file {str(path)!r} lacks a {'train' if 'train' not in sides else 'test'!r} "
                         f"line; expected a line 'train', the training images, a line 'test', the test images")

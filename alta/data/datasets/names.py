@@ -93,8 +93,8 @@ def check_class_ids(dataset: str, found: Sequence[str], expected: Sequence[str],
     :func:`~alta.data.datasets.class_key`, so case, ``_``/space/``-`` differences pass).
 
     Raises:
-        DataRootError: naming the missing and unexpected classes, or the first position where the
-            order differs, and ``where`` the classes were read.
+        DataRootError: naming the missing and unexpected classes, the classes listed twice, or
+            the first position where the order differs, and ``where`` the classes were read.
     """
     found_keys = [class_key(f) for f in found]
     expected_keys = [class_key(e) for e in expected]
@@ -103,7 +103,10 @@ def check_class_ids(dataset: str, found: Sequence[str], expected: Sequence[str],
     found_set, expected_set = set(found_keys), set(expected_keys)
     missing = [e for e, k in zip(expected, expected_keys) if k not in found_set]
     extra = [f for f, k in zip(found, found_keys) if k not in expected_set]
-    if missing or extra or len(found) != len(expected):
+    repeated = sorted({f for f, k in zip(found, found_keys) if found_keys.count(k) > 1})
+    if repeated and not missing and not extra:
+        what = f"{len(repeated)} listed more than once: {repeated[:5]}{' ...' if len(repeated) > 5 else ''}"
+    elif missing or extra or len(found) != len(expected):
         what = (f"missing {len(missing)}: {missing[:5]}{' ...' if len(missing) > 5 else ''}; unexpected "
                 f"{len(extra)}: {extra[:5]}{' ...' if len(extra) > 5 else ''}")
     else:

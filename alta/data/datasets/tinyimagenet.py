@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ...errors import DataError
 from .base import ImageFileSource, register
-from .folders import layout_error, list_images, need_root, report_skipped
+from .folders import check_listed, layout_error, list_images, need_root, read_index_text, report_skipped
 
 logger = logging.getLogger("alta.data.datasets")
 
@@ -25,11 +25,10 @@ _TINY_LAYOUT = (
 def _tiny_names(words: Path, wnids: Sequence[str]) -> list[str]:
     wanted = set(wnids)
     names: dict[str, str] = {}
-    with open(words, encoding="utf-8") as handle:
-        for line in handle:
-            wnid, _, text = line.rstrip("\n").partition("\t")
-            if wnid in wanted:
-                names[wnid] = text.split(",")[0].strip()
+    for line in read_index_text("seq-tinyimagenet", words).splitlines():
+        wnid, _, text = line.partition("\t")
+        if wnid in wanted:
+            names[wnid] = text.split(",")[0].strip()
     missing = [w for w in wnids if not names.get(w)]
     if missing:
         raise DataError(
@@ -50,7 +49,7 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
         extra = " (download=True is not supported for Tiny-ImageNet)" if download else ""
         raise layout_error("seq-tinyimagenet", root, f"missing {', '.join(absent)}{extra}",
                             _TINY_LAYOUT, can_download=False)
-    wnids = (root / "wnids.txt").read_text(encoding="utf-8").split()
+    wnids = read_index_text("seq-tinyimagenet", root / "wnids.txt").split()
     if len(set(wnids)) != len(wnids):
         raise DataError(f"seq-tinyimagenet: {root / 'wnids.txt'} lists a wnid twice")
     names = _tiny_names(root / "words.txt", wnids)
@@ -80,18 +79,17 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
     val_paths: list[str] = []
     val_targets: list[int] = []
     annotations = root / "val" / "val_annotations.txt"
-    with open(annotations, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 2 or fields[1] not in label:
-                raise DataError(
-                    f"seq-tinyimagenet: {annotations} line {number} is {line.strip()!r}; expected "
-                    "'file<TAB>wnid<TAB>box...' with a wnid listed in wnids.txt"
-                )
-            val_paths.append(str(root / "val" / "images" / fields[0]))
-            val_targets.append(label[fields[1]])
+    for number, line in enumerate(read_index_text("seq-tinyimagenet", annotations).splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in label:
+            raise DataError(
+                f"seq-tinyimagenet: {annotations} line {number} is {line.strip()!r}; expected "
+                "'file<TAB>wnid<TAB>box...' with a wnid listed in wnids.txt"
+            )
+        val_paths.append(str(root / "val" / "images" / fields[0]))
+        val_targets.append(label[fields[1]])
     absent = sorted(set(wnids) - {wnids[t] for t in val_targets}, key=label.get)
     if absent:
         raise DataError(
@@ -100,6 +98,7 @@ def _load_tinyimagenet(root: Path | None, *, download: bool):
             f"{' ...' if len(absent) > 5 else ''}. Every class needs test images (a class without "
             "them would be scored on nothing). Fix: restore val/ from tiny-imagenet-200.zip"
         )
+    check_listed("seq-tinyimagenet", root, root, val_paths, annotations, _TINY_LAYOUT)
     test = ImageFileSource(val_paths, val_targets, names, identity=f"seq-tinyimagenet|{root}|val",
                            class_ids=wnids)
     return train, test

@@ -28,7 +28,7 @@ from pathlib import Path
 from ...classnames import readable
 from ...errors import ConfigError, DataError
 from .base import DataRootError, ImageFileSource, register
-from .folders import file_sha256, layout_error, need_root
+from .folders import file_sha256, layout_error, need_root, read_index_text
 
 logger = logging.getLogger("alta.data.datasets")
 
@@ -87,7 +87,7 @@ def _from_lists(dataset: str, base: Path, split: int) -> tuple[dict[str, list], 
         raise layout_error(dataset, base, f"found {FRAMES}/ but neither {SPLIT_JSON} nor {', '.join(absent)}",
                            _UCF_LAYOUT, can_download=False)
     label_of: dict[str, int] = {}
-    for number, line in enumerate(files["classes"].read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_index_text(dataset, files["classes"]).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -99,7 +99,7 @@ def _from_lists(dataset: str, base: Path, split: int) -> tuple[dict[str, list], 
     out: dict[str, list] = {}
     for side in ("train", "test"):
         rows = []
-        for number, line in enumerate(files[side].read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_index_text(dataset, files[side]).splitlines(), start=1):
             if not line.strip():
                 continue
             video = line.split()[0]
