@@ -623,7 +623,7 @@ class BufferConfig(ConfigSection):
             (``per_class`` exemplars per class by iCaRL's herding, chosen at the end of each
             experience: the PyCIL/PROOF memory; ``size`` must hold ``per_class`` x classes).
         per_class: Exemplars kept per class by ``herding`` (``None``: the policy's default, 20 as
-            in PROOF); refused with the other policies when the buffer is built.
+            in PROOF); refused with the other policies when the configuration is read.
     """
 
     _SECTION: ClassVar[str] = "buffer"
@@ -639,6 +639,10 @@ class BufferConfig(ConfigSection):
         set_canonical(self, "policy", resolve_name(BUFFER_POLICIES, self.policy, "buffer.policy"))
         check_int(self.per_class, "buffer.per_class", low=1, optional=True,
                   why="exemplars kept per class by the herding policy (20 in PROOF)")
+        try:  # when the config is read, not after the backbone is built
+            _policy_options(self.policy, self.per_class)
+        except ConfigError as exc:
+            raise ConfigError(f"config key 'buffer.per_class': {exc}") from None
 
     @property
     def enabled(self) -> bool:

@@ -227,6 +227,16 @@ def test_missing_data_offers_download_only_for_a_dataset_that_can_be_downloaded(
     assert code == 1 and "--data-root DIR gives the folder holding the data." in err and "--download" not in err
 
 
+def test_keys_checked_together_may_be_given_in_any_order_and_are_checked_when_read(capsys):
+    """buffer.per_class belongs to the herding policy: refused with another policy when the config
+    is read (it was refused only after the backbone was built), in either order of the flags."""
+    for order in (["buffer.per_class=5", "buffer.policy=herding"], ["buffer.policy=herding", "buffer.per_class=5"]):
+        code, out, _ = run_cli(capsys, "config", "show", *[a for kv in order for a in ("--set", kv)])
+        assert code == 0 and "policy: herding" in out and "per_class: 5" in out
+    code, _, err = run_cli(capsys, "config", "show", "--set", "buffer.per_class=5")
+    assert code == 2 and "config key 'buffer.per_class'" in err and "policy 'reservoir'" in err
+
+
 def test_missing_folders_and_files_are_named_as_missing(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", "--resume", str(tmp_path / "gone"))
     assert code == 2 and f"--resume {tmp_path / 'gone'}: no such folder" in err

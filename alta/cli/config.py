@@ -59,11 +59,12 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, Any]) -> RunConfi
     """
 
     hints = field_hints(RunConfig)
+    sections: dict[str, dict[str, Any]] = {}  # section -> its new values, applied together at the end
+    top: dict[str, Any] = {}
     for group in (DataConfig.SPLIT_KEYS, DataConfig.ORDER_KEYS):
         keys = {f"data.{k}" for k in group}
         if keys & set(overrides):
-            cleared = {k[len("data."):]: None for k in keys - set(overrides)}
-            config = dataclasses.replace(config, data=dataclasses.replace(config.data, **cleared))
+            sections.setdefault("data", {}).update({k[len("data."):]: None for k in keys - set(overrides)})
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if section not in hints:
@@ -77,16 +78,18 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, Any]) -> RunConfi
             if name not in sub_hints or (item and typing.get_origin(sub_hints[name]) is not dict):
                 raise unknown_key_error(name + (f".{item}" if item else ""), f"{section}.",
                                         [f.name for f in fields(hint)], RunConfig)
-            current = getattr(config, section)
+            pending = sections.setdefault(section, {})
             if item:  # data.options.split_seed=1
-                value = {**getattr(current, name), item: value}
-            new = dataclasses.replace(current, **{name: coerce(value, sub_hints[name], key)})
-            config = dataclasses.replace(config, **{section: new})
+                value = {**pending.get(name, getattr(getattr(config, section), name)), item: value}
+            pending[name] = coerce(value, sub_hints[name], key)
         else:
             if name:
                 raise unknown_key_error(key, "", [f.name for f in fields(RunConfig)], RunConfig)
-            config = dataclasses.replace(config, **{section: coerce(value, hint, key)})
-    return config
+            top[section] = coerce(value, hint, key)
+    # each section is validated once with all its new values, so that keys checked together (a
+    # buffer policy and its per_class) may be given in any order
+    rebuilt = {section: dataclasses.replace(getattr(config, section), **values) for section, values in sections.items()}
+    return dataclasses.replace(config, **rebuilt, **top) if rebuilt or top else config
 
 
 def parse_override(text: str) -> tuple[str, Any]:
