@@ -262,6 +262,11 @@ def test_imagenet_r_split_files(tmp_path):
         load_sources("imagenet-r", root=tmp_path, options={"split_file": "nope"})
     with pytest.raises(ConfigError, match="alternatives"):
         load_sources("imagenet-r", root=tmp_path, options={"split_file": str(own), "split_seed": 2})
+    gap = tmp_path / "gap_split.txt"  # one class left out of train: was loaded with 199 training classes, silently
+    gap.write_text("train\n" + "".join(f"{w}/art_0.jpg\n" for w in wnids[1:])
+                   + "test\n" + "".join(f"{w}/toy_2.jpg\n" for w in wnids))
+    with pytest.raises(DataError, match=rf"lists no train image of 1 class\(es\).*{wnids[0]}.*never be learned"):
+        load_sources("cil-imagenet-r", root=tmp_path, options={"split_file": str(gap)})
     own.write_bytes(b"train\n\xff\xfe\n")  # not UTF-8: was a bare UnicodeDecodeError
     with pytest.raises(DataError, match=r"cil-imagenet-r: cannot read .*my_split.txt .*UTF-8"):
         load_sources("cil-imagenet-r", root=tmp_path, options={"split_file": str(own)})

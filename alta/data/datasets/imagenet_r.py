@@ -169,6 +169,15 @@ def split_file_sources(dataset: str, base: Path, folders: Sequence[str], class_n
                 f"{dataset}: split file {path.name} lists {len(missing)} {side} image(s) that are not under "
                 f"{str(base)!r}, e.g. {missing[:3]}; this copy of ImageNet-R differs from the one the split was "
                 f"made for. Fix: use the original imagenet-r.tar, or a split file of your copy")
+        empty = sorted(set(folders) - {e.split("/", 1)[0] for e in entries})
+        if empty:
+            role = "training" if side == "train" else "test"
+            raise DataError(
+                f"{dataset}: split file {path.name} lists no {side} image of {len(empty)} class(es) of "
+                f"{str(base)!r}, e.g. {[class_names[label_of[f]] for f in empty[:5]]} ({empty[:5]}). Every class "
+                f"needs at least one training and one test image (a class without {role} images would "
+                f"{'never be learned' if side == 'train' else 'never be evaluated'}). Fix: a split file that lists "
+                "both sides of every class folder, or remove the folders it leaves out")
         out.append(ImageFileSource([base / e for e in entries], [label_of[e.split("/", 1)[0]] for e in entries],
                                    class_names, identity=f"{dataset}|{base}|split_file={info['sha256'][:16]}|{side}",
                                    class_ids=folders))
