@@ -371,12 +371,15 @@ class MemoryBuffer:
             ResourceError: the buffer's storage cannot be allocated (first add).
         """
         batch_size = self._validate(fields)
+        labels = fields[self._label_field].tolist() if self._policy.needs_labels and batch_size else None
+        if labels and min(labels) < 0:  # a policy counts per class: -1 would be a class of its own
+            raise ShapeError(f"label field {self._label_field!r} holds negative labels ({min(labels)}); policy "
+                             f"{self._policy_name!r} keeps items per class, and class labels are 0..C-1")
         if not self._storage:
             for name, value in fields.items():
                 self._storage[name] = self._allocate(name, value)
         if batch_size == 0:
             return torch.empty(0, dtype=torch.long)
-        labels = fields[self._label_field].tolist() if self._policy.needs_labels else None
         extra = {"features": fields[self._feature_field]} if self._policy.needs_features else {}
         slots = self._policy.assign(
             num_seen=self._num_seen,

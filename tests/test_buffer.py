@@ -319,6 +319,11 @@ def test_class_balanced_needs_integer_labels():
     custom = MemoryBuffer(3, policy="class_balanced", seed=0, label_field="y")
     custom.add(y=torch.tensor([0, 0, 0, 1]))
     assert sorted(custom.data()["y"].tolist()) == [0, 0, 1]
+    for policy, extra in (("class_balanced", {}), ("herding", {"image_features": torch.randn(2, 4)})):
+        counted = MemoryBuffer(40, policy=policy, seed=0)  # -1 was stored as a class of its own
+        with pytest.raises(ShapeError, match=r"negative labels \(-1\).*0\.\.C-1"):
+            counted.add(labels=torch.tensor([0, -1]), **extra)
+        assert len(counted) == 0
 
 
 def test_class_balanced_keeps_minority_classes():
