@@ -274,8 +274,11 @@ def import_plugin(spec: str | os.PathLike) -> tuple[ModuleType, PluginOrigin, li
     as_file = text.endswith(".py") or os.sep in text or (os.altsep and os.altsep in text) or path.is_file()
     if as_file:
         if not path.is_file():
-            raise PluginError(f"--import {text}: no such file; give the path of a .py file that registers a plug-in, "
-                              f"or an importable module name (e.g. my_package.plugin)")
+            what = ("is a folder, not a file" if path.is_dir() else
+                    "exists but is not a regular file" if path.exists() else "no such file")
+            raise PluginError(f"--import {text}: {what}; give the path of a .py file that registers a plug-in "
+                              f"(e.g. {text.rstrip('/')}/plugin.py), or an importable module name (e.g. "
+                              f"my_package.plugin)")
         file = str(path.resolve())
         key = f"file:{file}"
         digest = file_sha256(file)

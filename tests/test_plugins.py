@@ -161,6 +161,8 @@ def test_a_plugin_that_fails_to_import_is_named_with_its_error(tmp_path, capsys)
     assert f"alta: error: --import {broken} failed: ZeroDivisionError: division by zero (at {broken}:3)" in err
     code, _, err = run_cli(capsys, "list", "--import", str(tmp_path / "absent.py"))
     assert code == 2 and "no such file" in err
+    code, _, err = run_cli(capsys, "list", "--import", str(tmp_path))  # a folder was called "no such file"
+    assert code == 2 and f"--import {tmp_path}: is a folder, not a file" in err
     assert "broken" not in sys.modules  # nothing half-imported is left behind
 
 
