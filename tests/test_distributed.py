@@ -209,10 +209,9 @@ def _probe_stream(backbone, *, distributed: bool):
             "params": [p.detach().clone() for p in learner.trainable_parameters()]}
 
 
-def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
-    """Steps on images (the frozen image encoder in the step), a global batch of 1 among them:
-    rank 1 then encodes an empty shard."""
-    learner, optimizer, buffer, _, _, probe = _step_setup(backbone, method="alta", head="all")
+def _steps_on_images(learner, optimizer, *, parallel: bool, buffer=None) -> None:
+    """Three steps on images (the frozen image encoder in the step), a global batch of 1 among
+    them: with ``parallel``, rank 1 then has an empty shard of images."""
     g = torch.Generator().manual_seed(5)
     for size in (5, 1, 4):
         images = torch.randn(size, 3, 32, 32, generator=g)
@@ -223,28 +222,25 @@ def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
                             optimizer=optimizer, buffer=buffer, parallel=DataParallelStep())  # shard_sizes gathered
         else:
             alta.train_step(learner, images, labels, optimizer=optimizer, buffer=buffer)
+
+
+def _image_steps(backbone, *, parallel: bool) -> torch.Tensor:
+    """ALTA stepped on images with an empty shard among them."""
+    learner, optimizer, buffer, _, _, probe = _step_setup(backbone, method="alta", head="all")
+    _steps_on_images(learner, optimizer, parallel=parallel, buffer=buffer)
     with torch.no_grad():
         return learner.logits_from_features(probe)
 
 
 def _probe_image_steps(backbone, *, parallel: bool) -> torch.Tensor:
-    """The example's learner (not ALTA) stepped on images, a global batch of 1 among them: rank 1
-    then has an empty shard of images (the loop passes it as no features, of the backbone's D)."""
+    """The example's learner (not ALTA) stepped on images with an empty shard among them (the
+    loop passes it as no features, of the backbone's D)."""
     probe = import_plugin(LINEAR_PROBE)[0].LinearProbe
     stream = _stream()
     learner = probe(backbone, class_names=stream.class_names, seed=0)
     learner.begin_experience(list(stream)[0])
     optimizer = torch.optim.SGD(learner.trainable_parameters(), lr=0.05)
-    g = torch.Generator().manual_seed(5)
-    for size in (5, 1, 4):
-        images = torch.randn(size, 3, 32, 32, generator=g)
-        labels = torch.randint(0, 2, (size,), generator=g)
-        if parallel:
-            part = dist.shard_range(size)
-            alta.train_step(learner, images[part.start : part.stop], labels[part.start : part.stop],
-                            optimizer=optimizer, parallel=DataParallelStep())
-        else:
-            alta.train_step(learner, images, labels, optimizer=optimizer)
+    _steps_on_images(learner, optimizer, parallel=parallel)
     return learner.head.weight.detach().clone()
 
 
