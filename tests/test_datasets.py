@@ -389,6 +389,20 @@ def test_a_file_link_to_itself_is_skipped_with_its_name(tmp_path, caplog):
     assert str(tmp_path / "train" / "cat" / "me.png") in caplog.text
 
 
+def test_images_in_sub_folders_of_a_class_are_read_as_it_and_said(tmp_path, caplog):
+    """As torchvision's ImageFolder: a sub-folder's images belong to the class; the log says how
+    many (20 images of train/cat/more/ changed the data without a word)."""
+    make_image_folder(tmp_path)
+    for k in range(2):
+        _save(tmp_path / "train" / "cat" / "more" / f"{k}.png")
+    _save(tmp_path / "train" / "cat" / "more" / "x.gif")  # not an ImageFolder extension: skipped, reported
+    with caplog.at_level("INFO", logger="alta"):
+        train, _ = load_sources("image-folder", root=tmp_path)
+    assert torch.bincount(train.targets).tolist() == [3, 6, 2]
+    assert f"2 of the 11 images of {tmp_path / 'train'} are in sub-folders of their class folders" in caplog.text
+    assert "x.gif (no image extension)" in caplog.text
+
+
 def test_cifar_folder_class_without_test_images_is_an_error(tmp_path):
     for split in ("train", "test"):
         for c in CIFAR10_CLASSES:

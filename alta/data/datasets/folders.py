@@ -217,6 +217,7 @@ def folder_split(
     paths: list[str] = []
     targets: list[int] = []
     skipped: list[tuple[str, str]] = []
+    nested = 0  # images found below a class folder's own level
     for label, folder in enumerate(folders):
         files = list_images(split_dir / folder, skipped)
         if not files:
@@ -231,7 +232,11 @@ def folder_split(
             )
         paths.extend(files)
         targets.extend([label] * len(files))
+        nested += sum(os.path.dirname(f) != os.path.join(split_dir, folder) for f in files)
     report_skipped(dataset, split_dir, skipped, kept=len(paths))
+    if nested:  # read as torchvision's ImageFolder reads them: said, since a stray folder changes the data
+        logger.info("%s: %d of the %d images of %s are in sub-folders of their class folders and are read as that "
+                    "class (as torchvision's ImageFolder does)", dataset, nested, len(paths), split_dir)
     return ImageFileSource(paths, targets, class_names, identity=identity,
                            class_ids=list(folders) if class_ids is None else class_ids)
 
