@@ -389,6 +389,14 @@ def test_a_file_link_to_itself_is_skipped_with_its_name(tmp_path, caplog):
     assert str(tmp_path / "train" / "cat" / "me.png") in caplog.text
 
 
+def test_an_image_folder_root_one_level_off_says_where_train_is(tmp_path):
+    make_image_folder(tmp_path / "pets")
+    with pytest.raises(DataRootError, match=r"holds pets/train/: root is one level deeper"):
+        load_sources("image-folder", root=tmp_path)
+    with pytest.raises(DataRootError, match=r"is a split folder itself: root is the folder above it"):
+        load_sources("image-folder", root=tmp_path / "pets" / "train")
+
+
 def test_images_in_sub_folders_of_a_class_are_read_as_it_and_said(tmp_path, caplog):
     """As torchvision's ImageFolder: a sub-folder's images belong to the class; the log says how
     many (20 images of train/cat/more/ changed the data without a word)."""

@@ -22,11 +22,25 @@ _FOLDER_LAYOUT = (
 )
 
 
+def _level_hint(root: Path) -> str:
+    """Where the ``train/`` folder is when ``root`` is one level off: ``root`` is a split folder
+    itself, or a folder holding the dataset's folder."""
+    if root.name in ("train", "test", "val") and (root.parent / "train").is_dir():
+        return f"; {str(root)!r} is a split folder itself: root is the folder above it ({str(root.parent)!r})"
+    if root.is_dir():
+        below = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "train").is_dir())
+        if below:
+            return (f"; {str(root)!r} holds {', '.join(f'{d}/train/' for d in below[:3])}: root is one level "
+                    f"deeper (e.g. {str(root / below[0])!r})")
+    return ""
+
+
 @register("image-folder", None, "any train/<class>/ + test/<class>/ tree (sorted class folders)")
 def _load_image_folder(root: Path | None, *, download: bool):
     root = need_root("image-folder", root, _FOLDER_LAYOUT, can_download=False)
     if not (root / "train").is_dir():
-        raise layout_error("image-folder", root, "no train/ folder", _FOLDER_LAYOUT, can_download=False)
+        raise layout_error("image-folder", root, "no train/ folder" + _level_hint(root), _FOLDER_LAYOUT,
+                           can_download=False)
     test_dir = find_test_dir(root)
     if test_dir is None:
         raise layout_error("image-folder", root, "no test/ or val/ folder beside train/",
