@@ -237,6 +237,7 @@ def test_a_term_returning_a_non_scalar_or_nan_is_named_and_no_run_on_disk_is_los
     assert f"loss term plug-in 'late_nan' (--import {terms}, sha256 " in err and "returned nan at this step" in err
     assert f"the last complete checkpoint {broken / 'checkpoint.pt'} is intact" in err
     assert f"alta run --resume {broken} --import {terms}" in err
+    assert "when the fix is a setting (a lower --lr, fp32), start a new run with it instead" in err  # resume keeps it
     state = read_checkpoint(broken / "checkpoint.pt", config_hash=load_config(broken).fingerprint(),
                             num_experiences=2)
     assert state["next_experience"] == 1 and not (broken / "summary.json").exists()  # experience 1 kept

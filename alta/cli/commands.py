@@ -169,8 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if checkpoint.is_file() and (output_dir / "config.yaml").is_file():
             resume_command = (f"torchrun --nproc_per_node {dist.get_world_size()} -m alta run --resume {output_dir}"
                               if dist.is_distributed() else f"alta run --resume {output_dir}") + _imports(args)
-            print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed, continue "
-                  f"with:\n  {resume_command}", file=sys.stderr)
+            advice = (" A resumed run keeps its configuration (config.yaml): when the fix is a setting (a lower "
+                      "--lr, fp32), start a new run with it instead" if isinstance(exc, TrainingError) else "")
+            print(f"alta: the last complete checkpoint {checkpoint} is intact; once the cause is fixed (the data, "
+                  f"the disk, the code), continue with:\n  {resume_command}\n{advice.strip()}".rstrip(),
+                  file=sys.stderr)
         return 1
     except (_StoppedByLauncher, RuntimeError) as exc:
         if not dist.is_distributed() or not (isinstance(exc, (_StoppedByLauncher, torch.distributed.DistError))
