@@ -8,7 +8,7 @@ a YAML file, in alta's format or in the reference code's own (sections
 :func:`translate_reference_config`), and applies command-line overrides without mutating it
 (:func:`apply_overrides` returns a new config built with :func:`dataclasses.replace`).
 
-The defaults are the reference protocol (METHOD.md Sec. 4): RN50, the ALTA method, buffer 200,
+The defaults are the reference protocol (docs/method.md, Training protocol): RN50, the ALTA method, buffer 200,
 30 epochs per experience, batch 32, SGD lr 0.002 / momentum 0.9 / weight decay 5e-4 with a cosine
 schedule after one warm-up epoch at 1e-5, evaluation every 10 epochs.
 """

@@ -74,7 +74,7 @@ def parse_cache_mode(mode: Any) -> tuple[str, int]:
 class LoopConfig(ConfigSection):
     """Settings of the training loops, validated once, here.
 
-    The defaults are the reference protocol (METHOD.md Sec. 4): 30 epochs per experience, batch
+    The defaults are the reference protocol (docs/method.md, Training protocol): 30 epochs per experience, batch
     32, evaluation every 10 epochs. A run's configuration builds one from its ``train``,
     ``eval`` and ``data`` sections (:attr:`alta.run.config.RunConfig.loop`).
 
