@@ -323,8 +323,9 @@ def _add_config_arguments(run: argparse.ArgumentParser) -> None:
                            "drawn from data.shot_seed (default: the run's --seed)")
     data.add_argument("--num-workers", dest="num_workers", type=int, metavar="N",
                       help="DataLoader worker processes (default 0)")
-    for dest in REFERENCE_DIRS:
-        data.add_argument(f"--{dest}", dest=dest, metavar="DIR", help=argparse.SUPPRESS)
+    for dest, dataset in REFERENCE_DIRS.items():
+        data.add_argument(f"--{dest}", dest=dest, metavar="DIR",
+                          help=f"the reference code's folder flag: --data-root for {dataset}")
 
     training = run.add_argument_group("training")
     training.add_argument("--epochs", type=int, metavar="N", help="epochs per experience (paper configs 30, joint 100; offline demo 20)")
