@@ -165,6 +165,14 @@ def test_lambda_transforms_are_not_served_from_a_disk_cache(tiny_clip, tmp_path,
     assert "does not identify" in caplog.text
     fresh = FeatureCache(tmp_path).features(tiny_clip, other).features  # a later process
     assert torch.equal(fresh, b)
+    caplog.clear()
+    double = T.Lambda(lambda x: 2 * x)
+    datasets = [_random_stream(None, num_samples=n).with_transforms(test_transform=double)[0].test for n in (4, 6, 8)]
+    with caplog.at_level(logging.WARNING, logger="alta"):  # one transform, three datasets: said once
+        cache = FeatureCache(tmp_path)
+        for dataset in datasets:
+            cache.features(tiny_clip, dataset)
+    assert cache.misses == 3 and caplog.text.count("does not identify itself") == 1
 
 
 def test_default_repr_transforms_never_share_cache_entries(tiny_clip, tmp_path):

@@ -146,7 +146,7 @@ class FeatureCache:
     disk. A transform whose ``repr`` does not (a ``Lambda``, a function, an object with the
     default ``<... at 0x...>`` repr; see :func:`alta.data.stream.transform_identity`) is keyed
     to that very object: its features are reused in memory with the same object only, and never
-    written to or read from ``directory`` (a warning says so once per dataset).
+    written to or read from ``directory`` (a warning says so once per transform).
 
     Args:
         directory: Folder for on-disk caching (memory-mapped reads). ``None`` keeps features
@@ -242,13 +242,14 @@ class FeatureCache:
         path = self.directory / f"{key}.pt" if self.directory is not None else None
         if path is not None and not getattr(dataset, "transform_identified", True):
             # its key names this very transform object: a file would be stale for another process
-            if key not in self._warned:
-                self._warned.add(key)
+            transform = _short(getattr(dataset, "transform", None))
+            if transform not in self._warned:  # once per transform, not once per dataset it is used with
+                self._warned.add(transform)
                 logger.warning(
                     "a transform of %r (%s, or its source's own transform) does not identify itself (its repr "
-                    "holds a memory address or is a Lambda), so these features are cached in memory only, never on "
-                    "disk in %s; give the transform a __repr__ that lists its parameters to cache it on disk",
-                    dataset, _short(getattr(dataset, "transform", None)), self.directory)
+                    "holds a memory address or is a Lambda), so features under it are cached in memory only, never "
+                    "on disk in %s; give the transform a __repr__ that lists its parameters to cache it on disk",
+                    dataset, transform, self.directory)
             path = None
         return path
 
