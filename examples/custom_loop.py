@@ -103,4 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except alta.AltaError as error:  # a bad option (e.g. --train-cache bogus): its message, not a traceback
+        raise SystemExit(f"custom_loop.py: error: {error}") from None

@@ -437,7 +437,8 @@ def format_table(summary: dict[str, Any]) -> str:
     kind = "pretrained" if summary["pretrained"] else "RANDOM weights"
     lines = [
         f"alta run {summary['config']!r}: {summary['dataset']}, {T} experience{'s' if T != 1 else ''} x "
-        f"{'/'.join(str(c) for c in sorted(set(summary['classes_per_experience'])))} classes, "
+        f"{'/'.join(str(c) for c in sorted(set(summary['classes_per_experience'])))} "
+        f"class{'es' if max(summary['classes_per_experience'], default=0) != 1 else ''}, "
         + (f"{summary['iterations']} iterations per experience in {summary['epochs']} rounds"
            if summary.get("iterations") else
            f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} per experience")
