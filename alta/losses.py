@@ -25,6 +25,7 @@ A term is a small protocol (duck-typed; :class:`LossTerm` is a convenient base c
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 import re
@@ -147,7 +148,7 @@ class LossInputs:
         return self._memory_logits
 
 
-class LossTerm(nn.Module):
+class LossTerm(nn.Module, metaclass=abc.ABCMeta):
     """Base class of a loss term (the protocol is described in :mod:`alta.losses`).
 
     Subclasses set ``name`` (and ``stores``) and implement :meth:`forward`; a term with state
@@ -177,9 +178,10 @@ class LossTerm(nn.Module):
                               f"{weight!r}")
         self.weight = float(weight)
 
+    @abc.abstractmethod
     def forward(self, inputs: LossInputs) -> TermValue | None:
-        """The term at this step (``None``: nothing to add)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(inputs) -> TermValue | None")
+        """The term at this step (``None``: nothing to add); a subclass that does not define it
+        cannot be instantiated (``TypeError``)."""
 
     def items(self, inputs: LossInputs) -> dict[str, torch.Tensor]:
         """What to store in the buffer for each sample of the batch: ``{field: (B, ...)}`` for
@@ -256,6 +258,9 @@ def _check_factory(name: str, factory: Any) -> Callable[..., Any]:
     if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise ConfigError(f"a loss term's name is logged as loss/<name> and keys its state: a Python identifier "
                           f"other than {', '.join(RESERVED_NAMES)}, got {name!r}")
+    if inspect.isabstract(factory):
+        raise TypeError(f"{factory.__qualname__} does not define forward(inputs) -> TermValue | None, which every "
+                        f"LossTerm must (it is abstract)")
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):

@@ -176,6 +176,8 @@ def test_a_plugin_that_fails_to_import_is_named_with_its_error(tmp_path, capsys)
     ("METHODS.add('odd', MethodSpec('odd', (('f3', 'w1'),), replay=True, snapshot=True, description=''))",
      "--import {file}: method 'odd': each term of a MethodSpec is a pair \\(image kind, text kind\\)"),
     ("LOSS_TERMS.add('noweight', lambda scale: None)", "loss term plug-in 'noweight' .* takes no keyword 'weight'"),
+    ("from alta.losses import LossTerm\nLOSS_TERMS.add('noforward', type('NoForward', (LossTerm,), {}))",
+     "loss term plug-in 'noforward' .* NoForward does not define forward\\(inputs\\)"),
     ("LOGGERS.add('nolog', lambda: None)", "logger plug-in 'nolog' .* cannot be called as factory\\(output_dir"),
     ("METHODS.add('alta', MethodSpec('x', (('f1', 'w2'),), replay=True, snapshot=True, description=''))",
      "method plug-in 'alta' .* cannot be registered: a method named 'alta' is already registered \\(built into"),
