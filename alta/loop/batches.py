@@ -202,13 +202,17 @@ def _pass_batches(experience, *, backbone, epoch: int, loop: LoopConfig, cache: 
     order = torch.randperm(labels.shape[0], generator=generator)
     end = labels.shape[0] - (labels.shape[0] % batch_size if drop_last else 0)
     starts = range(0, end, batch_size)[start:stop]
+    if not starts:
+        return
     device = backbone.device
-    if device.type == "cuda":  # one copy per epoch instead of one per step
-        features = features[order].to(device, non_blocking=True)
-        labels = labels[order].to(device, non_blocking=True)
-        order = torch.arange(labels.shape[0], device=device)
+    offset = 0
+    if device.type == "cuda":  # one copy per epoch (or round) instead of one per step, of the rows it uses
+        offset, rows = starts[0], order[starts[0] : min(starts[-1] + batch_size, end)]
+        features = features[rows].to(device, non_blocking=True)
+        labels = labels[rows].to(device, non_blocking=True)
+        order = torch.arange(rows.shape[0], device=device)
     for first in starts:
-        idx = order[first : first + batch_size]
+        idx = order[first - offset : first - offset + batch_size]
         if world_size > 1:
             idx = _local_part(idx, rank, world_size)
         yield features[idx], labels[idx]
