@@ -241,6 +241,7 @@ class CrossModalLearner(PromptSnapshots, nn.Module):
             mask = mask & ~self.snapshotted
         self._learning_ids = mask.nonzero().squeeze(1)  # (N,) on the learner's device
         self._seen_cpu = self.seen.detach().cpu()
+        self._all_begun = bool(self._seen_cpu.all())  # no zero-shot scores to mix in (a host flag: no sync)
 
     # ================================================================ construction
     @classmethod
@@ -544,7 +545,7 @@ class CrossModalLearner(PromptSnapshots, nn.Module):
             if b is not None:
                 term = term + b  # each term is the library's logit s * cos + b (SigLIP)
             logits = term if logits is None else logits + term
-        if self.unseen_classes == "zeroshot":  # frozen CLIP for classes not begun, at the method's scale
+        if self.unseen_classes == "zeroshot" and not self._all_begun:  # frozen CLIP for classes not begun
             zeroshot = s * images["f1"] @ self.w1.t()  # (B, C)
             zeroshot = len(self.method.terms) * (zeroshot if b is None else zeroshot + b)
             logits = torch.where(self.seen, logits, zeroshot)
@@ -676,8 +677,9 @@ class CrossModalLearner(PromptSnapshots, nn.Module):
         if memory is not None and self.method.replay:
             stored = check_memory(memory, embed_dim=self.embed_dim, num_classes=self.num_classes,
                                   device=self.device, backbone=self.backbone.name)
-            replayed = {**{k: v.to(self.device, non_blocking=True) for k, v in memory.items()},
-                        "labels": stored.labels, "image_features": stored.image_features, "logits": stored.logits}
+            checked = {"labels": stored.labels, "image_features": stored.image_features, "logits": stored.logits}
+            replayed = {**{k: v.to(self.device, non_blocking=True) for k, v in memory.items() if k not in checked},
+                        **checked}  # the fields check_memory moved are not moved again
 
             def memory_logits() -> torch.Tensor:  # z_b (M, C), when the first replay term asks for it
                 return self.logits_from_features(stored.image_features, text, adapter_grad="image" in active)
