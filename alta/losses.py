@@ -41,7 +41,6 @@ from .replay import replay_ce, replay_mse
 
 __all__ = ["StepLoss", "TermValue", "LossInputs", "LossTerm", "CrossEntropy", "ReplayCrossEntropy", "ReplayMSE",
            "LOSS_TERMS", "step_loss", "build_loss_terms", "extra_loss_terms", "check_loss_term", "normalise_loss_terms",
-           "describe_term",
            "RESERVED_NAMES"]
 
 #: Names a loss term may not take: the other statistics of a training step and epoch.
@@ -278,11 +277,6 @@ LOSS_TERMS.add("replay_ce", ReplayCrossEntropy)
 LOSS_TERMS.add("replay_mse", ReplayMSE)
 
 
-def describe_term(name: str) -> str:
-    """``loss term 'ce'``, or ``loss term plug-in 'x' (package p 1.0, ...)``: for messages."""
-    return LOSS_TERMS.describe(name) if name in LOSS_TERMS else f"loss term {name!r}"
-
-
 def _describe(term: Any) -> str:
     name = getattr(term, "name", None)
     if isinstance(name, str) and name in LOSS_TERMS and LOSS_TERMS.origin(name) is not None:
@@ -419,29 +413,30 @@ def extra_loss_terms(terms: Mapping[str, Any] | Sequence[Any], *, method: Sequen
     return tuple(extra)
 
 
+_PROTOCOL = ("a loss term returns TermValue(value, count): value a 0-dim floating tensor with its graph (the mean "
+             "over count items), or None when it has nothing to add")
+
+
 def _check_value(term: Any, out: Any, *, check_finite: bool) -> TermValue:
     """A term's output, checked: a :class:`TermValue` of a 0-dim floating tensor and a count."""
-    who = _describe(term)
-    protocol = ("a loss term returns TermValue(value, count): value a 0-dim floating tensor with its graph (the "
-                "mean over count items), or None when it has nothing to add")
     if isinstance(out, torch.Tensor) or not (isinstance(out, tuple) and len(out) == 2):
         got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        raise PluginError(f"{who} returned {got}; {protocol}")
+        raise PluginError(f"{_describe(term)} returned {got}; {_PROTOCOL}")
     value, count = out
     if not isinstance(value, torch.Tensor) or value.ndim != 0 or not value.is_floating_point():
         got = (f"a {value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
                else type(value).__name__)
-        raise PluginError(f"{who} returned a value that is {got}, not a scalar; {protocol}")
+        raise PluginError(f"{_describe(term)} returned a value that is {got}, not a scalar; {_PROTOCOL}")
     if isinstance(count, torch.Tensor):
         if count.ndim != 0:
-            raise PluginError(f"{who} returned a count of shape {tuple(count.shape)}; {protocol}")
+            raise PluginError(f"{_describe(term)} returned a count of shape {tuple(count.shape)}; {_PROTOCOL}")
     elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise PluginError(f"{who} returned the count {count!r}; {protocol} (count an int >= 0)")
+        raise PluginError(f"{_describe(term)} returned the count {count!r}; {_PROTOCOL} (count an int >= 0)")
     empty = int(count) == 0 if value.device.type == "cpu" else False  # an empty shard's mean: NaN, weighed 0
     if check_finite and value.device.type == "cpu" and not empty and not bool(torch.isfinite(value.detach())):
-        raise TrainingError(f"{who} returned {float(value.detach())} at this step; the update was not made (parameters, "
-                            f"optimiser and buffer are as they were). Fix the term, or lower its weight or the "
-                            f"learning rate")
+        raise TrainingError(f"{_describe(term)} returned {float(value.detach())} at this step; the update was not "
+                            f"made (parameters, optimiser and buffer are as they were). Fix the term, or lower its "
+                            f"weight or the learning rate")
     return TermValue(value, count)
 
 

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 import torch
 
 from ..errors import TrainingError
-from ..losses import describe_term
+from ..losses import LOSS_TERMS
 
 __all__ = ["DivergenceMonitor", "check_step", "LIKELY_CAUSES"]
 
@@ -48,7 +48,7 @@ def _bad_terms(terms: Mapping[str, float | torch.Tensor] | None) -> str:
     for name, value in (terms or {}).items():
         value = float(value)
         if not math.isfinite(value):
-            bad.append(f"{describe_term(name)} is {_kind(value)}")
+            bad.append(f"{LOSS_TERMS.describe(name)} is {_kind(value)}")
     return f" Non-finite: {'; '.join(bad)}." if bad else ""
 
 
