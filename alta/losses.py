@@ -41,11 +41,17 @@ from .replay import replay_ce, replay_mse
 
 __all__ = ["StepLoss", "TermValue", "LossInputs", "LossTerm", "CrossEntropy", "ReplayCrossEntropy", "ReplayMSE",
            "LOSS_TERMS", "step_loss", "build_loss_terms", "extra_loss_terms", "check_loss_term", "normalise_loss_terms",
-           "RESERVED_NAMES"]
+           "RESERVED_NAMES", "loss_terms_of"]
 
 #: Names a loss term may not take: the other statistics of a training step and epoch.
 RESERVED_NAMES = ("loss", "correct", "epoch", "steps", "samples", "lr", "train_accuracy")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def loss_terms_of(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The loss terms among a step's or an epoch's statistics (``ce``, ``replay_ce``, ... and any
+    extra term), by name, in order: every key but :data:`RESERVED_NAMES`."""
+    return {key: value for key, value in stats.items() if key not in RESERVED_NAMES}
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def test_rounds_cycle_shuffled_passes_and_cut_the_budget(tiny_clip, digits, mode
     loop = LoopConfig(epochs=4, iterations=iterations, batch_size=64, seed=3, train_cache=mode)
     rounds = [list(round_batches(experience, backbone=tiny_clip, round_index=r, loop=loop, cache=cache))
               for r in range(4)]
-    assert [len(r) for r in rounds] == [len(round_steps(experience, round_index=r, loop=loop)) for r in range(4)]
+    assert [len(r) for r in rounds] == [len(round_steps(round_index=r, loop=loop)) for r in range(4)]
     assert sum(len(r) for r in rounds) == iterations
     # pass p is epoch p of the epoch loop: same shuffle, same (augmented) inputs
     passes = [list(epoch_batches(experience, backbone=tiny_clip, epoch=p, loop=loop.replace(iterations=None),

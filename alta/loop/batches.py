@@ -78,10 +78,11 @@ def epoch_batches(
                              rank=rank, world_size=world_size)
 
 
-def round_steps(experience, *, round_index: int, loop: LoopConfig) -> range:
+def round_steps(*, round_index: int, loop: LoopConfig) -> range:
     """The steps of round ``round_index`` of an experience under an iteration budget: the global
     step indices ``[r * I // E, (r + 1) * I // E)`` (I = ``loop.iterations``, E = ``loop.epochs``),
-    counted from the experience's first step."""
+    counted from the experience's first step; ``round_index`` is not checked here
+    (:func:`round_batches` refuses one outside ``[0, E)``)."""
     iterations, rounds = loop.iterations, loop.epochs
     return range(round_index * iterations // rounds, (round_index + 1) * iterations // rounds)
 
@@ -126,7 +127,7 @@ def round_batches(
     if len(experience.train) == 0:
         raise ConfigError(f"experience {experience.index} has no training samples; there is nothing to train on")
     per_pass = math.ceil(len(experience.train) / loop.batch_size)
-    steps = round_steps(experience, round_index=round_index, loop=loop)
+    steps = round_steps(round_index=round_index, loop=loop)
     if not steps:
         return
     for p in range(steps.start // per_pass, (steps.stop - 1) // per_pass + 1):

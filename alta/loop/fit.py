@@ -24,6 +24,7 @@ import torch
 
 from .. import distributed as _dist
 from ..errors import ConfigError
+from ..losses import loss_terms_of
 from ..metrics import old_new_accuracy
 from .batches import round_steps, training_batches
 from .cache import FeatureCache
@@ -170,7 +171,6 @@ class ExperienceTrainer:
         self.learner.train()
         self.learner.begin_experience(experience)
         self._experience = t
-        self._experience_object = experience
         self._num_samples = len(experience.train)
         self._per_pass = math.ceil(self._num_samples / self.loop.batch_size)  # batches per pass over the data
         self._num_steps = self._per_pass
@@ -183,7 +183,7 @@ class ExperienceTrainer:
         self._sums: dict[str, torch.Tensor] = {}
         self._steps, self._seen = 0, 0
         if self.loop.iterations is not None:  # a round of the iteration budget
-            steps = round_steps(self._experience_object, round_index=epoch, loop=self.loop)
+            steps = round_steps(round_index=epoch, loop=self.loop)
             self._num_steps, self._first_step = len(steps), steps.start
         self._monitor = DivergenceMonitor()
         self._lr = self.optimizer.param_groups[0]["lr"]
@@ -221,7 +221,7 @@ class ExperienceTrainer:
         self._monitor.check(mean_loss=stats["loss"] if self._steps else 0.0,
                             parameters=self.learner.trainable_parameters(), experience=self._experience,
                             epoch=self._epoch, lr=self._lr,
-                            terms={k: stats[k] for k in self._sums if k not in ("loss", "correct")})
+                            terms=loss_terms_of(stats))
         self.history.append(stats)
         if self.scheduler is not None:
             self.scheduler.step()

@@ -49,16 +49,15 @@ import numpy as np
 from .. import metrics
 from ..errors import AltaError, ConfigError
 from ..io import write_text
-from ..loop.callbacks import Callback
+from ..losses import loss_terms_of
 from ..registry import Registry
+from .callbacks import Callback
 
 __all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "LOGGERS", "MissingExtraError", "accuracy_matrix_image",
            "loss_terms_of", "check_logger_packages"]
 
 # Scalars of each epoch's statistics (fit_experience) and of each evaluation record (run_stream).
 TRAIN_KEYS = ("loss", "train_accuracy", "lr")
-# The epoch statistics that are not loss terms (every other key of them is one: logged as loss/<name>).
-_NOT_TERMS = frozenset({"epoch", "steps", "samples", "lr", "loss", "train_accuracy"})
 EVAL_KEYS = ("class_il_mean", "task_il_mean", "class_il_top5_mean", "old_class_accuracy", "new_class_accuracy")
 
 
@@ -68,8 +67,6 @@ class MissingExtraError(AltaError, ImportError):
 
 def _require(module: str, extra: str):
     """Import ``module``, the optional dependency of the ``extra`` of the same name."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as error:
@@ -146,12 +143,6 @@ def accuracy_matrix_image(R, *, title: str = "class-IL accuracy matrix") -> np.n
 
 
 _SETTING = {"class_il": "class-IL", "task_il": "task-IL"}
-
-
-def loss_terms_of(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """The loss terms of an epoch's statistics (``ce``, ``replay_ce``, ... and any extra term),
-    by name, in order."""
-    return {key: value for key, value in stats.items() if key not in _NOT_TERMS}
 
 
 def _epoch_step(experience: int, epoch: int, num_epochs: int) -> int:

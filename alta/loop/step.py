@@ -23,6 +23,7 @@ from typing import Mapping
 import torch
 
 from ..errors import ConfigError
+from ..losses import loss_terms_of
 from .divergence import check_step
 
 __all__ = ["train_step", "LocalStep", "check_step_objects"]
@@ -154,7 +155,7 @@ def train_step(
         lr = optimizer.param_groups[0]["lr"]
         try:
             check_step("gradients", loss=stats["loss"], tensors=[p.grad for p in params if p.grad is not None],
-                       lr=lr, terms={k: v for k, v in stats.items() if k not in ("loss", "correct")})
+                       lr=lr, terms=loss_terms_of(stats))
         except Exception:
             optimizer.zero_grad(set_to_none=True)
             raise
