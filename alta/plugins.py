@@ -34,6 +34,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import sys
 import traceback
@@ -46,6 +47,8 @@ from .errors import PluginError
 
 __all__ = ["ENTRY_POINT_GROUPS", "PluginOrigin", "import_plugin", "entry_points_of", "loading", "caller_origin",
            "current_origin", "file_sha256", "imported_plugins"]
+
+logger = logging.getLogger("alta.plugins")
 
 #: The entry-point group of each kind of plug-in (the registry that reads it).
 ENTRY_POINT_GROUPS = {
@@ -324,6 +327,11 @@ def import_plugin(spec: str | os.PathLike) -> tuple[ModuleType, PluginOrigin, li
             except Exception as exc:  # noqa: BLE001 - the plug-in's own error, named with its line
                 raise _import_error(text, exc, file) from exc
     _IMPORTED[key] = (module, origin, state.registered)
+    if state.registered:  # said once, when the code runs (a later call returns the cached import)
+        logger.info("--import %s: %s", text, ", ".join(f"{kind} {name!r}" for kind, name in state.registered))
+    else:
+        logger.warning("--import %s registered nothing (a plug-in calls e.g. alta.methods.METHODS.add(name, ...) "
+                       "when imported)", text)
     return module, origin, state.registered
 
 

@@ -64,27 +64,15 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-_LOGGED_IMPORTS: set[tuple[str, str | None]] = set()  # the --import specs whose plug-ins were logged
-
-
 def import_plugins(args: argparse.Namespace) -> None:
-    """Import what ``--import`` names (each once per process: :func:`alta.plugins.import_plugin`),
-    logging what each registered.
+    """Import what ``--import`` names (each once per process: :func:`alta.plugins.import_plugin`,
+    which logs what each registered).
 
     Raises:
         PluginError: a file or module that does not exist or fails to import (its error named).
     """
-    log = logging.getLogger("alta.cli")
     for spec in getattr(args, "imports", None) or ():
-        _, origin, registered = import_plugin(spec)
-        if (spec, origin.file) in _LOGGED_IMPORTS:  # a command resolves its configuration more than once
-            continue
-        _LOGGED_IMPORTS.add((spec, origin.file))
-        if registered:
-            log.info("--import %s: %s", spec, ", ".join(f"{kind} {name!r}" for kind, name in registered))
-        else:
-            log.warning("--import %s registered nothing (a plug-in calls e.g. alta.methods.METHODS.add(name, ...) "
-                        "when imported)", spec)
+        import_plugin(spec)
 
 
 def resolve_run_config(args: argparse.Namespace):
