@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import io
 import json
 import math
@@ -29,7 +30,7 @@ import torch
 from .errors import OutputError
 
 __all__ = ["atomic_write", "write_text", "write_json", "append_jsonl", "save_torch", "json_safe", "json_line",
-           "clean_temp_files"]
+           "clean_temp_files", "file_sha256"]
 
 # mkstemp(prefix=".<name>.", suffix=".tmp") names: 8 random characters from [a-z0-9_]
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
@@ -125,6 +126,19 @@ def _write_error(path: Path, exc: OSError, *, written: int | None) -> OutputErro
            (errno.ENOSPC, errno.EDQUOT) else "check the folder's permissions and file system")
     return OutputError(f"cannot write {path}: {reason}{size}; the previous {path.name}, if there was one, is intact. "
                        f"To go on, {fix}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in blocks of 1 MiB (hex digest, 64 characters).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def json_safe(obj: Any) -> Any:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -44,6 +43,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from .errors import PluginError
+from .io import file_sha256 as io_file_sha256
 
 __all__ = ["ENTRY_POINT_GROUPS", "PluginOrigin", "import_plugin", "entry_points_of", "loading", "caller_origin",
            "current_origin", "file_sha256", "imported_plugins"]
@@ -69,7 +69,7 @@ def file_sha256(path: str | os.PathLike | None) -> str | None:
     if path is None:
         return None
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return io_file_sha256(path)
     except OSError:
         return None
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ...classnames import readable
 from ...errors import DataError
+from ...io import file_sha256
 from .base import ImageFileSource, register
-from .folders import check_listed, file_sha256, layout_error, need_root, read_index_text
+from .folders import check_listed, layout_error, need_root, read_index_text
 
 logger = logging.getLogger("alta.data.datasets")
 

@@ -516,15 +516,6 @@ def file_list_sha256(train: ImageFileSource, test: ImageFileSource, base: Path) 
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (split files, index files)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folders_split_info(train: ImageFileSource, test: ImageFileSource, base: Path, test_dir: Path) -> dict:
     """What a run records about a split given by ``train/`` and ``test/`` folders: the folders and
     the SHA-256 of the file list (:func:`file_list_sha256`)."""

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import ConfigError, DataError
+from ...io import file_sha256
 from .base import IMAGE_EXTENSIONS, DataRootError, ImageFileSource, register
 from .folders import (
     check_path_option,
     check_split_options,
     class_folders,
     file_list_sha256,
-    file_sha256,
     find_test_dir,
     folder_split,
     folders_split_info,

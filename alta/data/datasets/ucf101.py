@@ -27,8 +27,9 @@ from pathlib import Path
 
 from ...classnames import readable
 from ...errors import ConfigError, DataError
+from ...io import file_sha256
 from .base import DataRootError, ImageFileSource, register
-from .folders import file_sha256, layout_error, need_root, read_index_text
+from .folders import layout_error, need_root, read_index_text
 
 logger = logging.getLogger("alta.data.datasets")
 
