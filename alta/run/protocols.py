@@ -414,18 +414,16 @@ def protocol_deviations(config, *, split=None) -> dict[str, dict[str, Any]]:
         value, expected = _field(config, key), _field(default, key)
         if value != expected:
             out[key] = {"protocol": expected, "config": list(value) if isinstance(value, tuple) else value}
-    if config.data.is_sequence:  # a dataset per experience: no options, no benchmark split of its own
-        weights = weights_deviation(config.model.visual, config.model.pretrained)
-        if weights is not None:
-            out["weights"] = {"protocol": "OpenAI CLIP weights (RN50, ViT-B/16, ...)", "config": weights}
-        return out
-    options = _changed_options(config.data.dataset, config.data.options)
+    # a dataset per experience (a sequence) has no dataset options and no benchmark split of its own
+    options = {} if config.data.is_sequence else _changed_options(config.data.dataset, config.data.options)
     if options:
         out["data.options"] = {"protocol": {k: v for k, (v, _) in options.items()},
                                "config": {k: v for k, (_, v) in options.items()}}
     weights = weights_deviation(config.model.visual, config.model.pretrained)
     if weights is not None:
         out["weights"] = {"protocol": "OpenAI CLIP weights (RN50, ViT-B/16, ...)", "config": weights}
+    if config.data.is_sequence:
+        return out
     benchmark = DATASETS.get(config.data.dataset).classes_per_experience
     if split is not None and benchmark is not None:
         sizes = [int(n) for n in split]

@@ -149,6 +149,7 @@ def build_summary(
         for s in SETTINGS
     }
     headline_key = config.eval.il_setting.replace("-", "_")
+    owned = preset_owned(config)  # a preset's settings: their departures are preset_deviations
     summary = {
         "format": SUMMARY_FORMAT,
         "version": 1,
@@ -157,7 +158,7 @@ def build_summary(
         "protocol": config.protocol,
         # a preset's settings are the benchmark's protocol: departures from them are preset_deviations
         "protocol_deviations": {k: v for k, v in protocol_deviations(
-            config, split=stream_info.get("eval_classes_per_experience")).items() if k not in preset_owned(config)},
+            config, split=stream_info.get("eval_classes_per_experience")).items() if k not in owned},
         "preset": describe_preset(config),
         "preset_deviations": preset_deviations(config),
         **stream_info,

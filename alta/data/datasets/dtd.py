@@ -52,6 +52,7 @@ def _load_dtd(root: Path | None, *, download: bool, partition: int = 1, train_sp
         paths, targets = [], []
         for name in files:
             index = base / "labels" / f"{name}.txt"
+            first = len(paths)  # this file's entries: each list is checked once, against its own file
             for number, line in index_lines("dtd", index):
                 folder, _, file = line.partition("/")
                 if folder not in label or not file:
@@ -59,7 +60,7 @@ def _load_dtd(root: Path | None, *, download: bool, partition: int = 1, train_sp
                                     f"class folder of {base / 'images'}. Fix: restore the file from the DTD archive")
                 paths.append(str(base / "images" / folder / file))
                 targets.append(label[folder])
-            check_listed("dtd", root, base, paths, index, _DTD_LAYOUT)
+            check_listed("dtd", root, base, paths[first:], index, _DTD_LAYOUT)
         tag = "+".join(files)
         sources.append(ImageFileSource(paths, targets, classes.names, identity=f"dtd|{base}|{tag}|{side}",
                                        class_ids=classes.ids))
