@@ -24,6 +24,8 @@ def hash64(text: str) -> int:
 
 
 def name_hashes(names: Sequence[str]) -> torch.Tensor:
+    """The names' 64-bit hashes (:func:`hash64`, the first 8 bytes of SHA-256), kept in a learner's
+    state to recognise its class names. Shape: (C,) int64."""
     return torch.tensor([hash64(name) for name in names], dtype=torch.long)
 
 

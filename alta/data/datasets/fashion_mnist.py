@@ -84,6 +84,8 @@ _FASHION_LAYOUT = (
 
 
 def find_idx(folder: Path, stem: str) -> Path | None:
+    """The idx file ``stem`` in ``folder``, plain or gzip-compressed (``stem.gz``); ``None`` when
+    neither is there."""
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
             return folder / name

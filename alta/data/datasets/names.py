@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from importlib import resources
 from typing import NamedTuple, Sequence
 
+from ...errors import DataError
 from ..splits import read_name_map
 from .base import DATASETS, DataRootError, class_key
 from .cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
@@ -25,8 +27,8 @@ REFERENCE_NAMES_FILES = {"seq-tinyimagenet": "tinyimagenet_reference_names.txt"}
 
 @functools.lru_cache(maxsize=None)
 def reference_names_file(filename: str) -> tuple[str, ...]:
-    from importlib import resources
-
+    """The lines of the shipped file ``alta/data/<filename>``, comments (``#``) and blank lines
+    left out (cached)."""
     text = (resources.files("alta.data") / filename).read_text(encoding="utf-8")
     return tuple(line for line in text.splitlines() if line and not line.startswith("#"))
 
@@ -78,12 +80,18 @@ class ClassList(NamedTuple):
 def shipped_classes(key: str) -> ClassList:
     """The class list ``alta/data/class_names/<key>.tsv``: ``<id><TAB><name>`` lines in label
     order after a ``#`` header that names the source. Names are kept exactly as written (ZSCL's
-    ``"head of a  crocodile"`` keeps its two spaces)."""
-    from importlib import resources
+    ``"head of a  crocodile"`` keeps its two spaces).
 
+    Raises:
+        FileNotFoundError: no such shipped list (``key`` is alta's own, not a user's input).
+        DataError: a line that is not ``<id><TAB><name>`` (a damaged installation).
+    """
     text = (resources.files("alta.data") / "class_names" / f"{key}.tsv").read_text(encoding="utf-8")
     rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
-    assert all(len(row) == 2 for row in rows), f"class_names/{key}.tsv: every line must be <id><TAB><name>"
+    bad = next((row for row in rows if len(row) != 2), None)
+    if bad is not None:
+        raise DataError(f"alta/data/class_names/{key}.tsv: the line {chr(9).join(bad)!r} is not <id><TAB><name>; "
+                        "the installation is damaged: reinstall alta")
     return ClassList(tuple(row[0] for row in rows), tuple(row[1] for row in rows))
 
 
@@ -120,8 +128,6 @@ def check_class_ids(dataset: str, found: Sequence[str], expected: Sequence[str],
 
 
 def packaged_name_map(filename: str) -> dict[str, str]:
-    from importlib import resources
-
 
     with resources.as_file(resources.files("alta.data") / filename) as path:
         return read_name_map(path)
