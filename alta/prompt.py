@@ -100,6 +100,8 @@ def tokenize_class_prompts(backbone: "Backbone", class_names: list[str], *, temp
         backbone: The frozen backbone (its :meth:`~alta.backbones.Backbone.tokenize`).
         class_names: Class names (as returned by :func:`check_class_names`).
         template: A format string with one ``{}`` for the class name.
+        groups: The group (dataset) of every class, or ``None`` (one group): prompts that
+            tokenize alike are refused only within a group (:func:`check_distinct_prompts`).
 
     Returns:
         Token ids padded to the backbone's context length L.

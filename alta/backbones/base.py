@@ -145,7 +145,11 @@ OPTIONAL_MEMBERS = {"logit_bias": None, "text_prefix_length": 1, "causal_text": 
 
 
 def backbone_option(backbone, name: str):
-    """The optional member ``name`` of ``backbone`` (:data:`OPTIONAL_MEMBERS`), or its default."""
+    """The optional member ``name`` of ``backbone`` (:data:`OPTIONAL_MEMBERS`), or its default.
+
+    Raises:
+        KeyError: ``name`` is not one of :data:`OPTIONAL_MEMBERS` (a programming error).
+    """
     return getattr(backbone, name, OPTIONAL_MEMBERS[name])
 
 

@@ -148,7 +148,12 @@ def training_batches(
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The batches of epoch ``epoch`` (:func:`epoch_batches`), or of round ``epoch`` when the loop
-    has a budget in iterations (:func:`round_batches`): what the loops of :mod:`alta.loop` train on."""
+    has a budget in iterations (:func:`round_batches`): what the loops of :mod:`alta.loop` train on.
+
+    Raises:
+        ConfigError: as :func:`epoch_batches` or :func:`round_batches` (an experience without
+            training samples, a round outside the budget).
+    """
     if loop.iterations is None:
         return epoch_batches(experience, backbone=backbone, epoch=epoch, loop=loop, cache=cache, rank=rank,
                              world_size=world_size)

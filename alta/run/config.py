@@ -251,7 +251,11 @@ class RunConfig(ConfigSection):
 
 
 def plugin_record(registry, name: str) -> dict[str, Any] | None:
-    """The record of ``name`` in ``registry`` when it is a plug-in (``None`` for alta's own)."""
+    """The record of ``name`` in ``registry`` when it is a plug-in (``None`` for alta's own).
+
+    Raises:
+        ConfigError: ``name`` is not registered (the message lists the registered names).
+    """
     origin = registry.origin(name)
     return None if origin is None else origin.record(registry.kind, registry.resolve(name))
 

@@ -36,6 +36,13 @@ def seen_class_curves(ends: dict[int, dict], num_experiences: int) -> dict[str, 
     the old-class and new-class accuracy and their harmonic mean; Avg (the mean of the top-1
     curve) and Last (its final value), the suite's two headline numbers, and the same for top-5.
 
+    Args:
+        ends: ``{t: record}`` of the evaluation at the end of experience t (0-based), each with
+            ``class_il`` and ``class_il_top5`` (per-experience accuracy in %, experiences seen so
+            far), ``num_samples`` (test samples per experience) and ``old_class_accuracy`` /
+            ``new_class_accuracy`` (%).
+        num_experiences: T; a step without a record gives ``None`` in every curve.
+
     Returns:
         ``{"top1", "top5", "old", "new", "harmonic": [per step], "avg", "last", "avg_top5",
         "last_top5"}`` (``None`` where a step was not evaluated), or ``None`` when no step was.

@@ -174,14 +174,22 @@ def preset_settings(name: str) -> dict[str, PresetSetting]:
 
 def preset_values(name: str) -> dict[str, Any]:
     """``{config key: value}`` of a preset, with ``data.dataset`` and ``preset`` (what a run
-    built from it holds before other values are given)."""
+    built from it holds before other values are given).
+
+    Raises:
+        ConfigError: an unknown preset name (:func:`parse_preset` lists the known ones).
+    """
     full = parse_preset(name)
     values = {"data.dataset": full.split("/")[1], **{k: s.value for k, s in preset_settings(full).items()}}
     return {**values, "preset": full}
 
 
 def preset_nested(name: str) -> dict[str, Any]:
-    """:func:`preset_values` as nested sections (``{"data": {...}, "model": {...}}``), for YAML."""
+    """:func:`preset_values` as nested sections (``{"data": {...}, "model": {...}}``), for YAML.
+
+    Raises:
+        ConfigError: an unknown preset name.
+    """
     out: dict[str, Any] = {}
     for key, value in preset_values(name).items():
         section, _, attr = key.partition(".")
@@ -201,7 +209,11 @@ def _value(config, key: str) -> Any:
 def preset_deviations(config) -> dict[str, dict[str, Any]]:
     """The settings of ``config.preset`` that ``config`` does not follow:
     ``{key: {"preset": value, "config": value}}`` (also ``data.dataset`` when the run reads
-    another dataset, e.g. a benchmark's stand-in); empty without a preset."""
+    another dataset, e.g. a benchmark's stand-in); empty without a preset.
+
+    Raises:
+        ConfigError: ``config.preset`` is not a known preset.
+    """
     if getattr(config, "preset", None) is None:
         return {}
     full = parse_preset(config.preset)
@@ -229,7 +241,11 @@ def preset_owned(config) -> set[str]:
 
 def describe_preset(config) -> dict[str, Any] | None:
     """What a run's summary says about its preset: name, dataset, split, and every setting with
-    its source (``None`` without a preset)."""
+    its source (``None`` without a preset).
+
+    Raises:
+        ConfigError: ``config.preset`` is not a known preset.
+    """
     if getattr(config, "preset", None) is None:
         return None
     full = parse_preset(config.preset)

@@ -175,7 +175,11 @@ def _data_file(name: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def suite_classes(key: str) -> tuple[SuiteClass, ...]:
-    """The classes of a suite dataset in label order, read from ``alta/data/cil_suite/<key>.tsv``."""
+    """The classes of a suite dataset in label order, read from ``alta/data/cil_suite/<key>.tsv``.
+
+    Raises:
+        FileNotFoundError: ``key`` is not a suite dataset alta ships (``cifar100``, ``cub``, ...).
+    """
     rows = []
     for line in _data_file(f"{key}.tsv").splitlines():
         if line and not line.startswith("#"):
@@ -191,7 +195,11 @@ def _templates() -> dict:
 
 def suite_templates(key: str) -> list[str]:
     """PROOF's prompt templates of a suite dataset (``utils/templates.json``; the first is the one
-    PROOF trains with, all of them averaged are its evaluation and zero-shot classifier)."""
+    PROOF trains with, all of them averaged are its evaluation and zero-shot classifier).
+
+    Raises:
+        KeyError: ``key`` is not a suite dataset alta ships.
+    """
     return list(_templates()[key]["templates"])
 
 

@@ -142,11 +142,16 @@ def read_ucf101(dataset: str, root: Path, *, official_split: int = 1) -> tuple[P
 
 
 def ucf_sources(dataset: str, base: Path, folders: list[str], names: list[str], sides: dict[str, list],
-                info: dict, *, keep: int | None = None) -> tuple[ImageFileSource, ImageFileSource]:
-    """(train, test) sources of the frames, optionally only of the first ``keep`` labels."""
+                info: dict) -> tuple[ImageFileSource, ImageFileSource]:
+    """(train, test) sources of the frames :func:`read_ucf101` listed, ``sides[side]`` as
+    ``(path, label)`` rows, with the split record ``info``.
+
+    Raises:
+        DataRootError: a side that lists no frame.
+    """
     out = []
     for side in ("train", "test"):
-        rows = [(p, y) for p, y in sides[side] if keep is None or y < keep]
+        rows = sides[side]
         if not rows:
             raise DataRootError(f"{dataset}: the split lists no {side} frames; expected both sides")
         source = ImageFileSource([p for p, _ in rows], [y for _, y in rows], names,
