@@ -100,9 +100,11 @@ def test_an_imported_plugin_runs_by_name_in_groups_seeds_reports_and_resumes_onl
         assert float(state["learner"]["extra_terms.logit_norm.running"]) != 1.0  # the term's state, checkpointed
         # a run group beside ALTA, a seed group, and the report of all of them
         assert run_cli(capsys, "run", *imp, *QUICK, "--method", "alta3,alta", "--loss-term", "logit_norm=0.2",
-                       "--output-dir", str(group))[0] == 0
+                       "--logger", "loss_jsonl", "--output-dir", str(group))[0] == 0
         member = json.loads((group / "alta3" / "summary.json").read_text())
         assert member["group"]["size"] == 2 and member["accuracy_matrix"] == summary["accuracy_matrix"]
+        # a member records its logger plug-in as a run alone does (it was left out of a group's summaries)
+        assert {(p["kind"], p["name"]) for p in member["plugins"]} == {(p["kind"], p["name"]) for p in summary["plugins"]}
         assert run_cli(capsys, "run", *imp, *QUICK, *PLUGIN_RUN, "--seeds", "0", "1", "--output-dir", str(seeds))[0] == 0
         aggregate = json.loads((seeds / "aggregate.json").read_text())
         assert aggregate["method"] == "alta3" and aggregate["seeds"] == [0, 1] and aggregate["plugins"]

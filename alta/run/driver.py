@@ -32,12 +32,11 @@ from ..errors import CheckpointError, ConfigError
 from ..io import clean_temp_files, write_text
 from ..loop.callbacks import Callback, CallbackList, MainProcessOnly, ProgressBar
 from ..loop.fit import evaluate_stream, run_stream
-from ..loop.loggers import LOGGERS
 from ..loop.result import StreamResult
 from ..resources import translate_allocation_errors
 from ..seeding import set_deterministic
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, restore_checkpoint
-from .config import RunConfig, config_differences, load_saved_config, plugin_record, resolve_device
+from .config import RunConfig, config_differences, load_saved_config, resolve_device
 from .experiment import Experiment, check_backbone_name
 from .rundir import RUN_FILES, RunDir, claim_run_dir_on_main
 from .summary import (
@@ -64,6 +63,7 @@ from .writers import (
     loss_note,
     read_outputs,
     resolve_outputs,
+    run_plugins,
     write_outputs,
 )
 
@@ -258,10 +258,9 @@ def _run(config: RunConfig, run_dir: RunDir, *, device: torch.device, started: f
         return elapsed_before + (time.perf_counter() - started)
 
     epochs = config.train.epochs if experiment.trains else 0
-    logger_plugins = [record for name in loggers if (record := plugin_record(LOGGERS, name)) is not None]
+    plugins = run_plugins(config, loggers)
     summary_writer = SummaryWriter(output_dir / "summary.json", experiment, elapsed=elapsed, zeroshot=zeroshot,
-                                   write=main, extra={"plugins": [*config.plugins, *logger_plugins]}
-                                   if logger_plugins else None)
+                                   write=main, extra={"plugins": plugins} if plugins else None)
     writers = [  # what writes runs on rank 0 only; the stop and the summary (returned) on every rank
         MainProcessOnly([FolderGuard(run_dir),
                          MetricsWriter(output_dir / "metrics.jsonl"),

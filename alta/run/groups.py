@@ -50,6 +50,7 @@ from .writers import (
     loss_note,
     read_outputs,
     resolve_outputs,
+    run_plugins,
     write_outputs,
 )
 
@@ -230,6 +231,7 @@ class _GroupMemberRun:
         path = self.run_dir.path
         main = dist.is_main_process()
         epochs = self.config.train.epochs
+        plugins = run_plugins(self.config, self.loggers)  # a logger plug-in's record too, as a run alone
         return [
             MainProcessOnly([FolderGuard(self.run_dir),
                              MetricsWriter(path / "metrics.jsonl"),
@@ -239,7 +241,7 @@ class _GroupMemberRun:
                                       elapsed=self.elapsed, name=path.name, loss=loss_note(self.experiment.learner),
                                       unit="round" if self.config.loop.iterations else "epoch")]),
             SummaryWriter(path / "summary.json", self.experiment, elapsed=self.elapsed, zeroshot=self.zeroshot,
-                          write=main, extra={"group": group}),
+                          write=main, extra={"group": group, **({"plugins": plugins} if plugins else {})}),
             MainProcessOnly([*([PlotWriter(path)] if self.plots else []),
                              *build_loggers(self.loggers, path, self.config)]),
         ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import AltaError, CheckpointError, ConfigError, PluginError
 from ..io import append_jsonl, json_line, write_json, write_text
@@ -31,7 +31,7 @@ from ..loop.loggers import LOGGERS, check_logger_packages
 from ..loop.result import StreamResult
 from ..seeding import determinism_state
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import RunConfig, plugin_record
 from .experiment import Experiment
 from .rundir import RunDir
 from .summary import (
@@ -46,8 +46,8 @@ from .summary import (
 )
 
 __all__ = ["MetricsWriter", "Checkpointer", "LogLines", "SummaryWriter", "PlotWriter", "FolderGuard", "StopAfter",
-           "StopRequested", "finish_complete_run", "check_loggers", "build_loggers", "OUTPUTS_NAME", "read_outputs",
-           "write_outputs", "resolve_outputs", "loss_note"]
+           "StopRequested", "finish_complete_run", "check_loggers", "build_loggers", "run_plugins", "OUTPUTS_NAME",
+           "read_outputs", "write_outputs", "resolve_outputs", "loss_note"]
 
 logger = logging.getLogger("alta.run")
 
@@ -407,6 +407,12 @@ def resolve_outputs(output_dir: str | Path, *, resume: bool, loggers: Iterable[s
             f"or leave --logger and --no-plots out to keep them (or start a new run for other outputs)"
         )
     return recorded
+
+
+def run_plugins(config, loggers: Sequence[str]) -> list[dict[str, Any]]:
+    """The plug-in code a run's results come from: its configuration's (``config.plugins``) and
+    its loggers' (a logger plug-in writes files of the run too), as ``summary.json`` records them."""
+    return [*config.plugins, *(record for name in loggers if (record := plugin_record(LOGGERS, name)) is not None)]
 
 
 def build_loggers(names: tuple[str, ...], output_dir: Path, config) -> list[Callback]:
