@@ -335,7 +335,7 @@ class CrossModalLearner(PromptSnapshots, nn.Module):
     @property
     def trains(self) -> bool:
         """Whether the method has parameters to train (``zeroshot`` has none)."""
-        return bool(self.method.branches)
+        return self.method.trains
 
     @property
     def loss_terms(self) -> tuple:

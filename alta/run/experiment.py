@@ -228,7 +228,7 @@ class Experiment:
     @property
     def trains(self) -> bool:
         """Whether the method trains anything (``zeroshot`` does not)."""
-        return bool(self.method.branches)
+        return self.method.trains
 
     @property
     def num_trainable_parameters(self) -> int:
