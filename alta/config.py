@@ -101,13 +101,18 @@ def closest_choice(value: Any, choices: Sequence[str]) -> str | None:
     return close[0] if close else case_hint(value, choices)
 
 
-def check_choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
-    """Refuse a value not in ``choices``, suggesting the closest one."""
+def check_choice(value: Any, key: str | None, choices: tuple[str, ...], *, what: str | None = None) -> None:
+    """Refuse a value not in ``choices``, suggesting the closest one.
+
+    Raises:
+        ConfigError: naming the config ``key`` (or ``what`` the value is, for a value that is not a
+            config key), the value, the closest choice and the valid ones.
+    """
     if value in choices:
         return
     match = closest_choice(value, choices)
     hint = f"; did you mean {match!r}?" if match else "."
-    raise ConfigError(f"config key {key!r} is {value!r}{hint} Valid values: {', '.join(choices)}")
+    raise ConfigError(f"{what or f'config key {key!r}'} is {value!r}{hint} Valid values: {', '.join(choices)}")
 
 
 def resolve_name(registry, value: Any, key: str) -> str:

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import check_int, check_seed, closest_choice
+from ..config import check_choice, check_int, check_seed
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ..seeding import derive_seed
@@ -69,13 +69,6 @@ __all__ = ["Domain", "MultiDomainStream", "SequenceSpec", "SequenceEntry", "SEQU
 STREAM_KINDS = ("task", "domain")
 SEQUENCE_IL_SETTINGS = ("task-il", "class-il")  # the settings a sequence's results are read in
 ENTRY_FALLBACKS = ("root", "default", "none")  # where a SequenceEntry is read when none of its folders exists
-
-
-def _check_word(value: object, what: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        match = closest_choice(value, choices)
-        hint = f"; did you mean {match!r}?" if match else ";"
-        raise ConfigError(f"{what} is {value!r}{hint} expected one of {', '.join(choices)}")
 
 
 def _check_domain(k: int, domain: Domain) -> None:
@@ -535,7 +528,7 @@ class SequenceEntry:
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"SequenceEntry needs the name of a registered dataset, got {self.dataset!r}")
-        _check_word(self.fallback, f"the fallback of sequence entry {self.dataset!r}", ENTRY_FALLBACKS)
+        check_choice(self.fallback, None, ENTRY_FALLBACKS, what=f"the fallback of sequence entry {self.dataset!r}")
         if isinstance(self.folders, str):
             raise ConfigError(f"folders of the sequence entry {self.dataset!r} must be a tuple of folder names, got the "
                               f"string {self.folders!r}; write ({self.folders!r},)")
@@ -627,7 +620,7 @@ def register_sequence(name: str, entries: Sequence[SequenceEntry], *, kind: str 
         raise ConfigError(f"the datasets of sequence {name!r} need distinct labels, got {labels}")
     if kind not in STREAM_KINDS:
         raise ConfigError(f"kind must be one of {STREAM_KINDS}, got {kind!r}")
-    _check_word(il_setting, f"the il_setting of sequence {name!r}", SEQUENCE_IL_SETTINGS)
+    check_choice(il_setting, None, SEQUENCE_IL_SETTINGS, what=f"the il_setting of sequence {name!r}")
     spec = SequenceSpec(name, entries, kind, il_setting, description, source)
     SEQUENCES.add(name, spec, aliases=aliases)
     return spec
