@@ -72,7 +72,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return data.astype(dtype.newbyteorder("="), copy=False)
 
 
-_FASHION_FILES = {
+#: The four idx files of MNIST and Fashion-MNIST (the same names), per split: (images, labels).
+IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -92,25 +93,35 @@ def find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def idx_sources(dataset: str, found: dict[str, list[Path]], class_names,
+                folder: Path) -> tuple[ArraySource, ArraySource]:
+    """The (train, test) sources of the idx files ``found[split] = [images, labels]`` in ``folder``.
+
+    Raises:
+        DataError: images that are not (N, 28, 28) beside (N,) labels, or a label with no class name.
+    """
+    sources = []
+    for split, (images_path, labels_path) in found.items():
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise DataError(f"{dataset}: {images_path} has shape {images.shape} and {labels_path} {labels.shape}; "
+                            "expected (N, 28, 28) images and (N,) labels")
+        if labels.size and int(labels.max()) >= len(class_names):
+            raise DataError(f"{dataset}: {labels_path} holds label {int(labels.max())}; expected labels "
+                            f"0..{len(class_names) - 1}")
+        sources.append(ArraySource(images, labels, class_names, identity=f"{dataset}|idx|{folder}|{split}"))
+    return sources[0], sources[1]
+
+
 @register("fashion-mnist", 2, "Fashion-MNIST, 5 experiences x 2 classes", can_download=True)
 def _load_fashion_mnist(root: Path | None, *, download: bool):
     if root is None and DEBIAN_FASHION_MNIST.is_dir():
         root = DEBIAN_FASHION_MNIST
     root = need_root("fashion-mnist", root, _FASHION_LAYOUT, can_download=True)
     for folder in (root, root / "FashionMNIST" / "raw", root / "raw"):
-        found = {s: [find_idx(folder, f) for f in files] for s, files in _FASHION_FILES.items()}
+        found = {s: [find_idx(folder, f) for f in files] for s, files in IDX_FILES.items()}
         if all(p is not None for files in found.values() for p in files):
-            sources = []
-            for split, (images_path, labels_path) in found.items():
-                images, labels = read_idx(images_path), read_idx(labels_path)
-                if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-                    raise DataError(
-                        f"fashion-mnist: {images_path} has shape {images.shape} and {labels_path} "
-                        f"{labels.shape}; expected (N, 28, 28) images and (N,) labels"
-                    )
-                sources.append(ArraySource(images, labels, FASHION_MNIST_CLASSES,
-                                           identity=f"fashion-mnist|idx|{folder}|{split}"))
-            return sources[0], sources[1]
+            return idx_sources("fashion-mnist", found, FASHION_MNIST_CLASSES, folder)
     if download:
         import torchvision.datasets as tvd
 

@@ -9,22 +9,13 @@ References:
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from ...errors import DataError
-from .base import ArraySource, register
-from .fashion_mnist import find_idx, read_idx
+from .base import register
+from .fashion_mnist import IDX_FILES, find_idx, idx_sources
 from .folders import layout_error, need_root
 from .names import shipped_classes
 
-logger = logging.getLogger("alta.data.datasets")
-
-
-_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 _MNIST_LAYOUT = (
     "  (a) torchvision: root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (.gz or not)\n"
     "  (b) the four original files directly in root (or in root/raw/).\n"
@@ -40,24 +31,15 @@ def _load_mnist(root: Path | None, *, download: bool):
     root = need_root("mnist", root, _MNIST_LAYOUT, can_download=False)
     classes = shipped_classes("mnist")
     for folder in (root / "MNIST" / "raw", root / "raw", root):
-        found = {split: [find_idx(folder, f) for f in files] for split, files in _MNIST_FILES.items()}
+        found = {split: [find_idx(folder, f) for f in files] for split, files in IDX_FILES.items()}
         present = [p for files in found.values() for p in files if p is not None]
         if len(present) == 4:
             break
         if present:  # a partial folder: name what is missing there
-            absent = [str(folder / f) for split, files in _MNIST_FILES.items()
+            absent = [str(folder / f) for split, files in IDX_FILES.items()
                       for f, p in zip(files, found[split]) if p is None]
             raise layout_error("mnist", root, f"missing {', '.join(absent)} (.gz or not)", _MNIST_LAYOUT,
                                can_download=False, base=folder)
     else:
         raise layout_error("mnist", root, "the four idx files were not found", _MNIST_LAYOUT, can_download=False)
-    sources = []
-    for split, (images_path, labels_path) in found.items():
-        images, labels = read_idx(images_path), read_idx(labels_path)
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise DataError(f"mnist: {images_path} has shape {images.shape} and {labels_path} {labels.shape}; "
-                            "expected (N, 28, 28) images and (N,) labels")
-        if labels.size and int(labels.max()) >= len(classes.ids):
-            raise DataError(f"mnist: {labels_path} holds label {int(labels.max())}; expected digits 0..9")
-        sources.append(ArraySource(images, labels, classes.names, identity=f"mnist|idx|{folder}|{split}"))
-    return sources[0], sources[1]
+    return idx_sources("mnist", found, classes.names, folder)
