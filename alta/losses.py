@@ -48,6 +48,11 @@ RESERVED_NAMES = ("loss", "correct", "epoch", "steps", "samples", "lr", "train_a
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _valid_weight(weight: object) -> bool:
+    """A term's weight: a finite number >= 0 (not a bool)."""
+    return isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight) and weight >= 0
+
+
 def loss_terms_of(stats: Mapping[str, Any]) -> dict[str, Any]:
     """The loss terms among a step's or an epoch's statistics (``ce``, ``replay_ce``, ... and any
     extra term), by name, in order: every key but :data:`RESERVED_NAMES`."""
@@ -178,7 +183,7 @@ class LossTerm(nn.Module, metaclass=abc.ABCMeta):
 
     def __init__(self, *, weight: float = 1.0) -> None:
         super().__init__()
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        if not _valid_weight(weight):
             raise ConfigError(f"loss term {self.name or type(self).__name__!r}: weight must be a number >= 0, got "
                               f"{weight!r}")
         self.weight = float(weight)
@@ -308,7 +313,7 @@ def check_loss_term(term: Any) -> Any:
         raise PluginError(f"{who}: a loss term's name must be a Python identifier other than "
                           f"{', '.join(RESERVED_NAMES)} (it is logged as loss/<name>), got {name!r}")
     weight = getattr(term, "weight", None)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+    if not _valid_weight(weight):
         raise PluginError(f"{who}: its weight must be a number >= 0, got {weight!r}")
     if not callable(term):
         raise PluginError(f"{who} is not callable: a loss term is called as term(inputs) -> TermValue | None")
@@ -366,7 +371,7 @@ def normalise_loss_terms(spec: Any, *, key: str = "model.loss_terms") -> dict[st
         weight = options.get("weight", inspect.Parameter.empty)
         if weight is inspect.Parameter.empty and signature is not None and "weight" in signature.parameters:
             weight = signature.parameters["weight"].default
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        if not _valid_weight(weight):
             raise ConfigError(f"config key '{where}.weight' must be a number >= 0 (the term's weight in the loss), "
                               f"got {None if weight is inspect.Parameter.empty else weight!r}")
         out[canonical] = {"weight": float(weight), **{k: v for k, v in options.items() if k != "weight"}}
