@@ -306,16 +306,21 @@ def _special_prefix_length(hf_tokenizer) -> int:
                         f"{full} against {plain}")
 
 
+# Why a model cannot be prompted, read from its config (_config_problem) or from the built model (_check_supported)
+_COCA = "it is a CoCa model (a captioning decoder on top of CLIP), not a CLIP"
+_CLASS_TOKEN = "its text tower appends a learned class token and reads it, which CoOp's prompts do not model"
+
+
 def _config_problem(model_cfg: dict) -> str | None:
     """Why a model config cannot be an alta backbone (read before building it), or ``None``."""
     text = model_cfg.get("text_cfg", {})
     if "multimodal_cfg" in model_cfg:
-        return "it is a CoCa model (a captioning decoder on top of CLIP), not a CLIP"
+        return _COCA
     if text.get("hf_model_name"):
         return (f"its text tower is the Hugging Face model {text['hf_model_name']!r}, not open_clip's text "
                 f"transformer, whose token embeddings alta prompts")
     if text.get("embed_cls"):
-        return "its text tower appends a learned class token and reads it, which CoOp's prompts do not model"
+        return _CLASS_TOKEN
     if text.get("pool_type", "argmax") not in POOLS:
         return (f"its text tower reads position {text['pool_type']!r}; alta prompts towers read at the end of "
                 f"text or at their last position")
@@ -330,12 +335,12 @@ def _check_supported(model: nn.Module, architecture: str) -> None:
     tower = getattr(model, "text", model)
     reason = None
     if isinstance(model, open_clip.CoCa):
-        reason = "it is a CoCa model (a captioning decoder on top of CLIP), not a CLIP"
+        reason = _COCA
     elif not isinstance(model, open_clip.model.CLIP) and not isinstance(tower, open_clip.transformer.TextTransformer):
         reason = (f"its text tower is a {type(tower).__name__} (a Hugging Face text model), not open_clip's text "
                   f"transformer, whose token embeddings alta prompts")
     elif getattr(tower, "cls_emb", None) is not None:
-        reason = "its text tower appends a learned class token and reads it, which CoOp's prompts do not model"
+        reason = _CLASS_TOKEN
     elif (getattr(tower, "pool_type", None) or getattr(model, "text_pool_type", "argmax")) not in POOLS:
         reason = "its text tower reads its first position; alta prompts towers read at the end of text or last"
     if reason:
